@@ -1,0 +1,19 @@
+/*
+ * cmd.h: the weft subcommands, one file each (tmux cmd-*.c style).
+ * Each takes argc/argv after the command name (argv[0] is the command)
+ * and returns the process exit code: 0 success, 1 the run or lookup
+ * failed, 2 bad usage or input.
+ */
+#ifndef WEFT_CMD_H
+#define WEFT_CMD_H
+
+int cmd_run(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
+
+/* The database path: --db, else $WEFT_DB, else ./weft.db. */
+const char *cmd_db_path(const char *opt);
+
+#endif

@@ -1,0 +1,355 @@
+/* cmd_run.c: `weft run WORKFLOW.lua`: run a workflow, record, summarise. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/cmd.h"
+#include "engine/coord.h"
+#include "engine/store.h"
+#include "engine/util.h"
+#include "lua/luaeng.h"
+
+#define RUN_LUA_MEM	(512u * 1024 * 1024)
+
+static void
+run_usage(FILE *f)
+{
+	fprintf(f,
+"usage: weft run WORKFLOW.lua [--input JSON | --input-file FILE] [options]\n"
+"\n"
+"Run a workflow: start a coordinator and worker processes, execute the\n"
+"graph, record every step in the store, and print the answer, the run id,\n"
+"steps, tokens, cost and time.  Inspect the run later with `weft show ID`.\n"
+"\n"
+"options:\n"
+"  --input JSON        the run input, a JSON object (default {})\n"
+"  --input-file FILE   read the input object from FILE\n"
+"  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n"
+"  --workers N         worker processes (default: number of cores)\n"
+"  --slots K           tasks each worker runs at once (default 64)\n"
+"  --lease SECONDS     a task's lease without heartbeat (default 30)\n"
+"  --max-attempts N    attempts of a task whose worker died (default 3)\n"
+"  --json              print the outcome as one JSON object\n"
+"  -q, --quiet         print only the answer\n"
+"  -v, --verbose       log worker events to stderr\n"
+"\n"
+"exit status: 0 succeeded, 1 the run failed, 2 bad usage, input or workflow\n");
+}
+
+/* Parse --input text; errors name the position. */
+static json_t *
+run_parse_input(const char *text, const char *what)
+{
+	json_error_t je;
+	json_t *j;
+
+	j = json_loads(text, JSON_DECODE_ANY, &je);
+	if (j == NULL) {
+		fprintf(stderr, "weft: %s is not valid JSON: %s (line %d, "
+		    "column %d)\n", what, je.text, je.line, je.column);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		fprintf(stderr, "weft: %s must be a JSON object, like "
+		    "'{\"topic\":\"tides\"}'\n", what);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* Print an output value: strings raw, the rest as JSON. */
+static void
+run_print_output(json_t *out)
+{
+	char *s;
+
+	if (out == NULL)
+		return;
+	if (json_is_string(out)) {
+		fputs(json_string_value(out), stdout);
+		if (json_string_length(out) == 0 ||
+		    json_string_value(out)[json_string_length(out) - 1] != '\n')
+			fputc('\n', stdout);
+		return;
+	}
+	s = json_dumps(out, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	printf("%s\n", s);
+	free(s);
+}
+
+int
+cmd_run(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "input", required_argument, NULL, 'i' },
+		{ "input-file", required_argument, NULL, 'I' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "slots", required_argument, NULL, 's' },
+		{ "lease", required_argument, NULL, 'l' },
+		{ "max-attempts", required_argument, NULL, 'm' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct coord_opts co;
+	struct coord_sink sink;
+	struct luaeng_outcome oc;
+	struct store_run run;
+	struct store *st = NULL;
+	struct coord *c = NULL;
+	struct luaeng *le = NULL;
+	const char *input_text = NULL, *input_file = NULL, *db = NULL, *path;
+	json_t *input = NULL, *p;
+	char err[1024], hash[65], id[17], *script = NULL, *text;
+	char *spend = NULL, *outtext = NULL;
+	size_t slen;
+	double t0, elapsed;
+	int ch, json_out = 0, quiet = 0, rc = 2;
+	long nproc;
+
+	memset(&co, 0, sizeof co);
+	memset(&oc, 0, sizeof oc);
+	nproc = sysconf(_SC_NPROCESSORS_ONLN);
+	co.workers = nproc > 0 ? (int)nproc : 2;
+	co.slots = 64;
+	co.lease_s = 30;
+	co.heartbeat_s = 1;
+	co.max_attempts = 3;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "qvh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			input_text = optarg;
+			break;
+		case 'I':
+			input_file = optarg;
+			break;
+		case 'd':
+			db = optarg;
+			break;
+		case 'w':
+			co.workers = atoi(optarg);
+			if (co.workers < 1 || co.workers > 256) {
+				fprintf(stderr, "weft: --workers must be 1..256\n");
+				return 2;
+			}
+			break;
+		case 's':
+			co.slots = atoi(optarg);
+			if (co.slots < 1 || co.slots > 4096) {
+				fprintf(stderr, "weft: --slots must be 1..4096\n");
+				return 2;
+			}
+			break;
+		case 'l':
+			co.lease_s = atof(optarg);
+			if (co.lease_s < 0.1) {
+				fprintf(stderr, "weft: --lease must be at least "
+				    "0.1 seconds\n");
+				return 2;
+			}
+			if (co.heartbeat_s > co.lease_s / 3)
+				co.heartbeat_s = co.lease_s / 3;
+			break;
+		case 'm':
+			co.max_attempts = atoi(optarg);
+			if (co.max_attempts < 1) {
+				fprintf(stderr, "weft: --max-attempts must be "
+				    "at least 1\n");
+				return 2;
+			}
+			break;
+		case 'j':
+			json_out = 1;
+			break;
+		case 'q':
+			quiet = 1;
+			break;
+		case 'v':
+			co.verbose = 1;
+			break;
+		case 'h':
+			run_usage(stdout);
+			return 0;
+		default:
+			run_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		if (optind >= argc)
+			fprintf(stderr, "weft run: which workflow? "
+			    "(weft run FILE.lua)\n");
+		else
+			fprintf(stderr, "weft run: unexpected argument '%s'\n",
+			    argv[optind + 1]);
+		return 2;
+	}
+	path = argv[optind];
+	if (input_text != NULL && input_file != NULL) {
+		fprintf(stderr, "weft: give --input or --input-file, not both\n");
+		return 2;
+	}
+	if (input_file != NULL) {
+		if ((text = read_file(input_file, NULL)) == NULL) {
+			fprintf(stderr, "weft: cannot read --input-file '%s': "
+			    "%s\n", input_file, strerror(errno));
+			return 2;
+		}
+		input = run_parse_input(text, input_file);
+		free(text);
+	} else
+		input = run_parse_input(input_text ? input_text : "{}",
+		    "--input");
+	if (input == NULL)
+		return 2;
+	if ((script = read_file(path, &slen)) == NULL) {
+		fprintf(stderr, "weft: cannot read workflow '%s': %s\n", path,
+		    strerror(errno));
+		goto out;
+	}
+	sha256_hex(script, slen, hash);
+	le = luaeng_new(RUN_LUA_MEM);
+	if (luaeng_load(le, path, err, sizeof err) != 0) {
+		fprintf(stderr, "weft: %s\n", err);
+		goto out;
+	}
+	rc = 1;
+	if (store_open(cmd_db_path(db), &st, err, sizeof err) != 0) {
+		fprintf(stderr, "weft: %s\n", err);
+		goto out;
+	}
+	if ((c = coord_new(&co, st, err, sizeof err)) == NULL) {
+		fprintf(stderr, "weft: cannot start the coordinator: %s\n", err);
+		goto out;
+	}
+	random_hex(id, 8);
+	memset(&run, 0, sizeof run);
+	run.id = id;
+	run.workflow = path;
+	run.workflow_hash = hash;
+	run.input = text = json_dumps(input, JSON_COMPACT);
+	run.status = "running";
+	run.started = now_wall();
+	if (store_run_create(st, &run) != 0 || store_commit(st) != 0) {
+		free(text);
+		fprintf(stderr, "weft: %s\n", store_error(st));
+		goto out;
+	}
+	free(text);
+	t0 = now_mono();
+	if (luaeng_start(le, c, input, &sink, err, sizeof err) != 0) {
+		fprintf(stderr, "weft: %s\n", err);
+		goto out;
+	}
+	coord_begin_run(c, id, &sink);
+	p = json_pack("{s:s, s:s, s:O}", "workflow", path, "hash", hash,
+	    "input", input);
+	coord_event(c, "run.start", 0, 0, "", 0, p, 0, 0);
+	json_decref(p);
+	if (coord_loop(c, err, sizeof err) != 0) {
+		fprintf(stderr, "weft: run %s: %s\n", id, err);
+		goto out;
+	}
+	elapsed = now_mono() - t0;
+	luaeng_outcome(le, &oc);
+	if (coord_cancelled(c))
+		oc.status = "cancelled";
+	if (strcmp(oc.status, "cancelled") == 0 && oc.error == NULL)
+		oc.error = xstrdup("cancelled by signal");
+	p = json_pack("{s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, s:f, s:O?}",
+	    "status", oc.status, "output", oc.output, "error", oc.error,
+	    "steps", (json_int_t)oc.steps, "tokens", (json_int_t)oc.tokens,
+	    "model_calls", (json_int_t)oc.model_calls,
+	    "tool_calls", (json_int_t)oc.tool_calls, "duration", elapsed,
+	    "state", oc.state);
+	coord_event(c, "run.end", 0, 0, "", 0, p, oc.tokens, 0);
+	json_decref(p);
+	outtext = oc.output ? json_dumps(oc.output, JSON_COMPACT |
+	    JSON_ENCODE_ANY) : NULL;
+	spend = xasprintf("{\"tokens\":%lld,\"usd\":0,\"model_calls\":%lld,"
+	    "\"tool_calls\":%lld}", (long long)oc.tokens,
+	    (long long)oc.model_calls, (long long)oc.tool_calls);
+	run.status = oc.status;
+	run.output = outtext;
+	run.error = oc.error;
+	run.ended = now_wall();
+	run.steps = oc.steps;
+	run.tokens = oc.tokens;
+	run.cost = 0;
+	run.spend = spend;
+	if (store_run_finish(st, &run) != 0 || store_commit(st) != 0) {
+		fprintf(stderr, "weft: %s\n", store_error(st));
+		goto out;
+	}
+	if (json_out) {
+		p = json_pack("{s:s, s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, "
+		    "s:f, s:f, s:b}", "run", id, "status", oc.status,
+		    "output", oc.output, "error", oc.error,
+		    "steps", (json_int_t)oc.steps,
+		    "model_calls", (json_int_t)oc.model_calls,
+		    "tool_calls", (json_int_t)oc.tool_calls,
+		    "tokens", (json_int_t)oc.tokens, "cost_usd", 0.0,
+		    "duration", elapsed, "scripted", oc.scripted);
+		text = json_dumps(p, JSON_INDENT(2));
+		printf("%s\n", text);
+		free(text);
+		json_decref(p);
+	} else {
+		if (strcmp(oc.status, "succeeded") == 0)
+			run_print_output(oc.output);
+		if (!quiet) {
+			printf("\nrun      %s  %s\n", id, oc.status);
+			printf("steps    %lld (%lld model turns, %lld tool "
+			    "calls)\n", (long long)oc.steps,
+			    (long long)oc.model_calls,
+			    (long long)oc.tool_calls);
+			printf("tokens   %lld\n", (long long)oc.tokens);
+			printf("cost     $0.0000\n");
+			printf("time     %.3fs\n", elapsed);
+			if (oc.scripted)
+				printf("model    scripted: offline, answers "
+				    "come from the workflow's script, not a "
+				    "real LLM\n");
+			printf("inspect  weft show %s\n", id);
+		}
+	}
+	fflush(stdout);
+	if (strcmp(oc.status, "succeeded") == 0)
+		rc = 0;
+	else {
+		fprintf(stderr, "weft: run %s %s: %s\n", id, oc.status,
+		    oc.error ? oc.error : "unknown error");
+		rc = 1;
+	}
+out:
+	coord_free(c);
+	luaeng_outcome_clear(&oc);
+	luaeng_free(le);
+	store_close(st);
+	json_decref(input);
+	free(script);
+	free(spend);
+	free(outtext);
+	return rc;
+}
+
+const char *
+cmd_db_path(const char *opt)
+{
+	const char *env;
+
+	if (opt != NULL)
+		return opt;
+	if ((env = getenv("WEFT_DB")) != NULL && *env != '\0')
+		return env;
+	return "weft.db";
+}

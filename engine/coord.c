@@ -1,0 +1,968 @@
+/*
+ * coord.c: the coordinator's loop, task queue, workers and flush step.
+ *
+ * Threads: nng runs aio callbacks on its own threads.  Those callbacks only
+ * re-arm a receive or post the received message to the loop through the
+ * bridge; every struct below is touched by the loop thread alone.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "engine/coord.h"
+#include "engine/store.h"
+#include "engine/util.h"
+#include "protocols/jsonrpc.h"
+#include "runtime/bridge.h"
+#include "runtime/proc.h"
+#include "runtime/wire.h"
+
+#define COORD_MAX_RESTARTS	32
+
+enum task_state { TASK_QUEUED, TASK_LEASED, TASK_DONE };
+
+struct task {
+	int64_t			 id;
+	int			 attempt;
+	enum task_state		 state;
+	char			*kind;
+	char			*path;
+	int64_t			 span;
+	json_t			*params;
+	int			 worker;	/* lease holder, -1 */
+	double			 lease_until;	/* monotonic */
+	double			 started;	/* monotonic, this attempt */
+	TAILQ_ENTRY(task)	 entry;		/* queue or leased list */
+};
+TAILQ_HEAD(task_list, task);
+
+enum worker_state { WORKER_STARTING, WORKER_READY, WORKER_DEAD };
+
+struct worker {
+	int			 id;
+	pid_t			 pid;
+	enum worker_state	 state;
+	int			 nleased;
+};
+
+enum rctx_state { RCTX_RECV, RCTX_BUSY, RCTX_PARKED, RCTX_SEND };
+
+/* One nng REP context: one request in flight at a time. */
+struct rctx {
+	struct coord		*c;
+	nng_ctx			 ctx;
+	nng_aio			*aio;
+	enum rctx_state		 state;
+	nng_msg			*msg;		/* received, for the loop */
+	json_t			*id;		/* request id while parked */
+	int			 worker;	/* poller, while parked */
+	int			 slots;
+	TAILQ_ENTRY(rctx)	 entry;		/* parked polls */
+};
+TAILQ_HEAD(rctx_list, rctx);
+
+struct delivery {
+	int64_t		 ticket;
+	json_t		*result;
+	json_t		*error;
+};
+
+struct coord {
+	struct coord_opts	 opts;
+	struct store		*st;
+	struct event_base	*base;
+	struct bridge		*bridge;
+	struct event		*flush_ev;
+	struct event		*tick_ev;
+	struct event		*chld_ev;
+	struct event		*int_ev;
+	struct event		*term_ev;
+	char			 dir[PATH_MAX];
+	char			 url[PATH_MAX + 16];
+	char			 self[PATH_MAX];
+	nng_socket		 sock;
+	int			 sock_open;
+	struct rctx		*rctxs;
+	size_t			 nrctx;
+	struct rctx_list	 parked;
+	struct worker		*workers;
+	int			 nworkers;
+	int			 restarts;
+	int			 stopping;
+
+	struct task		**tasks;	/* by id; NULL once done */
+	size_t			 ntasks, tasks_cap;
+	struct task_list	 queue;
+	struct task_list	 leased;
+	size_t			 nqueued;
+
+	struct delivery		*dl;
+	size_t			 ndl, dl_cap;
+
+	char			*run_id;
+	int64_t			 seq;
+	struct coord_sink	 sink;
+	int			 run_ended;
+	int			 cancelled;
+	int			 failed;
+	char			 ferr[512];
+};
+
+static void	coord_rctx_cb(void *);
+static void	coord_rctx_loop_cb(void *);
+static void	coord_reply(struct rctx *, json_t *);
+
+struct event_base *
+coord_base(struct coord *c)
+{
+	return c->base;
+}
+
+int
+coord_worker_restarts(struct coord *c)
+{
+	return c->restarts;
+}
+
+int
+coord_cancelled(struct coord *c)
+{
+	return c->cancelled;
+}
+
+/* Record a fatal coordinator error; the loop ends at the next flush. */
+static void
+coord_fail(struct coord *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->failed)
+		return;
+	c->failed = 1;
+	va_start(ap, fmt);
+	vsnprintf(c->ferr, sizeof c->ferr, fmt, ap);
+	va_end(ap);
+	event_base_loopbreak(c->base);
+}
+
+void
+coord_kick(struct coord *c)
+{
+	if (!event_pending(c->flush_ev, EV_TIMEOUT, NULL))
+		event_active(c->flush_ev, EV_TIMEOUT, 0);
+}
+
+int64_t
+coord_event(struct coord *c, const char *kind, int64_t span,
+    int64_t parent_span, const char *path, int attempt, json_t *payload,
+    int64_t tokens, double cost)
+{
+	struct store_event ev;
+	char *text = NULL;
+
+	if (payload != NULL)
+		text = json_dumps(payload, JSON_COMPACT);
+	memset(&ev, 0, sizeof ev);
+	ev.run_id = c->run_id;
+	ev.seq = ++c->seq;
+	ev.span_id = span;
+	ev.parent_span = parent_span;
+	ev.node_path = path != NULL ? path : "";
+	ev.kind = kind;
+	ev.attempt = attempt;
+	ev.time = now_wall();
+	ev.payload = text;
+	ev.tokens = tokens;
+	ev.cost = cost;
+	if (store_event_append(c->st, &ev) != 0)
+		coord_fail(c, "store: %s", store_error(c->st));
+	free(text);
+	return ev.seq;
+}
+
+/* Record a task's lease row. */
+static void
+coord_task_row(struct coord *c, struct task *t, const char *state)
+{
+	struct store_task row;
+	char id[32], key[128];
+
+	snprintf(id, sizeof id, "%lld", (long long)t->id);
+	snprintf(key, sizeof key, "%s:%lld", c->run_id, (long long)t->id);
+	memset(&row, 0, sizeof row);
+	row.run_id = c->run_id;
+	row.task_id = id;
+	row.node_path = t->path;
+	row.kind = t->kind;
+	row.state = state;
+	row.attempt = t->attempt;
+	row.worker = t->worker;
+	row.lease_until = t->state == TASK_LEASED ?
+	    now_wall() + (t->lease_until - now_mono()) : 0;
+	row.idem_key = key;
+	if (store_task_put(c->st, &row) != 0)
+		coord_fail(c, "store: %s", store_error(c->st));
+}
+
+int64_t
+coord_submit(struct coord *c, const char *kind, const char *path,
+    int64_t span, json_t *params)
+{
+	struct task *t = xcalloc(1, sizeof *t);
+	json_t *p;
+
+	if (c->ntasks + 1 >= c->tasks_cap) {
+		c->tasks_cap = c->tasks_cap ? c->tasks_cap * 2 : 256;
+		c->tasks = xrealloc(c->tasks, c->tasks_cap * sizeof *c->tasks);
+	}
+	t->id = (int64_t)++c->ntasks;
+	c->tasks[t->id] = t;
+	t->attempt = 1;
+	t->state = TASK_QUEUED;
+	t->kind = xstrdup(kind);
+	t->path = xstrdup(path);
+	t->span = span;
+	t->params = params;
+	t->worker = -1;
+	TAILQ_INSERT_TAIL(&c->queue, t, entry);
+	c->nqueued++;
+	p = json_pack("{s:I, s:s, s:O}", "task", (json_int_t)t->id, "kind",
+	    kind, "params", params);
+	coord_event(c, strcmp(kind, TASK_MCP_LIST) == 0 ? "tool.list" :
+	    "tool.call", span, 0, path, 1, p, 0, 0);
+	json_decref(p);
+	coord_task_row(c, t, "queued");
+	coord_kick(c);
+	return t->id;
+}
+
+/* Finish a task: record its outcome and queue the delivery. */
+static void
+coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
+{
+	struct delivery *d;
+	json_t *p;
+	const char *kind;
+
+	if (t->state == TASK_LEASED) {
+		TAILQ_REMOVE(&c->leased, t, entry);
+		if (t->worker >= 0 && t->worker < c->nworkers)
+			c->workers[t->worker].nleased--;
+	} else if (t->state == TASK_QUEUED) {
+		TAILQ_REMOVE(&c->queue, t, entry);
+		c->nqueued--;
+	}
+	t->state = TASK_DONE;
+	p = json_pack("{s:I, s:i, s:i, s:f}", "task", (json_int_t)t->id,
+	    "attempt", t->attempt, "worker", t->worker,
+	    "duration", t->started > 0 ? now_mono() - t->started : 0.0);
+	if (result != NULL)
+		json_object_set(p, "result", result);
+	else
+		json_object_set(p, "error", error);
+	if (strcmp(t->kind, TASK_MCP_LIST) == 0)
+		kind = result != NULL ? "tool.list.result" : "tool.list.error";
+	else
+		kind = result != NULL ? "tool.result" : "tool.error";
+	coord_event(c, kind, t->span, 0, t->path, t->attempt, p, 0, 0);
+	json_decref(p);
+	coord_task_row(c, t, result != NULL ? "done" : "failed");
+	if (c->ndl == c->dl_cap) {
+		c->dl_cap = c->dl_cap ? c->dl_cap * 2 : 64;
+		c->dl = xrealloc(c->dl, c->dl_cap * sizeof *c->dl);
+	}
+	d = &c->dl[c->ndl++];
+	d->ticket = t->id;
+	d->result = result != NULL ? json_incref(result) : NULL;
+	d->error = error != NULL ? json_incref(error) : NULL;
+	c->tasks[t->id] = NULL;
+	json_decref(t->params);
+	free(t->kind);
+	free(t->path);
+	free(t);
+	coord_kick(c);
+}
+
+/* Put a leased task back in the queue for another attempt, or fail it. */
+static void
+coord_task_retry(struct coord *c, struct task *t, const char *why)
+{
+	json_t *p, *err;
+
+	if (t->attempt >= c->opts.max_attempts) {
+		err = json_pack("{s:s, s:o}", "kind", "lost_worker",
+		    "message", json_sprintf("%s; gave up after %d attempts",
+		    why, t->attempt));
+		coord_task_end(c, t, NULL, err);
+		json_decref(err);
+		return;
+	}
+	TAILQ_REMOVE(&c->leased, t, entry);
+	if (t->worker >= 0 && t->worker < c->nworkers)
+		c->workers[t->worker].nleased--;
+	p = json_pack("{s:I, s:i, s:s}", "task", (json_int_t)t->id,
+	    "next_attempt", t->attempt + 1, "reason", why);
+	coord_event(c, "task.retry", t->span, 0, t->path, t->attempt, p, 0, 0);
+	json_decref(p);
+	t->attempt++;
+	t->state = TASK_QUEUED;
+	t->worker = -1;
+	TAILQ_INSERT_HEAD(&c->queue, t, entry);
+	c->nqueued++;
+	coord_task_row(c, t, "queued");
+	coord_kick(c);
+}
+
+/* The task JSON sent to a worker. */
+static json_t *
+coord_task_json(struct coord *c, struct task *t)
+{
+	char key[128];
+
+	snprintf(key, sizeof key, "%s:%lld", c->run_id, (long long)t->id);
+	return json_pack("{s:I, s:s, s:s, s:i, s:s, s:f, s:s, s:O}",
+	    "id", (json_int_t)t->id, "run", c->run_id, "path", t->path,
+	    "attempt", t->attempt, "idem", key,
+	    "deadline", now_wall() + c->opts.lease_s, "kind", t->kind,
+	    "params", t->params);
+}
+
+/* Hand queued tasks to parked polls, spread evenly. */
+static void
+coord_dispatch(struct coord *c)
+{
+	struct rctx *r;
+	struct task *t;
+	json_t *tasks;
+	size_t npolls = 0, share;
+	int n;
+
+	if (c->nqueued == 0 || TAILQ_EMPTY(&c->parked))
+		return;
+	TAILQ_FOREACH(r, &c->parked, entry)
+		npolls++;
+	share = (c->nqueued + npolls - 1) / npolls;
+	while (c->nqueued > 0 && (r = TAILQ_FIRST(&c->parked)) != NULL) {
+		TAILQ_REMOVE(&c->parked, r, entry);
+		tasks = json_array();
+		for (n = 0; n < r->slots && (size_t)n < share &&
+		    (t = TAILQ_FIRST(&c->queue)) != NULL; n++) {
+			TAILQ_REMOVE(&c->queue, t, entry);
+			c->nqueued--;
+			t->state = TASK_LEASED;
+			t->worker = r->worker;
+			t->started = now_mono();
+			t->lease_until = t->started + c->opts.lease_s;
+			TAILQ_INSERT_TAIL(&c->leased, t, entry);
+			c->workers[r->worker].nleased++;
+			json_array_append_new(tasks, coord_task_json(c, t));
+		}
+		coord_reply(r, json_pack("{s:o}", "tasks", tasks));
+	}
+}
+
+/* Commit, deliver results to the graph, pump it, and dispatch. */
+static void
+coord_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct coord *c = arg;
+	struct delivery *dl;
+	size_t i, n;
+	int rc;
+
+	for (;;) {
+		if (store_commit(c->st) != 0) {
+			coord_fail(c, "store: %s", store_error(c->st));
+			return;
+		}
+		if (c->failed || c->run_ended)
+			break;
+		dl = c->dl;
+		n = c->ndl;
+		c->dl = NULL;
+		c->ndl = c->dl_cap = 0;
+		for (i = 0; i < n; i++) {
+			c->sink.deliver(c->sink.arg, dl[i].ticket,
+			    dl[i].result, dl[i].error);
+			json_decref(dl[i].result);
+			json_decref(dl[i].error);
+		}
+		free(dl);
+		rc = c->sink.pump(c->sink.arg);
+		if (rc == 2)
+			c->run_ended = 1;
+		else if (rc == 0 && c->ndl == 0) {
+			if (store_commit(c->st) != 0) {
+				coord_fail(c, "store: %s",
+				    store_error(c->st));
+				return;
+			}
+			break;
+		}
+	}
+	if (c->run_ended || c->failed) {
+		event_base_loopbreak(c->base);
+		return;
+	}
+	coord_dispatch(c);
+}
+
+/* Send a JSON-RPC answer on a context; the send callback re-arms it. */
+static void
+coord_reply(struct rctx *r, json_t *result)
+{
+	json_t *msg = jrpc_result(r->id, result);
+	nng_msg *m;
+	char *buf;
+	size_t len;
+
+	r->id = NULL;
+	buf = jrpc_dump(msg, &len, 0);
+	json_decref(msg);
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
+		fatalx(1, "out of memory");
+	free(buf);
+	r->state = RCTX_SEND;
+	nng_aio_set_msg(r->aio, m);
+	nng_ctx_send(r->ctx, r->aio);
+}
+
+/* Answer with a JSON-RPC error. */
+static void
+coord_reply_error(struct rctx *r, json_t *id, int code, const char *text)
+{
+	json_t *msg = jrpc_error(id, code, text, NULL);
+	nng_msg *m;
+	char *buf;
+	size_t len;
+
+	buf = jrpc_dump(msg, &len, 0);
+	json_decref(msg);
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
+		fatalx(1, "out of memory");
+	free(buf);
+	r->state = RCTX_SEND;
+	nng_aio_set_msg(r->aio, m);
+	nng_ctx_send(r->ctx, r->aio);
+}
+
+/* nng thread: a receive or send finished on this context. */
+static void
+coord_rctx_cb(void *arg)
+{
+	struct rctx *r = arg;
+	int rv = nng_aio_result(r->aio);
+
+	if (r->state == RCTX_SEND) {
+		if (rv != 0)
+			nng_msg_free(nng_aio_get_msg(r->aio));
+		r->state = RCTX_RECV;
+		nng_ctx_recv(r->ctx, r->aio);
+		return;
+	}
+	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+		return;
+	if (rv != 0) {
+		nng_ctx_recv(r->ctx, r->aio);
+		return;
+	}
+	r->msg = nng_aio_get_msg(r->aio);
+	r->state = RCTX_BUSY;
+	bridge_post(r->c->bridge, coord_rctx_loop_cb, r);
+}
+
+/* A worker's id from params, checked against the table. */
+static int
+coord_worker_of(struct coord *c, json_t *params)
+{
+	json_t *w = json_object_get(params, "worker");
+	json_int_t id;
+
+	if (!json_is_integer(w))
+		return -1;
+	id = json_integer_value(w);
+	if (id < 0 || id >= c->nworkers)
+		return -1;
+	return (int)id;
+}
+
+/* complete: results of leased tasks. */
+static void
+coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
+{
+	json_t *it, *val, *p;
+	struct task *t;
+	json_int_t id;
+	size_t i;
+	int attempt;
+
+	json_array_foreach(items, i, it) {
+		id = json_integer_value(json_object_get(it, "id"));
+		attempt = (int)json_integer_value(json_object_get(it,
+		    "attempt"));
+		val = json_object_get(it, failed ? "error" : "result");
+		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
+		if (t == NULL || t->state != TASK_LEASED ||
+		    t->attempt != attempt || t->worker != wid || val == NULL) {
+			/* A late or duplicate answer: ignored, recorded. */
+			p = json_pack("{s:I, s:i, s:i}", "task", id,
+			    "attempt", attempt, "worker", wid);
+			coord_event(c, "task.late", 0, 0, "", attempt, p, 0, 0);
+			json_decref(p);
+			continue;
+		}
+		if (failed)
+			coord_task_end(c, t, NULL, val);
+		else
+			coord_task_end(c, t, val, NULL);
+	}
+}
+
+/* heartbeat: extend the leases a worker still holds. */
+static json_t *
+coord_on_heartbeat(struct coord *c, int wid, json_t *ids)
+{
+	json_t *it;
+	struct task *t;
+	json_int_t id;
+	size_t i;
+
+	json_array_foreach(ids, i, it) {
+		id = json_integer_value(it);
+		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
+		if (t != NULL && t->state == TASK_LEASED && t->worker == wid)
+			t->lease_until = now_mono() + c->opts.lease_s;
+	}
+	return json_pack("{s:[]}", "cancel");
+}
+
+/* Loop thread: handle one request from a worker. */
+static void
+coord_rctx_loop_cb(void *arg)
+{
+	struct rctx *r = arg;
+	struct coord *c = r->c;
+	struct jrpc_msg m;
+	char err[256];
+	int code, wid;
+	json_int_t ver;
+
+	if (jrpc_parse(nng_msg_body(r->msg), nng_msg_len(r->msg), &m, &code,
+	    err, sizeof err) != 0) {
+		nng_msg_free(r->msg);
+		r->msg = NULL;
+		coord_reply_error(r, NULL, code, err);
+		return;
+	}
+	nng_msg_free(r->msg);
+	r->msg = NULL;
+	if (m.kind != JRPC_REQUEST) {
+		coord_reply_error(r, NULL, JRPC_INVALID_REQUEST,
+		    "expected a request");
+		jrpc_msg_clear(&m);
+		return;
+	}
+	r->id = json_incref(m.id);
+	wid = coord_worker_of(c, m.params);
+	if (wid < 0) {
+		coord_reply_error(r, r->id, JRPC_INVALID_PARAMS,
+		    "/params/worker: unknown worker id");
+		json_decref(r->id);
+		r->id = NULL;
+	} else if (strcmp(m.method, WIRE_HELLO) == 0) {
+		ver = json_integer_value(json_object_get(m.params, "version"));
+		if (ver != WIRE_VERSION) {
+			snprintf(err, sizeof err, "protocol version mismatch: "
+			    "worker speaks %lld, coordinator %d",
+			    (long long)ver, WIRE_VERSION);
+			coord_reply_error(r, r->id, JRPC_INVALID_PARAMS, err);
+			json_decref(r->id);
+			r->id = NULL;
+		} else {
+			c->workers[wid].state = WORKER_READY;
+			coord_reply(r, json_pack("{s:i, s:i, s:i}", "version",
+			    WIRE_VERSION, "heartbeat_ms",
+			    (int)(c->opts.heartbeat_s * 1000), "lease_ms",
+			    (int)(c->opts.lease_s * 1000)));
+		}
+	} else if (strcmp(m.method, WIRE_POLL) == 0) {
+		if (c->stopping) {
+			coord_reply(r, json_pack("{s:b, s:[]}", "shutdown", 1,
+			    "tasks"));
+		} else {
+			r->worker = wid;
+			r->slots = (int)json_integer_value(
+			    json_object_get(m.params, "slots"));
+			if (r->slots < 1)
+				r->slots = 1;
+			r->state = RCTX_PARKED;
+			TAILQ_INSERT_TAIL(&c->parked, r, entry);
+			coord_kick(c);
+		}
+	} else if (strcmp(m.method, WIRE_HEARTBEAT) == 0) {
+		coord_reply(r, coord_on_heartbeat(c, wid,
+		    json_object_get(m.params, "tasks")));
+	} else if (strcmp(m.method, WIRE_COMPLETE) == 0) {
+		coord_on_complete(c, wid, json_object_get(m.params, "results"),
+		    0);
+		coord_reply(r, json_object());
+	} else if (strcmp(m.method, WIRE_FAIL) == 0) {
+		coord_on_complete(c, wid, json_object_get(m.params,
+		    "failures"), 1);
+		coord_reply(r, json_object());
+	} else {
+		snprintf(err, sizeof err, "unknown method '%s'", m.method);
+		coord_reply_error(r, r->id, JRPC_METHOD_NOT_FOUND, err);
+		json_decref(r->id);
+		r->id = NULL;
+	}
+	jrpc_msg_clear(&m);
+}
+
+/* Start worker w as `weft worker`. */
+static int
+coord_spawn_worker(struct coord *c, int w, char *err, size_t errlen)
+{
+	char id[16], slots[16];
+	char *argv[] = { c->self, "worker", "--connect", c->url, "--id", id,
+	    "--slots", slots, NULL };
+	struct proc_spec ps;
+
+	snprintf(id, sizeof id, "%d", w);
+	snprintf(slots, sizeof slots, "%d", c->opts.slots);
+	memset(&ps, 0, sizeof ps);
+	ps.argv = argv;
+	ps.stdin_fd = -1;
+	ps.stdout_fd = 2;
+	ps.stderr_fd = -1;
+	ps.pdeathsig = SIGKILL;
+	if (proc_spawn(&ps, &c->workers[w].pid, err, errlen) != 0)
+		return -1;
+	c->workers[w].id = w;
+	c->workers[w].state = WORKER_STARTING;
+	c->workers[w].nleased = 0;
+	return 0;
+}
+
+/* A worker process ended: retry its tasks elsewhere and restart it. */
+static void
+coord_worker_died(struct coord *c, struct worker *w, int status)
+{
+	struct task *t, *next;
+	struct rctx *r, *rnext;
+	char how[128], why[256], err[256];
+	json_t *p;
+
+	proc_status_str(status, how, sizeof how);
+	w->state = WORKER_DEAD;
+	if (c->stopping)
+		return;
+	snprintf(why, sizeof why, "worker %d (pid %d) %s", w->id, (int)w->pid,
+	    how);
+	if (c->run_id != NULL) {
+		p = json_pack("{s:i, s:i, s:s}", "worker", w->id, "pid",
+		    (int)w->pid, "status", how);
+		coord_event(c, "worker.exit", 0, 0, "", 0, p, 0, 0);
+		json_decref(p);
+	}
+	if (c->opts.verbose)
+		fprintf(stderr, "weft: %s\n", why);
+	TAILQ_FOREACH_SAFE(t, &c->leased, entry, next)
+		if (t->worker == w->id)
+			coord_task_retry(c, t, why);
+	/* Polls parked by the dead worker go nowhere; answer and forget. */
+	TAILQ_FOREACH_SAFE(r, &c->parked, entry, rnext) {
+		if (r->worker == w->id) {
+			TAILQ_REMOVE(&c->parked, r, entry);
+			coord_reply(r, json_pack("{s:[]}", "tasks"));
+		}
+	}
+	if (++c->restarts > COORD_MAX_RESTARTS) {
+		coord_fail(c, "workers keep dying (%d restarts); last: %s",
+		    c->restarts - 1, why);
+		return;
+	}
+	if (coord_spawn_worker(c, w->id, err, sizeof err) != 0)
+		coord_fail(c, "cannot restart worker %d: %s", w->id, err);
+}
+
+/* SIGCHLD: reap workers. */
+static void
+coord_chld_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct coord *c = arg;
+	pid_t pid;
+	int status, i;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < c->nworkers; i++) {
+			if (c->workers[i].pid == pid &&
+			    c->workers[i].state != WORKER_DEAD) {
+				coord_worker_died(c, &c->workers[i], status);
+				break;
+			}
+		}
+	}
+}
+
+/* SIGINT/SIGTERM: end the run as cancelled. */
+static void
+coord_int_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct coord *c = arg;
+
+	c->cancelled = 1;
+	event_base_loopbreak(c->base);
+}
+
+/* Once a second: expire leases whose worker stopped heartbeating. */
+static void
+coord_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct coord *c = arg;
+	struct task *t, *next;
+	double now = now_mono();
+	char why[128];
+
+	TAILQ_FOREACH_SAFE(t, &c->leased, entry, next) {
+		if (t->lease_until < now) {
+			snprintf(why, sizeof why, "lease of worker %d expired "
+			    "(no heartbeat for %.1fs)", t->worker,
+			    c->opts.lease_s);
+			coord_task_retry(c, t, why);
+		}
+	}
+}
+
+/* Make the private 0700 directory holding the ipc socket. */
+static int
+coord_mkdir(struct coord *c, char *err, size_t errlen)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 60)
+		tmp = "/tmp";
+	snprintf(c->dir, sizeof c->dir, "%s/weft-XXXXXX", tmp);
+	if (mkdtemp(c->dir) == NULL) {
+		errf(err, errlen, "cannot create a private directory in %s: "
+		    "%s", tmp, strerror(errno));
+		c->dir[0] = '\0';
+		return -1;
+	}
+	chmod(c->dir, 0700);
+	snprintf(c->url, sizeof c->url, "ipc://%s/coord.ipc", c->dir);
+	return 0;
+}
+
+struct coord *
+coord_new(const struct coord_opts *o, struct store *st, char *err,
+    size_t errlen)
+{
+	struct coord *c = xcalloc(1, sizeof *c);
+	struct timeval one = { 1, 0 };
+	ssize_t n;
+	size_t i;
+	int rv, w;
+
+	c->opts = *o;
+	c->st = st;
+	TAILQ_INIT(&c->queue);
+	TAILQ_INIT(&c->leased);
+	TAILQ_INIT(&c->parked);
+	if ((n = readlink("/proc/self/exe", c->self, sizeof c->self - 1)) < 0)
+		fatal("readlink /proc/self/exe");
+	c->self[n] = '\0';
+	c->base = event_base_new();
+	event_base_priority_init(c->base, 2);
+	c->bridge = bridge_new(c->base);
+	c->flush_ev = event_new(c->base, -1, 0, coord_flush_cb, c);
+	event_priority_set(c->flush_ev, 1);
+	c->tick_ev = event_new(c->base, -1, EV_PERSIST, coord_tick_cb, c);
+	event_add(c->tick_ev, &one);
+	c->chld_ev = evsignal_new(c->base, SIGCHLD, coord_chld_cb, c);
+	event_add(c->chld_ev, NULL);
+	c->int_ev = evsignal_new(c->base, SIGINT, coord_int_cb, c);
+	event_add(c->int_ev, NULL);
+	c->term_ev = evsignal_new(c->base, SIGTERM, coord_int_cb, c);
+	event_add(c->term_ev, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (coord_mkdir(c, err, errlen) != 0)
+		goto fail;
+	if ((rv = nng_rep0_open(&c->sock)) != 0) {
+		errf(err, errlen, "nng: %s", nng_strerror(rv));
+		goto fail;
+	}
+	c->sock_open = 1;
+	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
+	if ((rv = nng_listen(c->sock, c->url, NULL, 0)) != 0) {
+		errf(err, errlen, "cannot listen on %s: %s", c->url,
+		    nng_strerror(rv));
+		goto fail;
+	}
+	/* Each worker has at most poll, heartbeat and complete in flight. */
+	c->nrctx = (size_t)o->workers * 4 + 4;
+	c->rctxs = xcalloc(c->nrctx, sizeof *c->rctxs);
+	for (i = 0; i < c->nrctx; i++) {
+		struct rctx *r = &c->rctxs[i];
+
+		r->c = c;
+		if (nng_ctx_open(&r->ctx, c->sock) != 0 ||
+		    nng_aio_alloc(&r->aio, coord_rctx_cb, r) != 0) {
+			errf(err, errlen, "nng: cannot open contexts");
+			goto fail;
+		}
+		r->state = RCTX_RECV;
+		nng_ctx_recv(r->ctx, r->aio);
+	}
+	c->nworkers = o->workers;
+	c->workers = xcalloc(c->nworkers, sizeof *c->workers);
+	for (w = 0; w < c->nworkers; w++)
+		c->workers[w].state = WORKER_DEAD;
+	for (w = 0; w < c->nworkers; w++) {
+		if (coord_spawn_worker(c, w, err, errlen) != 0)
+			goto fail;
+	}
+	return c;
+fail:
+	coord_free(c);
+	return NULL;
+}
+
+/* Wait up to secs for every worker to exit; 0 if all did. */
+static int
+coord_reap(struct coord *c, double secs)
+{
+	double until = now_mono() + secs;
+	int i, alive, status;
+	pid_t pid;
+
+	for (;;) {
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			for (i = 0; i < c->nworkers; i++)
+				if (c->workers[i].pid == pid)
+					c->workers[i].state = WORKER_DEAD;
+		alive = 0;
+		for (i = 0; i < c->nworkers; i++)
+			alive += c->workers[i].state != WORKER_DEAD;
+		if (alive == 0 || now_mono() > until)
+			return alive;
+		usleep(5000);
+	}
+}
+
+/* Signal every live worker. */
+static void
+coord_signal_workers(struct coord *c, int sig)
+{
+	int i;
+
+	for (i = 0; i < c->nworkers; i++)
+		if (c->workers[i].state != WORKER_DEAD)
+			kill(c->workers[i].pid, sig);
+}
+
+void
+coord_free(struct coord *c)
+{
+	struct rctx *r;
+	struct task *t;
+	char path[PATH_MAX + 16];
+	size_t i;
+
+	if (c == NULL)
+		return;
+	c->stopping = 1;
+	/* Parked polls learn of the shutdown; workers exit on it. */
+	while ((r = TAILQ_FIRST(&c->parked)) != NULL) {
+		TAILQ_REMOVE(&c->parked, r, entry);
+		coord_reply(r, json_pack("{s:b, s:[]}", "shutdown", 1, "tasks"));
+	}
+	if (c->workers != NULL) {
+		coord_signal_workers(c, SIGTERM);
+		if (coord_reap(c, 2.0) != 0) {
+			coord_signal_workers(c, SIGKILL);
+			coord_reap(c, 2.0);
+		}
+	}
+	if (c->sock_open)
+		nng_close(c->sock);
+	for (i = 0; i < c->nrctx; i++) {
+		if (c->rctxs[i].aio != NULL) {
+			nng_aio_stop(c->rctxs[i].aio);
+			nng_aio_free(c->rctxs[i].aio);
+		}
+		json_decref(c->rctxs[i].id);
+	}
+	free(c->rctxs);
+	if (c->dir[0] != '\0') {
+		snprintf(path, sizeof path, "%s/coord.ipc", c->dir);
+		unlink(path);
+		rmdir(c->dir);
+	}
+	for (i = 1; i <= c->ntasks; i++) {
+		if ((t = c->tasks[i]) != NULL) {
+			json_decref(t->params);
+			free(t->kind);
+			free(t->path);
+			free(t);
+		}
+	}
+	free(c->tasks);
+	for (i = 0; i < c->ndl; i++) {
+		json_decref(c->dl[i].result);
+		json_decref(c->dl[i].error);
+	}
+	free(c->dl);
+	free(c->workers);
+	free(c->run_id);
+	if (c->base != NULL) {
+		bridge_free(c->bridge);
+		event_free(c->flush_ev);
+		event_free(c->tick_ev);
+		event_free(c->chld_ev);
+		event_free(c->int_ev);
+		event_free(c->term_ev);
+		event_base_free(c->base);
+	}
+	free(c);
+}
+
+void
+coord_begin_run(struct coord *c, const char *run_id,
+    const struct coord_sink *sink)
+{
+	free(c->run_id);
+	c->run_id = xstrdup(run_id);
+	c->seq = 0;
+	c->sink = *sink;
+	c->run_ended = 0;
+}
+
+int
+coord_loop(struct coord *c, char *err, size_t errlen)
+{
+	coord_kick(c);
+	while (!c->run_ended && !c->failed && !c->cancelled) {
+		if (event_base_loop(c->base, EVLOOP_ONCE) == -1) {
+			errf(err, errlen, "event loop failed");
+			return -1;
+		}
+	}
+	if (c->failed) {
+		errf(err, errlen, "%s", c->ferr);
+		return -1;
+	}
+	return 0;
+}

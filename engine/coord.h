@@ -1,0 +1,87 @@
+/*
+ * coord.h: the coordinator.  One libevent loop owns all engine state: the
+ * run being executed, its task queue, the workers and the store.
+ *
+ * The coordinator listens with an nng REP socket on an ipc:// path in a
+ * private 0700 directory, starts N `weft worker` children that dial it,
+ * supervises them (a dead worker's leased tasks go back to the queue and
+ * the worker is restarted) and hands them tasks when they poll.  The graph
+ * runner (lua/luaeng.c) submits tasks and records events through this
+ * module and is told of results through the sink.
+ *
+ * Durable before visible: events go into the store's batch transaction;
+ * the flush step commits it before any task is dispatched to a worker and
+ * before any result is delivered to the graph.
+ */
+#ifndef WEFT_COORD_H
+#define WEFT_COORD_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include <event2/event.h>
+
+struct store;
+struct coord;
+
+struct coord_opts {
+	int		 workers;	/* worker processes, >= 1 */
+	int		 slots;		/* concurrent tasks per worker */
+	double		 lease_s;	/* lease length without a heartbeat */
+	double		 heartbeat_s;	/* worker heartbeat interval */
+	int		 max_attempts;	/* attempts per task (lost worker) */
+	int		 verbose;
+};
+
+/* What the graph runner gives the coordinator to be told of results. */
+struct coord_sink {
+	/* A task ended: result (borrowed) xor error {kind, message}
+	   (borrowed).  Called on the loop thread after the outcome is
+	   committed. */
+	void	(*deliver)(void *arg, int64_t ticket, json_t *result,
+		    json_t *error);
+	/* Run ready graph work.  Returns 0 when blocked on tasks, 1 when
+	   more work became ready (another flush round), 2 when the run has
+	   ended. */
+	int	(*pump)(void *arg);
+	void	 *arg;
+};
+
+/*
+ * Create the coordinator: event base, private ipc directory, nng listener,
+ * and the worker processes.  Returns NULL with a message in err.
+ */
+struct coord *coord_new(const struct coord_opts *, struct store *,
+    char *err, size_t errlen);
+/* Stop workers (asking, then SIGTERM, then SIGKILL), remove the ipc
+   directory and free everything. */
+void coord_free(struct coord *);
+struct event_base *coord_base(struct coord *);
+
+/* Start recording events for run_id (the run row must exist). */
+void coord_begin_run(struct coord *, const char *run_id,
+    const struct coord_sink *);
+/*
+ * Append an event of the current run and return its seq.  payload is
+ * borrowed (may be NULL).  The event is durable at the next flush.
+ */
+int64_t coord_event(struct coord *, const char *kind, int64_t span,
+    int64_t parent_span, const char *path, int attempt, json_t *payload,
+    int64_t tokens, double cost);
+/*
+ * Queue a task of kind for node path (span is the node's span) and return
+ * its ticket.  params is stolen.  The call is recorded now and dispatched
+ * after the next commit.
+ */
+int64_t coord_submit(struct coord *, const char *kind, const char *path,
+    int64_t span, json_t *params);
+/* Schedule a flush round (commit, deliver, pump, dispatch). */
+void coord_kick(struct coord *);
+/* Run the loop until the sink's pump reports the run ended, or a fatal
+   error.  Returns 0, or -1 with a message in err. */
+int coord_loop(struct coord *, char *err, size_t errlen);
+/* Ask the loop to end the run as cancelled (SIGINT). */
+int coord_cancelled(struct coord *);
+/* Steps and worker facts for the summary. */
+int coord_worker_restarts(struct coord *);
+
+#endif

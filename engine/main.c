@@ -1,0 +1,73 @@
+/* main.c: the weft command line: dispatch to a subcommand. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/cmd.h"
+#include "workers/worker.h"
+
+static const struct {
+	const char	*name;
+	int		(*fn)(int, char **);
+	const char	*help;
+} cmds[] = {
+	{ "run", cmd_run, "run a workflow and record its trajectory" },
+	{ "show", cmd_show, "show a run's trajectory as a tree (or --json)" },
+	{ "runs", cmd_runs, "list recent runs" },
+	{ "validate", cmd_validate, "check a workflow without running it" },
+	{ "graph", cmd_graph, "print a workflow's graph (text tree or --dot)" },
+	{ "worker", worker_main, "run a worker process (started by weft run)" },
+};
+
+static void
+usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f,
+"usage: weft COMMAND [ARGS...]\n"
+"\n"
+"weft runs agent graphs written in Lua: a coordinator dispatches every\n"
+"step to worker processes, which call tools over MCP, and records every\n"
+"step in SQLite (./weft.db, --db or $WEFT_DB).\n"
+"\n"
+"commands:\n");
+	for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+	fprintf(f,
+"\n"
+"  weft COMMAND --help   help for one command\n"
+"  weft --version        print the version\n"
+"\n"
+"example:\n"
+"  weft run examples/quickstart.lua --input '{\"topic\":\"tides\"}'\n"
+"  weft show RUN_ID\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	size_t i;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0 ||
+	    strcmp(argv[1], "version") == 0) {
+		printf("weft %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "weft: unknown command '%s' (see weft --help)\n",
+	    argv[1]);
+	return 2;
+}

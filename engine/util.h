@@ -1,0 +1,70 @@
+/*
+ * util.h: small helpers shared by every module of weft.
+ *
+ * Allocation failure in the coordinator or a worker is fatal (tmux xmalloc
+ * rule): x*() functions never return NULL.  Lua allocations go through the
+ * budgeted allocator in lua/luaeng.c instead.
+ */
+#ifndef WEFT_UTIL_H
+#define WEFT_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <assert.h>
+#include <sys/queue.h>
+
+/* glibc's sys/queue.h lacks the _SAFE iterators. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
+/* Branches that cannot happen: assert in debug builds, evaluate otherwise. */
+#ifdef NDEBUG
+#define ALWAYS(x) (x)
+#define NEVER(x) (x)
+#else
+#define ALWAYS(x) ((x) ? 1 : (assert(0), 0))
+#define NEVER(x) ((x) ? (assert(0), 1) : 0)
+#endif
+
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocate or abort with a message. */
+void *xmalloc(size_t);
+void *xcalloc(size_t, size_t);
+void *xrealloc(void *, size_t);
+char *xstrdup(const char *);
+char *xstrndup(const char *, size_t);
+/* printf into a new heap string; never NULL. */
+char *xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *, va_list);
+
+/* Print "weft: message" to stderr and exit(code). */
+void fatalx(int code, const char *, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+/* Print "weft: message: strerror(errno)" and exit(1). */
+void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Write a formatted message into a caller's error buffer (may be NULL). */
+void errf(char *buf, size_t len, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Wall clock in seconds since the epoch, and a monotonic clock. */
+double now_wall(void);
+double now_mono(void);
+
+/* Lowercase hex SHA-256 of a buffer into out[65]. */
+void sha256_hex(const void *, size_t, char out[65]);
+
+/* Random hex string of 2*n characters into out (n bytes from the kernel). */
+void random_hex(char *out, size_t n);
+
+/* Read a whole file; NULL with errno set on failure. *lenp gets the size. */
+char *read_file(const char *path, size_t *lenp);
+
+#endif

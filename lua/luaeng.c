@@ -1,0 +1,1000 @@
+/* luaeng.c: Lua embedding, sandbox, JSON conversion and runner glue. */
+#include "config.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "engine/coord.h"
+#include "engine/state.h"
+#include "engine/template.h"
+#include "engine/util.h"
+#include "lua/luaeng.h"
+
+#define LUAENG_HOOK_EVERY	100000
+/* Instructions a workflow may run between two waits (about seconds). */
+#define LUAENG_MAX_INSTR	(2000LL * 1000 * 1000)
+#define LUAENG_JSON_DEPTH	64
+
+struct luaeng {
+	lua_State	*L;
+	size_t		 mem_used;
+	size_t		 mem_limit;
+	long long	 instr;
+	int		 weft_ref;	/* the weft module */
+	int		 runner_ref;	/* the runner module */
+	int		 root_ref;	/* the validated graph */
+	char		 script_dir[PATH_MAX];
+	struct coord	*coord;
+	uint64_t	 rng;
+	int		 internal_error;
+	char		*internal_msg;
+};
+
+static const char STATE_MT[] = "weft.state";
+static char ARRAY_MT_KEY;	/* registry key of the array metatable */
+
+/* The engine stored in the registry's extra space. */
+static struct luaeng *
+luaeng_of(lua_State *L)
+{
+	return *(struct luaeng **)lua_getextraspace(L);
+}
+
+/* Allocator with a cap: a workflow cannot eat the process. */
+static void *
+luaeng_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct luaeng *e = ud;
+	size_t old = ptr != NULL ? osize : 0;
+	void *p;
+
+	if (nsize == 0) {
+		free(ptr);
+		e->mem_used -= old;
+		return NULL;
+	}
+	if (nsize > old && e->mem_used + (nsize - old) > e->mem_limit)
+		return NULL;
+	if ((p = realloc(ptr, nsize)) == NULL)
+		return NULL;
+	e->mem_used = e->mem_used - old + nsize;
+	return p;
+}
+
+/* Count hook: stop code that runs too long without waiting. */
+static void
+luaeng_hook(lua_State *L, lua_Debug *ar)
+{
+	struct luaeng *e = luaeng_of(L);
+
+	e->instr += LUAENG_HOOK_EVERY;
+	if (e->instr > LUAENG_MAX_INSTR)
+		luaL_error(L, "workflow code ran for %lld instructions without "
+		    "waiting (an endless loop?)", e->instr);
+}
+
+/* Push the shared array metatable. */
+static void
+luaeng_push_array_mt(lua_State *L)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &ARRAY_MT_KEY);
+}
+
+/* Lua -> JSON ------------------------------------------------------------ */
+
+static json_t *to_json(lua_State *, int, int, char *, size_t);
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A table as a JSON array or object (object keys sorted). */
+static json_t *
+table_to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+{
+	lua_Integer n, i, count = 0;
+	const char **keys;
+	json_t *out, *v;
+	int is_array = 0, nonstr = 0;
+	size_t nk = 0, k;
+
+	idx = lua_absindex(L, idx);
+	if (lua_getmetatable(L, idx)) {
+		luaeng_push_array_mt(L);
+		is_array = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+	}
+	n = (lua_Integer)lua_rawlen(L, idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		count++;
+		if (lua_type(L, -2) != LUA_TSTRING)
+			nonstr++;
+		lua_pop(L, 1);
+	}
+	if (is_array || (n > 0 && count == n)) {
+		out = json_array();
+		for (i = 1; i <= n; i++) {
+			lua_rawgeti(L, idx, i);
+			v = to_json(L, -1, depth + 1, err, errlen);
+			lua_pop(L, 1);
+			if (v == NULL) {
+				json_decref(out);
+				return NULL;
+			}
+			json_array_append_new(out, v);
+		}
+		return out;
+	}
+	if (nonstr > 0) {
+		errf(err, errlen, "a table with non-string keys cannot be JSON");
+		return NULL;
+	}
+	keys = xcalloc((size_t)count + 1, sizeof *keys);
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		keys[nk++] = lua_tostring(L, -2);
+		lua_pop(L, 1);
+	}
+	qsort(keys, nk, sizeof *keys, key_cmp);
+	out = json_object();
+	for (k = 0; k < nk; k++) {
+		lua_getfield(L, idx, keys[k]);
+		v = to_json(L, -1, depth + 1, err, errlen);
+		lua_pop(L, 1);
+		if (v == NULL) {
+			free(keys);
+			json_decref(out);
+			return NULL;
+		}
+		json_object_set_new(out, keys[k], v);
+	}
+	free(keys);
+	return out;
+}
+
+static json_t *
+to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
+{
+	const char *s;
+	size_t len;
+	lua_Number d;
+	json_t *j;
+
+	if (depth > LUAENG_JSON_DEPTH) {
+		errf(err, errlen, "value nested deeper than %d levels",
+		    LUAENG_JSON_DEPTH);
+		return NULL;
+	}
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+		return json_null();
+	case LUA_TLIGHTUSERDATA:
+		if (lua_touserdata(L, idx) == NULL)
+			return json_null();
+		break;
+	case LUA_TBOOLEAN:
+		return json_boolean(lua_toboolean(L, idx));
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			return json_integer(lua_tointeger(L, idx));
+		d = lua_tonumber(L, idx);
+		if (!isfinite(d)) {
+			errf(err, errlen, "%g cannot be JSON", d);
+			return NULL;
+		}
+		return json_real(d);
+	case LUA_TSTRING:
+		s = lua_tolstring(L, idx, &len);
+		if ((j = json_stringn(s, len)) == NULL)
+			errf(err, errlen, "string is not valid UTF-8");
+		return j;
+	case LUA_TTABLE:
+		return table_to_json(L, idx, depth, err, errlen);
+	default:
+		break;
+	}
+	errf(err, errlen, "a %s cannot be JSON", luaL_typename(L, idx));
+	return NULL;
+}
+
+json_t *
+luaeng_to_json(void *vL, int idx, char *err, size_t errlen)
+{
+	return to_json(vL, idx, 0, err, errlen);
+}
+
+/* JSON -> Lua (arrays get the array metatable; null is lightuserdata 0). */
+static void
+push_json(lua_State *L, json_t *j)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	luaL_checkstack(L, 4, "JSON too deep");
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		lua_createtable(L, 0, (int)json_object_size(j));
+		json_object_foreach(j, k, v) {
+			push_json(L, v);
+			lua_setfield(L, -2, k);
+		}
+		break;
+	case JSON_ARRAY:
+		lua_createtable(L, (int)json_array_size(j), 0);
+		json_array_foreach(j, i, v) {
+			push_json(L, v);
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		luaeng_push_array_mt(L);
+		lua_setmetatable(L, -2);
+		break;
+	case JSON_STRING:
+		lua_pushlstring(L, json_string_value(j), json_string_length(j));
+		break;
+	case JSON_INTEGER:
+		lua_pushinteger(L, json_integer_value(j));
+		break;
+	case JSON_REAL:
+		lua_pushnumber(L, json_real_value(j));
+		break;
+	case JSON_TRUE:
+		lua_pushboolean(L, 1);
+		break;
+	case JSON_FALSE:
+		lua_pushboolean(L, 0);
+		break;
+	case JSON_NULL:
+		lua_pushlightuserdata(L, NULL);
+		break;
+	}
+}
+
+/* Convert the value at idx or raise a Lua error naming what. */
+static json_t *
+check_json(lua_State *L, int idx, const char *what)
+{
+	char err[256];
+	json_t *j = to_json(L, idx, 0, err, sizeof err);
+
+	if (j == NULL)
+		luaL_error(L, "%s: %s", what, err);
+	return j;
+}
+
+/* core functions ------------------------------------------------------- */
+
+static struct coord *
+need_coord(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+
+	if (e->coord == NULL)
+		luaL_error(L, "no run is in progress");
+	return e->coord;
+}
+
+/* core.event(kind, span, parent, path, attempt, payload, tokens, cost) */
+static int
+l_event(lua_State *L)
+{
+	struct coord *c = need_coord(L);
+	json_t *payload = NULL;
+	int64_t seq;
+
+	if (!lua_isnoneornil(L, 6))
+		payload = check_json(L, 6, "event payload");
+	seq = coord_event(c, luaL_checkstring(L, 1), luaL_optinteger(L, 2, 0),
+	    luaL_optinteger(L, 3, 0), luaL_optstring(L, 4, ""),
+	    (int)luaL_optinteger(L, 5, 0), payload, luaL_optinteger(L, 7, 0),
+	    luaL_optnumber(L, 8, 0));
+	json_decref(payload);
+	lua_pushinteger(L, seq);
+	return 1;
+}
+
+/* core.submit(kind, path, span, params) -> ticket */
+static int
+l_submit(lua_State *L)
+{
+	struct coord *c = need_coord(L);
+	json_t *params = check_json(L, 4, "task params");
+
+	lua_pushinteger(L, coord_submit(c, luaL_checkstring(L, 1),
+	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), params));
+	return 1;
+}
+
+static int
+l_mono(lua_State *L)
+{
+	lua_pushnumber(L, now_mono());
+	return 1;
+}
+
+/* w.now(): wall clock, recorded so replay sees the same value. */
+static int
+l_runner_now(lua_State *L)
+{
+	struct coord *c = need_coord(L);
+	double t = now_wall();
+	json_t *p = json_pack("{s:f}", "value", t);
+
+	coord_event(c, "clock", 0, 0, "", 0, p, 0, 0);
+	json_decref(p);
+	lua_pushnumber(L, t);
+	return 1;
+}
+
+/* w.random([m [, n]]): like math.random, recorded. */
+static int
+l_runner_random(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+	struct coord *c = need_coord(L);
+	lua_Integer lo, hi;
+	uint64_t x;
+	json_t *p;
+
+	e->rng ^= e->rng << 13;
+	e->rng ^= e->rng >> 7;
+	e->rng ^= e->rng << 17;
+	x = e->rng;
+	if (lua_isnoneornil(L, 1)) {
+		double d = (double)(x >> 11) / (double)(1ULL << 53);
+
+		p = json_pack("{s:f}", "value", d);
+		lua_pushnumber(L, d);
+	} else {
+		lo = lua_isnoneornil(L, 2) ? 1 : luaL_checkinteger(L, 1);
+		hi = lua_isnoneornil(L, 2) ? luaL_checkinteger(L, 1) :
+		    luaL_checkinteger(L, 2);
+		luaL_argcheck(L, lo <= hi, 1, "interval is empty");
+		lo += (lua_Integer)(x % ((uint64_t)(hi - lo) + 1));
+		p = json_pack("{s:I}", "value", (json_int_t)lo);
+		lua_pushinteger(L, lo);
+	}
+	coord_event(c, "random", 0, 0, "", 0, p, 0, 0);
+	json_decref(p);
+	return 1;
+}
+
+static int
+l_json_encode(lua_State *L)
+{
+	json_t *j = check_json(L, 1, "json_encode");
+	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	json_decref(j);
+	lua_pushstring(L, s);
+	free(s);
+	return 1;
+}
+
+static int
+l_array(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	luaeng_push_array_mt(L);
+	lua_setmetatable(L, 1);
+	return 1;
+}
+
+static int
+l_script_dir(lua_State *L)
+{
+	lua_pushstring(L, luaeng_of(L)->script_dir);
+	return 1;
+}
+
+/* State handles: full userdata holding a struct state *. */
+static struct state **
+check_state(lua_State *L, int idx)
+{
+	struct state **sp = luaL_checkudata(L, idx, STATE_MT);
+
+	if (*sp == NULL)
+		luaL_error(L, "state handle already freed");
+	return sp;
+}
+
+static int
+l_state_gc(lua_State *L)
+{
+	struct state **sp = luaL_checkudata(L, 1, STATE_MT);
+
+	state_free(*sp);
+	*sp = NULL;
+	return 0;
+}
+
+/* Push a new handle for st; parent_idx keeps the parent alive. */
+static void
+push_state(lua_State *L, struct state *st, int parent_idx)
+{
+	struct state **sp = lua_newuserdatauv(L, sizeof *sp, 1);
+
+	*sp = st;
+	luaL_setmetatable(L, STATE_MT);
+	if (parent_idx != 0) {
+		lua_pushvalue(L, parent_idx);
+		lua_setiuservalue(L, -2, 1);
+	}
+}
+
+static int
+l_state_new(lua_State *L)
+{
+	json_t *init = lua_isnoneornil(L, 1) ? json_object() :
+	    check_json(L, 1, "initial state");
+
+	if (!json_is_object(init)) {
+		json_decref(init);
+		return luaL_error(L, "the run input must be a JSON object");
+	}
+	push_state(L, state_new(init), 0);
+	json_decref(init);
+	return 1;
+}
+
+static int
+l_state_fork(lua_State *L)
+{
+	struct state **sp = check_state(L, 1);
+
+	push_state(L, state_fork(*sp), 1);
+	return 1;
+}
+
+static int
+l_state_get(lua_State *L)
+{
+	struct state **sp = check_state(L, 1);
+	json_t *v = state_get(*sp, luaL_checkstring(L, 2));
+
+	if (v == NULL)
+		lua_pushnil(L);
+	else
+		push_json(L, v);
+	return 1;
+}
+
+static int
+l_state_set(lua_State *L)
+{
+	struct state **sp = check_state(L, 1);
+	const char *key = luaL_checkstring(L, 2);
+	json_t *v = check_json(L, 3, key);
+
+	state_set(*sp, key, v);
+	return 0;
+}
+
+static int
+l_state_snapshot(lua_State *L)
+{
+	struct state **sp = check_state(L, 1);
+	json_t *j = state_snapshot(*sp);
+
+	push_json(L, j);
+	json_decref(j);
+	return 1;
+}
+
+/* Reducers for state_merge: a Lua table key -> name or function. */
+struct lua_reducers {
+	lua_State	*L;
+	int		 idx;
+};
+
+static enum state_reducer
+lua_reducer_kind_cb(void *arg, const char *key)
+{
+	struct lua_reducers *r = arg;
+	lua_State *L = r->L;
+	enum state_reducer k = STATE_REDUCE_NONE;
+	const char *s;
+
+	lua_getfield(L, r->idx, key);
+	if (lua_isfunction(L, -1))
+		k = STATE_REDUCE_CUSTOM;
+	else if ((s = lua_tostring(L, -1)) != NULL) {
+		if (strcmp(s, "append") == 0)
+			k = STATE_REDUCE_APPEND;
+		else if (strcmp(s, "merge") == 0)
+			k = STATE_REDUCE_MERGE;
+		else if (strcmp(s, "sum") == 0)
+			k = STATE_REDUCE_SUM;
+	}
+	lua_pop(L, 1);
+	return k;
+}
+
+static int
+lua_reducer_custom_cb(void *arg, const char *key, json_t *acc, json_t *val,
+    json_t **out, char *err, size_t errlen)
+{
+	struct lua_reducers *r = arg;
+	lua_State *L = r->L;
+	json_t *j;
+
+	lua_getfield(L, r->idx, key);
+	if (acc != NULL)
+		push_json(L, acc);
+	else
+		lua_pushnil(L);
+	push_json(L, val);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+		errf(err, errlen, "reducer for '%s': %s", key,
+		    lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return -1;
+	}
+	j = to_json(L, -1, 0, err, errlen);
+	lua_pop(L, 1);
+	if (j == NULL)
+		return -1;
+	*out = j;
+	return 0;
+}
+
+/* core.state_merge(parent, name, names, states, reducers) -> true | nil, err */
+static int
+l_state_merge(lua_State *L)
+{
+	struct state **parent = check_state(L, 1);
+	const char *name = luaL_checkstring(L, 2);
+	struct state_reducers sr;
+	struct lua_reducers lr;
+	struct state_branch *br;
+	char err[512];
+	lua_Integer n, i;
+	int rv;
+
+	luaL_checktype(L, 3, LUA_TTABLE);
+	luaL_checktype(L, 4, LUA_TTABLE);
+	luaL_checktype(L, 5, LUA_TTABLE);
+	n = (lua_Integer)lua_rawlen(L, 3);
+	br = xcalloc((size_t)n + 1, sizeof *br);
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, 3, i);
+		br[i - 1].name = lua_tostring(L, -1);
+		lua_pop(L, 1);	/* the names table keeps the string alive */
+		lua_rawgeti(L, 4, i);
+		br[i - 1].st = *check_state(L, -1);
+		lua_pop(L, 1);
+	}
+	lr.L = L;
+	lr.idx = 5;
+	sr.kind = lua_reducer_kind_cb;
+	sr.custom = lua_reducer_custom_cb;
+	sr.arg = &lr;
+	rv = state_merge(*parent, name, br, (size_t)n, &sr, err, sizeof err);
+	free(br);
+	if (rv != 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.render(template, state) -> string | nil, err */
+static int
+l_render(lua_State *L)
+{
+	const char *tmpl = luaL_checkstring(L, 1);
+	struct state **sp = check_state(L, 2);
+	char *out = NULL, err[256];
+
+	if (template_render(tmpl, *sp, &out, NULL, err, sizeof err) != 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushstring(L, out);
+	free(out);
+	return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+	{ "event", l_event },
+	{ "submit", l_submit },
+	{ "mono", l_mono },
+	{ "runner_now", l_runner_now },
+	{ "runner_random", l_runner_random },
+	{ "json_encode", l_json_encode },
+	{ "array", l_array },
+	{ "script_dir", l_script_dir },
+	{ "state_new", l_state_new },
+	{ "state_fork", l_state_fork },
+	{ "state_get", l_state_get },
+	{ "state_set", l_state_set },
+	{ "state_snapshot", l_state_snapshot },
+	{ "state_merge", l_state_merge },
+	{ "render", l_render },
+	{ NULL, NULL }
+};
+
+/* Sandbox ---------------------------------------------------------------- */
+
+/* require() for workflows: only "weft". */
+static int
+l_sandbox_require(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+
+	if (strcmp(name, "weft") != 0)
+		return luaL_error(L, "module '%s' is not available to workflows "
+		    "(only \"weft\")", name);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, luaeng_of(L)->weft_ref);
+	return 1;
+}
+
+/* print() for workflows: to stderr, so stdout keeps the run's answer. */
+static int
+l_sandbox_print(lua_State *L)
+{
+	int i, n = lua_gettop(L);
+
+	for (i = 1; i <= n; i++) {
+		if (i > 1)
+			fputc('\t', stderr);
+		fputs(luaL_tolstring(L, i, NULL), stderr);
+		lua_pop(L, 1);
+	}
+	fputc('\n', stderr);
+	return 0;
+}
+
+/* Push the environment workflow code runs in. */
+static void
+push_sandbox(lua_State *L)
+{
+	static const char *const base[] = { "assert", "error", "ipairs", "next",
+	    "pairs", "pcall", "rawequal", "rawget", "rawlen", "rawset",
+	    "select", "setmetatable", "getmetatable", "tonumber", "tostring",
+	    "type", "xpcall", "_VERSION", NULL };
+	static const char *const libs[] = { "string", "table", "utf8", NULL };
+	int i;
+
+	lua_newtable(L);
+	for (i = 0; base[i] != NULL; i++) {
+		lua_getglobal(L, base[i]);
+		lua_setfield(L, -2, base[i]);
+	}
+	for (i = 0; libs[i] != NULL; i++) {
+		lua_getglobal(L, libs[i]);
+		lua_setfield(L, -2, libs[i]);
+	}
+	/* math without its generator: w.random() is the recorded one. */
+	lua_newtable(L);
+	lua_getglobal(L, "math");
+	lua_pushnil(L);
+	while (lua_next(L, -2) != 0) {
+		const char *k = lua_tostring(L, -2);
+
+		if (strcmp(k, "random") != 0 && strcmp(k, "randomseed") != 0) {
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);
+			lua_settable(L, -5);
+		} else
+			lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	lua_setfield(L, -2, "math");
+	lua_pushcfunction(L, l_sandbox_require);
+	lua_setfield(L, -2, "require");
+	lua_pushcfunction(L, l_sandbox_print);
+	lua_setfield(L, -2, "print");
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -2, "_G");
+}
+
+/* Load an embedded library module, calling it with the given args. */
+static int
+load_module(struct luaeng *e, const char *module, int nargs, char *err,
+    size_t errlen)
+{
+	lua_State *L = e->L;
+	const struct luaeng_source *s;
+
+	for (s = luaeng_sources; s->module != NULL; s++)
+		if (strcmp(s->module, module) == 0)
+			break;
+	if (s->module == NULL) {
+		errf(err, errlen, "internal: no embedded module %s", module);
+		return -1;
+	}
+	if (luaL_loadbufferx(L, s->src, s->len, s->chunkname, "t") != LUA_OK) {
+		errf(err, errlen, "internal: %s", lua_tostring(L, -1));
+		lua_pop(L, 1 + nargs);
+		return -1;
+	}
+	lua_insert(L, -1 - nargs);
+	if (lua_pcall(L, nargs, 1, 0) != LUA_OK) {
+		errf(err, errlen, "internal: %s", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return -1;
+	}
+	return 0;
+}
+
+struct luaeng *
+luaeng_new(size_t mem_limit)
+{
+	struct luaeng *e = xcalloc(1, sizeof *e);
+	char err[256];
+	lua_State *L;
+
+	e->mem_limit = mem_limit;
+	if ((L = lua_newstate(luaeng_alloc, e)) == NULL)
+		fatalx(1, "cannot create a Lua state");
+	e->L = L;
+	*(struct luaeng **)lua_getextraspace(L) = e;
+	luaL_openlibs(L);
+	lua_sethook(L, luaeng_hook, LUA_MASKCOUNT, LUAENG_HOOK_EVERY);
+	if (getrandom(&e->rng, sizeof e->rng, 0) != sizeof e->rng ||
+	    e->rng == 0)
+		e->rng = 0x9e3779b97f4a7c15ULL;
+	strcpy(e->script_dir, ".");
+
+	lua_newtable(L);
+	lua_pushstring(L, "array");
+	lua_setfield(L, -2, "__name");
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &ARRAY_MT_KEY);
+	luaL_newmetatable(L, STATE_MT);
+	lua_pushcfunction(L, l_state_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+
+	/* weft = load(init.lua)(core); runner = load(runner.lua)(core, weft) */
+	luaL_newlib(L, core_funcs);
+	lua_pushlightuserdata(L, NULL);
+	lua_setfield(L, -2, "null");
+	lua_pushvalue(L, -1);			/* core core */
+	if (load_module(e, "weft", 1, err, sizeof err) != 0)
+		fatalx(1, "%s", err);
+	lua_pushvalue(L, -1);			/* core weft weft */
+	e->weft_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	if (load_module(e, "weft.runner", 2, err, sizeof err) != 0)
+		fatalx(1, "%s", err);
+	e->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	e->root_ref = LUA_NOREF;
+	return e;
+}
+
+void
+luaeng_free(struct luaeng *e)
+{
+	if (e == NULL)
+		return;
+	lua_close(e->L);
+	free(e->internal_msg);
+	free(e);
+}
+
+/* Push weft._internal.<name>. */
+static void
+push_internal(struct luaeng *e, const char *name)
+{
+	lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->weft_ref);
+	lua_getfield(e->L, -1, "_internal");
+	lua_getfield(e->L, -1, name);
+	lua_replace(e->L, -3);
+	lua_pop(e->L, 1);
+}
+
+int
+luaeng_load(struct luaeng *e, const char *path, char *err, size_t errlen)
+{
+	lua_State *L = e->L;
+	char *buf, *chunk, *dir, *tmp;
+	size_t len;
+	int rv;
+
+	if ((buf = read_file(path, &len)) == NULL) {
+		errf(err, errlen, "cannot read workflow '%s': %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	tmp = xstrdup(path);
+	dir = dirname(tmp);
+	if (realpath(dir, e->script_dir) == NULL)
+		snprintf(e->script_dir, sizeof e->script_dir, "%s", dir);
+	free(tmp);
+	chunk = xasprintf("@%s", path);
+	rv = luaL_loadbufferx(L, buf, len, chunk, "t");
+	free(chunk);
+	free(buf);
+	if (rv != LUA_OK) {
+		errf(err, errlen, "%s", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return -1;
+	}
+	push_sandbox(L);
+	lua_setupvalue(L, -2, 1);
+	e->instr = 0;
+	if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+		errf(err, errlen, "%s", lua_isstring(L, -1) ?
+		    lua_tostring(L, -1) : "error object is not a string");
+		lua_pop(L, 1);
+		return -1;
+	}
+	push_internal(e, "validate");
+	lua_insert(L, -2);
+	lua_pushstring(L, path);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+		errf(err, errlen, "%s", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return -1;
+	}
+	e->root_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	return 0;
+}
+
+char *
+luaeng_graph(struct luaeng *e, int dot)
+{
+	lua_State *L = e->L;
+	char *s;
+
+	push_internal(e, "graph");
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->root_ref);
+	lua_pushboolean(L, dot);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+		s = xasprintf("error: %s\n", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return s;
+	}
+	s = xstrdup(lua_tostring(L, -1));
+	lua_pop(L, 1);
+	return s;
+}
+
+/* Call runner.<name> with nargs arguments on the stack, nres results. */
+static int
+runner_call(struct luaeng *e, const char *name, int nargs, int nres)
+{
+	lua_State *L = e->L;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->runner_ref);
+	lua_getfield(L, -1, name);
+	lua_replace(L, -2);
+	lua_insert(L, -1 - nargs);
+	if (lua_pcall(L, nargs, nres, 0) != LUA_OK) {
+		if (!e->internal_error) {
+			e->internal_error = 1;
+			e->internal_msg = xstrdup(lua_tostring(L, -1) ?
+			    lua_tostring(L, -1) : "?");
+		}
+		lua_pop(L, 1);
+		return -1;
+	}
+	return 0;
+}
+
+/* Sink: a task's outcome, handed to runner.deliver. */
+static void
+luaeng_deliver_cb(void *arg, int64_t ticket, json_t *result, json_t *error)
+{
+	struct luaeng *e = arg;
+	lua_State *L = e->L;
+
+	lua_pushinteger(L, ticket);
+	if (result != NULL)
+		push_json(L, result);
+	else
+		lua_pushnil(L);
+	if (error != NULL)
+		push_json(L, error);
+	else
+		lua_pushnil(L);
+	runner_call(e, "deliver", 3, 0);
+}
+
+/* Sink: run ready graph work. */
+static int
+luaeng_pump_cb(void *arg)
+{
+	struct luaeng *e = arg;
+	lua_State *L = e->L;
+	int rc;
+
+	e->instr = 0;
+	if (runner_call(e, "pump", 0, 1) != 0)
+		return 2;
+	rc = (int)lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	lua_gc(L, LUA_GCSTEP, 0);
+	return rc;
+}
+
+int
+luaeng_start(struct luaeng *e, struct coord *c, json_t *input,
+    struct coord_sink *sink, char *err, size_t errlen)
+{
+	lua_State *L = e->L;
+
+	e->coord = c;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->root_ref);
+	push_json(L, input);
+	if (runner_call(e, "start", 2, 0) != 0) {
+		errf(err, errlen, "%s", e->internal_msg);
+		return -1;
+	}
+	sink->deliver = luaeng_deliver_cb;
+	sink->pump = luaeng_pump_cb;
+	sink->arg = e;
+	return 0;
+}
+
+void
+luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
+{
+	lua_State *L = e->L;
+	const char *status;
+	char err[256];
+
+	memset(o, 0, sizeof o[0]);
+	if (e->internal_error) {
+		o->status = "failed";
+		o->error = xasprintf("internal error: %s", e->internal_msg);
+		return;
+	}
+	if (runner_call(e, "result", 0, 4) != 0) {
+		o->status = "failed";
+		o->error = xasprintf("internal error: %s", e->internal_msg);
+		return;
+	}
+	status = lua_tostring(L, -4);
+	o->status = status != NULL && strcmp(status, "succeeded") == 0 ?
+	    "succeeded" : strcmp(status ? status : "", "running") == 0 ?
+	    "cancelled" : "failed";
+	if (!lua_isnil(L, -3)) {
+		o->output = to_json(L, -3, 0, err, sizeof err);
+		if (o->output == NULL)
+			o->output = json_string("(output is not JSON)");
+	}
+	if (lua_isstring(L, -2))
+		o->error = xstrdup(lua_tostring(L, -2));
+	lua_getfield(L, -1, "steps");
+	o->steps = lua_tointeger(L, -1);
+	lua_getfield(L, -2, "tokens");
+	o->tokens = lua_tointeger(L, -1);
+	lua_getfield(L, -3, "model_calls");
+	o->model_calls = lua_tointeger(L, -1);
+	lua_getfield(L, -4, "tool_calls");
+	o->tool_calls = lua_tointeger(L, -1);
+	lua_getfield(L, -5, "scripted");
+	o->scripted = lua_toboolean(L, -1);
+	lua_pop(L, 9);
+	if (runner_call(e, "final_state", 0, 1) == 0) {
+		o->state = to_json(L, -1, 0, err, sizeof err);
+		lua_pop(L, 1);
+	}
+}
+
+void
+luaeng_outcome_clear(struct luaeng_outcome *o)
+{
+	json_decref(o->output);
+	json_decref(o->state);
+	free(o->error);
+	memset(o, 0, sizeof *o);
+}

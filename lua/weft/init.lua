@@ -1,0 +1,431 @@
+-- weft: the workflow DSL.  `local w = require "weft"` in a workflow file.
+--
+-- Constructors build plain node tables and check their fields at once, so
+-- a mistake is reported at the line that made it ("file:line: ...").
+-- This file is trusted library code: it runs with the full standard
+-- library, while workflow code gets the stripped environment of luaeng.c.
+
+local core = ...          -- C functions, given by lua/luaeng.c
+
+local w = {}
+local servers = {}        -- name -> server declared with w.mcp_server
+local server_order = {}
+
+-- Where the workflow called us: "file:line".
+local function where(level)
+  local info = debug.getinfo(level or 3, "Sl")
+  if info == nil then return "?" end
+  return info.short_src .. ":" .. (info.currentline or 0)
+end
+
+local function fail(at, fmt, ...)
+  error(at .. ": " .. string.format(fmt, ...), 0)
+end
+
+-- Levenshtein distance, for "did you mean" hints.
+local function distance(a, b)
+  local prev, cur = {}, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    cur[0] = i
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev, cur = cur, prev
+  end
+  return prev[#b]
+end
+
+local function suggest(word, allowed)
+  local best, bestd
+  local names = {}
+  for k in pairs(allowed) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local d = distance(word, k)
+    if d <= 2 and (bestd == nil or d < bestd) then best, bestd = k, d end
+  end
+  return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
+local function set(list)
+  local s = {}
+  for _, v in ipairs(list) do s[v] = true end
+  return s
+end
+
+local common = { "name", "description", "budget", "retry", "timeout" }
+local fields = {
+  agent = set{ "model", "instruction", "tools", "output_key", "max_turns",
+               "script", "input" },
+  sequential = set{ "reducers" },
+  parallel = set{ "reducers" },
+  loop = set{ "max_iterations", "until", "reducers" },
+  fn = set{ "output_key", "run" },
+  tool = set{ "server", "tool", "args", "output_key" },
+}
+for _, f in pairs(fields) do
+  for _, c in ipairs(common) do f[c] = true end
+end
+
+local NODE = {}           -- metatable marking node tables
+local EXIT = setmetatable({}, { __tostring = function() return "w.exit_loop" end })
+local TOOLSET = {}        -- metatable marking w.mcp(...) tool sets
+
+local function is_node(v) return type(v) == "table" and getmetatable(v) == NODE end
+
+-- Check a constructor's table: field names, and types of common fields.
+local function check(kind, t, at, has_children)
+  if type(t) ~= "table" then
+    fail(at, "w.%s expects a table, got %s", kind, type(t))
+  end
+  local allowed = fields[kind]
+  local label = t.name and ("'" .. tostring(t.name) .. "'") or "(unnamed)"
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    if type(k) == "string" then
+      if not allowed[k] then
+        fail(at, "unknown field '%s' in %s %s%s", k, kind, label,
+             suggest(k, allowed))
+      end
+    elseif type(k) == "number" then
+      if not has_children then
+        fail(at, "%s %s takes no positional children", kind, label)
+      end
+    else
+      fail(at, "%s %s: field keys must be names", kind, label)
+    end
+  end
+  if t.name ~= nil then
+    if type(t.name) ~= "string" or not t.name:match("^[%w_%-%.]+$") then
+      fail(at, "%s: name must be a string of letters, digits, '_', '-' or '.', got %s",
+           kind, type(t.name) == "string" and ("'" .. t.name .. "'") or type(t.name))
+    end
+  end
+  if t.output_key ~= nil and (type(t.output_key) ~= "string" or
+      not t.output_key:match("^[%a_][%w_]*$")) then
+    fail(at, "%s %s: output_key must be an identifier", kind, label)
+  end
+end
+
+local function node(kind, t, at)
+  local n = { kind = kind, where = at, children = {} }
+  for k, v in pairs(t) do
+    if type(k) == "string" then n[k] = v end
+  end
+  for i, c in ipairs(t) do
+    if not is_node(c) then
+      fail(at, "%s '%s': child %d is %s, not a node (w.agent, w.sequential, ...)",
+           kind, t.name or kind, i, type(c))
+    end
+    n.children[i] = c
+  end
+  return setmetatable(n, NODE)
+end
+
+function w.agent(t)
+  local at = where()
+  check("agent", t, at, false)
+  if t.name == nil then fail(at, "agent needs a name") end
+  if type(t.model) ~= "string" then
+    fail(at, "agent '%s' needs model = \"provider:model\" (or \"scripted\")", t.name)
+  end
+  if t.model == "scripted" then
+    if type(t.script) ~= "table" and type(t.script) ~= "function" then
+      fail(at, "agent '%s': model \"scripted\" needs script = { turn, ... } or a function", t.name)
+    end
+    if type(t.script) == "table" then
+      for i, turn in ipairs(t.script) do
+        if type(turn) ~= "table" or (turn.text == nil and turn.tool_calls == nil) then
+          fail(at, "agent '%s': script turn %d must be { text = ... } or { tool_calls = {...} }",
+               t.name, i)
+        end
+        if turn.tool_calls ~= nil then
+          for j, c in ipairs(turn.tool_calls) do
+            if type(c) ~= "table" or type(c.name) ~= "string" then
+              fail(at, "agent '%s': script turn %d, tool call %d needs a name", t.name, i, j)
+            end
+          end
+        end
+      end
+    end
+  elseif not t.model:match("^[%w_%-]+:.+$") then
+    fail(at, "agent '%s': model must be \"provider:model\" or \"scripted\", got '%s'",
+         t.name, t.model)
+  else
+    local provider = t.model:match("^([%w_%-]+):")
+    fail(at, "agent '%s': provider '%s' is not available in this build (use model = \"scripted\")",
+         t.name, provider)
+  end
+  if t.instruction ~= nil and type(t.instruction) ~= "string" then
+    fail(at, "agent '%s': instruction must be a string", t.name)
+  end
+  if t.max_turns ~= nil and (math.type(t.max_turns) ~= "integer" or t.max_turns < 1) then
+    fail(at, "agent '%s': max_turns must be a positive integer", t.name)
+  end
+  if t.tools ~= nil then
+    if type(t.tools) ~= "table" then fail(at, "agent '%s': tools must be a list", t.name) end
+    for i, tool in ipairs(t.tools) do
+      if tool ~= w.exit_loop and getmetatable(tool) ~= TOOLSET then
+        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\") or w.exit_loop", t.name, i)
+      end
+    end
+  end
+  local n = node("agent", t, at)
+  n.max_turns = t.max_turns or 10
+  n.tools = t.tools or {}
+  return n
+end
+
+local function container(kind)
+  return function(t)
+    local at = where()
+    check(kind, t, at, true)
+    if #t == 0 then fail(at, "%s '%s' has no children", kind, t.name or kind) end
+    if t.reducers ~= nil then
+      if type(t.reducers) ~= "table" then fail(at, "%s: reducers must be a table", kind) end
+      for k, r in pairs(t.reducers) do
+        if type(k) ~= "string" or not (r == "append" or r == "merge" or r == "sum"
+            or type(r) == "function") then
+          fail(at, "%s '%s': reducer for '%s' must be \"append\", \"merge\", \"sum\" or a function",
+               kind, t.name or kind, tostring(k))
+        end
+      end
+    end
+    local n = node(kind, t, at)
+    if kind == "loop" then
+      if math.type(t.max_iterations) ~= "integer" or t.max_iterations < 1 then
+        fail(at, "loop '%s' needs max_iterations, a positive integer", t.name or "loop")
+      end
+      if t["until"] ~= nil and type(t["until"]) ~= "function" then
+        fail(at, "loop '%s': until must be a function(state)", t.name or "loop")
+      end
+    end
+    return n
+  end
+end
+w.sequential = container("sequential")
+w.parallel = container("parallel")
+w.loop = container("loop")
+
+function w.fn(t)
+  local at = where()
+  if type(t) == "function" then t = { t } end
+  local f = t[1] or t.run
+  t[1] = nil
+  check("fn", t, at, false)
+  if type(f) ~= "function" then fail(at, "w.fn needs a function: w.fn{ name = ..., function(ctx) ... end }") end
+  local n = node("fn", t, at)
+  n.run = f
+  return n
+end
+
+local function server_of(s, at, what)
+  if type(s) == "string" then return s end
+  if type(s) == "table" and s.is_server then return s.name end
+  fail(at, "%s: server must be a name or a w.mcp_server{...}", what)
+end
+
+function w.tool(t)
+  local at = where()
+  check("tool", t, at, false)
+  local n = node("tool", t, at)
+  n.server = server_of(t.server, at, "tool '" .. (t.name or "?") .. "'")
+  if type(t.tool) ~= "string" then fail(at, "tool node '%s' needs tool = \"tool name\"", t.name or "?") end
+  if t.args ~= nil and type(t.args) ~= "table" then fail(at, "tool '%s': args must be a table", t.name or "?") end
+  n.name = t.name or t.tool
+  n.args = t.args or {}
+  return n
+end
+
+function w.mcp_server(t)
+  local at = where()
+  if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
+  local allowed = set{ "name", "command", "env", "cwd", "sandbox", "url", "headers" }
+  for k in pairs(t) do
+    if type(k) ~= "string" or not allowed[k] then
+      fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
+    end
+  end
+  if type(t.name) ~= "string" or not t.name:match("^[%w_%-]+$") then
+    fail(at, "mcp_server needs a name of letters, digits, '_' or '-'")
+  end
+  if t.url ~= nil then fail(at, "mcp_server '%s': url (Streamable HTTP) is not supported yet; use command", t.name) end
+  if type(t.command) ~= "table" or #t.command == 0 then
+    fail(at, "mcp_server '%s' needs command = { \"program\", \"arg\", ... }", t.name)
+  end
+  local cmd = {}
+  for i, a in ipairs(t.command) do
+    if type(a) ~= "string" then fail(at, "mcp_server '%s': command[%d] must be a string", t.name, i) end
+    cmd[i] = a
+  end
+  -- A relative program path is relative to the workflow file, so the
+  -- workflow runs the same from any directory.
+  if cmd[1]:find("/") and cmd[1]:sub(1, 1) ~= "/" then
+    cmd[1] = core.script_dir() .. "/" .. cmd[1]
+  end
+  local env = {}
+  for k, v in pairs(t.env or {}) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      fail(at, "mcp_server '%s': env must map names to strings", t.name)
+    end
+    env[k] = v
+  end
+  if servers[t.name] then
+    fail(at, "mcp_server '%s' is declared twice (first at %s)", t.name, servers[t.name].where)
+  end
+  local s = { is_server = true, name = t.name, command = cmd, env = env,
+              cwd = t.cwd, where = at }
+  servers[t.name] = s
+  server_order[#server_order + 1] = t.name
+  return s
+end
+
+-- Tools of a server offered to an agent: w.mcp("srv", { only = {...}, prefix = "srv_" }).
+function w.mcp(s, opts)
+  local at = where()
+  local name = server_of(s, at, "w.mcp")
+  if opts ~= nil and type(opts) ~= "table" then fail(at, "w.mcp: options must be a table") end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "only" and k ~= "prefix" then
+      fail(at, "w.mcp: unknown option '%s'%s", tostring(k), suggest(tostring(k), set{ "only", "prefix" }))
+    end
+  end
+  return setmetatable({ server = name, only = opts.only, prefix = opts.prefix, where = at }, TOOLSET)
+end
+
+-- w.exit_loop as a tool ends the nearest loop; w.exit_loop() from a fn does too.
+w.exit_loop = setmetatable({}, {
+  __call = function() return EXIT end,
+  __tostring = function() return "w.exit_loop" end,
+})
+
+-- Marks a table to be encoded as a JSON array even when empty.
+function w.array(t) return core.array(t or {}) end
+
+function w.now() return core.runner_now() end
+function w.random(m, n) return core.runner_random(m, n) end
+
+-- Used by lua/luaeng.c and the runner.
+w._internal = {
+  is_node = is_node, servers = servers, server_order = server_order,
+  EXIT = EXIT, EXIT_TOOL = w.exit_loop, TOOLSET = TOOLSET, fail = fail,
+}
+
+-- Validate a whole graph after the workflow file returned it.
+function w._internal.validate(root, file)
+  if not is_node(root) then
+    error(file .. ": the workflow must return a node (w.sequential{...}, w.agent{...}, ...), got " ..
+          type(root), 0)
+  end
+  local seen_node = {}
+  local function walk(n, path, in_loop)
+    if seen_node[n] then
+      fail(n.where, "%s '%s' is used twice in the graph; make a second node", n.kind, n.name or n.kind)
+    end
+    seen_node[n] = true
+    local names = {}
+    for i, c in ipairs(n.children) do
+      c.name = c.name or (c.kind .. tostring(i))
+      if names[c.name] then
+        fail(c.where, "two children of %s '%s' are named '%s'", n.kind, n.name or n.kind, c.name)
+      end
+      names[c.name] = true
+    end
+    if n.kind == "agent" then
+      local tnames = {}
+      for _, ts in ipairs(n.tools) do
+        if ts == w.exit_loop then
+          if not in_loop then
+            fail(n.where, "agent '%s' is offered w.exit_loop but is not inside a w.loop", n.name)
+          end
+        else
+          if not servers[ts.server] then
+            fail(ts.where, "agent '%s' uses MCP server '%s', which is not declared (w.mcp_server{ name = \"%s\", ... })",
+                 n.name, ts.server, ts.server)
+          end
+        end
+      end
+      n.tnames = tnames
+    elseif n.kind == "tool" then
+      if not servers[n.server] then
+        fail(n.where, "tool '%s' uses MCP server '%s', which is not declared", n.name, n.server)
+      end
+    end
+    for _, c in ipairs(n.children) do
+      walk(c, path .. "/" .. c.name, in_loop or n.kind == "loop")
+    end
+  end
+  root.name = root.name or root.kind
+  walk(root, root.name, false)
+  return root
+end
+
+-- Describe a validated graph: an indented text tree, or Graphviz DOT.
+function w._internal.graph(root, dot)
+  local out = {}
+  local function detail(n)
+    local d = {}
+    if n.kind == "agent" then
+      d[#d + 1] = "model=" .. n.model
+      local tools = {}
+      for _, ts in ipairs(n.tools) do
+        if ts == w.exit_loop then tools[#tools + 1] = "exit_loop"
+        else tools[#tools + 1] = ts.server .. (ts.only and ("{" .. table.concat(ts.only, ",") .. "}") or ".*") end
+      end
+      if #tools > 0 then d[#d + 1] = "tools=" .. table.concat(tools, " ") end
+      d[#d + 1] = "max_turns=" .. n.max_turns
+    elseif n.kind == "loop" then
+      d[#d + 1] = "max_iterations=" .. n.max_iterations
+    elseif n.kind == "tool" then
+      d[#d + 1] = n.server .. "." .. n.tool
+    end
+    if n.output_key then d[#d + 1] = "-> " .. n.output_key end
+    return table.concat(d, " ")
+  end
+  if dot then
+    local id = 0
+    out[1] = "digraph weft {\n  node [shape=box, fontname=\"monospace\"];"
+    local function walk(n)
+      id = id + 1
+      local me = "n" .. id
+      local label = string.format("%s (%s)\\n%s", n.name, n.kind, detail(n)):gsub('"', '\\"')
+      local shape = (n.kind == "agent" and "box") or (n.kind == "fn" and "ellipse") or
+                    (n.kind == "tool" and "component") or "folder"
+      out[#out + 1] = string.format('  %s [label="%s", shape=%s];', me, label, shape)
+      local prev, first
+      for _, c in ipairs(n.children) do
+        local cid = walk(c)
+        first = first or cid
+        out[#out + 1] = string.format("  %s -> %s%s;", me, cid,
+          n.kind == "parallel" and " [style=dashed]" or "")
+        if prev and (n.kind == "sequential" or n.kind == "loop") then
+          out[#out + 1] = string.format("  %s -> %s [color=gray, constraint=false];", prev, cid)
+        end
+        prev = cid
+      end
+      if n.kind == "loop" and first then
+        out[#out + 1] = string.format('  %s -> %s [color=gray, label="repeat", constraint=false];',
+          prev, first)
+      end
+      return me
+    end
+    walk(root)
+    out[#out + 1] = "}"
+  else
+    local function walk(n, depth)
+      local d = detail(n)
+      out[#out + 1] = string.rep("  ", depth) .. n.name .. " [" .. n.kind .. "]" ..
+                      (d ~= "" and ("  " .. d) or "")
+      for _, c in ipairs(n.children) do walk(c, depth + 1) end
+    end
+    walk(root, 0)
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+return w

@@ -1,0 +1,525 @@
+-- weft.runner: executes a validated graph on coroutines.
+--
+-- Every node runs inside a coroutine.  A node that needs the outside world
+-- yields a request: {op="tasks"} (tool calls, run by workers; the
+-- coordinator delivers results with R.deliver), {op="model"} (a model
+-- call), {op="join"} (parallel branches, each its own coroutine) or
+-- {op="park"} (waiting for another coroutine's tool list).  The
+-- coordinator calls R.pump() after it has committed the events that the
+-- graph is about to act on; pump resumes what is ready and returns 0 when
+-- everything waits, 1 when another round is ready, 2 when the run ended.
+
+local core, w = ...
+local I = w._internal
+
+local R = {}
+local ready, nextwave = {}, {}
+local waiting = {}        -- ticket -> { group, index }
+local joins = {}          -- branch coroutine -> { join, index }
+local main, finished, outcome
+local span_seq = 0
+local run_input
+local stats = { steps = 0, tokens = 0, model_calls = 0, tool_calls = 0, scripted = false }
+local tool_cache = {}     -- server name -> { tools, byname, waiters, err }
+local script_pos = {}     -- agent node -> turns consumed
+
+-- Errors are tables so a failure keeps the node where it happened.
+local ERR = {}
+local function raise(ctx, fmt, ...)
+  local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  error(setmetatable({ path = ctx.path, kind = ctx.kind, msg = msg }, ERR), 0)
+end
+local function as_err(e, ctx)
+  if getmetatable(e) == ERR then return e end
+  return setmetatable({ path = ctx and ctx.path or "", kind = ctx and ctx.kind or "run",
+                        msg = tostring(e) }, ERR)
+end
+
+local function push(list, co, val) list[#list + 1] = { co, val } end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+local function ev(kind, ctx, payload, tokens)
+  return core.event(kind, ctx.span or 0, ctx.parent_span or 0, ctx.path or "", 0,
+                    payload, tokens or 0, 0)
+end
+
+local function write_state(ctx, key, value)
+  core.state_set(ctx.state, key, value)
+  ev("state.write", ctx, { key = key, value = value })
+end
+
+-- A table that reads and writes the run state as a node sees it.
+local function state_proxy(ctx)
+  return setmetatable({}, {
+    __index = function(_, k) return core.state_get(ctx.state, k) end,
+    __newindex = function(_, k, v)
+      if type(k) ~= "string" then error("state keys are strings", 2) end
+      write_state(ctx, k, v)
+    end,
+  })
+end
+
+local function render(ctx, what, tmpl)
+  local s, err = core.render(tmpl, ctx.state)
+  if s == nil then raise(ctx, "%s: %s", what, err) end
+  return s
+end
+
+local function server_spec(name)
+  local s = I.servers[name]
+  return { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd }
+end
+
+-- Text of an MCP tools/call result: its text blocks joined.
+local function result_text(r)
+  local parts = {}
+  if type(r) == "table" and type(r.content) == "table" then
+    for _, b in ipairs(r.content) do
+      if type(b) == "table" then
+        if b.type == "text" then parts[#parts + 1] = tostring(b.text)
+        elseif b.type == "resource" and type(b.resource) == "table" and b.resource.text then
+          parts[#parts + 1] = tostring(b.resource.text)
+        else parts[#parts + 1] = "[" .. tostring(b.type) .. " content]" end
+      end
+    end
+  end
+  return table.concat(parts, "\n")
+end
+
+local function call_tasks(list)
+  return coroutine.yield({ op = "tasks", list = list })
+end
+
+-- The tools of an MCP server, listed once per run; concurrent callers wait.
+local function list_tools(server, ctx)
+  local c = tool_cache[server]
+  if c and c.tools then return c end
+  if c and c.err then raise(ctx, "%s", c.err) end
+  if c then
+    c.waiters[#c.waiters + 1] = coroutine.running()
+    coroutine.yield({ op = "park" })
+    if c.err then raise(ctx, "%s", c.err) end
+    return c
+  end
+  c = { waiters = {} }
+  tool_cache[server] = c
+  local r = call_tasks({ { kind = "mcp.list", path = ctx.path, span = ctx.span,
+                           params = { server = server_spec(server) } } })[1]
+  if r.err then
+    c.err = r.err.message or "tools/list failed"
+  else
+    c.tools, c.byname = {}, {}
+    for _, t in ipairs(r.result.tools or {}) do
+      if type(t) == "table" and type(t.name) == "string" then
+        c.tools[#c.tools + 1] = t
+        c.byname[t.name] = t
+      end
+    end
+  end
+  for _, co in ipairs(c.waiters) do push(ready, co, nil) end
+  c.waiters = {}
+  if c.err then raise(ctx, "%s", c.err) end
+  return c
+end
+
+local function offered_names(c)
+  local names = {}
+  for _, t in ipairs(c.tools) do names[#names + 1] = t.name end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
+local function check_tool(ctx, c, server, name)
+  if not c.byname[name] then
+    raise(ctx, "tool '%s' not offered by server '%s' (it offers: %s)", name, server,
+          offered_names(c))
+  end
+end
+
+local exec = {}
+local run_node
+
+-- The scripted provider: answers from the agent's script, offline.
+local function scripted_call(req)
+  local n, ctx = req.node, req.ctx
+  local pos = (script_pos[n] or 0) + 1
+  script_pos[n] = pos
+  local turn
+  if type(n.script) == "function" then
+    local ok, t = pcall(n.script, { messages = req.messages, tools = req.tools,
+                                    state = state_proxy(ctx) }, pos)
+    if not ok then raise(ctx, "scripted model: %s", tostring(t)) end
+    turn = t
+  else
+    turn = n.script[pos]
+    if turn == nil then
+      raise(ctx, "scripted model has no turn %d (its script has %d)", pos, #n.script)
+    end
+  end
+  if type(turn) ~= "table" or (type(turn.text) ~= "string" and type(turn.tool_calls) ~= "table") then
+    raise(ctx, "scripted turn %d must be { text = \"...\" } or { tool_calls = {...} }", pos)
+  end
+  return turn, pos
+end
+
+local function model_call(req)
+  local n, ctx = req.node, req.ctx
+  local new = {}
+  for i = req.recorded + 1, #req.messages do new[#new + 1] = req.messages[i] end
+  local tools = {}
+  for i, name in ipairs(req.tools) do tools[i] = name end
+  ev("model.request", ctx, { provider = "scripted", model = n.model, turn = req.turn,
+                             messages = core.array(new), tools = core.array(tools) })
+  local turn, pos = scripted_call(req)
+  local calls
+  if turn.tool_calls then
+    calls = {}
+    for i, c in ipairs(turn.tool_calls) do
+      calls[i] = { id = c.id or string.format("call_%d_%d", pos, i), name = c.name,
+                   args = c.args or {} }
+    end
+  end
+  -- Usage as if tokens were counted: bytes / 4, so budgets work offline.
+  local input_tokens = (#core.json_encode(req.messages) + 3) // 4
+  local output_tokens = ((turn.text and #turn.text or 0) +
+                         (calls and #core.json_encode(calls) or 0) + 3) // 4
+  local resp = { text = turn.text, tool_calls = calls and core.array(calls) or nil,
+                 stop_reason = calls and "tool_use" or "final",
+                 usage = { input_tokens = input_tokens, output_tokens = output_tokens } }
+  ev("model.response", ctx, resp, input_tokens + output_tokens)
+  stats.model_calls = stats.model_calls + 1
+  stats.steps = stats.steps + 1
+  stats.tokens = stats.tokens + input_tokens + output_tokens
+  stats.scripted = true
+  ctx.tokens = (ctx.tokens or 0) + input_tokens + output_tokens
+  return resp
+end
+
+function exec.agent(n, ctx)
+  local offered, byname, has_exit = {}, {}, false
+  for _, ts in ipairs(n.tools) do
+    if ts == w.exit_loop then
+      has_exit = true
+      offered[#offered + 1] = "exit_loop"
+      byname.exit_loop = { builtin = true }
+    else
+      local c = list_tools(ts.server, ctx)
+      local only
+      if ts.only then
+        only = {}
+        for _, name in ipairs(ts.only) do
+          check_tool(ctx, c, ts.server, name)
+          only[name] = true
+        end
+      end
+      for _, t in ipairs(c.tools) do
+        if not only or only[t.name] then
+          local exposed = (ts.prefix or "") .. t.name
+          if byname[exposed] then
+            raise(ctx, "tool '%s' is offered by two MCP servers ('%s' and '%s'); use w.mcp(\"%s\", { prefix = \"%s_\" })",
+                  exposed, byname[exposed].server or "builtin", ts.server, ts.server, ts.server)
+          end
+          byname[exposed] = { server = ts.server, name = t.name }
+          offered[#offered + 1] = exposed
+        end
+      end
+    end
+  end
+  local messages = {
+    { role = "system", content = n.instruction and render(ctx, "instruction", n.instruction) or "" },
+    { role = "user", content = n.input and render(ctx, "input", n.input) or core.json_encode(run_input) },
+  }
+  local recorded, out, stop, signal = 0, nil, nil, nil
+  for turn = 1, n.max_turns do
+    local r = coroutine.yield({ op = "model", node = n, ctx = ctx, messages = messages,
+                                tools = offered, turn = turn, recorded = recorded })
+    recorded = #messages
+    if not r.ok then error(r.res, 0) end
+    local resp = r.res
+    if resp.tool_calls and #resp.tool_calls > 0 then
+      messages[#messages + 1] = { role = "assistant", content = resp.text,
+                                  tool_calls = resp.tool_calls }
+      local results, calls, index = {}, {}, {}
+      for i, tc in ipairs(resp.tool_calls) do
+        local b = byname[tc.name]
+        if b == nil then
+          results[i] = string.format("ERROR: tool '%s' does not exist; available tools: %s",
+                                     tc.name, table.concat(offered, ", "))
+        elseif b.builtin then
+          signal = { exit_loop = true, by = ctx.path }
+          ev("loop.exit_requested", ctx, { by = ctx.path })
+          results[i] = "ok: the enclosing loop ends after this agent answers"
+        else
+          calls[#calls + 1] = { kind = "mcp.call", path = ctx.path, span = ctx.span,
+                                params = { server = server_spec(b.server), name = b.name,
+                                           arguments = tc.args } }
+          index[#calls] = i
+        end
+      end
+      if #calls > 0 then
+        local res = call_tasks(calls)
+        stats.tool_calls = stats.tool_calls + #calls
+        stats.steps = stats.steps + #calls
+        for k, rr in ipairs(res) do
+          local i = index[k]
+          if rr.err then
+            if rr.err.kind == "rpc_error" then
+              results[i] = "ERROR: " .. tostring(rr.err.message)
+            else
+              raise(ctx, "tool '%s': %s", resp.tool_calls[i].name, tostring(rr.err.message))
+            end
+          else
+            local text = result_text(rr.result)
+            results[i] = rr.result.isError and ("ERROR: " .. text) or text
+          end
+        end
+      end
+      for i, tc in ipairs(resp.tool_calls) do
+        messages[#messages + 1] = { role = "tool", tool_call_id = tc.id, name = tc.name,
+                                    content = results[i] }
+      end
+      stop = "tool_use"
+    else
+      out = resp.text or ""
+      stop = "final"
+      break
+    end
+  end
+  if stop ~= "final" then stop = "max_turns" end
+  ctx.stop = stop
+  return out, signal
+end
+
+function exec.sequential(n, ctx)
+  local out
+  for _, c in ipairs(n.children) do
+    local o, sig = run_node(c, ctx)
+    out = o
+    if sig then return out, sig end
+  end
+  return out
+end
+
+function exec.loop(n, ctx)
+  local out
+  for i = 1, n.max_iterations do
+    ev("loop.iteration", ctx, { iteration = i })
+    local ictx = { state = ctx.state, path = ctx.path, span = ctx.span, iteration = i,
+                   kind = ctx.kind }
+    local sig
+    for _, c in ipairs(n.children) do
+      local o, s = run_node(c, ictx)
+      out = o
+      if s then sig = s break end
+    end
+    if sig then
+      -- exit_loop is scoped: consumed here, never seen by outer loops.
+      ev("loop.exit", ctx, { iteration = i, consumed_by = ctx.path, requested_by = sig.by })
+      ctx.stop = "exit_loop"
+      return out
+    end
+    if n["until"] then
+      local ok, done = pcall(n["until"], state_proxy(ctx))
+      if not ok then raise(ctx, "until: %s", tostring(done)) end
+      if done then
+        ctx.stop = "until"
+        return out
+      end
+    end
+  end
+  ctx.stop = "max_iterations"
+  return out
+end
+
+function exec.parallel(n, ctx)
+  local states, fns, names = {}, {}, {}
+  for i, c in ipairs(n.children) do
+    local st = core.state_fork(ctx.state)
+    states[i] = st
+    names[i] = c.name
+    local bctx = { state = st, path = ctx.path, span = ctx.span, iteration = ctx.iteration,
+                   kind = ctx.kind }
+    fns[i] = function() return table.pack(run_node(c, bctx)) end
+  end
+  local j = coroutine.yield({ op = "join", fns = fns })
+  for i = 1, #fns do
+    if j.errors[i] then error(j.errors[i], 0) end
+  end
+  local ok, err = core.state_merge(ctx.state, n.name, names, states, n.reducers or {})
+  if not ok then raise(ctx, "%s", err) end
+  local outputs, signal = {}, nil
+  for i, c in ipairs(n.children) do
+    local r = j.results[i]
+    if r[1] ~= nil then outputs[c.name] = r[1] end
+    signal = signal or r[2]
+  end
+  ev("state.merge", ctx, { branches = core.array(names) })
+  return outputs, signal
+end
+
+function exec.fn(n, ctx)
+  local api = { state = state_proxy(ctx), path = ctx.path, input = run_input }
+  local r = n.run(api)
+  if r == I.EXIT then return nil, { exit_loop = true, by = ctx.path } end
+  return r
+end
+
+-- Render string arguments of a tool node from the state, recursively.
+local function render_args(ctx, v)
+  if type(v) == "string" then return render(ctx, "args", v) end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for _, k in ipairs(sorted_keys(v)) do out[k] = render_args(ctx, v[k]) end
+  return out
+end
+
+function exec.tool(n, ctx)
+  local c = list_tools(n.server, ctx)
+  check_tool(ctx, c, n.server, n.tool)
+  local args = render_args(ctx, n.args)
+  local r = call_tasks({ { kind = "mcp.call", path = ctx.path, span = ctx.span,
+                           params = { server = server_spec(n.server), name = n.tool,
+                                      arguments = args } } })[1]
+  stats.tool_calls = stats.tool_calls + 1
+  stats.steps = stats.steps + 1
+  if r.err then raise(ctx, "tool '%s': %s", n.tool, tostring(r.err.message)) end
+  if r.result.isError then
+    raise(ctx, "tool '%s' failed: %s", n.tool, result_text(r.result))
+  end
+  if r.result.structuredContent ~= nil then return r.result.structuredContent end
+  return result_text(r.result)
+end
+
+-- Run one node: record its span, run it, write its output_key.
+function run_node(n, parent)
+  local path = parent.path and (parent.path .. "/" .. n.name) or n.name
+  span_seq = span_seq + 1
+  local ctx = { state = parent.state, path = path, span = span_seq, parent_span = parent.span,
+                iteration = parent.iteration, kind = n.kind }
+  core.event("node.start", ctx.span, parent.span or 0, path, 0,
+             { kind = n.kind, name = n.name, iteration = parent.iteration }, 0, 0)
+  local t0 = core.mono()
+  local ok, out, signal = pcall(exec[n.kind], n, ctx)
+  local dur = core.mono() - t0
+  if not ok then
+    local e = as_err(out, ctx)
+    core.event("node.end", ctx.span, parent.span or 0, path, 0,
+               { status = "failed", error = e.msg, duration = dur }, 0, 0)
+    error(e, 0)
+  end
+  if n.output_key and out ~= nil then write_state(ctx, n.output_key, out) end
+  core.event("node.end", ctx.span, parent.span or 0, path, 0,
+             { status = "succeeded", duration = dur, stop = ctx.stop, tokens = ctx.tokens,
+               exit_loop = signal and true or nil }, ctx.tokens or 0, 0)
+  if ctx.tokens and parent.kind then parent.tokens = (parent.tokens or 0) + ctx.tokens end
+  return out, signal
+end
+
+-- Scheduler -------------------------------------------------------------
+
+local function handle_yield(co, req)
+  if type(req) ~= "table" then
+    error("coroutine.yield is not available to workflow code", 0)
+  end
+  if req.op == "tasks" then
+    local group = { co = co, n = #req.list, results = {} }
+    for i, t in ipairs(req.list) do
+      local ticket = core.submit(t.kind, t.path, t.span, t.params)
+      waiting[ticket] = { group = group, i = i }
+    end
+    if #req.list == 0 then push(ready, co, {}) end
+  elseif req.op == "model" then
+    local ok, res = pcall(model_call, req)
+    push(nextwave, co, { ok = ok, res = res })
+  elseif req.op == "join" then
+    local j = { co = co, n = #req.fns, results = {}, errors = {} }
+    for i, f in ipairs(req.fns) do
+      local c = coroutine.create(f)
+      joins[c] = { join = j, i = i }
+      push(ready, c, nil)
+    end
+  elseif req.op ~= "park" then
+    error("unknown runner request " .. tostring(req.op), 0)
+  end
+end
+
+local function finish_co(co, ok, val)
+  if co == main then
+    finished = true
+    outcome = { ok = ok, val = val }
+    return
+  end
+  local jr = joins[co]
+  joins[co] = nil
+  local j = jr.join
+  if ok then j.results[jr.i] = val else j.errors[jr.i] = as_err(val) end
+  j.n = j.n - 1
+  if j.n == 0 then push(ready, j.co, j) end
+end
+
+function R.deliver(ticket, result, err)
+  local wt = waiting[ticket]
+  if wt == nil then return end
+  waiting[ticket] = nil
+  local g = wt.group
+  g.results[wt.i] = { result = result, err = err }
+  g.n = g.n - 1
+  if g.n == 0 then push(ready, g.co, g.results) end
+end
+
+function R.pump()
+  while #ready > 0 do
+    local batch = ready
+    ready = {}
+    for _, item in ipairs(batch) do
+      local co = item[1]
+      local ok, req = coroutine.resume(co, item[2])
+      if not ok then
+        finish_co(co, false, req)
+      elseif coroutine.status(co) == "dead" then
+        finish_co(co, true, req)
+      else
+        local hok, herr = pcall(handle_yield, co, req)
+        if not hok then finish_co(co, false, herr) end
+      end
+      if finished then return 2 end
+    end
+  end
+  if #nextwave > 0 then
+    ready, nextwave = nextwave, {}
+    return 1
+  end
+  return 0
+end
+
+function R.start(root, input)
+  run_input = input
+  local st = core.state_new(input)
+  main = coroutine.create(function()
+    return run_node(root, { state = st })
+  end)
+  push(ready, main, nil)
+  R.state = st
+end
+
+-- status, output, error message, stats
+function R.result()
+  if not finished then return "running", nil, nil, stats end
+  if outcome.ok then return "succeeded", outcome.val, nil, stats end
+  local e = as_err(outcome.val)
+  local msg = e.path ~= "" and string.format("%s '%s': %s", e.kind or "node", e.path, e.msg)
+              or e.msg
+  return "failed", nil, msg, stats
+end
+
+function R.final_state()
+  return core.state_snapshot(R.state)
+end
+
+return R

@@ -1,0 +1,50 @@
+/*
+ * mcp_client.h: an MCP client session with one server over stdio.
+ *
+ * The session starts its server on the first request, performs the
+ * initialize handshake (protocol revision 2025-11-25, see
+ * ../shared/specs/MCP.md), then sends queued requests; answers are matched
+ * by JSON-RPC id, so many calls can be in flight at once.  If the server
+ * dies or writes something that is not JSON-RPC, every pending request
+ * fails with a message naming the server, and the next request starts a
+ * fresh server process.
+ */
+#ifndef WEFT_MCP_CLIENT_H
+#define WEFT_MCP_CLIENT_H
+
+#include <sys/types.h>
+#include <jansson.h>
+#include <event2/event.h>
+
+#define MCP_PROTOCOL_VERSION	"2025-11-25"
+
+struct mcpc;
+
+/*
+ * Called once per request with the result (borrowed) or an error object
+ * {kind, message} (borrowed; kind is one of the FAIL_* names of
+ * runtime/wire.h).
+ */
+typedef void (*mcpc_cb)(void *arg, json_t *result, json_t *error);
+
+/*
+ * A session for the server declared by spec {name, command:[argv...],
+ * env:{}, cwd} (borrowed; copied).  Nothing starts until the first
+ * request.  Returns NULL with a message in err when spec is malformed.
+ */
+struct mcpc *mcpc_new(struct event_base *, json_t *spec, char *err,
+    size_t errlen);
+/* Kill the server (close stdin, SIGTERM, then SIGKILL) and fail pending
+   requests with "cancelled". */
+void mcpc_free(struct mcpc *);
+/* Send method with params (stolen, may be NULL); cb runs exactly once. */
+void mcpc_request(struct mcpc *, const char *method, json_t *params,
+    mcpc_cb cb, void *arg);
+/* The server's pid while it runs, else -1. */
+pid_t mcpc_pid(const struct mcpc *);
+/* Tell the session its server process was reaped with status. */
+void mcpc_reaped(struct mcpc *, int status);
+/* The server name. */
+const char *mcpc_name(const struct mcpc *);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * proc.h: starting child processes.
+ *
+ * Children are started with fork + exec; descriptors other than the ones
+ * given are close-on-exec everywhere in weft, so a child inherits only its
+ * stdio.  An exec failure is reported to the parent through a CLOEXEC pipe,
+ * so "command not found" is an error at spawn time, not a silent exit 127.
+ */
+#ifndef WEFT_PROC_H
+#define WEFT_PROC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct proc_spec {
+	char *const	*argv;		/* argv[0] is looked up in PATH */
+	char *const	*envp;		/* NULL: inherit */
+	const char	*cwd;		/* NULL: inherit */
+	int		 stdin_fd;	/* -1: /dev/null */
+	int		 stdout_fd;	/* -1: inherit */
+	int		 stderr_fd;	/* -1: inherit */
+	int		 pdeathsig;	/* signal sent to the child when the
+					   parent dies, 0 for none */
+};
+
+/*
+ * Start a child.  Returns 0 and sets *pid, or -1 with a message such as
+ * "command 'foo' not found" or "cannot execute 'foo': Permission denied"
+ * in err.
+ */
+int proc_spawn(const struct proc_spec *, pid_t *pid, char *err, size_t errlen);
+
+/* Describe a wait status: "exited with status 3", "killed by signal 9". */
+void proc_status_str(int status, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * wire.h: the coordinator <-> worker protocol (docs/PROTOCOL.md).
+ *
+ * One JSON-RPC 2.0 object per nng message.  Workers hold a REQ socket and
+ * send requests; the coordinator's REP socket answers.  Bump WIRE_VERSION on
+ * any incompatible change; both sides check it at "hello".  Method names are
+ * never reused for another meaning; a retired one stays listed, unused.
+ */
+#ifndef WEFT_WIRE_H
+#define WEFT_WIRE_H
+
+#define WIRE_VERSION		1
+/* Messages larger than this are refused with an error, never truncated. */
+#define WIRE_MAX_MSG		(16 * 1024 * 1024)
+
+#define WIRE_HELLO		"hello"		/* {version, worker, pid, slots} */
+#define WIRE_POLL		"poll"		/* {worker, slots} -> {tasks:[...]} */
+#define WIRE_HEARTBEAT		"heartbeat"	/* {worker, tasks:[id]} -> {cancel:[id]} */
+#define WIRE_COMPLETE		"complete"	/* {worker, results:[{id, attempt, result}]} */
+#define WIRE_FAIL		"fail"		/* {worker, failures:[{id, attempt, error}]} */
+
+/* Task kinds. */
+#define TASK_MCP_CALL		"mcp.call"	/* params: {server, name, arguments} */
+#define TASK_MCP_LIST		"mcp.list"	/* params: {server} */
+#define TASK_A2A_SEND		"a2a.send"	/* reserved: A2A message/send */
+
+/* Failure kinds in a "fail" error object {kind, message}. */
+#define FAIL_SERVER_START	"server_start"	/* command not found, exec failed */
+#define FAIL_SERVER_EXITED	"server_exited"	/* the MCP server died mid-call */
+#define FAIL_PROTOCOL		"protocol"	/* malformed JSON or JSON-RPC */
+#define FAIL_RPC		"rpc_error"	/* JSON-RPC error answer */
+#define FAIL_BAD_TASK		"bad_task"	/* the task itself is malformed */
+#define FAIL_TIMEOUT		"timeout"
+
+#endif

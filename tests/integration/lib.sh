@@ -1,0 +1,89 @@
+# lib.sh: helpers for integration tests.  Each test is a shell script run by
+# `make check` with WEFT (the binary), WEFT_TESTSERVER (the in-tree MCP
+# server) and WEFT_SRCDIR set.  Exit 0 = pass, 77 = skip, else fail.
+set -u
+: "${WEFT:?run through make check}"
+: "${WEFT_SRCDIR:?run through make check}"
+FIX="$WEFT_SRCDIR/tests/integration/fixtures"
+T=$(mktemp -d "${TMPDIR:-/tmp}/weft-test.XXXXXX")
+export WEFT_DB="$T/weft.db"
+export WEFT_TESTSERVER
+trap 'cleanup' EXIT
+cleanup() {
+	rc=$?
+	if [ "$rc" -ne 0 ] && [ -d "$T" ]; then
+		echo "--- test dir $T kept for inspection" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit "$rc"
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+ok() {
+	echo "ok - $*"
+}
+
+# run_weft OUT ERR ARGS...: run weft, capture stdout/stderr, set RC.
+run_weft() {
+	_out=$1 _err=$2
+	shift 2
+	RC=0
+	"$WEFT" "$@" >"$_out" 2>"$_err" || RC=$?
+}
+
+expect_rc() {
+	[ "$RC" -eq "$1" ] || {
+		echo "--- stdout:" >&2; cat "$T/out" >&2 2>/dev/null
+		echo "--- stderr:" >&2; cat "$T/err" >&2 2>/dev/null
+		fail "$2: exit status $RC, expected $1"
+	}
+}
+
+# expect_grep FILE REGEX WHAT
+expect_grep() {
+	grep -Eq -- "$2" "$1" || {
+		echo "--- $1:" >&2; cat "$1" >&2
+		fail "$3: no match for /$2/"
+	}
+}
+
+expect_no_grep() {
+	if grep -Eq -- "$2" "$1"; then
+		echo "--- $1:" >&2; cat "$1" >&2
+		fail "$3: unexpected match for /$2/"
+	fi
+}
+
+# sql QUERY: run a query on the test's store.
+sql() {
+	sqlite3 -batch -noheader "$WEFT_DB" "$1"
+}
+
+# The id of the newest run.
+last_run() {
+	sql "SELECT id FROM runs ORDER BY started DESC LIMIT 1"
+}
+
+# No process of ours may outlive its test: nothing left with T in argv.
+expect_no_orphans() {
+	sleep 0.2
+	if pgrep -f -- "$T" >/dev/null 2>&1; then
+		pgrep -af -- "$T" >&2
+		fail "processes left behind after the run"
+	fi
+	if pgrep -f "weft worker --connect ipc://${TMPDIR:-/tmp}/weft-" >/dev/null 2>&1 &&
+	    [ -n "${WEFT_STRICT_ORPHANS:-}" ]; then
+		fail "weft workers left behind"
+	fi
+}
+
+# A workflow file in the test dir that uses the in-tree test server.
+testserver_decl() {
+	printf 'w.mcp_server{ name = "test", command = { "%s"%s } }\n' \
+	    "$WEFT_TESTSERVER" "${1:-}"
+}

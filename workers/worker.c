@@ -1,0 +1,594 @@
+/*
+ * worker.c: `weft worker`, the process that executes tasks.
+ *
+ * A worker dials the coordinator with an nng REQ socket and keeps three
+ * request contexts: one long-polls for tasks, one sends heartbeats for the
+ * tasks it holds, one sends their outcomes (batched: every outcome ready
+ * when the context is free goes in one message).  Tasks run on the
+ * worker's own libevent loop; MCP server sessions live across tasks, so a
+ * server is started once per worker and many calls to it are in flight at
+ * the same time.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/queue.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "engine/util.h"
+#include "protocols/jsonrpc.h"
+#include "protocols/mcp_client.h"
+#include "runtime/bridge.h"
+#include "runtime/wire.h"
+#include "workers/worker.h"
+
+struct worker;
+
+/* One outstanding request to the coordinator. */
+struct wreq {
+	struct worker	*w;
+	nng_ctx		 ctx;
+	nng_aio		*aio;
+	int		 busy;
+	int		 sending;
+	nng_msg		*reply;
+	void		(*done)(struct worker *, json_t *result, json_t *err);
+};
+
+struct wtask {
+	struct worker		*w;
+	int64_t			 id;
+	int			 attempt;
+	char			*kind;
+	json_t			*list;		/* mcp.list: tools so far */
+	struct mcpc		*session;
+	TAILQ_ENTRY(wtask)	 entry;
+};
+TAILQ_HEAD(wtask_list, wtask);
+
+struct wsession {
+	struct mcpc		*mcpc;
+	char			*name;
+	LIST_ENTRY(wsession)	 entry;
+};
+
+struct worker {
+	int			 id;
+	int			 slots;
+	int			 verbose;
+	struct event_base	*base;
+	struct bridge		*bridge;
+	nng_socket		 sock;
+	struct wreq		 poll, hb, out;
+	struct event		*hb_ev, *chld_ev, *term_ev;
+	struct wtask_list	 running;
+	int			 nrunning;
+	json_t			*results;	/* outcomes not yet sent */
+	json_t			*failures;
+	int			 heartbeat_ms;
+	int			 stopping;
+	LIST_HEAD(, wsession)	 sessions;
+};
+
+static void	worker_pump(struct worker *);
+
+static void	worker_wreq_done(struct wreq *);
+
+/* Loop thread: trampoline from the bridge. */
+static void
+worker_wreq_loop_cb(void *arg)
+{
+	worker_wreq_done(arg);
+}
+
+/* nng thread: a request context made progress. */
+static void
+worker_wreq_cb(void *arg)
+{
+	struct wreq *q = arg;
+	int rv = nng_aio_result(q->aio);
+
+	if (q->sending) {
+		q->sending = 0;
+		if (rv != 0) {
+			nng_msg_free(nng_aio_get_msg(q->aio));
+			q->reply = NULL;
+			bridge_post(q->w->bridge, worker_wreq_loop_cb, q);
+			return;
+		}
+		nng_ctx_recv(q->ctx, q->aio);
+		return;
+	}
+	q->reply = rv == 0 ? nng_aio_get_msg(q->aio) : NULL;
+	bridge_post(q->w->bridge, worker_wreq_loop_cb, q);
+}
+
+/* Loop thread: an answer (or a transport error) for q. */
+static void
+worker_wreq_done(struct wreq *q)
+{
+	struct jrpc_msg m;
+	struct worker *w = q->w;
+	char err[256];
+	int code;
+	json_t *e;
+
+	q->busy = 0;
+	if (q->reply == NULL) {
+		/* The coordinator is gone: nothing left to work for. */
+		if (!w->stopping && w->verbose)
+			fprintf(stderr, "weft worker %d: lost the coordinator\n",
+			    w->id);
+		w->stopping = 1;
+		event_base_loopbreak(w->base);
+		return;
+	}
+	if (jrpc_parse(nng_msg_body(q->reply), nng_msg_len(q->reply), &m,
+	    &code, err, sizeof err) != 0) {
+		nng_msg_free(q->reply);
+		q->reply = NULL;
+		fprintf(stderr, "weft worker %d: bad answer from coordinator: "
+		    "%s\n", w->id, err);
+		w->stopping = 1;
+		event_base_loopbreak(w->base);
+		return;
+	}
+	nng_msg_free(q->reply);
+	q->reply = NULL;
+	if (m.kind == JRPC_ERROR_RESPONSE) {
+		e = m.error;
+		q->done(w, NULL, e);
+	} else
+		q->done(w, m.result, NULL);
+	jrpc_msg_clear(&m);
+}
+
+/* Send method(params) on q; params stolen. */
+static int
+worker_send(struct worker *w, struct wreq *q, const char *method,
+    json_t *params)
+{
+	static int64_t next_id;
+	json_t *msg = jrpc_request(json_integer(++next_id), method, params);
+	nng_msg *m;
+	char *buf;
+	size_t len;
+
+	buf = jrpc_dump(msg, &len, 0);
+	json_decref(msg);
+	if (len > WIRE_MAX_MSG) {
+		free(buf);
+		return -1;
+	}
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
+		fatalx(1, "out of memory");
+	free(buf);
+	q->busy = 1;
+	q->sending = 1;
+	nng_aio_set_msg(q->aio, m);
+	nng_ctx_send(q->ctx, q->aio);
+	return 0;
+}
+
+/* Record a task's outcome for the next complete/fail message. */
+static void
+worker_outcome(struct wtask *t, json_t *result, json_t *error)
+{
+	struct worker *w = t->w;
+
+	if (result != NULL)
+		json_array_append_new(w->results, json_pack("{s:I, s:i, s:O}",
+		    "id", (json_int_t)t->id, "attempt", t->attempt, "result",
+		    result));
+	else
+		json_array_append_new(w->failures, json_pack("{s:I, s:i, s:O}",
+		    "id", (json_int_t)t->id, "attempt", t->attempt, "error",
+		    error));
+	TAILQ_REMOVE(&w->running, t, entry);
+	w->nrunning--;
+	json_decref(t->list);
+	free(t->kind);
+	free(t);
+	worker_pump(w);
+}
+
+/* Fail a task with kind and message. */
+static void
+worker_task_fail(struct wtask *t, const char *kind, const char *msg)
+{
+	json_t *e = json_pack("{s:s, s:s}", "kind", kind, "message", msg);
+
+	worker_outcome(t, NULL, e);
+	json_decref(e);
+}
+
+/* The session for a server spec, created on first use. */
+static struct mcpc *
+worker_session(struct worker *w, json_t *spec, char *err, size_t errlen)
+{
+	const char *name = json_string_value(json_object_get(spec, "name"));
+	struct wsession *s;
+	struct mcpc *m;
+
+	if (name == NULL) {
+		errf(err, errlen, "/params/server/name: must be a string");
+		return NULL;
+	}
+	LIST_FOREACH(s, &w->sessions, entry)
+		if (strcmp(s->name, name) == 0)
+			return s->mcpc;
+	if ((m = mcpc_new(w->base, spec, err, errlen)) == NULL)
+		return NULL;
+	s = xcalloc(1, sizeof *s);
+	s->mcpc = m;
+	s->name = xstrdup(name);
+	LIST_INSERT_HEAD(&w->sessions, s, entry);
+	return m;
+}
+
+/* tools/call answered. */
+static void
+worker_call_cb(void *arg, json_t *result, json_t *error)
+{
+	worker_outcome(arg, result, error);
+}
+
+/* tools/list answered: follow nextCursor until the list is complete. */
+static void
+worker_list_cb(void *arg, json_t *result, json_t *error)
+{
+	struct wtask *t = arg;
+	json_t *tools, *cursor, *done;
+
+	if (error != NULL) {
+		worker_outcome(t, NULL, error);
+		return;
+	}
+	tools = json_object_get(result, "tools");
+	if (!json_is_array(tools)) {
+		worker_task_fail(t, FAIL_PROTOCOL, "tools/list answer lacks "
+		    "/result/tools");
+		return;
+	}
+	json_array_extend(t->list, tools);
+	cursor = json_object_get(result, "nextCursor");
+	if (json_is_string(cursor) && json_array_size(t->list) < 100000) {
+		mcpc_request(t->session, "tools/list", json_pack("{s:O}",
+		    "cursor", cursor), worker_list_cb, t);
+		return;
+	}
+	done = json_pack("{s:O}", "tools", t->list);
+	worker_outcome(t, done, NULL);
+	json_decref(done);
+}
+
+/* Start one task from the coordinator. */
+static void
+worker_start_task(struct worker *w, json_t *task)
+{
+	struct wtask *t = xcalloc(1, sizeof *t);
+	json_t *params = json_object_get(task, "params");
+	json_t *name, *args;
+	char err[512];
+
+	t->w = w;
+	t->id = json_integer_value(json_object_get(task, "id"));
+	t->attempt = (int)json_integer_value(json_object_get(task, "attempt"));
+	t->kind = xstrdup(json_string_value(json_object_get(task, "kind")) ?
+	    json_string_value(json_object_get(task, "kind")) : "");
+	TAILQ_INSERT_TAIL(&w->running, t, entry);
+	w->nrunning++;
+	if (!json_is_object(params)) {
+		worker_task_fail(t, FAIL_BAD_TASK, "/params: must be an object");
+		return;
+	}
+	t->session = worker_session(w, json_object_get(params, "server"), err,
+	    sizeof err);
+	if (t->session == NULL) {
+		worker_task_fail(t, FAIL_BAD_TASK, err);
+		return;
+	}
+	if (strcmp(t->kind, TASK_MCP_CALL) == 0) {
+		name = json_object_get(params, "name");
+		args = json_object_get(params, "arguments");
+		if (!json_is_string(name)) {
+			worker_task_fail(t, FAIL_BAD_TASK,
+			    "/params/name: must be a string");
+			return;
+		}
+		mcpc_request(t->session, "tools/call", json_pack("{s:O, s:O}",
+		    "name", name, "arguments", args ? args : json_object()),
+		    worker_call_cb, t);
+	} else if (strcmp(t->kind, TASK_MCP_LIST) == 0) {
+		t->list = json_array();
+		mcpc_request(t->session, "tools/list", NULL, worker_list_cb, t);
+	} else {
+		snprintf(err, sizeof err, "/kind: unknown task kind '%s'",
+		    t->kind);
+		worker_task_fail(t, FAIL_BAD_TASK, err);
+	}
+}
+
+/* The poll was answered. */
+static void
+worker_poll_answer(struct worker *w, json_t *result, json_t *error)
+{
+	json_t *tasks, *t;
+	size_t i;
+
+	if (error != NULL) {
+		fprintf(stderr, "weft worker %d: poll refused: %s\n", w->id,
+		    json_string_value(json_object_get(error, "message")));
+		w->stopping = 1;
+		event_base_loopbreak(w->base);
+		return;
+	}
+	if (json_is_true(json_object_get(result, "shutdown"))) {
+		w->stopping = 1;
+		event_base_loopbreak(w->base);
+		return;
+	}
+	tasks = json_object_get(result, "tasks");
+	json_array_foreach(tasks, i, t)
+		worker_start_task(w, t);
+	worker_pump(w);
+}
+
+/* An outcome message was acknowledged. */
+static void
+worker_out_answer(struct worker *w, json_t *result, json_t *error)
+{
+	worker_pump(w);
+}
+
+/* A heartbeat was answered. */
+static void
+worker_hb_answer(struct worker *w, json_t *result, json_t *error)
+{
+}
+
+/* Send what can be sent: outcomes, then a new poll if slots are free. */
+static void
+worker_pump(struct worker *w)
+{
+	json_t *p;
+	size_t n;
+
+	if (w->stopping)
+		return;
+	if (!w->out.busy && json_array_size(w->results) > 0) {
+		p = json_pack("{s:i, s:O}", "worker", w->id, "results",
+		    w->results);
+		n = json_array_size(w->results);
+		json_array_clear(w->results);
+		if (worker_send(w, &w->out, WIRE_COMPLETE, p) != 0) {
+			/* Too large as one message: the coordinator learns
+			   of it as a failure per task. */
+			fprintf(stderr, "weft worker %d: %zu results exceed "
+			    "the message limit\n", w->id, n);
+		}
+	} else if (!w->out.busy && json_array_size(w->failures) > 0) {
+		p = json_pack("{s:i, s:O}", "worker", w->id, "failures",
+		    w->failures);
+		json_array_clear(w->failures);
+		worker_send(w, &w->out, WIRE_FAIL, p);
+	}
+	if (!w->poll.busy && w->nrunning < w->slots)
+		worker_send(w, &w->poll, WIRE_POLL, json_pack("{s:i, s:i}",
+		    "worker", w->id, "slots", w->slots - w->nrunning));
+}
+
+/* Heartbeat timer. */
+static void
+worker_hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct wtask *t;
+	json_t *ids;
+
+	if (w->hb.busy || w->nrunning == 0 || w->stopping)
+		return;
+	ids = json_array();
+	TAILQ_FOREACH(t, &w->running, entry)
+		json_array_append_new(ids, json_integer(t->id));
+	worker_send(w, &w->hb, WIRE_HEARTBEAT, json_pack("{s:i, s:o}",
+	    "worker", w->id, "tasks", ids));
+}
+
+/* SIGCHLD: tell sessions their server was reaped. */
+static void
+worker_chld_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct wsession *s;
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		LIST_FOREACH(s, &w->sessions, entry)
+			if (mcpc_pid(s->mcpc) == pid)
+				mcpc_reaped(s->mcpc, status);
+}
+
+/* SIGTERM: stop. */
+static void
+worker_term_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	w->stopping = 1;
+	event_base_loopbreak(w->base);
+}
+
+/* Open a request context. */
+static void
+worker_wreq_init(struct worker *w, struct wreq *q,
+    void (*done)(struct worker *, json_t *, json_t *))
+{
+	q->w = w;
+	q->done = done;
+	if (nng_ctx_open(&q->ctx, w->sock) != 0 ||
+	    nng_aio_alloc(&q->aio, worker_wreq_cb, q) != 0)
+		fatalx(1, "worker: cannot open nng context");
+}
+
+/* Synchronous hello: check the protocol version. */
+static int
+worker_hello(struct worker *w)
+{
+	json_t *msg;
+	struct jrpc_msg m;
+	nng_msg *nm, *reply;
+	char *buf, err[256];
+	size_t len;
+	int rv, code;
+
+	msg = jrpc_request(json_integer(0), WIRE_HELLO, json_pack(
+	    "{s:i, s:i, s:i, s:i}", "version", WIRE_VERSION, "worker", w->id,
+	    "pid", (int)getpid(), "slots", w->slots));
+	buf = jrpc_dump(msg, &len, 0);
+	json_decref(msg);
+	nng_msg_alloc(&nm, 0);
+	nng_msg_append(nm, buf, len);
+	free(buf);
+	if ((rv = nng_sendmsg(w->sock, nm, 0)) != 0 ||
+	    (rv = nng_recvmsg(w->sock, &reply, 0)) != 0) {
+		fprintf(stderr, "weft worker %d: hello: %s\n", w->id,
+		    nng_strerror(rv));
+		return -1;
+	}
+	rv = jrpc_parse(nng_msg_body(reply), nng_msg_len(reply), &m, &code,
+	    err, sizeof err);
+	nng_msg_free(reply);
+	if (rv != 0) {
+		fprintf(stderr, "weft worker %d: hello: %s\n", w->id, err);
+		return -1;
+	}
+	if (m.kind == JRPC_ERROR_RESPONSE) {
+		fprintf(stderr, "weft worker %d: %s\n", w->id, m.error_message);
+		jrpc_msg_clear(&m);
+		return -1;
+	}
+	w->heartbeat_ms = (int)json_integer_value(json_object_get(m.result,
+	    "heartbeat_ms"));
+	if (w->heartbeat_ms <= 0)
+		w->heartbeat_ms = 1000;
+	jrpc_msg_clear(&m);
+	return 0;
+}
+
+static void
+worker_usage(FILE *f)
+{
+	fprintf(f,
+"usage: weft worker --connect URL [--id N] [--slots K] [-v]\n"
+"\n"
+"Run a worker: dial the coordinator at URL (ipc:// or tcp://), take tasks\n"
+"(MCP tool calls) and report their outcomes.  `weft run` starts its own\n"
+"workers; you only run this by hand to add workers to `weft serve`.\n"
+"\n"
+"  --connect URL   coordinator address\n"
+"  --id N          worker id assigned by the coordinator (default 0)\n"
+"  --slots K       tasks run concurrently (default 64)\n"
+"  -v, --verbose   log to stderr\n");
+}
+
+int
+worker_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "connect", required_argument, NULL, 'c' },
+		{ "id", required_argument, NULL, 'i' },
+		{ "slots", required_argument, NULL, 's' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct worker w;
+	const char *url = NULL;
+	struct wsession *s;
+	struct timeval tv;
+	int ch, rv, tries;
+
+	memset(&w, 0, sizeof w);
+	w.slots = 64;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:i:s:vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			url = optarg;
+			break;
+		case 'i':
+			w.id = atoi(optarg);
+			break;
+		case 's':
+			w.slots = atoi(optarg);
+			break;
+		case 'v':
+			w.verbose = 1;
+			break;
+		case 'h':
+			worker_usage(stdout);
+			return 0;
+		default:
+			worker_usage(stderr);
+			return 2;
+		}
+	}
+	if (url == NULL || w.slots < 1) {
+		worker_usage(stderr);
+		return 2;
+	}
+	/* A local worker must not outlive the coordinator that started it. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGPIPE, SIG_IGN);
+	TAILQ_INIT(&w.running);
+	LIST_INIT(&w.sessions);
+	w.results = json_array();
+	w.failures = json_array();
+	if ((rv = nng_req0_open(&w.sock)) != 0)
+		fatalx(1, "worker: nng: %s", nng_strerror(rv));
+	nng_socket_set_ms(w.sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	nng_socket_set_size(w.sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
+	for (tries = 0; (rv = nng_dial(w.sock, url, NULL, 0)) != 0; tries++) {
+		if (tries == 50)
+			fatalx(1, "worker %d: cannot connect to %s: %s", w.id,
+			    url, nng_strerror(rv));
+		usleep(20000);
+	}
+	if (worker_hello(&w) != 0)
+		return 1;
+	w.base = event_base_new();
+	w.bridge = bridge_new(w.base);
+	worker_wreq_init(&w, &w.poll, worker_poll_answer);
+	worker_wreq_init(&w, &w.out, worker_out_answer);
+	worker_wreq_init(&w, &w.hb, worker_hb_answer);
+	w.hb_ev = event_new(w.base, -1, EV_PERSIST, worker_hb_cb, &w);
+	tv.tv_sec = w.heartbeat_ms / 1000;
+	tv.tv_usec = (w.heartbeat_ms % 1000) * 1000;
+	event_add(w.hb_ev, &tv);
+	w.chld_ev = evsignal_new(w.base, SIGCHLD, worker_chld_cb, &w);
+	event_add(w.chld_ev, NULL);
+	w.term_ev = evsignal_new(w.base, SIGTERM, worker_term_cb, &w);
+	event_add(w.term_ev, NULL);
+	worker_pump(&w);
+	event_base_dispatch(w.base);
+
+	while ((s = LIST_FIRST(&w.sessions)) != NULL) {
+		LIST_REMOVE(s, entry);
+		mcpc_free(s->mcpc);
+		free(s->name);
+		free(s);
+	}
+	nng_close(w.sock);
+	return 0;
+}
