@@ -131,7 +131,13 @@ show_event_cb(void *arg, const struct store_event *ev)
 		sp->id = ev->span_id;
 		sp->parent = ev->parent_span;
 		sp->path = xstrdup(ev->node_path);
-		sp->name = xstrdup(jstr(p, "name") ? jstr(p, "name") : "?");
+		if (json_integer_value(json_object_get(p, "iteration")) > 0)
+			sp->name = xasprintf("%s #%lld", jstr(p, "name") ?
+			    jstr(p, "name") : "?", (long long)json_integer_value(
+			    json_object_get(p, "iteration")));
+		else
+			sp->name = xstrdup(jstr(p, "name") ? jstr(p, "name") :
+			    "?");
 		sp->kind = xstrdup(jstr(p, "kind") ? jstr(p, "kind") : "?");
 		sp->status = xstrdup("running");
 		sp->start = ev->time;
@@ -273,7 +279,7 @@ run_json(const struct store_run *r)
 	json_t *spend = r->spend ? json_loads(r->spend, 0, &je) : NULL;
 
 	return json_pack("{s:s, s:s, s:s?, s:o?, s:s, s:o?, s:s?, s:f, "
-	    "s:f?, s:I, s:I, s:f, s:o?, s:s?}", "id", r->id,
+	    "s:f, s:I, s:I, s:f, s:o?, s:s?}", "id", r->id,
 	    "workflow", r->workflow, "workflow_hash", r->workflow_hash,
 	    "input", in, "status", r->status, "output", out,
 	    "error", r->error, "started", r->started,

@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -48,7 +50,8 @@ static const char *store_sql[ST__COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_RUN_INSERT] = "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+	    "?15)",
 	[ST_RUN_FINISH] = "UPDATE runs SET status = ?2, output = ?3, "
 	    "error = ?4, ended = ?5, steps = ?6, tokens = ?7, cost = ?8, "
 	    "spend = ?9 WHERE id = ?1",
@@ -137,31 +140,67 @@ struct store {
 	char		 err[1024];
 };
 
-/* Format the connection's last error, with errno if a file call failed. */
-static void
-store_db_reason(sqlite3 *db, char *buf, size_t len)
+/*
+ * Why the file at path cannot be opened for writing, as an errno value, or
+ * 0 if nothing is visibly wrong.  SQLite retries a failed read-write open
+ * read-only, so the errno it keeps is often the retry's (ENOENT) instead of
+ * the cause (EACCES on the directory); asking the file system is clearer.
+ * WAL also needs to create PATH-wal and PATH-shm, hence the directory test.
+ */
+static int
+store_path_errno(const char *path)
 {
-	int syserr;
+	struct stat sb;
+	char *dir, *slash;
+	int e = 0;
+
+	if (stat(path, &sb) == 0) {
+		if (S_ISDIR(sb.st_mode))
+			return EISDIR;
+		if (access(path, R_OK | W_OK) != 0)
+			return errno;
+	} else if (errno != ENOENT)
+		return errno;
+	if ((slash = strrchr(path, '/')) == NULL)
+		dir = xstrdup(".");
+	else if (slash == path)
+		dir = xstrdup("/");
+	else
+		dir = xstrndup(path, slash - path);
+	if (access(dir, W_OK | X_OK) != 0)
+		e = errno;
+	free(dir);
+	return e;
+}
+
+/*
+ * Format the connection's last error, with the errno behind it if a file
+ * operation failed.  path, when given, is examined for a clearer errno.
+ */
+static void
+store_db_reason(sqlite3 *db, const char *path, char *buf, size_t len)
+{
+	int syserr = 0;
 
 	if (db == NULL) {
 		errf(buf, len, "out of memory");
 		return;
 	}
-	/* errno means something only after a failed file operation. */
 	switch (sqlite3_errcode(db)) {
 	case SQLITE_CANTOPEN:
 	case SQLITE_IOERR:
 	case SQLITE_READONLY:
 	case SQLITE_PERM:
 	case SQLITE_FULL:
-		syserr = sqlite3_system_errno(db);
-		break;
-	default:
-		syserr = 0;
+		if (path != NULL)
+			syserr = store_path_errno(path);
+		if (syserr == 0)
+			syserr = sqlite3_system_errno(db);
 		break;
 	}
 	if (syserr != 0)
-		errf(buf, len, "%s (%s)", sqlite3_errmsg(db), strerror(syserr));
+		errf(buf, len, "%s (%s)", sqlite3_errmsg(db),
+		    strerror(syserr));
 	else
 		errf(buf, len, "%s", sqlite3_errmsg(db));
 }
@@ -215,7 +254,7 @@ store_migrate(struct store *s, char *err, size_t errlen)
 
 	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
 	    SQLITE_OK) {
-		store_db_reason(s->db, reason, sizeof reason);
+		store_db_reason(s->db, s->path, reason, sizeof reason);
 		errf(err, errlen, "cannot open database '%s': %s", s->path,
 		    reason);
 		return -1;
@@ -231,7 +270,7 @@ store_migrate(struct store *s, char *err, size_t errlen)
 	for (; v < STORE_SCHEMA_VERSION; v++) {
 		if (sqlite3_exec(s->db, store_migrations[v], NULL, NULL,
 		    NULL) != SQLITE_OK) {
-			store_db_reason(s->db, reason, sizeof reason);
+			store_db_reason(s->db, s->path, reason, sizeof reason);
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			errf(err, errlen, "cannot open database '%s': "
 			    "migrating schema to version %d: %s", s->path,
@@ -250,7 +289,7 @@ store_migrate(struct store *s, char *err, size_t errlen)
 	return 0;
 
 fail:
-	store_db_reason(s->db, reason, sizeof reason);
+	store_db_reason(s->db, s->path, reason, sizeof reason);
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	errf(err, errlen, "cannot open database '%s': %s", s->path, reason);
 	return -1;
@@ -277,7 +316,7 @@ store_configure(struct store *s, char *err, size_t errlen)
 	return 0;
 
 fail:
-	store_db_reason(s->db, reason, sizeof reason);
+	store_db_reason(s->db, s->path, reason, sizeof reason);
 	errf(err, errlen, "cannot open database '%s': %s", s->path, reason);
 	return -1;
 }
@@ -301,7 +340,7 @@ store_open(const char *path, struct store **out, char *err, size_t errlen)
 	struct store *s;
 	char reason[512];
 	size_t i;
-	int v, rc;
+	int v, e, rc;
 
 	s = xcalloc(1, sizeof *s);
 	s->path = xstrdup(path);
@@ -320,8 +359,10 @@ store_open(const char *path, struct store **out, char *err, size_t errlen)
 		goto out;
 	}
 	if (sqlite3_db_readonly(s->db, "main") == 1) {
+		if ((e = store_path_errno(path)) == 0)
+			e = EACCES;
 		errf(err, errlen, "cannot open database '%s': %s", path,
-		    strerror(EACCES));
+		    strerror(e));
 		goto out;
 	}
 	if (store_configure(s, err, errlen) != 0 ||
@@ -337,7 +378,7 @@ store_open(const char *path, struct store **out, char *err, size_t errlen)
 	return 0;
 
 fail:
-	store_db_reason(s->db, reason, sizeof reason);
+	store_db_reason(s->db, s->path, reason, sizeof reason);
 	errf(err, errlen, "cannot open database '%s': %s", path, reason);
 out:
 	store_free(s);
@@ -368,7 +409,7 @@ store_fail(struct store *s, const char *what)
 {
 	char reason[512];
 
-	store_db_reason(s->db, reason, sizeof reason);
+	store_db_reason(s->db, s->path, reason, sizeof reason);
 	errf(s->err, sizeof s->err, "%s: %s", what, reason);
 	return -1;
 }

@@ -74,8 +74,9 @@ json_t *jrpc_error(json_t *id, int code, const char *message, json_t *data);
 
 /*
  * Serialise compactly on one line (no raw newline can appear: JSON strings
- * escape them).  With nl, a '\n' is appended.  Returns a heap buffer and its
- * length in *len.
+ * escape them).  With nl, a '\n' is appended.  Returns a heap buffer
+ * (NUL-terminated, the caller frees it) and its length in *len, or NULL if
+ * msg cannot be encoded.
  */
 char *jrpc_dump(const json_t *msg, size_t *len, int nl);
 

@@ -366,10 +366,10 @@ worker_pump(struct worker *w)
 	if (w->stopping)
 		return;
 	if (!w->out.busy && json_array_size(w->results) > 0) {
-		p = json_pack("{s:i, s:O}", "worker", w->id, "results",
-		    w->results);
 		n = json_array_size(w->results);
-		json_array_clear(w->results);
+		p = json_pack("{s:i, s:o}", "worker", w->id, "results",
+		    w->results);
+		w->results = json_array();
 		if (worker_send(w, &w->out, WIRE_COMPLETE, p) != 0) {
 			/* Too large as one message: the coordinator learns
 			   of it as a failure per task. */
@@ -377,9 +377,9 @@ worker_pump(struct worker *w)
 			    "the message limit\n", w->id, n);
 		}
 	} else if (!w->out.busy && json_array_size(w->failures) > 0) {
-		p = json_pack("{s:i, s:O}", "worker", w->id, "failures",
+		p = json_pack("{s:i, s:o}", "worker", w->id, "failures",
 		    w->failures);
-		json_array_clear(w->failures);
+		w->failures = json_array();
 		worker_send(w, &w->out, WIRE_FAIL, p);
 	}
 	if (!w->poll.busy && w->nrunning < w->slots)

@@ -39,7 +39,7 @@ for s, e in iv:
 PY
 ok "8 parallel tool calls overlapped"
 for i in 1 2 3 4 5 6 7 8; do
-	expect_grep "$T/out" "\"r$i\": \"agent $i finished\"" "branch $i output"
+	expect_grep "$T/out" "\"a$i\": \"agent $i finished\"" "branch $i output"
 done
 ok "parallel outputs merged"
 

@@ -15,7 +15,7 @@ expect_rc 0 "quickstart run"
 expect_grep "$T/out" '^A note on tides\. Fact: tides rise and fall twice a day\. Tide turns per day: The sum of 2 and 2 is 4\. Conditions \(Chicago\): \{"temperature":' "the answer is built from real tool results"
 expect_grep "$T/out" '\(revised after review\)' "the loop ran a second iteration"
 expect_grep "$T/out" '^run +[0-9a-f]{16} +succeeded$' "run id printed"
-expect_grep "$T/out" '^steps +15 \(12 model turns, 3 tool calls\)$' "steps counted"
+expect_grep "$T/out" '^steps +14 \(11 model turns, 3 tool calls\)$' "steps counted"
 expect_grep "$T/out" '^time +[0-9.]+s$' "duration printed"
 expect_grep "$T/out" '^model +scripted: offline' "says it ran on the scripted provider"
 ok "quickstart prints the answer and summary"
@@ -24,7 +24,7 @@ id=$(last_run)
 [ "$(sql "SELECT status FROM runs WHERE id='$id'")" = succeeded ] || fail "run row status"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.call'")" = 3 ] || fail "3 tool.call events"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.list'")" = 1 ] || fail "tools listed once per server per run"
-[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='model.response'")" = 12 ] || fail "12 model turns recorded"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='model.response'")" = 11 ] || fail "11 model turns recorded"
 [ "$(sql "SELECT json_extract(payload,'$.consumed_by') FROM events WHERE run_id='$id' AND kind='loop.exit'")" = essay/refine ] || fail "exit_loop consumed by essay/refine"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='loop.iteration'")" = 2 ] || fail "loop ran 2 iterations"
 ok "trajectory recorded in SQLite"
@@ -32,11 +32,12 @@ ok "trajectory recorded in SQLite"
 run_weft "$T/show" "$T/err" show "$id"
 expect_rc 0 "show"
 for n in essay research facts conditions numbers refine writer critic publish; do
-	expect_grep "$T/show" "^ *$n +(sequential|parallel|agent|loop|fn) +succeeded" "show lists $n"
+	expect_grep "$T/show" "^ *$n( #[0-9]+)? +(sequential|parallel|agent|loop|fn) +succeeded" "show lists $n"
 done
 expect_grep "$T/show" '^    facts +agent +succeeded +[0-9.]+s +tokens [1-9][0-9]* +tools 1 +stop=final turns=2' "agent line with tokens, tools, stop"
 expect_grep "$T/show" '^      - tool echo \{"message":"tides rise and fall twice a day"\} -> Echo: tides rise' "tool call with args and result"
 expect_grep "$T/show" '^  refine +loop +succeeded .* stop=exit_loop' "loop stop reason"
+expect_grep "$T/show" '^    critic #2 +agent +succeeded .* stop=final turns=2' "loop iterations numbered"
 ok "show prints the tree"
 
 prefix=$(printf %s "$id" | cut -c1-6)
@@ -56,8 +57,8 @@ ok "show --json"
 
 run_weft "$T/runs" "$T/err" runs
 expect_rc 0 "runs"
-expect_grep "$T/runs" "^$id +succeeded .* +15 +[0-9]+ +\\\$0.0000 +.*quickstart.lua" "runs lists the run"
+expect_grep "$T/runs" "^$id +succeeded .* +14 +[0-9]+ +\\\$0.0000 +.*quickstart.lua" "runs lists the run"
 run_weft "$T/runsj" "$T/err" runs --json
-python3 -c "import json,sys; r=json.load(open('$T/runsj')); assert r[0]['id']=='$id' and r[0]['steps']==15" || fail "runs --json"
+python3 -c "import json,sys; r=json.load(open('$T/runsj')); assert r[0]['id']=='$id' and r[0]['steps']==14" || fail "runs --json"
 ok "runs"
 expect_no_orphans

@@ -36,7 +36,7 @@ id=$(last_run)
 sql "SELECT json_extract(payload,'\$.reason') FROM events WHERE run_id='$id' AND kind='task.retry'" > "$T/why"
 expect_grep "$T/why" "^worker [0-9]+ \(pid $victim\) killed by signal 9" "retry reason names the dead worker"
 [ "$(sql "SELECT attempt FROM events WHERE run_id='$id' AND kind='tool.result'")" = 2 ] || fail "result came from attempt 2"
-[ "$(sql "SELECT state || ':' || attempt FROM tasks WHERE run_id='$id'")" = "done:2" ] || fail "task row done at attempt 2"
+[ "$(sql "SELECT state || ':' || attempt FROM tasks WHERE run_id='$id' AND kind='mcp.call'")" = "done:2" ] || fail "task row done at attempt 2"
 ok "worker killed mid-task: retried, run succeeded"
 kill -0 "$victim" 2>/dev/null && fail "killed worker still alive"
 expect_no_orphans
