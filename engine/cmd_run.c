@@ -37,7 +37,8 @@ run_usage(FILE *f)
 "  -q, --quiet         print only the answer\n"
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
-"exit status: 0 succeeded, 1 the run failed, 2 bad usage, input or workflow\n");
+"exit status: 0 succeeded, 1 the run failed, 2 bad usage, input or workflow,\n"
+"130 cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
 }
 
 /* Parse --input text; errors name the position. */
@@ -325,7 +326,11 @@ cmd_run(int argc, char **argv)
 	fflush(stdout);
 	if (strcmp(oc.status, "succeeded") == 0)
 		rc = 0;
-	else {
+	else if (strcmp(oc.status, "cancelled") == 0) {
+		fprintf(stderr, "weft: run %s cancelled; everything so far is "
+		    "recorded (weft show %s)\n", id, id);
+		rc = 130;
+	} else {
 		fprintf(stderr, "weft: run %s %s: %s\n", id, oc.status,
 		    oc.error ? oc.error : "unknown error");
 		rc = 1;

@@ -40,3 +40,24 @@ expect_grep "$T/why" "^worker [0-9]+ \(pid $victim\) killed by signal 9" "retry 
 ok "worker killed mid-task: retried, run succeeded"
 kill -0 "$victim" 2>/dev/null && fail "killed worker still alive"
 expect_no_orphans
+
+# Ctrl-C during a tool call: the run ends cancelled, recorded, nothing left.
+rm -f "$T/marker"
+"$WEFT" run "$T/kill.lua" --workers 2 -q > "$T/out" 2> "$T/err" &
+pid=$!
+i=0
+while [ ! -s "$T/marker" ]; do
+	i=$((i + 1))
+	[ $i -lt 200 ] || { kill $pid; fail "the tool call never started"; }
+	sleep 0.05
+done
+kill -INT $pid
+RC=0
+wait $pid || RC=$?
+expect_rc 130 "run interrupted"
+expect_grep "$T/err" "run [0-9a-f]{16} cancelled; everything so far is recorded" "cancel message"
+id=$(last_run)
+[ "$(sql "SELECT status FROM runs WHERE id='$id'")" = cancelled ] || fail "run recorded as cancelled"
+[ "$(sql "SELECT json_extract(payload,'\$.status') FROM events WHERE run_id='$id' AND kind='run.end'")" = cancelled ] || fail "run.end event"
+ok "SIGINT cancels the run and records it"
+expect_no_orphans
