@@ -240,8 +240,10 @@ show_tree(struct show *s, int64_t parent, int depth, double now)
 			else {
 				char *t = show_result_text(json_object_get(
 				    call, "result"));
+				json_t *js = json_string(t);
 
-				res = show_brief(json_string(t), 70);
+				res = show_brief(js, 70);
+				json_decref(js);
 				free(t);
 			}
 			printf("%*s  - tool %s %s -> %s (%.0fms%s)\n",
