@@ -4,7 +4,6 @@
 set -u
 : "${WEFT:?run through make check}"
 : "${WEFT_SRCDIR:?run through make check}"
-FIX="$WEFT_SRCDIR/tests/integration/fixtures"
 T=$(mktemp -d "${TMPDIR:-/tmp}/weft-test.XXXXXX")
 export WEFT_DB="$T/weft.db"
 export WEFT_TESTSERVER
