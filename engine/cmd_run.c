@@ -113,7 +113,7 @@ cmd_run(int argc, char **argv)
 	char *spend = NULL, *outtext = NULL;
 	size_t slen;
 	double t0, elapsed;
-	int ch, json_out = 0, quiet = 0, rc = 2;
+	int ch, json_out = 0, quiet = 0, rc = 2, loopfail = 0;
 	long nproc;
 
 	memset(&co, 0, sizeof co);
@@ -247,21 +247,24 @@ cmd_run(int argc, char **argv)
 	}
 	free(text);
 	t0 = now_mono();
-	if (luaeng_start(le, c, input, &sink, err, sizeof err) != 0) {
-		fprintf(stderr, "weft: %s\n", err);
-		goto out;
-	}
+	/* From here on the run is in the store: every way out records how
+	   it ended. */
+	memset(&sink, 0, sizeof sink);
+	if (luaeng_start(le, c, input, &sink, err, sizeof err) != 0)
+		loopfail = 1;
 	coord_begin_run(c, id, &sink);
 	p = json_pack("{s:s, s:s, s:O}", "workflow", path, "hash", hash,
 	    "input", input);
 	coord_event(c, "run.start", 0, 0, "", 0, p, 0, 0);
 	json_decref(p);
-	if (coord_loop(c, err, sizeof err) != 0) {
-		fprintf(stderr, "weft: run %s: %s\n", id, err);
-		goto out;
-	}
+	if (!loopfail && coord_loop(c, err, sizeof err) != 0)
+		loopfail = 1;
 	elapsed = now_mono() - t0;
-	luaeng_outcome(le, &oc);
+	if (loopfail) {
+		oc.status = "failed";
+		oc.error = xstrdup(err);
+	} else
+		luaeng_outcome(le, &oc);
 	if (coord_cancelled(c))
 		oc.status = "cancelled";
 	if (strcmp(oc.status, "cancelled") == 0 && oc.error == NULL)
@@ -336,9 +339,11 @@ cmd_run(int argc, char **argv)
 		rc = 1;
 	}
 out:
-	coord_free(c);
+	/* Lua first: finalizers of the workflow must not reach a freed
+	   coordinator. */
 	luaeng_outcome_clear(&oc);
 	luaeng_free(le);
+	coord_free(c);
 	store_close(st);
 	json_decref(input);
 	free(script);

@@ -43,6 +43,7 @@ struct task {
 	int			 worker;	/* lease holder, -1 */
 	double			 lease_until;	/* monotonic */
 	double			 started;	/* monotonic, this attempt */
+	size_t			 size;		/* encoded params, bytes */
 	TAILQ_ENTRY(task)	 entry;		/* queue or leased list */
 };
 TAILQ_HEAD(task_list, task);
@@ -91,6 +92,7 @@ struct coord {
 	char			 dir[PATH_MAX];
 	char			 url[PATH_MAX + 16];
 	char			 self[PATH_MAX];
+	char			**worker_env;	/* the allowlisted environment */
 	nng_socket		 sock;
 	int			 sock_open;
 	struct rctx		*rctxs;
@@ -122,6 +124,8 @@ struct coord {
 static void	coord_rctx_cb(void *);
 static void	coord_rctx_loop_cb(void *);
 static void	coord_reply(struct rctx *, json_t *);
+static void	coord_task_end(struct coord *, struct task *, json_t *,
+		    json_t *);
 
 struct event_base *
 coord_base(struct coord *c)
@@ -235,6 +239,7 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->span = span;
 	t->params = params;
 	t->worker = -1;
+	t->size = json_dumpb(params, NULL, 0, JSON_COMPACT) + 512;
 	TAILQ_INSERT_TAIL(&c->queue, t, entry);
 	c->nqueued++;
 	p = json_pack("{s:I, s:s, s:O}", "task", (json_int_t)t->id, "kind",
@@ -243,6 +248,15 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	    "tool.call", span, 0, path, 1, p, 0, 0);
 	json_decref(p);
 	coord_task_row(c, t, "queued");
+	if (t->size > WIRE_MAX_MSG - 4096) {
+		/* Refused, never truncated or sent. */
+		p = json_pack("{s:s, s:o}", "kind", FAIL_TOO_LARGE, "message",
+		    json_sprintf("the task's arguments (%zu bytes) exceed the "
+		    "%d-byte message limit", t->size, WIRE_MAX_MSG));
+		coord_task_end(c, t, NULL, p);
+		json_decref(p);
+		return (int64_t)c->ntasks;
+	}
 	coord_kick(c);
 	return t->id;
 }
@@ -345,7 +359,7 @@ coord_dispatch(struct coord *c)
 	struct rctx *r;
 	struct task *t;
 	json_t *tasks;
-	size_t npolls = 0, share;
+	size_t npolls = 0, share, bytes;
 	int n;
 
 	if (c->nqueued == 0 || TAILQ_EMPTY(&c->parked))
@@ -356,8 +370,13 @@ coord_dispatch(struct coord *c)
 	while (c->nqueued > 0 && (r = TAILQ_FIRST(&c->parked)) != NULL) {
 		TAILQ_REMOVE(&c->parked, r, entry);
 		tasks = json_array();
+		bytes = 0;
 		for (n = 0; n < r->slots && (size_t)n < share &&
 		    (t = TAILQ_FIRST(&c->queue)) != NULL; n++) {
+			/* A reply must fit the worker's message limit. */
+			if (n > 0 && bytes + t->size > WIRE_MAX_MSG - 4096)
+				break;
+			bytes += t->size;
 			TAILQ_REMOVE(&c->queue, t, entry);
 			c->nqueued--;
 			t->state = TASK_LEASED;
@@ -643,6 +662,7 @@ coord_spawn_worker(struct coord *c, int w, char *err, size_t errlen)
 	snprintf(slots, sizeof slots, "%d", c->opts.slots);
 	memset(&ps, 0, sizeof ps);
 	ps.argv = argv;
+	ps.envp = c->worker_env;
 	ps.stdin_fd = -1;
 	ps.stdout_fd = 2;
 	ps.stderr_fd = -1;
@@ -745,6 +765,42 @@ coord_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * The environment workers (and so tool servers) get: an allowlist, so
+ * secrets in the coordinator's environment (API keys) never leave it.  A
+ * server that needs a variable declares it in its env = { ... }.
+ */
+static char **
+coord_worker_env(void)
+{
+	static const char *const keep[] = { "PATH", "HOME", "USER", "LOGNAME",
+	    "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SHELL", "ASAN_OPTIONS",
+	    "UBSAN_OPTIONS", "LSAN_OPTIONS", NULL };
+	extern char **environ;
+	char **env;
+	size_t n = 0, i, k, len;
+
+	for (i = 0; environ[i] != NULL; i++)
+		n++;
+	env = xcalloc(n + 1, sizeof *env);
+	n = 0;
+	for (i = 0; environ[i] != NULL; i++) {
+		if (strncmp(environ[i], "LC_", 3) == 0) {
+			env[n++] = xstrdup(environ[i]);
+			continue;
+		}
+		for (k = 0; keep[k] != NULL; k++) {
+			len = strlen(keep[k]);
+			if (strncmp(environ[i], keep[k], len) == 0 &&
+			    environ[i][len] == '=') {
+				env[n++] = xstrdup(environ[i]);
+				break;
+			}
+		}
+	}
+	return env;
+}
+
 /* Make the private 0700 directory holding the ipc socket. */
 static int
 coord_mkdir(struct coord *c, char *err, size_t errlen)
@@ -798,6 +854,7 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	event_add(c->term_ev, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	c->worker_env = coord_worker_env();
 	if (coord_mkdir(c, err, errlen) != 0)
 		goto fail;
 	if ((rv = nng_rep0_open(&c->sock)) != 0) {
@@ -927,6 +984,9 @@ coord_free(struct coord *c)
 	free(c->dl);
 	free(c->workers);
 	free(c->run_id);
+	for (i = 0; c->worker_env != NULL && c->worker_env[i] != NULL; i++)
+		free(c->worker_env[i]);
+	free(c->worker_env);
 	if (c->base != NULL) {
 		bridge_free(c->bridge);
 		event_free(c->flush_ev);

@@ -346,7 +346,7 @@ l_runner_random(lua_State *L)
 	struct luaeng *e = luaeng_of(L);
 	struct coord *c = need_coord(L);
 	lua_Integer lo, hi;
-	uint64_t x;
+	uint64_t x, span;
 	json_t *p;
 
 	e->rng ^= e->rng << 13;
@@ -363,7 +363,9 @@ l_runner_random(lua_State *L)
 		hi = lua_isnoneornil(L, 2) ? luaL_checkinteger(L, 1) :
 		    luaL_checkinteger(L, 2);
 		luaL_argcheck(L, lo <= hi, 1, "interval is empty");
-		lo += (lua_Integer)(x % ((uint64_t)(hi - lo) + 1));
+		span = (uint64_t)hi - (uint64_t)lo;
+		lo = (lua_Integer)((uint64_t)lo + (span == UINT64_MAX ? x :
+		    x % (span + 1)));
 		p = json_pack("{s:I}", "value", (json_int_t)lo);
 		lua_pushinteger(L, lo);
 	}
@@ -780,10 +782,18 @@ luaeng_new(size_t mem_limit)
 }
 
 void
+luaeng_detach(struct luaeng *e)
+{
+	if (e != NULL)
+		e->coord = NULL;
+}
+
+void
 luaeng_free(struct luaeng *e)
 {
 	if (e == NULL)
 		return;
+	e->coord = NULL;
 	lua_close(e->L);
 	free(e->internal_msg);
 	free(e);
@@ -889,14 +899,16 @@ runner_call(struct luaeng *e, const char *name, int nargs, int nres)
 	return 0;
 }
 
-/* Sink: a task's outcome, handed to runner.deliver. */
-static void
-luaeng_deliver_cb(void *arg, int64_t ticket, json_t *result, json_t *error)
+/* Protected: convert an outcome and hand it to runner.deliver. */
+static int
+l_deliver_trampoline(lua_State *L)
 {
-	struct luaeng *e = arg;
-	lua_State *L = e->L;
+	json_t *result = lua_touserdata(L, 2);
+	json_t *error = lua_touserdata(L, 3);
 
-	lua_pushinteger(L, ticket);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, luaeng_of(L)->runner_ref);
+	lua_getfield(L, -1, "deliver");
+	lua_pushvalue(L, 1);
 	if (result != NULL)
 		push_json(L, result);
 	else
@@ -905,7 +917,49 @@ luaeng_deliver_cb(void *arg, int64_t ticket, json_t *result, json_t *error)
 		push_json(L, error);
 	else
 		lua_pushnil(L);
-	runner_call(e, "deliver", 3, 0);
+	lua_call(L, 3, 0);
+	return 0;
+}
+
+/* Protected: push a JSON value given as light userdata. */
+static int
+l_push_json_trampoline(lua_State *L)
+{
+	push_json(L, lua_touserdata(L, 1));
+	return 1;
+}
+
+/*
+ * Sink: a task's outcome, handed to runner.deliver.  Everything that may
+ * allocate runs under lua_pcall, so a workflow at its memory cap fails the
+ * run instead of aborting the coordinator.
+ */
+static void
+luaeng_deliver_cb(void *arg, int64_t ticket, json_t *result, json_t *error)
+{
+	struct luaeng *e = arg;
+	lua_State *L = e->L;
+
+	if (!lua_checkstack(L, 8))
+		goto fail;
+	lua_pushcfunction(L, l_deliver_trampoline);
+	lua_pushinteger(L, ticket);
+	lua_pushlightuserdata(L, result);
+	lua_pushlightuserdata(L, error);
+	if (lua_pcall(L, 3, 0, 0) == LUA_OK)
+		return;
+	if (!e->internal_error) {
+		e->internal_error = 1;
+		e->internal_msg = xstrdup(lua_tostring(L, -1) ?
+		    lua_tostring(L, -1) : "?");
+	}
+	lua_pop(L, 1);
+	return;
+fail:
+	if (!e->internal_error) {
+		e->internal_error = 1;
+		e->internal_msg = xstrdup("Lua stack exhausted");
+	}
 }
 
 /* Sink: run ready graph work. */
@@ -917,7 +971,7 @@ luaeng_pump_cb(void *arg)
 	int rc;
 
 	e->instr = 0;
-	if (runner_call(e, "pump", 0, 1) != 0)
+	if (e->internal_error || runner_call(e, "pump", 0, 1) != 0)
 		return 2;
 	rc = (int)lua_tointeger(L, -1);
 	lua_pop(L, 1);
@@ -932,8 +986,15 @@ luaeng_start(struct luaeng *e, struct coord *c, json_t *input,
 	lua_State *L = e->L;
 
 	e->coord = c;
+	lua_pushcfunction(L, l_push_json_trampoline);
+	lua_pushlightuserdata(L, input);
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+		errf(err, errlen, "input: %s", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return -1;
+	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->root_ref);
-	push_json(L, input);
+	lua_insert(L, -2);
 	if (runner_call(e, "start", 2, 0) != 0) {
 		errf(err, errlen, "%s", e->internal_msg);
 		return -1;

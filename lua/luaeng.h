@@ -41,6 +41,9 @@ struct luaeng_outcome {
 /* A fresh interpreter whose allocations are capped at mem_limit bytes. */
 struct luaeng *luaeng_new(size_t mem_limit);
 void luaeng_free(struct luaeng *);
+/* Forget the coordinator: after this, core functions that need a run
+   raise "no run is in progress" (finalizers run after the run ended). */
+void luaeng_detach(struct luaeng *);
 /*
  * Load and validate the workflow at path.  On error returns -1 with a
  * message starting "FILE:LINE: " in err.

@@ -255,6 +255,11 @@ mcpc_line(struct mcpc *s, const char *line, size_t len)
 		id = json_integer_value(m.id);
 		if (s->state == MCPC_INIT && id == s->init_id) {
 			mcpc_initialized(s, &m);
+			if (s->state == MCPC_IDLE) {
+				/* initialize failed: the session is gone */
+				jrpc_msg_clear(&m);
+				return -1;
+			}
 			break;
 		}
 		TAILQ_FOREACH(r, &s->sent, entry)
@@ -303,7 +308,8 @@ mcpc_out_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	linebuf_feed(s->lb, buf, n);
-	while ((rv = linebuf_next(s->lb, &line, &len)) != 0) {
+	while (s->lb != NULL &&
+	    (rv = linebuf_next(s->lb, &line, &len)) != 0) {
 		if (rv < 0) {
 			mcpc_stop(s, FAIL_PROTOCOL, "sent a line over 64 MiB");
 			return;

@@ -35,6 +35,8 @@ proc_child(const struct proc_spec *ps, int ep, pid_t ppid)
 		goto fail;
 	if (ps->stderr_fd >= 0 && dup2(ps->stderr_fd, 2) == -1)
 		goto fail;
+	if (nullfd > 2)
+		close(nullfd);
 	if (ps->cwd != NULL && chdir(ps->cwd) == -1) {
 		e[0] = 1;
 		goto fail;

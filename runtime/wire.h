@@ -31,5 +31,6 @@
 #define FAIL_RPC		"rpc_error"	/* JSON-RPC error answer */
 #define FAIL_BAD_TASK		"bad_task"	/* the task itself is malformed */
 #define FAIL_TIMEOUT		"timeout"
+#define FAIL_TOO_LARGE		"too_large"	/* over WIRE_MAX_MSG */
 
 #endif

@@ -185,7 +185,16 @@ worker_outcome(struct wtask *t, json_t *result, json_t *error)
 {
 	struct worker *w = t->w;
 
-	if (result != NULL)
+	if (result != NULL && json_dumpb(result, NULL, 0, JSON_COMPACT) >
+	    WIRE_MAX_MSG - 4096) {
+		/* Refused, never truncated: the task fails for good. */
+		json_array_append_new(w->failures, json_pack(
+		    "{s:I, s:i, s:{s:s, s:o}}", "id", (json_int_t)t->id,
+		    "attempt", t->attempt, "error", "kind", FAIL_TOO_LARGE,
+		    "message", json_sprintf("the tool result (%zu bytes) "
+		    "exceeds the %d-byte message limit", json_dumpb(result,
+		    NULL, 0, JSON_COMPACT), WIRE_MAX_MSG)));
+	} else if (result != NULL)
 		json_array_append_new(w->results, json_pack("{s:I, s:i, s:O}",
 		    "id", (json_int_t)t->id, "attempt", t->attempt, "result",
 		    result));
@@ -305,9 +314,9 @@ worker_start_task(struct worker *w, json_t *task)
 			    "/params/name: must be a string");
 			return;
 		}
-		mcpc_request(t->session, "tools/call", json_pack("{s:O, s:O}",
-		    "name", name, "arguments", args ? args : json_object()),
-		    worker_call_cb, t);
+		mcpc_request(t->session, "tools/call", json_pack("{s:O, s:o}",
+		    "name", name, "arguments", args ? json_incref(args) :
+		    json_object()), worker_call_cb, t);
 	} else if (strcmp(t->kind, TASK_MCP_LIST) == 0) {
 		t->list = json_array();
 		mcpc_request(t->session, "tools/list", NULL, worker_list_cb, t);
@@ -356,32 +365,43 @@ worker_hb_answer(struct worker *w, json_t *result, json_t *error)
 {
 }
 
+/*
+ * Send the outcomes in *list as one message, or as many as fit under the
+ * message limit (each outcome alone fits: worker_outcome sees to that);
+ * the rest wait for the next free turn of the output context.
+ */
+static void
+worker_send_batch(struct worker *w, const char *method, const char *key,
+    json_t **list)
+{
+	json_t *send = json_array(), *rest = json_array(), *it;
+	size_t i, total = 0, sz;
+
+	json_array_foreach(*list, i, it) {
+		sz = json_dumpb(it, NULL, 0, JSON_COMPACT) + 1;
+		if (json_array_size(send) > 0 && total + sz > WIRE_MAX_MSG - 4096)
+			json_array_append(rest, it);
+		else {
+			json_array_append(send, it);
+			total += sz;
+		}
+	}
+	json_decref(*list);
+	*list = rest;
+	worker_send(w, &w->out, method, json_pack("{s:i, s:o}", "worker",
+	    w->id, key, send));
+}
+
 /* Send what can be sent: outcomes, then a new poll if slots are free. */
 static void
 worker_pump(struct worker *w)
 {
-	json_t *p;
-	size_t n;
-
 	if (w->stopping)
 		return;
-	if (!w->out.busy && json_array_size(w->results) > 0) {
-		n = json_array_size(w->results);
-		p = json_pack("{s:i, s:o}", "worker", w->id, "results",
-		    w->results);
-		w->results = json_array();
-		if (worker_send(w, &w->out, WIRE_COMPLETE, p) != 0) {
-			/* Too large as one message: the coordinator learns
-			   of it as a failure per task. */
-			fprintf(stderr, "weft worker %d: %zu results exceed "
-			    "the message limit\n", w->id, n);
-		}
-	} else if (!w->out.busy && json_array_size(w->failures) > 0) {
-		p = json_pack("{s:i, s:o}", "worker", w->id, "failures",
-		    w->failures);
-		w->failures = json_array();
-		worker_send(w, &w->out, WIRE_FAIL, p);
-	}
+	if (!w->out.busy && json_array_size(w->results) > 0)
+		worker_send_batch(w, WIRE_COMPLETE, "results", &w->results);
+	else if (!w->out.busy && json_array_size(w->failures) > 0)
+		worker_send_batch(w, WIRE_FAIL, "failures", &w->failures);
 	if (!w->poll.busy && w->nrunning < w->slots)
 		worker_send(w, &w->poll, WIRE_POLL, json_pack("{s:i, s:i}",
 		    "worker", w->id, "slots", w->slots - w->nrunning));
