@@ -421,7 +421,18 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 		rc = c->sink.pump(c->sink.arg);
 		if (rc == 2)
 			c->run_ended = 1;
-		else if (rc == 0 && c->ndl == 0) {
+		else if (rc == 1) {
+			/* More graph work is ready: commit and dispatch what
+			   this round made, then yield to the loop so worker
+			   traffic and signals are served between rounds. */
+			if (store_commit(c->st) != 0) {
+				coord_fail(c, "store: %s", store_error(c->st));
+				return;
+			}
+			coord_dispatch(c);
+			coord_kick(c);
+			return;
+		} else if (rc == 0 && c->ndl == 0) {
 			if (store_commit(c->st) != 0) {
 				coord_fail(c, "store: %s",
 				    store_error(c->st));

@@ -34,6 +34,7 @@ struct luaeng {
 	int		 runner_ref;	/* the runner module */
 	int		 root_ref;	/* the validated graph */
 	char		 script_dir[PATH_MAX];
+	char		 script_file[PATH_MAX];
 	struct coord	*coord;
 	uint64_t	 rng;
 	int		 internal_error;
@@ -386,6 +387,22 @@ l_json_encode(lua_State *L)
 	return 1;
 }
 
+/* core.json_copy(v): a deep copy through JSON (nil stays nil). */
+static int
+l_json_copy(lua_State *L)
+{
+	json_t *j;
+
+	if (lua_isnoneornil(L, 1)) {
+		lua_pushnil(L);
+		return 1;
+	}
+	j = check_json(L, 1, "json_copy");
+	push_json(L, j);
+	json_decref(j);
+	return 1;
+}
+
 static int
 l_array(lua_State *L)
 {
@@ -393,6 +410,13 @@ l_array(lua_State *L)
 	lua_settop(L, 1);
 	luaeng_push_array_mt(L);
 	lua_setmetatable(L, 1);
+	return 1;
+}
+
+static int
+l_script_file(lua_State *L)
+{
+	lua_pushstring(L, luaeng_of(L)->script_file);
 	return 1;
 }
 
@@ -621,8 +645,10 @@ static const luaL_Reg core_funcs[] = {
 	{ "runner_now", l_runner_now },
 	{ "runner_random", l_runner_random },
 	{ "json_encode", l_json_encode },
+	{ "json_copy", l_json_copy },
 	{ "array", l_array },
 	{ "script_dir", l_script_dir },
+	{ "script_file", l_script_file },
 	{ "state_new", l_state_new },
 	{ "state_fork", l_state_fork },
 	{ "state_get", l_state_get },
@@ -680,8 +706,17 @@ push_sandbox(lua_State *L)
 		lua_getglobal(L, base[i]);
 		lua_setfield(L, -2, base[i]);
 	}
+	/* Copies, so workflow code cannot change what the library uses. */
 	for (i = 0; libs[i] != NULL; i++) {
+		lua_newtable(L);
 		lua_getglobal(L, libs[i]);
+		lua_pushnil(L);
+		while (lua_next(L, -2) != 0) {
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);
+			lua_settable(L, -5);
+		}
+		lua_pop(L, 1);
 		lua_setfield(L, -2, libs[i]);
 	}
 	/* math without its generator: w.random() is the recorded one. */
@@ -755,7 +790,16 @@ luaeng_new(size_t mem_limit)
 	    e->rng == 0)
 		e->rng = 0x9e3779b97f4a7c15ULL;
 	strcpy(e->script_dir, ".");
+	strcpy(e->script_file, "?");
 
+	/* Hide the string metatable: getmetatable("") is false. */
+	lua_pushliteral(L, "");
+	if (lua_getmetatable(L, -1)) {
+		lua_pushboolean(L, 0);
+		lua_setfield(L, -2, "__metatable");
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
 	lua_newtable(L);
 	lua_pushstring(L, "array");
 	lua_setfield(L, -2, "__name");
@@ -823,6 +867,7 @@ luaeng_load(struct luaeng *e, const char *path, char *err, size_t errlen)
 		    strerror(errno));
 		return -1;
 	}
+	snprintf(e->script_file, sizeof e->script_file, "%s", path);
 	tmp = xstrdup(path);
 	dir = dirname(tmp);
 	if (realpath(dir, e->script_dir) == NULL)

@@ -12,10 +12,14 @@ local servers = {}        -- name -> server declared with w.mcp_server
 local server_order = {}
 
 -- Where the workflow called us: "file:line".
+-- A constructor tail-called by the chunk (`return w.fn{...}`) has no
+-- caller frame left; then the file is all we can name.
 local function where(level)
   local info = debug.getinfo(level or 3, "Sl")
-  if info == nil then return "?" end
-  return info.short_src .. ":" .. (info.currentline or 0)
+  if info == nil or info.what == "C" or (info.currentline or -1) < 0 then
+    return core.script_file()
+  end
+  return info.short_src .. ":" .. info.currentline
 end
 
 local function fail(at, fmt, ...)
@@ -55,7 +59,10 @@ local function set(list)
   return s
 end
 
-local common = { "name", "description", "budget", "retry", "timeout" }
+local common = { "name", "description" }
+-- Accepted by the design, not by this build: refused rather than ignored.
+local later = { budget = "budgets", retry = "retry policies", timeout = "timeouts",
+                sandbox = "sandbox profiles", headers = "HTTP headers" }
 local fields = {
   agent = set{ "model", "instruction", "tools", "output_key", "max_turns",
                "script", "input" },
@@ -87,6 +94,9 @@ local function check(kind, t, at, has_children)
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(keys) do
     if type(k) == "string" then
+      if later[k] then
+        fail(at, "%s %s: '%s' (%s) is not supported yet by this build", kind, label, k, later[k])
+      end
       if not allowed[k] then
         fail(at, "unknown field '%s' in %s %s%s", k, kind, label,
              suggest(k, allowed))
@@ -244,8 +254,11 @@ end
 function w.mcp_server(t)
   local at = where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
-  local allowed = set{ "name", "command", "env", "cwd", "sandbox", "url", "headers" }
+  local allowed = set{ "name", "command", "env", "cwd", "url" }
   for k in pairs(t) do
+    if later[k] then
+      fail(at, "mcp_server: '%s' (%s) is not supported yet by this build", k, later[k])
+    end
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
     end

@@ -109,13 +109,18 @@ local function list_tools(server, ctx)
   end
   c = { waiters = {} }
   tool_cache[server] = c
-  local r = call_tasks({ { kind = "mcp.list", path = ctx.path, span = ctx.span,
-                           params = { server = server_spec(server) } } })[1]
-  if r.err then
+  -- Whatever happens to the leader, the waiters are woken with the outcome.
+  local ok, r = pcall(function()
+    return call_tasks({ { kind = "mcp.list", path = ctx.path, span = ctx.span,
+                          params = { server = server_spec(server) } } })[1]
+  end)
+  if not ok then
+    c.err = getmetatable(r) == ERR and r.msg or tostring(r)
+  elseif r.err then
     c.err = r.err.message or "tools/list failed"
   else
     c.tools, c.byname = {}, {}
-    for _, t in ipairs(r.result.tools or {}) do
+    for _, t in ipairs(type(r.result.tools) == "table" and r.result.tools or {}) do
       if type(t) == "table" and type(t.name) == "string" then
         c.tools[#c.tools + 1] = t
         c.byname[t.name] = t
@@ -364,7 +369,7 @@ function exec.parallel(n, ctx)
 end
 
 function exec.fn(n, ctx)
-  local api = { state = state_proxy(ctx), path = ctx.path, input = run_input }
+  local api = { state = state_proxy(ctx), path = ctx.path, input = core.json_copy(run_input) }
   local r = n.run(api)
   if r == I.EXIT then return nil, { exit_loop = true, by = ctx.path } end
   return r
@@ -405,7 +410,17 @@ function run_node(n, parent)
   core.event("node.start", ctx.span, parent.span or 0, path, 0,
              { kind = n.kind, name = n.name, iteration = parent.iteration }, 0, 0)
   local t0 = core.mono()
-  local ok, out, signal = pcall(exec[n.kind], n, ctx)
+  local ok, out, signal = pcall(function()
+    local o, sig = exec[n.kind](n, ctx)
+    if n.output_key and o ~= nil then
+      local wok, werr = pcall(write_state, ctx, n.output_key, o)
+      if not wok then
+        raise(ctx, "%s: output for output_key '%s' is not JSON: %s", n.where,
+              n.output_key, tostring(werr):gsub("^.-: ", ""))
+      end
+    end
+    return o, sig
+  end)
   local dur = core.mono() - t0
   if not ok then
     local e = as_err(out, ctx)
@@ -413,7 +428,6 @@ function run_node(n, parent)
                { status = "failed", error = e.msg, duration = dur }, 0, 0)
     error(e, 0)
   end
-  if n.output_key and out ~= nil then write_state(ctx, n.output_key, out) end
   core.event("node.end", ctx.span, parent.span or 0, path, 0,
              { status = "succeeded", duration = dur, stop = ctx.stop, tokens = ctx.tokens,
                exit_loop = signal and true or nil }, ctx.tokens or 0, 0)
@@ -456,6 +470,7 @@ local function finish_co(co, ok, val)
     return
   end
   local jr = joins[co]
+  if jr == nil then return end
   joins[co] = nil
   local j = jr.join
   if ok then j.results[jr.i] = val else j.errors[jr.i] = as_err(val) end
@@ -470,7 +485,7 @@ function R.deliver(ticket, result, err)
   local g = wt.group
   g.results[wt.i] = { result = result, err = err }
   g.n = g.n - 1
-  if g.n == 0 then push(ready, g.co, g.results) end
+  if g.n == 0 and coroutine.status(g.co) ~= "dead" then push(ready, g.co, g.results) end
 end
 
 function R.pump()

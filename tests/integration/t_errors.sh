@@ -139,6 +139,27 @@ expect_rc 2 "require io"
 expect_grep "$T/err" "module 'io' is not available to workflows" "require io refused"
 ok "sandbox"
 
+# Fields the design has but this build does not: refused, not ignored.
+wf later <<'EOF2'
+local w = require "weft"
+local f = w.fn{ name = "f", timeout = 5, function() end }
+return f
+EOF2
+run_weft "$T/out" "$T/err" validate "$T/later.lua"
+expect_rc 2 "unsupported field"
+expect_grep "$T/err" "later.lua:2: fn 'f': 'timeout' \(timeouts\) is not supported yet" "unsupported field named"
+ok "unsupported fields refused"
+
+# Arguments over the 16 MiB message limit: refused, never truncated.
+{ echo 'local w = require "weft"'; testserver_decl; cat <<'EOF2'
+return w.tool{ name = "t", server = "test", tool = "echo", args = { message = string.rep("x", 17 * 1024 * 1024) } }
+EOF2
+} | wf huge
+run_weft "$T/out" "$T/err" run "$T/huge.lua" --workers 1
+expect_rc 1 "oversized arguments"
+expect_grep "$T/err" "tool 't': tool 'echo': the task's arguments \([0-9]+ bytes\) exceed the 16777216-byte message limit" "size limit message"
+ok "message size limit"
+
 # --input not JSON, or not an object.
 run_weft "$T/out" "$T/err" run "$WEFT_SRCDIR/examples/quickstart.lua" --input '{"topic":'
 expect_rc 2 "--input not JSON"

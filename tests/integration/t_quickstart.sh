@@ -61,4 +61,19 @@ expect_grep "$T/runs" "^$id +succeeded .* +14 +[0-9]+ +\\\$0.0000 +.*quickstart.
 run_weft "$T/runsj" "$T/err" runs --json
 python3 -c "import json,sys; r=json.load(open('$T/runsj')); assert r[0]['id']=='$id' and r[0]['steps']==14" || fail "runs --json"
 ok "runs"
+# Secrets in weft's environment never reach workers or tool servers.
+cat > "$T/env.lua" <<EOF2
+local w = require "weft"
+w.mcp_server{ name = "everything", command = { "$WEFT_SRCDIR/node_modules/.bin/mcp-server-everything", "stdio" },
+              env = { DECLARED = "yes" } }
+return w.tool{ name = "env", server = "everything", tool = "get-env" }
+EOF2
+OPENAI_API_KEY=sk-test-secret-4242 ANTHROPIC_API_KEY=sk-ant-secret-4242 \
+    run_weft "$T/out" "$T/err" run "$T/env.lua" --workers 1 -q
+expect_rc 0 "get-env run"
+expect_grep "$T/out" '"DECLARED": ?"yes"' "declared env reaches the server"
+expect_grep "$T/out" '"PATH"' "PATH reaches the server"
+expect_no_grep "$T/out" 'secret-4242' "API keys do not reach tool servers"
+if grep -a -q 'secret-4242' "$WEFT_DB"*; then fail "API key in the store"; fi
+ok "environment allowlist"
 expect_no_orphans
