@@ -227,7 +227,14 @@ echo "# weft fan-out benchmark"
 echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs ($cpu);" \
     "kernel $(uname -r); CFLAGS '$cflags';"
-echo "$("$WEFT" --version 2>/dev/null | head -n 1); --workers $WORKERS;" \
+# Which source was measured: the tree is often shared and changing.
+if rev=$(git -C "$build" rev-parse --short HEAD 2>/dev/null); then
+	git -C "$build" diff-index --quiet HEAD -- ||
+	    rev="$rev + uncommitted changes"
+else
+	rev="not a git tree"
+fi
+echo "$("$WEFT" --version 2>/dev/null | head -n 1) ($rev); --workers $WORKERS;" \
     "$REPS runs per row, medians; disk store under $diskdir," \
     "tmpfs store under /dev/shm"
 echo

@@ -164,9 +164,10 @@ breakdown() {
 	}' "$scratch/samples"
 }
 
-# CPU time by process type, from the samples: a pid is the coordinator if
-# cmd_run is on one of its stacks, a worker if worker_main is.  All threads
-# count (nng's included).
+# CPU time by process type, from the samples, all threads counted.  A pid
+# is the coordinator if coord_loop is on one of its stacks (and proc_spawn
+# is not: that is a child between fork and exec), an MCP server by its
+# name; any other weft process (threads named weft or nng:*) is a worker.
 cpu_by_process() {
 	awk -v freq="$FREQ" -v runs="$RUNS" -v steps="$((3 * N * RUNS))" '
 	BEGIN { RS = ""; FS = "\n" }
@@ -174,14 +175,23 @@ cpu_by_process() {
 		split($1, h, " ")
 		comm = h[1]; pid = h[2]; sub(/\/.*/, "", pid)
 		samples[pid]++
-		if (comm ~ /^mcp-testserver/) kind[pid] = "MCP servers"
-		if ($0 ~ /\n[ \t]*[0-9a-f]+ cmd_run/) kind[pid] = "coordinator"
-		if ($0 ~ /\n[ \t]*[0-9a-f]+ worker_main/) kind[pid] = "workers"
+		if (comm ~ /^mcp-testserver/)
+			kind[pid] = "MCP servers"
+		else if ($0 ~ /\n[ \t]*[0-9a-f]+ coord_loop/ &&
+		    $0 !~ /\n[ \t]*[0-9a-f]+ proc_spawn/)
+			coord[pid] = 1
+		else if (comm == "weft" || comm ~ /^nng:/)
+			weft[pid] = 1
 	}
 	END {
 		print "\n## CPU time per run by process (all threads)\n"
 		for (p in samples)
-			t[p in kind ? kind[p] : "other"] += samples[p]
+			if (p in coord)
+				kind[p] = "coordinator"
+			else if (p in weft && !(p in kind))
+				kind[p] = "workers"
+		for (p in samples)
+			t[p in kind ? kind[p] : "other (sh, rm, grep)"] += samples[p]
 		for (k in t)
 			printf "%8.1f ms  %5.1f us/step  %s\n",
 			    1000 * t[k] / freq / runs, 1e6 * t[k] / freq / steps, k

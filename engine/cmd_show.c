@@ -153,14 +153,14 @@ show_event_cb(void *arg, const struct store_event *ev)
 			sp->stop = xstrdup(jstr(p, "stop"));
 		if (jstr(p, "error"))
 			sp->error = xstrdup(jstr(p, "error"));
-	} else if (strcmp(ev->kind, "model.response") == 0) {
+	} else if (strcmp(ev->kind, "model.call") == 0 ||
+	    strcmp(ev->kind, "model.response") == 0) {
 		sp->tokens += ev->tokens;
 		sp->turns++;
 	} else if (strcmp(ev->kind, "tool.call") == 0) {
 		sp->tools++;
-		call = json_pack("{s:O?, s:O?}", "name", json_object_get(
-		    json_object_get(p, "params"), "name"), "args",
-		    json_object_get(json_object_get(p, "params"), "arguments"));
+		call = json_pack("{s:O?, s:O?}", "name", json_object_get(p,
+		    "name"), "args", json_object_get(p, "arguments"));
 		json_array_append(sp->calls, call);
 		snprintf(key, sizeof key, "%lld", (long long)json_integer_value(
 		    json_object_get(p, "task")));

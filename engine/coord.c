@@ -168,15 +168,12 @@ coord_kick(struct coord *c)
 }
 
 int64_t
-coord_event(struct coord *c, const char *kind, int64_t span,
-    int64_t parent_span, const char *path, int attempt, json_t *payload,
+coord_event_text(struct coord *c, const char *kind, int64_t span,
+    int64_t parent_span, const char *path, int attempt, const char *text,
     int64_t tokens, double cost)
 {
 	struct store_event ev;
-	char *text = NULL;
 
-	if (payload != NULL)
-		text = json_dumps(payload, JSON_COMPACT);
 	memset(&ev, 0, sizeof ev);
 	ev.run_id = c->run_id;
 	ev.seq = ++c->seq;
@@ -191,8 +188,23 @@ coord_event(struct coord *c, const char *kind, int64_t span,
 	ev.cost = cost;
 	if (store_event_append(c->st, &ev) != 0)
 		coord_fail(c, "store: %s", store_error(c->st));
-	free(text);
 	return ev.seq;
+}
+
+int64_t
+coord_event(struct coord *c, const char *kind, int64_t span,
+    int64_t parent_span, const char *path, int attempt, json_t *payload,
+    int64_t tokens, double cost)
+{
+	char *text = NULL;
+	int64_t seq;
+
+	if (payload != NULL)
+		text = json_dumps(payload, JSON_COMPACT);
+	seq = coord_event_text(c, kind, span, parent_span, path, attempt, text,
+	    tokens, cost);
+	free(text);
+	return seq;
 }
 
 /* Record a task's lease row. */
@@ -224,7 +236,8 @@ coord_submit(struct coord *c, const char *kind, const char *path,
     int64_t span, json_t *params)
 {
 	struct task *t = xcalloc(1, sizeof *t);
-	json_t *p;
+	json_t *p, *server;
+	char *text;
 
 	if (c->ntasks + 1 >= c->tasks_cap) {
 		c->tasks_cap = c->tasks_cap ? c->tasks_cap * 2 : 256;
@@ -239,15 +252,22 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->span = span;
 	t->params = params;
 	t->worker = -1;
-	t->size = json_dumpb(params, NULL, 0, JSON_COMPACT) + 512;
 	TAILQ_INSERT_TAIL(&c->queue, t, entry);
 	c->nqueued++;
-	p = json_pack("{s:I, s:s, s:O}", "task", (json_int_t)t->id, "kind",
-	    kind, "params", params);
-	coord_event(c, strcmp(kind, TASK_MCP_LIST) == 0 ? "tool.list" :
-	    "tool.call", span, 0, path, 1, p, 0, 0);
+	/* The event names the server; its full spec is in the workflow. */
+	server = json_object_get(params, "server");
+	p = json_pack("{s:I, s:s, s:O?, s:O?, s:O?}", "task",
+	    (json_int_t)t->id, "kind", kind, "server",
+	    json_object_get(server, "name"), "name",
+	    json_object_get(params, "name"), "arguments",
+	    json_object_get(params, "arguments"));
+	text = json_dumps(p, JSON_COMPACT);
 	json_decref(p);
-	coord_task_row(c, t, "queued");
+	coord_event_text(c, strcmp(kind, TASK_MCP_LIST) == 0 ? "tool.list" :
+	    "tool.call", span, 0, path, 1, text, 0, 0);
+	t->size = strlen(text) + 512 + (server != NULL ?
+	    json_dumpb(server, NULL, 0, JSON_COMPACT) : 0);
+	free(text);
 	if (t->size > WIRE_MAX_MSG - 4096) {
 		/* Refused, never truncated or sent. */
 		p = json_pack("{s:s, s:o}", "kind", FAIL_TOO_LARGE, "message",

@@ -67,6 +67,10 @@ void coord_begin_run(struct coord *, const char *run_id,
 int64_t coord_event(struct coord *, const char *kind, int64_t span,
     int64_t parent_span, const char *path, int attempt, json_t *payload,
     int64_t tokens, double cost);
+/* The same with the payload already encoded as JSON text (or NULL). */
+int64_t coord_event_text(struct coord *, const char *kind, int64_t span,
+    int64_t parent_span, const char *path, int attempt, const char *text,
+    int64_t tokens, double cost);
 /*
  * Queue a task of kind for node path (span is the node's span) and return
  * its ticket.  params is stolen.  The call is recorded now and dispatched

@@ -25,6 +25,11 @@
 #define LUAENG_MAX_INSTR	(2000LL * 1000 * 1000)
 #define LUAENG_JSON_DEPTH	64
 
+struct jbuf {
+	char	*p;
+	size_t	 len, cap;
+};
+
 struct luaeng {
 	lua_State	*L;
 	size_t		 mem_used;
@@ -39,6 +44,7 @@ struct luaeng {
 	uint64_t	 rng;
 	int		 internal_error;
 	char		*internal_msg;
+	struct jbuf	 jb;		/* reused encode buffer */
 };
 
 static const char STATE_MT[] = "weft.state";
@@ -276,6 +282,242 @@ check_json(lua_State *L, int idx, const char *what)
 	return j;
 }
 
+
+/* Lua -> JSON text, directly ---------------------------------------------- */
+
+/*
+ * The hot path: events and token counts encode Lua values straight to
+ * text, with no jansson tree in between.  Same rules as to_json: arrays
+ * are sequences or tables with the array metatable, object keys sorted.
+ */
+
+static void
+jb_reserve(struct jbuf *b, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		while (b->len + n + 1 > b->cap)
+			b->cap = b->cap ? b->cap * 2 : 256;
+		b->p = xrealloc(b->p, b->cap);
+	}
+}
+
+static void
+jb_put(struct jbuf *b, const char *s, size_t n)
+{
+	jb_reserve(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len, i;
+
+	if (c < 0xc2 || c > 0xf4)
+		return 0;
+	len = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) ||
+	    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
+		return 0;
+	return len;
+}
+
+static int
+jb_string(struct jbuf *b, const char *str, size_t n, char *err, size_t errlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, run, k;
+	char esc[7];
+
+	jb_reserve(b, n + 2);
+	b->p[b->len++] = '"';
+	while (i < n) {
+		for (run = i; run < n && s[run] >= 0x20 && s[run] < 0x80 &&
+		    s[run] != '"' && s[run] != '\\'; run++)
+			;
+		if (run > i) {
+			jb_put(b, str + i, run - i);
+			i = run;
+			continue;
+		}
+		if (s[i] >= 0x80) {
+			if ((k = utf8_seq(s + i, n - i)) == 0) {
+				errf(err, errlen, "string is not valid UTF-8");
+				return -1;
+			}
+			jb_put(b, str + i, k);
+			i += k;
+			continue;
+		}
+		switch (s[i]) {
+		case '"': jb_put(b, "\\\"", 2); break;
+		case '\\': jb_put(b, "\\\\", 2); break;
+		case '\n': jb_put(b, "\\n", 2); break;
+		case '\r': jb_put(b, "\\r", 2); break;
+		case '\t': jb_put(b, "\\t", 2); break;
+		case '\b': jb_put(b, "\\b", 2); break;
+		case '\f': jb_put(b, "\\f", 2); break;
+		default:
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[s[i] >> 4];
+			esc[5] = hex[s[i] & 15];
+			jb_put(b, esc, 6);
+		}
+		i++;
+	}
+	jb_put(b, "\"", 1);
+	return 0;
+}
+
+static int jb_value(lua_State *, int, int, struct jbuf *, char *, size_t);
+
+static int
+jb_table(lua_State *L, int idx, int depth, struct jbuf *b, char *err,
+    size_t errlen)
+{
+	lua_Integer n, i, count = 0;
+	const char *small[16], **keys;
+	size_t nk = 0, k;
+	int is_array = 0, nonstr = 0, rv = 0;
+
+	if (lua_getmetatable(L, idx)) {
+		luaeng_push_array_mt(L);
+		is_array = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+	}
+	n = (lua_Integer)lua_rawlen(L, idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		count++;
+		if (lua_type(L, -2) != LUA_TSTRING)
+			nonstr++;
+		lua_pop(L, 1);
+	}
+	if (is_array || (n > 0 && count == n)) {
+		jb_put(b, "[", 1);
+		for (i = 1; i <= n && rv == 0; i++) {
+			if (i > 1)
+				jb_put(b, ",", 1);
+			lua_rawgeti(L, idx, i);
+			rv = jb_value(L, lua_gettop(L), depth + 1, b, err,
+			    errlen);
+			lua_pop(L, 1);
+		}
+		jb_put(b, "]", 1);
+		return rv;
+	}
+	if (nonstr > 0) {
+		errf(err, errlen, "a table with non-string keys cannot be JSON");
+		return -1;
+	}
+	keys = count <= 16 ? small : xcalloc((size_t)count, sizeof *keys);
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		keys[nk++] = lua_tostring(L, -2);
+		lua_pop(L, 1);
+	}
+	qsort(keys, nk, sizeof *keys, key_cmp);
+	jb_put(b, "{", 1);
+	for (k = 0; k < nk && rv == 0; k++) {
+		if (k > 0)
+			jb_put(b, ",", 1);
+		if ((rv = jb_string(b, keys[k], strlen(keys[k]), err,
+		    errlen)) != 0)
+			break;
+		jb_put(b, ":", 1);
+		lua_getfield(L, idx, keys[k]);
+		rv = jb_value(L, lua_gettop(L), depth + 1, b, err, errlen);
+		lua_pop(L, 1);
+	}
+	jb_put(b, "}", 1);
+	if (keys != small)
+		free(keys);
+	return rv;
+}
+
+static int
+jb_value(lua_State *L, int idx, int depth, struct jbuf *b, char *err,
+    size_t errlen)
+{
+	char num[64];
+	const char *s;
+	size_t len;
+	lua_Number d;
+	int n;
+
+	if (depth > LUAENG_JSON_DEPTH) {
+		errf(err, errlen, "value nested deeper than %d levels",
+		    LUAENG_JSON_DEPTH);
+		return -1;
+	}
+	luaL_checkstack(L, 4, "JSON too deep");
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+		jb_put(b, "null", 4);
+		return 0;
+	case LUA_TLIGHTUSERDATA:
+		if (lua_touserdata(L, idx) != NULL)
+			break;
+		jb_put(b, "null", 4);
+		return 0;
+	case LUA_TBOOLEAN:
+		if (lua_toboolean(L, idx))
+			jb_put(b, "true", 4);
+		else
+			jb_put(b, "false", 5);
+		return 0;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx)) {
+			n = snprintf(num, sizeof num, "%lld",
+			    (long long)lua_tointeger(L, idx));
+			jb_put(b, num, n);
+			return 0;
+		}
+		d = lua_tonumber(L, idx);
+		if (!isfinite(d)) {
+			errf(err, errlen, "%g cannot be JSON", d);
+			return -1;
+		}
+		n = snprintf(num, sizeof num, "%.17g", d);
+		if (strpbrk(num, ".eE") == NULL)
+			n += snprintf(num + n, sizeof num - n, ".0");
+		jb_put(b, num, n);
+		return 0;
+	case LUA_TSTRING:
+		s = lua_tolstring(L, idx, &len);
+		return jb_string(b, s, len, err, errlen);
+	case LUA_TTABLE:
+		return jb_table(L, idx, depth, b, err, errlen);
+	default:
+		break;
+	}
+	errf(err, errlen, "a %s cannot be JSON", luaL_typename(L, idx));
+	return -1;
+}
+
+/* Encode the value at idx into b (reset first) or raise naming what. */
+static void
+check_json_text(lua_State *L, int idx, const char *what, struct jbuf *b)
+{
+	char err[256];
+
+	b->len = 0;
+	jb_reserve(b, 64);
+	b->p[0] = '\0';
+	if (jb_value(L, lua_absindex(L, idx), 0, b, err, sizeof err) != 0)
+		luaL_error(L, "%s: %s", what, err);
+}
+
 /* core functions ------------------------------------------------------- */
 
 static struct coord *
@@ -292,18 +534,33 @@ need_coord(lua_State *L)
 static int
 l_event(lua_State *L)
 {
+	struct luaeng *e = luaeng_of(L);
 	struct coord *c = need_coord(L);
-	json_t *payload = NULL;
 	int64_t seq;
 
 	if (!lua_isnoneornil(L, 6))
-		payload = check_json(L, 6, "event payload");
-	seq = coord_event(c, luaL_checkstring(L, 1), luaL_optinteger(L, 2, 0),
-	    luaL_optinteger(L, 3, 0), luaL_optstring(L, 4, ""),
-	    (int)luaL_optinteger(L, 5, 0), payload, luaL_optinteger(L, 7, 0),
+		check_json_text(L, 6, "event payload", &e->jb);
+	seq = coord_event_text(c, luaL_checkstring(L, 1),
+	    luaL_optinteger(L, 2, 0), luaL_optinteger(L, 3, 0),
+	    luaL_optstring(L, 4, ""), (int)luaL_optinteger(L, 5, 0),
+	    lua_isnoneornil(L, 6) ? NULL : e->jb.p, luaL_optinteger(L, 7, 0),
 	    luaL_optnumber(L, 8, 0));
-	json_decref(payload);
 	lua_pushinteger(L, seq);
+	return 1;
+}
+
+/* core.event_json(kind, span, parent, path, attempt, json_text, tokens,
+   cost): the payload is JSON text the runner built itself. */
+static int
+l_event_json(lua_State *L)
+{
+	struct coord *c = need_coord(L);
+
+	lua_pushinteger(L, coord_event_text(c, luaL_checkstring(L, 1),
+	    luaL_optinteger(L, 2, 0), luaL_optinteger(L, 3, 0),
+	    luaL_optstring(L, 4, ""), (int)luaL_optinteger(L, 5, 0),
+	    luaL_checkstring(L, 6), luaL_optinteger(L, 7, 0),
+	    luaL_optnumber(L, 8, 0)));
 	return 1;
 }
 
@@ -378,12 +635,10 @@ l_runner_random(lua_State *L)
 static int
 l_json_encode(lua_State *L)
 {
-	json_t *j = check_json(L, 1, "json_encode");
-	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	struct luaeng *e = luaeng_of(L);
 
-	json_decref(j);
-	lua_pushstring(L, s);
-	free(s);
+	check_json_text(L, 1, "json_encode", &e->jb);
+	lua_pushlstring(L, e->jb.p, e->jb.len);
 	return 1;
 }
 
@@ -640,6 +895,7 @@ l_render(lua_State *L)
 
 static const luaL_Reg core_funcs[] = {
 	{ "event", l_event },
+	{ "event_json", l_event_json },
 	{ "submit", l_submit },
 	{ "mono", l_mono },
 	{ "runner_now", l_runner_now },
@@ -785,6 +1041,8 @@ luaeng_new(size_t mem_limit)
 	e->L = L;
 	*(struct luaeng **)lua_getextraspace(L) = e;
 	luaL_openlibs(L);
+	/* Generational: the graph lives long, per-step tables die young. */
+	lua_gc(L, LUA_GCGEN, 0, 0);
 	lua_sethook(L, luaeng_hook, LUA_MASKCOUNT, LUAENG_HOOK_EVERY);
 	if (getrandom(&e->rng, sizeof e->rng, 0) != sizeof e->rng ||
 	    e->rng == 0)
@@ -839,6 +1097,7 @@ luaeng_free(struct luaeng *e)
 		return;
 	e->coord = NULL;
 	lua_close(e->L);
+	free(e->jb.p);
 	free(e->internal_msg);
 	free(e);
 }
@@ -1020,7 +1279,6 @@ luaeng_pump_cb(void *arg)
 		return 2;
 	rc = (int)lua_tointeger(L, -1);
 	lua_pop(L, 1);
-	lua_gc(L, LUA_GCSTEP, 0);
 	return rc;
 }
 

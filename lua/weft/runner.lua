@@ -173,14 +173,17 @@ local function scripted_call(req)
   return turn, pos
 end
 
+-- One model turn: the scripted provider answers at once, so request and
+-- answer are one "model.call" event.  The conversation is encoded once:
+-- each turn encodes only its new messages, and the input size (for the
+-- bytes / 4 token estimate) accumulates in req.conv.
 local function model_call(req)
-  local n, ctx = req.node, req.ctx
-  local new = {}
+  local n, ctx, conv = req.node, req.ctx, req.conv
+  local new = core.array({})
   for i = req.recorded + 1, #req.messages do new[#new + 1] = req.messages[i] end
-  local tools = {}
-  for i, name in ipairs(req.tools) do tools[i] = name end
-  ev("model.request", ctx, { provider = "scripted", model = n.model, turn = req.turn,
-                             messages = core.array(new), tools = core.array(tools) })
+  local newtxt = core.json_encode(new)
+  conv.bytes = conv.bytes + #newtxt
+  conv.toolstxt = conv.toolstxt or core.json_encode(core.array(req.tools))
   local turn, pos = scripted_call(req)
   local calls
   if turn.tool_calls then
@@ -189,15 +192,20 @@ local function model_call(req)
       calls[i] = { id = c.id or string.format("call_%d_%d", pos, i), name = c.name,
                    args = c.args or {} }
     end
+    calls = core.array(calls)
   end
+  local resp = { text = turn.text, tool_calls = calls,
+                 stop_reason = calls and "tool_use" or "final" }
+  local resptxt = core.json_encode(resp)
   -- Usage as if tokens were counted: bytes / 4, so budgets work offline.
-  local input_tokens = (#core.json_encode(req.messages) + 3) // 4
-  local output_tokens = ((turn.text and #turn.text or 0) +
-                         (calls and #core.json_encode(calls) or 0) + 3) // 4
-  local resp = { text = turn.text, tool_calls = calls and core.array(calls) or nil,
-                 stop_reason = calls and "tool_use" or "final",
-                 usage = { input_tokens = input_tokens, output_tokens = output_tokens } }
-  ev("model.response", ctx, resp, input_tokens + output_tokens)
+  local input_tokens = (conv.bytes + 3) // 4
+  local output_tokens = (#resptxt + 3) // 4
+  resp.usage = { input_tokens = input_tokens, output_tokens = output_tokens }
+  core.event_json("model.call", ctx.span, ctx.parent_span or 0, ctx.path, 0, string.format(
+    '{"messages":%s,"model":%s,"provider":"scripted","response":%s,"tools":%s,"turn":%d,' ..
+    '"usage":{"input_tokens":%d,"output_tokens":%d}}',
+    newtxt, core.json_encode(n.model), resptxt, conv.toolstxt, req.turn,
+    input_tokens, output_tokens), input_tokens + output_tokens, 0)
   stats.model_calls = stats.model_calls + 1
   stats.steps = stats.steps + 1
   stats.tokens = stats.tokens + input_tokens + output_tokens
@@ -241,9 +249,11 @@ function exec.agent(n, ctx)
     { role = "user", content = n.input and render(ctx, "input", n.input) or core.json_encode(run_input) },
   }
   local recorded, out, stop, signal = 0, nil, nil, nil
+  local conv = { bytes = 0 }
   for turn = 1, n.max_turns do
     local r = coroutine.yield({ op = "model", node = n, ctx = ctx, messages = messages,
-                                tools = offered, turn = turn, recorded = recorded })
+                                tools = offered, turn = turn, recorded = recorded,
+                                conv = conv })
     recorded = #messages
     if not r.ok then error(r.res, 0) end
     local resp = r.res

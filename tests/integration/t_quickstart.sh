@@ -24,7 +24,7 @@ id=$(last_run)
 [ "$(sql "SELECT status FROM runs WHERE id='$id'")" = succeeded ] || fail "run row status"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.call'")" = 3 ] || fail "3 tool.call events"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.list'")" = 1 ] || fail "tools listed once per server per run"
-[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='model.response'")" = 11 ] || fail "11 model turns recorded"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='model.call'")" = 11 ] || fail "11 model turns recorded"
 [ "$(sql "SELECT json_extract(payload,'$.consumed_by') FROM events WHERE run_id='$id' AND kind='loop.exit'")" = essay/refine ] || fail "exit_loop consumed by essay/refine"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='loop.iteration'")" = 2 ] || fail "loop ran 2 iterations"
 ok "trajectory recorded in SQLite"
