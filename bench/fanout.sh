@@ -240,6 +240,7 @@ echo "$("$WEFT" --version 2>/dev/null | head -n 1) ($rev); --workers $WORKERS;" 
 echo
 
 : > "$scratch/results"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for n in $NS; do
 	wf=$scratch/fanout-$n.lua
 	gen_workflow "$n" > "$wf"
@@ -279,7 +280,9 @@ for n in $NS; do
 	done
 done
 echo
-# Stalls, the sampler's cost, and the verdict against the targets.
+# Other load on the machine, stalls, the sampler's cost, and the verdict
+# against the targets.
+echo "load average before: $load0; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 for n in $NS; do
 	for label in disk tmpfs; do
 		s=$(stalls "$n" "$label")

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/random.h>
+#include <sys/time.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -20,9 +22,8 @@
 #include "engine/util.h"
 #include "lua/luaeng.h"
 
-#define LUAENG_HOOK_EVERY	100000
-/* Instructions a workflow may run between two waits (about seconds). */
-#define LUAENG_MAX_INSTR	(2000LL * 1000 * 1000)
+/* Seconds workflow code may run without waiting for a tool or model. */
+#define LUAENG_MAX_SECONDS	10
 #define LUAENG_JSON_DEPTH	64
 
 struct jbuf {
@@ -34,7 +35,9 @@ struct luaeng {
 	lua_State	*L;
 	size_t		 mem_used;
 	size_t		 mem_limit;
-	long long	 instr;
+	volatile sig_atomic_t expired;	/* the watchdog fired */
+	int		 max_seconds;	/* $WEFT_LUA_MAX_SECONDS or default */
+	lua_State	*volatile running;	/* thread executing now */
 	int		 weft_ref;	/* the weft module */
 	int		 runner_ref;	/* the runner module */
 	int		 root_ref;	/* the validated graph */
@@ -78,16 +81,88 @@ luaeng_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
-/* Count hook: stop code that runs too long without waiting. */
+/*
+ * Stopping code that runs too long without waiting.  A count hook on all
+ * the time would slow every instruction (the VM traces each one while a
+ * count hook is set), so, as lua.c does for ^C, a timer arms the hook only
+ * when the limit has passed: its signal handler sets a hook on the thread
+ * that is running, and the hook raises the error.
+ */
+static struct luaeng *luaeng_watched;
+
 static void
-luaeng_hook(lua_State *L, lua_Debug *ar)
+luaeng_stop_hook(lua_State *L, lua_Debug *ar)
 {
 	struct luaeng *e = luaeng_of(L);
 
-	e->instr += LUAENG_HOOK_EVERY;
-	if (e->instr > LUAENG_MAX_INSTR)
-		luaL_error(L, "workflow code ran for %lld instructions without "
-		    "waiting (an endless loop?)", e->instr);
+	lua_sethook(L, NULL, 0, 0);
+	if (!e->expired)
+		return;
+	/* Level 0 in a hook is the interrupted Lua function. */
+	luaL_where(L, 0);
+	lua_pushfstring(L, "workflow code ran for more than %d seconds "
+		    "without waiting for a tool or model (an endless loop?)",
+		    e->max_seconds);
+	lua_concat(L, 2);
+	lua_error(L);
+}
+
+static void
+luaeng_alarm(int sig)
+{
+	struct luaeng *e = luaeng_watched;
+
+	if (e == NULL || e->running == NULL)
+		return;
+	e->expired = 1;
+	lua_sethook(e->running, luaeng_stop_hook,
+	    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* Start (secs > 0) or stop (0) the watchdog around Lua work. */
+static void
+luaeng_watch(struct luaeng *e, int secs)
+{
+	struct itimerval it;
+
+	memset(&it, 0, sizeof it);
+	it.it_value.tv_sec = secs;
+	e->expired = 0;
+	e->running = e->L;
+	luaeng_watched = secs > 0 ? e : NULL;
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* core.resume(co, value): coroutine.resume, tracking the running thread. */
+static int
+l_resume(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+	lua_State *co = lua_tothread(L, 1), *prev;
+	int status, nres;
+
+	luaL_argcheck(L, co != NULL, 1, "coroutine expected");
+	lua_settop(L, 2);
+	lua_xmove(L, co, 1);
+	prev = e->running;
+	e->running = co;
+	status = lua_resume(co, L, 1, &nres);
+	e->running = prev;
+	if (status == LUA_OK || status == LUA_YIELD) {
+		lua_pushboolean(L, 1);
+		lua_pushboolean(L, status == LUA_OK);	/* finished */
+		if (nres > 0) {
+			/* the first result: what the runner yields/returns */
+			lua_pop(co, nres - 1);
+			lua_xmove(co, L, 1);
+		} else
+			lua_pushnil(L);
+		return 3;
+	}
+	lua_pushboolean(L, 0);
+	lua_pushboolean(L, 1);
+	lua_xmove(co, L, 1);
+	return 3;
 }
 
 /* Push the shared array metatable. */
@@ -895,6 +970,7 @@ l_render(lua_State *L)
 
 static const luaL_Reg core_funcs[] = {
 	{ "event", l_event },
+	{ "resume", l_resume },
 	{ "event_json", l_event_json },
 	{ "submit", l_submit },
 	{ "mono", l_mono },
@@ -1043,7 +1119,11 @@ luaeng_new(size_t mem_limit)
 	luaL_openlibs(L);
 	/* Generational: the graph lives long, per-step tables die young. */
 	lua_gc(L, LUA_GCGEN, 0, 0);
-	lua_sethook(L, luaeng_hook, LUA_MASKCOUNT, LUAENG_HOOK_EVERY);
+	signal(SIGALRM, luaeng_alarm);
+	e->max_seconds = getenv("WEFT_LUA_MAX_SECONDS") != NULL ?
+	    atoi(getenv("WEFT_LUA_MAX_SECONDS")) : 0;
+	if (e->max_seconds <= 0)
+		e->max_seconds = LUAENG_MAX_SECONDS;
 	if (getrandom(&e->rng, sizeof e->rng, 0) != sizeof e->rng ||
 	    e->rng == 0)
 		e->rng = 0x9e3779b97f4a7c15ULL;
@@ -1143,8 +1223,10 @@ luaeng_load(struct luaeng *e, const char *path, char *err, size_t errlen)
 	}
 	push_sandbox(L);
 	lua_setupvalue(L, -2, 1);
-	e->instr = 0;
-	if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+	luaeng_watch(e, e->max_seconds);
+	rv = lua_pcall(L, 0, 1, 0);
+	luaeng_watch(e, 0);
+	if (rv != LUA_OK) {
 		errf(err, errlen, "%s", lua_isstring(L, -1) ?
 		    lua_tostring(L, -1) : "error object is not a string");
 		lua_pop(L, 1);
@@ -1272,10 +1354,14 @@ luaeng_pump_cb(void *arg)
 {
 	struct luaeng *e = arg;
 	lua_State *L = e->L;
-	int rc;
+	int rc, rv;
 
-	e->instr = 0;
-	if (e->internal_error || runner_call(e, "pump", 0, 1) != 0)
+	if (e->internal_error)
+		return 2;
+	luaeng_watch(e, e->max_seconds);
+	rv = runner_call(e, "pump", 0, 1);
+	luaeng_watch(e, 0);
+	if (rv != 0)
 		return 2;
 	rc = (int)lua_tointeger(L, -1);
 	lua_pop(L, 1);

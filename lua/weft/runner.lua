@@ -504,10 +504,10 @@ function R.pump()
     ready = {}
     for _, item in ipairs(batch) do
       local co = item[1]
-      local ok, req = coroutine.resume(co, item[2])
+      local ok, done, req = core.resume(co, item[2])
       if not ok then
         finish_co(co, false, req)
-      elseif coroutine.status(co) == "dead" then
+      elseif done then
         finish_co(co, true, req)
       else
         local hok, herr = pcall(handle_yield, co, req)

@@ -160,6 +160,20 @@ expect_rc 1 "oversized arguments"
 expect_grep "$T/err" "tool 't': tool 'echo': the task's arguments \([0-9]+ bytes\) exceed the 16777216-byte message limit" "size limit message"
 ok "message size limit"
 
+# Endless loops in workflow code are stopped, at load time and in a node.
+wf spin <<'EOF2'
+local w = require "weft"
+return w.sequential{ name = "s", w.fn{ name = "spin", function() while true do end end } }
+EOF2
+WEFT_LUA_MAX_SECONDS=1 run_weft "$T/out" "$T/err" run "$T/spin.lua" --workers 1
+expect_rc 1 "endless loop in a fn"
+expect_grep "$T/err" "fn 's/spin': .*workflow code ran for more than 1 seconds without waiting" "fn loop stopped"
+printf 'local n = 0\nwhile true do n = n + 1 end\n' > "$T/spin2.lua"
+WEFT_LUA_MAX_SECONDS=1 run_weft "$T/out" "$T/err" validate "$T/spin2.lua"
+expect_rc 2 "endless loop at load"
+expect_grep "$T/err" "spin2.lua:2: workflow code ran for more than 1 seconds" "load loop stopped with file:line"
+ok "endless loops stopped"
+
 # --input not JSON, or not an object.
 run_weft "$T/out" "$T/err" run "$WEFT_SRCDIR/examples/quickstart.lua" --input '{"topic":'
 expect_rc 2 "--input not JSON"
