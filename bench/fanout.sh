@@ -178,6 +178,7 @@ run_once() {
 
 # The value of a results column or of a derived one: "rate" is steps /
 # duration, "cw" coordinator + workers, "cwa" the same for anon memory.
+# shellcheck disable=SC2016 # awk code, expanded by awk
 VALUE='function value(col) {
 	if (col == "rate") return $3 / $4
 	if (col == "cw") return $6 + $8

@@ -34,8 +34,9 @@ die() {
 }
 
 command -v perf > /dev/null || die "needs perf (apt-get install linux-perf)"
-[ -f "$build/engine/main.o" ] && [ -f "$build/libweft.a" ] ||
-    die "build weft first (make)"
+if [ ! -f "$build/engine/main.o" ] || [ ! -f "$build/libweft.a" ]; then
+	die "build weft first (make)"
+fi
 perf stat -e cpu-clock true > /dev/null 2>&1 ||
     die "perf cannot sample here (see /proc/sys/kernel/perf_event_paranoid)"
 

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
@@ -39,7 +40,7 @@ struct task {
 	char			*kind;
 	char			*path;
 	int64_t			 span;
-	json_t			*params;
+	char			*params;	/* JSON text, sent as is */
 	int			 worker;	/* lease holder, -1 */
 	double			 lease_until;	/* monotonic */
 	double			 started;	/* monotonic, this attempt */
@@ -124,6 +125,8 @@ struct coord {
 static void	coord_rctx_cb(void *);
 static void	coord_rctx_loop_cb(void *);
 static void	coord_reply(struct rctx *, json_t *);
+static void	coord_reply_text(struct rctx *, const char *, size_t);
+static int	has_ctl(const char *);
 static void	coord_task_end(struct coord *, struct task *, json_t *,
 		    json_t *);
 
@@ -233,10 +236,10 @@ coord_task_row(struct coord *c, struct task *t, const char *state)
 
 int64_t
 coord_submit(struct coord *c, const char *kind, const char *path,
-    int64_t span, json_t *params)
+    int64_t span, const char *params, const char *summary)
 {
 	struct task *t = xcalloc(1, sizeof *t);
-	json_t *p, *server;
+	json_t *p;
 	char *text;
 
 	if (c->ntasks + 1 >= c->tasks_cap) {
@@ -250,23 +253,15 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->kind = xstrdup(kind);
 	t->path = xstrdup(path);
 	t->span = span;
-	t->params = params;
+	t->params = xstrdup(params);
 	t->worker = -1;
+	t->size = strlen(params) + strlen(path) + 512;
 	TAILQ_INSERT_TAIL(&c->queue, t, entry);
 	c->nqueued++;
-	/* The event names the server; its full spec is in the workflow. */
-	server = json_object_get(params, "server");
-	p = json_pack("{s:I, s:s, s:O?, s:O?, s:O?}", "task",
-	    (json_int_t)t->id, "kind", kind, "server",
-	    json_object_get(server, "name"), "name",
-	    json_object_get(params, "name"), "arguments",
-	    json_object_get(params, "arguments"));
-	text = json_dumps(p, JSON_COMPACT);
-	json_decref(p);
+	text = xasprintf("{\"task\":%lld,\"kind\":\"%s\",%s}",
+	    (long long)t->id, kind, summary);
 	coord_event_text(c, strcmp(kind, TASK_MCP_LIST) == 0 ? "tool.list" :
 	    "tool.call", span, 0, path, 1, text, 0, 0);
-	t->size = strlen(text) + 512 + (server != NULL ?
-	    json_dumpb(server, NULL, 0, JSON_COMPACT) : 0);
 	free(text);
 	if (t->size > WIRE_MAX_MSG - 4096) {
 		/* Refused, never truncated or sent. */
@@ -321,7 +316,7 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 	d->result = result != NULL ? json_incref(result) : NULL;
 	d->error = error != NULL ? json_incref(error) : NULL;
 	c->tasks[t->id] = NULL;
-	json_decref(t->params);
+	free(t->params);
 	free(t->kind);
 	free(t->path);
 	free(t);
@@ -358,18 +353,39 @@ coord_task_retry(struct coord *c, struct task *t, const char *why)
 	coord_kick(c);
 }
 
-/* The task JSON sent to a worker. */
-static json_t *
-coord_task_json(struct coord *c, struct task *t)
+/* Append the task as sent to a worker, JSON text, to buf. */
+static void
+coord_task_text(struct coord *c, struct task *t, struct evbuffer *buf)
 {
-	char key[128];
+	json_t *js;
+	char *q;
 
-	snprintf(key, sizeof key, "%s:%lld", c->run_id, (long long)t->id);
-	return json_pack("{s:I, s:s, s:s, s:i, s:s, s:f, s:s, s:O}",
-	    "id", (json_int_t)t->id, "run", c->run_id, "path", t->path,
-	    "attempt", t->attempt, "idem", key,
-	    "deadline", now_wall() + c->opts.lease_s, "kind", t->kind,
-	    "params", t->params);
+	evbuffer_add_printf(buf, "{\"id\":%lld,\"run\":\"%s\",\"path\":",
+	    (long long)t->id, c->run_id);
+	/* Node names are plain; quote through jansson only if needed. */
+	if (strpbrk(t->path, "\"\\") == NULL && !has_ctl(t->path))
+		evbuffer_add_printf(buf, "\"%s\"", t->path);
+	else {
+		js = json_string(t->path);
+		q = json_dumps(js, JSON_ENCODE_ANY);
+		evbuffer_add(buf, q, strlen(q));
+		free(q);
+		json_decref(js);
+	}
+	evbuffer_add_printf(buf, ",\"attempt\":%d,\"idem\":\"%s:%lld\","
+	    "\"deadline\":%.3f,\"kind\":\"%s\",\"params\":%s}", t->attempt,
+	    c->run_id, (long long)t->id, now_wall() + c->opts.lease_s, t->kind,
+	    t->params);
+}
+
+/* Whether s holds a control character. */
+static int
+has_ctl(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20)
+			return 1;
+	return 0;
 }
 
 /* Hand queued tasks to parked polls, spread evenly. */
@@ -378,7 +394,7 @@ coord_dispatch(struct coord *c)
 {
 	struct rctx *r;
 	struct task *t;
-	json_t *tasks;
+	struct evbuffer *buf;
 	size_t npolls = 0, share, bytes;
 	int n;
 
@@ -389,7 +405,8 @@ coord_dispatch(struct coord *c)
 	share = (c->nqueued + npolls - 1) / npolls;
 	while (c->nqueued > 0 && (r = TAILQ_FIRST(&c->parked)) != NULL) {
 		TAILQ_REMOVE(&c->parked, r, entry);
-		tasks = json_array();
+		buf = evbuffer_new();
+		evbuffer_add(buf, "{\"tasks\":[", 10);
 		bytes = 0;
 		for (n = 0; n < r->slots && (size_t)n < share &&
 		    (t = TAILQ_FIRST(&c->queue)) != NULL; n++) {
@@ -405,9 +422,14 @@ coord_dispatch(struct coord *c)
 			t->lease_until = t->started + c->opts.lease_s;
 			TAILQ_INSERT_TAIL(&c->leased, t, entry);
 			c->workers[r->worker].nleased++;
-			json_array_append_new(tasks, coord_task_json(c, t));
+			if (n > 0)
+				evbuffer_add(buf, ",", 1);
+			coord_task_text(c, t, buf);
 		}
-		coord_reply(r, json_pack("{s:o}", "tasks", tasks));
+		evbuffer_add(buf, "]}", 2);
+		coord_reply_text(r, (const char *)evbuffer_pullup(buf, -1),
+		    evbuffer_get_length(buf));
+		evbuffer_free(buf);
 	}
 }
 
@@ -483,6 +505,31 @@ coord_reply(struct rctx *r, json_t *result)
 	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
 		fatalx(1, "out of memory");
 	free(buf);
+	r->state = RCTX_SEND;
+	nng_aio_set_msg(r->aio, m);
+	nng_ctx_send(r->ctx, r->aio);
+}
+
+/* Send a JSON-RPC answer whose result is the JSON text res. */
+static void
+coord_reply_text(struct rctx *r, const char *res, size_t reslen)
+{
+	static const char pre[] = "{\"jsonrpc\":\"2.0\",\"id\":";
+	static const char mid[] = ",\"result\":";
+	nng_msg *m;
+	char *id;
+
+	id = json_dumps(r->id, JSON_ENCODE_ANY | JSON_COMPACT);
+	json_decref(r->id);
+	r->id = NULL;
+	if (nng_msg_alloc(&m, 0) != 0 ||
+	    nng_msg_append(m, pre, sizeof pre - 1) != 0 ||
+	    nng_msg_append(m, id, strlen(id)) != 0 ||
+	    nng_msg_append(m, mid, sizeof mid - 1) != 0 ||
+	    nng_msg_append(m, res, reslen) != 0 ||
+	    nng_msg_append(m, "}", 1) != 0)
+		fatalx(1, "out of memory");
+	free(id);
 	r->state = RCTX_SEND;
 	nng_aio_set_msg(r->aio, m);
 	nng_ctx_send(r->ctx, r->aio);
@@ -1001,7 +1048,7 @@ coord_free(struct coord *c)
 	}
 	for (i = 1; i <= c->ntasks; i++) {
 		if ((t = c->tasks[i]) != NULL) {
-			json_decref(t->params);
+			free(t->params);
 			free(t->kind);
 			free(t->path);
 			free(t);

@@ -48,6 +48,7 @@ struct luaeng {
 	int		 internal_error;
 	char		*internal_msg;
 	struct jbuf	 jb;		/* reused encode buffer */
+	struct jbuf	 jbs[5];	/* for l_submit */
 };
 
 static const char STATE_MT[] = "weft.state";
@@ -456,14 +457,34 @@ jb_string(struct jbuf *b, const char *str, size_t n, char *err, size_t errlen)
 
 static int jb_value(lua_State *, int, int, struct jbuf *, char *, size_t);
 
+struct jkey {
+	const char	*s;
+	size_t		 len;
+	int		 slot;		/* stack index of the key */
+};
+
+static int
+jkey_cmp(const void *a, const void *b)
+{
+	const struct jkey *x = a, *y = b;
+	int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+
+	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/*
+ * One pass collects the keys on the stack (so values are fetched with
+ * lua_rawget on the key itself, never re-interning a C string), then keys
+ * are sorted and the object written; a sequence is written as an array.
+ */
 static int
 jb_table(lua_State *L, int idx, int depth, struct jbuf *b, char *err,
     size_t errlen)
 {
-	lua_Integer n, i, count = 0;
-	const char *small[16], **keys;
-	size_t nk = 0, k;
-	int is_array = 0, nonstr = 0, rv = 0;
+	struct jkey small[16], *keys = small;
+	lua_Integer n, i;
+	size_t nk = 0, cap = 16, k;
+	int is_array = 0, nonstr = 0, rv = 0, base = lua_gettop(L);
 
 	if (lua_getmetatable(L, idx)) {
 		luaeng_push_array_mt(L);
@@ -471,14 +492,35 @@ jb_table(lua_State *L, int idx, int depth, struct jbuf *b, char *err,
 		lua_pop(L, 2);
 	}
 	n = (lua_Integer)lua_rawlen(L, idx);
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		count++;
-		if (lua_type(L, -2) != LUA_TSTRING)
-			nonstr++;
-		lua_pop(L, 1);
+	if (!is_array) {
+		lua_pushnil(L);
+		while (lua_next(L, idx) != 0) {
+			lua_pop(L, 1);
+			if (lua_type(L, -1) != LUA_TSTRING) {
+				nonstr++;
+				continue;
+			}
+			if (nk == cap) {
+				cap *= 2;
+				keys = keys == small ? memcpy(xcalloc(cap,
+				    sizeof *keys), small, sizeof small) :
+				    xrealloc(keys, cap * sizeof *keys);
+			}
+			luaL_checkstack(L, 2, "too many keys");
+			lua_pushvalue(L, -1);		/* keep a copy */
+			lua_insert(L, -2);
+			keys[nk].slot = lua_gettop(L) - 1;
+			keys[nk].s = lua_tolstring(L, -2, &keys[nk].len);
+			nk++;
+		}
+		if (nonstr > 0 && !(nk == 0 && nonstr == n)) {
+			errf(err, errlen,
+			    "a table with non-string keys cannot be JSON");
+			rv = -1;
+			goto out;
+		}
 	}
-	if (is_array || (n > 0 && count == n)) {
+	if (is_array || (n > 0 && nk == 0)) {
 		jb_put(b, "[", 1);
 		for (i = 1; i <= n && rv == 0; i++) {
 			if (i > 1)
@@ -489,32 +531,25 @@ jb_table(lua_State *L, int idx, int depth, struct jbuf *b, char *err,
 			lua_pop(L, 1);
 		}
 		jb_put(b, "]", 1);
-		return rv;
+		goto out;
 	}
-	if (nonstr > 0) {
-		errf(err, errlen, "a table with non-string keys cannot be JSON");
-		return -1;
-	}
-	keys = count <= 16 ? small : xcalloc((size_t)count, sizeof *keys);
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		keys[nk++] = lua_tostring(L, -2);
-		lua_pop(L, 1);
-	}
-	qsort(keys, nk, sizeof *keys, key_cmp);
+	qsort(keys, nk, sizeof *keys, jkey_cmp);
 	jb_put(b, "{", 1);
 	for (k = 0; k < nk && rv == 0; k++) {
 		if (k > 0)
 			jb_put(b, ",", 1);
-		if ((rv = jb_string(b, keys[k], strlen(keys[k]), err,
+		if ((rv = jb_string(b, keys[k].s, keys[k].len, err,
 		    errlen)) != 0)
 			break;
 		jb_put(b, ":", 1);
-		lua_getfield(L, idx, keys[k]);
+		lua_pushvalue(L, keys[k].slot);
+		lua_rawget(L, idx);
 		rv = jb_value(L, lua_gettop(L), depth + 1, b, err, errlen);
 		lua_pop(L, 1);
 	}
 	jb_put(b, "}", 1);
+out:
+	lua_settop(L, base);
 	if (keys != small)
 		free(keys);
 	return rv;
@@ -643,11 +678,60 @@ l_event_json(lua_State *L)
 static int
 l_submit(lua_State *L)
 {
+	struct luaeng *e = luaeng_of(L);
 	struct coord *c = need_coord(L);
-	json_t *params = check_json(L, 4, "task params");
+	const char *sname;
+	struct jbuf *sv = &e->jbs[0], *nm = &e->jbs[1], *ar = &e->jbs[2];
+	struct jbuf *pa = &e->jbs[3], *su = &e->jbs[4];
+	char err[128];
+	int has_name, has_args;
 
+	luaL_checktype(L, 4, LUA_TTABLE);
+	lua_settop(L, 4);
+	lua_getfield(L, 4, "server");			/* 5 */
+	luaL_argcheck(L, lua_istable(L, 5), 4, "params.server missing");
+	lua_getfield(L, 5, "name");			/* 6 */
+	sname = lua_tostring(L, 6);
+	luaL_argcheck(L, sname != NULL, 4, "params.server.name missing");
+	lua_getfield(L, 4, "name");			/* 7 */
+	lua_getfield(L, 4, "arguments");		/* 8 */
+	has_name = !lua_isnil(L, 7);
+	has_args = !lua_isnil(L, 8);
+	check_json_text(L, 5, "task server", sv);
+	if (has_name)
+		check_json_text(L, 7, "tool name", nm);
+	if (has_args)
+		check_json_text(L, 8, "tool arguments", ar);
+	/* params, keys sorted as everywhere: arguments, name, server */
+	pa->len = 0;
+	jb_put(pa, "{", 1);
+	if (has_args) {
+		jb_put(pa, "\"arguments\":", 12);
+		jb_put(pa, ar->p, ar->len);
+		jb_put(pa, ",", 1);
+	}
+	if (has_name) {
+		jb_put(pa, "\"name\":", 7);
+		jb_put(pa, nm->p, nm->len);
+		jb_put(pa, ",", 1);
+	}
+	jb_put(pa, "\"server\":", 9);
+	jb_put(pa, sv->p, sv->len);
+	jb_put(pa, "}", 1);
+	su->len = 0;
+	jb_put(su, "\"server\":", 9);
+	if (jb_string(su, sname, strlen(sname), err, sizeof err) != 0)
+		return luaL_error(L, "server name: %s", err);
+	if (has_name) {
+		jb_put(su, ",\"name\":", 8);
+		jb_put(su, nm->p, nm->len);
+	}
+	if (has_args) {
+		jb_put(su, ",\"arguments\":", 13);
+		jb_put(su, ar->p, ar->len);
+	}
 	lua_pushinteger(L, coord_submit(c, luaL_checkstring(L, 1),
-	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), params));
+	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), pa->p, su->p));
 	return 1;
 }
 
@@ -1173,11 +1257,15 @@ luaeng_detach(struct luaeng *e)
 void
 luaeng_free(struct luaeng *e)
 {
+	size_t i;
+
 	if (e == NULL)
 		return;
 	e->coord = NULL;
 	lua_close(e->L);
 	free(e->jb.p);
+	for (i = 0; i < nitems(e->jbs); i++)
+		free(e->jbs[i].p);
 	free(e->internal_msg);
 	free(e);
 }
