@@ -281,8 +281,8 @@ static void
 coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 {
 	struct delivery *d;
-	json_t *p;
 	const char *kind;
+	char *body, *text;
 
 	if (t->state == TASK_LEASED) {
 		TAILQ_REMOVE(&c->leased, t, entry);
@@ -293,19 +293,19 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 		c->nqueued--;
 	}
 	t->state = TASK_DONE;
-	p = json_pack("{s:I, s:i, s:i, s:f}", "task", (json_int_t)t->id,
-	    "attempt", t->attempt, "worker", t->worker,
-	    "duration", t->started > 0 ? now_mono() - t->started : 0.0);
-	if (result != NULL)
-		json_object_set(p, "result", result);
-	else
-		json_object_set(p, "error", error);
 	if (strcmp(t->kind, TASK_MCP_LIST) == 0)
 		kind = result != NULL ? "tool.list.result" : "tool.list.error";
 	else
 		kind = result != NULL ? "tool.result" : "tool.error";
-	coord_event(c, kind, t->span, 0, t->path, t->attempt, p, 0, 0);
-	json_decref(p);
+	body = json_dumps(result != NULL ? result : error, JSON_COMPACT |
+	    JSON_ENCODE_ANY);
+	text = xasprintf("{\"task\":%lld,\"attempt\":%d,\"worker\":%d,"
+	    "\"duration\":%.6f,\"%s\":%s}", (long long)t->id, t->attempt,
+	    t->worker, t->started > 0 ? now_mono() - t->started : 0.0,
+	    result != NULL ? "result" : "error", body);
+	coord_event_text(c, kind, t->span, 0, t->path, t->attempt, text, 0, 0);
+	free(body);
+	free(text);
 	coord_task_row(c, t, result != NULL ? "done" : "failed");
 	if (c->ndl == c->dl_cap) {
 		c->dl_cap = c->dl_cap ? c->dl_cap * 2 : 64;

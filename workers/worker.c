@@ -609,6 +609,10 @@ worker_main(int argc, char **argv)
 		free(s->name);
 		free(s);
 	}
-	nng_close(w.sock);
+	/*
+	 * No nng_close: closing a REQ socket can wait on its pipe's reaper
+	 * for seconds after the coordinator went away; the process exits
+	 * now and the kernel closes the connection.
+	 */
 	return 0;
 }
