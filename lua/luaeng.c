@@ -31,7 +31,24 @@ struct jbuf {
 	size_t	 len, cap;
 };
 
+#define POOL_STEP	16
+#define POOL_MAX	512
+#define POOL_SLAB	(64 * 1024)
+
+struct pool_block {
+	struct pool_block	*next;
+};
+
+struct pool {
+	struct pool_block	*free[POOL_MAX / POOL_STEP + 1];
+	void			**slabs;
+	size_t			 nslabs, cap;
+	char			*cur;		/* carving point in the last slab */
+	size_t			 left;
+};
+
 struct luaeng {
+	struct pool	 pool;		/* small blocks of the Lua state */
 	lua_State	*L;
 	size_t		 mem_used;
 	size_t		 mem_limit;
@@ -61,22 +78,102 @@ luaeng_of(lua_State *L)
 	return *(struct luaeng **)lua_getextraspace(L);
 }
 
-/* Allocator with a cap: a workflow cannot eat the process. */
+/*
+ * The Lua allocator: a cap, so a workflow cannot eat the process, and
+ * size-class free lists for small blocks.  The runner makes and drops many
+ * small tables and strings per step; recycling them here costs a few
+ * instructions instead of a trip through malloc and free.  Lua always
+ * passes a block's true size as osize, which is what makes this possible.
+ * Small blocks are carved from 64 KiB slabs, freed with the state.
+ */
+/* A block of class cls (size cls * POOL_STEP). */
+static void *
+pool_get(struct pool *pl, size_t cls)
+{
+	struct pool_block *b = pl->free[cls];
+	size_t sz = cls * POOL_STEP;
+	void *p;
+
+	if (b != NULL) {
+		pl->free[cls] = b->next;
+		return b;
+	}
+	if (pl->left < sz) {
+		if (pl->nslabs == pl->cap) {
+			pl->cap = pl->cap ? pl->cap * 2 : 16;
+			pl->slabs = realloc(pl->slabs, pl->cap * sizeof *pl->slabs);
+			if (pl->slabs == NULL)
+				fatalx(1, "out of memory");
+		}
+		if ((pl->cur = malloc(POOL_SLAB)) == NULL)
+			return NULL;
+		pl->slabs[pl->nslabs++] = pl->cur;
+		pl->left = POOL_SLAB;
+	}
+	p = pl->cur;
+	pl->cur += sz;
+	pl->left -= sz;
+	return p;
+}
+
+static void
+pool_put(struct pool *pl, void *p, size_t cls)
+{
+	struct pool_block *b = p;
+
+	b->next = pl->free[cls];
+	pl->free[cls] = b;
+}
+
+static void
+pool_free_all(struct pool *pl)
+{
+	size_t i;
+
+	for (i = 0; i < pl->nslabs; i++)
+		free(pl->slabs[i]);
+	free(pl->slabs);
+	memset(pl, 0, sizeof *pl);
+}
+
+#define POOL_CLASS(n)	(((n) + POOL_STEP - 1) / POOL_STEP)
+
 static void *
 luaeng_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	struct luaeng *e = ud;
-	size_t old = ptr != NULL ? osize : 0;
+	size_t old = ptr != NULL ? osize : 0, ocls, ncls;
 	void *p;
 
+	ocls = old > 0 && old <= POOL_MAX ? POOL_CLASS(old) : 0;
 	if (nsize == 0) {
-		free(ptr);
+		if (ocls)
+			pool_put(&e->pool, ptr, ocls);
+		else
+			free(ptr);
 		e->mem_used -= old;
 		return NULL;
 	}
 	if (nsize > old && e->mem_used + (nsize - old) > e->mem_limit)
 		return NULL;
-	if ((p = realloc(ptr, nsize)) == NULL)
+	ncls = nsize <= POOL_MAX ? POOL_CLASS(nsize) : 0;
+	if (ptr != NULL && ocls == ncls && ocls != 0)
+		p = ptr;
+	else if (ptr != NULL && ocls == 0 && ncls == 0)
+		p = realloc(ptr, nsize);
+	else {
+		p = ncls ? pool_get(&e->pool, ncls) : malloc(nsize);
+		if (p == NULL)
+			return NULL;
+		if (ptr != NULL) {
+			memcpy(p, ptr, old < nsize ? old : nsize);
+			if (ocls)
+				pool_put(&e->pool, ptr, ocls);
+			else
+				free(ptr);
+		}
+	}
+	if (p == NULL)
 		return NULL;
 	e->mem_used = e->mem_used - old + nsize;
 	return p;
@@ -1263,6 +1360,7 @@ luaeng_free(struct luaeng *e)
 		return;
 	e->coord = NULL;
 	lua_close(e->L);
+	pool_free_all(&e->pool);
 	free(e->jb.p);
 	for (i = 0; i < nitems(e->jbs); i++)
 		free(e->jbs[i].p);
