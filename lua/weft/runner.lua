@@ -19,8 +19,12 @@ local joins = {}          -- branch coroutine -> { join, index }
 local main, finished, outcome
 local span_seq = 0
 local run_input
+local run_input_text
 local stats = { steps = 0, tokens = 0, model_calls = 0, tool_calls = 0, scripted = false }
 local tool_cache = {}     -- server name -> { tools, byname, waiters, err }
+-- The tools an agent offers: resolved once per run (tool lists are listed
+-- once per run too), then shared by every invocation of the agent.
+local agent_tools = setmetatable({}, { __mode = "k" })
 local script_pos = {}     -- agent node -> turns consumed
 
 -- Errors are tables so a failure keeps the node where it happened.
@@ -179,11 +183,12 @@ end
 -- bytes / 4 token estimate) accumulates in req.conv.
 local function model_call(req)
   local n, ctx, conv = req.node, req.ctx, req.conv
+  n.model_text = n.model_text or core.json_encode(n.model)
   local new = core.array({})
   for i = req.recorded + 1, #req.messages do new[#new + 1] = req.messages[i] end
   local newtxt = core.json_encode(new)
   conv.bytes = conv.bytes + #newtxt
-  conv.toolstxt = conv.toolstxt or core.json_encode(core.array(req.tools))
+  conv.toolstxt = conv.toolstxt or agent_tools[n].offered_text
   local turn, pos = scripted_call(req)
   local calls
   if turn.tool_calls then
@@ -204,7 +209,7 @@ local function model_call(req)
   core.event_json("model.call", ctx.span, ctx.parent_span or 0, ctx.path, 0, string.format(
     '{"messages":%s,"model":%s,"provider":"scripted","response":%s,"tools":%s,"turn":%d,' ..
     '"usage":{"input_tokens":%d,"output_tokens":%d}}',
-    newtxt, core.json_encode(n.model), resptxt, conv.toolstxt, req.turn,
+    newtxt, n.model_text, resptxt, conv.toolstxt, req.turn,
     input_tokens, output_tokens), input_tokens + output_tokens, 0)
   stats.model_calls = stats.model_calls + 1
   stats.steps = stats.steps + 1
@@ -214,11 +219,13 @@ local function model_call(req)
   return resp
 end
 
-function exec.agent(n, ctx)
-  local offered, byname, has_exit = {}, {}, false
+
+local function resolve_tools(n, ctx)
+  local cached = agent_tools[n]
+  if cached then return cached.offered, cached.byname end
+  local offered, byname = {}, {}
   for _, ts in ipairs(n.tools) do
     if ts == w.exit_loop then
-      has_exit = true
       offered[#offered + 1] = "exit_loop"
       byname.exit_loop = { builtin = true }
     else
@@ -244,9 +251,17 @@ function exec.agent(n, ctx)
       end
     end
   end
+  core.array(offered)
+  agent_tools[n] = { offered = offered, byname = byname,
+                     offered_text = core.json_encode(offered) }
+  return offered, byname
+end
+
+function exec.agent(n, ctx)
+  local offered, byname = resolve_tools(n, ctx)
   local messages = {
     { role = "system", content = n.instruction and render(ctx, "instruction", n.instruction) or "" },
-    { role = "user", content = n.input and render(ctx, "input", n.input) or core.json_encode(run_input) },
+    { role = "user", content = n.input and render(ctx, "input", n.input) or run_input_text },
   }
   local recorded, out, stop, signal = 0, nil, nil, nil
   local conv = { bytes = 0 }
@@ -411,6 +426,19 @@ function exec.tool(n, ctx)
   return result_text(r.result)
 end
 
+-- A node's work and its output_key write, inside run_node's pcall.
+local function run_body(n, ctx)
+  local o, sig = exec[n.kind](n, ctx)
+  if n.output_key and o ~= nil then
+    local wok, werr = pcall(write_state, ctx, n.output_key, o)
+    if not wok then
+      raise(ctx, "%s: output for output_key '%s' is not JSON: %s", n.where,
+            n.output_key, (tostring(werr):gsub("^.-: ", "")))
+    end
+  end
+  return o, sig
+end
+
 -- Run one node: record its span, run it, write its output_key.
 function run_node(n, parent)
   local path = parent.path and (parent.path .. "/" .. n.name) or n.name
@@ -420,17 +448,7 @@ function run_node(n, parent)
   core.event("node.start", ctx.span, parent.span or 0, path, 0,
              { kind = n.kind, name = n.name, iteration = parent.iteration }, 0, 0)
   local t0 = core.mono()
-  local ok, out, signal = pcall(function()
-    local o, sig = exec[n.kind](n, ctx)
-    if n.output_key and o ~= nil then
-      local wok, werr = pcall(write_state, ctx, n.output_key, o)
-      if not wok then
-        raise(ctx, "%s: output for output_key '%s' is not JSON: %s", n.where,
-              n.output_key, tostring(werr):gsub("^.-: ", ""))
-      end
-    end
-    return o, sig
-  end)
+  local ok, out, signal = pcall(run_body, n, ctx)
   local dur = core.mono() - t0
   if not ok then
     local e = as_err(out, ctx)
@@ -525,6 +543,7 @@ end
 
 function R.start(root, input)
   run_input = input
+  run_input_text = core.json_encode(input)
   local st = core.state_new(input)
   main = coroutine.create(function()
     return run_node(root, { state = st })
