@@ -30,7 +30,7 @@ run_usage(FILE *f)
 "  --input-file FILE   read the input object from FILE\n"
 "  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n"
 "  --workers N         worker processes (default: number of cores)\n"
-"  --slots K           tasks each worker runs at once (default 64)\n"
+"  --slots K           tasks each worker runs at once (default 256)\n"
 "  --lease SECONDS     a task's lease without heartbeat (default 30)\n"
 "  --max-attempts N    attempts of a task whose worker died (default 3)\n"
 "  --json              print the outcome as one JSON object\n"
@@ -120,7 +120,7 @@ cmd_run(int argc, char **argv)
 	memset(&oc, 0, sizeof oc);
 	nproc = sysconf(_SC_NPROCESSORS_ONLN);
 	co.workers = nproc > 0 ? (int)nproc : 2;
-	co.slots = 64;
+	co.slots = 256;
 	co.lease_s = 30;
 	co.heartbeat_s = 1;
 	co.max_attempts = 3;

@@ -41,6 +41,7 @@ struct task {
 	char			*path;
 	int64_t			 span;
 	char			*params;	/* JSON text, sent as is */
+	char			*server;	/* MCP server name */
 	int			 worker;	/* lease holder, -1 */
 	double			 lease_until;	/* monotonic */
 	double			 started;	/* monotonic, this attempt */
@@ -56,6 +57,8 @@ struct worker {
 	pid_t			 pid;
 	enum worker_state	 state;
 	int			 nleased;
+	char			**servers;	/* MCP servers it holds */
+	size_t			 nservers;
 };
 
 enum rctx_state { RCTX_RECV, RCTX_BUSY, RCTX_PARKED, RCTX_SEND };
@@ -236,7 +239,8 @@ coord_task_row(struct coord *c, struct task *t, const char *state)
 
 int64_t
 coord_submit(struct coord *c, const char *kind, const char *path,
-    int64_t span, const char *params, const char *summary)
+    int64_t span, const char *server, const char *params,
+    const char *summary)
 {
 	struct task *t = xcalloc(1, sizeof *t);
 	json_t *p;
@@ -254,6 +258,7 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->path = xstrdup(path);
 	t->span = span;
 	t->params = xstrdup(params);
+	t->server = xstrdup(server);
 	t->worker = -1;
 	t->size = strlen(params) + strlen(path) + 512;
 	TAILQ_INSERT_TAIL(&c->queue, t, entry);
@@ -317,6 +322,7 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 	d->error = error != NULL ? json_incref(error) : NULL;
 	c->tasks[t->id] = NULL;
 	free(t->params);
+	free(t->server);
 	free(t->kind);
 	free(t->path);
 	free(t);
@@ -388,28 +394,84 @@ has_ctl(const char *s)
 	return 0;
 }
 
-/* Hand queued tasks to parked polls, spread evenly. */
+/* Whether worker w already runs a session of server. */
+static int
+coord_holds(struct worker *w, const char *server)
+{
+	size_t i;
+
+	for (i = 0; i < w->nservers; i++)
+		if (strcmp(w->servers[i], server) == 0)
+			return 1;
+	return 0;
+}
+
+/* Note that worker w now holds a session of server. */
+static void
+coord_hold(struct worker *w, const char *server)
+{
+	if (coord_holds(w, server))
+		return;
+	w->servers = xrealloc(w->servers, (w->nservers + 1) *
+	    sizeof *w->servers);
+	w->servers[w->nservers++] = xstrdup(server);
+}
+
+/* Forget the sessions of a worker (it died). */
+static void
+coord_forget(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nservers; i++)
+		free(w->servers[i]);
+	free(w->servers);
+	w->servers = NULL;
+	w->nservers = 0;
+}
+
+/* Whether a parked poll other than r comes from a holder of server. */
+static int
+coord_other_holder(struct coord *c, struct rctx *r, const char *server)
+{
+	struct rctx *o;
+
+	TAILQ_FOREACH(o, &c->parked, entry)
+		if (o != r && coord_holds(&c->workers[o->worker], server))
+			return 1;
+	return 0;
+}
+
+/*
+ * Hand queued tasks to parked polls.  The queue prefers a worker that
+ * already holds the task's MCP server (no second server process, no
+ * second initialize); a task whose server no waiting worker holds goes to
+ * the first poll with room.
+ */
 static void
 coord_dispatch(struct coord *c)
 {
 	struct rctx *r;
-	struct task *t;
+	struct task *t, *next;
+	struct worker *w;
 	struct evbuffer *buf;
-	size_t npolls = 0, share, bytes;
-	int n;
+	size_t bytes;
+	int n, rounds = 0;
 
-	if (c->nqueued == 0 || TAILQ_EMPTY(&c->parked))
-		return;
-	TAILQ_FOREACH(r, &c->parked, entry)
-		npolls++;
-	share = (c->nqueued + npolls - 1) / npolls;
-	while (c->nqueued > 0 && (r = TAILQ_FIRST(&c->parked)) != NULL) {
+	while (c->nqueued > 0 && (r = TAILQ_FIRST(&c->parked)) != NULL &&
+	    rounds++ < 2 * (int)c->nrctx) {
 		TAILQ_REMOVE(&c->parked, r, entry);
+		w = &c->workers[r->worker];
 		buf = evbuffer_new();
 		evbuffer_add(buf, "{\"tasks\":[", 10);
 		bytes = 0;
-		for (n = 0; n < r->slots && (size_t)n < share &&
-		    (t = TAILQ_FIRST(&c->queue)) != NULL; n++) {
+		n = 0;
+		TAILQ_FOREACH_SAFE(t, &c->queue, entry, next) {
+			if (n >= r->slots)
+				break;
+			if (!coord_holds(w, t->server) &&
+			    coord_other_holder(c, r, t->server))
+				continue;
 			/* A reply must fit the worker's message limit. */
 			if (n > 0 && bytes + t->size > WIRE_MAX_MSG - 4096)
 				break;
@@ -421,10 +483,17 @@ coord_dispatch(struct coord *c)
 			t->started = now_mono();
 			t->lease_until = t->started + c->opts.lease_s;
 			TAILQ_INSERT_TAIL(&c->leased, t, entry);
-			c->workers[r->worker].nleased++;
-			if (n > 0)
+			w->nleased++;
+			coord_hold(w, t->server);
+			if (n++ > 0)
 				evbuffer_add(buf, ",", 1);
 			coord_task_text(c, t, buf);
+		}
+		if (n == 0) {
+			/* Everything queued waits for another worker. */
+			evbuffer_free(buf);
+			TAILQ_INSERT_TAIL(&c->parked, r, entry);
+			continue;
 		}
 		evbuffer_add(buf, "]}", 2);
 		coord_reply_text(r, (const char *)evbuffer_pullup(buf, -1),
@@ -764,6 +833,7 @@ coord_worker_died(struct coord *c, struct worker *w, int status)
 
 	proc_status_str(status, how, sizeof how);
 	w->state = WORKER_DEAD;
+	coord_forget(w);
 	if (c->stopping)
 		return;
 	snprintf(why, sizeof why, "worker %d (pid %d) %s", w->id, (int)w->pid,
@@ -1049,6 +1119,7 @@ coord_free(struct coord *c)
 	for (i = 1; i <= c->ntasks; i++) {
 		if ((t = c->tasks[i]) != NULL) {
 			free(t->params);
+			free(t->server);
 			free(t->kind);
 			free(t->path);
 			free(t);
@@ -1060,6 +1131,8 @@ coord_free(struct coord *c)
 		json_decref(c->dl[i].error);
 	}
 	free(c->dl);
+	for (i = 0; c->workers != NULL && i < (size_t)c->nworkers; i++)
+		coord_forget(&c->workers[i]);
 	free(c->workers);
 	free(c->run_id);
 	for (i = 0; c->worker_env != NULL && c->worker_env[i] != NULL; i++)

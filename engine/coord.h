@@ -72,14 +72,15 @@ int64_t coord_event_text(struct coord *, const char *kind, int64_t span,
     int64_t parent_span, const char *path, int attempt, const char *text,
     int64_t tokens, double cost);
 /*
- * Queue a task of kind for node path (span is the node's span) and return
- * its ticket.  params is the task's params as JSON text (copied; sent to
+ * Queue a task of kind for node path (span is the node's span) on the
+ * MCP server named server and return its ticket.  params is the task's params as JSON text (copied; sent to
  * the worker as is); summary is the JSON members the tool.call event
  * records besides task and kind ("\"server\":\"s\",\"name\":...").  The
  * call is recorded now and dispatched after the next commit.
  */
 int64_t coord_submit(struct coord *, const char *kind, const char *path,
-    int64_t span, const char *params, const char *summary);
+    int64_t span, const char *server, const char *params,
+    const char *summary);
 /* Schedule a flush round (commit, deliver, pump, dispatch). */
 void coord_kick(struct coord *);
 /* Run the loop until the sink's pump reports the run ended, or a fatal

@@ -828,7 +828,8 @@ l_submit(lua_State *L)
 		jb_put(su, ar->p, ar->len);
 	}
 	lua_pushinteger(L, coord_submit(c, luaL_checkstring(L, 1),
-	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), pa->p, su->p));
+	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), sname, pa->p,
+	    su->p));
 	return 1;
 }
 

@@ -518,7 +518,7 @@ worker_usage(FILE *f)
 "\n"
 "  --connect URL   coordinator address\n"
 "  --id N          worker id assigned by the coordinator (default 0)\n"
-"  --slots K       tasks run concurrently (default 64)\n"
+"  --slots K       tasks run concurrently (default 256)\n"
 "  -v, --verbose   log to stderr\n");
 }
 
@@ -540,7 +540,7 @@ worker_main(int argc, char **argv)
 	int ch, rv, tries;
 
 	memset(&w, 0, sizeof w);
-	w.slots = 64;
+	w.slots = 256;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:i:s:vh", longopts, NULL)) != -1) {
 		switch (ch) {
