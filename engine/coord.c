@@ -1111,6 +1111,11 @@ coord_free(struct coord *c)
 		json_decref(c->rctxs[i].id);
 	}
 	free(c->rctxs);
+	/*
+	 * Let nng's threads finish tearing down the pipes: a message that
+	 * arrived as the socket closed is freed there, not leaked.
+	 */
+	nng_fini();
 	if (c->dir[0] != '\0') {
 		snprintf(path, sizeof path, "%s/coord.ipc", c->dir);
 		unlink(path);

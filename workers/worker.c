@@ -461,6 +461,36 @@ worker_wreq_init(struct worker *w, struct wreq *q,
 		fatalx(1, "worker: cannot open nng context");
 }
 
+/* Exit: stop the request contexts and free what the loop owned. */
+static void
+worker_release(struct worker *w)
+{
+	struct wreq *qs[] = { &w->poll, &w->out, &w->hb };
+	struct wtask *t;
+	size_t i;
+
+	for (i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+		/* Stopping waits for a callback in progress; none runs after. */
+		nng_aio_free(qs[i]->aio);
+		nng_ctx_close(qs[i]->ctx);
+		if (qs[i]->reply != NULL)
+			nng_msg_free(qs[i]->reply);
+	}
+	while ((t = TAILQ_FIRST(&w->running)) != NULL) {
+		TAILQ_REMOVE(&w->running, t, entry);
+		json_decref(t->list);
+		free(t->kind);
+		free(t);
+	}
+	json_decref(w->results);
+	json_decref(w->failures);
+	event_free(w->hb_ev);
+	event_free(w->chld_ev);
+	event_free(w->term_ev);
+	bridge_free(w->bridge);
+	event_base_free(w->base);
+}
+
 /* Synchronous hello: check the protocol version. */
 static int
 worker_hello(struct worker *w)
@@ -609,6 +639,7 @@ worker_main(int argc, char **argv)
 		free(s->name);
 		free(s);
 	}
+	worker_release(&w);
 	/*
 	 * No nng_close: closing a REQ socket can wait on its pipe's reaper
 	 * for seconds after the coordinator went away; the process exits
