@@ -5,10 +5,12 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "engine/cmd.h"
 #include "engine/coord.h"
+#include "engine/gateway.h"
 #include "engine/store.h"
 #include "engine/util.h"
 #include "lua/luaeng.h"
@@ -106,6 +108,7 @@ cmd_run(int argc, char **argv)
 	struct store_run run;
 	struct store *st = NULL;
 	struct coord *c = NULL;
+	struct gateway *gw = NULL;
 	struct luaeng *le = NULL;
 	const char *input_text = NULL, *input_file = NULL, *db = NULL, *path;
 	json_t *input = NULL, *p;
@@ -232,6 +235,11 @@ cmd_run(int argc, char **argv)
 		fprintf(stderr, "weft: cannot start the coordinator: %s\n", err);
 		goto out;
 	}
+	if ((gw = gateway_new(c, st, err, sizeof err)) == NULL) {
+		fprintf(stderr, "weft: %s\n", err);
+		goto out;
+	}
+	luaeng_set_gateway(le, gw);
 	random_hex(id, 8);
 	memset(&run, 0, sizeof run);
 	run.id = id;
@@ -275,12 +283,12 @@ cmd_run(int argc, char **argv)
 	    "model_calls", (json_int_t)oc.model_calls,
 	    "tool_calls", (json_int_t)oc.tool_calls, "duration", elapsed,
 	    "state", oc.state);
-	coord_event(c, "run.end", 0, 0, "", 0, p, oc.tokens, 0);
+	coord_event(c, "run.end", 0, 0, "", 0, p, oc.tokens, oc.cost);
 	json_decref(p);
 	outtext = oc.output ? json_dumps(oc.output, JSON_COMPACT |
 	    JSON_ENCODE_ANY) : NULL;
-	spend = xasprintf("{\"tokens\":%lld,\"usd\":0,\"model_calls\":%lld,"
-	    "\"tool_calls\":%lld}", (long long)oc.tokens,
+	spend = xasprintf("{\"tokens\":%lld,\"usd\":%.6f,\"model_calls\":%lld,"
+	    "\"tool_calls\":%lld}", (long long)oc.tokens, oc.cost,
 	    (long long)oc.model_calls, (long long)oc.tool_calls);
 	run.status = oc.status;
 	run.output = outtext;
@@ -288,21 +296,27 @@ cmd_run(int argc, char **argv)
 	run.ended = now_wall();
 	run.steps = oc.steps;
 	run.tokens = oc.tokens;
-	run.cost = 0;
+	run.cost = oc.cost;
 	run.spend = spend;
 	if (store_run_finish(st, &run) != 0 || store_commit(st) != 0) {
 		fprintf(stderr, "weft: %s\n", store_error(st));
 		goto out;
 	}
 	if (json_out) {
+		struct rusage ru;
+
+		getrusage(RUSAGE_SELF, &ru);
 		p = json_pack("{s:s, s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, "
-		    "s:f, s:f, s:b}", "run", id, "status", oc.status,
+		    "s:f, s:f, s:b, s:{s:f, s:f}}", "run", id, "status", oc.status,
 		    "output", oc.output, "error", oc.error,
 		    "steps", (json_int_t)oc.steps,
 		    "model_calls", (json_int_t)oc.model_calls,
 		    "tool_calls", (json_int_t)oc.tool_calls,
-		    "tokens", (json_int_t)oc.tokens, "cost_usd", 0.0,
-		    "duration", elapsed, "scripted", oc.scripted);
+		    "tokens", (json_int_t)oc.tokens, "cost_usd", oc.cost,
+		    "duration", elapsed, "scripted", oc.scripted,
+		    "coordinator_cpu", "user", ru.ru_utime.tv_sec +
+		    ru.ru_utime.tv_usec / 1e6, "system", ru.ru_stime.tv_sec +
+		    ru.ru_stime.tv_usec / 1e6);
 		text = json_dumps(p, JSON_INDENT(2));
 		printf("%s\n", text);
 		free(text);
@@ -317,7 +331,7 @@ cmd_run(int argc, char **argv)
 			    (long long)oc.model_calls,
 			    (long long)oc.tool_calls);
 			printf("tokens   %lld\n", (long long)oc.tokens);
-			printf("cost     $0.0000\n");
+			printf("cost     $%.4f\n", oc.cost);
 			printf("time     %.3fs\n", elapsed);
 			if (oc.scripted)
 				printf("model    scripted: offline, answers "
@@ -343,6 +357,7 @@ out:
 	   coordinator. */
 	luaeng_outcome_clear(&oc);
 	luaeng_free(le);
+	gateway_free(gw);
 	coord_free(c);
 	store_close(st);
 	json_decref(input);

@@ -27,6 +27,7 @@ struct span {
 	int64_t		 tools;		/* own tool calls */
 	int64_t		 turns;		/* own model turns */
 	int64_t		 sub_tokens, sub_tools;
+	double		 cost, sub_cost;	/* USD of model calls */
 	json_t		*calls;		/* [{name, args, result, error, ms}] */
 };
 
@@ -156,7 +157,27 @@ show_event_cb(void *arg, const struct store_event *ev)
 	} else if (strcmp(ev->kind, "model.call") == 0 ||
 	    strcmp(ev->kind, "model.response") == 0) {
 		sp->tokens += ev->tokens;
+		sp->cost += ev->cost;
 		sp->turns++;
+		if (strcmp(ev->kind, "model.response") == 0)
+			json_array_append_new(sp->calls, json_pack(
+			    "{s:s, s:s?, s:s?, s:s?, s:I, s:f, s:O?, s:O?}",
+			    "model", "response", "provider", jstr(p,
+			    "provider"), "name", jstr(p, "model"), "stop",
+			    jstr(json_object_get(p, "response"),
+			    "stop_reason"), "tokens", (json_int_t)ev->tokens,
+			    "cost", ev->cost, "attempts", json_object_get(p,
+			    "attempts"), "duration", json_object_get(p,
+			    "duration")));
+	} else if (strcmp(ev->kind, "model.retry") == 0 ||
+	    strcmp(ev->kind, "model.fallback") == 0 ||
+	    strcmp(ev->kind, "model.error") == 0 ||
+	    strcmp(ev->kind, "context.compacted") == 0 ||
+	    strcmp(ev->kind, "model.truncated") == 0 ||
+	    strcmp(ev->kind, "output.invalid") == 0 ||
+	    strcmp(ev->kind, "hook") == 0) {
+		json_array_append_new(sp->calls, json_pack("{s:s, s:O?}",
+		    "model", ev->kind, "payload", p));
 	} else if (strcmp(ev->kind, "tool.call") == 0) {
 		sp->tools++;
 		call = json_pack("{s:O?, s:O?}", "name", json_object_get(p,
@@ -202,7 +223,51 @@ show_sum(struct show *s)
 		    show_span(s, up->parent) : NULL) {
 			up->sub_tokens += sp->tokens;
 			up->sub_tools += sp->tools;
+			up->sub_cost += sp->cost;
 		}
+	}
+}
+
+/* One line for a model event under its node. */
+static void
+show_model_line(json_t *call, int depth)
+{
+	const char *what = jstr(call, "model");
+	json_t *p = json_object_get(call, "payload");
+	char *brief;
+
+	if (strcmp(what, "response") == 0) {
+		printf("%*s  - model %s:%s -> %s (%lld tokens, $%.4f, %.0fms",
+		    depth * 2, "", jstr(call, "provider") ? jstr(call,
+		    "provider") : "?", jstr(call, "name") ? jstr(call, "name") :
+		    "?", jstr(call, "stop") ? jstr(call, "stop") : "?",
+		    (long long)json_integer_value(json_object_get(call,
+		    "tokens")), json_number_value(json_object_get(call, "cost")),
+		    json_number_value(json_object_get(call, "duration")) * 1000);
+		if (json_integer_value(json_object_get(call, "attempts")) > 1)
+			printf(", %lld attempts", (long long)json_integer_value(
+			    json_object_get(call, "attempts")));
+		printf(")\n");
+	} else if (strcmp(what, "model.retry") == 0)
+		printf("%*s  ~ retry %s after %s: %s (waited %lldms)\n",
+		    depth * 2, "", jstr(p, "provider") ? jstr(p, "provider") :
+		    "?", jstr(p, "kind") ? jstr(p, "kind") : "?",
+		    jstr(p, "message") ? jstr(p, "message") : "",
+		    (long long)json_integer_value(json_object_get(p,
+		    "delay_ms")));
+	else if (strcmp(what, "model.fallback") == 0)
+		printf("%*s  ~ fallback %s -> %s: %s\n", depth * 2, "",
+		    jstr(p, "from") ? jstr(p, "from") : "?", jstr(p, "to") ?
+		    jstr(p, "to") : "?", jstr(p, "reason") ? jstr(p, "reason") :
+		    "");
+	else if (strcmp(what, "model.error") == 0)
+		printf("%*s  ! model error (%s): %s\n", depth * 2, "",
+		    jstr(p, "kind") ? jstr(p, "kind") : "?",
+		    jstr(p, "message") ? jstr(p, "message") : "");
+	else {
+		brief = show_brief(p, 90);
+		printf("%*s  ~ %s %s\n", depth * 2, "", what, brief);
+		free(brief);
 	}
 }
 
@@ -228,10 +293,16 @@ show_tree(struct show *s, int64_t parent, int depth, double now)
 			printf(" stop=%s", sp->stop);
 		if (sp->turns > 0)
 			printf(" turns=%lld", (long long)sp->turns);
+		if (sp->sub_cost > 0)
+			printf(" $%.4f", sp->sub_cost);
 		printf("\n");
 		if (sp->error != NULL && strcmp(sp->status, "failed") == 0)
 			printf("%*s  ! %s\n", depth * 2, "", sp->error);
 		json_array_foreach(sp->calls, k, call) {
+			if (jstr(call, "model") != NULL) {
+				show_model_line(call, depth);
+				continue;
+			}
 			args = show_brief(json_object_get(call, "args"), 60);
 			if (json_object_get(call, "error") != NULL &&
 			    !json_is_null(json_object_get(call, "error")))

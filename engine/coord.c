@@ -243,14 +243,11 @@ coord_submit(struct coord *c, const char *kind, const char *path,
     const char *summary)
 {
 	struct task *t = xcalloc(1, sizeof *t);
+	int64_t t_id;
 	json_t *p;
 	char *text;
 
-	if (c->ntasks + 1 >= c->tasks_cap) {
-		c->tasks_cap = c->tasks_cap ? c->tasks_cap * 2 : 256;
-		c->tasks = xrealloc(c->tasks, c->tasks_cap * sizeof *c->tasks);
-	}
-	t->id = (int64_t)++c->ntasks;
+	t->id = coord_ticket(c);
 	c->tasks[t->id] = t;
 	t->attempt = 1;
 	t->state = TASK_QUEUED;
@@ -270,12 +267,13 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	free(text);
 	if (t->size > WIRE_MAX_MSG - 4096) {
 		/* Refused, never truncated or sent. */
+		t_id = t->id;
 		p = json_pack("{s:s, s:o}", "kind", FAIL_TOO_LARGE, "message",
 		    json_sprintf("the task's arguments (%zu bytes) exceed the "
 		    "%d-byte message limit", t->size, WIRE_MAX_MSG));
 		coord_task_end(c, t, NULL, p);
 		json_decref(p);
-		return (int64_t)c->ntasks;
+		return t_id;
 	}
 	coord_kick(c);
 	return t->id;
@@ -285,7 +283,6 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 static void
 coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 {
-	struct delivery *d;
 	const char *kind;
 	char *body, *text;
 
@@ -312,20 +309,40 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 	free(body);
 	free(text);
 	coord_task_row(c, t, result != NULL ? "done" : "failed");
-	if (c->ndl == c->dl_cap) {
-		c->dl_cap = c->dl_cap ? c->dl_cap * 2 : 64;
-		c->dl = xrealloc(c->dl, c->dl_cap * sizeof *c->dl);
-	}
-	d = &c->dl[c->ndl++];
-	d->ticket = t->id;
-	d->result = result != NULL ? json_incref(result) : NULL;
-	d->error = error != NULL ? json_incref(error) : NULL;
+	coord_deliver(c, t->id, result, error);
 	c->tasks[t->id] = NULL;
 	free(t->params);
 	free(t->server);
 	free(t->kind);
 	free(t->path);
 	free(t);
+}
+
+int64_t
+coord_ticket(struct coord *c)
+{
+	if (c->ntasks + 1 >= c->tasks_cap) {
+		c->tasks_cap = c->tasks_cap ? c->tasks_cap * 2 : 256;
+		c->tasks = xrealloc(c->tasks, c->tasks_cap * sizeof *c->tasks);
+	}
+	c->ntasks++;
+	c->tasks[c->ntasks] = NULL;
+	return (int64_t)c->ntasks;
+}
+
+void
+coord_deliver(struct coord *c, int64_t ticket, json_t *result, json_t *error)
+{
+	struct delivery *d;
+
+	if (c->ndl == c->dl_cap) {
+		c->dl_cap = c->dl_cap ? c->dl_cap * 2 : 64;
+		c->dl = xrealloc(c->dl, c->dl_cap * sizeof *c->dl);
+	}
+	d = &c->dl[c->ndl++];
+	d->ticket = ticket;
+	d->result = result != NULL ? json_incref(result) : NULL;
+	d->error = error != NULL ? json_incref(error) : NULL;
 	coord_kick(c);
 }
 

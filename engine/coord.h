@@ -82,6 +82,21 @@ int64_t coord_submit(struct coord *, const char *kind, const char *path,
     int64_t span, const char *server, const char *params,
     const char *summary);
 /* Schedule a flush round (commit, deliver, pump, dispatch). */
+/*
+ * A ticket for work done outside the task queue (a model call): its outcome
+ * comes back through coord_deliver() and the sink's deliver callback, like
+ * a task's.
+ */
+int64_t coord_ticket(struct coord *);
+
+/*
+ * Queue an outcome for the graph: result xor error (both borrowed; the
+ * coordinator takes its own references).  Delivered on the next flush,
+ * after everything recorded so far is committed.
+ */
+void coord_deliver(struct coord *, int64_t ticket, json_t *result,
+    json_t *error);
+
 void coord_kick(struct coord *);
 /* Run the loop until the sink's pump reports the run ended, or a fatal
    error.  Returns 0, or -1 with a message in err. */

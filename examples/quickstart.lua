@@ -18,10 +18,14 @@ w.mcp_server{
   command = { "../node_modules/.bin/mcp-server-everything", "stdio" },
 }
 
--- The text of the last tool result an agent received.
+-- The text of the last tool result an agent received.  A model gets each
+-- result delimited as untrusted data: <tool_result tool="...">...</tool_result>.
 local function last_tool_result(req)
   for i = #req.messages, 1, -1 do
-    if req.messages[i].role == "tool" then return req.messages[i].content end
+    local m = req.messages[i]
+    if m.role == "tool" then
+      return m.content:match("^<tool_result[^>]*>\n(.*)\n</tool_result>$") or m.content
+    end
   end
   return ""
 end

@@ -17,6 +17,8 @@
 #include <lualib.h>
 
 #include "engine/coord.h"
+#include "engine/gateway.h"
+#include "engine/schema.h"
 #include "engine/state.h"
 #include "engine/template.h"
 #include "engine/util.h"
@@ -61,6 +63,7 @@ struct luaeng {
 	char		 script_dir[PATH_MAX];
 	char		 script_file[PATH_MAX];
 	struct coord	*coord;
+	struct gateway	*gw;		/* model calls, NULL offline */
 	uint64_t	 rng;
 	int		 internal_error;
 	char		*internal_msg;
@@ -1150,11 +1153,122 @@ l_render(lua_State *L)
 	return 1;
 }
 
+/* core.model(path, span, parent, opts_text, request_text) -> ticket */
+static int
+l_model(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+	char err[512];
+	int64_t t;
+
+	need_coord(L);
+	if (e->gw == NULL)
+		return luaL_error(L, "model calls are not available here");
+	t = gateway_call(e->gw, luaL_checkstring(L, 1), luaL_checkinteger(L, 2),
+	    luaL_optinteger(L, 3, 0), luaL_checkstring(L, 4),
+	    luaL_checkstring(L, 5), err, sizeof err);
+	if (t < 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushinteger(L, t);
+	return 1;
+}
+
+/* core.provider(decl) -> true | nil, err */
+static int
+l_provider(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+	char err[256];
+	json_t *d;
+	int rv;
+
+	if (e->gw == NULL) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	d = check_json(L, 1, "provider");
+	rv = gateway_provider(e->gw, d, err, sizeof err);
+	json_decref(d);
+	if (rv != 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.schema_check(schema, where) -> true | nil, err */
+static int
+l_schema_check(lua_State *L)
+{
+	char err[512];
+	json_t *j = check_json(L, 1, "schema");
+	int rv = schema_check(j, luaL_checkstring(L, 2), err, sizeof err);
+
+	json_decref(j);
+	if (rv != 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.schema_validate(schema, value) -> true | nil, err */
+static int
+l_schema_validate(lua_State *L)
+{
+	char err[512];
+	json_t *s = check_json(L, 1, "schema");
+	json_t *v = check_json(L, 2, "value");
+	int rv = schema_validate(s, v, err, sizeof err);
+
+	json_decref(s);
+	json_decref(v);
+	if (rv != 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* core.json_decode(text) -> value | nil, err */
+static int
+l_json_decode(lua_State *L)
+{
+	size_t len;
+	const char *text = luaL_checklstring(L, 1, &len);
+	json_error_t je;
+	json_t *j = json_loadb(text, len, JSON_DECODE_ANY, &je);
+
+	if (j == NULL) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "line %d, column %d: %s", je.line,
+		    je.column, je.text);
+		return 2;
+	}
+	push_json(L, j);
+	json_decref(j);
+	return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
 	{ "event", l_event },
 	{ "resume", l_resume },
 	{ "event_json", l_event_json },
 	{ "submit", l_submit },
+	{ "model", l_model },
+	{ "provider", l_provider },
+	{ "schema_check", l_schema_check },
+	{ "schema_validate", l_schema_validate },
+	{ "json_decode", l_json_decode },
 	{ "mono", l_mono },
 	{ "runner_now", l_runner_now },
 	{ "runner_random", l_runner_random },
@@ -1582,6 +1696,12 @@ luaeng_start(struct luaeng *e, struct coord *c, json_t *input,
 }
 
 void
+luaeng_set_gateway(struct luaeng *e, struct gateway *gw)
+{
+	e->gw = gw;
+}
+
+void
 luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
 {
 	lua_State *L = e->L;
@@ -1620,7 +1740,9 @@ luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
 	o->tool_calls = lua_tointeger(L, -1);
 	lua_getfield(L, -5, "scripted");
 	o->scripted = lua_toboolean(L, -1);
-	lua_pop(L, 9);
+	lua_getfield(L, -6, "cost");
+	o->cost = lua_tonumber(L, -1);
+	lua_pop(L, 10);
 	if (runner_call(e, "final_state", 0, 1) == 0) {
 		o->state = to_json(L, -1, 0, err, sizeof err);
 		lua_pop(L, 1);

@@ -10,6 +10,10 @@ local core = ...          -- C functions, given by lua/luaeng.c
 local w = {}
 local servers = {}        -- name -> server declared with w.mcp_server
 local server_order = {}
+local providers = {}      -- name -> provider declared with w.provider
+local provider_order = {}
+local run_hooks = {}      -- hooks of every agent, from w.hooks{}
+local HOOKS = { before_model = true, after_model = true, before_tool = true, after_tool = true }
 
 -- Where the workflow called us: "file:line".
 -- A constructor tail-called by the chunk (`return w.fn{...}`) has no
@@ -65,7 +69,8 @@ local later = { budget = "budgets", retry = "retry policies", timeout = "timeout
                 sandbox = "sandbox profiles", headers = "HTTP headers" }
 local fields = {
   agent = set{ "model", "instruction", "tools", "output_key", "max_turns",
-               "script", "input" },
+               "script", "input", "max_tokens", "temperature", "stream", "retry",
+               "timeout", "stall_timeout", "output_schema", "output_retries", "hooks" },
   sequential = set{ "reducers" },
   parallel = set{ "reducers" },
   loop = set{ "max_iterations", "until", "reducers" },
@@ -94,7 +99,7 @@ local function check(kind, t, at, has_children)
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(keys) do
     if type(k) == "string" then
-      if later[k] then
+      if later[k] and not allowed[k] then
         fail(at, "%s %s: '%s' (%s) is not supported yet by this build", kind, label, k, later[k])
       end
       if not allowed[k] then
@@ -140,8 +145,10 @@ function w.agent(t)
   local at = where()
   check("agent", t, at, false)
   if t.name == nil then fail(at, "agent needs a name") end
-  if type(t.model) ~= "string" then
-    fail(at, "agent '%s' needs model = \"provider:model\" (or \"scripted\")", t.name)
+  local chain = t.model
+  if type(chain) == "string" then chain = { chain } end
+  if type(chain) ~= "table" or #chain == 0 then
+    fail(at, "agent '%s' needs model = \"provider:model\" (or \"scripted\", or a list for fallback)", t.name)
   end
   if t.model == "scripted" then
     if type(t.script) ~= "table" and type(t.script) ~= "function" then
@@ -162,13 +169,63 @@ function w.agent(t)
         end
       end
     end
-  elseif not t.model:match("^[%w_%-]+:.+$") then
-    fail(at, "agent '%s': model must be \"provider:model\" or \"scripted\", got '%s'",
-         t.name, t.model)
   else
-    local provider = t.model:match("^([%w_%-]+):")
-    fail(at, "agent '%s': provider '%s' is not available in this build (use model = \"scripted\")",
-         t.name, provider)
+    if t.script ~= nil then
+      fail(at, "agent '%s': script is only for model = \"scripted\"", t.name)
+    end
+    for i, m in ipairs(chain) do
+      if type(m) ~= "string" or not m:match("^[%w_%-]+:.+$") then
+        fail(at, "agent '%s': model%s must be \"provider:model\", got %s", t.name,
+             type(t.model) == "table" and ("[" .. i .. "]") or "",
+             type(m) == "string" and ("'" .. m .. "'") or type(m))
+      end
+    end
+  end
+  local function opt(name, ok, what)
+    if t[name] ~= nil and not ok(t[name]) then
+      fail(at, "agent '%s': %s must be %s", t.name, name, what)
+    end
+  end
+  local function posint(v) return math.type(v) == "integer" and v > 0 end
+  local function posnum(v) return type(v) == "number" and v > 0 end
+  opt("max_tokens", posint, "a positive integer")
+  opt("temperature", function(v) return type(v) == "number" and v >= 0 and v <= 2 end,
+      "a number from 0 to 2")
+  opt("stream", function(v) return type(v) == "boolean" end, "true or false")
+  opt("timeout", posnum, "a positive number of seconds")
+  opt("stall_timeout", posnum, "a positive number of seconds")
+  opt("output_retries", function(v) return math.type(v) == "integer" and v >= 0 end,
+      "a non-negative integer")
+  if t.retry ~= nil then
+    if type(t.retry) ~= "table" then fail(at, "agent '%s': retry must be a table", t.name) end
+    local rs = set{ "max_attempts", "initial_interval", "max_interval" }
+    for k, v in pairs(t.retry) do
+      if not rs[k] then
+        fail(at, "agent '%s': unknown field '%s' in retry%s", t.name, tostring(k),
+             suggest(tostring(k), rs))
+      end
+      if k == "max_attempts" and not posint(v) or k ~= "max_attempts" and
+          (type(v) ~= "number" or v < 0) then
+        fail(at, "agent '%s': retry.%s must be a %s", t.name, k,
+             k == "max_attempts" and "positive integer" or "number of seconds")
+      end
+    end
+  end
+  if t.output_schema ~= nil then
+    if type(t.output_schema) ~= "table" then
+      fail(at, "agent '%s': output_schema must be a table (a JSON Schema)", t.name)
+    end
+    local ok, err = core.schema_check(t.output_schema, "output_schema")
+    if not ok then fail(at, "agent '%s': %s", t.name, err) end
+  end
+  if t.hooks ~= nil then
+    if type(t.hooks) ~= "table" then fail(at, "agent '%s': hooks must be a table", t.name) end
+    for k, v in pairs(t.hooks) do
+      if not HOOKS[k] then
+        fail(at, "agent '%s': unknown hook '%s'%s", t.name, tostring(k), suggest(tostring(k), HOOKS))
+      end
+      if type(v) ~= "function" then fail(at, "agent '%s': hook %s must be a function", t.name, k) end
+    end
   end
   if t.instruction ~= nil and type(t.instruction) ~= "string" then
     fail(at, "agent '%s': instruction must be a string", t.name)
@@ -187,7 +244,80 @@ function w.agent(t)
   local n = node("agent", t, at)
   n.max_turns = t.max_turns or 10
   n.tools = t.tools or {}
+  if t.model ~= "scripted" then
+    n.chain = {}
+    for i, m in ipairs(chain) do n.chain[i] = m end
+  end
   return n
+end
+
+-- An LLM API endpoint: w.provider{ name = "local", api = "openai",
+-- base_url = "http://127.0.0.1:11434/v1" }, then model = "local:llama3".
+function w.provider(t)
+  local at = where()
+  if type(t) ~= "table" then fail(at, "w.provider expects a table") end
+  local allowed = set{ "name", "api", "base_url", "api_key_env", "max_concurrency",
+                       "stream", "headers", "prices", "breaker" }
+  for k in pairs(t) do
+    if type(k) ~= "string" or not allowed[k] then
+      fail(at, "unknown field '%s' in provider%s", tostring(k), suggest(tostring(k), allowed))
+    end
+  end
+  if type(t.name) ~= "string" or not t.name:match("^[%w_%-]+$") then
+    fail(at, "provider needs a name of letters, digits, '_' or '-'")
+  end
+  if t.name == "scripted" then fail(at, "provider name 'scripted' is reserved") end
+  if providers[t.name] then
+    fail(at, "provider '%s' is declared twice (first at %s)", t.name, providers[t.name].where)
+  end
+  if t.api ~= nil and t.api ~= "openai" and t.api ~= "anthropic" then
+    fail(at, "provider '%s': api must be \"openai\" or \"anthropic\"", t.name)
+  end
+  if t.api == nil and t.name ~= "openai" and t.name ~= "anthropic" then
+    fail(at, "provider '%s' needs api = \"openai\" or \"anthropic\"", t.name)
+  end
+  if t.base_url ~= nil and (type(t.base_url) ~= "string" or not t.base_url:match("^https?://")) then
+    fail(at, "provider '%s': base_url must be an http:// or https:// URL", t.name)
+  end
+  if t.api_key_env ~= nil and (type(t.api_key_env) ~= "string" or
+      not t.api_key_env:match("^[%a_][%w_]*$")) then
+    fail(at, "provider '%s': api_key_env must name an environment variable (the key itself never goes in a workflow)", t.name)
+  end
+  if t.max_concurrency ~= nil and (math.type(t.max_concurrency) ~= "integer" or t.max_concurrency < 1) then
+    fail(at, "provider '%s': max_concurrency must be a positive integer", t.name)
+  end
+  if t.prices ~= nil then
+    if type(t.prices) ~= "table" then fail(at, "provider '%s': prices must be a table", t.name) end
+    for m, p in pairs(t.prices) do
+      if type(m) ~= "string" or type(p) ~= "table" then
+        fail(at, "provider '%s': prices maps model names to { input = ..., output = ... }", t.name)
+      end
+      for k, v in pairs(p) do
+        if not (k == "input" or k == "output" or k == "cache_read" or k == "cache_write") or
+            type(v) ~= "number" or v < 0 then
+          fail(at, "provider '%s': prices['%s'].%s: expected input, output, cache_read or cache_write in USD per million tokens",
+               t.name, m, tostring(k))
+        end
+      end
+    end
+  end
+  local p = { where = at }
+  for k, v in pairs(t) do p[k] = v end
+  providers[t.name] = p
+  provider_order[#provider_order + 1] = t.name
+  return p
+end
+
+-- Hooks for every agent of the run: w.hooks{ before_tool = function(call) ... end }.
+function w.hooks(t)
+  local at = where()
+  if type(t) ~= "table" then fail(at, "w.hooks expects a table") end
+  for k, v in pairs(t) do
+    if not HOOKS[k] then fail(at, "unknown hook '%s'%s", tostring(k), suggest(tostring(k), HOOKS)) end
+    if type(v) ~= "function" then fail(at, "hook %s must be a function", k) end
+    if run_hooks[k] then fail(at, "hook %s is set twice for the run", k) end
+    run_hooks[k] = v
+  end
 end
 
 local function container(kind)
@@ -326,6 +456,7 @@ function w.random(m, n) return core.runner_random(m, n) end
 -- Used by lua/luaeng.c and the runner.
 w._internal = {
   is_node = is_node, servers = servers, server_order = server_order,
+  providers = providers, provider_order = provider_order, run_hooks = run_hooks,
   EXIT = EXIT, EXIT_TOOL = w.exit_loop, TOOLSET = TOOLSET, fail = fail,
 }
 
@@ -350,6 +481,13 @@ function w._internal.validate(root, file)
       names[c.name] = true
     end
     if n.kind == "agent" then
+      for _, m in ipairs(n.chain or {}) do
+        local pname = m:match("^([%w_%-]+):")
+        if pname ~= "openai" and pname ~= "anthropic" and not providers[pname] then
+          fail(n.where, "agent '%s': unknown provider '%s' in model '%s' (built in: openai, anthropic; declare others with w.provider{ name = \"%s\", api = ..., base_url = ... })",
+               n.name, pname, m, pname)
+        end
+      end
       local tnames = {}
       for _, ts in ipairs(n.tools) do
         if ts == w.exit_loop then
@@ -384,7 +522,7 @@ function w._internal.graph(root, dot)
   local function detail(n)
     local d = {}
     if n.kind == "agent" then
-      d[#d + 1] = "model=" .. n.model
+      d[#d + 1] = "model=" .. (type(n.model) == "table" and table.concat(n.model, ",") or n.model)
       local tools = {}
       for _, ts in ipairs(n.tools) do
         if ts == w.exit_loop then tools[#tools + 1] = "exit_loop"
