@@ -904,6 +904,17 @@ gw_request_record(struct gw_call *k)
 	    "temperature"), "stream", k->stream);
 }
 
+/* A provider at its default endpoint with no key cannot answer. */
+static int
+gw_keyless(const struct gw_provider *p)
+{
+	const char *key = getenv(p->key_env);
+
+	return (key == NULL || *key == '\0') && p->base_url == NULL &&
+	    strcmp(gw_base_url(p), p->api == LLM_OPENAI ?
+	    "https://api.openai.com/v1" : "https://api.anthropic.com") == 0;
+}
+
 static long
 gw_opt_ms(const json_t *o, const char *name, long def)
 {
@@ -921,9 +932,10 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	struct gw_call *k;
 	struct gw_provider *p;
 	json_error_t je;
-	json_t *o, *req, *chain, *v, *rec, *retry;
-	const char *model, *key;
+	json_t *o, *req, *chain, *v, *rec, *retry, *skipped;
+	const char *model;
 	size_t i;
+	int usable;
 
 	if ((o = json_loads(opts, 0, &je)) == NULL) {
 		snprintf(err, errlen, "model options: %s", je.text);
@@ -937,6 +949,8 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 		json_decref(o);
 		return -1;
 	}
+	skipped = json_array();
+	usable = 0;
 	json_array_foreach(chain, i, v) {
 		if (!json_is_string(v) || (p = gw_resolve(g,
 		    json_string_value(v), &model)) == NULL) {
@@ -944,19 +958,41 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 			    "(built in: openai, anthropic; others need "
 			    "w.provider{})", json_is_string(v) ?
 			    json_string_value(v) : "?");
+			json_decref(skipped);
 			json_decref(o);
 			return -1;
 		}
-		key = getenv(p->key_env);
-		if ((key == NULL || *key == '\0') && p->base_url == NULL &&
-		    strcmp(gw_base_url(p), p->api == LLM_OPENAI ?
-		    "https://api.openai.com/v1" :
-		    "https://api.anthropic.com") == 0) {
+		if (gw_keyless(p)) {
+			/* The default endpoint without a key: skip it. */
+			json_array_append_new(skipped, json_pack("{s:s, s:s}",
+			    "model", json_string_value(v), "reason",
+			    p->key_env));
+			continue;
+		}
+		usable++;
+	}
+	if (usable == 0) {
+		if (json_array_size(chain) == 1)
 			snprintf(err, errlen, "model '%s': $%s is not set",
-			    json_string_value(v), p->key_env);
-			json_decref(o);
-			return -1;
+			    json_string_value(json_array_get(chain, 0)),
+			    json_string_value(json_object_get(json_array_get(
+			    skipped, 0), "reason")));
+		else {
+			char vars[256] = "";
+			json_t *sk;
+			size_t j;
+
+			json_array_foreach(skipped, j, sk)
+				snprintf(vars + strlen(vars), sizeof vars -
+				    strlen(vars), "%s$%s", j > 0 ? " or " : "",
+				    json_string_value(json_object_get(sk,
+				    "reason")));
+			snprintf(err, errlen, "model: no provider of the "
+			    "chain has an API key (set %s)", vars);
 		}
+		json_decref(skipped);
+		json_decref(o);
+		return -1;
 	}
 	if ((req = json_loads(request, 0, &je)) == NULL) {
 		snprintf(err, errlen, "model request: %s", je.text);
@@ -971,8 +1007,11 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	k->parent_span = parent_span;
 	k->request = req;
 	k->tried = json_array();
-	json_array_foreach(chain, i, v)
-		k->chain[k->nchain++] = xstrdup(json_string_value(v));
+	json_array_foreach(chain, i, v) {
+		p = gw_resolve(g, json_string_value(v), &model);
+		if (!gw_keyless(p))
+			k->chain[k->nchain++] = xstrdup(json_string_value(v));
+	}
 	if ((v = json_object_get(o, "max_tokens")) != NULL)
 		json_object_set(req, "max_tokens", v);
 	if ((v = json_object_get(o, "temperature")) != NULL)
@@ -992,6 +1031,9 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	LIST_INSERT_HEAD(&g->calls, k, entry);
 	rec = gw_request_record(k);
 	json_object_set(rec, "chain", chain);
+	if (json_array_size(skipped) > 0)
+		json_object_set(rec, "skipped", skipped);
+	json_decref(skipped);
 	gw_event(k, "model.request", rec, 0, 0);
 	json_decref(o);
 	gw_try(k);

@@ -303,6 +303,23 @@ assert "blocked by a guardrail: no secrets" in json.dumps(reqs[1]["messages"])
 PY
 ok "hooks: before_tool blocks (recorded), after_model rewrites"
 
+# --- examples/providers.lua on an OpenAI-compatible server -------------------
+start_fake '{"gpt-4o-mini": [{"text":"{\"title\": \"Tides\", \"explanation\": \"The Moon pulls the sea.\", \"key_facts\": [\"two a day\", \"the Moon\"]}"}]}'
+(unset ANTHROPIC_API_KEY ANTHROPIC_BASE_URL
+ run_weft "$T/out" "$T/err" run "$WEFT_SRCDIR/examples/providers.lua" --input '{"topic":"tides"}' --json
+ echo "$RC" > "$T/rc")
+[ "$(cat "$T/rc")" = 0 ] || { cat "$T/err" >&2; fail "examples/providers.lua: exit $(cat "$T/rc")"; }
+python3 - "$T/out" <<'PY' || fail "examples/providers.lua output"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["output"]["title"] == "Tides" and len(r["output"]["key_facts"]) == 2, r
+assert r["model_calls"] == 1 and not r["scripted"], r
+PY
+id=$(last_run)
+[ "$(sql "SELECT json_extract(payload,'\$.skipped[0].model') FROM events WHERE run_id='$id' AND kind='model.request'")" = "anthropic:claude-haiku-4-5" ] ||
+    fail "the keyless provider was not recorded as skipped"
+ok "examples/providers.lua: keyless provider skipped, OpenAI-compatible server answered"
+
 # --- configuration errors -----------------------------------------------------
 cat > "$T/u.lua" <<'EOF2'
 local w = require "weft"
