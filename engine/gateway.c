@@ -104,6 +104,7 @@ struct gw_call {
 	size_t			 rawlen, rawcap;
 	struct event		*backoff;
 	double			 started;
+	double			 attempt_at;	/* wall clock, this attempt */
 	json_t			*tried;		/* [{provider, error}] */
 	TAILQ_ENTRY(gw_call)	 wentry;	/* on a provider's queue */
 	LIST_ENTRY(gw_call)	 entry;
@@ -483,11 +484,11 @@ gw_answer(struct gw_call *k, json_t *resp, const char *raw, size_t rawlen)
 	json_object_set_new(resp, "cost", json_real(cost));
 	json_object_set_new(resp, "priced", json_boolean(priced));
 	json_object_set_new(resp, "attempts", json_integer(k->attempts));
-	payload = json_pack("{s:s, s:s, s:O, s:f, s:b, s:i, s:f, s:s, s:b}",
-	    "provider", k->prov->name, "model", k->model, "response", resp,
-	    "cost", cost, "priced", priced, "attempts", k->attempts,
-	    "duration", now_mono() - k->started, "raw", hash,
-	    "stream", k->stream_now);
+	payload = json_pack("{s:s, s:s, s:O, s:f, s:b, s:i, s:f, s:f, s:s, "
+	    "s:b}", "provider", k->prov->name, "model", k->model, "response",
+	    resp, "cost", cost, "priced", priced, "attempts", k->attempts,
+	    "duration", now_mono() - k->started, "sent_at", k->attempt_at,
+	    "raw", hash, "stream", k->stream_now);
 	gw_event(k, "model.response", payload, in + out + cr + cw, cost);
 	gw_release(k);
 	k->prov = NULL;
@@ -767,6 +768,7 @@ gw_attempt(struct gw_call *k)
 	}
 	p->inflight++;
 	k->attempts++;
+	k->attempt_at = now_wall();
 	k->stream_now = p->stream >= 0 ? p->stream : k->stream;
 	json_object_set_new(k->request, "model", json_string(k->model));
 	body = llm_build_request(p->api, k->request, k->stream_now, err,

@@ -17,7 +17,7 @@ start_fake() {
 	printf '%s\n' "$1" > "$T/script.json"
 	rm -f "$T/port" "$T/fake.log"
 	"$WEFT_FAKEMODEL" --port-file "$T/port" --script "$T/script.json" \
-	    --log "$T/fake.log" --key "$KEY" 2>"$T/fake.err" &
+	    --log "$T/fake.log" --key "$KEY" >/dev/null 2>"$T/fake.err" &
 	FAKE_PID=$!
 	i=0
 	while [ ! -s "$T/port" ]; do
@@ -209,6 +209,59 @@ id=$(last_run)
     fail "the answering provider is not recorded"
 [ "$(fake_count claude-test)" = 4 ] || fail "anthropic should have had 4 attempts"
 ok "fallback after 4 overloaded attempts; the answering provider recorded"
+
+# --- concurrency ------------------------------------------------------------------
+# Six parallel agents whose calls each take 300 ms at the server: all six
+# are in flight at once, unless the provider's max_concurrency says 2.
+conc() {
+	{
+		echo 'local w = require "weft"'
+		echo "w.provider{ name = \"openai\"$1 }"
+		echo 'local a = {}'
+		echo 'for i = 1, 6 do a[i] = w.agent{ name = "c" .. i, model = "openai:gpt-test", stream = false, output_key = "c" .. i } end'
+		echo 'a.name = "fan"'
+		echo 'return w.parallel(a)'
+	} > "$T/conc.lua"
+	start_fake '{"gpt-test": [{"text":"1","stall_ms":300},{"text":"2","stall_ms":300},{"text":"3","stall_ms":300},{"text":"4","stall_ms":300},{"text":"5","stall_ms":300},{"text":"6","stall_ms":300}]}'
+	run_weft "$T/out" "$T/err" run "$T/conc.lua" --input '{}'
+	expect_rc 0 "concurrency run ($1)"
+	id=$(last_run)
+	sql "SELECT json_extract(payload,'\$.sent_at'), time FROM events WHERE run_id='$id' AND kind='model.response'" > "$T/iv"
+	python3 - "$T/iv" > "$T/inflight" <<'PY'
+import sys
+iv = [tuple(map(float, l.split("|"))) for l in open(sys.argv[1]) if l.strip()]
+assert len(iv) == 6, iv
+# The most calls in flight at one moment.
+print(max(sum(1 for s, e in iv if s <= t < e) for t, _ in iv))
+PY
+}
+conc ""
+[ "$(cat "$T/inflight")" = 6 ] || fail "6 parallel model calls were not all in flight at once ($(cat "$T/inflight"))"
+ok "parallel branches: 6 model calls in flight at once"
+conc ", max_concurrency = 2"
+[ "$(cat "$T/inflight")" = 2 ] || fail "max_concurrency = 2 not respected ($(cat "$T/inflight") in flight)"
+ok "max_concurrency = 2: at most 2 calls in flight"
+
+# The circuit breaker: after 2 failed attempts the provider is skipped.
+start_fake '{"claude-test": [{"status":500},{"status":500},{"text":"never"}], "gpt-test": [{"text":"one"},{"text":"two"}]}'
+{
+	echo 'local w = require "weft"'
+	cat <<'EOF2'
+w.provider{ name = "anthropic", breaker = { failures = 2, open_s = 60 } }
+local chain = { "anthropic:claude-test", "openai:gpt-test" }
+return w.sequential{ name = "s",
+  w.agent{ name = "first", model = chain, stream = false, retry = { max_attempts = 5, initial_interval = 0.01 } },
+  w.agent{ name = "second", model = chain, stream = false } }
+EOF2
+} > "$T/cb.lua"
+run_weft "$T/out" "$T/err" run "$T/cb.lua" --input '{}'
+expect_rc 0 "circuit breaker run"
+id=$(last_run)
+[ "$(fake_count claude-test)" = 2 ] || fail "the open circuit was not skipped ($(fake_count claude-test) anthropic calls)"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='model.circuit_open'")" = 1 ] || fail "circuit_open not recorded"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='model.fallback' AND json_extract(payload,'\$.kind')='circuit_open'")" = 1 ] ||
+    fail "the skip of the open circuit is not recorded"
+ok "circuit breaker: opens after 2 failures, later calls skip the provider"
 
 # --- agent loop -------------------------------------------------------------
 # Context overflow: compacted once, then the call goes through.
