@@ -68,6 +68,7 @@ struct gw_provider {
 	int			 stream;	/* -1: the call decides */
 	json_t			*headers;	/* extra "Name": "value" */
 	json_t			*prices;	/* model -> {input, ...} */
+	char			*max_tokens_field; /* OpenAI: NULL or name */
 	int			 breaker_failures;
 	double			 breaker_open_s;
 	/* state */
@@ -246,6 +247,7 @@ gateway_free(struct gateway *g)
 		free(p->name);
 		free(p->base_url);
 		free(p->key_env);
+		free(p->max_tokens_field);
 		json_decref(p->headers);
 		json_decref(p->prices);
 		free(p);
@@ -322,6 +324,18 @@ gateway_provider(struct gateway *g, const json_t *decl, char *err,
 	if ((v = json_object_get(decl, "headers")) != NULL) {
 		json_decref(p->headers);
 		p->headers = json_incref(v);
+	}
+	if ((v = json_object_get(decl, "max_tokens_field")) != NULL) {
+		if (!json_is_string(v) || (strcmp(json_string_value(v),
+		    "max_tokens") != 0 && strcmp(json_string_value(v),
+		    "max_completion_tokens") != 0)) {
+			snprintf(err, errlen, "provider '%s': max_tokens_field "
+			    "must be \"max_tokens\" or \"max_completion_tokens\"",
+			    name);
+			return -1;
+		}
+		free(p->max_tokens_field);
+		p->max_tokens_field = xstrdup(json_string_value(v));
 	}
 	if ((v = json_object_get(decl, "prices")) != NULL) {
 		json_decref(p->prices);
@@ -771,6 +785,11 @@ gw_attempt(struct gw_call *k)
 	k->attempt_at = now_wall();
 	k->stream_now = p->stream >= 0 ? p->stream : k->stream;
 	json_object_set_new(k->request, "model", json_string(k->model));
+	if (p->api == LLM_OPENAI && p->max_tokens_field != NULL)
+		json_object_set_new(k->request, "max_tokens_field",
+		    json_string(p->max_tokens_field));
+	else
+		json_object_del(k->request, "max_tokens_field");
 	body = llm_build_request(p->api, k->request, k->stream_now, err,
 	    sizeof err);
 	if (body == NULL) {

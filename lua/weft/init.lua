@@ -257,7 +257,7 @@ function w.provider(t)
   local at = where()
   if type(t) ~= "table" then fail(at, "w.provider expects a table") end
   local allowed = set{ "name", "api", "base_url", "api_key_env", "max_concurrency",
-                       "stream", "headers", "prices", "breaker" }
+                       "stream", "headers", "prices", "breaker", "max_tokens_field" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in provider%s", tostring(k), suggest(tostring(k), allowed))
@@ -285,6 +285,10 @@ function w.provider(t)
   end
   if t.max_concurrency ~= nil and (math.type(t.max_concurrency) ~= "integer" or t.max_concurrency < 1) then
     fail(at, "provider '%s': max_concurrency must be a positive integer", t.name)
+  end
+  if t.max_tokens_field ~= nil and t.max_tokens_field ~= "max_tokens" and
+      t.max_tokens_field ~= "max_completion_tokens" then
+    fail(at, "provider '%s': max_tokens_field must be \"max_tokens\" or \"max_completion_tokens\"", t.name)
   end
   if t.prices ~= nil then
     if type(t.prices) ~= "table" then fail(at, "provider '%s': prices must be a table", t.name) end

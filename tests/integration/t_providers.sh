@@ -297,6 +297,18 @@ assert limits == [100, 200], limits
 PY
 ok "truncated answer: asked again with max_tokens doubled"
 
+# A server that only knows max_tokens (older Ollama, llama.cpp).
+start_fake '{"gpt-test": [{"text":"ok"}]}'
+sed 's/w.provider{ name = "openai", /w.provider{ name = "openai", max_tokens_field = "max_tokens", /' "$T/m.lua" > "$T/m2.lua"
+run_weft "$T/out" "$T/err" run "$T/m2.lua" --input '{"topic":"x"}'
+expect_rc 0 "max_tokens_field"
+python3 - "$T/fake.log" <<'PY' || fail "max_tokens_field"
+import json, sys
+body = json.loads(open(sys.argv[1]).readline())["body"]
+assert body.get("max_tokens") == 100 and "max_completion_tokens" not in body, body
+PY
+ok "max_tokens_field = \"max_tokens\" for older OpenAI-compatible servers"
+
 # output_schema: an invalid answer is fed back, the valid one is the output.
 start_fake '{"gpt-test": [{"text":"{\"title\": 5}"},{"text":"```json\n{\"title\": \"Tides\", \"score\": 3}\n```"}]}'
 wf "$T/o.lua" '"openai:gpt-test"' 'stream = false, output_schema = { type = "object", required = { "title" }, properties = { title = { type = "string" }, score = { type = "integer" } } }'
