@@ -13,9 +13,11 @@
 #     (cpu(N_LARGE) - cpu(N_SMALL)) / (N_LARGE - N_SMALL)
 #
 # which cancels start-up, workflow loading and shutdown.  It includes
-# everything the coordinator does per call: the agent node (start, end,
-# state write), building the request, the HTTP exchange, parsing the
-# answer, and recording the events and blobs.  Medians of REPS runs.
+# everything the coordinator does per agent: the agent node (start, end,
+# events), building the request, the HTTP exchange, parsing the answer,
+# and recording the events and blobs.  The same workflow on the scripted
+# provider (no HTTP) gives the cost of the agent node alone; the
+# difference is what the model-call path adds.  Medians of REPS runs.
 #
 # Environment: REPS=5, BUILDDIR (default: the source tree), WEFT,
 # FAKEMODEL.
@@ -44,7 +46,7 @@ trap cleanup EXIT
 export OPENAI_API_KEY=sk-bench ANTHROPIC_API_KEY=sk-bench
 
 # Enough scripted answers for every run.
-python3 - "$T/script.json" $((REPS * (small + large) * 2 + 64)) <<'PY'
+python3 - "$T/script.json" $((4 * (small + REPS * (small + large)) + 64)) <<'PY'
 import json, sys
 n = int(sys.argv[2])
 json.dump({"*": [{"text": "ok", "usage": {"input": 50, "output": 5}}] * n},
@@ -67,7 +69,11 @@ workflow() {
 	{
 		echo 'local w = require "weft"'
 		echo 'local a = {}'
-		echo "for i = 1, $2 do a[i] = w.agent{ name = 'a' .. i, model = '$3', stream = $4, max_tokens = 64, instruction = 'Say ok.' } end"
+		if [ "$3" = scripted ]; then
+			echo "for i = 1, $2 do a[i] = w.agent{ name = 'a' .. i, model = 'scripted', script = { { text = 'ok' } }, instruction = 'Say ok.' } end"
+		else
+			echo "for i = 1, $2 do a[i] = w.agent{ name = 'a' .. i, model = '$3', stream = $4, max_tokens = 64, instruction = 'Say ok.' } end"
+		fi
 		echo 'a.name = "fan"'
 		echo 'return w.parallel(a)'
 	} > "$1"
@@ -88,11 +94,13 @@ echo "# weft model-call benchmark"
 echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; N = $small and $large parallel agents, one model call each; $REPS runs, medians"
 echo
-echo "| format | stream | cpu ms (N=$small) | cpu ms (N=$large) | coordinator CPU per call (µs) |"
-echo "|---|---|---|---|---|"
+echo "| format | stream | cpu ms (N=$small) | cpu ms (N=$large) | coordinator CPU per agent (µs) | added by the model call (µs) |"
+echo "|---|---|---|---|---|---|"
 start_fake
-for model in openai:bench anthropic:bench; do
+base=
+for model in scripted openai:bench anthropic:bench; do
 	for stream in false true; do
+		[ "$model" = scripted ] && [ "$stream" = true ] && continue
 		workflow "$T/small.lua" "$small" "$model" "$stream"
 		workflow "$T/large.lua" "$large" "$model" "$stream"
 		cpu "$T/small.lua" >/dev/null	# warm-up
@@ -106,6 +114,13 @@ for model in openai:bench anthropic:bench; do
 		s=$(median < "$T/s")
 		l=$(median < "$T/l")
 		per=$(python3 -c "print('%.1f' % ((float('$l') - float('$s')) / ($large - $small) * 1e6))")
-		echo "| ${model%%:*} | $stream | $(python3 -c "print('%.1f' % (float('$s')*1000))") | $(python3 -c "print('%.1f' % (float('$l')*1000))") | $per |"
+		if [ "$model" = scripted ]; then
+			base=$per
+			added="(baseline)"
+			stream="-"
+		else
+			added=$(python3 -c "print('%.1f' % (float('$per') - float('$base')))")
+		fi
+		echo "| ${model%%:*} | $stream | $(python3 -c "print('%.1f' % (float('$s')*1000))") | $(python3 -c "print('%.1f' % (float('$l')*1000))") | $per | $added |"
 	done
 done

@@ -834,7 +834,9 @@ gw_attempt(struct gw_call *k)
 			.headers = hdrs,
 			.body = body,
 			.bodylen = strlen(body),
-			.stall_ms = k->stall_ms,
+			/* Without streaming nothing arrives until the whole
+			   answer is written: only the total timeout applies. */
+			.stall_ms = k->stream_now ? k->stall_ms : 0,
 			.total_ms = k->timeout_ms,
 			.on_data = k->stream_now ? gw_data_cb : NULL,
 			.on_done = gw_done_cb,

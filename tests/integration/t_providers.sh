@@ -171,6 +171,21 @@ expect_grep "$T/kinds" '^stall$' "stall retry"
 expect_grep "$T/kinds" '^truncated$' "truncated-stream retry"
 ok "stalled and truncated streams retried"
 
+# Without streaming a slow answer is not a stall; only `timeout` cuts it.
+start_fake '{"gpt-test": [{"text":"slow but fine","stall_ms":600},{"text":"too slow","stall_ms":3000},{"text":"in time"}]}'
+wf "$T/s2.lua" '"openai:gpt-test"' 'stream = false, stall_timeout = 0.2'
+run_weft "$T/out" "$T/err" run "$T/s2.lua" --input '{"topic":"x"}'
+expect_rc 0 "slow non-streaming answer"
+expect_grep "$T/out" 'slow but fine' "a slow non-streaming answer is waited for"
+wf "$T/s3.lua" '"openai:gpt-test"' 'stream = false, timeout = 0.5'
+run_weft "$T/out" "$T/err" run "$T/s3.lua" --input '{"topic":"x"}'
+expect_rc 0 "timeout"
+expect_grep "$T/out" 'in time' "answer after a timed-out attempt"
+id=$(last_run)
+[ "$(sql "SELECT json_extract(payload,'\$.kind') FROM events WHERE run_id='$id' AND kind='model.retry'")" = timeout ] ||
+    fail "the timed-out attempt is not recorded as a timeout"
+ok "non-streaming: slow answers waited for; timeout retried"
+
 # Permanent errors are not retried; the provider's own message is shown.
 start_fake '{"gpt-test": [{"status":400,"message":"Invalid value for temperature"},{"text":"never"}]}'
 wf "$T/p.lua" '"openai:gpt-test"' 'stream = false'
