@@ -110,6 +110,7 @@ struct gw_call {
 	TAILQ_ENTRY(gw_call)	 wentry;	/* on a provider's queue */
 	LIST_ENTRY(gw_call)	 entry;
 	int			 queued;
+	int			 probe;		/* the half-open probe */
 };
 
 struct gateway {
@@ -141,7 +142,7 @@ static void
 gw_redact(const struct gw_call *k, char *s)
 {
 	static const char mark[] = "[redacted]";
-	size_t klen, mlen = sizeof mark - 1;
+	size_t klen, mlen = sizeof mark - 1, n;
 	char *p;
 
 	if (k->key == NULL || (klen = strlen(k->key)) < 4)
@@ -152,6 +153,15 @@ gw_redact(const struct gw_call *k, char *s)
 			memmove(p + mlen, p + klen, strlen(p + klen) + 1);
 		} else
 			memset(p, '*', klen);
+	}
+	/* A message cut short may end with the start of the key. */
+	for (n = klen - 1; n >= 4; n--) {
+		size_t slen = strlen(s);
+
+		if (slen >= n && strncmp(s + slen - n, k->key, n) == 0) {
+			memset(s + slen - n, '*', n);
+			break;
+		}
 	}
 }
 
@@ -343,10 +353,10 @@ gateway_provider(struct gateway *g, const json_t *decl, char *err,
 	}
 	if ((b = json_object_get(decl, "breaker")) != NULL) {
 		if ((v = json_object_get(b, "failures")) != NULL &&
-		    json_is_integer(v))
+		    json_is_integer(v) && json_integer_value(v) >= 1)
 			p->breaker_failures = (int)json_integer_value(v);
 		if ((v = json_object_get(b, "open_s")) != NULL &&
-		    json_is_number(v))
+		    json_is_number(v) && json_number_value(v) > 0)
 			p->breaker_open_s = json_number_value(v);
 	}
 	return 0;
@@ -493,7 +503,7 @@ gw_answer(struct gw_call *k, json_t *resp, const char *raw, size_t rawlen)
 	    hash) != 0)
 		hash[0] = '\0';
 	k->prov->failures = 0;
-	k->prov->open_until = 0;
+	k->prov->open_until = 0;	/* a probe's success closes it */
 	json_object_set_new(resp, "provider", json_string(k->prov->name));
 	json_object_set_new(resp, "cost", json_real(cost));
 	json_object_set_new(resp, "priced", json_boolean(priced));
@@ -546,7 +556,10 @@ gw_release(struct gw_call *k)
 	if (p == NULL)
 		return;
 	p->inflight--;
-	p->probing = 0;
+	if (k->probe) {
+		p->probing = 0;
+		k->probe = 0;
+	}
 	if ((w = TAILQ_FIRST(&p->waiting)) != NULL) {
 		TAILQ_REMOVE(&p->waiting, w, wentry);
 		w->queued = 0;
@@ -586,6 +599,8 @@ gw_duration_ms(const char *s)
 			return -1;
 		s = end;
 	}
+	if (!(total >= 0 && total <= (double)GW_MAX_RETRY_AFTER_MS * 1000))
+		return -1;
 	return (long)total;
 }
 
@@ -604,9 +619,12 @@ gw_failed(struct gw_call *k, int transient, int overflow, const char *kind,
 	char *m = xstrdup(msg);
 
 	gw_redact(k, m);
-	if (status >= 500 || status == 429 || status == 0)
+	/* The provider's health: failures of the server or the network,
+	   not our own bad requests. */
+	if (transient)
 		p->failures++;
-	if (p->failures >= p->breaker_failures && p->open_until == 0) {
+	if (transient && (k->probe || (p->failures >= p->breaker_failures &&
+	    p->open_until == 0))) {
 		p->open_until = now_mono() + p->breaker_open_s;
 		gw_event(k, "model.circuit_open", json_pack("{s:s, s:i, s:f}",
 		    "provider", p->name, "failures", p->failures, "open_s",
@@ -623,7 +641,8 @@ gw_failed(struct gw_call *k, int transient, int overflow, const char *kind,
 		return;
 	}
 	if (transient && k->attempt < k->max_attempts &&
-	    retry_after_ms <= GW_MAX_RETRY_AFTER_MS && p->open_until == 0) {
+	    retry_after_ms <= GW_MAX_RETRY_AFTER_MS && p->open_until == 0 &&
+	    !k->probe) {
 		delay = gw_backoff_ms(k, retry_after_ms);
 		ev = json_pack("{s:s, s:s, s:i, s:s, s:I, s:s, s:I, s:b}",
 		    "provider", p->name, "model", k->model, "attempt",
@@ -689,7 +708,7 @@ gw_done_cb(void *arg, const struct http_result *res)
 	struct gw_call *k = arg;
 	struct llm_error le;
 	json_t *resp;
-	char err[1024];
+	char err[1024], *copy;
 	const char *body;
 	size_t len;
 	long ra;
@@ -718,17 +737,26 @@ gw_done_cb(void *arg, const struct http_result *res)
 		return;
 	}
 	if (res->status < 200 || res->status >= 300) {
-		llm_classify_error(k->prov->api, res->status, res->body,
-		    res->len, http_header(res->req, "retry-after"),
+		/* Redact before the message is cut to size: a cut key
+		   would no longer match. */
+		copy = xmalloc(res->len + 1);
+		memcpy(copy, res->body, res->len);
+		copy[res->len] = '\0';
+		gw_redact(k, copy);
+		llm_classify_error(k->prov->api, res->status, copy,
+		    strlen(copy), http_header(res->req, "retry-after"),
 		    http_header(res->req, "retry-after-ms"), &le);
+		free(copy);
 		ra = le.retry_after_ms;
 		if (ra < 0 && res->status == 429)
 			ra = gw_duration_ms(http_header(res->req,
 			    "x-ratelimit-reset-requests"));
 		snprintf(err, sizeof err, "%s: HTTP %ld: %s", k->prov->name,
 		    res->status, le.message);
-		if (k->stream_now && res->status == 400 &&
-		    strstr(le.message, "stream") != NULL) {
+		if (k->stream_now && k->prov->stream != 1 &&
+		    res->status == 400 && k->stream &&
+		    strstr(le.message, "stream") != NULL &&
+		    strstr(le.message, "upstream") == NULL) {
 			/* The server cannot stream: ask again without. */
 			k->stream = 0;
 			gw_failed(k, 1, 0, "stream_unsupported", res->status,
@@ -742,8 +770,14 @@ gw_done_cb(void *arg, const struct http_result *res)
 	if (k->stream_now && k->sse == 1) {
 		resp = llm_stream_finish(k->st, err, sizeof err);
 		if (resp == NULL) {
-			/* A truncated stream: the connection, not the model. */
-			gw_failed(k, 1, 0, "truncated", res->status, err, -1);
+			/* Cut before its end: the connection, retried; a
+			   complete stream that makes no sense: the model. */
+			if (llm_stream_done(k->st))
+				gw_failed(k, 0, 0, "malformed", res->status, err,
+				    -1);
+			else
+				gw_failed(k, 1, 0, "truncated", res->status, err,
+				    -1);
 			return;
 		}
 		gw_answer(k, resp, k->raw, k->rawlen);
@@ -840,6 +874,7 @@ gw_attempt(struct gw_call *k)
 			.total_ms = k->timeout_ms,
 			.on_data = k->stream_now ? gw_data_cb : NULL,
 			.on_done = gw_done_cb,
+			.max_response = 16u << 20,
 			.arg = k,
 		};
 		k->hr = http_start(k->g->http, &o, err, sizeof err);
@@ -865,9 +900,10 @@ gw_try(struct gw_call *k)
 		p = gw_resolve(k->g, k->chain[k->idx], &model);
 		if (p->open_until > 0) {
 			if (now >= p->open_until && !p->probing) {
-				p->probing = 1;	/* half-open: one probe */
-				p->open_until = 0;
-				p->failures = p->breaker_failures - 1;
+				/* Half-open: this call probes; others still
+				   skip the provider until it answers. */
+				p->probing = 1;
+				k->probe = 1;
 			} else {
 				json_array_append_new(k->tried, json_pack(
 				    "{s:s, s:s}", "provider", p->name, "error",
@@ -959,6 +995,7 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	const char *model;
 	size_t i;
 	int usable;
+	int64_t t;
 
 	if ((o = json_loads(opts, 0, &je)) == NULL) {
 		snprintf(err, errlen, "model options: %s", je.text);
@@ -1059,6 +1096,7 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	json_decref(skipped);
 	gw_event(k, "model.request", rec, 0, 0);
 	json_decref(o);
-	gw_try(k);
-	return k->ticket;
+	t = k->ticket;
+	gw_try(k);		/* may deliver a failure and free k */
+	return t;
 }

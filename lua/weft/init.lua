@@ -290,6 +290,22 @@ function w.provider(t)
       t.max_tokens_field ~= "max_completion_tokens" then
     fail(at, "provider '%s': max_tokens_field must be \"max_tokens\" or \"max_completion_tokens\"", t.name)
   end
+  if t.breaker ~= nil then
+    if type(t.breaker) ~= "table" then fail(at, "provider '%s': breaker must be a table", t.name) end
+    for k, v in pairs(t.breaker) do
+      if k == "failures" then
+        if math.type(v) ~= "integer" or v < 1 then
+          fail(at, "provider '%s': breaker.failures must be a positive integer", t.name)
+        end
+      elseif k == "open_s" then
+        if type(v) ~= "number" or v <= 0 then
+          fail(at, "provider '%s': breaker.open_s must be a positive number of seconds", t.name)
+        end
+      else
+        fail(at, "provider '%s': unknown field '%s' in breaker (failures, open_s)", t.name, tostring(k))
+      end
+    end
+  end
   if t.prices ~= nil then
     if type(t.prices) ~= "table" then fail(at, "provider '%s': prices must be a table", t.name) end
     for m, p in pairs(t.prices) do

@@ -328,7 +328,10 @@ end
 
 -- A tool result given back to the model: untrusted data, delimited.
 local function wrap_result(name, text)
-  text = tostring(text):gsub("</tool_result", "<\\/tool_result")
+  -- Any spelling of the delimiter inside the result is defused.
+  text = tostring(text):gsub("<(%s*/?%s*)([%a_]+)", function(pre, word)
+    if word:lower() == "tool_result" then return "&lt;" .. pre .. word end
+  end)
   return string.format('<tool_result tool="%s">\n%s\n</tool_result>', name, text)
 end
 
@@ -360,6 +363,29 @@ local function compact(messages)
   return dropped
 end
 
+-- A turn given by a hook, checked and completed like a model's.
+local function normalize_turn(ctx, what, t, turn)
+  if type(t) ~= "table" or (t.text ~= nil and type(t.text) ~= "string") or
+      (t.tool_calls ~= nil and type(t.tool_calls) ~= "table") then
+    raise(ctx, "%s must be { text = \"...\" } or { tool_calls = {...} }", what)
+  end
+  local calls
+  if t.tool_calls and #t.tool_calls > 0 then
+    calls = {}
+    for i, c in ipairs(t.tool_calls) do
+      if type(c) ~= "table" or type(c.name) ~= "string" or
+          (c.args ~= nil and type(c.args) ~= "table") then
+        raise(ctx, "%s: tool call %d needs name = \"...\" and args = { ... }", what, i)
+      end
+      calls[i] = { id = type(c.id) == "string" and c.id ~= "" and c.id or
+                        string.format("call_h%d_%d", turn, i),
+                   name = c.name, args = c.args or {} }
+    end
+    calls = core.array(calls)
+  end
+  return { text = t.text, tool_calls = calls, stop_reason = calls and "tool_use" or "final" }
+end
+
 local MAX_SAME_FAILURE = 3      -- identical failing calls before the agent stops
 local MAX_TRUNCATION_RETRIES = 2
 
@@ -379,7 +405,7 @@ function exec.agent(n, ctx)
   local recorded, out, stop, signal = 0, nil, nil, nil
   local conv = { bytes = 0 }
   local failures = {}           -- identical failing calls: key -> count
-  local max_tokens = n.max_tokens
+  local max_tokens = n.max_tokens or 4096
   local truncations, compacted, output_tries = 0, false, 0
   local turn = 0
   while turn < n.max_turns do
@@ -398,8 +424,7 @@ function exec.agent(n, ctx)
           raise(ctx, "blocked by before_model hook: %s", tostring(r.block))
         elseif r.answer then
           ev("hook", ctx, { hook = "before_model", action = "answer" })
-          resp = { text = r.answer.text, tool_calls = r.answer.tool_calls,
-                   stop_reason = r.answer.tool_calls and "tool_use" or "final" }
+          resp = normalize_turn(ctx, "before_model answer", r.answer, turn)
         elseif r.messages then
           ev("hook", ctx, { hook = "before_model", action = "rewrite" })
           messages = r.messages
@@ -416,7 +441,9 @@ function exec.agent(n, ctx)
       resp, merr = ask_model(req)
       recorded = #messages
     end
-    if not resp then
+    if resp then
+      compacted = false         -- a later overflow may compact again
+    else
       if merr.context_overflow and not compacted then
         compacted = true
         local dropped = compact(messages)
@@ -438,15 +465,20 @@ function exec.agent(n, ctx)
           raise(ctx, "blocked by after_model hook: %s", tostring(r.block))
         end
         ev("hook", ctx, { hook = "after_model", action = "rewrite" })
-        resp = { text = r.text, tool_calls = r.tool_calls,
-                 stop_reason = r.tool_calls and "tool_use" or "final", usage = resp.usage }
+        local usage = resp.usage
+        resp = normalize_turn(ctx, "after_model result", r, turn)
+        resp.usage = usage
       end
     end
-    if resp.stop_reason == "max_tokens" and not resp.tool_calls and n.chain and
-        truncations < MAX_TRUNCATION_RETRIES then
+    if resp.stop_reason == "max_tokens" and not resp.tool_calls and n.chain then
+      if truncations >= MAX_TRUNCATION_RETRIES then
+        ctx.stop = "max_tokens"
+        raise(ctx, "the answer was cut off at the output limit (max_tokens = %d) %d times; raise max_tokens",
+              max_tokens, truncations + 1)
+      end
       -- Cut off by the output limit: ask again with room to finish.
       truncations = truncations + 1
-      max_tokens = (max_tokens or 4096) * 2
+      max_tokens = max_tokens * 2
       ev("model.truncated", ctx, { turn = turn, max_tokens = max_tokens })
       turn = turn - 1
       goto continue

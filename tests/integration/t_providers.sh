@@ -212,6 +212,17 @@ expect_rc 1 "wrong key"
 expect_grep "$T/err" 'HTTP 401' "401 reported"
 ok "401 reported"
 
+# A provider message quoting the key, long enough to be cut mid-key:
+# neither the whole key nor its start reaches the store or the output.
+start_fake "{\"gpt-test\": [{\"status\":401,\"message\":\"$(printf '%0480d' 0) Invalid key $KEY\"}]}"
+run_weft "$T/out" "$T/err" run "$T/p.lua" --input '{"topic":"x"}'
+expect_rc 1 "401 quoting the key"
+keystart=$(printf '%s' "$KEY" | cut -c1-14)
+expect_no_grep "$T/err" "$keystart" "the start of the key in the error"
+sqlite3 "$WEFT_DB" .dump > "$T/dump.sql"
+expect_no_grep "$T/dump.sql" "$keystart" "the start of the key in the store"
+ok "a provider message quoting the key, cut mid-key: redacted"
+
 # --- fallback ---------------------------------------------------------------
 start_fake '{"claude-test": [{"status":529},{"status":529},{"status":529},{"status":529}], "gpt-test": [{"text":"from the fallback"}]}'
 wf "$T/f.lua" '{ "anthropic:claude-test", "openai:gpt-test" }' 'stream = false'
@@ -278,6 +289,22 @@ id=$(last_run)
     fail "the skip of the open circuit is not recorded"
 ok "circuit breaker: opens after 2 failures, later calls skip the provider"
 
+# A chain with nothing but an open circuit fails at once, clearly.
+start_fake '{"claude-test": [{"status":500},{"status":500},{"text":"never"}]}'
+{
+	echo 'local w = require "weft"'
+	cat <<'EOF2'
+w.provider{ name = "anthropic", breaker = { failures = 2, open_s = 60 } }
+return w.sequential{ name = "s",
+  w.agent{ name = "first", model = "anthropic:claude-test", stream = false, retry = { max_attempts = 2, initial_interval = 0.01 } },
+  w.agent{ name = "second", model = "anthropic:claude-test", stream = false } }
+EOF2
+} > "$T/cb2.lua"
+run_weft "$T/out" "$T/err" run "$T/cb2.lua" --input '{}'
+expect_rc 1 "first agent fails"
+expect_grep "$T/err" "agent 's/first'" "the first agent fails (its circuit opened)"
+ok "single-provider chain: circuit opens, failure reported"
+
 # --- agent loop -------------------------------------------------------------
 # Context overflow: compacted once, then the call goes through.
 start_fake '{"gpt-test": [{"tool_calls":[{"name":"echo","args":{"message":"a"}}]},{"tool_calls":[{"name":"echo","args":{"message":"b"}}]},{"error":"context_length"},{"text":"fits now"}]}'
@@ -311,6 +338,15 @@ limits = [r.get("max_completion_tokens", r.get("max_tokens")) for r in reqs]
 assert limits == [100, 200], limits
 PY
 ok "truncated answer: asked again with max_tokens doubled"
+
+start_fake '{"gpt-test": [{"text":"a","stop":"max_tokens"},{"text":"ab","stop":"max_tokens"},{"text":"abc","stop":"max_tokens"}]}'
+run_weft "$T/out" "$T/err" run "$T/m.lua" --input '{"topic":"x"}'
+expect_rc 1 "truncated three times"
+expect_grep "$T/err" 'cut off at the output limit \(max_tokens = 400\) 3 times' "truncation message"
+id=$(last_run)
+[ "$(sql "SELECT json_extract(payload,'\$.stop') FROM events WHERE run_id='$id' AND kind='node.end'")" = max_tokens ] ||
+    fail "stop=max_tokens not recorded"
+ok "cut three times: the agent fails with stop=max_tokens, no partial answer"
 
 # A server that only knows max_tokens (older Ollama, llama.cpp).
 start_fake '{"gpt-test": [{"text":"ok"}]}'
@@ -382,6 +418,31 @@ reqs = [json.loads(l)["body"] for l in open(sys.argv[1])]
 assert "blocked by a guardrail: no secrets" in json.dumps(reqs[1]["messages"])
 PY
 ok "hooks: before_tool blocks (recorded), after_model rewrites"
+
+# before_model answers in place of the model, with a tool call without an id.
+start_fake '{"gpt-test": [{"text":"model answer"}]}'
+{
+	echo 'local w = require "weft"'
+	testserver_decl
+	cat <<'EOF2'
+return w.agent{ name = "h", model = "openai:gpt-test", stream = false,
+  tools = { w.mcp("test", { only = { "echo" } }) },
+  hooks = { before_model = function(req)
+    if req.turn == 1 then return { answer = { tool_calls = { { name = "echo", args = { message = "from hook" } } } } } end
+  end } }
+EOF2
+} > "$T/h2.lua"
+run_weft "$T/out" "$T/err" run "$T/h2.lua" --input '{}'
+expect_rc 0 "before_model answer"
+expect_grep "$T/out" 'model answer' "the model answered the second turn"
+python3 - "$T/fake.log" <<'PY' || fail "the hook's tool call went to the model with an id and its result"
+import json, sys
+reqs = [json.loads(l)["body"] for l in open(sys.argv[1])]
+assert len(reqs) == 1
+msgs = json.dumps(reqs[0]["messages"])
+assert "from hook" in msgs and "call_h1_1" in msgs, msgs
+PY
+ok "before_model answers in place of the model (tool call given an id)"
 
 # --- examples/providers.lua on an OpenAI-compatible server -------------------
 start_fake '{"gpt-4o-mini": [{"text":"{\"title\": \"Tides\", \"explanation\": \"The Moon pulls the sea.\", \"key_facts\": [\"two a day\", \"the Moon\"]}"}]}'
