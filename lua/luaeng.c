@@ -740,6 +740,19 @@ need_coord(lua_State *L)
 	return e->coord;
 }
 
+/* Return true, or nil and err (when rv != 0): Lua's usual failure shape. */
+static int
+push_ok_or_err(lua_State *L, int rv, const char *err)
+{
+	if (rv != 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* core.event(kind, span, parent, path, attempt, payload, tokens, cost) */
 static int
 l_event(lua_State *L)
@@ -1126,13 +1139,7 @@ l_state_merge(lua_State *L)
 	sr.arg = &lr;
 	rv = state_merge(*parent, name, br, (size_t)n, &sr, err, sizeof err);
 	free(br);
-	if (rv != 0) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
-	lua_pushboolean(L, 1);
-	return 1;
+	return push_ok_or_err(L, rv, err);
 }
 
 /* core.render(template, state) -> string | nil, err */
@@ -1167,11 +1174,8 @@ l_model(lua_State *L)
 	t = gateway_call(e->gw, luaL_checkstring(L, 1), luaL_checkinteger(L, 2),
 	    luaL_optinteger(L, 3, 0), luaL_checkstring(L, 4),
 	    luaL_checkstring(L, 5), err, sizeof err);
-	if (t < 0) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
+	if (t < 0)
+		return push_ok_or_err(L, -1, err);
 	lua_pushinteger(L, t);
 	return 1;
 }
@@ -1192,13 +1196,7 @@ l_provider(lua_State *L)
 	d = check_json(L, 1, "provider");
 	rv = gateway_provider(e->gw, d, err, sizeof err);
 	json_decref(d);
-	if (rv != 0) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
-	lua_pushboolean(L, 1);
-	return 1;
+	return push_ok_or_err(L, rv, err);
 }
 
 /* core.schema_check(schema, where) -> true | nil, err */
@@ -1210,13 +1208,7 @@ l_schema_check(lua_State *L)
 	int rv = schema_check(j, luaL_checkstring(L, 2), err, sizeof err);
 
 	json_decref(j);
-	if (rv != 0) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
-	lua_pushboolean(L, 1);
-	return 1;
+	return push_ok_or_err(L, rv, err);
 }
 
 /* core.schema_validate(schema, value) -> true | nil, err */
@@ -1230,13 +1222,7 @@ l_schema_validate(lua_State *L)
 
 	json_decref(s);
 	json_decref(v);
-	if (rv != 0) {
-		lua_pushnil(L);
-		lua_pushstring(L, err);
-		return 2;
-	}
-	lua_pushboolean(L, 1);
-	return 1;
+	return push_ok_or_err(L, rv, err);
 }
 
 /* core.json_decode(text) -> value | nil, err */

@@ -1081,3 +1081,22 @@ llm_stream_finish(struct llm_stream *s, char *err, size_t errlen)
 	return llm_response(text, textlen, calls, stop, s->raw_stop,
 	    s->model, s->id, &s->usage);
 }
+
+json_t *
+llm_tool_def(const json_t *t, const char *schema_key)
+{
+	json_t *def = json_object(), *schema;
+
+	json_object_set_new(def, "name", json_string(json_string_value(
+	    json_object_get(t, "name"))));
+	if (json_is_string(json_object_get(t, "description")))
+		json_object_set(def, "description", json_object_get(t,
+		    "description"));
+	schema = json_object_get(t, "input_schema");
+	if (json_is_object(schema))
+		json_object_set(def, schema_key, schema);
+	else
+		json_object_set_new(def, schema_key, json_pack("{s:s, s:{}}",
+		    "type", "object", "properties"));
+	return def;
+}

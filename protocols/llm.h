@@ -203,6 +203,13 @@ struct llm_buf {
 
 /* Append n bytes. */
 void llm_buf_add(struct llm_buf *, const char *, size_t);
+
+/*
+ * A tool declaration in a provider's shape: {name, description?,
+ * <schema_key>: the input schema, or an empty object schema}.  New
+ * reference.
+ */
+json_t *llm_tool_def(const json_t *tool, const char *schema_key);
 void llm_buf_free(struct llm_buf *);
 
 struct llm_usage {

@@ -90,7 +90,7 @@ llm_anthropic_build(const json_t *req, int stream, char *err,
     size_t errlen)
 {
 	json_t *body = json_object(), *msgs = json_array(), *m, *blocks;
-	json_t *last = NULL, *tools, *t, *v, *tool, *schema;
+	json_t *last = NULL, *tools, *t, *v;
 	struct llm_buf sys = { 0 };
 	const char *role, *wire, *text;
 	char *out;
@@ -144,22 +144,9 @@ llm_anthropic_build(const json_t *req, int stream, char *err,
 	tools = json_object_get(req, "tools");
 	if (json_array_size(tools) > 0) {
 		v = json_array();
-		json_array_foreach(tools, i, t) {
-			tool = json_object();
-			json_object_set_new(tool, "name",
-			    json_string(anthropic_str(t, "name")));
-			if (anthropic_str(t, "description") != NULL)
-				json_object_set(tool, "description",
-				    json_object_get(t, "description"));
-			schema = json_object_get(t, "input_schema");
-			if (json_is_object(schema))
-				json_object_set(tool, "input_schema", schema);
-			else
-				json_object_set_new(tool, "input_schema",
-				    json_pack("{s:s, s:{}}", "type", "object",
-				    "properties"));
-			json_array_append_new(v, tool);
-		}
+		json_array_foreach(tools, i, t)
+			json_array_append_new(v, llm_tool_def(t,
+			    "input_schema"));
 		json_object_set_new(body, "tools", v);
 	}
 	if (json_is_number(v = json_object_get(req, "temperature")))

@@ -81,7 +81,7 @@ char *
 llm_openai_build(const json_t *req, int stream, char *err, size_t errlen)
 {
 	json_t *body = json_object(), *msgs = json_array(), *tools, *t, *m;
-	json_t *fn, *schema, *v;
+	json_t *v;
 	const char *role, *field;
 	char *out;
 	size_t i;
@@ -104,23 +104,10 @@ llm_openai_build(const json_t *req, int stream, char *err, size_t errlen)
 	tools = json_object_get(req, "tools");
 	if (json_array_size(tools) > 0) {
 		v = json_array();
-		json_array_foreach(tools, i, t) {
-			fn = json_object();
-			json_object_set_new(fn, "name",
-			    json_string(openai_str(t, "name")));
-			if (openai_str(t, "description") != NULL)
-				json_object_set(fn, "description",
-				    json_object_get(t, "description"));
-			schema = json_object_get(t, "input_schema");
-			if (json_is_object(schema))
-				json_object_set(fn, "parameters", schema);
-			else
-				json_object_set_new(fn, "parameters",
-				    json_pack("{s:s, s:{}}", "type", "object",
-				    "properties"));
+		json_array_foreach(tools, i, t)
 			json_array_append_new(v, json_pack("{s:s, s:o}",
-			    "type", "function", "function", fn));
-		}
+			    "type", "function", "function",
+			    llm_tool_def(t, "parameters")));
 		json_object_set_new(body, "tools", v);
 	}
 
