@@ -35,12 +35,16 @@ run_usage(FILE *f)
 "  --slots K           tasks each worker runs at once (default 256)\n"
 "  --lease SECONDS     a task's lease without heartbeat (default 30)\n"
 "  --max-attempts N    attempts of a task whose worker died (default 3)\n"
+"  --budget LIMITS     the run's envelope, e.g. usd=0.5,tokens=200000;\n"
+"                      dimensions: usd, tokens, input_tokens, output_tokens,\n"
+"                      model_calls, tool_calls, seconds, depth\n"
 "  --json              print the outcome as one JSON object\n"
 "  -q, --quiet         print only the answer\n"
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
 "exit status: 0 succeeded, 1 the run failed, 2 bad usage, input or workflow,\n"
-"130 cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
+"3 a budget was exceeded, 130 cancelled (SIGINT or SIGTERM; the run is\n"
+"recorded as cancelled)\n");
 }
 
 /* Parse --input text; errors name the position. */
@@ -63,6 +67,58 @@ run_parse_input(const char *text, const char *what)
 		return NULL;
 	}
 	return j;
+}
+
+/*
+ * Parse --budget "usd=0.5,tokens=200000" into a JSON object; NULL with a
+ * message naming the bad part.
+ */
+static json_t *
+run_parse_budget(const char *text)
+{
+	static const char *const dims[] = { "usd", "tokens", "input_tokens",
+	    "output_tokens", "model_calls", "tool_calls", "seconds", "depth",
+	    NULL };
+	json_t *b = json_object();
+	char *copy = xstrdup(text), *item, *save = NULL, *eq, *end;
+	double v;
+	int i;
+
+	for (item = strtok_r(copy, ",", &save); item != NULL;
+	    item = strtok_r(NULL, ",", &save)) {
+		if ((eq = strchr(item, '=')) == NULL) {
+			fprintf(stderr, "weft: --budget: '%s' is not "
+			    "dimension=limit\n", item);
+			goto fail;
+		}
+		*eq = '\0';
+		for (i = 0; dims[i] != NULL && strcmp(dims[i], item) != 0; i++)
+			;
+		if (dims[i] == NULL) {
+			fprintf(stderr, "weft: --budget: unknown dimension '%s' "
+			    "(usd, tokens, input_tokens, output_tokens, "
+			    "model_calls, tool_calls, seconds, depth)\n", item);
+			goto fail;
+		}
+		v = strtod(eq + 1, &end);
+		if (end == eq + 1 || *end != '\0' || !(v >= 0) || v > 1e15) {
+			fprintf(stderr, "weft: --budget: %s=%s is not a "
+			    "non-negative number\n", item, eq + 1);
+			goto fail;
+		}
+		json_object_set_new(b, item, json_real(v));
+	}
+	if (json_object_size(b) == 0) {
+		fprintf(stderr, "weft: --budget needs at least one "
+		    "dimension=limit\n");
+		goto fail;
+	}
+	free(copy);
+	return b;
+fail:
+	free(copy);
+	json_decref(b);
+	return NULL;
 }
 
 /* Print an output value: strings raw, the rest as JSON. */
@@ -97,6 +153,7 @@ cmd_run(int argc, char **argv)
 		{ "lease", required_argument, NULL, 'l' },
 		{ "max-attempts", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "budget", required_argument, NULL, 'b' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -111,9 +168,9 @@ cmd_run(int argc, char **argv)
 	struct gateway *gw = NULL;
 	struct luaeng *le = NULL;
 	const char *input_text = NULL, *input_file = NULL, *db = NULL, *path;
-	json_t *input = NULL, *p;
+	json_t *input = NULL, *budget = NULL, *p;
 	char err[1024], hash[65], id[17], *script = NULL, *text;
-	char *spend = NULL, *outtext = NULL;
+	char *spend = NULL, *outtext = NULL, *btext = NULL;
 	size_t slen;
 	double t0, elapsed;
 	int ch, json_out = 0, quiet = 0, rc = 2, loopfail = 0;
@@ -173,6 +230,11 @@ cmd_run(int argc, char **argv)
 			break;
 		case 'j':
 			json_out = 1;
+			break;
+		case 'b':
+			json_decref(budget);
+			if ((budget = run_parse_budget(optarg)) == NULL)
+				return 2;
 			break;
 		case 'q':
 			quiet = 1;
@@ -246,6 +308,7 @@ cmd_run(int argc, char **argv)
 	run.workflow = path;
 	run.workflow_hash = hash;
 	run.input = text = json_dumps(input, JSON_COMPACT);
+	run.budget = btext = budget ? json_dumps(budget, JSON_COMPACT) : NULL;
 	run.status = "running";
 	run.started = now_wall();
 	if (store_run_create(st, &run) != 0 || store_commit(st) != 0) {
@@ -258,7 +321,7 @@ cmd_run(int argc, char **argv)
 	/* From here on the run is in the store: every way out records how
 	   it ended. */
 	memset(&sink, 0, sizeof sink);
-	if (luaeng_start(le, c, input, &sink, err, sizeof err) != 0)
+	if (luaeng_start(le, c, input, budget, &sink, err, sizeof err) != 0)
 		loopfail = 1;
 	coord_begin_run(c, id, &sink);
 	p = json_pack("{s:s, s:s, s:O}", "workflow", path, "hash", hash,
@@ -343,6 +406,11 @@ cmd_run(int argc, char **argv)
 	fflush(stdout);
 	if (strcmp(oc.status, "succeeded") == 0)
 		rc = 0;
+	else if (strcmp(oc.status, "budget_exceeded") == 0) {
+		fprintf(stderr, "weft: run %s stopped: %s\n", id,
+		    oc.error ? oc.error : "budget exceeded");
+		rc = 3;
+	}
 	else if (strcmp(oc.status, "cancelled") == 0) {
 		fprintf(stderr, "weft: run %s cancelled; everything so far is "
 		    "recorded (weft show %s)\n", id, id);
@@ -361,6 +429,8 @@ out:
 	coord_free(c);
 	store_close(st);
 	json_decref(input);
+	json_decref(budget);
+	free(btext);
 	free(script);
 	free(spend);
 	free(outtext);

@@ -415,13 +415,12 @@ gw_price(const struct gw_provider *p, const char *model,
 }
 
 int
-gateway_price_known(struct gateway *g, const char *spec)
+gateway_price(struct gateway *g, const char *spec, struct gateway_price *out)
 {
-	struct gateway_price pr;
 	const char *model;
 	struct gw_provider *p = gw_resolve(g, spec, &model);
 
-	return p != NULL && gw_price(p, model, &pr);
+	return p != NULL && gw_price(p, model, out);
 }
 
 static const char *

@@ -39,11 +39,6 @@ void		 gateway_free(struct gateway *);
 int		 gateway_provider(struct gateway *, const json_t *decl,
 		    char *err, size_t errlen);
 
-/*
- * Whether the price of model (as "provider:model") is known.  Used to
- * refuse a USD budget over a model that would count as free.
- */
-int		 gateway_price_known(struct gateway *, const char *spec);
 
 /*
  * Start a model call for the node at path/span.  opts is the agent's
@@ -64,5 +59,13 @@ struct gateway_price {
 	double		 input, output, cache_read, cache_write;
 };
 extern const struct gateway_price gateway_prices[];
+
+/*
+ * The price of "provider:model" into out: 1 if known (the provider's
+ * table, then the built-in one), 0 if not.  Budgets use it to reserve a
+ * call's worst case and to refuse a USD limit over an unpriced model.
+ */
+int		 gateway_price(struct gateway *, const char *spec,
+		    struct gateway_price *out);
 
 #endif

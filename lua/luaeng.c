@@ -1199,6 +1199,31 @@ l_provider(lua_State *L)
 	return push_ok_or_err(L, rv, err);
 }
 
+/* core.price("provider:model") -> { input, output, cache_read,
+   cache_write } (USD per million tokens) | nil */
+static int
+l_price(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+	struct gateway_price pr;
+	const char *spec = luaL_checkstring(L, 1);
+
+	if (e->gw == NULL || !gateway_price(e->gw, spec, &pr)) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_createtable(L, 0, 4);
+	lua_pushnumber(L, pr.input);
+	lua_setfield(L, -2, "input");
+	lua_pushnumber(L, pr.output);
+	lua_setfield(L, -2, "output");
+	lua_pushnumber(L, pr.cache_read);
+	lua_setfield(L, -2, "cache_read");
+	lua_pushnumber(L, pr.cache_write);
+	lua_setfield(L, -2, "cache_write");
+	return 1;
+}
+
 /* core.schema_check(schema, where) -> true | nil, err */
 static int
 l_schema_check(lua_State *L)
@@ -1252,6 +1277,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "submit", l_submit },
 	{ "model", l_model },
 	{ "provider", l_provider },
+	{ "price", l_price },
 	{ "schema_check", l_schema_check },
 	{ "schema_validate", l_schema_validate },
 	{ "json_decode", l_json_decode },
@@ -1657,7 +1683,7 @@ luaeng_pump_cb(void *arg)
 
 int
 luaeng_start(struct luaeng *e, struct coord *c, json_t *input,
-    struct coord_sink *sink, char *err, size_t errlen)
+    json_t *budget, struct coord_sink *sink, char *err, size_t errlen)
 {
 	lua_State *L = e->L;
 
@@ -1671,7 +1697,17 @@ luaeng_start(struct luaeng *e, struct coord *c, json_t *input,
 	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->root_ref);
 	lua_insert(L, -2);
-	if (runner_call(e, "start", 2, 0) != 0) {
+	if (budget != NULL) {
+		lua_pushcfunction(L, l_push_json_trampoline);
+		lua_pushlightuserdata(L, budget);
+		if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+			errf(err, errlen, "budget: %s", lua_tostring(L, -1));
+			lua_pop(L, 3);
+			return -1;
+		}
+	} else
+		lua_pushnil(L);
+	if (runner_call(e, "start", 3, 0) != 0) {
 		errf(err, errlen, "%s", e->internal_msg);
 		return -1;
 	}
@@ -1708,7 +1744,8 @@ luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
 	status = lua_tostring(L, -4);
 	o->status = status != NULL && strcmp(status, "succeeded") == 0 ?
 	    "succeeded" : strcmp(status ? status : "", "running") == 0 ?
-	    "cancelled" : "failed";
+	    "cancelled" : strcmp(status ? status : "", "budget_exceeded") == 0 ?
+	    "budget_exceeded" : "failed";
 	if (!lua_isnil(L, -3)) {
 		o->output = to_json(L, -3, 0, err, sizeof err);
 		if (o->output == NULL)

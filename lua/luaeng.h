@@ -55,7 +55,7 @@ int luaeng_load(struct luaeng *, const char *path, char *err, size_t errlen);
 char *luaeng_graph(struct luaeng *, int dot);
 /* Start the run with input (borrowed) on coordinator c; fills sink. */
 int luaeng_start(struct luaeng *, struct coord *c, json_t *input,
-    struct coord_sink *sink, char *err, size_t errlen);
+    json_t *budget, struct coord_sink *sink, char *err, size_t errlen);
 /* How the run ended; free output, error, state with luaeng_outcome_clear. */
 /* Model calls of the run go through gw (NULL: only "scripted" works). */
 void luaeng_set_gateway(struct luaeng *, struct gateway *);

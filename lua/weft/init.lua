@@ -63,9 +63,9 @@ local function set(list)
   return s
 end
 
-local common = { "name", "description" }
+local common = { "name", "description", "budget" }
 -- Accepted by the design, not by this build: refused rather than ignored.
-local later = { budget = "budgets", retry = "retry policies", timeout = "timeouts",
+local later = { retry = "retry policies", timeout = "timeouts",
                 sandbox = "sandbox profiles", headers = "HTTP headers" }
 local fields = {
   agent = set{ "model", "instruction", "tools", "output_key", "max_turns",
@@ -118,6 +118,20 @@ local function check(kind, t, at, has_children)
     if type(t.name) ~= "string" or not t.name:match("^[%w_%-%.]+$") then
       fail(at, "%s: name must be a string of letters, digits, '_', '-' or '.', got %s",
            kind, type(t.name) == "string" and ("'" .. t.name .. "'") or type(t.name))
+    end
+  end
+  if t.budget ~= nil then
+    local dims = set{ "usd", "tokens", "input_tokens", "output_tokens", "model_calls",
+                      "tool_calls", "seconds", "depth" }
+    if type(t.budget) ~= "table" then fail(at, "%s %s: budget must be a table", kind, label) end
+    for k, v in pairs(t.budget) do
+      if not dims[k] then
+        fail(at, "%s %s: unknown budget dimension '%s'%s (usd, tokens, input_tokens, output_tokens, model_calls, tool_calls, seconds, depth)",
+             kind, label, tostring(k), suggest(tostring(k), dims))
+      end
+      if type(v) ~= "number" or v < 0 then
+        fail(at, "%s %s: budget.%s must be a non-negative number", kind, label, k)
+      end
     end
   end
   if t.output_key ~= nil and (type(t.output_key) ~= "string" or

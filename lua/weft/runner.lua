@@ -386,6 +386,151 @@ local function normalize_turn(ctx, what, t, turn)
   return { text = t.text, tool_calls = calls, stop_reason = calls and "tool_use" or "final" }
 end
 
+
+-- Budgets ---------------------------------------------------------------
+--
+-- An envelope per node that declares `budget` (and one for the run, from
+-- --budget).  Every model or tool call reserves its worst case in its own
+-- envelope and in every enclosing one before it is dispatched; the
+-- reservation fails if any of them would go over its limit.  When the call
+-- returns, the reservation is replaced by what was really spent.  Since
+-- reservations are made one at a time on the one loop, parallel branches
+-- can never spend more than an enclosing limit, whatever their own say.
+
+local DIMS = { "input_tokens", "output_tokens", "tokens", "usd", "model_calls",
+               "tool_calls" }
+
+local function num(x)
+  if x == nil then return "?" end
+  if x == math.floor(x) and math.abs(x) < 1e15 then return string.format("%d", math.floor(x)) end
+  return string.format("%.6g", x)
+end
+
+local function budget_fail(ctx, env, dim, limit, spent, want)
+  local b = { dimension = dim, node = env.path ~= "" and env.path or "(run)", limit = limit,
+              spent = spent, requested = want,
+              carved_from = env.carved and env.carved[dim] or nil }
+  ev("budget.exceeded", ctx, b)
+  ctx.stop = "budget_exceeded"
+  local e = setmetatable({ path = ctx.path, kind = ctx.kind, budget = b,
+    msg = string.format("budget exceeded: %s of %s: limit %s%s, spent %s%s", dim, b.node,
+                        num(limit), b.carved_from and
+                          (" (what " .. b.carved_from .. " had left when it started)") or "",
+                        num(spent),
+                        want and string.format(", this step needs up to %s", num(want)) or "") },
+    ERR)
+  error(e, 0)
+end
+
+-- Time and depth limits of every enclosing envelope.
+local function budget_check_time(ctx)
+  local now = core.mono()
+  local env = ctx.env
+  while env do
+    if env.limits.seconds and now - env.start > env.limits.seconds then
+      budget_fail(ctx, env, "seconds", env.limits.seconds,
+                  math.floor((now - env.start) * 1000) / 1000)
+    end
+    env = env.parent
+  end
+end
+
+-- Reserve amounts (dimension -> number) in every enclosing envelope.
+local function budget_reserve(ctx, amounts)
+  if not ctx.env then return nil end
+  budget_check_time(ctx)
+  local env = ctx.env
+  while env do
+    for _, d in ipairs(DIMS) do
+      local a, lim = amounts[d], env.limits[d]
+      if a and lim and env.spent[d] + env.reserved[d] + a > lim + 1e-12 then
+        budget_fail(ctx, env, d, lim, env.spent[d], a)
+      end
+    end
+    env = env.parent
+  end
+  env = ctx.env
+  while env do
+    for d, a in pairs(amounts) do env.reserved[d] = env.reserved[d] + a end
+    env = env.parent
+  end
+  ev("budget.reserve", ctx, amounts)
+  return amounts
+end
+
+-- Replace a reservation by what was spent; fail if a limit was crossed.
+local function budget_settle(ctx, rsv, spent)
+  if not rsv then return end
+  local env, over = ctx.env, nil
+  while env do
+    for d, a in pairs(rsv) do env.reserved[d] = env.reserved[d] - a end
+    for d, a in pairs(spent) do
+      env.spent[d] = env.spent[d] + a
+      if not over and env.limits[d] and env.spent[d] > env.limits[d] + 1e-12 then
+        over = { env, d }
+      end
+    end
+    env = env.parent
+  end
+  ev("budget.settle", ctx, spent)
+  if over then budget_fail(ctx, over[1], over[2], over[1].limits[over[2]], over[1].spent[over[2]]) end
+end
+
+-- A new envelope for a node with a budget, carved out of what its
+-- parent has left.
+local function budget_open(ctx, limits, parent_env)
+  local env = { path = ctx.path, limits = {}, spent = {}, reserved = {}, parent = parent_env,
+                start = core.mono(), depth0 = ctx.depth or 0 }
+  for _, d in ipairs(DIMS) do env.spent[d], env.reserved[d] = 0, 0 end
+  for k, v in pairs(limits) do env.limits[k] = v end
+  local p = parent_env
+  while p do
+    for _, d in ipairs(DIMS) do
+      local lim = p.limits[d]
+      if lim then
+        local left = lim - p.spent[d] - p.reserved[d]
+        if not env.limits[d] or left < env.limits[d] then
+          env.limits[d] = left
+          env.carved = env.carved or {}
+          env.carved[d] = p.path ~= "" and p.path or "the run"
+        end
+      end
+    end
+    p = p.parent
+  end
+  ev("budget.envelope", ctx, { limits = env.limits, declared = limits })
+  return env
+end
+
+-- Worst case of one model call: every input byte a token (no tokenizer
+-- packs more), the whole output limit, at the dearest price of the chain.
+local function model_reserve(n, ctx, input_bytes, max_tokens)
+  if not ctx.env then return nil end
+  local r = { model_calls = 1, input_tokens = input_bytes, output_tokens = max_tokens,
+              tokens = input_bytes + max_tokens }
+  if n.chain then
+    local worst = 0
+    for _, m in ipairs(n.chain) do
+      local p = core.price(m)
+      if p then
+        worst = math.max(worst, input_bytes * math.max(p.input, p.cache_write or 0) +
+                                max_tokens * p.output)
+      end
+    end
+    r.usd = worst / 1e6
+  else
+    r.usd = 0
+  end
+  return budget_reserve(ctx, r)
+end
+
+local function usage_spent(u, cost)
+  u = u or {}
+  local i = (u.input_tokens or 0) + (u.cache_read_tokens or 0) + (u.cache_write_tokens or 0)
+  local o = u.output_tokens or 0
+  return { model_calls = 1, input_tokens = i, output_tokens = o, tokens = i + o, usd = cost or 0 }
+end
+
 local MAX_SAME_FAILURE = 3      -- identical failing calls before the agent stops
 local MAX_TRUNCATION_RETRIES = 2
 
@@ -433,13 +578,18 @@ function exec.agent(n, ctx)
       end
     end
     if not resp then
+      local rsv
       if n.chain then
         local body = { messages = core.array(messages), max_tokens = max_tokens }
         if #agent_tools[n].defs > 0 then body.tools = agent_tools[n].defs end
         req.body = core.json_encode(body)
+        rsv = model_reserve(n, ctx, #req.body, max_tokens)
+      elseif ctx.env then
+        rsv = model_reserve(n, ctx, #core.json_encode(core.array(messages)), max_tokens)
       end
       resp, merr = ask_model(req)
       recorded = #messages
+      budget_settle(ctx, rsv, resp and usage_spent(resp.usage, resp.cost) or {})
     end
     if resp then
       compacted = false         -- a later overflow may compact again
@@ -526,7 +676,9 @@ function exec.agent(n, ctx)
       end
       local failed = {}
       if #calls > 0 then
+        local rsv = budget_reserve(ctx, { tool_calls = #calls })
         local res = call_tasks(calls)
+        budget_settle(ctx, rsv, { tool_calls = #calls })
         stats.tool_calls = stats.tool_calls + #calls
         stats.steps = stats.steps + #calls
         for k, rr in ipairs(res) do
@@ -628,7 +780,7 @@ function exec.loop(n, ctx)
   for i = 1, n.max_iterations do
     ev("loop.iteration", ctx, { iteration = i })
     local ictx = { state = ctx.state, path = ctx.path, span = ctx.span, iteration = i,
-                   kind = ctx.kind }
+                   kind = ctx.kind, env = ctx.env, depth = ctx.depth }
     local sig
     for _, c in ipairs(n.children) do
       local o, s = run_node(c, ictx)
@@ -661,7 +813,7 @@ function exec.parallel(n, ctx)
     states[i] = st
     names[i] = c.name
     local bctx = { state = st, path = ctx.path, span = ctx.span, iteration = ctx.iteration,
-                   kind = ctx.kind }
+                   kind = ctx.kind, env = ctx.env, depth = ctx.depth }
     fns[i] = function() return table.pack(run_node(c, bctx)) end
   end
   local j = coroutine.yield({ op = "join", fns = fns })
@@ -700,11 +852,13 @@ function exec.tool(n, ctx)
   local c = list_tools(n.server, ctx)
   check_tool(ctx, c, n.server, n.tool)
   local args = render_args(ctx, n.args)
+  local rsv = budget_reserve(ctx, { tool_calls = 1 })
   local r = call_tasks({ { kind = "mcp.call", path = ctx.path, span = ctx.span,
                            params = { server = server_spec(n.server), name = n.tool,
                                       arguments = args } } })[1]
   stats.tool_calls = stats.tool_calls + 1
   stats.steps = stats.steps + 1
+  budget_settle(ctx, rsv, { tool_calls = 1 })
   if r.err then raise(ctx, "tool '%s': %s", n.tool, tostring(r.err.message)) end
   if r.result.isError then
     raise(ctx, "tool '%s' failed: %s", n.tool, result_text(r.result))
@@ -731,17 +885,30 @@ function run_node(n, parent)
   local path = parent.path and (parent.path .. "/" .. n.name) or n.name
   span_seq = span_seq + 1
   local ctx = { state = parent.state, path = path, span = span_seq, parent_span = parent.span,
-                iteration = parent.iteration, kind = n.kind }
+                iteration = parent.iteration, kind = n.kind, env = parent.env,
+                depth = (parent.depth or 0) + 1 }
   core.event("node.start", ctx.span, parent.span or 0, path, 0,
              { kind = n.kind, name = n.name, iteration = parent.iteration }, 0, 0)
   local t0 = core.mono()
-  local ok, out, signal = pcall(run_body, n, ctx)
+  local ok, out, signal = pcall(function()
+    if n.budget then ctx.env = budget_open(ctx, n.budget, parent.env) end
+    local env = ctx.env
+    while env do
+      if env.limits.depth and ctx.depth - (env.depth0 or 0) > env.limits.depth then
+        budget_fail(ctx, env, "depth", env.limits.depth, ctx.depth - (env.depth0 or 0))
+      end
+      env = env.parent
+    end
+    if ctx.env then budget_check_time(ctx) end
+    return run_body(n, ctx)
+  end)
   local dur = core.mono() - t0
   if not ok then
     local e = as_err(out, ctx)
     core.event("node.end", ctx.span, parent.span or 0, path, 0,
-               { status = "failed", error = e.msg, duration = dur, stop = ctx.stop,
-                 tokens = ctx.tokens, cost = ctx.cost }, 0, 0)
+               { status = e.budget and "budget_exceeded" or "failed", error = e.msg,
+                 duration = dur, stop = ctx.stop, tokens = ctx.tokens, cost = ctx.cost,
+                 budget = e.budget }, 0, 0)
     error(e, 0)
   end
   core.event("node.end", ctx.span, parent.span or 0, path, 0,
@@ -841,7 +1008,23 @@ function R.pump()
   return 0
 end
 
-function R.start(root, input)
+-- A USD limit over an agent whose model has no known price would count
+-- its calls as free: refuse that before anything runs.
+local function check_prices(n, usd_above)
+  local usd = usd_above or (n.budget and n.budget.usd ~= nil)
+  if n.kind == "agent" and usd and n.chain then
+    for _, m in ipairs(n.chain) do
+      if not core.price(m) then
+        error(string.format("%s: agent '%s': model '%s' has no known price, and a USD budget applies to it; " ..
+              "give one with w.provider{ name = ..., prices = { [\"%s\"] = { input = ..., output = ... } } }",
+              n.where, n.name, m, m:match(":(.*)$")), 0)
+      end
+    end
+  end
+  for _, c in ipairs(n.children) do check_prices(c, usd) end
+end
+
+function R.start(root, input, budget)
   for _, name in ipairs(I.provider_order) do
     local decl = {}
     for k, v in pairs(I.providers[name]) do
@@ -850,11 +1033,14 @@ function R.start(root, input)
     local ok, err = core.provider(decl)
     if not ok then error(I.providers[name].where .. ": " .. err, 0) end
   end
+  check_prices(root, budget and budget.usd ~= nil)
   run_input = input
   run_input_text = core.json_encode(input)
   local st = core.state_new(input)
   main = coroutine.create(function()
-    return run_node(root, { state = st })
+    local top = { state = st, path = "", depth = 0 }
+    if budget then top.env = budget_open(top, budget, nil) end
+    return run_node(root, { state = st, env = top.env, depth = 0 })
   end)
   push(ready, main, nil)
   R.state = st
@@ -867,7 +1053,7 @@ function R.result()
   local e = as_err(outcome.val)
   local msg = e.path ~= "" and string.format("%s '%s': %s", e.kind or "node", e.path, e.msg)
               or e.msg
-  return "failed", nil, msg, stats
+  return e.budget and "budget_exceeded" or "failed", nil, msg, stats
 end
 
 function R.final_state()

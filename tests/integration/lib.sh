@@ -10,6 +10,7 @@ export WEFT_TESTSERVER
 trap 'cleanup' EXIT
 cleanup() {
 	rc=$?
+	stop_fake
 	if [ "$rc" -ne 0 ] && [ -d "$T" ]; then
 		echo "--- test dir $T kept for inspection" >&2
 	else
@@ -86,3 +87,34 @@ testserver_decl() {
 	printf 'w.mcp_server{ name = "test", command = { "%s"%s } }\n' \
 	    "$WEFT_TESTSERVER" "${1:-}"
 }
+
+# The fake model server (tests/fakemodel): start_fake SCRIPT_JSON runs it
+# on a free port with that script, logging to $T/fake.log, and points
+# OPENAI_BASE_URL / ANTHROPIC_BASE_URL at it; $KEY, if set, is required.
+# start_fake SCRIPT_JSON: (re)start the fake server with a script.
+FAKE_PID=
+start_fake() {
+	stop_fake
+	printf '%s\n' "$1" > "$T/script.json"
+	rm -f "$T/port" "$T/fake.log"
+	"$WEFT_FAKEMODEL" --port-file "$T/port" --script "$T/script.json" \
+	    --log "$T/fake.log" ${KEY:+--key "$KEY"} >/dev/null 2>"$T/fake.err" &
+	FAKE_PID=$!
+	i=0
+	while [ ! -s "$T/port" ]; do
+		i=$((i + 1))
+		[ $i -lt 200 ] || { cat "$T/fake.err" >&2; fail "fakemodel did not start"; }
+		sleep 0.05
+	done
+	PORT=$(cat "$T/port")
+	export OPENAI_BASE_URL="http://127.0.0.1:$PORT/v1"
+	export ANTHROPIC_BASE_URL="http://127.0.0.1:$PORT"
+}
+stop_fake() {
+	if [ -n "$FAKE_PID" ]; then
+		kill "$FAKE_PID" 2>/dev/null
+		wait "$FAKE_PID" 2>/dev/null
+		FAKE_PID=
+	fi
+}
+

@@ -10,34 +10,6 @@
 KEY="sk-test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 export OPENAI_API_KEY="$KEY" ANTHROPIC_API_KEY="$KEY"
 
-# start_fake SCRIPT_JSON: (re)start the fake server with a script.
-FAKE_PID=
-start_fake() {
-	stop_fake
-	printf '%s\n' "$1" > "$T/script.json"
-	rm -f "$T/port" "$T/fake.log"
-	"$WEFT_FAKEMODEL" --port-file "$T/port" --script "$T/script.json" \
-	    --log "$T/fake.log" --key "$KEY" >/dev/null 2>"$T/fake.err" &
-	FAKE_PID=$!
-	i=0
-	while [ ! -s "$T/port" ]; do
-		i=$((i + 1))
-		[ $i -lt 200 ] || { cat "$T/fake.err" >&2; fail "fakemodel did not start"; }
-		sleep 0.05
-	done
-	PORT=$(cat "$T/port")
-	export OPENAI_BASE_URL="http://127.0.0.1:$PORT/v1"
-	export ANTHROPIC_BASE_URL="http://127.0.0.1:$PORT"
-}
-stop_fake() {
-	if [ -n "$FAKE_PID" ]; then
-		kill "$FAKE_PID" 2>/dev/null
-		wait "$FAKE_PID" 2>/dev/null
-		FAKE_PID=
-	fi
-}
-trap '_rc=$?; stop_fake; (exit $_rc); cleanup' EXIT
-
 # The number of requests the fake server answered (optionally for a model).
 fake_count() {
 	python3 - "$T/fake.log" "${1:-}" <<'PY'
