@@ -70,7 +70,8 @@ local later = { retry = "retry policies", timeout = "timeouts",
 local fields = {
   agent = set{ "model", "instruction", "tools", "output_key", "max_turns",
                "script", "input", "max_tokens", "temperature", "stream", "retry",
-               "timeout", "stall_timeout", "output_schema", "output_retries", "hooks" },
+               "timeout", "stall_timeout", "output_schema", "output_retries", "hooks",
+               "budget_in_prompt" },
   sequential = set{ "reducers" },
   parallel = set{ "reducers" },
   loop = set{ "max_iterations", "until", "reducers" },
@@ -206,6 +207,7 @@ function w.agent(t)
   opt("temperature", function(v) return type(v) == "number" and v >= 0 and v <= 2 end,
       "a number from 0 to 2")
   opt("stream", function(v) return type(v) == "boolean" end, "true or false")
+  opt("budget_in_prompt", function(v) return type(v) == "boolean" end, "true or false")
   opt("timeout", posnum, "a positive number of seconds")
   opt("stall_timeout", posnum, "a positive number of seconds")
   opt("output_retries", function(v) return math.type(v) == "integer" and v >= 0 end,

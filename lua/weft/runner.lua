@@ -502,6 +502,32 @@ local function budget_open(ctx, limits, parent_env)
   return env
 end
 
+-- What is left of every limit that applies to ctx, as one line for a prompt.
+local function budget_text(ctx)
+  local left = {}
+  local env = ctx.env
+  while env do
+    for _, d in ipairs(DIMS) do
+      local lim = env.limits[d]
+      if lim then
+        local l = lim - env.spent[d] - env.reserved[d]
+        if left[d] == nil or l < left[d] then left[d] = l end
+      end
+    end
+    env = env.parent
+  end
+  local parts = {}
+  for _, d in ipairs(DIMS) do
+    if left[d] then
+      parts[#parts + 1] = d == "usd" and string.format("$%.4f", math.max(left[d], 0))
+                          or string.format("%s %s", num(math.max(left[d], 0)), d:gsub("_", " "))
+    end
+  end
+  if #parts == 0 then return nil end
+  return "Remaining budget for this task: " .. table.concat(parts, ", ") ..
+         ". Finish within it; a step that does not fit is refused."
+end
+
 -- Worst case of one model call: every input byte a token (no tokenizer
 -- packs more), the whole output limit, at the dearest price of the chain.
 local function model_reserve(n, ctx, input_bytes, max_tokens)
@@ -555,6 +581,10 @@ function exec.agent(n, ctx)
   local turn = 0
   while turn < n.max_turns do
     turn = turn + 1
+    if n.budget_in_prompt and ctx.env then
+      local bt = budget_text(ctx)
+      messages[1].content = bt and (system .. "\n\n" .. bt) or system
+    end
     local req = { op = "model", node = n, ctx = ctx, messages = messages,
                   tools = offered, turn = turn, recorded = recorded, conv = conv }
     local resp, merr

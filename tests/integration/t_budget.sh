@@ -161,3 +161,22 @@ expect_rc 1 "unpriced model under a USD budget"
 expect_grep "$T/err" "noprice.lua:2: agent 'free': model 'openai:mystery-model' has no known price" "unpriced message"
 [ "$(grep -c mystery "$T/fake.log" || true)" = 0 ] || fail "the unpriced model was called"
 ok "USD budget over an unpriced model: refused at start"
+
+# budget_in_prompt: the agent is told what is left, every turn.
+cat > "$T/told.lua" <<'EOF2'
+local w = require "weft"
+return w.agent{ name = "told", model = "scripted", budget_in_prompt = true,
+  budget = { model_calls = 5, tokens = 100000 },
+  script = function(req, n)
+    local sys = req.messages[1].content
+    if n == 1 then
+      assert(sys:find("Remaining budget for this task: 100000 tokens, 5 model calls", 1, true), sys)
+      return { tool_calls = { { name = "nothing" } } }
+    end
+    assert(sys:find("4 model calls", 1, true), sys)
+    return { text = "ok" }
+  end }
+EOF2
+run_weft "$T/out" "$T/err" run "$T/told.lua"
+expect_rc 0 "budget_in_prompt"
+ok "budget_in_prompt: the remaining budget is in the system prompt each turn"
