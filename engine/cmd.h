@@ -12,6 +12,7 @@ int cmd_show(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 /* The database path: --db, else $WEFT_DB, else ./weft.db. */
 const char *cmd_db_path(const char *opt);

@@ -17,6 +17,7 @@ static const struct {
 	{ "runs", cmd_runs, "list recent runs" },
 	{ "validate", cmd_validate, "check a workflow without running it" },
 	{ "graph", cmd_graph, "print a workflow's graph (text tree or --dot)" },
+	{ "doctor", cmd_doctor, "report the sandbox layers this kernel provides" },
 	{ "worker", worker_main, "run a worker process (started by weft run)" },
 };
 

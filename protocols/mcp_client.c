@@ -16,6 +16,7 @@
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
 #include "runtime/proc.h"
+#include "runtime/sandbox.h"
 #include "runtime/wire.h"
 
 #define MCPC_MAX_LINE	(64 * 1024 * 1024)
@@ -41,6 +42,9 @@ struct mcpc {
 	char			**argv;
 	char			**envp;		/* NULL: inherit */
 	char			*cwd;
+	struct sandbox_profile	*sb;		/* NULL: no sandbox */
+	struct sandbox_report	 sbrep;		/* of the last start */
+	unsigned		 starts;
 	enum mcpc_state		 state;
 	pid_t			 pid;
 	int			 status;	/* wait status once reaped */
@@ -325,7 +329,10 @@ mcpc_start(struct mcpc *s, char *err, size_t errlen)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	struct proc_spec ps;
+	struct sandbox *sb = NULL;
 	json_t *params, *msg;
+	const char *path = NULL;
+	size_t i;
 
 	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
 	    pipe2(ep, O_CLOEXEC) == -1) {
@@ -340,8 +347,23 @@ mcpc_start(struct mcpc *s, char *err, size_t errlen)
 	ps.stdout_fd = out[1];
 	ps.stderr_fd = ep[1];
 	ps.pdeathsig = SIGKILL;
-	if (proc_spawn(&ps, &s->pid, err, errlen) != 0)
+	if (s->sb != NULL) {
+		for (i = 0; s->envp != NULL && s->envp[i] != NULL; i++)
+			if (strncmp(s->envp[i], "PATH=", 5) == 0)
+				path = s->envp[i] + 5;
+		if (sandbox_prepare(s->sb, s->argv[0], path, s->cwd, &sb, err,
+		    errlen) != 0)
+			goto fail;
+		memset(&s->sbrep, 0, sizeof s->sbrep);
+		ps.sandbox = sb;
+		ps.report = &s->sbrep;
+	}
+	if (proc_spawn(&ps, &s->pid, err, errlen) != 0) {
+		sandbox_free(sb);
 		goto fail;
+	}
+	sandbox_free(sb);
+	s->starts++;
 	close(in[0]);
 	close(out[1]);
 	close(ep[1]);
@@ -377,6 +399,26 @@ fail:
 	if (out[0] >= 0) { close(out[0]); close(out[1]); }
 	if (ep[0] >= 0) { close(ep[0]); close(ep[1]); }
 	return -1;
+}
+
+/* Say which sandbox limit a death by signal points to. */
+static void
+mcpc_limit_hint(struct mcpc *s, char *out, size_t len)
+{
+	int sig;
+
+	if (s->sb == NULL || !WIFSIGNALED(s->status))
+		return;
+	sig = WTERMSIG(s->status);
+	if (sig == SIGXCPU)
+		snprintf(out, len, " (the sandbox's CPU limit is %lld s; the "
+		    "next call starts a fresh server)", s->sb->cpu);
+	else if (sig == SIGXFSZ)
+		snprintf(out, len, " (the sandbox's file size limit is %lld "
+		    "bytes)", s->sb->file_size);
+	else if (sig == SIGSYS)
+		snprintf(out, len, " (a system call from another "
+		    "architecture: the sandbox's seccomp filter kills it)");
 }
 
 /*
@@ -416,6 +458,9 @@ mcpc_stop(struct mcpc *s, const char *kind, const char *why)
 		usleep(2000);
 	}
 	mcpc_last_err(s, tail, sizeof tail);
+	if (why == NULL && s->reaped)
+		mcpc_limit_hint(s, tail + strlen(tail),
+		    sizeof tail - strlen(tail));
 	if (why != NULL) {
 		snprintf(msg, sizeof msg, "MCP server '%s' %s%s", s->name, why,
 		    tail);
@@ -462,6 +507,62 @@ mcpc_strv(json_t *arr)
 	return v;
 }
 
+/*
+ * The environment of a sandboxed server: the allowed names from ours, the
+ * scratch dir, then the spec's own variables.
+ */
+static char **
+mcpc_sandbox_env(const struct sandbox_profile *sb, json_t *env)
+{
+	static const char *const keep[] = { "PATH", "HOME", "LANG", "TERM",
+	    NULL };
+	const char *k;
+	json_t *v;
+	char **e;
+	size_t n = 0, cap, i, j, len;
+
+	for (cap = 0; environ[cap] != NULL; cap++)
+		;
+	cap += 3 + json_object_size(env);
+	e = xcalloc(cap, sizeof *e);
+	for (i = 0; environ[i] != NULL; i++) {
+		for (j = 0; keep[j] != NULL; j++) {
+			len = strlen(keep[j]);
+			if (strncmp(environ[i], keep[j], len) == 0 &&
+			    environ[i][len] == '=')
+				break;
+		}
+		if (keep[j] == NULL) {
+			for (j = 0; sb->env_allow != NULL &&
+			    sb->env_allow[j] != NULL; j++) {
+				len = strlen(sb->env_allow[j]);
+				if (strncmp(environ[i], sb->env_allow[j],
+				    len) == 0 && environ[i][len] == '=')
+					break;
+			}
+			if (sb->env_allow == NULL || sb->env_allow[j] == NULL)
+				continue;
+		}
+		e[n++] = xstrdup(environ[i]);
+	}
+	if (sb->scratch != NULL) {
+		e[n++] = xasprintf("WEFT_SCRATCH=%s", sb->scratch);
+		e[n++] = xasprintf("TMPDIR=%s", sb->scratch);
+	}
+	json_object_foreach(env, k, v) {
+		len = strlen(k);
+		for (j = 0; j < n; j++)
+			if (strncmp(e[j], k, len) == 0 && e[j][len] == '=')
+				break;
+		if (j < n)
+			free(e[j]);
+		else
+			n++;
+		e[j] = xasprintf("%s=%s", k, json_string_value(v));
+	}
+	return e;
+}
+
 /* The environment: ours plus the spec's overrides. */
 static char **
 mcpc_env(json_t *env)
@@ -490,8 +591,19 @@ mcpc_env(json_t *env)
 	return e;
 }
 
+const struct sandbox_report *
+mcpc_sandbox(const struct mcpc *s, const struct sandbox_profile **profile,
+    unsigned *starts)
+{
+	*starts = s->starts;
+	if (profile != NULL)
+		*profile = s->sb;
+	return s->sb != NULL && s->starts > 0 ? &s->sbrep : NULL;
+}
+
 struct mcpc *
-mcpc_new(struct event_base *base, json_t *spec, char *err, size_t errlen)
+mcpc_new(struct event_base *base, json_t *spec, struct sandbox_profile *sb,
+    char *err, size_t errlen)
 {
 	json_t *name = json_object_get(spec, "name");
 	json_t *cmd = json_object_get(spec, "command");
@@ -535,8 +647,15 @@ mcpc_new(struct event_base *base, json_t *spec, char *err, size_t errlen)
 	s->base = base;
 	s->name = xstrdup(json_string_value(name));
 	s->argv = mcpc_strv(cmd);
-	s->envp = json_object_size(env) > 0 ? mcpc_env(env) : NULL;
-	s->cwd = cwd != NULL ? xstrdup(json_string_value(cwd)) : NULL;
+	if (sb != NULL)
+		s->envp = mcpc_sandbox_env(sb, env);
+	else
+		s->envp = json_object_size(env) > 0 ? mcpc_env(env) : NULL;
+	if (cwd != NULL)
+		s->cwd = xstrdup(json_string_value(cwd));
+	else if (sb != NULL && sb->scratch != NULL)
+		s->cwd = xstrdup(sb->scratch);
+	s->sb = sb;
 	s->pid = -1;
 	TAILQ_INIT(&s->waiting);
 	TAILQ_INIT(&s->sent);
@@ -594,5 +713,6 @@ mcpc_free(struct mcpc *s)
 	mcpc_strv_free(s->argv);
 	mcpc_strv_free(s->envp);
 	free(s->cwd);
+	sandbox_profile_free(s->sb);
 	free(s);
 }

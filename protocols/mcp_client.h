@@ -27,13 +27,27 @@ struct mcpc;
  */
 typedef void (*mcpc_cb)(void *arg, json_t *result, json_t *error);
 
+struct sandbox_profile;
+struct sandbox_report;
+
 /*
  * A session for the server declared by spec {name, command:[argv...],
  * env:{}, cwd} (borrowed; copied).  Nothing starts until the first
- * request.  Returns NULL with a message in err when spec is malformed.
+ * request.  With a sandbox profile sb (runtime/sandbox.h; taken on
+ * success, NULL for none) every start of the server is confined by it:
+ * the server gets only the allowed environment plus $WEFT_SCRATCH and
+ * $TMPDIR naming the profile's scratch dir, which is also its working
+ * directory unless spec has a cwd.  Returns NULL with a message in err
+ * when spec is malformed.
  */
-struct mcpc *mcpc_new(struct event_base *, json_t *spec, char *err,
-    size_t errlen);
+struct mcpc *mcpc_new(struct event_base *, json_t *spec,
+    struct sandbox_profile *sb, char *err, size_t errlen);
+/*
+ * The layers in force for the last start of the server (borrowed), or
+ * NULL when it has no sandbox or never started; *starts counts starts.
+ */
+const struct sandbox_report *mcpc_sandbox(const struct mcpc *,
+    const struct sandbox_profile **profile, unsigned *starts);
 /* Kill the server (close stdin, SIGTERM, then SIGKILL) and fail pending
    requests with "cancelled". */
 void mcpc_free(struct mcpc *);

@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct sandbox;
+struct sandbox_report;
+
 struct proc_spec {
 	char *const	*argv;		/* argv[0] is looked up in PATH */
 	char *const	*envp;		/* NULL: inherit */
@@ -21,12 +24,17 @@ struct proc_spec {
 	int		 stderr_fd;	/* -1: inherit */
 	int		 pdeathsig;	/* signal sent to the child when the
 					   parent dies, 0 for none */
+	const struct sandbox *sandbox;	/* NULL: none; else applied between
+					   fork and exec (runtime/sandbox.h) */
+	struct sandbox_report *report;	/* NULL, or where the layers in
+					   force are written on success */
 };
 
 /*
  * Start a child.  Returns 0 and sets *pid, or -1 with a message such as
- * "command 'foo' not found" or "cannot execute 'foo': Permission denied"
- * in err.
+ * "command 'foo' not found", "cannot execute 'foo': Permission denied" or
+ * "sandbox: landlock: landlock_restrict_self: Operation not permitted"
+ * in err.  Descriptors above 2 are closed at exec, whatever their flags.
  */
 int proc_spawn(const struct proc_spec *, pid_t *pid, char *err, size_t errlen);
 

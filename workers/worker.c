@@ -11,13 +11,18 @@
  */
 #include "config.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +33,7 @@
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
 #include "runtime/bridge.h"
+#include "runtime/sandbox.h"
 #include "runtime/wire.h"
 #include "workers/worker.h"
 
@@ -51,13 +57,23 @@ struct wtask {
 	char			*kind;
 	json_t			*list;		/* mcp.list: tools so far */
 	struct mcpc		*session;
+	struct wsession		*ws;
 	TAILQ_ENTRY(wtask)	 entry;
 };
 TAILQ_HEAD(wtask_list, wtask);
 
+/*
+ * One MCP server session per (run, server name): a sandboxed server gets
+ * a scratch dir of its own for the run, removed with the session.
+ */
 struct wsession {
 	struct mcpc		*mcpc;
 	char			*name;
+	char			*run;
+	char			*scratch;	/* NULL: none */
+	int			 nactive;	/* tasks using it */
+	unsigned		 reported;	/* starts already reported */
+	int			 warned;
 	LIST_ENTRY(wsession)	 entry;
 };
 
@@ -77,6 +93,8 @@ struct worker {
 	int			 heartbeat_ms;
 	int			 stopping;
 	LIST_HEAD(, wsession)	 sessions;
+	char			 scratch_root[PATH_MAX];
+	int			 scratch_own;	/* remove the root at exit */
 };
 
 static void	worker_pump(struct worker *);
@@ -204,6 +222,8 @@ worker_outcome(struct wtask *t, json_t *result, json_t *error)
 		    error));
 	TAILQ_REMOVE(&w->running, t, entry);
 	w->nrunning--;
+	if (t->ws != NULL)
+		t->ws->nactive--;
 	json_decref(t->list);
 	free(t->kind);
 	free(t);
@@ -220,34 +240,278 @@ worker_task_fail(struct wtask *t, const char *kind, const char *msg)
 	json_decref(e);
 }
 
-/* The session for a server spec, created on first use. */
-static struct mcpc *
-worker_session(struct worker *w, json_t *spec, char *err, size_t errlen)
+/*
+ * Remove name (beneath dfd) and everything under it.  Symbolic links are
+ * never followed, and a directory the server made unreadable is opened up
+ * through its O_PATH descriptor, so a link swapped in cannot redirect the
+ * chmod.
+ */
+static void
+worker_rmtree_at(int dfd, const char *name, int depth)
+{
+	struct dirent *de;
+	struct stat st;
+	char proc[64];
+	DIR *d;
+	int pfd, fd;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return;
+	if (!S_ISDIR(st.st_mode) || depth > 64) {
+		unlinkat(dfd, name, 0);
+		return;
+	}
+	pfd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+	if (pfd == -1)
+		return;
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+	chmod(proc, 0700);
+	fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	close(pfd);
+	if (fd != -1 && (d = fdopendir(fd)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (strcmp(de->d_name, ".") != 0 &&
+			    strcmp(de->d_name, "..") != 0)
+				worker_rmtree_at(dirfd(d), de->d_name,
+				    depth + 1);
+		closedir(d);
+	} else if (fd != -1)
+		close(fd);
+	unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
+static void
+worker_rmtree(const char *path)
+{
+	worker_rmtree_at(AT_FDCWD, path, 0);
+}
+
+/*
+ * Where scratch dirs go: beside the coordinator's socket, in its private
+ * 0700 directory, for an ipc:// coordinator; else a directory of our own.
+ */
+static int
+worker_scratch_root(struct worker *w, const char *url)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *slash;
+
+	if (strncmp(url, "ipc://", 6) == 0 && url[6] == '/') {
+		snprintf(w->scratch_root, sizeof w->scratch_root, "%s",
+		    url + 6);
+		if ((slash = strrchr(w->scratch_root, '/')) != NULL &&
+		    slash != w->scratch_root) {
+			snprintf(slash, sizeof w->scratch_root -
+			    (slash - w->scratch_root), "/scratch");
+			return 0;
+		}
+	}
+	if (tmp == NULL || *tmp == '\0')
+		tmp = "/tmp";
+	snprintf(w->scratch_root, sizeof w->scratch_root,
+	    "%s/weft-worker-XXXXXX", tmp);
+	if (mkdtemp(w->scratch_root) == NULL) {
+		fprintf(stderr, "weft worker %d: cannot create a scratch "
+		    "directory in %s: %s\n", w->id, tmp, strerror(errno));
+		w->scratch_root[0] = '\0';
+		return -1;
+	}
+	w->scratch_own = 1;
+	return 0;
+}
+
+/*
+ * At exit: remove our scratch dirs, and those of workers that died
+ * without removing theirs (named after their pids).
+ */
+static void
+worker_scratch_sweep(struct worker *w)
+{
+	struct dirent *de;
+	char *end;
+	long pid;
+	DIR *d;
+
+	if (w->scratch_root[0] == '\0' ||
+	    (d = opendir(w->scratch_root)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		pid = strtol(de->d_name, &end, 10);
+		if (end == de->d_name || *end != '-' || pid <= 0)
+			continue;
+		if (pid == (long)getpid() ||
+		    (kill((pid_t)pid, 0) == -1 && errno == ESRCH))
+			worker_rmtree_at(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+	rmdir(w->scratch_root);
+}
+
+/* Close a session: stop its server, remove its scratch dir. */
+static void
+worker_session_free(struct wsession *s)
+{
+	LIST_REMOVE(s, entry);
+	mcpc_free(s->mcpc);
+	if (s->scratch != NULL)
+		worker_rmtree(s->scratch);
+	free(s->scratch);
+	free(s->name);
+	free(s->run);
+	free(s);
+}
+
+/* Make the scratch dir of a session: ROOT/PID-RUN-SERVER, mode 0700. */
+static char *
+worker_scratch(struct worker *w, const char *run, const char *name,
+    char *err, size_t errlen)
+{
+	char *dir;
+	size_t i;
+
+	for (i = 0; run[i] != '\0'; i++) {
+		if (i >= 64 || !(isalnum((unsigned char)run[i]) ||
+		    run[i] == '-' || run[i] == '_')) {
+			errf(err, errlen, "/run: not a run id");
+			return NULL;
+		}
+	}
+	for (i = 0; name[i] != '\0'; i++) {
+		if (i >= 128 || !(isalnum((unsigned char)name[i]) ||
+		    name[i] == '-' || name[i] == '_' || name[i] == '.') ||
+		    (i == 0 && name[i] == '.')) {
+			errf(err, errlen, "/params/server/name: '%s' cannot "
+			    "name a scratch directory", name);
+			return NULL;
+		}
+	}
+	if (w->scratch_root[0] == '\0') {
+		errf(err, errlen, "sandbox: no scratch directory");
+		return NULL;
+	}
+	if (mkdir(w->scratch_root, 0700) == -1 && errno != EEXIST) {
+		errf(err, errlen, "sandbox: cannot create %s: %s",
+		    w->scratch_root, strerror(errno));
+		return NULL;
+	}
+	dir = xasprintf("%s/%ld-%s-%s", w->scratch_root, (long)getpid(),
+	    *run ? run : "run", name);
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		errf(err, errlen, "sandbox: cannot create the scratch "
+		    "directory %s: %s", dir, strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+/*
+ * The session for a server spec in a run, created on first use.  Idle
+ * sessions of other runs are closed then: a server never carries state,
+ * or a scratch dir, from one run into the next.
+ */
+static struct wsession *
+worker_session(struct worker *w, json_t *spec, const char *run, char *err,
+    size_t errlen)
 {
 	const char *name = json_string_value(json_object_get(spec, "name"));
-	struct wsession *s;
+	struct wsession *s, *next;
+	struct sandbox_profile *sb;
 	struct mcpc *m;
+	char *scratch = NULL;
 
 	if (name == NULL) {
 		errf(err, errlen, "/params/server/name: must be a string");
 		return NULL;
 	}
 	LIST_FOREACH(s, &w->sessions, entry)
-		if (strcmp(s->name, name) == 0)
-			return s->mcpc;
-	if ((m = mcpc_new(w->base, spec, err, errlen)) == NULL)
+		if (strcmp(s->name, name) == 0 && strcmp(s->run, run) == 0)
+			return s;
+	for (s = LIST_FIRST(&w->sessions); s != NULL; s = next) {
+		next = LIST_NEXT(s, entry);
+		if (strcmp(s->run, run) != 0 && s->nactive == 0)
+			worker_session_free(s);
+	}
+	if (sandbox_profile_parse(json_object_get(spec, "sandbox"), &sb, err,
+	    errlen) != 0)
 		return NULL;
+	if (sb != NULL) {
+		if ((scratch = worker_scratch(w, run, name, err,
+		    errlen)) == NULL) {
+			sandbox_profile_free(sb);
+			return NULL;
+		}
+		sb->scratch = xstrdup(scratch);
+	}
+	if ((m = mcpc_new(w->base, spec, sb, err, errlen)) == NULL) {
+		sandbox_profile_free(sb);
+		if (scratch != NULL)
+			worker_rmtree(scratch);
+		free(scratch);
+		return NULL;
+	}
 	s = xcalloc(1, sizeof *s);
 	s->mcpc = m;
 	s->name = xstrdup(name);
+	s->run = xstrdup(run);
+	s->scratch = scratch;
 	LIST_INSERT_HEAD(&w->sessions, s, entry);
-	return m;
+	return s;
+}
+
+/*
+ * Put the sandbox of the task's server in the result's _meta, as
+ * "weft/sandbox": always for tools/list, and for the first tools/call
+ * answered after each start of the server.  A server's own "weft/sandbox"
+ * is removed: it cannot vouch for its confinement.  A layer missing is
+ * also a warning on stderr, once per session.
+ */
+static void
+worker_sandbox_meta(struct wtask *t, json_t *result, int always)
+{
+	const struct sandbox_report *rep;
+	const struct sandbox_profile *p;
+	json_t *meta;
+	unsigned starts;
+	char miss[1024];
+
+	if (t->ws == NULL || !json_is_object(result))
+		return;
+	meta = json_object_get(result, "_meta");
+	if (json_is_object(meta))
+		json_object_del(meta, "weft/sandbox");
+	rep = mcpc_sandbox(t->ws->mcpc, &p, &starts);
+	if (!always && starts == t->ws->reported)
+		return;
+	t->ws->reported = starts;
+	if (!json_is_object(meta)) {
+		meta = json_object();
+		json_object_set_new(result, "_meta", meta);
+	}
+	if (p == NULL) {
+		json_object_set_new(meta, "weft/sandbox", json_pack("{s:b}",
+		    "disabled", 1));
+		return;
+	}
+	if (rep == NULL)
+		return;
+	json_object_set_new(meta, "weft/sandbox", sandbox_report_json(rep,
+	    p));
+	if (!t->ws->warned && sandbox_report_missing(rep, miss,
+	    sizeof miss) > 0) {
+		t->ws->warned = 1;
+		fprintf(stderr, "weft: warning: MCP server '%s' runs without "
+		    "these sandbox layers: %s (weft doctor shows what this "
+		    "kernel provides)\n", t->ws->name, miss);
+	}
 }
 
 /* tools/call answered. */
 static void
 worker_call_cb(void *arg, json_t *result, json_t *error)
 {
+	if (result != NULL)
+		worker_sandbox_meta(arg, result, 0);
 	worker_outcome(arg, result, error);
 }
 
@@ -276,6 +540,7 @@ worker_list_cb(void *arg, json_t *result, json_t *error)
 		return;
 	}
 	done = json_pack("{s:O}", "tools", t->list);
+	worker_sandbox_meta(t, done, 1);
 	worker_outcome(t, done, NULL);
 	json_decref(done);
 }
@@ -287,6 +552,7 @@ worker_start_task(struct worker *w, json_t *task)
 	struct wtask *t = xcalloc(1, sizeof *t);
 	json_t *params = json_object_get(task, "params");
 	json_t *name, *args;
+	const char *run;
 	char err[512];
 
 	t->w = w;
@@ -300,12 +566,15 @@ worker_start_task(struct worker *w, json_t *task)
 		worker_task_fail(t, FAIL_BAD_TASK, "/params: must be an object");
 		return;
 	}
-	t->session = worker_session(w, json_object_get(params, "server"), err,
-	    sizeof err);
-	if (t->session == NULL) {
+	run = json_string_value(json_object_get(task, "run"));
+	t->ws = worker_session(w, json_object_get(params, "server"),
+	    run != NULL ? run : "", err, sizeof err);
+	if (t->ws == NULL) {
 		worker_task_fail(t, FAIL_BAD_TASK, err);
 		return;
 	}
+	t->ws->nactive++;
+	t->session = t->ws->mcpc;
 	if (strcmp(t->kind, TASK_MCP_CALL) == 0) {
 		name = json_object_get(params, "name");
 		args = json_object_get(params, "arguments");
@@ -605,6 +874,7 @@ worker_main(int argc, char **argv)
 	LIST_INIT(&w.sessions);
 	w.results = json_array();
 	w.failures = json_array();
+	worker_scratch_root(&w, url);
 	if ((rv = nng_req0_open(&w.sock)) != 0)
 		fatalx(1, "worker: nng: %s", nng_strerror(rv));
 	nng_socket_set_ms(w.sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
@@ -633,12 +903,9 @@ worker_main(int argc, char **argv)
 	worker_pump(&w);
 	event_base_dispatch(w.base);
 
-	while ((s = LIST_FIRST(&w.sessions)) != NULL) {
-		LIST_REMOVE(s, entry);
-		mcpc_free(s->mcpc);
-		free(s->name);
-		free(s);
-	}
+	while ((s = LIST_FIRST(&w.sessions)) != NULL)
+		worker_session_free(s);
+	worker_scratch_sweep(&w);
 	worker_release(&w);
 	/*
 	 * No nng_close: closing a REQ socket can wait on its pipe's reaper

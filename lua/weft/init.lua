@@ -417,12 +417,107 @@ function w.tool(t)
   return n
 end
 
+-- Sandbox profile of an MCP server (docs/security.md, "Sandbox").  The
+-- checked profile travels in the server spec; the worker applies defaults
+-- for the fields left out.
+local SANDBOX_FIELDS = set{ "read", "write", "network", "memory", "cpu", "processes",
+                            "files", "file_size", "env_allow", "require", "disable" }
+local LAYERS = set{ "rlimits", "no_new_privs", "landlock", "landlock_net", "landlock_scope",
+                    "seccomp", "userns", "netns" }
+local OPTIONAL_LAYERS = set{ "landlock", "landlock_net", "landlock_scope", "seccomp", "userns", "netns" }
+local SIZE_UNITS = { [""] = 1, K = 1024, M = 1024 ^ 2, G = 1024 ^ 3, T = 1024 ^ 4 }
+
+local function check_sandbox(sb, at, server)
+  if sb == nil then return nil end
+  if sb == false then return false end
+  local what = "mcp_server '" .. server .. "': sandbox"
+  if type(sb) ~= "table" then fail(at, "%s must be a table or false", what) end
+  local keys = {}
+  for k in pairs(sb) do
+    if type(k) ~= "string" then fail(at, "%s: field keys must be names", what) end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local out = {}
+  local function list(k, check)
+    local v = sb[k]
+    if type(v) ~= "table" then fail(at, "%s.%s must be a list of strings", what, k) end
+    local r = {}
+    for i, x in ipairs(v) do
+      if type(x) ~= "string" or x == "" then
+        fail(at, "%s.%s[%d] must be a non-empty string", what, k, i)
+      end
+      r[i] = check(x, i)
+    end
+    for kk in pairs(v) do
+      if math.type(kk) ~= "integer" or kk < 1 or kk > #v then
+        fail(at, "%s.%s must be a list of strings", what, k)
+      end
+    end
+    return core.array(r)
+  end
+  local function path(x)
+    -- Relative paths are relative to the workflow file, like command.
+    if x:sub(1, 1) ~= "/" then x = core.script_dir() .. "/" .. x end
+    return x
+  end
+  local function limit(k, sizes)
+    local v = sb[k]
+    if v == false then return false end
+    if math.type(v) == "integer" and v > 0 then return v end
+    if sizes and type(v) == "string" then
+      local n, u = v:match("^(%d+)%s*([KMGT]?)i?B?$")
+      if n and tonumber(n) > 0 then return math.tointeger(tonumber(n) * SIZE_UNITS[u]) end
+    end
+    fail(at, "%s.%s must be a positive integer%s or false, got %s", what, k,
+         sizes and " of bytes, a size such as \"512M\" or \"4G\"," or "",
+         type(v) == "string" and ("'" .. v .. "'") or tostring(v))
+  end
+  for _, k in ipairs(keys) do
+    if not SANDBOX_FIELDS[k] then
+      fail(at, "unknown field '%s' in %s%s", k, what, suggest(k, SANDBOX_FIELDS))
+    elseif k == "read" or k == "write" then
+      out[k] = list(k, path)
+    elseif k == "env_allow" then
+      out[k] = list(k, function(x, i)
+        if not x:match("^[%a_][%w_]*$") then
+          fail(at, "%s.env_allow[%d]: '%s' is not a variable name", what, i, x)
+        end
+        return x
+      end)
+    elseif k == "require" or k == "disable" then
+      local allowed = k == "require" and LAYERS or OPTIONAL_LAYERS
+      out[k] = list(k, function(x, i)
+        if not allowed[x] then
+          fail(at, "%s.%s[%d]: '%s' is not a layer that can be %s%s", what, k, i, x,
+               k == "require" and "required" or "disabled", suggest(x, allowed))
+        end
+        return x
+      end)
+    elseif k == "network" then
+      if type(sb.network) ~= "boolean" then fail(at, "%s.network must be true or false", what) end
+      out.network = sb.network
+    else
+      out[k] = limit(k, k == "memory" or k == "file_size")
+    end
+  end
+  for _, x in ipairs(out.require or {}) do
+    for _, y in ipairs(out.disable or {}) do
+      if x == y then fail(at, "%s: layer '%s' is both required and disabled", what, x) end
+    end
+    if out.network and (x == "netns" or x == "landlock_net") then
+      fail(at, "%s: '%s' cannot be required with network = true", what, x)
+    end
+  end
+  return out
+end
+
 function w.mcp_server(t)
   local at = where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
-  local allowed = set{ "name", "command", "env", "cwd", "url" }
+  local allowed = set{ "name", "command", "env", "cwd", "url", "sandbox" }
   for k in pairs(t) do
-    if later[k] then
+    if later[k] and not allowed[k] then
       fail(at, "mcp_server: '%s' (%s) is not supported yet by this build", k, later[k])
     end
     if type(k) ~= "string" or not allowed[k] then
@@ -456,8 +551,9 @@ function w.mcp_server(t)
   if servers[t.name] then
     fail(at, "mcp_server '%s' is declared twice (first at %s)", t.name, servers[t.name].where)
   end
+  local sandbox = check_sandbox(t.sandbox, at, t.name)
   local s = { is_server = true, name = t.name, command = cmd, env = env,
-              cwd = t.cwd, where = at }
+              cwd = t.cwd, sandbox = sandbox, where = at }
   servers[t.name] = s
   server_order[#server_order + 1] = t.name
   return s

@@ -77,7 +77,8 @@ end
 
 local function server_spec(name)
   local s = I.servers[name]
-  return { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd }
+  return { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd,
+           sandbox = s.sandbox }
 end
 
 -- Text of an MCP tools/call result: its text blocks joined.
