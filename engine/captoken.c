@@ -789,6 +789,11 @@ keys_create(struct captoken_keys *k, int dfd, int first, char *err,
 	EVP_PKEY *pkey, *old;
 	int r;
 
+	if (k->n >= CAPTOKEN_MAX_KEYS) {
+		errf(err, errlen, "%s holds %d keys already; retire old ones "
+		    "first", k->dir, CAPTOKEN_MAX_KEYS);
+		return -1;
+	}
 	if ((pkey = key_from_seed(NULL, seed)) == NULL ||
 	    EVP_PKEY_get_raw_public_key(pkey, pub, &(size_t){ 32 }) != 1) {
 		EVP_PKEY_free(pkey);
@@ -1268,8 +1273,7 @@ cons_valid(const json_t *c, const char *pat, const char *arg, char *err,
 					    "boolean";
 				else
 					continue;
-			} else if (!json_is_string(v) ||
-			    json_string_length(v) > CK_MAX_URL) {
+			} else if (!json_is_string(v)) {
 				why = "is not a string";
 			} else if (strcmp(kind, "prefix") == 0) {
 				buf = xmalloc(json_string_length(v) + 2);

@@ -1293,6 +1293,23 @@ test_captoken_key_rotation(void **state)
 	assert_int_equal(captoken_keys_retire(w, old, err, sizeof err), 0);
 	refused(w, t1, "fs.read", NULL, CAPTOKEN_EKID, "unknown key");
 
+	/* A key directory holds a bounded number of keys. */
+	int n;
+
+	for (n = 0; captoken_keys_rotate(k, NULL, err, sizeof err) == 0; n++)
+		assert_true(n < CAPTOKEN_MAX_KEYS);
+	assert_int_equal(n, CAPTOKEN_MAX_KEYS - 1);	/* one key left */
+	assert_non_null(strstr(err, "holds 64 keys already; retire old ones "
+	    "first"));
+	assert_int_equal(captoken_keys_retire(k, cur, err, sizeof err), 0);
+	assert_int_equal(captoken_keys_rotate(k, NULL, err, sizeof err), 0);
+	captoken_keys_free(k2);
+	assert_int_equal(captoken_keys_load_or_create(sd, &k2, err,
+	    sizeof err), 0);
+	assert_string_equal(captoken_keys_current(k2),
+	    captoken_keys_current(k));
+	refused(k2, t2, "fs.read", NULL, CAPTOKEN_EKID, "unknown key");
+
 	/* A keyring with no directory cannot rotate. */
 	struct captoken_keys *m = keys_seeded(seed_b);
 
