@@ -128,6 +128,7 @@ hs_write(json_t *args)
 	const char *path = json_string_value(json_object_get(args, "path"));
 	const char *text = json_string_value(json_object_get(args, "text"));
 	size_t n;
+	ssize_t w;
 	int fd, e;
 
 	if (path == NULL)
@@ -137,11 +138,12 @@ hs_write(json_t *args)
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0644)) == -1)
 		return hs_outcome(0, errno, NULL);
-	n = strlen(text);
-	if (write(fd, text, n) != (ssize_t)n) {
-		e = errno;
-		close(fd);
-		return hs_outcome(0, e, NULL);
+	for (n = strlen(text); n > 0; n -= w, text += w) {
+		if ((w = write(fd, text, n)) <= 0) {
+			e = w < 0 ? errno : EIO;
+			close(fd);
+			return hs_outcome(0, e, NULL);
+		}
 	}
 	close(fd);
 	return hs_outcome(1, 0, NULL);

@@ -224,6 +224,26 @@ id=$(last_run)
     fail "sandbox = false is recorded"
 ok "without a sandbox the same attempts succeed"
 
+# read and write grant what they name, and nothing beside it.
+mkdir -p "$T/pub" "$T/wdir"
+echo public > "$T/pub/notes.txt"
+hostile_wf "$T/grant.lua" "$T" "{ read = { \"$T/pub\" }, write = { \"$T/wdir\" } }" "
+  { \"read_granted\", \"read\", { path = \"$T/pub/notes.txt\" } },
+  { \"write_granted\", \"write\", { path = \"$T/wdir/result.txt\" } },
+  { \"write_read_only\", \"write\", { path = \"$T/pub/notes.txt\" } },
+  { \"read_beside\", \"read\", { path = \"$T/secret.txt\" } },"
+(cd "$T" && TMPDIR="$T/tmp" "$WEFT" run grant.lua --workers 1 -q > "$T/out.json" 2> "$T/err") ||
+    { cat "$T/err" >&2; fail "run with read and write grants"; }
+check "$T/out.json" "$LAYERS" read_granted=ok write_granted=ok \
+    write_read_only=EACCES@landlock read_beside=EACCES@landlock || fail "read and write grants"
+[ "$(cat "$T/wdir/result.txt")" = pwned ] || fail "the granted write landed"
+[ "$(cat "$T/pub/notes.txt")" = public ] || fail "the read-only file is intact"
+hostile_wf "$T/nopath.lua" "$T" '{ read = { "/nonexistent-weft-dir" } }' '  { "env", "env" },'
+run_weft "$T/out" "$T/err" run "$T/nopath.lua" --workers 1 -q
+expect_rc 1 "a read path that does not exist"
+expect_grep "$T/err" "MCP server 'h': sandbox: path '/nonexistent-weft-dir': No such file or directory$" "missing path named"
+ok "read and write grant exactly what they name; a missing path is an error"
+
 # Each network layer on its own: Landlock (EACCES), the empty network
 # namespace (ENETUNREACH), seccomp when neither is there (EPERM).
 net() {	# net SANDBOX EXPECT
@@ -262,6 +282,13 @@ assert p["result"]["structuredContent"]["ok"] is True, p
 assert "weft/sandbox" in p["result"]["_meta"], p   # a new start is reported
 PY
 ok "CPU limit: server killed, clear error, worker survived, server restarted"
+
+# File size: writing past file_size kills the server with SIGXFSZ.
+hostile_wf "$T/fsize.lua" "$T" '{ file_size = 65536 }' '  { "big", "write", { path = "big.txt", text = string.rep("x", 100000) } },'
+run_weft "$T/out" "$T/err" run "$T/fsize.lua" --workers 1 -q
+expect_rc 1 "writing past the file size limit"
+expect_grep "$T/err" "MCP server 'h' killed by signal 25 \(File size limit exceeded\) during the call \(the sandbox's file size limit is 65536 bytes\)" "file size limit message"
+ok "file size limit: server killed with a clear error"
 
 # As an unprivileged user: the fork bomb is bounded by RLIMIT_NPROC (which
 # root ignores), and the attempts fail although DAC would allow them.
