@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +46,9 @@ struct mcpc {
 	struct sandbox_profile	*sb;		/* NULL: no sandbox */
 	struct sandbox_report	 sbrep;		/* of the last start */
 	unsigned		 starts;
+	int			 notify_fd;	/* debug sandbox: listener */
+	struct event		*notify_ev;
+	json_t			*denied;	/* names of denied calls */
 	enum mcpc_state		 state;
 	pid_t			 pid;
 	int			 status;	/* wait status once reaped */
@@ -184,6 +188,47 @@ mcpc_last_err(struct mcpc *s, char *out, size_t len)
 	}
 	snprintf(out, len, "; its stderr said: %.*s", (int)(end - start),
 	    s->errtail + start);
+}
+
+/* Debug sandbox: the server made a denied call; name it, answer EPERM. */
+static void
+mcpc_notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mcpc *s = arg;
+	char name[96];
+	size_t i;
+	pid_t pid;
+
+	if (sandbox_notify_answer(fd, &pid, name, sizeof name) != 0) {
+		event_free(s->notify_ev);
+		s->notify_ev = NULL;
+		close(s->notify_fd);
+		s->notify_fd = -1;
+		return;
+	}
+	fprintf(stderr, "weft: sandbox debug: MCP server '%s' (pid %ld) "
+	    "called %s: denied with EPERM\n", s->name, (long)pid, name);
+	for (i = 0; i < json_array_size(s->denied); i++)
+		if (strcmp(json_string_value(json_array_get(s->denied, i)),
+		    name) == 0)
+			return;
+	if (json_array_size(s->denied) < 64)
+		json_array_append_new(s->denied, json_string(name));
+}
+
+/* Answer every notification already queued on the listener. */
+static void
+mcpc_notify_drain(struct mcpc *s)
+{
+	struct pollfd p;
+
+	while (s->notify_fd >= 0) {
+		p.fd = s->notify_fd;
+		p.events = POLLIN;
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+			break;
+		mcpc_notify_cb(s->notify_fd, EV_READ, s);
+	}
 }
 
 /* The initialize answer arrived: finish the handshake, send the queue. */
@@ -357,6 +402,7 @@ mcpc_start(struct mcpc *s, char *err, size_t errlen)
 		memset(&s->sbrep, 0, sizeof s->sbrep);
 		ps.sandbox = sb;
 		ps.report = &s->sbrep;
+		ps.notify_fd = &s->notify_fd;
 	}
 	if (proc_spawn(&ps, &s->pid, err, errlen) != 0) {
 		sandbox_free(sb);
@@ -364,6 +410,11 @@ mcpc_start(struct mcpc *s, char *err, size_t errlen)
 	}
 	sandbox_free(sb);
 	s->starts++;
+	if (s->notify_fd >= 0) {
+		s->notify_ev = event_new(s->base, s->notify_fd,
+		    EV_READ | EV_PERSIST, mcpc_notify_cb, s);
+		event_add(s->notify_ev, NULL);
+	}
 	close(in[0]);
 	close(out[1]);
 	close(ep[1]);
@@ -440,6 +491,17 @@ mcpc_stop(struct mcpc *s, const char *kind, const char *why)
 	mcpc_err_cb(s->err_fd, EV_READ, s);
 	event_free(s->err_ev);
 	s->in_ev = s->out_ev = s->err_ev = NULL;
+	if (s->notify_ev != NULL) {
+		/* Answer what is pending, so the server is not stuck. */
+		mcpc_notify_drain(s);
+		if (s->notify_ev != NULL)
+			event_free(s->notify_ev);
+		s->notify_ev = NULL;
+	}
+	if (s->notify_fd >= 0) {
+		close(s->notify_fd);
+		s->notify_fd = -1;
+	}
 	close(s->in_fd);
 	close(s->out_fd);
 	close(s->err_fd);
@@ -601,6 +663,12 @@ mcpc_sandbox(const struct mcpc *s, const struct sandbox_profile **profile,
 	return s->sb != NULL && s->starts > 0 ? &s->sbrep : NULL;
 }
 
+json_t *
+mcpc_denied(const struct mcpc *s)
+{
+	return s->denied;
+}
+
 struct mcpc *
 mcpc_new(struct event_base *base, json_t *spec, struct sandbox_profile *sb,
     char *err, size_t errlen)
@@ -656,6 +724,8 @@ mcpc_new(struct event_base *base, json_t *spec, struct sandbox_profile *sb,
 	else if (sb != NULL && sb->scratch != NULL)
 		s->cwd = xstrdup(sb->scratch);
 	s->sb = sb;
+	s->notify_fd = -1;
+	s->denied = json_array();
 	s->pid = -1;
 	TAILQ_INIT(&s->waiting);
 	TAILQ_INIT(&s->sent);
@@ -714,5 +784,6 @@ mcpc_free(struct mcpc *s)
 	mcpc_strv_free(s->envp);
 	free(s->cwd);
 	sandbox_profile_free(s->sb);
+	json_decref(s->denied);
 	free(s);
 }

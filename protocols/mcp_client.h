@@ -48,6 +48,11 @@ struct mcpc *mcpc_new(struct event_base *, json_t *spec,
  */
 const struct sandbox_report *mcpc_sandbox(const struct mcpc *,
     const struct sandbox_profile **profile, unsigned *starts);
+/*
+ * With a debug sandbox: the system calls the server was denied, as an
+ * array of names (borrowed; each is also reported on stderr).
+ */
+json_t *mcpc_denied(const struct mcpc *);
 /* Kill the server (close stdin, SIGTERM, then SIGKILL) and fail pending
    requests with "cancelled". */
 void mcpc_free(struct mcpc *);

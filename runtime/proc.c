@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,9 +21,9 @@
 #endif
 
 /*
- * What the child tells the parent through the CLOEXEC pipe: the sandbox
- * report just before exec, then an error if a step fails.  A message is
- * under PIPE_BUF, so it arrives whole.
+ * What the child tells the parent through a CLOEXEC socket pair (a
+ * datagram each): the sandbox report just before exec, with the seccomp
+ * listener in debug mode, then an error if a step fails.
  */
 enum { PROC_MSG_REPORT, PROC_MSG_EXEC, PROC_MSG_CHDIR, PROC_MSG_SANDBOX };
 struct proc_msg {
@@ -32,14 +33,43 @@ struct proc_msg {
 	struct sandbox_report	rep;
 };
 
+/* Send m, and fd if it is not -1, to the parent. */
+static void
+proc_send(int ep, struct proc_msg *m, int fd)
+{
+	union {
+		char		buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr	align;
+	} u;
+	struct iovec iov = { m, sizeof *m };
+	struct cmsghdr *c;
+	struct msghdr mh;
+
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (fd >= 0) {
+		memset(&u, 0, sizeof u);
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof u.buf;
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	}
+	(void)sendmsg(ep, &mh, MSG_NOSIGNAL);
+}
+
 /* In the child: set up stdio, the sandbox, and exec; report to ep. */
 static void __attribute__((noreturn))
 proc_child(const struct proc_spec *ps, int ep, pid_t ppid)
 {
 	struct proc_msg m;
-	int nullfd;
+	int nullfd, nfd = -1;
 	sigset_t all;
 
+	memset(&m, 0, sizeof m);
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	signal(SIGPIPE, SIG_DFL);
@@ -57,7 +87,6 @@ proc_child(const struct proc_spec *ps, int ep, pid_t ppid)
 		goto fail;
 	if (nullfd > 2)
 		close(nullfd);
-	memset(&m, 0, sizeof m);
 	if (ps->cwd != NULL && chdir(ps->cwd) == -1) {
 		m.kind = PROC_MSG_CHDIR;
 		goto fail;
@@ -65,9 +94,10 @@ proc_child(const struct proc_spec *ps, int ep, pid_t ppid)
 	/* Nothing but stdio survives the exec (close_range: Linux 5.11). */
 	syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
 	if (ps->sandbox != NULL) {
-		if (sandbox_enter(ps->sandbox, &m.rep, &m.layer) != 0) {
+		if (sandbox_enter(ps->sandbox, &m.rep, &m.layer,
+		    &nfd) != 0) {
 			m.kind = PROC_MSG_SANDBOX;
-			(void)write(ep, &m, sizeof m);
+			proc_send(ep, &m, -1);
 			_exit(127);
 		}
 		/* Changing credentials may clear the death signal. */
@@ -77,7 +107,7 @@ proc_child(const struct proc_spec *ps, int ep, pid_t ppid)
 				_exit(1);
 		}
 		m.kind = PROC_MSG_REPORT;
-		(void)write(ep, &m, sizeof m);
+		proc_send(ep, &m, nfd);
 	}
 	m.kind = PROC_MSG_EXEC;
 	if (ps->envp != NULL)
@@ -86,21 +116,51 @@ proc_child(const struct proc_spec *ps, int ep, pid_t ppid)
 		execvp(ps->argv[0], ps->argv);
 fail:
 	m.err = errno;
-	(void)write(ep, &m, sizeof m);
+	proc_send(ep, &m, -1);
 	_exit(127);
+}
+
+/* Receive one message from the child, and a descriptor if it sent one. */
+static ssize_t
+proc_recv(int ep, struct proc_msg *m, int *fd)
+{
+	union {
+		char		buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr	align;
+	} u;
+	struct iovec iov = { m, sizeof *m };
+	struct cmsghdr *c;
+	struct msghdr mh;
+	ssize_t n;
+
+	*fd = -1;
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.buf;
+	mh.msg_controllen = sizeof u.buf;
+	if ((n = recvmsg(ep, &mh, MSG_CMSG_CLOEXEC)) < 0)
+		return n;
+	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(fd, CMSG_DATA(c), sizeof *fd);
+	return n;
 }
 
 int
 proc_spawn(const struct proc_spec *ps, pid_t *pidp, char *err, size_t errlen)
 {
-	int ep[2], e;
+	int ep[2], e, fd;
 	pid_t pid, ppid = getpid();
 	struct proc_msg m;
 	char why[200];
 	ssize_t n;
 
-	if (pipe2(ep, O_CLOEXEC) == -1) {
-		errf(err, errlen, "pipe: %s", strerror(errno));
+	if (ps->notify_fd != NULL)
+		*ps->notify_fd = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ep) == -1) {
+		errf(err, errlen, "socketpair: %s", strerror(errno));
 		return -1;
 	}
 	if ((pid = fork()) == -1) {
@@ -116,9 +176,14 @@ proc_spawn(const struct proc_spec *ps, pid_t *pidp, char *err, size_t errlen)
 	}
 	close(ep[1]);
 	for (;;) {
-		n = read(ep[0], &m, sizeof m);
+		n = proc_recv(ep[0], &m, &fd);
 		if (n == -1 && errno == EINTR)
 			continue;
+		if (fd >= 0 && (ps->notify_fd == NULL || n != (ssize_t)sizeof m ||
+		    m.kind != PROC_MSG_REPORT || *ps->notify_fd >= 0))
+			close(fd);
+		else if (fd >= 0)
+			*ps->notify_fd = fd;
 		if (n != (ssize_t)sizeof m || m.kind != PROC_MSG_REPORT)
 			break;
 		if (ps->report != NULL)
@@ -126,6 +191,10 @@ proc_spawn(const struct proc_spec *ps, pid_t *pidp, char *err, size_t errlen)
 	}
 	close(ep[0]);
 	if (n == (ssize_t)sizeof m) {
+		if (ps->notify_fd != NULL && *ps->notify_fd >= 0) {
+			close(*ps->notify_fd);
+			*ps->notify_fd = -1;
+		}
 		waitpid(pid, NULL, 0);
 		if (m.kind == PROC_MSG_CHDIR)
 			errf(err, errlen, "cannot run '%s' in directory '%s': %s",

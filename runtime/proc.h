@@ -3,8 +3,9 @@
  *
  * Children are started with fork + exec; descriptors other than the ones
  * given are close-on-exec everywhere in weft, so a child inherits only its
- * stdio.  An exec failure is reported to the parent through a CLOEXEC pipe,
- * so "command not found" is an error at spawn time, not a silent exit 127.
+ * stdio.  An exec failure is reported to the parent through a CLOEXEC
+ * socket pair, so "command not found" is an error at spawn time, not a
+ * silent exit 127.
  */
 #ifndef WEFT_PROC_H
 #define WEFT_PROC_H
@@ -28,6 +29,9 @@ struct proc_spec {
 					   fork and exec (runtime/sandbox.h) */
 	struct sandbox_report *report;	/* NULL, or where the layers in
 					   force are written on success */
+	int		*notify_fd;	/* NULL, or set to the seccomp
+					   listener of a debug sandbox (the
+					   caller closes it), else -1 */
 };
 
 /*

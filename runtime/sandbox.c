@@ -355,7 +355,14 @@ sandbox_profile_parse(json_t *spec, struct sandbox_profile **out, char *err,
 			else if (strcmp(k, "env_allow") == 0)
 				rv = sb_parse_strv(v, k, 0, &p->env_allow, err,
 				    errlen);
-			else if (strcmp(k, "network") == 0) {
+			else if (strcmp(k, "debug") == 0) {
+				if (!json_is_boolean(v)) {
+					errf(err, errlen, "/server/sandbox/"
+					    "debug: must be true or false");
+					rv = -1;
+				}
+				p->debug = json_is_true(v);
+			} else if (strcmp(k, "network") == 0) {
 				if (!json_is_boolean(v)) {
 					errf(err, errlen, "/server/sandbox/"
 					    "network: must be true or false");
@@ -668,6 +675,7 @@ sb_prepare_landlock(struct sandbox *sb, const char *argv0, const char *path,
 static void
 sb_prepare_seccomp(struct sandbox *sb)
 {
+	uint32_t deny = sb->p->debug ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM);
 	scmp_filter_ctx ctx;
 	int i, nr, rv, fd = -1, af;
 	off_t size;
@@ -684,11 +692,11 @@ sb_prepare_seccomp(struct sandbox *sb)
 		nr = seccomp_syscall_resolve_name(sb_deny[i]);
 		if (nr == __NR_SCMP_ERROR)
 			continue;
-		rv = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+		rv = seccomp_rule_add(ctx, deny, nr, 0);
 	}
 	for (i = 0; rv == 0 && i < (int)(sizeof sb_clone_ns /
 	    sizeof sb_clone_ns[0]); i++)
-		rv = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
+		rv = seccomp_rule_add(ctx, deny,
 		    SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ,
 		    sb_clone_ns[i], sb_clone_ns[i]));
 	/* clone3 passes its flags in memory, out of the filter's reach:
@@ -707,11 +715,11 @@ sb_prepare_seccomp(struct sandbox *sb)
 		for (af = 0; rv == 0 && af <= AF_INET6; af++) {
 			if ((af == AF_INET || af == AF_INET6) && sb->ll_net)
 				continue;
-			rv = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
+			rv = seccomp_rule_add(ctx, deny,
 			    SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, af));
 		}
 		if (rv == 0)
-			rv = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM),
+			rv = seccomp_rule_add(ctx, deny,
 			    SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_GT,
 			    AF_INET6));
 	}
@@ -910,13 +918,15 @@ sb_enter_ns(const struct sandbox *sb, struct sandbox_report *rep,
 
 int
 sandbox_enter(const struct sandbox *sb, struct sandbox_report *rep,
-    unsigned *layer)
+    unsigned *layer, int *notify_fd)
 {
 	struct ll_path_beneath_attr pb;
 	struct rlimit cur, want;
 	unsigned missing;
+	long rv;
 	int i, fd;
 
+	*notify_fd = -1;
 	*rep = sb->rep;
 	rep->enforced = 0;
 	*layer = 0;
@@ -973,7 +983,17 @@ sandbox_enter(const struct sandbox *sb, struct sandbox_report *rep,
 		close(sb->ruleset_fd);
 	}
 
-	if (sb->prog.len > 0) {
+	if (sb->prog.len > 0 && sb->p->debug) {
+		/* The listener comes back as the call's result. */
+		rv = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		    SECCOMP_FILTER_FLAG_NEW_LISTENER, &sb->prog);
+		if (rv >= 0) {
+			*notify_fd = (int)rv;
+			rep->enforced |= SB_SECCOMP;
+		} else
+			sb_why(rep, SB_SECCOMP, errno,
+			    "seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)");
+	} else if (sb->prog.len > 0) {
 		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0,
 		    &sb->prog) == 0 || prctl(PR_SET_SECCOMP,
 		    SECCOMP_MODE_FILTER, &sb->prog, 0, 0) == 0)
@@ -988,6 +1008,64 @@ sandbox_enter(const struct sandbox *sb, struct sandbox_report *rep,
 		return -1;
 	}
 	return 0;
+}
+
+/* A socket family's name, for debug reports. */
+static const char *
+sb_family_name(uint64_t af)
+{
+	static char buf[24];
+
+	switch (af) {
+	case AF_UNIX: return "AF_UNIX";
+	case AF_INET: return "AF_INET";
+	case AF_INET6: return "AF_INET6";
+	case AF_NETLINK: return "AF_NETLINK";
+	case AF_PACKET: return "AF_PACKET";
+	case AF_VSOCK: return "AF_VSOCK";
+	default:
+		snprintf(buf, sizeof buf, "%llu", (unsigned long long)af);
+		return buf;
+	}
+}
+
+int
+sandbox_notify_answer(int fd, pid_t *pid, char *name, size_t len)
+{
+	struct seccomp_notif *req = NULL;
+	struct seccomp_notif_resp *resp = NULL;
+	char *s;
+	int rv = -1, e;
+
+	if (seccomp_notify_alloc(&req, &resp) != 0)
+		return -1;
+	if (seccomp_notify_receive(fd, req) != 0)
+		goto out;
+	*pid = (pid_t)req->pid;
+	if ((s = seccomp_syscall_resolve_num_arch(req->data.arch,
+	    req->data.nr)) != NULL) {
+		if (strcmp(s, "socket") == 0)
+			snprintf(name, len, "socket(%s)", sb_family_name(
+			    req->data.args[0]));
+		else if (strcmp(s, "clone") == 0)
+			snprintf(name, len, "clone(0x%llx)",
+			    (unsigned long long)req->data.args[0]);
+		else
+			snprintf(name, len, "%s", s);
+		free(s);
+	} else
+		snprintf(name, len, "syscall %d", req->data.nr);
+	resp->id = req->id;
+	resp->val = 0;
+	resp->error = -EPERM;
+	resp->flags = 0;
+	/* ENOENT: the caller died meanwhile; nothing to answer. */
+	if ((e = seccomp_notify_respond(fd, resp)) != 0 && e != -ENOENT)
+		goto out;
+	rv = 0;
+out:
+	seccomp_notify_free(req, resp);
+	return rv;
 }
 
 /* ---- reports ---- */
@@ -1066,6 +1144,8 @@ sandbox_report_json(const struct sandbox_report *rep,
 		if (p->scratch != NULL)
 			json_object_set_new(o, "scratch",
 			    json_string(p->scratch));
+		if (p->debug)
+			json_object_set_new(o, "debug", json_true());
 	} else
 		json_decref(lim);
 	if (geteuid() == 0)

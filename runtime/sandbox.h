@@ -64,6 +64,9 @@ struct sandbox_profile {
 					   environment */
 	unsigned	  require;	/* SB_* layers that must be in force */
 	unsigned	  disable;	/* SB_* layers turned off */
+	int		  debug;	/* denied calls go to the worker,
+					   which names them (user notification)
+					   and answers EPERM */
 };
 
 /* What the child found, sent back to the parent before exec. */
@@ -107,10 +110,18 @@ void sandbox_free(struct sandbox *);
  * In the child, between fork and exec: apply the layers and fill rep.
  * Makes system calls only.  Returns 0, or -1 when a required layer (or a
  * step that cannot be undone) failed: then *layer is its SB_* bit and
- * rep->why says what failed.
+ * rep->why says what failed.  In debug mode *notify_fd is the seccomp
+ * listener for the parent (close-on-exec), else -1.
  */
 int sandbox_enter(const struct sandbox *, struct sandbox_report *rep,
-    unsigned *layer);
+    unsigned *layer, int *notify_fd);
+
+/*
+ * In the parent, debug mode: take one notification from the listener fd,
+ * answer it with EPERM, and describe the denied call ("ptrace") in name.
+ * Returns 0 and sets *pid, or -1 (the server went away: close fd).
+ */
+int sandbox_notify_answer(int fd, pid_t *pid, char *name, size_t len);
 
 /* The name of one layer bit: "landlock", "seccomp", ... */
 const char *sandbox_layer_name(unsigned layer);

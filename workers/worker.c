@@ -462,7 +462,8 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 /*
  * Put the sandbox of the task's server in the result's _meta, as
  * "weft/sandbox": always for tools/list, and for the first tools/call
- * answered after each start of the server.  A server's own "weft/sandbox"
+ * answered after each start of the server (every one in debug mode, with
+ * the calls denied so far).  A server's own "weft/sandbox"
  * is removed: it cannot vouch for its confinement.  A layer missing is
  * also a warning on stderr, once per session.
  */
@@ -471,7 +472,7 @@ worker_sandbox_meta(struct wtask *t, json_t *result, int always)
 {
 	const struct sandbox_report *rep;
 	const struct sandbox_profile *p;
-	json_t *meta;
+	json_t *meta, *sb;
 	unsigned starts;
 	char miss[1024];
 
@@ -481,7 +482,7 @@ worker_sandbox_meta(struct wtask *t, json_t *result, int always)
 	if (json_is_object(meta))
 		json_object_del(meta, "weft/sandbox");
 	rep = mcpc_sandbox(t->ws->mcpc, &p, &starts);
-	if (!always && starts == t->ws->reported)
+	if (!always && starts == t->ws->reported && (p == NULL || !p->debug))
 		return;
 	t->ws->reported = starts;
 	if (!json_is_object(meta)) {
@@ -495,8 +496,10 @@ worker_sandbox_meta(struct wtask *t, json_t *result, int always)
 	}
 	if (rep == NULL)
 		return;
-	json_object_set_new(meta, "weft/sandbox", sandbox_report_json(rep,
-	    p));
+	json_object_set_new(meta, "weft/sandbox", sb = sandbox_report_json(
+	    rep, p));
+	if (p->debug)
+		json_object_set(sb, "denied", mcpc_denied(t->ws->mcpc));
 	if (!t->ws->warned && sandbox_report_missing(rep, miss,
 	    sizeof miss) > 0) {
 		t->ws->warned = 1;

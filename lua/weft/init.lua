@@ -421,7 +421,7 @@ end
 -- checked profile travels in the server spec; the worker applies defaults
 -- for the fields left out.
 local SANDBOX_FIELDS = set{ "read", "write", "network", "memory", "cpu", "processes",
-                            "files", "file_size", "env_allow", "require", "disable" }
+                            "files", "file_size", "env_allow", "require", "disable", "debug" }
 local LAYERS = set{ "rlimits", "no_new_privs", "landlock", "landlock_net", "landlock_scope",
                     "seccomp", "userns", "netns" }
 local OPTIONAL_LAYERS = set{ "landlock", "landlock_net", "landlock_scope", "seccomp", "userns", "netns" }
@@ -494,9 +494,9 @@ local function check_sandbox(sb, at, server)
         end
         return x
       end)
-    elseif k == "network" then
-      if type(sb.network) ~= "boolean" then fail(at, "%s.network must be true or false", what) end
-      out.network = sb.network
+    elseif k == "network" or k == "debug" then
+      if type(sb[k]) ~= "boolean" then fail(at, "%s.%s must be true or false", what, k) end
+      out[k] = sb[k]
     else
       out[k] = limit(k, k == "memory" or k == "file_size")
     end

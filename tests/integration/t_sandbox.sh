@@ -290,6 +290,27 @@ expect_rc 1 "writing past the file size limit"
 expect_grep "$T/err" "MCP server 'h' killed by signal 25 \(File size limit exceeded\) during the call \(the sandbox's file size limit is 65536 bytes\)" "file size limit message"
 ok "file size limit: server killed with a clear error"
 
+# Debug mode: a denied call is named on stderr and in the trajectory.
+hostile_wf "$T/debug.lua" "$T" '{ debug = true }' '
+  { "traceme", "ptrace", { mode = "traceme" } },
+  { "unix", "unix_connect", { path = "'"$T"'/sock" } },
+  { "sys_mount", "syscall", { name = "mount" } },'
+(cd "$T" && TMPDIR="$T/tmp" "$WEFT" run debug.lua --workers 1 -q > "$T/out" 2> "$T/err") ||
+    { cat "$T/err" >&2; fail "debug run"; }
+if grep -qw seccomp "$T/layers"; then
+	check "$T/out" "$LAYERS" traceme=EPERM@seccomp unix=EPERM@seccomp sys_mount=EPERM@seccomp ||
+	    fail "debug mode still denies"
+	expect_grep "$T/err" "^weft: sandbox debug: MCP server 'h' \(pid [0-9]+\) called ptrace: denied with EPERM$" "debug names ptrace"
+	expect_grep "$T/err" "called socket\(AF_UNIX\): denied with EPERM$" "debug names socket(AF_UNIX)"
+	expect_grep "$T/err" "called mount: denied with EPERM$" "debug names mount"
+	id=$(last_run)
+	[ "$(sql "SELECT json_extract(payload,'\$.result._meta.weft/sandbox.denied') FROM events WHERE run_id='$id' AND kind='tool.result' AND node_path='s/sys_mount'")" = '["ptrace","socket(AF_UNIX)","mount"]' ] ||
+	    fail "denied calls recorded"
+	ok "debug mode names each denied call on stderr and in the trajectory"
+else
+	echo "SKIP: no seccomp: debug mode untested" >&2
+fi
+
 # As an unprivileged user: the fork bomb is bounded by RLIMIT_NPROC (which
 # root ignores), and the attempts fail although DAC would allow them.
 if ! command -v setpriv >/dev/null 2>&1; then
