@@ -479,11 +479,16 @@ sb_ll_allow(struct sandbox *sb, const char *path, uint64_t rights,
 	return 0;
 }
 
-/* Allow reading dir, and its parent when dir is a bin directory. */
+/*
+ * Allow reading the directory of file, and what a program there needs
+ * beside it: the outermost node_modules above it, or for x/bin/prog, x/lib
+ * and x/pyvenv.cfg (a venv or an install prefix; not x itself, which may
+ * be a home directory).
+ */
 static int
 sb_ll_allow_prefix(struct sandbox *sb, const char *file, uint64_t rr)
 {
-	char dir[PATH_MAX], *slash, *nm;
+	char dir[PATH_MAX], sub[PATH_MAX + 16], *slash, *nm;
 	char err[16];
 
 	snprintf(dir, sizeof dir, "%s", file);
@@ -503,11 +508,13 @@ sb_ll_allow_prefix(struct sandbox *sb, const char *file, uint64_t rr)
 		sb_ll_allow(sb, dir, rr, 1, err, sizeof err);
 		return 0;
 	}
-	/* A venv or a prefix: x/bin/prog reads x/lib. */
 	if ((slash = strrchr(dir, '/')) != NULL && slash != dir &&
 	    strcmp(slash, "/bin") == 0) {
 		*slash = '\0';
-		sb_ll_allow(sb, dir, rr, 1, err, sizeof err);
+		snprintf(sub, sizeof sub, "%s/lib", dir);
+		sb_ll_allow(sb, sub, rr, 1, err, sizeof err);
+		snprintf(sub, sizeof sub, "%s/pyvenv.cfg", dir);
+		sb_ll_allow(sb, sub, rr, 1, err, sizeof err);
 	}
 	return 0;
 }
