@@ -333,7 +333,7 @@ hs_syscall(json_t *args)
 	else if (strcmp(name, "chroot") == 0)
 		rv = syscall(SYS_chroot, ".");
 	else if (strcmp(name, "userfaultfd") == 0)
-		rv = syscall(SYS_userfaultfd, 0);
+		rv = syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* user only */);
 	else if (strcmp(name, "io_uring_setup") == 0)
 		rv = syscall(SYS_io_uring_setup, 1, NULL);
 	else if (strcmp(name, "kexec_load") == 0)
