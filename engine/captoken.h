@@ -133,7 +133,8 @@ int captoken_keys_load_or_create(const char *state_dir,
  * new pair is written, keys/current is switched to it atomically, and the
  * old private key file is removed (its public key stays, in the directory
  * and the keyring, so tokens it signed keep verifying until they expire).
- * If kid is not NULL it gets the new key id.  0, or -1 with err.
+ * If kid is not NULL it gets the new key id.  0, or -1 with err; a keyring
+ * holding CAPTOKEN_MAX_KEYS keys must retire one first.
  */
 int captoken_keys_rotate(struct captoken_keys *keys,
     char kid[CAPTOKEN_KID_LEN + 1], char *err, size_t errlen);

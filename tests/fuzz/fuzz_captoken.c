@@ -8,6 +8,8 @@
  *      also mint a child identical to itself (a grant is its own subset)
  *   2  "tool\nargs-json", checked against a token with every kind of
  *      constraint
+ *   3  "grant-json\ntool\nargs-json": a child grant minted under that
+ *      token; if the child allows the call, the parent must allow it too
  *
  * Built with -DWEFT_LIBFUZZER and -fsanitize=fuzzer it is a libFuzzer
  * target.  Otherwise main() runs the files or directories named on the
@@ -109,6 +111,63 @@ fz_sign(const uint8_t *claims, size_t n)
 	return s;
 }
 
+/* Split "a\nb" at the first newline; NULL if there is none. */
+static const uint8_t *
+fz_line(const uint8_t *p, size_t n, size_t *len)
+{
+	const uint8_t *nl = memchr(p, '\n', n);
+
+	if (nl == NULL)
+		return NULL;
+	*len = (size_t)(nl - p);
+	return nl + 1;
+}
+
+/* Verify a call with tool and args (n bytes of JSON) against token t. */
+static int
+fz_call(const struct captoken *t, const char *tool, const json_t *args)
+{
+	struct captoken_call call = { "r1", NULL, tool, args };
+	const char *ts = captoken_string(t);
+	char err[512];
+
+	return captoken_verify(fz_keys, ts, strlen(ts), &call, FZ_NOW, NULL,
+	    NULL, err, sizeof err);
+}
+
+/* A child that allows a call its parent refuses is a narrowing bug. */
+static void
+fz_child(const uint8_t *p, size_t n)
+{
+	const uint8_t *q, *r;
+	size_t glen, tlen;
+	struct captoken *c = NULL;
+	json_t *g, *args;
+	char err[512], *tool;
+
+	if ((q = fz_line(p, n, &glen)) == NULL ||
+	    (r = fz_line(q, n - (size_t)(q - p), &tlen)) == NULL)
+		return;
+	if ((g = json_loadb((const char *)p, glen, 0, NULL)) == NULL)
+		return;
+	if (captoken_mint(fz_keys, g, fz_tok, FZ_NOW, &c, err,
+	    sizeof err) == 0) {
+		tool = strndup((const char *)q, tlen);
+		args = json_loadb((const char *)r, n - (size_t)(r - p),
+		    JSON_DECODE_ANY, NULL);
+		if (fz_call(c, tool, args) == 0 &&
+		    fz_call(fz_tok, tool, args) != 0) {
+			fprintf(stderr, "child %s allows %s, parent does "
+			    "not\n", captoken_string(c), tool);
+			abort();
+		}
+		free(tool);
+		json_decref(args);
+		captoken_free(c);
+	}
+	json_decref(g);
+}
+
 /* A verified token is a subset of itself: minting its twin must work. */
 static void
 fz_self_narrow(const struct captoken *t)
@@ -148,7 +207,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	args = json_pack("{s:s}", "path", "/work/scratch/a");
 	call.args = args;
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
 		captoken_verify(fz_keys, (const char *)data + 1, size - 1,
 		    &call, FZ_NOW, NULL, NULL, err, sizeof err);
@@ -167,6 +226,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		captoken_uses_free(u);
 		free(s);
+		break;
+	case 3:
+		fz_child(data + 1, size - 1);
 		break;
 	default:
 		nl = memchr(data + 1, '\n', size - 1);
@@ -223,6 +285,24 @@ fz_build_corpus(void)
 		"db.query\n{\"mode\":\"read\"}",
 		"db.query\n{\"mode\":[1,true]}",
 	};
+	static const char *const children[] = {
+		"{\"run\":\"r1\",\"node\":\"root/c\",\"tools\":[\"fs.read\"],"
+		"\"args\":{\"fs.read\":{\"path\":{\"prefix\":[\"/data/x\"]}}},"
+		"\"max_calls\":1,\"exp\":1763890300000}\nfs.read\n"
+		"{\"path\":\"/data/x/y\"}",
+		"{\"run\":\"r1\",\"node\":\"root\",\"tools\":[\"fs.*\"],"
+		"\"args\":{\"fs.*\":{\"path\":{\"prefix\":[\"/work/scratch/a\","
+		"\"/data\"]}}},\"max_calls\":3,\"exp\":1763890600000}\n"
+		"fs.write\n{\"path\":[\"/data/1\",\"/work/scratch/a/2\"]}",
+		"{\"run\":\"r1\",\"node\":\"root/c/d\",\"tools\":"
+		"[\"web.fetch\"],\"args\":{\"web.*\":{\"url\":{\"hosts\":"
+		"[\"example.com\"]}}},\"max_calls\":2,\"exp\":1763890100000}\n"
+		"web.fetch\n{\"url\":\"https://example.com/x\"}",
+		"{\"run\":\"r1\",\"node\":\"root/c\",\"tools\":[\"db.query\"],"
+		"\"args\":{\"db.query\":{\"mode\":{\"enum\":[true]}}},"
+		"\"max_calls\":1,\"exp\":1763890300000}\ndb.query\n"
+		"{\"mode\":true}",
+	};
 	static const char child[] = "{\"exp\":1763890060000,\"iat\":"
 	    "1763890000000,\"jti\":\"0123456789abcdef0123456789abcdef\","
 	    "\"max_calls\":1,\"node\":\"root\",\"parent\":"
@@ -240,6 +320,8 @@ fz_build_corpus(void)
 	fz_add(1, child, strlen(child));
 	for (i = 0; i < sizeof calls / sizeof calls[0]; i++)
 		fz_add(2, calls[i], strlen(calls[i]));
+	for (i = 0; i < sizeof children / sizeof children[0]; i++)
+		fz_add(3, children[i], strlen(children[i]));
 }
 
 static uint64_t fz_rng = 0x9e3779b97f4a7c15ULL;
