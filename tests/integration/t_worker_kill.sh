@@ -5,7 +5,8 @@
 
 {
 	echo 'local w = require "weft"'
-	testserver_decl
+	# The server writes its marker into the test dir: grant it.
+	printf 'w.mcp_server{ name = "test", command = { "%s" }, sandbox = { write = { "%s" } } }\n' "$WEFT_TESTSERVER" "$T"
 	cat <<EOF2
 return w.sequential{ name = "s",
   w.tool{ name = "slow", server = "test", tool = "sleep",
