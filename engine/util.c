@@ -211,3 +211,15 @@ read_file(const char *path, size_t *lenp)
 		*lenp = off;
 	return buf;
 }
+
+void
+strv_free(char **v)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}

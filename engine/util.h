@@ -67,4 +67,7 @@ void random_hex(char *out, size_t n);
 /* Read a whole file; NULL with errno set on failure. *lenp gets the size. */
 char *read_file(const char *path, size_t *lenp);
 
+/* Free a NULL-terminated vector of heap strings and the vector; NULL ok. */
+void strv_free(char **);
+
 #endif

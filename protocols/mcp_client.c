@@ -755,19 +755,6 @@ mcpc_request(struct mcpc *s, const char *method, json_t *params, mcpc_cb cb,
 		TAILQ_INSERT_TAIL(&s->waiting, r, entry);
 }
 
-/* Free a NULL-terminated string vector. */
-static void
-mcpc_strv_free(char **v)
-{
-	size_t i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
-}
-
 void
 mcpc_free(struct mcpc *s)
 {
@@ -780,8 +767,8 @@ mcpc_free(struct mcpc *s)
 		mcpc_stop(s, "cancelled", "was shut down");
 	}
 	free(s->name);
-	mcpc_strv_free(s->argv);
-	mcpc_strv_free(s->envp);
+	strv_free(s->argv);
+	strv_free(s->envp);
 	free(s->cwd);
 	sandbox_profile_free(s->sb);
 	json_decref(s->denied);

@@ -210,26 +210,14 @@ sb_why(struct sandbox_report *rep, unsigned layer, int err, const char *what)
 
 /* ---- profiles ---- */
 
-static void
-sb_strv_free(char **v)
-{
-	size_t i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
-}
-
 void
 sandbox_profile_free(struct sandbox_profile *p)
 {
 	if (p == NULL)
 		return;
-	sb_strv_free(p->read);
-	sb_strv_free(p->write);
-	sb_strv_free(p->env_allow);
+	strv_free(p->read);
+	strv_free(p->write);
+	strv_free(p->env_allow);
 	free(p->scratch);
 	free(p);
 }
@@ -310,12 +298,12 @@ sb_parse_layers(json_t *v, const char *key, unsigned allowed, unsigned *out,
 			    "a layer that can be %s", key, i, names[i],
 			    strcmp(key, "require") == 0 ? "required" :
 			    "disabled");
-			sb_strv_free(names);
+			strv_free(names);
 			return -1;
 		}
 		*out |= bit;
 	}
-	sb_strv_free(names);
+	strv_free(names);
 	return 0;
 }
 
