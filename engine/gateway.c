@@ -202,11 +202,8 @@ gateway_new(struct coord *c, struct store *st, char *err, size_t errlen)
 	g->c = c;
 	g->st = st;
 	g->base = coord_base(c);
-	if ((g->http = http_new(g->base)) == NULL) {
-		snprintf(err, errlen, "cannot initialise libcurl");
-		free(g);
-		return NULL;
-	}
+	(void)err;
+	(void)errlen;
 	LIST_INIT(&g->providers);
 	LIST_INIT(&g->calls);
 	gw_provider_add(g, "openai", LLM_OPENAI, "OPENAI_API_KEY");
@@ -262,7 +259,8 @@ gateway_free(struct gateway *g)
 		json_decref(p->prices);
 		free(p);
 	}
-	http_free(g->http);
+	if (g->http != NULL)
+		http_free(g->http);
 	free(g);
 }
 
@@ -996,6 +994,10 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	int usable;
 	int64_t t;
 
+	/* The HTTP client (and libcurl) only once a model is called. */
+	if (g->http == NULL && (g->http = http_new(g->base, err, errlen)) ==
+	    NULL)
+		return -1;
 	if ((o = json_loads(opts, 0, &je)) == NULL) {
 		snprintf(err, errlen, "model options: %s", je.text);
 		return -1;

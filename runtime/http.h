@@ -55,8 +55,11 @@ struct http_opts {
 	void		*arg;
 };
 
-/* A client on base; NULL if libcurl cannot be initialised. */
-struct http	*http_new(struct event_base *base);
+/*
+ * A client on base; NULL with a message in err if libcurl cannot be
+ * loaded (it is loaded at the first call, not linked) or initialised.
+ */
+struct http	*http_new(struct event_base *base, char *err, size_t errlen);
 
 /*
  * Free the client, cancelling every request in flight (their on_done is
