@@ -1100,3 +1100,22 @@ llm_tool_def(const json_t *t, const char *schema_key)
 		    "type", "object", "properties"));
 	return def;
 }
+
+json_t *
+llm_load_object(const char *body, size_t len, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root;
+
+	if ((root = json_loadb(body, len, 0, &jerr)) == NULL) {
+		errf(err, errlen, "answer is not JSON: %s (line %d, "
+		    "column %d)", jerr.text, jerr.line, jerr.column);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		errf(err, errlen, "answer is not a JSON object");
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}

@@ -210,6 +210,13 @@ void llm_buf_add(struct llm_buf *, const char *, size_t);
  * reference.
  */
 json_t *llm_tool_def(const json_t *tool, const char *schema_key);
+
+/*
+ * Parse an answer body that must be a JSON object: a new reference, or
+ * NULL with err ("answer is not JSON: ... (line L, column C)").
+ */
+json_t *llm_load_object(const char *body, size_t len, char *err,
+    size_t errlen);
 void llm_buf_free(struct llm_buf *);
 
 struct llm_usage {

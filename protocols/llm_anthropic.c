@@ -229,19 +229,11 @@ llm_anthropic_parse(const char *body, size_t len, char *err, size_t errlen)
 	const char *type, *stop, *t;
 	struct llm_buf text = { 0 };
 	struct llm_usage u = { 0 };
-	json_error_t jerr;
 	size_t j;
 	int cut;
 
-	if ((root = json_loadb(body, len, 0, &jerr)) == NULL) {
-		errf(err, errlen, "answer is not JSON: %s (line %d, "
-		    "column %d)", jerr.text, jerr.line, jerr.column);
+	if ((root = llm_load_object(body, len, err, errlen)) == NULL)
 		return NULL;
-	}
-	if (!json_is_object(root)) {
-		errf(err, errlen, "answer is not a JSON object");
-		goto out;
-	}
 	e = json_object_get(root, "error");
 	if ((t = anthropic_str(root, "type")) != NULL &&
 	    strcmp(t, "error") == 0) {

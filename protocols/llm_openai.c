@@ -229,19 +229,11 @@ llm_openai_parse(const char *body, size_t len, char *err, size_t errlen)
 	json_t *out = NULL, *list = NULL, *e;
 	const char *text = "", *finish, *refusal;
 	struct llm_usage u = { 0 };
-	json_error_t jerr;
 	size_t j;
 	int cut;
 
-	if ((root = json_loadb(body, len, 0, &jerr)) == NULL) {
-		errf(err, errlen, "answer is not JSON: %s (line %d, "
-		    "column %d)", jerr.text, jerr.line, jerr.column);
+	if ((root = llm_load_object(body, len, err, errlen)) == NULL)
 		return NULL;
-	}
-	if (!json_is_object(root)) {
-		errf(err, errlen, "answer is not a JSON object");
-		goto out;
-	}
 	e = json_object_get(root, "error");
 	if (e != NULL && !json_is_null(e)) {
 		errf(err, errlen, "answer holds an error: %s",

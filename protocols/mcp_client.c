@@ -570,6 +570,31 @@ mcpc_strv(json_t *arr)
 }
 
 /*
+ * Apply the spec's variables to e, which holds n "NAME=value" strings and
+ * has room for one more per variable: replace a name e has, append the
+ * others.
+ */
+static void
+mcpc_env_set(char **e, size_t n, json_t *env)
+{
+	const char *k;
+	json_t *v;
+	size_t j, len;
+
+	json_object_foreach(env, k, v) {
+		len = strlen(k);
+		for (j = 0; j < n; j++)
+			if (strncmp(e[j], k, len) == 0 && e[j][len] == '=')
+				break;
+		if (j < n)
+			free(e[j]);
+		else
+			n++;
+		e[j] = xasprintf("%s=%s", k, json_string_value(v));
+	}
+}
+
+/*
  * The environment of a sandboxed server: the allowed names from ours, the
  * scratch dir, then the spec's own variables.
  */
@@ -578,8 +603,6 @@ mcpc_sandbox_env(const struct sandbox_profile *sb, json_t *env)
 {
 	static const char *const keep[] = { "PATH", "HOME", "LANG", "TERM",
 	    NULL };
-	const char *k;
-	json_t *v;
 	char **e;
 	size_t n = 0, cap, i, j, len;
 
@@ -611,17 +634,7 @@ mcpc_sandbox_env(const struct sandbox_profile *sb, json_t *env)
 		e[n++] = xasprintf("WEFT_SCRATCH=%s", sb->scratch);
 		e[n++] = xasprintf("TMPDIR=%s", sb->scratch);
 	}
-	json_object_foreach(env, k, v) {
-		len = strlen(k);
-		for (j = 0; j < n; j++)
-			if (strncmp(e[j], k, len) == 0 && e[j][len] == '=')
-				break;
-		if (j < n)
-			free(e[j]);
-		else
-			n++;
-		e[j] = xasprintf("%s=%s", k, json_string_value(v));
-	}
+	mcpc_env_set(e, n, env);
 	return e;
 }
 
@@ -629,27 +642,15 @@ mcpc_sandbox_env(const struct sandbox_profile *sb, json_t *env)
 static char **
 mcpc_env(json_t *env)
 {
-	const char *k;
-	json_t *v;
 	char **e;
-	size_t n = 0, i, j, klen;
+	size_t n = 0, i;
 
 	while (environ[n] != NULL)
 		n++;
 	e = xcalloc(n + json_object_size(env) + 1, sizeof *e);
 	for (i = 0; i < n; i++)
 		e[i] = xstrdup(environ[i]);
-	json_object_foreach(env, k, v) {
-		klen = strlen(k);
-		for (j = 0; j < n; j++)
-			if (strncmp(e[j], k, klen) == 0 && e[j][klen] == '=')
-				break;
-		if (j < n)
-			free(e[j]);
-		else
-			n++;
-		e[j] = xasprintf("%s=%s", k, json_string_value(v));
-	}
+	mcpc_env_set(e, n, env);
 	return e;
 }
 
