@@ -39,6 +39,8 @@ run_usage(FILE *f)
 "                      dimensions: usd, tokens, input_tokens, output_tokens,\n"
 "                      model_calls, tool_calls, seconds, depth\n"
 "  --json              print the outcome as one JSON object\n"
+"  --run-id ID         record the run under ID (16 lowercase hex digits, not\n"
+"                      yet in the store; weft mcp and weft serve use it)\n"
 "  -q, --quiet         print only the answer\n"
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
@@ -153,6 +155,7 @@ cmd_run(int argc, char **argv)
 		{ "lease", required_argument, NULL, 'l' },
 		{ "max-attempts", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "run-id", required_argument, NULL, 'R' },
 		{ "budget", required_argument, NULL, 'b' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -168,6 +171,7 @@ cmd_run(int argc, char **argv)
 	struct gateway *gw = NULL;
 	struct luaeng *le = NULL;
 	const char *input_text = NULL, *input_file = NULL, *db = NULL, *path;
+	const char *run_id = NULL;
 	json_t *input = NULL, *budget = NULL, *p;
 	char err[1024], hash[65], id[17], *script = NULL, *text;
 	char *spend = NULL, *outtext = NULL, *btext = NULL;
@@ -230,6 +234,15 @@ cmd_run(int argc, char **argv)
 			break;
 		case 'j':
 			json_out = 1;
+			break;
+		case 'R':
+			if (strlen(optarg) != 16 ||
+			    strspn(optarg, "0123456789abcdef") != 16) {
+				fprintf(stderr, "weft: --run-id must be 16 "
+				    "lowercase hex digits\n");
+				return 2;
+			}
+			run_id = optarg;
 			break;
 		case 'b':
 			json_decref(budget);
@@ -302,7 +315,10 @@ cmd_run(int argc, char **argv)
 		goto out;
 	}
 	luaeng_set_gateway(le, gw);
-	random_hex(id, 8);
+	if (run_id != NULL)
+		memcpy(id, run_id, sizeof id);
+	else
+		random_hex(id, 8);
 	memset(&run, 0, sizeof run);
 	run.id = id;
 	run.workflow = path;

@@ -18,6 +18,8 @@ static const struct {
 	{ "validate", cmd_validate, "check a workflow without running it" },
 	{ "graph", cmd_graph, "print a workflow's graph (text tree or --dot)" },
 	{ "doctor", cmd_doctor, "report the sandbox layers this kernel provides" },
+	{ "mcp", cmd_mcp, "serve workflows as MCP tools on stdio" },
+	{ "serve", cmd_serve, "serve workflows over MCP Streamable HTTP (/mcp)" },
 	{ "worker", worker_main, "run a worker process (started by weft run)" },
 };
 

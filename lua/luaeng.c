@@ -1576,6 +1576,21 @@ luaeng_graph(struct luaeng *e, int dot)
 	return s;
 }
 
+json_t *
+luaeng_meta(struct luaeng *e, char *err, size_t errlen)
+{
+	lua_State *L = e->L;
+	json_t *j = NULL;
+
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->root_ref);
+	if (lua_getfield(L, -1, "workflow") == LUA_TTABLE)
+		j = to_json(L, -1, 0, err, errlen);
+	else
+		j = json_object();
+	lua_pop(L, 2);
+	return j;
+}
+
 /* Call runner.<name> with nargs arguments on the stack, nres results. */
 static int
 runner_call(struct luaeng *e, const char *name, int nargs, int nres)

@@ -53,6 +53,14 @@ void luaeng_detach(struct luaeng *);
 int luaeng_load(struct luaeng *, const char *path, char *err, size_t errlen);
 /* The loaded graph as an indented tree, or DOT; a heap string. */
 char *luaeng_graph(struct luaeng *, int dot);
+/*
+ * What a loaded workflow declares for serving it as an MCP tool: the
+ * w.workflow{} fields (name, title, description, input_schema,
+ * output_schema, output_format, resources, prompts) as a new JSON object;
+ * {} for a workflow not made with w.workflow.  NULL
+ * with a message in err if a field is not JSON.
+ */
+json_t *luaeng_meta(struct luaeng *, char *err, size_t errlen);
 /* Start the run with input (borrowed) on coordinator c; fills sink. */
 int luaeng_start(struct luaeng *, struct coord *c, json_t *input,
     json_t *budget, struct coord_sink *sink, char *err, size_t errlen);

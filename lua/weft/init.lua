@@ -399,6 +399,91 @@ function w.fn(t)
   return n
 end
 
+-- A workflow served as an MCP tool (docs/mcp.md): a sequential root with
+-- the tool's name, description and schemas, and the resources and prompts
+-- the server publishes with it.  Data only: nothing here runs in the server.
+fields.workflow = set{ "name", "description", "budget", "reducers", "title", "input_schema",
+                       "output_schema", "output_format", "resources", "prompts" }
+
+local function check_strings(at, what, t, names, required)
+  for _, k in ipairs(names) do
+    if t[k] ~= nil and type(t[k]) ~= "string" then fail(at, "%s: %s must be a string", what, k) end
+  end
+  for _, k in ipairs(required or {}) do
+    if t[k] == nil then fail(at, "%s needs %s", what, k) end
+  end
+end
+
+local function check_resources(at, list)
+  if type(list) ~= "table" then fail(at, "workflow: resources must be a list of tables") end
+  for i, r in ipairs(list) do
+    local what = "workflow: resources[" .. i .. "]"
+    if type(r) ~= "table" then fail(at, "%s must be a table", what) end
+    check_strings(at, what, r, { "uri", "uri_template", "name", "title", "description",
+                                 "mime_type", "text", "blob" }, { "name" })
+    if (r.uri == nil) == (r.uri_template == nil) then
+      fail(at, "%s needs exactly one of uri, uri_template", what)
+    end
+    if (r.text == nil) == (r.blob == nil) then
+      fail(at, "%s needs exactly one of text, blob (base64)", what)
+    end
+  end
+end
+
+local function check_prompts(at, list)
+  if type(list) ~= "table" then fail(at, "workflow: prompts must be a list of tables") end
+  for i, p in ipairs(list) do
+    local what = "workflow: prompts[" .. i .. "]"
+    if type(p) ~= "table" then fail(at, "%s must be a table", what) end
+    check_strings(at, what, p, { "name", "title", "description" }, { "name", "messages" })
+    if type(p.messages) ~= "table" or #p.messages == 0 then
+      fail(at, "%s: messages must be a non-empty list of { role = ..., content = {...} }", what)
+    end
+    for j, m in ipairs(p.messages) do
+      if type(m) ~= "table" or (m.role ~= "user" and m.role ~= "assistant")
+          or type(m.content) ~= "table" or type(m.content.type) ~= "string" then
+        fail(at, "%s: messages[%d] needs role \"user\" or \"assistant\" and content = { type = ... }", what, j)
+      end
+    end
+    for j, a in ipairs(p.arguments or {}) do
+      if type(a) ~= "table" or type(a.name) ~= "string" then
+        fail(at, "%s: arguments[%d] needs a name", what, j)
+      end
+    end
+  end
+end
+
+function w.workflow(t)
+  local at = where()
+  check("workflow", t, at, true)
+  if #t == 0 then fail(at, "workflow '%s' has no children", t.name or "workflow") end
+  if t.name ~= nil and #t.name > 128 then fail(at, "workflow: name is longer than 128 characters") end
+  check_strings(at, "workflow '" .. (t.name or "?") .. "'", t, { "title", "description" })
+  for _, k in ipairs{ "input_schema", "output_schema" } do
+    if t[k] ~= nil and type(t[k]) ~= "table" then
+      fail(at, "workflow '%s': %s must be a table (a JSON Schema)", t.name or "?", k)
+    end
+  end
+  if t.output_schema ~= nil then
+    local ok, err = core.schema_check(t.output_schema, "output_schema")
+    if not ok then fail(at, "workflow '%s': %s", t.name or "?", err) end
+  end
+  if t.output_format ~= nil and t.output_format ~= "text" and t.output_format ~= "mcp" then
+    fail(at, "workflow '%s': output_format must be \"text\" or \"mcp\"", t.name or "?")
+  end
+  if t.resources ~= nil then check_resources(at, t.resources) end
+  if t.prompts ~= nil then check_prompts(at, t.prompts) end
+  local meta = { name = t.name, title = t.title, description = t.description,
+                 input_schema = t.input_schema, output_schema = t.output_schema,
+                 output_format = t.output_format, resources = t.resources, prompts = t.prompts }
+  for _, k in ipairs{ "title", "input_schema", "output_schema", "output_format", "resources", "prompts" } do
+    t[k] = nil
+  end
+  local n = node("sequential", t, at)
+  n.workflow = meta
+  return n
+end
+
 local function server_of(s, at, what)
   if type(s) == "string" then return s end
   if type(s) == "table" and s.is_server then return s.name end

@@ -1,0 +1,485 @@
+/*
+ * mcp_runs.c: an MCP tools/call as a recorded weft run in a child process.
+ *
+ * The child is `weft run FILE --json --run-id ID --input-file /dev/stdin`
+ * with the arguments in a memfd as its stdin: its stdout carries the
+ * outcome object, its stderr the reason when it could not start.  While it
+ * runs, a 100 ms timer reads the run's new events from the store and sends
+ * them as progress notifications and log messages; the last read happens
+ * after the child exited, so a fast run still reports every step before
+ * its answer.
+ */
+#include "config.h"
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/mcp_server_int.h"
+#include "engine/schema.h"
+#include "engine/store.h"
+#include "engine/util.h"
+#include "runtime/proc.h"
+
+#define RUN_MAX_STDOUT	(16u * 1024 * 1024)
+#define RUN_MAX_STDERR	(8u * 1024)
+#define RUN_POLL_MS	100
+
+struct mcps_run {
+	TAILQ_ENTRY(mcps_run) entry;
+	struct mcps	*srv;
+	struct mcps_conn *conn;		/* NULL once the session left */
+	struct mcps_tool *tool;
+	json_t		*req_id;
+	json_t		*token;		/* progressToken or NULL */
+	char		 id[17];
+	pid_t		 pid;
+	int		 fd[2];		/* stdout, stderr of the child */
+	struct event	*ev[2];
+	char		*buf[2];
+	size_t		 len[2];
+	int		 reaped, status, cancelled;
+	int64_t		 seen, progress;
+};
+
+static void run_finish(struct mcps_run *);
+
+/* Send a notification about run r to its session. */
+static void
+run_notify(struct mcps_run *r, const char *method, json_t *params)
+{
+	json_t *msg = jrpc_notification(method, params);
+
+	if (r->conn != NULL && !r->cancelled)
+		r->conn->send(r->conn->arg, msg, r->req_id, 0);
+	json_decref(msg);
+}
+
+static int
+run_event_cb(void *arg, const struct store_event *e)
+{
+	struct mcps_run *r = arg;
+	struct mcps_conn *cn = r->conn;
+	int level;
+	char *msg;
+
+	if (e->seq <= r->seen)
+		return 0;
+	r->seen = e->seq;
+	if (cn == NULL || r->cancelled)
+		return 0;
+	msg = xasprintf("%s %s", e->kind, e->node_path && *e->node_path ?
+	    e->node_path : r->tool->name);
+	if (r->token != NULL)
+		run_notify(r, "notifications/progress", json_pack("{s:O, s:I, "
+		    "s:s}", "progressToken", r->token, "progress",
+		    (json_int_t)++r->progress, "message", msg));
+	level = strncmp(e->kind, "node.", 5) == 0 ||
+	    strncmp(e->kind, "run.", 4) == 0 ? 1 : 0;
+	if (cn->log_level >= 0 && level >= cn->log_level)
+		run_notify(r, "notifications/message", json_pack("{s:s, s:s, "
+		    "s:{s:s, s:I, s:s, s:s, s:s}}", "level", mcps_levels[level],
+		    "logger", "weft", "data", "run", r->id, "seq",
+		    (json_int_t)e->seq, "kind", e->kind, "path",
+		    e->node_path ? e->node_path : "", "message", msg));
+	free(msg);
+	return 0;
+}
+
+static void
+run_poll(struct mcps_run *r)
+{
+	store_events_foreach(r->srv->st, r->id, run_event_cb, r);
+}
+
+static void
+run_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mcps *s = arg;
+	struct mcps_run *r;
+
+	(void)fd;
+	(void)what;
+	TAILQ_FOREACH(r, &s->runs, entry)
+		run_poll(r);
+}
+
+/* Read what the child wrote on stdout (i = 0) or stderr (i = 1). */
+static void
+run_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mcps_run *r = arg;
+	int i = fd == r->fd[0] ? 0 : 1;
+	size_t cap = i == 0 ? RUN_MAX_STDOUT : RUN_MAX_STDERR;
+	char tmp[65536];
+	ssize_t n;
+
+	(void)what;
+	n = read(fd, tmp, sizeof tmp);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0) {
+		if (r->len[i] + (size_t)n > cap)
+			n = (ssize_t)(cap - r->len[i]);
+		r->buf[i] = xrealloc(r->buf[i], r->len[i] + n + 1);
+		memcpy(r->buf[i] + r->len[i], tmp, n);
+		r->len[i] += n;
+		r->buf[i][r->len[i]] = '\0';
+		return;
+	}
+	event_free(r->ev[i]);
+	r->ev[i] = NULL;
+	close(r->fd[i]);
+	r->fd[i] = -1;
+	run_finish(r);
+}
+
+/* The tool result for a succeeded run's output. */
+static json_t *
+run_output_result(struct mcps_run *r, json_t *out)
+{
+	json_t *meta = r->tool->meta, *osch = json_object_get(meta,
+	    "output_schema"), *c, *b, *res;
+	const char *fmt = json_string_value(json_object_get(meta,
+	    "output_format"));
+	char err[512], *text;
+	size_t i;
+
+	if (fmt != NULL && strcmp(fmt, "mcp") == 0) {
+		c = json_object_get(out, "content");
+		json_array_foreach(c, i, b)
+			if (!json_is_string(json_object_get(b, "type")))
+				break;
+		if (!json_is_array(c) || i != json_array_size(c))
+			return mcps_tool_error("workflow '%s' has output_format "
+			    "\"mcp\" but its output is not { content = { { type "
+			    "= ..., ... }, ... } }", r->tool->name);
+		res = json_pack("{s:O}", "content", c);
+		if (json_is_true(json_object_get(out, "isError")))
+			json_object_set_new(res, "isError", json_true());
+		if ((c = json_object_get(out, "structuredContent")) != NULL)
+			json_object_set(res, "structuredContent", c);
+		return res;
+	}
+	if (osch != NULL && (!json_is_object(out) ||
+	    schema_validate(osch, out, err, sizeof err) != 0))
+		return mcps_tool_error("workflow '%s': output does not match "
+		    "its output_schema: %s", r->tool->name, json_is_object(out) ?
+		    err : "not an object");
+	text = json_is_string(out) ? xstrdup(json_string_value(out)) :
+	    json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+	res = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text",
+	    text ? text : "");
+	free(text);
+	if (osch != NULL)
+		json_object_set(res, "structuredContent", out);
+	return res;
+}
+
+/* The tool result for a finished child. */
+static json_t *
+run_result(struct mcps_run *r)
+{
+	json_t *o = NULL, *res;
+	const char *status, *error;
+	char how[64];
+
+	if (r->buf[0] != NULL)
+		o = json_loads(r->buf[0], 0, NULL);
+	status = json_string_value(json_object_get(o, "status"));
+	if (status == NULL) {
+		proc_status_str(r->status, how, sizeof how);
+		res = mcps_tool_error("workflow '%s' did not run (%s): %s",
+		    r->tool->name, how, r->buf[1] ? r->buf[1] : "no message");
+	} else if (strcmp(status, "succeeded") == 0)
+		res = run_output_result(r, json_object_get(o, "output"));
+	else {
+		error = json_string_value(json_object_get(o, "error"));
+		res = mcps_tool_error("run %s %s: %s", r->id, status,
+		    error ? error : "no message");
+	}
+	json_object_set_new(res, "_meta", json_pack("{s:s, s:s}", "weft/run",
+	    r->id, "weft/status", status ? status : "not started"));
+	json_decref(o);
+	return res;
+}
+
+static void
+run_free(struct mcps_run *r)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (r->ev[i] != NULL)
+			event_free(r->ev[i]);
+		if (r->fd[i] >= 0)
+			close(r->fd[i]);
+		free(r->buf[i]);
+	}
+	json_decref(r->req_id);
+	json_decref(r->token);
+	free(r);
+}
+
+/* Answer the call once the child has exited and closed its pipes. */
+static void
+run_finish(struct mcps_run *r)
+{
+	struct mcps *s = r->srv;
+	json_t *res, *msg;
+	char *uri;
+
+	if (!r->reaped || r->fd[0] >= 0 || r->fd[1] >= 0)
+		return;
+	TAILQ_REMOVE(&s->runs, r, entry);
+	s->nruns--;
+	if (s->nruns == 0)
+		evtimer_del(s->poll_ev);
+	run_poll(r);
+	if (s->opts.verbose)
+		fprintf(stderr, "weft: tool %s: run %s ended\n", r->tool->name,
+		    r->id);
+	if (r->conn != NULL && r->cancelled)
+		r->conn->send(r->conn->arg, NULL, r->req_id, 1);
+	else if (r->conn != NULL) {
+		res = run_result(r);
+		mcps_reply(r->conn, r->req_id, res);
+		uri = xasprintf("weft://runs/%s", r->id);
+		if (json_object_get(r->conn->subs, uri) != NULL) {
+			msg = jrpc_notification("notifications/resources/"
+			    "updated", json_pack("{s:s}", "uri", uri));
+			r->conn->send(r->conn->arg, msg, NULL, 0);
+			json_decref(msg);
+		}
+		free(uri);
+	}
+	run_free(r);
+}
+
+static void
+run_chld_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mcps *s = arg;
+	struct mcps_run *r, *next;
+	pid_t pid;
+	int st;
+
+	(void)fd;
+	(void)what;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+		TAILQ_FOREACH_SAFE(r, &s->runs, entry, next)
+			if (r->pid == pid) {
+				r->reaped = 1;
+				r->status = st;
+				run_finish(r);
+				break;
+			}
+}
+
+/* A memfd holding the run's input, positioned at its start. */
+static int
+run_input_fd(json_t *args)
+{
+	char *text = json_dumps(args, JSON_COMPACT);
+	size_t len = strlen(text), off = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = memfd_create("weft-input", MFD_CLOEXEC)) < 0) {
+		free(text);
+		return -1;
+	}
+	while (off < len) {
+		if ((n = write(fd, text + off, len - off)) < 0) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			free(text);
+			return -1;
+		}
+		off += n;
+	}
+	free(text);
+	lseek(fd, 0, SEEK_SET);
+	return fd;
+}
+
+/* Start the child; 0, or -1 with a message in err. */
+static int
+run_spawn(struct mcps_run *r, json_t *args, char *err, size_t errlen)
+{
+	struct mcps *s = r->srv;
+	struct proc_spec ps;
+	char workers[16];
+	char *argv[] = { s->exe, "run", r->tool->path, "--json", "--run-id",
+	    r->id, "--db", s->db, "--workers", workers, "--input-file",
+	    "/dev/stdin", NULL };
+	int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, in, rv = -1;
+
+	snprintf(workers, sizeof workers, "%d", s->opts.run_workers);
+	if ((in = run_input_fd(args)) < 0 || pipe2(out, O_CLOEXEC) != 0 ||
+	    pipe2(errp, O_CLOEXEC) != 0) {
+		errf(err, errlen, "cannot set up the run: %s", strerror(errno));
+		goto out;
+	}
+	memset(&ps, 0, sizeof ps);
+	ps.argv = argv;
+	ps.stdin_fd = in;
+	ps.stdout_fd = out[1];
+	ps.stderr_fd = errp[1];
+	ps.pdeathsig = SIGTERM;
+	if (proc_spawn(&ps, &r->pid, err, errlen) != 0)
+		goto out;
+	r->fd[0] = out[0];
+	r->fd[1] = errp[0];
+	out[0] = errp[0] = -1;
+	rv = 0;
+out:
+	if (in >= 0)
+		close(in);
+	if (out[0] >= 0)
+		close(out[0]);
+	if (errp[0] >= 0)
+		close(errp[0]);
+	if (out[1] >= 0)
+		close(out[1]);
+	if (errp[1] >= 0)
+		close(errp[1]);
+	return rv;
+}
+
+void
+mcps_run_start(struct mcps_conn *cn, struct mcps_tool *t, const json_t *id,
+    json_t *args, json_t *tok)
+{
+	struct mcps *s = cn->srv;
+	struct mcps_run *r;
+	struct timeval tv = { 0, RUN_POLL_MS * 1000 };
+	char err[512];
+	int i;
+
+	if (s->nruns >= s->opts.max_runs) {
+		mcps_reply(cn, id, mcps_tool_error("the server is running %d "
+		    "workflows, its limit (weft mcp/serve --max-runs); try "
+		    "again later", s->nruns));
+		return;
+	}
+	r = xcalloc(1, sizeof *r);
+	r->srv = s;
+	r->conn = cn;
+	r->tool = t;
+	r->req_id = json_deep_copy(id);
+	r->token = tok ? json_deep_copy(tok) : NULL;
+	r->fd[0] = r->fd[1] = -1;
+	random_hex(r->id, 8);
+	if (run_spawn(r, args, err, sizeof err) != 0) {
+		mcps_reply(cn, id, mcps_tool_error("cannot start workflow "
+		    "'%s': %s", t->name, err));
+		run_free(r);
+		return;
+	}
+	for (i = 0; i < 2; i++) {
+		evutil_make_socket_nonblocking(r->fd[i]);
+		r->ev[i] = event_new(s->base, r->fd[i], EV_READ | EV_PERSIST,
+		    run_read_cb, r);
+		event_add(r->ev[i], NULL);
+	}
+	TAILQ_INSERT_TAIL(&s->runs, r, entry);
+	if (s->nruns++ == 0)
+		evtimer_add(s->poll_ev, &tv);
+	if (s->opts.verbose)
+		fprintf(stderr, "weft: tool %s: run %s started (pid %d)\n",
+		    t->name, r->id, (int)r->pid);
+}
+
+void
+mcps_run_cancel(struct mcps_conn *cn, const json_t *req_id)
+{
+	struct mcps_run *r;
+
+	if (req_id == NULL)
+		return;
+	TAILQ_FOREACH(r, &cn->srv->runs, entry)
+		if (r->conn == cn && json_equal(r->req_id, req_id) &&
+		    !r->cancelled) {
+			r->cancelled = 1;
+			kill(r->pid, SIGTERM);
+			if (cn->srv->opts.verbose)
+				fprintf(stderr, "weft: run %s cancelled by the "
+				    "client\n", r->id);
+		}
+}
+
+void
+mcps_runs_detach(struct mcps *s, struct mcps_conn *cn)
+{
+	struct mcps_run *r;
+
+	TAILQ_FOREACH(r, &s->runs, entry)
+		if (r->conn == cn) {
+			r->conn = NULL;
+			if (!r->cancelled)
+				kill(r->pid, SIGTERM);
+			r->cancelled = 1;
+		}
+}
+
+int
+mcps_runs_init(struct mcps *s)
+{
+	s->chld_ev = evsignal_new(s->base, SIGCHLD, run_chld_cb, s);
+	s->poll_ev = event_new(s->base, -1, EV_PERSIST, run_poll_cb, s);
+	if (s->chld_ev == NULL || s->poll_ev == NULL ||
+	    event_add(s->chld_ev, NULL) != 0)
+		return -1;
+	return 0;
+}
+
+void
+mcps_runs_free(struct mcps *s)
+{
+	struct mcps_run *r;
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+	int i, st, left;
+
+	if (s->runs.tqh_first == NULL && s->chld_ev == NULL)
+		return;
+	TAILQ_FOREACH(r, &s->runs, entry)
+		if (!r->reaped)
+			kill(r->pid, SIGTERM);
+	/* The runs record themselves as cancelled; give them 10 s. */
+	for (i = 0; i < 200; i++) {
+		left = 0;
+		TAILQ_FOREACH(r, &s->runs, entry)
+			if (!r->reaped && waitpid(r->pid, &st, WNOHANG) == 0)
+				left++;
+			else
+				r->reaped = 1;
+		if (left == 0)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	while ((r = TAILQ_FIRST(&s->runs)) != NULL) {
+		if (!r->reaped) {
+			kill(r->pid, SIGKILL);
+			waitpid(r->pid, &st, 0);
+		}
+		TAILQ_REMOVE(&s->runs, r, entry);
+		run_free(r);
+	}
+	s->nruns = 0;
+	if (s->chld_ev != NULL)
+		event_free(s->chld_ev);
+	if (s->poll_ev != NULL)
+		event_free(s->poll_ev);
+	s->chld_ev = s->poll_ev = NULL;
+}

@@ -1,0 +1,74 @@
+/*
+ * mcp_server_int.h: what engine/mcp_server.c (sessions, tools, resources,
+ * prompts) and engine/mcp_runs.c (a tools/call as a child run) share.
+ * Not a public surface: use engine/mcp_server.h.
+ */
+#ifndef WEFT_MCP_SERVER_INT_H
+#define WEFT_MCP_SERVER_INT_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include "engine/mcp_server.h"
+
+struct store;
+
+struct mcps_tool {
+	char		*name;
+	char		*path;		/* the workflow file */
+	json_t		*meta;		/* luaeng_meta(): w.workflow fields */
+	json_t		*checked_input;	/* input_schema weft validates, or NULL */
+};
+
+struct mcps_run;
+TAILQ_HEAD(mcps_runs, mcps_run);
+
+struct mcps {
+	struct event_base	*base;
+	struct mcps_opts	 opts;
+	char			*db;
+	char			*exe;
+	struct store		*st;
+	struct mcps_tool	*tools;
+	int			 ntools;
+	struct mcps_runs	 runs;
+	int			 nruns;
+	struct event		*poll_ev;	/* reads events of live runs */
+	struct event		*chld_ev;
+};
+
+struct mcps_conn {
+	struct mcps	*srv;
+	mcps_send_cb	 send;
+	void		*arg;
+	int		 initialized;
+	int		 log_level;	/* index in mcps_levels, -1: no logs */
+	json_t		*subs;		/* subscribed URIs: { uri: true } */
+};
+
+extern const char *const mcps_levels[];
+
+/* Answer req_id with result or error (both stolen). */
+void mcps_reply(struct mcps_conn *, const json_t *req_id, json_t *result);
+void mcps_reply_error(struct mcps_conn *, const json_t *req_id, int code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A tool result with one text block and isError (for refusals). */
+json_t *mcps_tool_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* mcp_runs.c: start tools/call of tool with arguments (borrowed). */
+void mcps_run_start(struct mcps_conn *, struct mcps_tool *,
+    const json_t *req_id, json_t *args, json_t *progress_token);
+/* notifications/cancelled for req_id of this session. */
+void mcps_run_cancel(struct mcps_conn *, const json_t *req_id);
+/* The session is going away: cancel its runs, forget it. */
+void mcps_runs_detach(struct mcps *, struct mcps_conn *);
+/* Start the SIGCHLD watch and the event poll timer. */
+int mcps_runs_init(struct mcps *);
+/* Kill and reap every run (server shutdown). */
+void mcps_runs_free(struct mcps *);
+
+/* mcp_server.c: the trajectory of run id as JSON text, or NULL. */
+char *mcps_run_trajectory(struct mcps *, const char *id);
+
+#endif
