@@ -39,6 +39,7 @@
 
 struct worker;
 
+
 /* One outstanding request to the coordinator. */
 struct wreq {
 	struct worker	*w;
@@ -58,6 +59,11 @@ struct wtask {
 	json_t			*list;		/* mcp.list: tools so far */
 	struct mcpc		*session;
 	struct wsession		*ws;
+	int64_t			 handle;	/* mcp.call: mcpc request */
+	struct event		*timer;		/* mcp.call: timeout */
+	double			 timeout;	/* seconds */
+	unsigned		 gen;		/* mcp.list: list generation */
+	json_t			*progress;	/* not yet reported */
 	TAILQ_ENTRY(wtask)	 entry;
 };
 TAILQ_HEAD(wtask_list, wtask);
@@ -67,7 +73,11 @@ TAILQ_HEAD(wtask_list, wtask);
  * a scratch dir of its own for the run, removed with the session.
  */
 struct wsession {
+	struct worker		*w;
 	struct mcpc		*mcpc;
+	json_t			*tools;		/* cached tools/list, or NULL */
+	unsigned		 gen;		/* list_changed count */
+	int			 changed;	/* list_changed not yet told */
 	char			*name;
 	char			*run;
 	char			*scratch;	/* NULL: none */
@@ -197,36 +207,52 @@ worker_send(struct worker *w, struct wreq *q, const char *method,
 	return 0;
 }
 
-/* Record a task's outcome for the next complete/fail message. */
+/* Free a task's own state (not its place in the running list). */
+static void
+worker_task_free(struct wtask *t)
+{
+	if (t->timer != NULL)
+		event_free(t->timer);
+	json_decref(t->progress);
+	json_decref(t->list);
+	free(t->kind);
+	free(t);
+}
+
+/*
+ * Record a task's outcome for the next complete/fail message, with the
+ * progress notifications not yet sent in a heartbeat.
+ */
 static void
 worker_outcome(struct wtask *t, json_t *result, json_t *error)
 {
 	struct worker *w = t->w;
+	json_t *item;
 
 	if (result != NULL && json_dumpb(result, NULL, 0, JSON_COMPACT) >
 	    WIRE_MAX_MSG - 4096) {
 		/* Refused, never truncated: the task fails for good. */
-		json_array_append_new(w->failures, json_pack(
+		json_array_append_new(w->failures, item = json_pack(
 		    "{s:I, s:i, s:{s:s, s:o}}", "id", (json_int_t)t->id,
 		    "attempt", t->attempt, "error", "kind", FAIL_TOO_LARGE,
 		    "message", json_sprintf("the tool result (%zu bytes) "
 		    "exceeds the %d-byte message limit", json_dumpb(result,
 		    NULL, 0, JSON_COMPACT), WIRE_MAX_MSG)));
 	} else if (result != NULL)
-		json_array_append_new(w->results, json_pack("{s:I, s:i, s:O}",
-		    "id", (json_int_t)t->id, "attempt", t->attempt, "result",
-		    result));
+		json_array_append_new(w->results, item = json_pack(
+		    "{s:I, s:i, s:O}", "id", (json_int_t)t->id, "attempt",
+		    t->attempt, "result", result));
 	else
-		json_array_append_new(w->failures, json_pack("{s:I, s:i, s:O}",
-		    "id", (json_int_t)t->id, "attempt", t->attempt, "error",
-		    error));
+		json_array_append_new(w->failures, item = json_pack(
+		    "{s:I, s:i, s:O}", "id", (json_int_t)t->id, "attempt",
+		    t->attempt, "error", error));
+	if (json_array_size(t->progress) > 0)
+		json_object_set(item, "progress", t->progress);
 	TAILQ_REMOVE(&w->running, t, entry);
 	w->nrunning--;
 	if (t->ws != NULL)
 		t->ws->nactive--;
-	json_decref(t->list);
-	free(t->kind);
-	free(t);
+	worker_task_free(t);
 	worker_pump(w);
 }
 
@@ -353,6 +379,7 @@ worker_session_free(struct wsession *s)
 {
 	LIST_REMOVE(s, entry);
 	mcpc_free(s->mcpc);
+	json_decref(s->tools);
 	if (s->scratch != NULL)
 		worker_rmtree(s->scratch);
 	free(s->scratch);
@@ -405,6 +432,64 @@ worker_scratch(struct worker *w, const char *run, const char *name,
 	return dir;
 }
 
+/* Most progress notifications a task keeps between two reports. */
+#define WORKER_MAX_PROGRESS	64
+
+/*
+ * notifications/progress: queue it on the task whose token it names, for
+ * the next heartbeat or the outcome (the coordinator records them as
+ * tool.progress events).  Past the limit the oldest are dropped, so the
+ * latest always goes through.
+ */
+static void
+worker_progress(struct wsession *s, json_t *params)
+{
+	json_t *tok = json_object_get(params, "progressToken");
+	json_t *p = json_object_get(params, "progress");
+	json_t *total = json_object_get(params, "total");
+	json_t *msg = json_object_get(params, "message"), *item;
+	struct wtask *t;
+
+	if (!json_is_integer(tok) || !json_is_number(p))
+		return;
+	TAILQ_FOREACH(t, &s->w->running, entry)
+		if (t->ws == s && t->id == json_integer_value(tok))
+			break;
+	if (t == NULL)
+		return;
+	item = json_pack("{s:O}", "progress", p);
+	if (json_is_number(total))
+		json_object_set(item, "total", total);
+	if (json_is_string(msg))
+		json_object_set_new(item, "message", json_stringn(
+		    json_string_value(msg), strnlen(json_string_value(msg),
+		    512)));
+	if (t->progress == NULL)
+		t->progress = json_array();
+	if (json_array_size(t->progress) >= WORKER_MAX_PROGRESS)
+		json_array_remove(t->progress, 0);
+	json_array_append_new(t->progress, item);
+}
+
+/* A notification from a server: progress, or its tool list changed. */
+static void
+worker_note_cb(void *arg, const char *method, json_t *params)
+{
+	struct wsession *s = arg;
+
+	if (strcmp(method, "notifications/progress") == 0)
+		worker_progress(s, params);
+	else if (strcmp(method, "notifications/tools/list_changed") == 0) {
+		json_decref(s->tools);
+		s->tools = NULL;
+		s->gen++;
+		s->changed = 1;
+		if (s->w->verbose)
+			fprintf(stderr, "weft worker %d: MCP server '%s': "
+			    "tool list changed\n", s->w->id, s->name);
+	}
+}
+
 /*
  * The session for a server spec in a run, created on first use.  Idle
  * sessions of other runs are closed then: a server never carries state,
@@ -432,8 +517,17 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 		if (strcmp(s->run, run) != 0 && s->nactive == 0)
 			worker_session_free(s);
 	}
-	if (sandbox_profile_parse(json_object_get(spec, "sandbox"), &sb, err,
-	    errlen) != 0)
+	if (json_object_get(spec, "url") != NULL) {
+		/* A remote server: there is no process to confine. */
+		sb = NULL;
+		if (json_is_object(json_object_get(spec, "sandbox"))) {
+			errf(err, errlen, "/params/server/sandbox: MCP server "
+			    "'%s' is remote (url); the sandbox applies to "
+			    "command servers only", name);
+			return NULL;
+		}
+	} else if (sandbox_profile_parse(json_object_get(spec, "sandbox"),
+	    &sb, err, errlen) != 0)
 		return NULL;
 	if (sb != NULL) {
 		if ((scratch = worker_scratch(w, run, name, err,
@@ -451,7 +545,9 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 		return NULL;
 	}
 	s = xcalloc(1, sizeof *s);
+	s->w = w;
 	s->mcpc = m;
+	mcpc_set_notify(m, worker_note_cb, s);
 	s->name = xstrdup(name);
 	s->run = xstrdup(run);
 	s->scratch = scratch;
@@ -509,13 +605,86 @@ worker_sandbox_meta(struct wtask *t, json_t *result, int always)
 	}
 }
 
-/* tools/call answered. */
+/*
+ * tools/call answered.  After the server said its tool list changed, the
+ * next result carries _meta["weft/tools_changed"], so the graph lists the
+ * tools again before an agent's next turn.
+ */
 static void
 worker_call_cb(void *arg, json_t *result, json_t *error)
 {
-	if (result != NULL)
-		worker_sandbox_meta(arg, result, 0);
-	worker_outcome(arg, result, error);
+	struct wtask *t = arg;
+	json_t *meta;
+
+	if (result != NULL && json_is_object(result)) {
+		worker_sandbox_meta(t, result, 0);
+		meta = json_object_get(result, "_meta");
+		if (json_is_object(meta))
+			json_object_del(meta, "weft/tools_changed");
+		if (t->ws != NULL && t->ws->changed) {
+			t->ws->changed = 0;
+			if (!json_is_object(meta))
+				json_object_set_new(result, "_meta",
+				    meta = json_object());
+			json_object_set_new(meta, "weft/tools_changed",
+			    json_true());
+		}
+	}
+	worker_outcome(t, result, error);
+}
+
+/* A tools/call took longer than the server's timeout: cancel it. */
+static void
+worker_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wtask *t = arg;
+	char msg[300];
+
+	snprintf(msg, sizeof msg, "MCP server '%s' did not answer within "
+	    "its timeout of %.3g s; the call was cancelled "
+	    "(notifications/cancelled)", t->ws->name, t->timeout);
+	mcpc_cancel(t->session, t->handle, FAIL_TIMEOUT, msg);
+}
+
+/*
+ * Send a tools/call, with the task id as its progress token, and arm
+ * the server's timeout (server spec "timeout", seconds).
+ */
+static void
+worker_call(struct wtask *t, json_t *params)
+{
+	json_t *name = json_object_get(params, "name");
+	json_t *args = json_object_get(params, "arguments");
+	json_t *tmo = json_object_get(json_object_get(params, "server"),
+	    "timeout");
+	struct timeval tv;
+	int64_t h;
+
+	if (!json_is_string(name)) {
+		worker_task_fail(t, FAIL_BAD_TASK,
+		    "/params/name: must be a string");
+		return;
+	}
+	if (tmo != NULL && (!json_is_number(tmo) ||
+	    json_number_value(tmo) <= 0)) {
+		worker_task_fail(t, FAIL_BAD_TASK, "/params/server/timeout: "
+		    "must be a positive number of seconds");
+		return;
+	}
+	h = mcpc_request(t->session, "tools/call", json_pack(
+	    "{s:O, s:o, s:{s:I}}", "name", name, "arguments", args ?
+	    json_incref(args) : json_object(), "_meta", "progressToken",
+	    (json_int_t)t->id), worker_call_cb, t);
+	if (h == 0)
+		return;		/* answered already: t is gone */
+	t->handle = h;
+	if (tmo != NULL) {
+		t->timeout = json_number_value(tmo);
+		tv.tv_sec = (time_t)t->timeout;
+		tv.tv_usec = (suseconds_t)((t->timeout - tv.tv_sec) * 1e6);
+		t->timer = evtimer_new(t->w->base, worker_timeout_cb, t);
+		evtimer_add(t->timer, &tv);
+	}
 }
 
 /* tools/list answered: follow nextCursor until the list is complete. */
@@ -542,10 +711,33 @@ worker_list_cb(void *arg, json_t *result, json_t *error)
 		    "cursor", cursor), worker_list_cb, t);
 		return;
 	}
+	if (t->ws->gen == t->gen && t->ws->tools == NULL)
+		t->ws->tools = json_incref(t->list);
 	done = json_pack("{s:O}", "tools", t->list);
 	worker_sandbox_meta(t, done, 1);
 	worker_outcome(t, done, NULL);
 	json_decref(done);
+}
+
+/*
+ * mcp.list: the session's cached list while the server has not said it
+ * changed (notifications/tools/list_changed), else tools/list.
+ */
+static void
+worker_list(struct wtask *t)
+{
+	json_t *done;
+
+	if (t->ws->tools != NULL) {
+		done = json_pack("{s:O}", "tools", t->ws->tools);
+		worker_sandbox_meta(t, done, 1);
+		worker_outcome(t, done, NULL);
+		json_decref(done);
+		return;
+	}
+	t->list = json_array();
+	t->gen = t->ws->gen;
+	mcpc_request(t->session, "tools/list", NULL, worker_list_cb, t);
 }
 
 /* Start one task from the coordinator. */
@@ -554,7 +746,6 @@ worker_start_task(struct worker *w, json_t *task)
 {
 	struct wtask *t = xcalloc(1, sizeof *t);
 	json_t *params = json_object_get(task, "params");
-	json_t *name, *args;
 	const char *run;
 	char err[512];
 
@@ -579,19 +770,9 @@ worker_start_task(struct worker *w, json_t *task)
 	t->ws->nactive++;
 	t->session = t->ws->mcpc;
 	if (strcmp(t->kind, TASK_MCP_CALL) == 0) {
-		name = json_object_get(params, "name");
-		args = json_object_get(params, "arguments");
-		if (!json_is_string(name)) {
-			worker_task_fail(t, FAIL_BAD_TASK,
-			    "/params/name: must be a string");
-			return;
-		}
-		mcpc_request(t->session, "tools/call", json_pack("{s:O, s:o}",
-		    "name", name, "arguments", args ? json_incref(args) :
-		    json_object()), worker_call_cb, t);
+		worker_call(t, params);
 	} else if (strcmp(t->kind, TASK_MCP_LIST) == 0) {
-		t->list = json_array();
-		mcpc_request(t->session, "tools/list", NULL, worker_list_cb, t);
+		worker_list(t);
 	} else {
 		snprintf(err, sizeof err, "/kind: unknown task kind '%s'",
 		    t->kind);
@@ -635,6 +816,21 @@ worker_out_answer(struct worker *w, json_t *result, json_t *error)
 static void
 worker_hb_answer(struct worker *w, json_t *result, json_t *error)
 {
+	json_t *it;
+	struct wtask *t, *next;
+	size_t i;
+
+	/* Steps the coordinator cancelled: tell their servers. */
+	json_array_foreach(json_object_get(result, "cancel"), i, it) {
+		TAILQ_FOREACH_SAFE(t, &w->running, entry, next) {
+			if (t->id != json_integer_value(it) ||
+			    t->handle == 0)
+				continue;
+			mcpc_cancel(t->session, t->handle, "cancelled",
+			    "the step was cancelled");
+			break;
+		}
+	}
 }
 
 /*
@@ -685,15 +881,23 @@ worker_hb_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	struct wtask *t;
-	json_t *ids;
+	json_t *ids, *prog;
 
 	if (w->hb.busy || w->nrunning == 0 || w->stopping)
 		return;
 	ids = json_array();
-	TAILQ_FOREACH(t, &w->running, entry)
+	prog = json_array();
+	TAILQ_FOREACH(t, &w->running, entry) {
 		json_array_append_new(ids, json_integer(t->id));
-	worker_send(w, &w->hb, WIRE_HEARTBEAT, json_pack("{s:i, s:o}",
-	    "worker", w->id, "tasks", ids));
+		if (json_array_size(t->progress) == 0)
+			continue;
+		json_array_append_new(prog, json_pack("{s:I, s:i, s:o}", "id",
+		    (json_int_t)t->id, "attempt", t->attempt, "progress",
+		    t->progress));
+		t->progress = NULL;
+	}
+	worker_send(w, &w->hb, WIRE_HEARTBEAT, json_pack("{s:i, s:o, s:o}",
+	    "worker", w->id, "tasks", ids, "progress", prog));
 }
 
 /* SIGCHLD: tell sessions their server was reaped. */
@@ -750,9 +954,7 @@ worker_release(struct worker *w)
 	}
 	while ((t = TAILQ_FIRST(&w->running)) != NULL) {
 		TAILQ_REMOVE(&w->running, t, entry);
-		json_decref(t->list);
-		free(t->kind);
-		free(t);
+		worker_task_free(t);
 	}
 	json_decref(w->results);
 	json_decref(w->failures);

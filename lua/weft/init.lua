@@ -88,6 +88,7 @@ local TOOLSET = {}        -- metatable marking w.mcp(...) tool sets
 
 local function is_node(v) return type(v) == "table" and getmetatable(v) == NODE end
 
+
 -- Check a constructor's table: field names, and types of common fields.
 local function check(kind, t, at, has_children)
   if type(t) ~= "table" then
@@ -597,24 +598,50 @@ local function check_sandbox(sb, at, server)
   return out
 end
 
-function w.mcp_server(t)
-  local at = where()
-  if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
-  local allowed = set{ "name", "command", "env", "cwd", "url", "sandbox" }
-  for k in pairs(t) do
-    if later[k] and not allowed[k] then
-      fail(at, "mcp_server: '%s' (%s) is not supported yet by this build", k, later[k])
-    end
-    if type(k) ~= "string" or not allowed[k] then
-      fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
-    end
+-- Seconds (a positive number) for an mcp_server field, or nil.
+local function seconds(t, k, at)
+  local v = t[k]
+  if v == nil then return nil end
+  if type(v) ~= "number" or v <= 0 or v > 86400 then
+    fail(at, "mcp_server '%s': %s must be a number of seconds (0 < %s <= 86400), got %s",
+         t.name, k, k, tostring(v))
   end
-  if type(t.name) ~= "string" or not t.name:match("^[%w_%-]+$") then
-    fail(at, "mcp_server needs a name of letters, digits, '_' or '-'")
+  return v
+end
+
+-- The transport fields of an mcp_server: command (stdio) xor url (HTTP).
+local function server_transport(t, at, s)
+  if t.url ~= nil then
+    if t.command ~= nil then
+      fail(at, "mcp_server '%s': give command (a local server) or url (a remote one), not both", t.name)
+    end
+    if type(t.url) ~= "string" or not t.url:match("^https?://[^%s]+$") then
+      fail(at, "mcp_server '%s': url must be an http:// or https:// URL, got %s", t.name, tostring(t.url))
+    end
+    for _, k in ipairs{ "env", "cwd", "sandbox" } do
+      if t[k] ~= nil then
+        fail(at, "mcp_server '%s': %s applies to a command server, not to a url one " ..
+             "(a remote server runs elsewhere: weft cannot confine or configure its process)", t.name, k)
+      end
+    end
+    s.url = t.url
+    if t.headers ~= nil then
+      if type(t.headers) ~= "table" then fail(at, "mcp_server '%s': headers must be a table", t.name) end
+      local h = {}
+      for k, v in pairs(t.headers) do
+        if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+.^_`|~-]+$") or type(v) ~= "string"
+            or v:find("[\r\n]") then
+          fail(at, "mcp_server '%s': headers must map header names to one-line strings", t.name)
+        end
+        h[k] = v
+      end
+      s.headers = h
+    end
+    return
   end
-  if t.url ~= nil then fail(at, "mcp_server '%s': url (Streamable HTTP) is not supported yet; use command", t.name) end
+  if t.headers ~= nil then fail(at, "mcp_server '%s': headers apply to a url server", t.name) end
   if type(t.command) ~= "table" or #t.command == 0 then
-    fail(at, "mcp_server '%s' needs command = { \"program\", \"arg\", ... }", t.name)
+    fail(at, "mcp_server '%s' needs command = { \"program\", \"arg\", ... } or url = \"http://...\"", t.name)
   end
   local cmd = {}
   for i, a in ipairs(t.command) do
@@ -633,15 +660,87 @@ function w.mcp_server(t)
     end
     env[k] = v
   end
+  if t.cwd ~= nil and type(t.cwd) ~= "string" then fail(at, "mcp_server '%s': cwd must be a string", t.name) end
+  s.command, s.env, s.cwd = cmd, env, t.cwd
+  s.sandbox = check_sandbox(t.sandbox, at, t.name)
+end
+
+function w.mcp_server(t)
+  local at = where()
+  if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
+  local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping" }
+  for k in pairs(t) do
+    if type(k) ~= "string" or not allowed[k] then
+      fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
+    end
+  end
+  if type(t.name) ~= "string" or not t.name:match("^[%w_%-]+$") then
+    fail(at, "mcp_server needs a name of letters, digits, '_' or '-'")
+  end
   if servers[t.name] then
     fail(at, "mcp_server '%s' is declared twice (first at %s)", t.name, servers[t.name].where)
   end
-  local sandbox = check_sandbox(t.sandbox, at, t.name)
-  local s = { is_server = true, name = t.name, command = cmd, env = env,
-              cwd = t.cwd, sandbox = sandbox, where = at }
+  local s = { is_server = true, name = t.name, where = at,
+              timeout = seconds(t, "timeout", at), ping = seconds(t, "ping", at) }
+  server_transport(t, at, s)
   servers[t.name] = s
   server_order[#server_order + 1] = t.name
   return s
+end
+
+-- Servers from a JSON config file in the format MCP hosts share
+-- ({"mcpServers": {"name": {"command", "args", "env", "cwd"} | {"url", "headers"}}}):
+-- w.mcp_config("servers.json", { sandbox = {...}, timeout = 30 }) declares
+-- each, with the options applied to every command server; returns them by name.
+function w.mcp_config(path, opts)
+  local at = where()
+  if type(path) ~= "string" then fail(at, "w.mcp_config expects a file name") end
+  if opts ~= nil and type(opts) ~= "table" then fail(at, "w.mcp_config: options must be a table") end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "sandbox" and k ~= "timeout" and k ~= "ping" and k ~= "only" then
+      fail(at, "w.mcp_config: unknown option '%s' (sandbox, timeout, ping, only)", tostring(k))
+    end
+  end
+  if path:sub(1, 1) ~= "/" then path = core.script_dir() .. "/" .. path end
+  local f, err = io.open(path, "rb")
+  if not f then fail(at, "w.mcp_config: cannot read %s", err) end
+  local text = f:read(1048577)
+  f:close()
+  if #text > 1048576 then fail(at, "w.mcp_config: %s is larger than 1 MiB", path) end
+  local cfg, jerr = core.json_decode(text)
+  if type(cfg) ~= "table" then
+    fail(at, "w.mcp_config: %s is not a JSON object%s", path, jerr and (": " .. tostring(jerr)) or "")
+  end
+  local list = cfg.mcpServers or cfg.servers
+  if type(list) ~= "table" then fail(at, "w.mcp_config: %s has no /mcpServers object", path) end
+  local names = {}
+  for name in pairs(list) do names[#names + 1] = name end
+  table.sort(names)
+  local only = opts.only and set(opts.only)
+  local out = {}
+  for _, name in ipairs(names) do
+    local e = list[name]
+    if type(e) ~= "table" then fail(at, "w.mcp_config: %s: /mcpServers/%s must be an object", path, name) end
+    if not only or only[name] then
+      local t = { name = name, url = e.url, headers = e.headers, env = e.env, cwd = e.cwd,
+                  timeout = opts.timeout, ping = opts.ping }
+      if e.command ~= nil then
+        if type(e.command) ~= "string" then
+          fail(at, "w.mcp_config: %s: /mcpServers/%s/command must be a string", path, name)
+        end
+        t.command = { e.command }
+        for i, a in ipairs(type(e.args) == "table" and e.args or {}) do t.command[i + 1] = a end
+        t.sandbox = opts.sandbox
+      end
+      local ok2, r = pcall(w.mcp_server, t)
+      if not ok2 then
+        fail(at, "w.mcp_config: %s: /mcpServers/%s: %s", path, name, (tostring(r):gsub("^.-%.lua:?%d*: ", "")))
+      end
+      out[name] = r
+    end
+  end
+  return out
 end
 
 -- Tools of a server offered to an agent: w.mcp("srv", { only = {...}, prefix = "srv_" }).

@@ -77,8 +77,11 @@ end
 
 local function server_spec(name)
   local s = I.servers[name]
+  if s.url then
+    return { name = s.name, url = s.url, headers = s.headers, timeout = s.timeout, ping = s.ping }
+  end
   return { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd,
-           sandbox = s.sandbox }
+           sandbox = s.sandbox, timeout = s.timeout, ping = s.ping }
 end
 
 -- Text of an MCP tools/call result: its text blocks joined.
