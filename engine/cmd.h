@@ -10,6 +10,9 @@
 int cmd_run(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);

@@ -908,3 +908,190 @@ store_event_count(struct store *s, const char *run_id)
 	store_stmt_done(s, ST_EVENT_COUNT, st);
 	return n;
 }
+
+/* Retention (weft gc): the statements, in order, of store_gc(). */
+#define GC_LIVE	"(r.status IS NULL OR r.status IN ('running', 'paused', " \
+	"'waiting'))"
+static const char *store_gc_select[] = {
+	"DROP TABLE IF EXISTS temp.gc_runs",
+	"CREATE TEMP TABLE gc_runs (root TEXT NOT NULL, "
+	"id TEXT PRIMARY KEY NOT NULL)",
+	/* ?1 keep, ?2 before: roots (runs with no parent in the store)
+	   beyond the newest ?1 and started before ?2, with their trees. */
+	"WITH RECURSIVE roots(id) AS (SELECT id FROM (SELECT id, started, "
+	"row_number() OVER (ORDER BY started DESC, rowid DESC) AS n "
+	"FROM runs WHERE parent_run IS NULL OR parent_run NOT IN "
+	"(SELECT id FROM runs)) WHERE (?1 < 0 OR n > ?1) AND "
+	"(?2 <= 0 OR started < ?2)), "
+	"tree(root, id) AS (SELECT id, id FROM roots UNION "
+	"SELECT tree.root, runs.id FROM runs JOIN tree "
+	"ON runs.parent_run = tree.id) "
+	"INSERT OR IGNORE INTO temp.gc_runs (root, id) "
+	"SELECT root, id FROM tree",
+};
+static const char store_gc_live[] = "SELECT count(DISTINCT g.root) "
+	"FROM temp.gc_runs g JOIN runs r ON r.id = g.id WHERE " GC_LIVE;
+static const char store_gc_unlive[] = "DELETE FROM temp.gc_runs WHERE root "
+	"IN (SELECT g.root FROM temp.gc_runs g JOIN runs r ON r.id = g.id "
+	"WHERE " GC_LIVE ")";
+static const char store_gc_list[] = "SELECT " RUN_COLUMNS " FROM runs "
+	"WHERE id IN (SELECT id FROM temp.gc_runs) ORDER BY started, id";
+static const char *store_gc_delete[] = {
+	"DELETE FROM events WHERE run_id IN (SELECT id FROM temp.gc_runs)",
+	"DELETE FROM tasks WHERE run_id IN (SELECT id FROM temp.gc_runs)",
+	"DELETE FROM runs WHERE id IN (SELECT id FROM temp.gc_runs)",
+};
+/*
+ * Blobs are referenced by hash from event payloads (model.request lists
+ * its messages' hashes, model.response its raw answer's).  Any string
+ * value of 64 lowercase hex digits in a remaining payload keeps the blob
+ * of that hash, whatever the event kind, so a new kind of reference is
+ * safe by default.  A blob and the event naming it are written in one
+ * transaction, so a run in progress never has a blob without its event.
+ */
+static const char *store_gc_keep[] = {
+	"DROP TABLE IF EXISTS temp.gc_keep",
+	"CREATE TEMP TABLE gc_keep (hash TEXT PRIMARY KEY) WITHOUT ROWID",
+	"INSERT OR IGNORE INTO temp.gc_keep SELECT j.value FROM events, "
+	"json_tree(CASE WHEN json_valid(events.payload) THEN events.payload "
+	"ELSE '[]' END) AS j WHERE j.type = 'text' AND length(j.value) = 64 "
+	"AND j.value NOT GLOB '*[^0-9a-f]*'",
+};
+static const char store_gc_blobs[] = "SELECT count(*), "
+	"coalesce(sum(size), 0) FROM blobs WHERE hash NOT IN "
+	"(SELECT hash FROM temp.gc_keep)";
+static const char store_gc_unblob[] = "DELETE FROM blobs WHERE hash NOT IN "
+	"(SELECT hash FROM temp.gc_keep)";
+static const char *store_gc_cleanup[] = {
+	"DROP TABLE temp.gc_keep",
+	"DROP TABLE temp.gc_runs",
+};
+
+/*
+ * Run one gc statement, binding ?1 keep and ?2 before if it has them.
+ * *changes gets the rows it changed; c0 and c1, if not NULL, the first
+ * row's first two columns.
+ */
+static int
+store_gc_step(struct store *s, const char *sql, const struct store_gc *g,
+    int64_t *changes, int64_t *c0, int64_t *c1)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return store_fail(s, "gc");
+	if (sqlite3_bind_parameter_count(st) >= 2) {
+		sqlite3_bind_int(st, 1, g->keep);
+		sqlite3_bind_double(st, 2, g->before);
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (c0 != NULL)
+			*c0 = sqlite3_column_int64(st, 0);
+		if (c1 != NULL)
+			*c1 = sqlite3_column_int64(st, 1);
+	}
+	if (rc != SQLITE_DONE) {
+		store_fail(s, "gc");
+		sqlite3_finalize(st);
+		return -1;
+	}
+	if (changes != NULL)
+		*changes = sqlite3_changes64(s->db);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* Run a list of gc statements. */
+static int
+store_gc_steps(struct store *s, const char **sql, size_t n,
+    const struct store_gc *g)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (store_gc_step(s, sql[i], g, NULL, NULL, NULL) != 0)
+			return -1;
+	return 0;
+}
+
+/* Hand each selected run to cb. */
+static int
+store_gc_walk(struct store *s, store_run_cb cb, void *arg)
+{
+	struct store_run r;
+	sqlite3_stmt *st;
+	int rc, stop = 0;
+
+	if (sqlite3_prepare_v2(s->db, store_gc_list, -1, &st, NULL) !=
+	    SQLITE_OK)
+		return store_fail(s, "gc");
+	while (stop == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		store_run_row(st, &r);
+		stop = cb(arg, &r);
+	}
+	if (stop == 0 && rc != SQLITE_DONE)
+		stop = store_fail(s, "gc");
+	sqlite3_finalize(st);
+	return stop;
+}
+
+/* The deletions of store_gc(), inside its transaction. */
+static int
+store_gc_run(struct store *s, struct store_gc *g, store_run_cb cb,
+    void *arg)
+{
+	int64_t *counts[] = { &g->events, &g->tasks, &g->runs };
+	size_t i;
+
+	if (store_gc_steps(s, store_gc_select, nitems(store_gc_select),
+	    g) != 0 ||
+	    store_gc_step(s, store_gc_live, g, NULL, &g->kept_live,
+	    NULL) != 0 ||
+	    store_gc_step(s, store_gc_unlive, g, NULL, NULL, NULL) != 0)
+		return -1;
+	if (cb != NULL && store_gc_walk(s, cb, arg) != 0)
+		return -1;
+	for (i = 0; i < nitems(store_gc_delete); i++)
+		if (store_gc_step(s, store_gc_delete[i], g, counts[i], NULL,
+		    NULL) != 0)
+			return -1;
+	if (store_gc_steps(s, store_gc_keep, nitems(store_gc_keep), g) != 0 ||
+	    store_gc_step(s, store_gc_blobs, g, NULL, &g->blobs,
+	    &g->blob_bytes) != 0 ||
+	    store_gc_step(s, store_gc_unblob, g, NULL, NULL, NULL) != 0)
+		return -1;
+	return store_gc_steps(s, store_gc_cleanup, nitems(store_gc_cleanup),
+	    g);
+}
+
+int
+store_gc(struct store *s, struct store_gc *g, store_run_cb cb, void *arg)
+{
+	int failed;
+
+	g->runs = g->events = g->tasks = g->blobs = g->blob_bytes = 0;
+	g->kept_live = 0;
+	if (store_commit(s) != 0 || store_begin(s) != 0)
+		return -1;
+	failed = store_gc_run(s, g, cb, arg) != 0;
+	if (!failed && !g->dry_run)
+		return store_commit(s);
+	if (sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK &&
+	    !failed)
+		return store_fail(s, "cannot roll back");
+	return failed ? -1 : 0;
+}
+
+int
+store_vacuum(struct store *s)
+{
+	if (store_commit(s) != 0)
+		return -1;
+	if (sqlite3_exec(s->db, "VACUUM", NULL, NULL, NULL) != SQLITE_OK)
+		return store_fail(s, "cannot vacuum");
+	if (sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		return store_fail(s, "cannot checkpoint");
+	return 0;
+}

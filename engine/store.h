@@ -117,4 +117,26 @@ int store_events_foreach(struct store *, const char *run_id, store_event_cb cb,
 /* Number of events of a run (for tests and summaries). */
 int64_t store_event_count(struct store *, const char *run_id);
 
+/*
+ * Retention (weft gc).  The unit is a top-level run with all its child
+ * runs.  Selected: the runs beyond the `keep` newest (keep < 0: no such
+ * limit) that also started before `before` (0: no such limit); of those,
+ * a tree holding a run whose status is running, paused or waiting (or
+ * unknown) is kept and counted in kept_live.  The selected runs are
+ * deleted with their events and tasks, then every blob whose hash no
+ * remaining event's payload holds as a string value.  All in one write
+ * transaction, rolled back if dry_run, so a dry run counts exactly what
+ * a real one would delete.  cb, if not NULL, sees each deleted run.
+ */
+struct store_gc {
+	int		 keep;
+	double		 before;
+	int		 dry_run;
+	int64_t		 runs, events, tasks, blobs, blob_bytes;
+	int64_t		 kept_live;
+};
+int store_gc(struct store *, struct store_gc *, store_run_cb cb, void *arg);
+/* VACUUM the database and truncate its WAL. */
+int store_vacuum(struct store *);
+
 #endif

@@ -1,0 +1,253 @@
+/*
+ * cmd_gc.c: `weft gc --older-than 30d | --keep 50`: delete old runs with
+ * their events, tasks and the blobs no remaining run refers to.  A run
+ * that is running, paused or waiting is never deleted (store_gc()).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "engine/cmd.h"
+#include "engine/store.h"
+#include "engine/util.h"
+
+struct gc_walk {
+	int	 json, dry_run;
+	json_t	*ids;
+};
+
+/* Parse "30d", "12h", "90m", "45s", "2w" into seconds; -1 if bad. */
+static double
+gc_duration(const char *s)
+{
+	static const struct {
+		char	unit;
+		double	secs;
+	} units[] = {
+		{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+		{ 'w', 7 * 86400 },
+	};
+	char *end;
+	double v;
+	size_t i;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || !(v >= 0) || end[0] == '\0' ||
+	    end[1] != '\0')
+		return -1;
+	for (i = 0; i < nitems(units); i++)
+		if (*end == units[i].unit)
+			return v * units[i].secs;
+	return -1;
+}
+
+static int
+gc_run_cb(void *arg, const struct store_run *r)
+{
+	struct gc_walk *w = arg;
+	struct tm tm;
+	time_t t = (time_t)r->started;
+	char when[32];
+
+	json_array_append_new(w->ids, json_string(r->id));
+	if (w->json)
+		return 0;
+	localtime_r(&t, &tm);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+	printf("%s run %s  %-10s  %s  %s\n", w->dry_run ? "would delete" :
+	    "deleted", r->id, r->status != NULL ? r->status : "?", when,
+	    r->workflow != NULL ? r->workflow : "");
+	return 0;
+}
+
+/* The size of the database file and its WAL, in bytes. */
+static long long
+gc_file_size(const char *path)
+{
+	struct stat sb;
+	long long n = 0;
+	char *wal;
+
+	if (stat(path, &sb) == 0)
+		n += sb.st_size;
+	wal = xasprintf("%s-wal", path);
+	if (stat(wal, &sb) == 0)
+		n += sb.st_size;
+	free(wal);
+	return n;
+}
+
+static void
+gc_report(const struct store_gc *g, struct gc_walk *w, int vacuum,
+    long long before, long long after)
+{
+	json_t *doc;
+	char *text;
+
+	if (w->json) {
+		doc = json_pack("{s:b, s:O, s:I, s:I, s:I, s:I, s:I}",
+		    "dry_run", g->dry_run, "runs", w->ids, "events",
+		    (json_int_t)g->events, "tasks", (json_int_t)g->tasks,
+		    "blobs", (json_int_t)g->blobs, "blob_bytes",
+		    (json_int_t)g->blob_bytes, "kept_live",
+		    (json_int_t)g->kept_live);
+		if (vacuum)
+			json_object_set_new(doc, "vacuum", json_pack("{s:I, "
+			    "s:I}", "before", (json_int_t)before, "after",
+			    (json_int_t)after));
+		text = json_dumps(doc, JSON_INDENT(2));
+		printf("%s\n", text);
+		free(text);
+		json_decref(doc);
+		return;
+	}
+	printf("%s %lld runs, %lld events, %lld tasks, %lld blobs (%lld "
+	    "bytes)\n", g->dry_run ? "would delete" : "deleted",
+	    (long long)g->runs, (long long)g->events, (long long)g->tasks,
+	    (long long)g->blobs, (long long)g->blob_bytes);
+	if (g->kept_live > 0)
+		printf("kept %lld selected run(s) that are running, paused or "
+		    "waiting\n", (long long)g->kept_live);
+	if (vacuum)
+		printf("vacuum: database %lld -> %lld bytes\n", before, after);
+}
+
+static void
+gc_usage(FILE *f)
+{
+	fprintf(f,
+"usage: weft gc [--older-than AGE] [--keep N] [--dry-run] [--vacuum]\n"
+"               [--json] [--db PATH]\n"
+"\n"
+"Delete old runs with their events and tasks, and the stored payloads\n"
+"(blobs) that no remaining run refers to.  A run that is running, paused\n"
+"or waiting is never deleted.  Child runs go with their top-level run.\n"
+"At least one of --older-than and --keep is required; given both, a run\n"
+"is deleted only if both select it.\n"
+"\n"
+"  --older-than AGE  runs started more than AGE ago: N followed by s, m,\n"
+"                    h, d or w (30d, 12h, 1.5w)\n"
+"  --keep N          keep the N newest top-level runs\n"
+"  --dry-run         print what would be deleted, delete nothing\n"
+"  --vacuum          then VACUUM the database to give space back\n"
+"  --json            print the report as one JSON object\n"
+"  --db PATH         trajectory store (default $WEFT_DB or ./weft.db)\n"
+"\n"
+"Exit status: 0 done, 1 store error, 2 bad usage.\n");
+}
+
+/* Parse the options into g; 0, 1 for --help, -1 bad usage, -2 a bad
+   value (already reported). */
+static int
+gc_getopt(int argc, char **argv, struct store_gc *g, struct gc_walk *w,
+    int *vacuum, const char **db)
+{
+	static const struct option longopts[] = {
+		{ "older-than", required_argument, NULL, 'o' },
+		{ "keep", required_argument, NULL, 'k' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "vacuum", no_argument, NULL, 'v' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "db", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	double age;
+	char *end;
+	long n;
+	int ch;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'o':
+			if ((age = gc_duration(optarg)) < 0) {
+				fprintf(stderr, "weft: --older-than '%s': "
+				    "expected a number and a unit s, m, h, d "
+				    "or w (e.g. 30d)\n", optarg);
+				return -2;
+			}
+			g->before = now_wall() - age;
+			break;
+		case 'k':
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    n < 0 || n > INT_MAX) {
+				fprintf(stderr, "weft: --keep '%s': expected a "
+				    "count from 0\n", optarg);
+				return -2;
+			}
+			g->keep = (int)n;
+			break;
+		case 'n': g->dry_run = w->dry_run = 1; break;
+		case 'v': *vacuum = 1; break;
+		case 'j': w->json = 1; break;
+		case 'd': *db = optarg; break;
+		case 'h': return 1;
+		default: return -1;
+		}
+	}
+	if (optind != argc || (g->keep < 0 && g->before == 0)) {
+		if (optind == argc)
+			fprintf(stderr, "weft: gc needs --older-than or "
+			    "--keep\n");
+		return -1;
+	}
+	return 0;
+}
+
+int
+cmd_gc(int argc, char **argv)
+{
+	struct store_gc g;
+	struct gc_walk w;
+	struct store *st;
+	const char *db = NULL, *path;
+	long long before = 0, after = 0;
+	char err[512];
+	int rc, vacuum = 0;
+
+	memset(&g, 0, sizeof g);
+	memset(&w, 0, sizeof w);
+	g.keep = -1;
+	if ((rc = gc_getopt(argc, argv, &g, &w, &vacuum, &db)) != 0) {
+		if (rc != -2)
+			gc_usage(rc > 0 ? stdout : stderr);
+		return rc > 0 ? 0 : 2;
+	}
+	path = cmd_db_path(db);
+	if (store_open(path, &st, err, sizeof err) != 0) {
+		fprintf(stderr, "weft: %s\n", err);
+		return 1;
+	}
+	w.ids = json_array();
+	rc = 1;
+	if (store_gc(st, &g, gc_run_cb, &w) != 0) {
+		fprintf(stderr, "weft: gc: %s\n", store_error(st));
+		goto out;
+	}
+	if (vacuum && !g.dry_run) {
+		before = gc_file_size(path);
+		if (store_vacuum(st) != 0) {
+			fprintf(stderr, "weft: gc: %s\n", store_error(st));
+			goto out;
+		}
+		after = gc_file_size(path);
+	}
+	gc_report(&g, &w, vacuum && !g.dry_run, before, after);
+	rc = 0;
+out:
+	json_decref(w.ids);
+	store_close(st);
+	return rc;
+}
