@@ -680,6 +680,54 @@ coord_worker_of(struct coord *c, json_t *params)
 	return (int)id;
 }
 
+/*
+ * MCP progress notifications a worker forwarded for task t (in a
+ * heartbeat or with the outcome): one tool.progress event each, at most
+ * 64 per message, fields checked (a worker is a trust boundary).
+ */
+static void
+coord_progress(struct coord *c, struct task *t, json_t *items)
+{
+	json_t *it, *p, *v;
+	size_t i;
+
+	json_array_foreach(items, i, it) {
+		if (i >= 64)
+			break;
+		if (!json_is_number(json_object_get(it, "progress")))
+			continue;
+		p = json_pack("{s:I, s:O}", "task", (json_int_t)t->id,
+		    "progress", json_object_get(it, "progress"));
+		if (json_is_number(v = json_object_get(it, "total")))
+			json_object_set(p, "total", v);
+		if (json_is_string(v = json_object_get(it, "message")) &&
+		    json_string_length(v) <= 512)
+			json_object_set(p, "message", v);
+		coord_event(c, "tool.progress", t->span, 0, t->path,
+		    t->attempt, p, 0, 0);
+		json_decref(p);
+	}
+}
+
+/* heartbeat: progress of tasks the worker still holds. */
+static void
+coord_on_progress(struct coord *c, int wid, json_t *list)
+{
+	json_t *it;
+	struct task *t;
+	json_int_t id;
+	size_t i;
+
+	json_array_foreach(list, i, it) {
+		id = json_integer_value(json_object_get(it, "id"));
+		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
+		if (t != NULL && t->state == TASK_LEASED && t->worker == wid &&
+		    t->attempt == json_integer_value(json_object_get(it,
+		    "attempt")))
+			coord_progress(c, t, json_object_get(it, "progress"));
+	}
+}
+
 /* complete: results of leased tasks. */
 static void
 coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
@@ -705,6 +753,7 @@ coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
 			json_decref(p);
 			continue;
 		}
+		coord_progress(c, t, json_object_get(it, "progress"));
 		if (failed)
 			coord_task_end(c, t, NULL, val);
 		else
@@ -794,6 +843,8 @@ coord_rctx_loop_cb(void *arg)
 			coord_kick(c);
 		}
 	} else if (strcmp(m.method, WIRE_HEARTBEAT) == 0) {
+		coord_on_progress(c, wid, json_object_get(m.params,
+		    "progress"));
 		coord_reply(r, coord_on_heartbeat(c, wid,
 		    json_object_get(m.params, "tasks")));
 	} else if (strcmp(m.method, WIRE_COMPLETE) == 0) {
