@@ -57,6 +57,8 @@ static void	ts_rpcerror_cb(json_t *, json_t *);
 static void	ts_crash_cb(json_t *, json_t *);
 static void	ts_malformed_cb(json_t *, json_t *);
 static void	ts_noop_cb(json_t *, json_t *);
+static void	ts_grow_cb(json_t *, json_t *);
+static void	ts_late_cb(json_t *, json_t *);
 
 #define TS_NO_ARGS	"{\"type\":\"object\",\"additionalProperties\":false}"
 
@@ -93,6 +95,11 @@ static struct ts_tool {
 	{ "malformed", "Answer a line that is not JSON.", TS_NO_ARGS,
 	  ts_malformed_cb, 1 },
 	{ "noop", "Answer \"ok\" at once.", TS_NO_ARGS, ts_noop_cb, 1 },
+	{ "grow", "Offer the tool 'late' from now on, and say so "
+	  "(notifications/tools/list_changed).", TS_NO_ARGS, ts_grow_cb, 1 },
+	/* Listed only after a call to grow. */
+	{ "late", "A tool that appears after grow.", TS_NO_ARGS, ts_late_cb,
+	  0 },
 };
 
 /* A sleep call waiting for its deadline. */
@@ -125,6 +132,7 @@ static struct {
 
 	json_t		 *list_result;
 	json_t		 *noop_result;
+	size_t		  page_size;	/* tools/list page, 0: all */
 } ts = { .log_fd = -1, .out_flags = -1 };
 
 /* Monotonic time in nanoseconds. */
@@ -538,6 +546,31 @@ ts_malformed_cb(json_t *id, json_t *args)
 	ts_call_done();
 }
 
+static void	ts_build_results(void);
+
+/* grow: enable 'late' and tell the client its tool list changed. */
+static void
+ts_grow_cb(json_t *id, json_t *args)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(ts_tools); i++)
+		if (strcmp(ts_tools[i].name, "late") == 0)
+			ts_tools[i].enabled = 1;
+	json_decref(ts.list_result);
+	json_decref(ts.noop_result);
+	ts_build_results();
+	ts_send(jrpc_notification("notifications/tools/list_changed", NULL));
+	ts_tool_result(id, ts_text("grown: 'late' is offered now", 0));
+}
+
+/* late: only there after grow. */
+static void
+ts_late_cb(json_t *id, json_t *args)
+{
+	ts_tool_result(id, ts_text("late tool here", 0));
+}
+
 /* noop: the cheapest call, for benchmarks. */
 static void
 ts_noop_cb(json_t *id, json_t *args)
@@ -612,6 +645,42 @@ ts_call(json_t *id, json_t *params)
 	json_decref(empty);
 }
 
+/*
+ * tools/list {cursor?}: everything, or pages of --page-size tools whose
+ * cursor is "p" and the offset of the next page.
+ */
+static void
+ts_list(json_t *id, json_t *cursor)
+{
+	json_t *tools = json_object_get(ts.list_result, "tools"), *page, *r;
+	const char *c = json_string_value(cursor);
+	char *end, next[32];
+	size_t off = 0, i;
+
+	if (cursor != NULL) {
+		if (ts.page_size == 0 || c == NULL || c[0] != 'p' ||
+		    (off = strtoul(c + 1, &end, 10), *end != '\0') ||
+		    off == 0 || off >= json_array_size(tools)) {
+			ts_error(id, JRPC_INVALID_PARAMS, "Invalid cursor");
+			return;
+		}
+	}
+	if (ts.page_size == 0) {
+		ts_result(id, json_incref(ts.list_result));
+		return;
+	}
+	page = json_array();
+	for (i = off; i < off + ts.page_size && i < json_array_size(tools);
+	    i++)
+		json_array_append(page, json_array_get(tools, i));
+	r = json_pack("{s:o}", "tools", page);
+	if (i < json_array_size(tools)) {
+		snprintf(next, sizeof next, "p%zu", i);
+		json_object_set_new(r, "nextCursor", json_string(next));
+	}
+	ts_result(id, r);
+}
+
 /* initialize {protocolVersion, capabilities, clientInfo} */
 static void
 ts_initialize(json_t *id, json_t *params)
@@ -623,8 +692,8 @@ ts_initialize(json_t *id, json_t *params)
 	for (i = 0; want != NULL && i < nitems(ts_versions); i++)
 		if (strcmp(want, ts_versions[i]) == 0)
 			version = ts_versions[i];
-	ts_result(id, json_pack("{s:s, s:{s:{}}, s:{s:s, s:s}}",
-	    "protocolVersion", version, "capabilities", "tools",
+	ts_result(id, json_pack("{s:s, s:{s:{s:b}}, s:{s:s, s:s}}",
+	    "protocolVersion", version, "capabilities", "tools", "listChanged", 1,
 	    "serverInfo", "name", TS_NAME, "version", TS_VERSION));
 }
 
@@ -642,12 +711,9 @@ ts_request(struct jrpc_msg *m)
 	}
 	if (strcmp(m->method, "tools/call") == 0)
 		ts_call(m->id, params);
-	else if (strcmp(m->method, "tools/list") == 0) {
-		if (json_object_get(params, "cursor") != NULL)
-			ts_error(m->id, JRPC_INVALID_PARAMS, "Invalid cursor");
-		else
-			ts_result(m->id, json_incref(ts.list_result));
-	} else if (strcmp(m->method, "ping") == 0)
+	else if (strcmp(m->method, "tools/list") == 0)
+		ts_list(m->id, json_object_get(params, "cursor"));
+	else if (strcmp(m->method, "ping") == 0)
 		ts_result(m->id, json_object());
 	else if (strcmp(m->method, "initialize") == 0)
 		ts_initialize(m->id, params);
@@ -667,6 +733,7 @@ ts_cancel(json_t *params)
 
 	if (rid == NULL)
 		return;
+	ts_log_call("notifications/cancelled", params);
 	for (i = 0; i < ts.nheap; i++) {
 		if (json_equal(ts.heap[i]->id, rid)) {
 			ts_sleep_free(ts_heap_remove(i));
@@ -814,7 +881,8 @@ static void __attribute__((noreturn))
 ts_usage(int code)
 {
 	fprintf(code ? stderr : stdout, "usage: mcp-testserver [--log FILE] "
-	    "[--tools a,b,c] [--exit-after N] [--version]\n");
+	    "[--tools a,b,c] [--exit-after N] [--page-size N] "
+	    "[--version]\n");
 	exit(code);
 }
 
@@ -840,6 +908,7 @@ main(int argc, char **argv)
 		{ "log", required_argument, NULL, 'l' },
 		{ "tools", required_argument, NULL, 't' },
 		{ "exit-after", required_argument, NULL, 'x' },
+		{ "page-size", required_argument, NULL, 'p' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -867,6 +936,14 @@ main(int argc, char **argv)
 			    ts.exit_after < 1)
 				fatalx(2, "--exit-after: not a positive "
 				    "integer: %s", optarg);
+			break;
+		case 'p':
+			errno = 0;
+			ts.page_size = strtoul(optarg, &end, 10);
+			if (errno || *optarg == '\0' || *end != '\0' ||
+			    ts.page_size < 1 || ts.page_size > 1000)
+				fatalx(2, "--page-size: not an integer from 1 "
+				    "to 1000: %s", optarg);
 			break;
 		case 'V':
 			printf(TS_NAME " " TS_VERSION "\n");

@@ -22,6 +22,7 @@ local run_input
 local run_input_text
 local stats = { steps = 0, tokens = 0, cost = 0.0, model_calls = 0, tool_calls = 0, scripted = false }
 local tool_cache = {}     -- server name -> { tools, byname, waiters, err }
+local tools_epoch = 0     -- bumped when a server's tool list changes
 -- The tools an agent offers: resolved once per run (tool lists are listed
 -- once per run too), then shared by every invocation of the agent.
 local agent_tools = setmetatable({}, { __mode = "k" })
@@ -84,18 +85,41 @@ local function server_spec(name)
            sandbox = s.sandbox, timeout = s.timeout, ping = s.ping }
 end
 
--- Text of an MCP tools/call result: its text blocks joined.
+-- Text of an MCP tools/call result for a model: text blocks as they are,
+-- embedded text resources, a note for each binary block or link, and
+-- structuredContent as JSON when no block carries text.
+local function block_text(b)
+  local t = b.type
+  if t == "text" then return tostring(b.text) end
+  if t == "resource" and type(b.resource) == "table" then
+    local r = b.resource
+    if r.text then return tostring(r.text) end
+    return string.format("[embedded resource %s (%s, %d bytes of base64)]", tostring(r.uri),
+                         tostring(r.mimeType or "binary"), type(r.blob) == "string" and #r.blob or 0)
+  end
+  if t == "image" or t == "audio" then
+    return string.format("[%s content: %s, %d bytes of base64]", t, tostring(b.mimeType),
+                         type(b.data) == "string" and #b.data or 0)
+  end
+  if t == "resource_link" then
+    return string.format("[resource link: %s <%s>%s]", tostring(b.name or b.title or ""), tostring(b.uri),
+                         type(b.description) == "string" and (" " .. b.description) or "")
+  end
+  return "[" .. tostring(t) .. " content]"
+end
+
 local function result_text(r)
-  local parts = {}
+  local parts, texts = {}, 0
   if type(r) == "table" and type(r.content) == "table" then
     for _, b in ipairs(r.content) do
       if type(b) == "table" then
-        if b.type == "text" then parts[#parts + 1] = tostring(b.text)
-        elseif b.type == "resource" and type(b.resource) == "table" and b.resource.text then
-          parts[#parts + 1] = tostring(b.resource.text)
-        else parts[#parts + 1] = "[" .. tostring(b.type) .. " content]" end
+        parts[#parts + 1] = block_text(b)
+        if b.type == "text" then texts = texts + 1 end
       end
     end
+  end
+  if texts == 0 and type(r) == "table" and r.structuredContent ~= nil then
+    table.insert(parts, 1, core.json_encode(r.structuredContent))
   end
   return table.concat(parts, "\n")
 end
@@ -146,6 +170,19 @@ local function offered_names(c)
   for _, t in ipairs(c.tools) do names[#names + 1] = t.name end
   table.sort(names)
   return table.concat(names, ", ")
+end
+
+-- A tool result says its server's tool list changed (the worker marks the
+-- first result after notifications/tools/list_changed): list it again, and
+-- re-resolve every agent's tools before its next turn.
+local function note_tools_changed(ctx, server, result)
+  local meta = type(result) == "table" and result._meta
+  if type(meta) ~= "table" or not meta["weft/tools_changed"] then return end
+  ev("tool.list_changed", ctx, { server = server })
+  local c = tool_cache[server]
+  if c and (c.tools or c.err) then tool_cache[server] = nil end
+  for k in pairs(agent_tools) do agent_tools[k] = nil end
+  tools_epoch = tools_epoch + 1
 end
 
 local function check_tool(ctx, c, server, name)
@@ -571,6 +608,7 @@ local MAX_TRUNCATION_RETRIES = 2
 
 function exec.agent(n, ctx)
   local offered, byname = resolve_tools(n, ctx)
+  local epoch = tools_epoch
   local system = n.instruction and render(ctx, "instruction", n.instruction) or ""
   if #offered > 0 then system = system .. UNTRUSTED_NOTE end
   if n.output_schema then
@@ -590,6 +628,10 @@ function exec.agent(n, ctx)
   local turn = 0
   while turn < n.max_turns do
     turn = turn + 1
+    if epoch ~= tools_epoch then
+      offered, byname = resolve_tools(n, ctx)
+      epoch, conv.toolstxt = tools_epoch, nil
+    end
     if n.budget_in_prompt and ctx.env then
       local bt = budget_text(ctx)
       messages[1].content = bt and (system .. "\n\n" .. bt) or system
@@ -730,6 +772,7 @@ function exec.agent(n, ctx)
               raise(ctx, "tool '%s': %s", resp.tool_calls[i].name, tostring(rr.err.message))
             end
           else
+            note_tools_changed(ctx, calls[k].params.server.name, rr.result)
             local text = result_text(rr.result)
             results[i] = rr.result.isError and ("ERROR: " .. text) or text
             failed[i] = rr.result.isError and true or nil
@@ -899,6 +942,7 @@ function exec.tool(n, ctx)
   stats.steps = stats.steps + 1
   budget_settle(ctx, rsv, { tool_calls = 1 })
   if r.err then raise(ctx, "tool '%s': %s", n.tool, tostring(r.err.message)) end
+  note_tools_changed(ctx, n.server, r.result)
   if r.result.isError then
     raise(ctx, "tool '%s' failed: %s", n.tool, result_text(r.result))
   end
