@@ -221,7 +221,7 @@ row_free(struct eval_row *w)
 static json_t *
 call_json(size_t i, const struct eval_call *c)
 {
-	return json_pack("{s:I, s:s, s:s?, s:O?}", "index", (json_int_t)i,
+	return json_pack("{s:I, s:s, s:s*, s:O*}", "index", (json_int_t)i,
 	    "tool", c->tool, "path", c->path, "args", c->args);
 }
 
