@@ -132,7 +132,8 @@ serve_error(struct evhttp_request *req, int http, const char *reason,
     int code, const char *msg)
 {
 	json_t *e = jrpc_error(json_null(), code, msg, NULL);
-	char *s = jrpc_dump(e, NULL, 0);
+	size_t dlen;
+	char *s = jrpc_dump(e, &dlen, 0);
 
 	serve_text(req, http, reason, "application/json", s);
 	free(s);
@@ -143,7 +144,8 @@ static void
 serve_sse_event(struct evhttp_request *req, json_t *msg)
 {
 	struct evbuffer *b = evbuffer_new();
-	char *s = jrpc_dump(msg, NULL, 0);
+	size_t dlen;
+	char *s = jrpc_dump(msg, &dlen, 0);
 
 	evbuffer_add_printf(b, "event: message\ndata: %s\n\n", s ? s : "{}");
 	evhttp_send_reply_chunk(req, b);
@@ -168,6 +170,7 @@ static void
 serve_pending_done(struct serve_sess *ss, struct serve_pending *p,
     json_t *msg)
 {
+	size_t dlen;
 	char *s;
 
 	TAILQ_REMOVE(&ss->pending, p, entry);
@@ -176,7 +179,7 @@ serve_pending_done(struct serve_sess *ss, struct serve_pending *p,
 			serve_sse_event(p->req, msg);
 		evhttp_send_reply_end(p->req);
 	} else if (msg != NULL) {
-		s = jrpc_dump(msg, NULL, 0);
+		s = jrpc_dump(msg, &dlen, 0);
 		evhttp_add_header(evhttp_request_get_output_headers(p->req),
 		    "Mcp-Session-Id", ss->id);
 		serve_text(p->req, 200, "OK", "application/json", s);
@@ -733,13 +736,16 @@ cmd_serve(int argc, char **argv)
 	    EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
 	evhttp_set_cb(sv.http, "/mcp", serve_mcp_cb, &sv);
 	evhttp_set_gencb(sv.http, serve_other_cb, &sv);
-	if (serve_bind(&sv, cl.listen, &host) != 0)
-		goto out;
-	if (!serve_is_loopback(host) && sv.token == NULL) {
+	if ((host = serve_host_part(cl.listen)) != NULL &&
+	    !serve_is_loopback(host) && sv.token == NULL) {
 		fprintf(stderr, "weft: %s is not a loopback address: give a "
 		    "bearer token (--token-file or $WEFT_SERVE_TOKEN)\n", host);
 		goto out;
 	}
+	free(host);
+	host = NULL;
+	if (serve_bind(&sv, cl.listen, &host) != 0)
+		goto out;
 	/* On loopback, only loopback names (DNS rebinding); elsewhere the
 	   token guards, and Host is checked if --allow-host names any. */
 	sv.check_host = serve_is_loopback(host) || sv.nhosts > 0;

@@ -47,8 +47,10 @@ struct mcps_run {
 	struct event	*ev[2];
 	char		*buf[2];
 	size_t		 len[2];
-	int		 reaped, status, cancelled;
+	int		 reaped, status, cancelled, done;
 	int64_t		 seen, progress;
+	int		 sent;		/* notifications sent by the last poll */
+	struct event	*answer_ev;
 };
 
 static void run_finish(struct mcps_run *);
@@ -59,8 +61,10 @@ run_notify(struct mcps_run *r, const char *method, json_t *params)
 {
 	json_t *msg = jrpc_notification(method, params);
 
-	if (r->conn != NULL && !r->cancelled)
+	if (r->conn != NULL && !r->cancelled) {
 		r->conn->send(r->conn->arg, msg, r->req_id, 0);
+		r->sent++;
+	}
 	json_decref(msg);
 }
 
@@ -110,7 +114,8 @@ run_poll_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	TAILQ_FOREACH(r, &s->runs, entry)
-		run_poll(r);
+		if (!r->done)
+			run_poll(r);
 }
 
 /* Read what the child wrote on stdout (i = 0) or stderr (i = 1). */
@@ -225,34 +230,32 @@ run_free(struct mcps_run *r)
 			close(r->fd[i]);
 		free(r->buf[i]);
 	}
+	if (r->answer_ev != NULL)
+		event_free(r->answer_ev);
 	json_decref(r->req_id);
 	json_decref(r->token);
 	free(r);
 }
 
-/* Answer the call once the child has exited and closed its pipes. */
+/* Send the call's answer and forget the run. */
 static void
-run_finish(struct mcps_run *r)
+run_answer_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct mcps_run *r = arg;
 	struct mcps *s = r->srv;
-	json_t *res, *msg;
+	json_t *msg;
 	char *uri;
 
-	if (!r->reaped || r->fd[0] >= 0 || r->fd[1] >= 0)
-		return;
+	(void)fd;
+	(void)what;
 	TAILQ_REMOVE(&s->runs, r, entry);
-	s->nruns--;
-	if (s->nruns == 0)
+	if (--s->nruns == 0)
 		evtimer_del(s->poll_ev);
-	run_poll(r);
-	if (s->opts.verbose)
-		fprintf(stderr, "weft: tool %s: run %s ended\n", r->tool->name,
-		    r->id);
 	if (r->conn != NULL && r->cancelled)
 		r->conn->send(r->conn->arg, NULL, r->req_id, 1);
 	else if (r->conn != NULL) {
-		res = run_result(r);
-		mcps_reply(r->conn, r->req_id, res);
+		msg = run_result(r);
+		mcps_reply(r->conn, r->req_id, msg);
 		uri = xasprintf("weft://runs/%s", r->id);
 		if (json_object_get(r->conn->subs, uri) != NULL) {
 			msg = jrpc_notification("notifications/resources/"
@@ -263,6 +266,34 @@ run_finish(struct mcps_run *r)
 		free(uri);
 	}
 	run_free(r);
+}
+
+/*
+ * The child has exited and closed its pipes: report its last steps, then
+ * answer.  The TypeScript SDK handles notifications a microtask later but
+ * responses at once, so an answer read together with progress
+ * notifications would overtake them and the client would drop them as
+ * "unknown token": when the last poll sent any, the answer waits 20 ms.
+ */
+static void
+run_finish(struct mcps_run *r)
+{
+	struct timeval tv = { 0, 20 * 1000 };
+
+	if (!r->reaped || r->fd[0] >= 0 || r->fd[1] >= 0 || r->done)
+		return;
+	r->done = 1;
+	r->sent = 0;
+	run_poll(r);
+	if (r->srv->opts.verbose)
+		fprintf(stderr, "weft: tool %s: run %s ended\n", r->tool->name,
+		    r->id);
+	if (r->sent == 0) {
+		run_answer_cb(-1, 0, r);
+		return;
+	}
+	r->answer_ev = evtimer_new(r->srv->base, run_answer_cb, r);
+	evtimer_add(r->answer_ev, &tv);
 }
 
 static void
@@ -410,7 +441,7 @@ mcps_run_cancel(struct mcps_conn *cn, const json_t *req_id)
 		return;
 	TAILQ_FOREACH(r, &cn->srv->runs, entry)
 		if (r->conn == cn && json_equal(r->req_id, req_id) &&
-		    !r->cancelled) {
+		    !r->cancelled && !r->done) {
 			r->cancelled = 1;
 			kill(r->pid, SIGTERM);
 			if (cn->srv->opts.verbose)
@@ -427,7 +458,7 @@ mcps_runs_detach(struct mcps *s, struct mcps_conn *cn)
 	TAILQ_FOREACH(r, &s->runs, entry)
 		if (r->conn == cn) {
 			r->conn = NULL;
-			if (!r->cancelled)
+			if (!r->cancelled && !r->reaped)
 				kill(r->pid, SIGTERM);
 			r->cancelled = 1;
 		}
