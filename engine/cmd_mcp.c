@@ -27,7 +27,7 @@ mcp_usage(FILE *f)
 "\n"
 "options:\n"
 "  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n"
-"  --run-workers N     worker processes of each run (default 2)\n"
+"  --run-workers N     worker processes of each run (default 1)\n"
 "  --max-runs N        runs at once; more calls are refused (default 8)\n"
 "  -v, --verbose       log calls to stderr\n"
 "\n"
@@ -57,7 +57,7 @@ cmd_serve_opts(int argc, char **argv, struct mcps_opts *o, const char *extra,
 		longopts[n++] = more[i];
 	memset(&longopts[n], 0, sizeof longopts[n]);
 	(void)extra;
-	o->run_workers = 2;
+	o->run_workers = 1;
 	o->max_runs = 8;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {

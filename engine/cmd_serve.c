@@ -100,7 +100,7 @@ serve_usage(FILE *f)
 "  --session-timeout S   end sessions idle for S seconds (default 3600)\n"
 "  --max-body BYTES      largest request body (default 4194304)\n"
 "  --db PATH             trajectory store (default $WEFT_DB or ./weft.db)\n"
-"  --run-workers N       worker processes of each run (default 2)\n"
+"  --run-workers N       worker processes of each run (default 1)\n"
 "  --max-runs N          runs at once; more calls are refused (default 8)\n"
 "  -v, --verbose         log calls to stderr\n"
 "\n"
