@@ -8,7 +8,7 @@
 . "$WEFT_SRCDIR/tests/interop/lib_interop.sh"
 CONFORMANCE="$NODE_MODULES/.bin/conformance"
 [ -x "$CONFORMANCE" ] || { echo "SKIP: $CONFORMANCE missing (npm ci)"; exit 77; }
-trap 'stop_serve; cleanup' EXIT
+trap '_rc=$?; stop_serve; (exit $_rc); cleanup' EXIT
 
 start_serve "$CONF" --db "$WEFT_DB"
 RC=0

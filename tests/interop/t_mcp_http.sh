@@ -5,7 +5,7 @@
 . "$WEFT_SRCDIR/tests/integration/lib.sh"
 . "$WEFT_SRCDIR/tests/interop/lib_interop.sh"
 command -v curl >/dev/null 2>&1 || { echo "SKIP: curl missing"; exit 77; }
-trap 'stop_serve; cleanup' EXIT
+trap '_rc=$?; stop_serve; (exit $_rc); cleanup' EXIT
 
 start_serve "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --max-sessions 4 --max-body 65536
 node "$INTEROP/sdk_client.mjs" http "$URL" >"$T/out" 2>"$T/err" || RC=$?
