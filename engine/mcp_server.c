@@ -23,6 +23,7 @@
 #define MCPS_RUNS_LISTED 100
 #define MCPS_MAX_TOOLS	1024
 #define MCPS_RUN_PREFIX	"weft://runs/"
+#define MCPS_TRAJ_EVENTS 10000	/* events in a trajectory resource */
 
 const char *const mcps_levels[] = { "debug", "info", "notice", "warning",
     "error", "critical", "alert", "emergency", NULL };
@@ -668,6 +669,8 @@ mcps_traj_event_cb(void *arg, const struct store_event *e)
 {
 	json_t *ev, *p = NULL;
 
+	if (json_array_size(arg) >= MCPS_TRAJ_EVENTS)
+		return 1;
 	if (e->payload != NULL)
 		p = json_loads(e->payload, JSON_DECODE_ANY, NULL);
 	ev = json_pack("{s:I, s:s, s:s, s:f, s:o?}", "seq", (json_int_t)e->seq,
@@ -705,7 +708,10 @@ mcps_run_trajectory(struct mcps *s, const char *id)
 		return NULL;
 	}
 	events = json_array();
-	store_events_foreach(s->st, id, mcps_traj_event_cb, events);
+	if (store_events_foreach(s->st, id, mcps_traj_event_cb, events) == 1)
+		json_object_set_new(run, "truncated", json_sprintf("only the "
+		    "first %d events: weft show %s --json has them all",
+		    MCPS_TRAJ_EVENTS, id));
 	json_object_set_new(run, "events", events);
 	text = json_dumps(run, JSON_COMPACT);
 	json_decref(run);

@@ -43,6 +43,24 @@ expect_grep "$T/raw" '"id":9,"error":\{"code":-32602,"message":"prompt .* needs 
 expect_grep "$T/raw" '"id":10,"result":\{\}' "still alive after bad input"
 ok "malformed input gets JSON-RPC errors; the server lives on"
 
+# --max-runs bounds runs at once: a call over the limit is refused at once;
+# a cancelled run frees its place.
+INIT='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}'
+{
+	printf '%s\n' "$INIT" \
+	    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"label":"busy"}}}' \
+	    '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text"}}'
+	sleep 1
+	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}'
+	sleep 1
+	printf '%s\n' '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text"}}'
+} | "$WEFT" mcp "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --max-runs 1 >"$T/raw" 2>"$T/raw.err" ||
+	fail "weft mcp --max-runs 1 exited with $?"
+expect_grep "$T/raw" '"id":2,"result":\{"content":\[\{"type":"text","text":"the server is running 1 workflows, its limit' "a call over --max-runs is refused"
+expect_no_grep "$T/raw" '"id":1,' "a cancelled call gets no answer"
+expect_grep "$T/raw" '"id":3,"result":\{"content":\[\{"type":"text","text":"This is a simple' "a cancelled run frees its place"
+ok "--max-runs bounds the runs; cancelling frees a place"
+
 # A workflow that does not load is refused at start with FILE:LINE.
 printf 'local w = require "weft"\nlocal wf = w.workflow{ name = "x", input_schema = 3, w.fn{ function() end } }\nreturn wf\n' > "$T/bad.lua"
 RC=0
