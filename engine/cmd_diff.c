@@ -33,6 +33,7 @@ struct diff {
 	size_t		 same, changed, left, right;
 };
 
+/* Strings equal, NULL equal only to NULL. */
 static int
 diff_str_eq(const char *a, const char *b)
 {
@@ -60,6 +61,7 @@ diff_changed(const struct eval_step *a, const struct eval_step *b)
 	    !eval_json_equal(a->args, b->args);
 }
 
+/* Append a row and count it. */
 static void
 diff_push(struct diff *d, long a, long b, int op)
 {
@@ -175,6 +177,7 @@ diff_cell(const struct eval_run *r, long i, int w, int last)
 	free(cell);
 }
 
+/* The two runs side by side, then a summary line. */
 static void
 diff_print(const struct diff *d, int width)
 {
@@ -220,6 +223,7 @@ diff_step_json(const struct eval_run *r, long i)
 	    s->name, "args", s->args, "detail", s->detail);
 }
 
+/* The alignment as one JSON object (docs/eval.md). */
 static void
 diff_print_json(const struct diff *d)
 {

@@ -132,6 +132,7 @@ golden_load(const char *path, struct golden *g, char *err, size_t errlen)
 	return 0;
 }
 
+/* Free a golden file loaded (or half loaded) by golden_load. */
 static void
 golden_free(struct golden *g)
 {
@@ -209,6 +210,7 @@ row_eval(struct store *st, const char *id, const struct golden *g,
 	return 0;
 }
 
+/* Free what row_eval filled in. */
 static void
 row_free(struct eval_row *w)
 {
@@ -249,6 +251,7 @@ row_misses(const struct golden *g, const struct eval_row *w,
 	free(used);
 }
 
+/* One run's figures and mismatches as JSON. */
 static json_t *
 row_json(const struct golden *g, const struct eval_row *w)
 {
@@ -272,6 +275,7 @@ struct eval_sums {
 	size_t	n, ok, failed_checks;
 };
 
+/* Add up the rows. */
 static void
 sums_of(const struct eval_row *rows, size_t n, struct eval_sums *s)
 {
@@ -291,6 +295,7 @@ sums_of(const struct eval_row *rows, size_t n, struct eval_sums *s)
 	}
 }
 
+/* The whole evaluation as one JSON object (docs/eval.md). */
 static void
 print_json(const char *file, const struct golden *g,
     const struct eval_row *rows, const struct eval_sums *s, double min_f1,
@@ -344,6 +349,7 @@ print_calls(const char *label, json_t *list)
 	}
 }
 
+/* One run's row of the table and its mismatched calls. */
 static void
 print_row(const struct golden *g, const struct eval_row *w)
 {
@@ -365,6 +371,7 @@ print_row(const struct golden *g, const struct eval_row *w)
 	json_decref(extra);
 }
 
+/* The evaluation as a table: a row per run, the mean, the verdict. */
 static void
 print_table(const char *file, const struct golden *g,
     const struct eval_row *rows, const struct eval_sums *s, double min_f1,

@@ -50,6 +50,7 @@ gc_duration(const char *s)
 	return -1;
 }
 
+/* Note and print one deleted (or, dry, deletable) run. */
 static int
 gc_run_cb(void *arg, const struct store_run *r)
 {
@@ -86,6 +87,7 @@ gc_file_size(const char *path)
 	return n;
 }
 
+/* Print what was deleted, as text or JSON. */
 static void
 gc_report(const struct store_gc *g, struct gc_walk *w, int vacuum,
     long long before, long long after)

@@ -27,6 +27,7 @@ struct eval_load {
 	json_t		*tasks;		/* task id -> tool step index */
 };
 
+/* A string member of an object, or NULL. */
 static const char *
 jstr(const json_t *o, const char *k)
 {
@@ -71,6 +72,7 @@ eval_lookup(json_t *map, int64_t id)
 	return v != NULL ? (long)json_integer_value(v) : -1;
 }
 
+/* Remember step index idx under id in map. */
 static void
 eval_remember(json_t *map, int64_t id, size_t idx)
 {
@@ -170,6 +172,7 @@ eval_node_end(struct eval_load *l, const struct store_event *ev, json_t *p)
 	    status ? status : "?", stop) : xstrdup(status ? status : "?");
 }
 
+/* Turn one event into a step, or into the outcome of an earlier one. */
 static int
 eval_event_cb(void *arg, const struct store_event *ev)
 {
@@ -279,6 +282,7 @@ eval_tree_order(struct eval_load *l)
 	free(order);
 }
 
+/* Copy the run row's figures. */
 static int
 eval_run_cb(void *arg, const struct store_run *row)
 {
@@ -430,6 +434,7 @@ struct eval_cmp {
 	enum eval_args		 mode;
 };
 
+/* Golden call i against actual call j, for eval_lcs. */
 static int
 eval_cmp_cb(void *arg, size_t i, size_t j)
 {

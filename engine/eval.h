@@ -28,14 +28,14 @@ enum eval_args { EVAL_ARGS_COMPARE, EVAL_ARGS_SUBSET, EVAL_ARGS_IGNORE };
 
 /* One step of a run, as weft diff shows it. */
 struct eval_step {
-	int64_t		 seq;		/* the event that made it */
-	char		*path;		/* node path */
-	const char	*kind;		/* "node", "model", "tool", "end", "run" */
-	char		*name;		/* node kind, provider:model, server.tool */
-	const char	*tool;		/* tool steps: the name after the server */
-	json_t		*args;		/* tool steps: arguments, or NULL */
-	char		*detail;	/* outcome: status, "ok", "error (kind)";
-					   NULL for node steps */
+	int64_t		 seq;	/* the event that made it */
+	char		*path;	/* node path */
+	const char	*kind;	/* "node", "model", "tool", "end", "run" */
+	char		*name;	/* node kind, provider:model, server.tool */
+	const char	*tool;	/* tool steps: the name after the server */
+	json_t		*args;	/* tool steps: arguments, or NULL */
+	char		*detail; /* status, "ok", "error (kind)"; NULL for
+				    node steps */
 };
 
 /* A run read back for evaluation. */
@@ -54,7 +54,7 @@ struct eval_run {
    a golden call, which then matches that tool on any server). */
 struct eval_call {
 	const char	*tool;
-	const char	*name;		/* actual calls: the part after server */
+	const char	*name;		/* actual calls: the tool's own name */
 	const char	*path;		/* NULL: any node */
 	json_t		*args;		/* NULL: any arguments (golden) */
 };

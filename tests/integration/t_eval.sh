@@ -347,6 +347,25 @@ expect_rc 0 "gc --keep 0"
 [ "$(sql "SELECT count(*) FROM blobs")" = 0 ] || fail "no blob left"
 ok "gc --keep, --vacuum, and a running run is never deleted"
 
+# Child runs go with their top-level run; a live child keeps its tree; a
+# child whose parent is gone counts as top-level.
+old=$(($(date +%s) - 5 * 86400))
+sql "INSERT INTO runs (id, status, parent_run, started) VALUES
+       ('aaaa000000000001', 'succeeded', NULL, $old),
+       ('aaaa000000000002', 'running', 'aaaa000000000001', $old),
+       ('bbbb000000000001', 'failed', NULL, $old),
+       ('bbbb000000000002', 'succeeded', 'bbbb000000000001', $(date +%s)),
+       ('cccc000000000001', 'succeeded', 'gone000000000000', $old);
+     INSERT INTO events (run_id, seq, kind) VALUES ('bbbb000000000002', 1, 'run.start'),
+       ('aaaa000000000002', 1, 'run.start')"
+run_weft "$T/g.json" "$T/err" gc --older-than 1d --json
+expect_rc 0 "gc of run trees"
+py "$T/g.json" 'sorted(d["runs"]) == ["bbbb000000000001", "bbbb000000000002", "cccc000000000001"]' \
+    'd["events"] == 1 and d["kept_live"] == 2' || fail "gc of run trees: report"
+[ "$(sql "SELECT group_concat(id) FROM (SELECT id FROM runs ORDER BY id)")" = \
+    aaaa000000000001,aaaa000000000002,feedfacefeedface ] || fail "the tree with a running child is kept whole"
+ok "gc deletes child runs with their parent and keeps a tree with a live run"
+
 # A real run in progress is not touched either: a tool sleeping 2 s.
 export WEFT_DB="$T/live.db"
 {

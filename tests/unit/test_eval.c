@@ -146,8 +146,9 @@ static void
 test_eval_any_order_finds_maximum_matching(void **state)
 {
 	(void)state;
-	assert_score(L("t.a", "t.a{\"p\":1}"), L("t.a{\"p\":1}", "t.a{\"p\":2}"),
-	    EVAL_ANY_ORDER, EVAL_ARGS_COMPARE, 2, 1, 1, 1);
+	assert_score(L("t.a", "t.a{\"p\":1}"),
+	    L("t.a{\"p\":1}", "t.a{\"p\":2}"), EVAL_ANY_ORDER,
+	    EVAL_ARGS_COMPARE, 2, 1, 1, 1);
 }
 
 static void
