@@ -177,28 +177,61 @@ diff_cell(const struct eval_run *r, long i, int w, int last)
 	free(cell);
 }
 
-/* The two runs side by side, then a summary line. */
+/* Whether row k is within ctx rows of a row that is not the same. */
+static int
+diff_near(const struct diff *d, size_t k, long ctx)
+{
+	size_t lo, hi, i;
+
+	if (ctx < 0)
+		return 1;
+	lo = k > (size_t)ctx ? k - (size_t)ctx : 0;
+	hi = k + (size_t)ctx < d->n - 1 ? k + (size_t)ctx : d->n - 1;
+	for (i = lo; i <= hi; i++)
+		if (d->rows[i].op != ROW_SAME)
+			return 1;
+	return 0;
+}
+
+/* One row of the side-by-side view. */
 static void
-diff_print(const struct diff *d, int width)
+diff_print_row(const struct diff *d, size_t k, int w)
+{
+	printf("%s%5zu ", (long)k == d->first ? "=>" : "  ", k + 1);
+	diff_cell(&d->ra, d->rows[k].a, w, 0);
+	if (d->rows[k].b >= 0)
+		printf(" %c ", d->rows[k].op);
+	else
+		printf(" %c", d->rows[k].op);
+	diff_cell(&d->rb, d->rows[k].b, w, 1);
+	printf("\n");
+}
+
+/* The two runs side by side (with ctx >= 0, only the rows within ctx of
+   a difference), then a summary line. */
+static void
+diff_print(const struct diff *d, int width, long ctx)
 {
 	int w = (width - 12) / 2;
 	char head[128];
-	size_t k;
+	size_t k, skipped = 0;
 
 	if (w < 20)
 		w = 20;
 	snprintf(head, sizeof head, "a %s (%s)", d->ra.id, d->ra.status);
 	printf("%-8s%-*s   ", "", w, head);
 	printf("b %s (%s)\n", d->rb.id, d->rb.status);
-	for (k = 0; k < d->n; k++) {
-		printf("%s%5zu ", (long)k == d->first ? "=>" : "  ", k + 1);
-		diff_cell(&d->ra, d->rows[k].a, w, 0);
-		if (d->rows[k].b >= 0)
-			printf(" %c ", d->rows[k].op);
-		else
-			printf(" %c", d->rows[k].op);
-		diff_cell(&d->rb, d->rows[k].b, w, 1);
-		printf("\n");
+	for (k = 0; k <= d->n; k++) {
+		if (k < d->n && !diff_near(d, k, ctx)) {
+			skipped++;
+			continue;
+		}
+		if (skipped > 0)
+			printf("        ... %zu same row%s\n", skipped,
+			    skipped == 1 ? "" : "s");
+		skipped = 0;
+		if (k < d->n)
+			diff_print_row(d, k, w);
 	}
 	printf("\n");
 	if (d->first < 0)
@@ -259,7 +292,7 @@ static void
 diff_usage(FILE *f)
 {
 	fprintf(f,
-"usage: weft diff RUN1 RUN2 [--json] [--width N] [--db PATH]\n"
+"usage: weft diff RUN1 RUN2 [--json] [--context N] [--width N] [--db PATH]\n"
 "\n"
 "Show two runs' steps side by side (nodes, node ends, model turns, tool\n"
 "calls, in tree order), aligned on node path, step kind and node kind,\n"
@@ -267,9 +300,10 @@ diff_usage(FILE *f)
 "different (tool arguments, outcome, the tools a model asked for), '<'\n"
 "only in RUN1, '>' only in RUN2.  The first divergence is marked =>.\n"
 "\n"
-"  --json      print the alignment as one JSON object\n"
-"  --width N   line width of the side-by-side view (default 140)\n"
-"  --db PATH   trajectory store (default $WEFT_DB or ./weft.db)\n"
+"  --json       print the alignment as one JSON object\n"
+"  --context N  show only the rows within N rows of a difference\n"
+"  --width N    line width of the side-by-side view (default 140)\n"
+"  --db PATH    trajectory store (default $WEFT_DB or ./weft.db)\n"
 "\n"
 "Exit status: 0 identical, 1 different, 2 bad usage or unknown run.\n");
 }
@@ -280,6 +314,7 @@ cmd_diff(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "width", required_argument, NULL, 'w' },
+		{ "context", required_argument, NULL, 'c' },
 		{ "db", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -288,7 +323,7 @@ cmd_diff(int argc, char **argv)
 	struct diff d;
 	const char *db = NULL;
 	char err[512], *end;
-	long width = 140;
+	long width = 140, ctx = -1;
 	int ch, json = 0, rc = 2;
 
 	memset(&d, 0, sizeof d);
@@ -305,6 +340,16 @@ cmd_diff(int argc, char **argv)
 			    width > 1000) {
 				fprintf(stderr, "weft: --width '%s': expected "
 				    "40 to 1000\n", optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			errno = 0;
+			ctx = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    ctx < 0 || ctx > 1000000) {
+				fprintf(stderr, "weft: --context '%s': expected "
+				    "a count from 0\n", optarg);
 				return 2;
 			}
 			break;
@@ -336,7 +381,7 @@ cmd_diff(int argc, char **argv)
 	if (json)
 		diff_print_json(&d);
 	else
-		diff_print(&d, (int)width);
+		diff_print(&d, (int)width, ctx);
 	rc = d.first < 0 ? 0 : 1;
 out:
 	eval_run_free(&d.ra);

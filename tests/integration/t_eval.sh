@@ -196,6 +196,11 @@ run_weft "$T/out" "$T/err" diff "$G1" "$ARG"
 expect_rc 1 "diff of runs with different arguments"
 expect_grep "$T/out" '^=> +4 +tool test\.echo \{"message":"hi"\} -> ok +\| +tool test\.echo \{"message":"bye"\} -> ok$' "changed row marked"
 expect_grep "$T/out" '^first divergence at row 4; 10 same, 1 changed, 0 only in a, 0 only in b$' "summary"
+run_weft "$T/out" "$T/err" diff "$G1" "$ARG" --context 1
+expect_rc 1 "diff --context"
+[ "$(grep -Ec '^(=>|  ) +[0-9]+ ' "$T/out")" = 3 ] || fail "--context 1 shows 3 rows"
+expect_grep "$T/out" '^ +\.\.\. 2 same rows$' "rows before elided"
+expect_grep "$T/out" '^ +\.\.\. 6 same rows$' "rows after elided"
 
 run_weft "$T/d.json" "$T/err" diff "$G1" "$FAILR" --json
 expect_rc 1 "diff --json"
