@@ -308,6 +308,24 @@ diff_usage(FILE *f)
 "Exit status: 0 identical, 1 different, 2 bad usage or unknown run.\n");
 }
 
+/* Parse --NAME's value, lo to hi; -1 with a message if it is not one. */
+static int
+diff_number(const char *name, const char *arg, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno != 0 || end == arg || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "weft: --%s '%s': expected %ld to %ld\n", name,
+		    arg, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 int
 cmd_diff(int argc, char **argv)
 {
@@ -322,7 +340,7 @@ cmd_diff(int argc, char **argv)
 	struct store *st = NULL;
 	struct diff d;
 	const char *db = NULL;
-	char err[512], *end;
+	char err[512];
 	long width = 140, ctx = -1;
 	int ch, json = 0, rc = 2;
 
@@ -334,24 +352,12 @@ cmd_diff(int argc, char **argv)
 			json = 1;
 			break;
 		case 'w':
-			errno = 0;
-			width = strtol(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || width < 40 ||
-			    width > 1000) {
-				fprintf(stderr, "weft: --width '%s': expected "
-				    "40 to 1000\n", optarg);
+			if (diff_number("width", optarg, 40, 1000, &width))
 				return 2;
-			}
 			break;
 		case 'c':
-			errno = 0;
-			ctx = strtol(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' ||
-			    ctx < 0 || ctx > 1000000) {
-				fprintf(stderr, "weft: --context '%s': expected "
-				    "a count from 0\n", optarg);
+			if (diff_number("context", optarg, 0, 1000000, &ctx))
 				return 2;
-			}
 			break;
 		case 'd':
 			db = optarg;
