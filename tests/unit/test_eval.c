@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
 #include "engine/eval.h"
+#include "engine/store.h"
 
 #define MAXC 16
 
@@ -256,6 +258,147 @@ test_eval_lcs_alignment(void **state)
 	assert_int_equal(m[2], 2);
 }
 
+/* A store in a private directory with one run "r1". */
+struct tstore {
+	char		 dir[64], path[96];
+	struct store	*st;
+	int64_t		 seq;
+};
+
+static void
+tstore_open(struct tstore *t)
+{
+	struct store_run run;
+	char err[256];
+
+	snprintf(t->dir, sizeof t->dir, "/tmp/test_eval.XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(t->path, sizeof t->path, "%s/weft.db", t->dir);
+	assert_int_equal(store_open(t->path, &t->st, err, sizeof err), 0);
+	memset(&run, 0, sizeof run);
+	run.id = "r1";
+	run.status = "succeeded";
+	assert_int_equal(store_run_create(t->st, &run), 0);
+	t->seq = 0;
+}
+
+static void
+tstore_close(struct tstore *t)
+{
+	char p[128];
+
+	store_close(t->st);
+	unlink(t->path);
+	snprintf(p, sizeof p, "%s-wal", t->path);
+	unlink(p);
+	snprintf(p, sizeof p, "%s-shm", t->path);
+	unlink(p);
+	rmdir(t->dir);
+}
+
+/* Append an event of run r1. */
+static void
+tstore_ev(struct tstore *t, const char *kind, int64_t span, int64_t parent,
+    const char *path, const char *payload)
+{
+	struct store_event ev;
+
+	memset(&ev, 0, sizeof ev);
+	ev.run_id = "r1";
+	ev.seq = ++t->seq;
+	ev.span_id = span;
+	ev.parent_span = parent;
+	ev.node_path = path;
+	ev.kind = kind;
+	ev.payload = payload;
+	assert_int_equal(store_event_append(t->st, &ev), 0);
+}
+
+/* The steps as "kind path name detail" lines joined by '|'. */
+static char *
+steps_text(const struct eval_run *r)
+{
+	char *out = calloc(1, 4096);
+	size_t i;
+
+	for (i = 0; i < r->n; i++)
+		snprintf(out + strlen(out), 4096 - strlen(out), "%s%s %s %s %s",
+		    i ? "|" : "", r->steps[i].kind, r->steps[i].path,
+		    r->steps[i].name, r->steps[i].detail ?
+		    r->steps[i].detail : "-");
+	return out;
+}
+
+/* Parallel branches recorded interleaved come out one after the other. */
+static void
+test_eval_steps_in_tree_order(void **state)
+{
+	struct tstore t;
+	struct eval_run r;
+	char err[256], *text;
+
+	(void)state;
+	tstore_open(&t);
+	tstore_ev(&t, "run.start", 0, 0, "", "{}");
+	tstore_ev(&t, "node.start", 1, 0, "p", "{\"kind\":\"parallel\"}");
+	tstore_ev(&t, "node.start", 2, 1, "p/a", "{\"kind\":\"agent\"}");
+	tstore_ev(&t, "node.start", 3, 1, "p/b", "{\"kind\":\"agent\"}");
+	tstore_ev(&t, "tool.call", 3, 0, "p/b", "{\"task\":2,\"server\":"
+	    "\"s\",\"name\":\"y\",\"arguments\":{\"n\":2}}");
+	tstore_ev(&t, "tool.call", 2, 0, "p/a", "{\"task\":1,\"server\":"
+	    "\"s\",\"name\":\"x\"}");
+	tstore_ev(&t, "tool.result", 2, 0, "p/a", "{\"task\":1,"
+	    "\"result\":{\"content\":[]}}");
+	tstore_ev(&t, "tool.error", 3, 0, "p/b", "{\"task\":2,\"error\":"
+	    "{\"kind\":\"timeout\"}}");
+	tstore_ev(&t, "model.call", 3, 1, "p/b", "{\"provider\":\"scripted\","
+	    "\"model\":\"m\",\"response\":{\"stop_reason\":\"final\"}}");
+	tstore_ev(&t, "node.end", 2, 1, "p/a", "{\"status\":\"succeeded\"}");
+	tstore_ev(&t, "node.end", 3, 1, "p/b", "{\"status\":\"failed\"}");
+	tstore_ev(&t, "node.end", 1, 0, "p", "{\"status\":\"failed\"}");
+	tstore_ev(&t, "run.end", 0, 0, "", "{}");
+	assert_int_equal(store_commit(t.st), 0);
+	assert_int_equal(eval_run_load(t.st, "r1", &r, err, sizeof err), 0);
+	text = steps_text(&r);
+	assert_string_equal(text,
+	    "node p parallel -|node p/a agent -|tool p/a s.x ok|"
+	    "end p/a agent succeeded|node p/b agent -|"
+	    "tool p/b s.y error (timeout)|model p/b scripted:m final|"
+	    "end p/b agent failed|end p parallel failed|run   succeeded");
+	assert_string_equal(r.steps[5].tool, "y");
+	assert_int_equal(json_integer_value(json_object_get(r.steps[5].args,
+	    "n")), 2);
+	free(text);
+	eval_run_free(&r);
+	tstore_close(&t);
+}
+
+/* Spans whose parents form a cycle lose no step: they come last. */
+static void
+test_eval_steps_survive_corrupt_spans(void **state)
+{
+	struct tstore t;
+	struct eval_run r;
+	char err[256], *text;
+
+	(void)state;
+	tstore_open(&t);
+	tstore_ev(&t, "node.start", 5, 6, "x", "{\"kind\":\"fn\"}");
+	tstore_ev(&t, "node.start", 6, 5, "y", "{\"kind\":\"fn\"}");
+	tstore_ev(&t, "node.start", 7, 7, "z", "not json");
+	tstore_ev(&t, "tool.result", 7, 0, "z", "{\"task\":99}");
+	assert_int_equal(store_commit(t.st), 0);
+	assert_int_equal(eval_run_load(t.st, "r1", &r, err, sizeof err), 0);
+	text = steps_text(&r);
+	assert_string_equal(text, "node z ? -|run   succeeded|node x fn -|"
+	    "node y fn -");
+	free(text);
+	eval_run_free(&r);
+	assert_int_equal(eval_run_load(t.st, "nope", &r, err, sizeof err), -1);
+	assert_string_equal(err, "no run 'nope'");
+	tstore_close(&t);
+}
+
 static void
 test_eval_mode_names(void **state)
 {
@@ -281,6 +424,8 @@ main(void)
 		cmocka_unit_test(test_eval_empty_lists),
 		cmocka_unit_test(test_eval_node_path),
 		cmocka_unit_test(test_eval_lcs_alignment),
+		cmocka_unit_test(test_eval_steps_in_tree_order),
+		cmocka_unit_test(test_eval_steps_survive_corrupt_spans),
 		cmocka_unit_test(test_eval_mode_names),
 	};
 
