@@ -1,7 +1,8 @@
 /*
  * cmd_gc.c: `weft gc --older-than 30d | --keep 50`: delete old runs with
  * their events, tasks and the blobs no remaining run refers to.  A run
- * that is running, paused or waiting is never deleted (store_gc()).
+ * that has not finished (running, paused, waiting) is never deleted
+ * (store_gc()).
  */
 #include "config.h"
 
@@ -117,8 +118,8 @@ gc_report(const struct store_gc *g, struct gc_walk *w, int vacuum,
 	    (long long)g->runs, (long long)g->events, (long long)g->tasks,
 	    (long long)g->blobs, (long long)g->blob_bytes);
 	if (g->kept_live > 0)
-		printf("kept %lld selected run(s) that are running, paused or "
-		    "waiting\n", (long long)g->kept_live);
+		printf("kept %lld selected run(s) that have not finished "
+		    "(running, paused or waiting)\n", (long long)g->kept_live);
 	if (vacuum)
 		printf("vacuum: database %lld -> %lld bytes\n", before, after);
 }
@@ -131,8 +132,9 @@ gc_usage(FILE *f)
 "               [--json] [--db PATH]\n"
 "\n"
 "Delete old runs with their events and tasks, and the stored payloads\n"
-"(blobs) that no remaining run refers to.  A run that is running, paused\n"
-"or waiting is never deleted.  Child runs go with their top-level run.\n"
+"(blobs) that no remaining run refers to.  A run that has not finished\n"
+"(running, paused, waiting) is never deleted, nor its parent or children.\n"
+"Child runs go with their top-level run.\n"
 "At least one of --older-than and --keep is required; given both, a run\n"
 "is deleted only if both select it.\n"
 "\n"

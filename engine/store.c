@@ -910,8 +910,10 @@ store_event_count(struct store *s, const char *run_id)
 }
 
 /* Retention (weft gc): the statements, in order, of store_gc(). */
-#define GC_LIVE	"(r.status IS NULL OR r.status IN ('running', 'paused', " \
-	"'waiting'))"
+/* Only a finished run may go: running, paused, waiting and any status
+   this build does not know keep their tree. */
+#define GC_LIVE	"(r.status IS NULL OR r.status NOT IN ('succeeded', " \
+	"'failed', 'cancelled', 'budget_exceeded'))"
 static const char *store_gc_select[] = {
 	"DROP TABLE IF EXISTS temp.gc_runs",
 	"CREATE TEMP TABLE gc_runs (root TEXT NOT NULL, "

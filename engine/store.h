@@ -121,8 +121,9 @@ int64_t store_event_count(struct store *, const char *run_id);
  * Retention (weft gc).  The unit is a top-level run with all its child
  * runs.  Selected: the runs beyond the `keep` newest (keep < 0: no such
  * limit) that also started before `before` (0: no such limit); of those,
- * a tree holding a run whose status is running, paused or waiting (or
- * unknown) is kept and counted in kept_live.  The selected runs are
+ * a tree holding a run that has not finished (a status other than
+ * succeeded, failed, cancelled, budget_exceeded: running, paused,
+ * waiting ...) is kept and counted in kept_live.  The selected runs are
  * deleted with their events and tasks, then every blob whose hash no
  * remaining event's payload holds as a string value.  All in one write
  * transaction, rolled back if dry_run, so a dry run counts exactly what

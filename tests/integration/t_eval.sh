@@ -317,7 +317,7 @@ expect_grep "$T/out" "^would delete run $M1 " "dry run lists $M1"
 expect_grep "$T/out" "^would delete run $M2 " "dry run lists $M2"
 expect_no_grep "$T/out" "$M3|$M4|feedface" "dry run spares the rest"
 expect_grep "$T/out" '^would delete 2 runs, [1-9][0-9]* events, 0 tasks, 4 blobs \([0-9]+ bytes\)$' "dry run counts"
-expect_grep "$T/out" '^kept 1 selected run\(s\) that are running, paused or waiting$' "the running run is reported kept"
+expect_grep "$T/out" '^kept 1 selected run\(s\) that have not finished \(running, paused or waiting\)$' "the running run is reported kept"
 [ "$(sql "SELECT count(*) FROM runs")" = 5 ] && [ "$(sql "SELECT count(*) FROM events")" = "$before" ] &&
     [ "$(sql "SELECT count(*) FROM blobs")" = 9 ] || fail "dry run deleted something"
 ok "gc --dry-run reports and deletes nothing"
@@ -353,23 +353,26 @@ expect_rc 0 "gc --keep 0"
 ok "gc --keep, --vacuum, and a running run is never deleted"
 
 # Child runs go with their top-level run; a live child keeps its tree; a
-# child whose parent is gone counts as top-level.
+# child whose parent is gone counts as top-level; a status gc does not know
+# as finished is kept.
 old=$(($(date +%s) - 5 * 86400))
 sql "INSERT INTO runs (id, status, parent_run, started) VALUES
        ('aaaa000000000001', 'succeeded', NULL, $old),
        ('aaaa000000000002', 'running', 'aaaa000000000001', $old),
        ('bbbb000000000001', 'failed', NULL, $old),
        ('bbbb000000000002', 'succeeded', 'bbbb000000000001', $(date +%s)),
-       ('cccc000000000001', 'succeeded', 'gone000000000000', $old);
+       ('cccc000000000001', 'succeeded', 'gone000000000000', $old),
+       ('dddd000000000001', 'some_future_status', NULL, $old);
      INSERT INTO events (run_id, seq, kind) VALUES ('bbbb000000000002', 1, 'run.start'),
        ('aaaa000000000002', 1, 'run.start')"
 run_weft "$T/g.json" "$T/err" gc --older-than 1d --json
 expect_rc 0 "gc of run trees"
 py "$T/g.json" 'sorted(d["runs"]) == ["bbbb000000000001", "bbbb000000000002", "cccc000000000001"]' \
-    'd["events"] == 1 and d["kept_live"] == 2' || fail "gc of run trees: report"
+    'd["events"] == 1 and d["kept_live"] == 3' || fail "gc of run trees: report"
 [ "$(sql "SELECT group_concat(id) FROM (SELECT id FROM runs ORDER BY id)")" = \
-    aaaa000000000001,aaaa000000000002,feedfacefeedface ] || fail "the tree with a running child is kept whole"
-ok "gc deletes child runs with their parent and keeps a tree with a live run"
+    aaaa000000000001,aaaa000000000002,dddd000000000001,feedfacefeedface ] ||
+    fail "the tree with a running child, and a run of unknown status, are kept"
+ok "gc deletes child runs with their parent; keeps a tree with a live run and unknown statuses"
 
 # A real run in progress is not touched either: a tool sleeping 2 s.
 export WEFT_DB="$T/live.db"
