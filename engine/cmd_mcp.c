@@ -239,7 +239,9 @@ cmd_mcp(int argc, char **argv)
 	ss.srv = srv;
 	ss.lb = linebuf_new(MCPS_MAX_MESSAGE);
 	ss.conn = mcps_conn_new(srv, stdio_send_cb, &ss);
-	evutil_make_socket_nonblocking(0);
+	/* stdin stays blocking: it may share its file description with
+	   stdout (a socket), which must not turn non-blocking under
+	   fwrite.  The read callback only runs when data is ready. */
 	ss.in_ev = event_new(ss.base, 0, EV_READ | EV_PERSIST, stdio_read_cb,
 	    &ss);
 	ss.term_ev = evsignal_new(ss.base, SIGTERM, stdio_term_cb, &ss);

@@ -611,6 +611,8 @@ serve_load_token(struct serve *sv, const char *file)
 		sv->token = t;
 	} else if (env != NULL && *env != '\0')
 		sv->token = xstrdup(env);
+	/* Runs are children: they need not know the server's secret. */
+	unsetenv("WEFT_SERVE_TOKEN");
 	if (sv->token != NULL && strlen(sv->token) < 16) {
 		fprintf(stderr, "weft: the bearer token must be at least 16 "
 		    "characters\n");

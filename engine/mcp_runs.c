@@ -133,8 +133,12 @@ run_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n > 0) {
+		/* Past the cap, read on and drop: closing the pipe would
+		   kill the child with SIGPIPE. */
 		if (r->len[i] + (size_t)n > cap)
 			n = (ssize_t)(cap - r->len[i]);
+		if (n == 0)
+			return;
 		r->buf[i] = xrealloc(r->buf[i], r->len[i] + n + 1);
 		memcpy(r->buf[i] + r->len[i], tmp, n);
 		r->len[i] += n;
