@@ -502,6 +502,13 @@ serve_get(struct serve *sv, struct evhttp_request *req)
 	}
 	if ((ss = serve_session_of(sv, req)) == NULL)
 		return;
+	/* A stream whose client left was detached from its connection by
+	   libevent: end it (that frees it) and take the new one. */
+	if (ss->stream != NULL &&
+	    evhttp_request_get_connection(ss->stream) == NULL) {
+		evhttp_send_reply_end(ss->stream);
+		ss->stream = NULL;
+	}
 	if (ss->stream != NULL) {
 		serve_error(req, 409, "Conflict", JRPC_INVALID_REQUEST,
 		    "this session already has a stream open");

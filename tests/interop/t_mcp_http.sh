@@ -82,6 +82,14 @@ sleep 0.3
 curl -s -o /dev/null -w '%{http_code}' -H 'Accept: text/event-stream' -H "$S" "$URL" >"$T/code"
 expect_code 409 "one GET stream per session"
 expect_grep "$T/stream.h" 'text/event-stream' "GET opens an event stream"
+# A client that drops its stream may open a new one.
+kill "$CURL_PID"
+wait "$CURL_PID" 2>/dev/null
+sleep 0.2
+curl -s -N -H 'Accept: text/event-stream' -H "$S" -o "$T/stream" -D "$T/stream.h" "$URL" &
+CURL_PID=$!
+sleep 0.3
+expect_grep "$T/stream.h" '200 OK' "a new GET stream after the old one was dropped"
 
 # Sessions are bounded: fill them, the next initialize is 503.
 for i in 1 2 3 4 5; do post "$INIT"; done
