@@ -1997,10 +1997,41 @@ captoken_verify(const struct captoken_keys *keys, const char *s, size_t len,
     size_t errlen)
 {
 	struct captoken *t;
-	struct ck_use *u = NULL;
-	char kid[CAPTOKEN_KID_LEN + 1], q[QBUF], q2[QBUF], list[512];
-	char t1[40], t2[40];
+	char kid[CAPTOKEN_KID_LEN + 1];
 	json_t *c;
+	int r;
+
+	if ((r = tok_decode(keys, s, len, &c, kid, err, errlen)) != 0)
+		return r;
+	t = tok_new(c, kid, NULL);
+	r = captoken_check(t, call, now_ms, uses, err, errlen);
+	if (r != 0 || tokp == NULL) {
+		captoken_free(t);
+		return r;
+	}
+	t->str = xstrndup(s, len);
+	*tokp = t;
+	return 0;
+}
+
+/* Whether node is at or below the token's node, on a '/' boundary. */
+static int
+node_within(const char *node, const char *tnode)
+{
+	size_t n = strlen(tnode);
+
+	return strncmp(node, tnode, n) == 0 &&
+	    (node[n] == '\0' || node[n] == '/');
+}
+
+int
+captoken_check(const struct captoken *t, const struct captoken_call *call,
+    int64_t now_ms, struct captoken_uses *uses, char *err, size_t errlen)
+{
+	struct ck_use *u = NULL;
+	char q[QBUF], q2[QBUF], list[512];
+	char t1[40], t2[40];
+	const json_t *c = t->claims;
 	int r;
 
 	if (uses != NULL) {
@@ -2008,9 +2039,6 @@ captoken_verify(const struct captoken_keys *keys, const char *s, size_t len,
 			now_ms = uses->clock;
 		uses->clock = now_ms;
 	}
-	if ((r = tok_decode(keys, s, len, &c, kid, err, errlen)) != 0)
-		return r;
-	t = tok_new(c, kid, NULL);
 	r = -1;
 	if (now_ms > t->exp + CAPTOKEN_SKEW_MS) {
 		errf(err, errlen, "token %s expired at %s (now %s)", t->jti,
@@ -2026,8 +2054,9 @@ captoken_verify(const struct captoken_keys *keys, const char *s, size_t len,
 		errf(err, errlen, "token %s is for run '%s', not run '%s'",
 		    t->jti, QS(q, t->run), call->run ? QS(q2, call->run) : "");
 		r = -CAPTOKEN_ERUN;
-	} else if (call->node != NULL && strcmp(call->node, t->node) != 0) {
-		errf(err, errlen, "token %s is for node '%s', not node '%s'",
+	} else if (call->node != NULL && !node_within(call->node, t->node)) {
+		errf(err, errlen, "token %s is for node '%s' and below, not "
+		    "node '%s'",
 		    t->jti, QS(q, t->node), QS(q2, call->node));
 		r = -CAPTOKEN_ENODE;
 	} else if (call->tool == NULL) {
@@ -2074,13 +2103,7 @@ captoken_verify(const struct captoken_keys *keys, const char *s, size_t len,
 		} else
 			r = 0;
 	}
-	if (r != 0 || tokp == NULL) {
-		captoken_free(t);
-		return r;
-	}
-	t->str = xstrndup(s, len);
-	*tokp = t;
-	return 0;
+	return r;
 }
 
 /* Use table: open addressing with linear probing, keyed by jti. */

@@ -93,7 +93,9 @@ struct captoken_uses;
 
 /*
  * What a worker is about to do with a token: the task's run id and node
- * path, and the tool call.  node may be NULL not to check it.  tool may be
+ * path, and the tool call.  A token for node "a/b" serves tasks of "a/b"
+ * and of the nodes below it ("a/b/c"), not "a/bc"; node may be NULL not
+ * to check it.  tool may be
  * NULL to check only the token itself (signature, expiry, run, node), as
  * for a tools/list task; then arguments and calls are not checked or
  * counted.  args is the call's arguments object; NULL means none.
@@ -241,6 +243,17 @@ int captoken_verify(const struct captoken_keys *keys, const char *token,
     size_t len, const struct captoken_call *call, int64_t now_ms,
     struct captoken_uses *uses, struct captoken **tokp, char *err,
     size_t errlen);
+
+/*
+ * The checks of captoken_verify after the signature, for a token that
+ * verified already (a verifier may keep verified tokens and check each
+ * later call with this alone): expiry and issue time, run, node, tool,
+ * arguments and call count.  Same results and messages as
+ * captoken_verify.
+ */
+int captoken_check(const struct captoken *tok,
+    const struct captoken_call *call, int64_t now_ms,
+    struct captoken_uses *uses, char *err, size_t errlen);
 
 /* Free a token; NULL is allowed. */
 void captoken_free(struct captoken *tok);

@@ -18,6 +18,7 @@ int cmd_graph(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 /* The database path: --db, else $WEFT_DB, else ./weft.db. */
 const char *cmd_db_path(const char *opt);

@@ -39,6 +39,9 @@ run_usage(FILE *f)
 "                      dimensions: usd, tokens, input_tokens, output_tokens,\n"
 "                      model_calls, tool_calls, seconds, depth\n"
 "  --json              print the outcome as one JSON object\n"
+"  --state-dir DIR     signing keys of capability tokens (default\n"
+"                      $WEFT_STATE_DIR, $XDG_STATE_HOME/weft or\n"
+"                      ~/.local/state/weft; see `weft keys`)\n"
 "  --run-id ID         record the run under ID (16 lowercase hex digits, not\n"
 "                      yet in the store; weft mcp and weft serve use it)\n"
 "  -q, --quiet         print only the answer\n"
@@ -157,6 +160,7 @@ cmd_run(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "run-id", required_argument, NULL, 'R' },
 		{ "budget", required_argument, NULL, 'b' },
+		{ "state-dir", required_argument, NULL, 'S' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -248,6 +252,9 @@ cmd_run(int argc, char **argv)
 			json_decref(budget);
 			if ((budget = run_parse_budget(optarg)) == NULL)
 				return 2;
+			break;
+		case 'S':
+			co.state_dir = optarg;
 			break;
 		case 'q':
 			quiet = 1;

@@ -21,7 +21,10 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "engine/captoken.h"
 #include "engine/coord.h"
+#include "engine/fault.h"
+#include "engine/grant.h"
 #include "engine/store.h"
 #include "engine/util.h"
 #include "protocols/jsonrpc.h"
@@ -42,6 +45,7 @@ struct task {
 	int64_t			 span;
 	char			*params;	/* JSON text, sent as is */
 	char			*server;	/* MCP server name */
+	int			 grant;		/* its token's grant id */
 	int			 worker;	/* lease holder, -1 */
 	double			 lease_until;	/* monotonic */
 	double			 started;	/* monotonic, this attempt */
@@ -117,6 +121,8 @@ struct coord {
 	size_t			 ndl, dl_cap;
 
 	char			*run_id;
+	struct captoken_keys	*keys;		/* signing keys */
+	struct grants		*grants;	/* the run's grants */
 	int64_t			 seq;
 	struct coord_sink	 sink;
 	int			 run_ended;
@@ -237,10 +243,133 @@ coord_task_row(struct coord *c, struct task *t, const char *state)
 		coord_fail(c, "store: %s", store_error(c->st));
 }
 
+/* Record a token minted for grant id: its id and claims, never itself. */
+static void
+coord_on_mint(void *arg, int id, const struct captoken *tok)
+{
+	struct coord *c = arg;
+	const json_t *cl = captoken_claims(tok);
+	json_t *p;
+
+	p = json_pack("{s:i, s:s, s:s, s:s, s:O, s:I, s:I}", "grant", id,
+	    "jti", captoken_jti(tok), "kid", captoken_kid(tok), "node",
+	    captoken_node(tok), "tools", json_object_get(cl, "tools"),
+	    "max_calls", (json_int_t)captoken_max_calls(tok), "exp",
+	    (json_int_t)captoken_exp_ms(tok));
+	if (captoken_parent(tok) != NULL)
+		json_object_set_new(p, "parent", json_string(
+		    captoken_parent(tok)));
+	if (json_object_get(cl, "args") != NULL)
+		json_object_set(p, "args", json_object_get(cl, "args"));
+	coord_event(c, "token.mint", 0, 0, captoken_node(tok), 0, p, 0, 0);
+	json_decref(p);
+}
+
+int
+coord_grant(struct coord *c, int parent, const char *path,
+    const json_t *grant, int eager, char *err, size_t errlen)
+{
+	return grants_add(c->grants, parent, path, grant, eager, NULL, err,
+	    errlen);
+}
+
+/* Record a refused token and fail its task (a permanent error). */
+static void
+coord_token_refused(struct coord *c, struct task *t, int reason,
+    const char *msg)
+{
+	json_t *p;
+
+	p = json_pack("{s:s, s:s, s:s}", "kind", FAIL_TOKEN, "reason",
+	    captoken_reason_name(reason), "message", msg);
+	coord_task_end(c, t, NULL, p);
+	json_decref(p);
+}
+
+/*
+ * The token of task t's grant; if count, the call is counted first.
+ * When that is refused the task fails (count) or NULL is returned.
+ */
+static const char *
+coord_task_token(struct coord *c, struct task *t, int count)
+{
+	const char *tok;
+	char err[512];
+	int reason;
+
+	if (fault_hit("token.nocount"))
+		count = 0;
+	tok = grants_token(c->grants, t->grant, count &&
+	    strcmp(t->kind, TASK_MCP_CALL) == 0, captoken_now_ms(), &reason,
+	    err, sizeof err);
+	if (tok == NULL && count)
+		coord_token_refused(c, t, reason, err);
+	else if (tok != NULL && count)
+		t->size += strlen(tok);
+	return tok;
+}
+
+/* A token like grant id's, minted for another run or already expired. */
+static char *
+coord_fault_mint(struct coord *c, int id, int expired)
+{
+	const json_t *cl = grants_claims(c->grants, id);
+	struct captoken *tok;
+	int64_t now = captoken_now_ms();
+	json_t *g;
+	char err[256], *s;
+
+	if (cl == NULL)
+		return xstrdup("");
+	g = json_deep_copy(cl);
+	json_object_del(g, "v");
+	json_object_del(g, "iat");
+	json_object_del(g, "jti");
+	json_object_del(g, "parent");
+	if (expired) {
+		json_object_set_new(g, "exp", json_integer(now - 3600000));
+		now -= 7200000;
+	} else
+		json_object_set_new(g, "run", json_string("another-run"));
+	s = captoken_mint(c->keys, g, NULL, now, &tok, err, sizeof err) == 0 ?
+	    xstrdup(captoken_string(tok)) : xstrdup("");
+	if (*s != '\0')
+		captoken_free(tok);
+	json_decref(g);
+	return s;
+}
+
+/*
+ * The token as sent, a copy: altered when a WEFT_FAULT token point asks
+ * for it (the tests of the workers' checks, docs/security.md).
+ */
+static char *
+coord_fault_token(struct coord *c, struct task *t, const char *tok)
+{
+	char *s;
+	size_t n;
+
+	if (tok == NULL)
+		return xstrdup("");
+	if (fault_hit("token.foreign_run"))
+		return coord_fault_mint(c, t->grant, 0);
+	if (fault_hit("token.expired"))
+		return coord_fault_mint(c, t->grant, 1);
+	if (fault_hit("token.garbage"))
+		return xstrdup("wct1.garbage.!!!.???");
+	s = xstrdup(tok);
+	n = strlen(s);
+	if (fault_hit("token.tamper") && n > 10)
+		s[n - 5] = s[n - 5] == 'A' ? 'B' : 'A';
+	if (fault_hit("token.truncate"))
+		s[n / 2] = '\0';
+	return s;
+}
+
 int64_t
 coord_submit(struct coord *c, const char *kind, const char *path,
     int64_t span, const char *server, const char *params,
-    const char *summary)
+    const char *summary, int grant)
 {
 	struct task *t = xcalloc(1, sizeof *t);
 	int64_t t_id;
@@ -256,6 +385,7 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->span = span;
 	t->params = xstrdup(params);
 	t->server = xstrdup(server);
+	t->grant = grant;
 	t->worker = -1;
 	t->size = strlen(params) + strlen(path) + 512;
 	TAILQ_INSERT_TAIL(&c->queue, t, entry);
@@ -275,8 +405,31 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 		json_decref(p);
 		return t_id;
 	}
+	t_id = t->id;		/* a refused token frees t */
+	if (coord_task_token(c, t, 1) == NULL)
+		return t_id;
 	coord_kick(c);
-	return t->id;
+	return t_id;
+}
+
+/* Record a refused token: the task, who refused, why; its id, not it. */
+static void
+coord_token_event(struct coord *c, struct task *t, json_t *error)
+{
+	const json_t *cl = grants_claims(c->grants, t->grant);
+	json_t *p;
+
+	p = json_pack("{s:I, s:s, s:O, s:O}", "task", (json_int_t)t->id,
+	    "by", t->state == TASK_LEASED ? "worker" : "coordinator",
+	    "reason", json_object_get(error, "reason"), "message",
+	    json_object_get(error, "message"));
+	if (p == NULL)
+		return;
+	if (cl != NULL)
+		json_object_set(p, "jti", json_object_get(cl, "jti"));
+	coord_event(c, "token.reject", t->span, 0, t->path, t->attempt, p, 0,
+	    0);
+	json_decref(p);
 }
 
 /* Finish a task: record its outcome and queue the delivery. */
@@ -286,6 +439,10 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 	const char *kind;
 	char *body, *text;
 
+	if (error != NULL && json_is_string(json_object_get(error, "kind")) &&
+	    strcmp(json_string_value(json_object_get(error, "kind")),
+	    FAIL_TOKEN) == 0)
+		coord_token_event(c, t, error);
 	if (t->state == TASK_LEASED) {
 		TAILQ_REMOVE(&c->leased, t, entry);
 		if (t->worker >= 0 && t->worker < c->nworkers)
@@ -381,7 +538,9 @@ static void
 coord_task_text(struct coord *c, struct task *t, struct evbuffer *buf)
 {
 	json_t *js;
-	char *q;
+	char *q, *token;
+
+	token = coord_fault_token(c, t, coord_task_token(c, t, 0));
 
 	evbuffer_add_printf(buf, "{\"id\":%lld,\"run\":\"%s\",\"path\":",
 	    (long long)t->id, c->run_id);
@@ -396,9 +555,10 @@ coord_task_text(struct coord *c, struct task *t, struct evbuffer *buf)
 		json_decref(js);
 	}
 	evbuffer_add_printf(buf, ",\"attempt\":%d,\"idem\":\"%s:%lld\","
-	    "\"deadline\":%.3f,\"kind\":\"%s\",\"params\":%s}", t->attempt,
-	    c->run_id, (long long)t->id, now_wall() + c->opts.lease_s, t->kind,
-	    t->params);
+	    "\"deadline\":%.3f,\"kind\":\"%s\",\"token\":\"%s\","
+	    "\"params\":%s}", t->attempt, c->run_id, (long long)t->id,
+	    now_wall() + c->opts.lease_s, t->kind, token, t->params);
+	free(token);
 }
 
 /* Whether s holds a control character. */
@@ -823,10 +983,11 @@ coord_rctx_loop_cb(void *arg)
 			r->id = NULL;
 		} else {
 			c->workers[wid].state = WORKER_READY;
-			coord_reply(r, json_pack("{s:i, s:i, s:i}", "version",
-			    WIRE_VERSION, "heartbeat_ms",
+			coord_reply(r, json_pack("{s:i, s:i, s:i, s:o}",
+			    "version", WIRE_VERSION, "heartbeat_ms",
 			    (int)(c->opts.heartbeat_s * 1000), "lease_ms",
-			    (int)(c->opts.lease_s * 1000)));
+			    (int)(c->opts.lease_s * 1000), "keys",
+			    captoken_keys_public(c->keys)));
 		}
 	} else if (strcmp(m.method, WIRE_POLL) == 0) {
 		if (c->stopping) {
@@ -1037,6 +1198,24 @@ coord_mkdir(struct coord *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Load (or create) the signing keys and the grant table. */
+static int
+coord_keys(struct coord *c, const char *state_dir, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+
+	if (state_dir == NULL) {
+		if (state_dir_path(dir, sizeof dir, err, errlen) != 0)
+			return -1;
+		state_dir = dir;
+	}
+	if (captoken_keys_load_or_create(state_dir, &c->keys, err,
+	    errlen) != 0)
+		return -1;
+	c->grants = grants_new(c->keys, coord_on_mint, c);
+	return 0;
+}
+
 struct coord *
 coord_new(const struct coord_opts *o, struct store *st, char *err,
     size_t errlen)
@@ -1048,6 +1227,7 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	int rv, w;
 
 	c->opts = *o;
+	c->opts.state_dir = NULL;
 	c->st = st;
 	TAILQ_INIT(&c->queue);
 	TAILQ_INIT(&c->leased);
@@ -1071,6 +1251,8 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	signal(SIGPIPE, SIG_IGN);
 
 	c->worker_env = coord_worker_env();
+	if (coord_keys(c, o->state_dir, err, errlen) != 0)
+		goto fail;
 	if (coord_mkdir(c, err, errlen) != 0)
 		goto fail;
 	if ((rv = nng_rep0_open(&c->sock)) != 0) {
@@ -1208,6 +1390,8 @@ coord_free(struct coord *c)
 		coord_forget(&c->workers[i]);
 	free(c->workers);
 	free(c->run_id);
+	grants_free(c->grants);
+	captoken_keys_free(c->keys);
 	for (i = 0; c->worker_env != NULL && c->worker_env[i] != NULL; i++)
 		free(c->worker_env[i]);
 	free(c->worker_env);
@@ -1229,6 +1413,7 @@ coord_begin_run(struct coord *c, const char *run_id,
 {
 	free(c->run_id);
 	c->run_id = xstrdup(run_id);
+	grants_set_run(c->grants, run_id);
 	c->seq = 0;
 	c->sink = *sink;
 	c->run_ended = 0;

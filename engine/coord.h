@@ -30,6 +30,7 @@ struct coord_opts {
 	double		 heartbeat_s;	/* worker heartbeat interval */
 	int		 max_attempts;	/* attempts per task (lost worker) */
 	int		 verbose;
+	const char	*state_dir;	/* signing keys; NULL: the default */
 };
 
 /* What the graph runner gives the coordinator to be told of results. */
@@ -47,8 +48,10 @@ struct coord_sink {
 };
 
 /*
- * Create the coordinator: event base, private ipc directory, nng listener,
- * and the worker processes.  Returns NULL with a message in err.
+ * Create the coordinator: signing keys (loaded from, or created in, the
+ * state directory: state_dir_path in engine/util.h), event base, private
+ * ipc directory, nng listener, and the worker processes.  Returns NULL
+ * with a message in err.
  */
 struct coord *coord_new(const struct coord_opts *, struct store *,
     char *err, size_t errlen);
@@ -73,14 +76,25 @@ int64_t coord_event_text(struct coord *, const char *kind, int64_t span,
     int64_t tokens, double cost);
 /*
  * Queue a task of kind for node path (span is the node's span) on the
- * MCP server named server and return its ticket.  params is the task's params as JSON text (copied; sent to
- * the worker as is); summary is the JSON members the tool.call event
- * records besides task and kind ("\"server\":\"s\",\"name\":...").  The
- * call is recorded now and dispatched after the next commit.
+ * MCP server named server and return its ticket.  params is the task's
+ * params as JSON text (copied; sent to the worker as is); summary is the
+ * JSON members the tool.call event records besides task and kind
+ * ("\"server\":\"s\",\"name\":...").  grant is the id of the node's
+ * nearest grant (coord_grant): the task carries its token, and a tool
+ * call is counted against it; a refused count fails the task at once.
+ * The call is recorded now and dispatched after the next commit.
  */
 int64_t coord_submit(struct coord *, const char *kind, const char *path,
     int64_t span, const char *server, const char *params,
-    const char *summary);
+    const char *summary, int grant);
+/*
+ * Add a capability grant for node path under grant parent (0 for the
+ * run's own) for the run begun last; see engine/grant.h.  Returns its id
+ * (>= 1), or -1 with a message in err (a malformed grant, or one wider
+ * than its parent's when eager).
+ */
+int coord_grant(struct coord *, int parent, const char *path,
+    const json_t *grant, int eager, char *err, size_t errlen);
 /* Schedule a flush round (commit, deliver, pump, dispatch). */
 /*
  * A ticket for work done outside the task queue (a model call): its outcome

@@ -23,6 +23,7 @@ static const struct {
 	{ "doctor", cmd_doctor, "report the sandbox layers this kernel provides" },
 	{ "mcp", cmd_mcp, "serve workflows as MCP tools on stdio" },
 	{ "serve", cmd_serve, "serve workflows over MCP Streamable HTTP (/mcp)" },
+	{ "keys", cmd_keys, "list or rotate the keys that sign capability tokens" },
 	{ "worker", worker_main, "run a worker process (started by weft run)" },
 };
 

@@ -42,6 +42,7 @@ struct mcps_run {
 	json_t		*req_id;
 	json_t		*token;		/* progressToken or NULL */
 	char		 id[17];
+	char		 secret[65];	/* the run's key to the bridge */
 	pid_t		 pid;
 	int		 fd[2];		/* stdout, stderr of the child */
 	struct event	*ev[2];
@@ -348,6 +349,30 @@ run_input_fd(json_t *args)
 	return fd;
 }
 
+/*
+ * The child's environment: ours, without the variables of a server we may
+ * run under, plus the run's URL and secret for reaching its client
+ * (mcp_bridge.c, w.mcp_client()).
+ */
+static char **
+run_env(struct mcps_run *r)
+{
+	extern char **environ;
+	char **env;
+	size_t n = 0, i;
+
+	for (i = 0; environ[i] != NULL; i++)
+		;
+	env = xcalloc(i + 3, sizeof *env);
+	for (i = 0; environ[i] != NULL; i++)
+		if (strncmp(environ[i], "WEFT_MCP_CLIENT_", 16) != 0)
+			env[n++] = xstrdup(environ[i]);
+	env[n++] = xasprintf("WEFT_MCP_CLIENT_URL=http://127.0.0.1:%d/client/%s",
+	    r->srv->bridge_port, r->id);
+	env[n++] = xasprintf("WEFT_MCP_CLIENT_TOKEN=%s", r->secret);
+	return env;
+}
+
 /* Start the child; 0, or -1 with a message in err. */
 static int
 run_spawn(struct mcps_run *r, json_t *args, char *err, size_t errlen)
@@ -359,6 +384,7 @@ run_spawn(struct mcps_run *r, json_t *args, char *err, size_t errlen)
 	    r->id, "--db", s->db, "--workers", workers, "--input-file",
 	    "/dev/stdin", NULL };
 	int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, in, rv = -1;
+	char **envp = NULL;
 
 	snprintf(workers, sizeof workers, "%d", s->opts.run_workers);
 	if ((in = run_input_fd(args)) < 0 || pipe2(out, O_CLOEXEC) != 0 ||
@@ -367,6 +393,7 @@ run_spawn(struct mcps_run *r, json_t *args, char *err, size_t errlen)
 		goto out;
 	}
 	memset(&ps, 0, sizeof ps);
+	ps.envp = envp = run_env(r);
 	ps.argv = argv;
 	ps.stdin_fd = in;
 	ps.stdout_fd = out[1];
@@ -379,6 +406,7 @@ run_spawn(struct mcps_run *r, json_t *args, char *err, size_t errlen)
 	out[0] = errp[0] = -1;
 	rv = 0;
 out:
+	strv_free(envp);
 	if (in >= 0)
 		close(in);
 	if (out[0] >= 0)
@@ -416,6 +444,7 @@ mcps_run_start(struct mcps_conn *cn, struct mcps_tool *t, const json_t *id,
 	r->token = tok ? json_deep_copy(tok) : NULL;
 	r->fd[0] = r->fd[1] = -1;
 	random_hex(r->id, 8);
+	random_hex(r->secret, 32);
 	if (run_spawn(r, args, err, sizeof err) != 0) {
 		mcps_reply(cn, id, mcps_tool_error("cannot start workflow "
 		    "'%s': %s", t->name, err));
@@ -434,6 +463,43 @@ mcps_run_start(struct mcps_conn *cn, struct mcps_tool *t, const json_t *id,
 	if (s->opts.verbose)
 		fprintf(stderr, "weft: tool %s: run %s started (pid %d)\n",
 		    t->name, r->id, (int)r->pid);
+}
+
+struct mcps_run *
+mcps_run_find(struct mcps *s, const char *id)
+{
+	struct mcps_run *r;
+
+	TAILQ_FOREACH(r, &s->runs, entry)
+		if (!r->done && strcmp(r->id, id) == 0)
+			return r;
+	return NULL;
+}
+
+struct mcps_conn *
+mcps_run_conn(struct mcps_run *r)
+{
+	return r->cancelled ? NULL : r->conn;
+}
+
+const json_t *
+mcps_run_req_id(struct mcps_run *r)
+{
+	return r->req_id;
+}
+
+/* Constant-time comparison with the run's secret. */
+int
+mcps_run_secret_ok(struct mcps_run *r, const char *secret)
+{
+	unsigned char d = 0;
+	size_t i;
+
+	if (strlen(secret) != 64)
+		return 0;
+	for (i = 0; i < 64; i++)
+		d |= (unsigned char)(r->secret[i] ^ secret[i]);
+	return d == 0;
 }
 
 void

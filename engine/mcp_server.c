@@ -238,6 +238,13 @@ mcps_new(struct event_base *base, const struct mcps_opts *o,
 		errf(err, errlen, "cannot watch child processes");
 		goto fail;
 	}
+	if (mcps_bridge_init(s) != 0) {
+		errf(err, errlen, "cannot listen on 127.0.0.1 for runs");
+		goto fail;
+	}
+	if (s->opts.verbose)
+		fprintf(stderr, "weft: runs reach their MCP client at "
+		    "http://127.0.0.1:%d/client/\n", s->bridge_port);
 	*out = s;
 	return 0;
 fail:
@@ -252,6 +259,7 @@ mcps_free(struct mcps *s)
 
 	if (s == NULL)
 		return;
+	mcps_bridge_free(s);
 	mcps_runs_free(s);
 	for (i = 0; i < s->ntools; i++) {
 		free(s->tools[i].name);
@@ -305,6 +313,7 @@ mcps_conn_free(struct mcps_conn *cn)
 	if (cn == NULL)
 		return;
 	mcps_runs_detach(cn->srv, cn);
+	mcps_bridge_detach(cn->srv, cn);
 	json_decref(cn->subs);
 	free(cn);
 }
@@ -362,6 +371,7 @@ mcps_initialize(struct mcps_conn *cn, const json_t *id, const json_t *params)
 {
 	const char *v = json_string_value(json_object_get(params,
 	    "protocolVersion"));
+	json_t *caps;
 
 	if (!json_is_object(params) || v == NULL) {
 		mcps_reply_error(cn, id, JRPC_INVALID_PARAMS,
@@ -369,6 +379,9 @@ mcps_initialize(struct mcps_conn *cn, const json_t *id, const json_t *params)
 		return;
 	}
 	cn->initialized = 1;
+	caps = json_object_get(params, "capabilities");
+	cn->can_sample = json_is_object(json_object_get(caps, "sampling"));
+	cn->can_elicit = json_is_object(json_object_get(caps, "elicitation"));
 	mcps_reply(cn, id, json_pack("{s:s, s:{s:{s:b}, s:{s:b, s:b}, "
 	    "s:{s:b}, s:{}, s:{}}, s:{s:s, s:s, s:s}, s:s}",
 	    "protocolVersion", mcps_version_ok(v) ? v : mcps_versions[0],
@@ -1017,7 +1030,9 @@ mcps_conn_handle(struct mcps_conn *cn, const struct jrpc_msg *msg)
 			    "requestId"));
 		break;
 	default:
-		/* We send no requests: a response answers nothing. */
+		/* The answer to a request of ours (mcp_bridge.c); one to
+		   nothing we asked is dropped. */
+		mcps_bridge_response(cn, msg);
 		break;
 	}
 }

@@ -22,6 +22,8 @@ struct mcps_tool {
 
 struct mcps_run;
 TAILQ_HEAD(mcps_runs, mcps_run);
+struct mcps_bq;
+struct evhttp;
 
 struct mcps {
 	struct event_base	*base;
@@ -35,6 +37,10 @@ struct mcps {
 	int			 nruns;
 	struct event		*poll_ev;	/* reads events of live runs */
 	struct event		*chld_ev;
+	struct evhttp		*bridge;	/* mcp_bridge.c */
+	int			 bridge_port;
+	unsigned long long	 bridge_seq;
+	TAILQ_HEAD(, mcps_bq)	 bridge_q;	/* requests to clients */
 };
 
 struct mcps_conn {
@@ -43,6 +49,8 @@ struct mcps_conn {
 	void		*arg;
 	int		 initialized;
 	int		 log_level;	/* index in mcps_levels, -1: no logs */
+	int		 can_sample;	/* client capabilities */
+	int		 can_elicit;
 	json_t		*subs;		/* subscribed URIs: { uri: true } */
 };
 
@@ -67,6 +75,22 @@ void mcps_runs_detach(struct mcps *, struct mcps_conn *);
 int mcps_runs_init(struct mcps *);
 /* Kill and reap every run (server shutdown). */
 void mcps_runs_free(struct mcps *);
+
+/* The live run with this id, or NULL; its session (NULL once gone), the
+   id of the tools/call it answers, and a check of its bridge secret. */
+struct mcps_run *mcps_run_find(struct mcps *, const char *id);
+struct mcps_conn *mcps_run_conn(struct mcps_run *);
+const json_t *mcps_run_req_id(struct mcps_run *);
+int mcps_run_secret_ok(struct mcps_run *, const char *secret);
+
+/* mcp_bridge.c: the loopback tool server through which runs reach their
+   client (sampling, elicitation).  init listens on 127.0.0.1:0. */
+int mcps_bridge_init(struct mcps *);
+void mcps_bridge_free(struct mcps *);
+/* A response from the client: 1 if it answered a bridged request. */
+int mcps_bridge_response(struct mcps_conn *, const struct jrpc_msg *);
+/* Fail the bridged requests of a session (all with NULL). */
+void mcps_bridge_detach(struct mcps *, struct mcps_conn *);
 
 /* mcp_server.c: the trajectory of run id as JSON text, or NULL. */
 char *mcps_run_trajectory(struct mcps *, const char *id);

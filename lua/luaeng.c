@@ -787,7 +787,7 @@ l_event_json(lua_State *L)
 	return 1;
 }
 
-/* core.submit(kind, path, span, params) -> ticket */
+/* core.submit(kind, path, span, params, grant) -> ticket */
 static int
 l_submit(lua_State *L)
 {
@@ -797,9 +797,10 @@ l_submit(lua_State *L)
 	struct jbuf *sv = &e->jbs[0], *nm = &e->jbs[1], *ar = &e->jbs[2];
 	struct jbuf *pa = &e->jbs[3], *su = &e->jbs[4];
 	char err[128];
-	int has_name, has_args;
+	int has_name, has_args, grant;
 
 	luaL_checktype(L, 4, LUA_TTABLE);
+	grant = (int)luaL_optinteger(L, 5, 0);
 	lua_settop(L, 4);
 	lua_getfield(L, 4, "server");			/* 5 */
 	luaL_argcheck(L, lua_istable(L, 5), 4, "params.server missing");
@@ -845,7 +846,34 @@ l_submit(lua_State *L)
 	}
 	lua_pushinteger(L, coord_submit(c, luaL_checkstring(L, 1),
 	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), sname, pa->p,
-	    su->p));
+	    su->p, grant));
+	return 1;
+}
+
+/*
+ * core.grant(parent, path, grant, eager) -> id | nil, message: a
+ * capability grant for the node at path (engine/grant.h).
+ */
+static int
+l_grant(lua_State *L)
+{
+	struct coord *c = need_coord(L);
+	char err[512];
+	json_t *g;
+	int id;
+
+	luaL_checktype(L, 3, LUA_TTABLE);
+	if ((g = to_json(L, 3, 0, err, sizeof err)) == NULL)
+		return luaL_error(L, "grant: %s", err);
+	id = coord_grant(c, (int)luaL_checkinteger(L, 1), luaL_checkstring(L,
+	    2), g, lua_toboolean(L, 4), err, sizeof err);
+	json_decref(g);
+	if (id < 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+	lua_pushinteger(L, id);
 	return 1;
 }
 
@@ -1275,6 +1303,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "resume", l_resume },
 	{ "event_json", l_event_json },
 	{ "submit", l_submit },
+	{ "grant", l_grant },
 	{ "model", l_model },
 	{ "provider", l_provider },
 	{ "price", l_price },

@@ -13,7 +13,8 @@
 /* Messages larger than this are refused with an error, never truncated. */
 #define WIRE_MAX_MSG		(16 * 1024 * 1024)
 
-#define WIRE_HELLO		"hello"		/* {version, worker, pid, slots} */
+#define WIRE_HELLO		"hello"		/* {version, worker, pid, slots}
+						   -> {..., keys: [hex]} */
 #define WIRE_POLL		"poll"		/* {worker, slots} -> {tasks:[...]} */
 #define WIRE_HEARTBEAT		"heartbeat"	/* {worker, tasks:[id]} -> {cancel:[id]} */
 #define WIRE_COMPLETE		"complete"	/* {worker, results:[{id, attempt, result}]} */
@@ -32,5 +33,6 @@
 #define FAIL_BAD_TASK		"bad_task"	/* the task itself is malformed */
 #define FAIL_TIMEOUT		"timeout"
 #define FAIL_TOO_LARGE		"too_large"	/* over WIRE_MAX_MSG */
+#define FAIL_TOKEN		"token_rejected" /* capability token refused */
 
 #endif

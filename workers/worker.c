@@ -29,6 +29,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "engine/captoken.h"
 #include "engine/util.h"
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
@@ -39,6 +40,8 @@
 
 struct worker;
 
+/* Verified tokens kept, so a token's signature is checked once. */
+#define WORKER_TOKEN_CACHE	32
 
 /* One outstanding request to the coordinator. */
 struct wreq {
@@ -103,6 +106,10 @@ struct worker {
 	int			 heartbeat_ms;
 	int			 stopping;
 	LIST_HEAD(, wsession)	 sessions;
+	struct captoken_keys	*keys;		/* public keys only */
+	struct captoken_uses	*uses;		/* calls per token */
+	struct captoken		*tokc[WORKER_TOKEN_CACHE]; /* verified */
+	unsigned		 tokc_next;
 	char			 scratch_root[PATH_MAX];
 	int			 scratch_own;	/* remove the root at exit */
 };
@@ -640,24 +647,55 @@ worker_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct wtask *t = arg;
 	char msg[300];
 
-	snprintf(msg, sizeof msg, "MCP server '%s' did not answer within "
-	    "its timeout of %.3g s; the call was cancelled "
-	    "(notifications/cancelled)", t->ws->name, t->timeout);
+	snprintf(msg, sizeof msg, "MCP server '%s' did not answer %s "
+	    "within its timeout of %.3g s; the request was cancelled "
+	    "(notifications/cancelled)", t->ws->name, t->list != NULL ?
+	    "tools/list" : "tools/call", t->timeout);
 	mcpc_cancel(t->session, t->handle, FAIL_TIMEOUT, msg);
 }
 
 /*
- * Send a tools/call, with the task id as its progress token, and arm
- * the server's timeout (server spec "timeout", seconds).
+ * The server's timeout (server spec "timeout", seconds) into t->timeout;
+ * -1, with the task failed, when it is not a positive number.
  */
+static int
+worker_timeout_of(struct wtask *t, json_t *params)
+{
+	json_t *tmo = json_object_get(json_object_get(params, "server"),
+	    "timeout");
+
+	if (tmo == NULL)
+		return 0;
+	if (!json_is_number(tmo) || json_number_value(tmo) <= 0 ||
+	    json_number_value(tmo) > 86400) {
+		worker_task_fail(t, FAIL_BAD_TASK, "/params/server/timeout: "
+		    "must be seconds, more than 0 and at most 86400");
+		return -1;
+	}
+	t->timeout = json_number_value(tmo);
+	return 0;
+}
+
+/* Arm the task's timeout, if its server has one. */
+static void
+worker_timeout_arm(struct wtask *t)
+{
+	struct timeval tv;
+
+	if (t->timeout <= 0)
+		return;
+	tv.tv_sec = (time_t)t->timeout;
+	tv.tv_usec = (suseconds_t)((t->timeout - tv.tv_sec) * 1e6);
+	t->timer = evtimer_new(t->w->base, worker_timeout_cb, t);
+	evtimer_add(t->timer, &tv);
+}
+
+/* Send a tools/call, with the task id as its progress token. */
 static void
 worker_call(struct wtask *t, json_t *params)
 {
 	json_t *name = json_object_get(params, "name");
 	json_t *args = json_object_get(params, "arguments");
-	json_t *tmo = json_object_get(json_object_get(params, "server"),
-	    "timeout");
-	struct timeval tv;
 	int64_t h;
 
 	if (!json_is_string(name)) {
@@ -665,12 +703,8 @@ worker_call(struct wtask *t, json_t *params)
 		    "/params/name: must be a string");
 		return;
 	}
-	if (tmo != NULL && (!json_is_number(tmo) ||
-	    json_number_value(tmo) <= 0)) {
-		worker_task_fail(t, FAIL_BAD_TASK, "/params/server/timeout: "
-		    "must be a positive number of seconds");
+	if (worker_timeout_of(t, params) != 0)
 		return;
-	}
 	h = mcpc_request(t->session, "tools/call", json_pack(
 	    "{s:O, s:o, s:{s:I}}", "name", name, "arguments", args ?
 	    json_incref(args) : json_object(), "_meta", "progressToken",
@@ -678,13 +712,7 @@ worker_call(struct wtask *t, json_t *params)
 	if (h == 0)
 		return;		/* answered already: t is gone */
 	t->handle = h;
-	if (tmo != NULL) {
-		t->timeout = json_number_value(tmo);
-		tv.tv_sec = (time_t)t->timeout;
-		tv.tv_usec = (suseconds_t)((t->timeout - tv.tv_sec) * 1e6);
-		t->timer = evtimer_new(t->w->base, worker_timeout_cb, t);
-		evtimer_add(t->timer, &tv);
-	}
+	worker_timeout_arm(t);
 }
 
 /* tools/list answered: follow nextCursor until the list is complete. */
@@ -693,6 +721,7 @@ worker_list_cb(void *arg, json_t *result, json_t *error)
 {
 	struct wtask *t = arg;
 	json_t *tools, *cursor, *done;
+	int64_t h;
 
 	if (error != NULL) {
 		worker_outcome(t, NULL, error);
@@ -707,8 +736,10 @@ worker_list_cb(void *arg, json_t *result, json_t *error)
 	json_array_extend(t->list, tools);
 	cursor = json_object_get(result, "nextCursor");
 	if (json_is_string(cursor) && json_array_size(t->list) < 100000) {
-		mcpc_request(t->session, "tools/list", json_pack("{s:O}",
+		h = mcpc_request(t->session, "tools/list", json_pack("{s:O}",
 		    "cursor", cursor), worker_list_cb, t);
+		if (h != 0)
+			t->handle = h;
 		return;
 	}
 	if (t->ws->gen == t->gen && t->ws->tools == NULL)
@@ -724,9 +755,10 @@ worker_list_cb(void *arg, json_t *result, json_t *error)
  * changed (notifications/tools/list_changed), else tools/list.
  */
 static void
-worker_list(struct wtask *t)
+worker_list(struct wtask *t, json_t *params)
 {
 	json_t *done;
+	int64_t h;
 
 	if (t->ws->tools != NULL) {
 		done = json_pack("{s:O}", "tools", t->ws->tools);
@@ -735,9 +767,79 @@ worker_list(struct wtask *t)
 		json_decref(done);
 		return;
 	}
+	if (worker_timeout_of(t, params) != 0)
+		return;
 	t->list = json_array();
 	t->gen = t->ws->gen;
-	mcpc_request(t->session, "tools/list", NULL, worker_list_cb, t);
+	h = mcpc_request(t->session, "tools/list", NULL, worker_list_cb, t);
+	if (h == 0)
+		return;		/* answered already: t is gone */
+	t->handle = h;
+	worker_timeout_arm(t);
+}
+
+/* The cached verified token whose text is s, or NULL. */
+static struct captoken *
+worker_token_cached(struct worker *w, const char *s)
+{
+	unsigned i;
+
+	for (i = 0; i < WORKER_TOKEN_CACHE; i++)
+		if (w->tokc[i] != NULL &&
+		    strcmp(captoken_string(w->tokc[i]), s) == 0)
+			return w->tokc[i];
+	return NULL;
+}
+
+/*
+ * Verify the task's capability token before anything runs: signature
+ * (once per token), expiry, run, node, tool, arguments and call count.
+ * On refusal err gets the reason name, a NUL, and the message.
+ */
+static int
+worker_check_token(struct worker *w, json_t *task, const char *run,
+    json_t *params, char *err, size_t errlen)
+{
+	const char *s = json_string_value(json_object_get(task, "token"));
+	const char *kind = json_string_value(json_object_get(task, "kind"));
+	struct captoken_call call;
+	struct captoken *tok;
+	char msg[400];
+	const char *server;
+	char tool[256];
+	int r;
+
+	memset(&call, 0, sizeof call);
+	call.run = run != NULL ? run : "";
+	call.node = json_string_value(json_object_get(task, "path"));
+	if (call.node == NULL)
+		call.node = "";
+	if (kind != NULL && strcmp(kind, TASK_MCP_CALL) == 0) {
+		server = json_string_value(json_object_get(json_object_get(
+		    params, "server"), "name"));
+		snprintf(tool, sizeof tool, "%s.%s", server ? server : "",
+		    json_string_value(json_object_get(params, "name")) ?
+		    json_string_value(json_object_get(params, "name")) : "");
+		call.tool = tool;
+		call.args = json_object_get(params, "arguments");
+	}
+	if (s == NULL) {
+		r = -CAPTOKEN_EMALFORMED;
+		snprintf(msg, sizeof msg, "the task carries no capability "
+		    "token");
+	} else if ((tok = worker_token_cached(w, s)) != NULL) {
+		r = captoken_check(tok, &call, captoken_now_ms(), w->uses, msg,
+		    sizeof msg);
+	} else if ((r = captoken_verify(w->keys, s, strlen(s), &call,
+	    captoken_now_ms(), w->uses, &tok, msg, sizeof msg)) == 0) {
+		captoken_free(w->tokc[w->tokc_next]);
+		w->tokc[w->tokc_next] = tok;
+		w->tokc_next = (w->tokc_next + 1) % WORKER_TOKEN_CACHE;
+	}
+	if (r == 0)
+		return 0;
+	snprintf(err, errlen, "%s%c%s", captoken_reason_name(-r), '\0', msg);
+	return -1;
 }
 
 /* Start one task from the coordinator. */
@@ -746,6 +848,7 @@ worker_start_task(struct worker *w, json_t *task)
 {
 	struct wtask *t = xcalloc(1, sizeof *t);
 	json_t *params = json_object_get(task, "params");
+	json_t *refusal;
 	const char *run;
 	char err[512];
 
@@ -761,6 +864,13 @@ worker_start_task(struct worker *w, json_t *task)
 		return;
 	}
 	run = json_string_value(json_object_get(task, "run"));
+	if (worker_check_token(w, task, run, params, err, sizeof err) != 0) {
+		refusal = json_pack("{s:s, s:s, s:s}", "kind", FAIL_TOKEN,
+		    "reason", err, "message", strchr(err, '\0') + 1);
+		worker_outcome(t, NULL, refusal);
+		json_decref(refusal);
+		return;
+	}
 	t->ws = worker_session(w, json_object_get(params, "server"),
 	    run != NULL ? run : "", err, sizeof err);
 	if (t->ws == NULL) {
@@ -772,7 +882,7 @@ worker_start_task(struct worker *w, json_t *task)
 	if (strcmp(t->kind, TASK_MCP_CALL) == 0) {
 		worker_call(t, params);
 	} else if (strcmp(t->kind, TASK_MCP_LIST) == 0) {
-		worker_list(t);
+		worker_list(t, params);
 	} else {
 		snprintf(err, sizeof err, "/kind: unknown task kind '%s'",
 		    t->kind);
@@ -958,11 +1068,38 @@ worker_release(struct worker *w)
 	}
 	json_decref(w->results);
 	json_decref(w->failures);
+	for (i = 0; i < WORKER_TOKEN_CACHE; i++)
+		captoken_free(w->tokc[i]);
+	captoken_uses_free(w->uses);
+	captoken_keys_free(w->keys);
 	event_free(w->hb_ev);
 	event_free(w->chld_ev);
 	event_free(w->term_ev);
 	bridge_free(w->bridge);
 	event_base_free(w->base);
+}
+
+/* The coordinator's public keys, from its hello answer. */
+static int
+worker_import_keys(struct worker *w, json_t *keys)
+{
+	json_t *k;
+	size_t i;
+	char err[256];
+
+	if (!json_is_array(keys) || json_array_size(keys) == 0) {
+		fprintf(stderr, "weft worker %d: hello: the coordinator sent no "
+		    "public keys\n", w->id);
+		return -1;
+	}
+	json_array_foreach(keys, i, k)
+		if (captoken_pubkey_import(w->keys, json_string_value(k) ?
+		    json_string_value(k) : "", NULL, err, sizeof err) != 0) {
+			fprintf(stderr, "weft worker %d: hello: key %zu: %s\n",
+			    w->id, i, err);
+			return -1;
+		}
+	return 0;
 }
 
 /* Synchronous hello: check the protocol version. */
@@ -999,6 +1136,10 @@ worker_hello(struct worker *w)
 	}
 	if (m.kind == JRPC_ERROR_RESPONSE) {
 		fprintf(stderr, "weft worker %d: %s\n", w->id, m.error_message);
+		jrpc_msg_clear(&m);
+		return -1;
+	}
+	if (worker_import_keys(w, json_object_get(m.result, "keys")) != 0) {
 		jrpc_msg_clear(&m);
 		return -1;
 	}
@@ -1077,6 +1218,8 @@ worker_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	TAILQ_INIT(&w.running);
 	LIST_INIT(&w.sessions);
+	w.keys = captoken_keys_new();
+	w.uses = captoken_uses_new(0);
 	w.results = json_array();
 	w.failures = json_array();
 	worker_scratch_root(&w, url);

@@ -63,7 +63,7 @@ local function set(list)
   return s
 end
 
-local common = { "name", "description", "budget" }
+local common = { "name", "description", "budget", "grant" }
 -- Accepted by the design, not by this build: refused rather than ignored.
 local later = { retry = "retry policies", timeout = "timeouts",
                 sandbox = "sandbox profiles", headers = "HTTP headers" }
@@ -88,6 +88,31 @@ local TOOLSET = {}        -- metatable marking w.mcp(...) tool sets
 
 local function is_node(v) return type(v) == "table" and getmetatable(v) == NODE end
 
+-- A node's capability grant (docs/security.md): { tools = {"srv.tool", "srv.*"},
+-- args = { ["srv.tool"] = { path = { prefix = {...} } } }, max_calls = n }.
+-- The shape is checked here; the engine checks the rest when it mints.
+local function check_grant(g, at, what)
+  what = what .. ": grant"
+  if type(g) ~= "table" then fail(at, "%s must be a table", what) end
+  for k in pairs(g) do
+    if k ~= "tools" and k ~= "args" and k ~= "max_calls" then
+      fail(at, "%s: unknown field '%s' (tools, args, max_calls)", what, tostring(k))
+    end
+  end
+  if type(g.tools) ~= "table" or #g.tools == 0 then
+    fail(at, "%s: tools must be a non-empty list of \"server.tool\" or \"server.*\"", what)
+  end
+  for i, p in ipairs(g.tools) do
+    if type(p) ~= "string" or not p:match("^[%w_%-]+%.[%w_%-%./]+$") and not p:match("^[%w_%-]+%.%*$") then
+      fail(at, "%s: tools[%d] must be \"server.tool\" or \"server.*\", got %s", what, i,
+           type(p) == "string" and ("'" .. p .. "'") or type(p))
+    end
+  end
+  if g.args ~= nil and type(g.args) ~= "table" then fail(at, "%s: args must be a table", what) end
+  if g.max_calls ~= nil and (math.type(g.max_calls) ~= "integer" or g.max_calls < 1) then
+    fail(at, "%s: max_calls must be a positive integer", what)
+  end
+end
 
 -- Check a constructor's table: field names, and types of common fields.
 local function check(kind, t, at, has_children)
@@ -136,6 +161,7 @@ local function check(kind, t, at, has_children)
       end
     end
   end
+  if t.grant ~= nil then check_grant(t.grant, at, kind .. " " .. label) end
   if t.output_key ~= nil and (type(t.output_key) ~= "string" or
       not t.output_key:match("^[%a_][%w_]*$")) then
     fail(at, "%s %s: output_key must be an identifier", kind, label)
@@ -483,6 +509,23 @@ function w.workflow(t)
   local n = node("sequential", t, at)
   n.workflow = meta
   return n
+end
+
+-- The MCP client that called this workflow through weft mcp or weft
+-- serve, as a tool server with two tools: `sample` (its model) and
+-- `elicit` (its user); docs/mcp.md.  The server gives each run the URL and
+-- a secret; outside a server the URL leads nowhere and a call fails.
+function w.mcp_client(opts)
+  local at = where()
+  opts = opts or {}
+  if type(opts) ~= "table" then fail(at, "w.mcp_client takes an optional table { name = ..., timeout = ... }") end
+  for k in pairs(opts) do
+    if k ~= "name" and k ~= "timeout" then fail(at, "w.mcp_client: unknown field '%s' (name, timeout)", tostring(k)) end
+  end
+  local url = os.getenv("WEFT_MCP_CLIENT_URL") or "http://127.0.0.1:9/no-mcp-client-outside-weft-mcp-or-serve"
+  local token = os.getenv("WEFT_MCP_CLIENT_TOKEN") or "none"
+  return w.mcp_server{ name = opts.name or "mcp_client", url = url,
+                       headers = { Authorization = "Bearer " .. token }, timeout = opts.timeout or 600 }
 end
 
 local function server_of(s, at, what)

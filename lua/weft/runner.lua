@@ -143,7 +143,7 @@ local function list_tools(server, ctx)
   tool_cache[server] = c
   -- Whatever happens to the leader, the waiters are woken with the outcome.
   local ok, r = pcall(function()
-    return call_tasks({ { kind = "mcp.list", path = ctx.path, span = ctx.span,
+    return call_tasks({ { kind = "mcp.list", path = ctx.path, span = ctx.span, grant = ctx.grant,
                           params = { server = server_spec(server) } } })[1]
   end)
   if not ok then
@@ -749,7 +749,7 @@ function exec.agent(n, ctx)
           ev("loop.exit_requested", ctx, { by = ctx.path })
           results[i] = "ok: the enclosing loop ends after this agent answers"
         else
-          calls[#calls + 1] = { kind = "mcp.call", path = ctx.path, span = ctx.span,
+          calls[#calls + 1] = { kind = "mcp.call", path = ctx.path, span = ctx.span, grant = ctx.grant,
                                 params = { server = server_spec(b.server), name = b.name,
                                            arguments = args } }
           index[#calls] = i
@@ -861,7 +861,7 @@ function exec.loop(n, ctx)
   local out
   for i = 1, n.max_iterations do
     ev("loop.iteration", ctx, { iteration = i })
-    local ictx = { state = ctx.state, path = ctx.path, span = ctx.span, iteration = i,
+    local ictx = { state = ctx.state, path = ctx.path, span = ctx.span, grant = ctx.grant, iteration = i,
                    kind = ctx.kind, env = ctx.env, depth = ctx.depth }
     local sig
     for _, c in ipairs(n.children) do
@@ -894,7 +894,7 @@ function exec.parallel(n, ctx)
     local st = core.state_fork(ctx.state)
     states[i] = st
     names[i] = c.name
-    local bctx = { state = st, path = ctx.path, span = ctx.span, iteration = ctx.iteration,
+    local bctx = { state = st, path = ctx.path, span = ctx.span, grant = ctx.grant, iteration = ctx.iteration,
                    kind = ctx.kind, env = ctx.env, depth = ctx.depth }
     fns[i] = function() return table.pack(run_node(c, bctx)) end
   end
@@ -935,7 +935,7 @@ function exec.tool(n, ctx)
   check_tool(ctx, c, n.server, n.tool)
   local args = render_args(ctx, n.args)
   local rsv = budget_reserve(ctx, { tool_calls = 1 })
-  local r = call_tasks({ { kind = "mcp.call", path = ctx.path, span = ctx.span,
+  local r = call_tasks({ { kind = "mcp.call", path = ctx.path, span = ctx.span, grant = ctx.grant,
                            params = { server = server_spec(n.server), name = n.tool,
                                       arguments = args } } })[1]
   stats.tool_calls = stats.tool_calls + 1
@@ -963,8 +963,39 @@ local function run_body(n, ctx)
   return o, sig
 end
 
+-- The tools an agent's tool sets name, as grant patterns ("srv.*", "srv.tool").
+local function agent_tool_patterns(n)
+  local pats = {}
+  for _, ts in ipairs(n.tools) do
+    if ts ~= w.exit_loop then
+      if ts.only then
+        for _, name in ipairs(ts.only) do pats[#pats + 1] = ts.server .. "." .. name end
+      else
+        pats[#pats + 1] = ts.server .. ".*"
+      end
+    end
+  end
+  return pats
+end
+
+-- The node's capability grant: declared (minted now, so a wider one fails
+-- here), or an agent's tools (minted at its first tool call).
+local function open_grant(n, ctx)
+  local g, eager = n.grant, true
+  if not g and n.kind == "agent" then
+    local pats = agent_tool_patterns(n)
+    if #pats == 0 then return end
+    g, eager = { tools = pats }, false
+  end
+  if not g then return end
+  local id, err = core.grant(ctx.grant or 0, ctx.path, g, eager)
+  if not id then raise(ctx, "%s: grant refused: %s", n.where, err) end
+  ctx.grant = id
+end
+
 -- A node inside run_node's pcall: its envelope, limits, then its work.
 local function node_body(n, ctx)
+  open_grant(n, ctx)
   if n.budget then ctx.env = budget_open(ctx, n.budget, ctx.env) end
   local env = ctx.env
   if env then
@@ -984,7 +1015,7 @@ function run_node(n, parent)
   local path = parent.path and (parent.path .. "/" .. n.name) or n.name
   span_seq = span_seq + 1
   local ctx = { state = parent.state, path = path, span = span_seq, parent_span = parent.span,
-                iteration = parent.iteration, kind = n.kind, env = parent.env,
+                iteration = parent.iteration, kind = n.kind, env = parent.env, grant = parent.grant,
                 depth = (parent.depth or 0) + 1 }
   core.event("node.start", ctx.span, parent.span or 0, path, 0,
              { kind = n.kind, name = n.name, iteration = parent.iteration }, 0, 0)
@@ -1016,7 +1047,7 @@ local function handle_yield(co, req)
   if req.op == "tasks" then
     local group = { co = co, n = #req.list, results = {} }
     for i, t in ipairs(req.list) do
-      local ticket = core.submit(t.kind, t.path, t.span, t.params)
+      local ticket = core.submit(t.kind, t.path, t.span, t.params, t.grant)
       waiting[ticket] = { group = group, i = i }
     end
     if #req.list == 0 then push(ready, co, {}) end
@@ -1125,10 +1156,22 @@ function R.start(root, input, budget)
   run_input = input
   run_input_text = core.json_encode(input)
   local st = core.state_new(input)
+  -- The run's grant: every declared MCP server, as many calls as the
+  -- budget allows (docs/security.md).
+  local pats = {}
+  for _, name in ipairs(I.server_order) do pats[#pats + 1] = name .. ".*" end
+  local grant
+  if #pats > 0 then
+    local g = { tools = pats }
+    if budget and budget.tool_calls then g.max_calls = math.max(1, math.floor(budget.tool_calls)) end
+    local err
+    grant, err = core.grant(0, root.name, g, false)
+    if not grant then error("run grant refused: " .. err, 0) end
+  end
   main = coroutine.create(function()
     local top = { state = st, path = "", depth = 0 }
     if budget then top.env = budget_open(top, budget, nil) end
-    return run_node(root, { state = st, env = top.env, depth = 0 })
+    return run_node(root, { state = st, env = top.env, depth = 0, grant = grant })
   end)
   push(ready, main, nil)
   R.state = st

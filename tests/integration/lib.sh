@@ -6,6 +6,8 @@ set -u
 : "${WEFT_SRCDIR:?run through make check}"
 T=$(mktemp -d "${TMPDIR:-/tmp}/weft-test.XXXXXX")
 export WEFT_DB="$T/weft.db"
+# Signing keys of capability tokens: one state directory per test.
+export WEFT_STATE_DIR="$T/state"
 export WEFT_TESTSERVER
 trap 'cleanup' EXIT
 cleanup() {

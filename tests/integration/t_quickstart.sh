@@ -23,7 +23,10 @@ ok "quickstart prints the answer and summary"
 id=$(last_run)
 [ "$(sql "SELECT status FROM runs WHERE id='$id'")" = succeeded ] || fail "run row status"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.call'")" = 3 ] || fail "3 tool.call events"
-[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.list'")" = 1 ] || fail "tools listed once per server per run"
+# server-everything announces notifications/tools/list_changed after a
+# call; each announcement re-lists once, nothing else lists again.
+changed=$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.list_changed'")
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.list'")" = $((1 + changed)) ] || fail "tools listed once per server per run (plus once per list change)"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='model.call'")" = 11 ] || fail "11 model turns recorded"
 [ "$(sql "SELECT json_extract(payload,'$.consumed_by') FROM events WHERE run_id='$id' AND kind='loop.exit'")" = essay/refine ] || fail "exit_loop consumed by essay/refine"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='loop.iteration'")" = 2 ] || fail "loop ran 2 iterations"

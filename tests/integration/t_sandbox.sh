@@ -352,6 +352,7 @@ if [ -n "${U:-}" ]; then
 	    "$(attempts "$U" | grep -v -e shadow -e unix)
   { \"fork_bomb\", \"fork_bomb\", { max = 2000 } },"
 	(cd "$U" && $NOBODY env HOME="$U" TMPDIR="$U/tmp" WEFT_DB="$U/weft.db" \
+	    WEFT_STATE_DIR="$U/state" \
 	    "$WEFT" run hostile.lua --workers 1 -q > "$T/out" 2> "$T/err") ||
 	    { cat "$T/err" >&2; fail "hostile run as nobody"; }
 	check "$T/out" "$(cat "$T/layers2")" \

@@ -321,11 +321,20 @@ test_captoken_other_run_and_node(void **state)
 	    NULL, err, sizeof err), -CAPTOKEN_ERUN);
 	assert_non_null(strstr(err, "is for run 'r1', not run 'r2'"));
 	call.run = "r1";
-	call.node = "root/other";
+	call.node = "rootx/other";
 	assert_int_equal(captoken_verify(k, s, strlen(s), &call, NOW, NULL,
 	    NULL, err, sizeof err), -CAPTOKEN_ENODE);
-	assert_non_null(strstr(err, "is for node 'root', not node "
-	    "'root/other'"));
+	assert_non_null(strstr(err, "is for node 'root' and below, not node "
+	    "'rootx/other'"));
+	call.node = "roo";
+	assert_int_equal(captoken_verify(k, s, strlen(s), &call, NOW, NULL,
+	    NULL, err, sizeof err), -CAPTOKEN_ENODE);
+	call.node = "root/other/deeper";
+	assert_int_equal(captoken_verify(k, s, strlen(s), &call, NOW, NULL,
+	    NULL, err, sizeof err), 0);
+	call.node = "root";
+	assert_int_equal(captoken_verify(k, s, strlen(s), &call, NOW, NULL,
+	    NULL, err, sizeof err), 0);
 	call.node = NULL;
 	assert_int_equal(captoken_verify(k, s, strlen(s), &call, NOW, NULL,
 	    NULL, err, sizeof err), 0);
