@@ -39,7 +39,7 @@ start_serve() {
 		fi
 		sleep 0.05
 	done
-	URL=$(sed -n 's/.* at \(http[^ ]*\)$/\1/p' "$T/serve.err" | head -1)
+	URL=$(sed -n 's/.*serving .* at \(http[^ ]*\)$/\1/p' "$T/serve.err" | head -1)
 	HOSTPORT=${URL#http://}
 	HOSTPORT=${HOSTPORT%/mcp}
 }

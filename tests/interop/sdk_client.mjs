@@ -28,7 +28,19 @@ if (mode === "stdio") {
   fail("usage: sdk_client.mjs stdio CMD ARGS... | http URL [TOKEN]");
 }
 
-const client = new Client({ name: "weft-interop", version: "1.0.0" });
+const client = new Client({ name: "weft-interop", version: "1.0.0" },
+  { capabilities: { sampling: {}, elicitation: {} } });
+const asked = [];
+const { CreateMessageRequestSchema, ElicitRequestSchema } = await import("@modelcontextprotocol/sdk/types.js");
+client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+  asked.push(req.params);
+  return { role: "assistant", model: "interop-model", stopReason: "endTurn",
+    content: { type: "text", text: `echo: ${req.params.messages[0].content.text}` } };
+});
+client.setRequestHandler(ElicitRequestSchema, async (req) => {
+  asked.push(req.params);
+  return { action: "accept", content: { username: "ada", email: "ada@example.com" } };
+});
 await client.connect(transport);
 const info = client.getServerVersion();
 check(info && info.name === "weft", "initialize: server is weft", info);
@@ -90,6 +102,14 @@ check(missing instanceof Error && /-32002|not found/.test(missing.message), "an 
 
 const prompt = await client.getPrompt({ name: "test_prompt_with_arguments", arguments: { arg1: "x", arg2: "y" } });
 check(prompt.messages[0].content.text === "Prompt with arguments: arg1='x', arg2='y'", "prompts/get substitutes arguments", prompt);
+
+const sampled = await client.callTool({ name: "test_sampling", arguments: { prompt: "two words" } });
+check(sampled.content[0].text === "LLM response: echo: two words" && asked[0].maxTokens === 100,
+  "a run asks the client's model (sampling/createMessage) through w.mcp_client()", [sampled, asked]);
+const elicited = await client.callTool({ name: "test_elicitation", arguments: { message: "Who are you?" } });
+check(elicited.content[0].text === "User response: action=accept, content={email=ada@example.com, username=ada}" &&
+  asked[1].message === "Who are you?" && asked[1].requestedSchema.required.length === 2,
+  "a run asks the client's user (elicitation/create)", [elicited, asked]);
 
 await client.setLoggingLevel("debug");
 const logs = [];

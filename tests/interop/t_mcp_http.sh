@@ -7,7 +7,8 @@
 command -v curl >/dev/null 2>&1 || { echo "SKIP: curl missing"; exit 77; }
 trap '_rc=$?; stop_serve; (exit $_rc); cleanup' EXIT
 
-start_serve "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --max-sessions 4 --max-body 65536
+start_serve "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --max-sessions 4 --max-body 65536 -v
+BRIDGE=$(sed -n 's/.*reach their MCP client at \(http[^ ]*\)$/\1/p' "$T/serve.err" | head -1)
 node "$INTEROP/sdk_client.mjs" http "$URL" >"$T/out" 2>"$T/err" || RC=$?
 cat "$T/out"
 [ "${RC:-0}" -eq 0 ] || { cat "$T/err" "$T/serve.err" >&2; fail "SDK client over HTTP"; }
@@ -47,6 +48,22 @@ expect_code 200 "a call with progress"
 expect_grep "$T/h" 'text/event-stream' "progress makes the answer an event stream"
 expect_grep "$T/b" '^data: .*"notifications/progress"' "progress events on the stream"
 expect_grep "$T/b" '^data: .*"id":3,"result"' "the answer ends the stream"
+post '{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"test_sampling","arguments":{"prompt":"x"}}}' -H "$S"
+expect_code 200 "sampling from a client without the capability"
+expect_grep "$T/b" '"isError":true' "is an error result"
+expect_grep "$T/b" 'did not declare the sampling capability' "naming the missing capability"
+
+# The bridge through which runs reach their client: loopback, per run,
+# behind the run's secret.
+curl -s -o /dev/null -w '%{http_code}' -X POST --data '{}' "${BRIDGE}0123456789abcdef" >"$T/code"
+expect_code 404 "the bridge knows only live runs"
+post '{"jsonrpc":"2.0","id":32,"method":"tools/call","params":{"name":"slow","arguments":{"label":"bridge"}}}' -H "$S" --max-time 1
+sleep 0.3
+LIVE=$(sql "SELECT id FROM runs WHERE status = 'running' AND input LIKE '%bridge%'")
+[ -n "$LIVE" ] || fail "a live run to knock at"
+curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Authorization: Bearer nope' --data '{}' "$BRIDGE$LIVE" >"$T/code"
+expect_code 401 "the bridge wants the run's secret"
+
 post '{"jsonrpc":"2.0","id":4,"method":"tools/list"}'
 expect_code 400 "no session id is 400"
 post '{"jsonrpc":"2.0","id":4,"method":"tools/list"}' -H "Mcp-Session-Id: $(printf '%064d' 0)"
