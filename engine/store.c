@@ -21,6 +21,7 @@
 
 #include <sqlite3.h>
 
+#include "engine/fault.h"
 #include "engine/store.h"
 #include "engine/util.h"
 
@@ -71,7 +72,7 @@ static const char *store_sql[ST__COUNT] = {
 	    "node_path, kind, state, attempt, worker, lease_until, idem_key) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[ST_BLOB_PUT] = "INSERT OR IGNORE INTO blobs (hash, size, data) "
-	    "VALUES (?1, ?2, ?3)",
+	    "VALUES (?1, ?2, zeroblob(?2))",
 	[ST_BLOB_GET] = "SELECT data FROM blobs WHERE hash = ?1",
 };
 
@@ -487,7 +488,11 @@ store_commit(struct store *s)
 		return 0;
 	if ((st = store_stmt(s, ST_COMMIT)) == NULL)
 		return -1;
-	return store_step_done(s, ST_COMMIT, st, "cannot commit");
+	fault_crash("store.before_commit");
+	if (store_step_done(s, ST_COMMIT, st, "cannot commit") != 0)
+		return -1;
+	fault_crash("store.after_commit");
+	return 0;
 }
 
 int
@@ -606,6 +611,38 @@ store_task_put(struct store *s, const struct store_task *t)
 	return store_step_done(s, ST_TASK_PUT, st, what);
 }
 
+/*
+ * Write the bytes of the blob row rowid, inserted as zeros in the open
+ * transaction, in two halves by incremental blob I/O.  Until the
+ * transaction commits nothing of the row is visible, so a crash between
+ * the halves (the blob.mid_write point) leaves no partial blob behind.
+ */
+static int
+store_blob_fill(struct store *s, sqlite3_int64 rowid, const void *data,
+    size_t len)
+{
+	sqlite3_blob *b;
+	int half = (int)(len / 2), rc;
+
+	if (sqlite3_blob_open(s->db, "main", "blobs", "data", rowid, 1,
+	    &b) != SQLITE_OK)
+		return store_fail(s, "cannot store blob");
+	rc = sqlite3_blob_write(b, data, half, 0);
+	if (rc == SQLITE_OK) {
+		fault_crash("blob.mid_write");
+		rc = sqlite3_blob_write(b, (const char *)data + half,
+		    (int)len - half, half);
+	}
+	if (rc != SQLITE_OK) {
+		store_fail(s, "cannot store blob");
+		sqlite3_blob_close(b);
+		return -1;
+	}
+	if (sqlite3_blob_close(b) != SQLITE_OK)
+		return store_fail(s, "cannot store blob");
+	return 0;
+}
+
 int
 store_blob_put(struct store *s, const void *data, size_t len,
     char hash_out[65])
@@ -613,8 +650,12 @@ store_blob_put(struct store *s, const void *data, size_t len,
 	sqlite3_stmt *st;
 	char hash[65];
 
-	/* A NULL pointer would bind SQL NULL, not an empty blob. */
-	if (data == NULL || len == 0)
+	if (len > STORE_BLOB_MAX) {
+		errf(s->err, sizeof s->err, "cannot store blob: %zu bytes, "
+		    "more than the limit of %d", len, STORE_BLOB_MAX);
+		return -1;
+	}
+	if (data == NULL)
 		data = "";
 	sha256_hex(data, len, hash);
 	if (store_begin(s) != 0)
@@ -623,8 +664,12 @@ store_blob_put(struct store *s, const void *data, size_t len,
 		return -1;
 	sqlite3_bind_text(st, 1, hash, 64, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)len);
-	sqlite3_bind_blob64(st, 3, data, (sqlite3_uint64)len, SQLITE_STATIC);
 	if (store_step_done(s, ST_BLOB_PUT, st, "cannot store blob") != 0)
+		return -1;
+	/* Stored already (same bytes, same hash): one copy is kept. */
+	if (sqlite3_changes(s->db) == 1 && len > 0 &&
+	    store_blob_fill(s, sqlite3_last_insert_rowid(s->db), data,
+	    len) != 0)
 		return -1;
 	memcpy(hash_out, hash, sizeof hash);
 	return 0;

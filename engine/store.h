@@ -93,8 +93,14 @@ int store_run_finish(struct store *, const struct store_run *);
 int store_event_append(struct store *, const struct store_event *);
 /* Insert or replace a task's lease row. */
 int store_task_put(struct store *, const struct store_task *);
-/* Store a payload by content; hash_out gets its sha256 hex.  Storing the
-   same bytes twice keeps one copy. */
+/*
+ * Store a payload by content; hash_out gets its sha256 hex.  Storing the
+ * same bytes twice keeps one copy.  The row is inserted as zeros and its
+ * bytes written in two halves, all inside the batch transaction, so a
+ * crash mid-write (fault point blob.mid_write) leaves no partial blob.
+ * At most STORE_BLOB_MAX bytes.
+ */
+#define STORE_BLOB_MAX	(512 * 1024 * 1024)
 int store_blob_put(struct store *, const void *, size_t, char hash_out[65]);
 /* Fetch a blob: *data is a heap copy (free it), *len its size.  -1 if absent. */
 int store_blob_get(struct store *, const char *hash, void **data, size_t *len);
