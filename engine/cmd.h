@@ -7,6 +7,8 @@
 #ifndef WEFT_CMD_H
 #define WEFT_CMD_H
 
+#include <jansson.h>
+
 int cmd_run(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
@@ -19,8 +21,19 @@ int cmd_doctor(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 /* The database path: --db, else $WEFT_DB, else ./weft.db. */
 const char *cmd_db_path(const char *opt);
+
+/*
+ * Parse --budget "usd=0.5,tokens=200000" into a new JSON object; NULL
+ * with a message on stderr naming the bad part.
+ */
+json_t *cmd_parse_budget(const char *text);
+/* Add this coordinator's pid and identity (boot id and start time) to a
+   run.start or run.resume payload: weft resume refuses a live owner. */
+void cmd_run_owner(json_t *payload);
 
 #endif

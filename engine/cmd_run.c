@@ -78,8 +78,8 @@ run_parse_input(const char *text, const char *what)
  * Parse --budget "usd=0.5,tokens=200000" into a JSON object; NULL with a
  * message naming the bad part.
  */
-static json_t *
-run_parse_budget(const char *text)
+json_t *
+cmd_parse_budget(const char *text)
 {
 	static const char *const dims[] = { "usd", "tokens", "input_tokens",
 	    "output_tokens", "model_calls", "tool_calls", "seconds", "depth",
@@ -250,7 +250,7 @@ cmd_run(int argc, char **argv)
 			break;
 		case 'b':
 			json_decref(budget);
-			if ((budget = run_parse_budget(optarg)) == NULL)
+			if ((budget = cmd_parse_budget(optarg)) == NULL)
 				return 2;
 			break;
 		case 'S':
@@ -349,6 +349,7 @@ cmd_run(int argc, char **argv)
 	coord_begin_run(c, id, &sink);
 	p = json_pack("{s:s, s:s, s:O}", "workflow", path, "hash", hash,
 	    "input", input);
+	cmd_run_owner(p);
 	coord_event(c, "run.start", 0, 0, "", 0, p, 0, 0);
 	json_decref(p);
 	if (!loopfail && coord_loop(c, err, sizeof err) != 0)

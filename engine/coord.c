@@ -25,6 +25,7 @@
 #include "engine/coord.h"
 #include "engine/fault.h"
 #include "engine/grant.h"
+#include "engine/replay.h"
 #include "engine/store.h"
 #include "engine/util.h"
 #include "protocols/jsonrpc.h"
@@ -129,6 +130,8 @@ struct coord {
 	int			 cancelled;
 	int			 failed;
 	char			 ferr[512];
+	struct replay		*rec;		/* recorded answers, or NULL */
+	json_t			*calls;		/* node path -> calls made */
 };
 
 static void	coord_rctx_cb(void *);
@@ -366,16 +369,61 @@ coord_fault_token(struct coord *c, struct task *t, const char *tok)
 	return s;
 }
 
+/*
+ * A tool task's replay key (docs/durability.md): its call index in the
+ * node, its step name (kind:server/tool) and the hash of its summary
+ * (server, tool, arguments with sorted keys), as JSON members for the
+ * tool.call event, a heap string.  *ticket is set when the run's record
+ * answers the call (its outcome is delivered from there), -1 on an
+ * offline replay's divergence, else 0.
+ */
+static char *
+coord_task_key(struct coord *c, const char *kind, const char *path,
+    int64_t span, const char *summary, int64_t *ticket)
+{
+	const char *srv, *tool;
+	json_t *sj, *q;
+	char hash[65], *obj, *step, *desc, *meta;
+	int call = coord_call_index(c, path);
+
+	obj = xasprintf("{%s}", summary);
+	sj = json_loads(obj, 0, NULL);
+	free(obj);
+	srv = json_string_value(json_object_get(sj, "server"));
+	tool = json_string_value(json_object_get(sj, "name"));
+	step = xasprintf("%s:%s%s%s", kind, srv ? srv : "", tool ? "/" : "",
+	    tool ? tool : "");
+	replay_hash(summary, NULL, hash);
+	desc = replay_desc(step, sj);
+	*ticket = coord_recorded(c, path, span, call, step, hash, desc);
+	q = json_pack("{s:i, s:s, s:s}", "call", call, "hash", hash, "step",
+	    step);
+	meta = json_dumps(q, JSON_COMPACT);
+	meta[strlen(meta) - 1] = '\0';		/* the members, no braces */
+	memmove(meta, meta + 1, strlen(meta));
+	json_decref(q);
+	json_decref(sj);
+	free(step);
+	free(desc);
+	return meta;
+}
+
 int64_t
 coord_submit(struct coord *c, const char *kind, const char *path,
     int64_t span, const char *server, const char *params,
     const char *summary, int grant)
 {
-	struct task *t = xcalloc(1, sizeof *t);
+	struct task *t;
 	int64_t t_id;
 	json_t *p;
-	char *text;
+	char *text, *meta;
 
+	meta = coord_task_key(c, kind, path, span, summary, &t_id);
+	if (t_id != 0) {
+		free(meta);
+		return t_id > 0 ? t_id : coord_ticket(c);
+	}
+	t = xcalloc(1, sizeof *t);
 	t->id = coord_ticket(c);
 	c->tasks[t->id] = t;
 	t->attempt = 1;
@@ -390,8 +438,9 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->size = strlen(params) + strlen(path) + 512;
 	TAILQ_INSERT_TAIL(&c->queue, t, entry);
 	c->nqueued++;
-	text = xasprintf("{\"task\":%lld,\"kind\":\"%s\",%s}",
-	    (long long)t->id, kind, summary);
+	text = xasprintf("{\"task\":%lld,\"kind\":\"%s\",%s,%s}",
+	    (long long)t->id, kind, meta, summary);
+	free(meta);
 	coord_event_text(c, strcmp(kind, TASK_MCP_LIST) == 0 ? "tool.list" :
 	    "tool.call", span, 0, path, 1, text, 0, 0);
 	free(text);
@@ -676,6 +725,7 @@ coord_dispatch(struct coord *c)
 		coord_reply_text(r, (const char *)evbuffer_pullup(buf, -1),
 		    evbuffer_get_length(buf));
 		evbuffer_free(buf);
+		fault_crash("coord.after_dispatch");
 	}
 }
 
@@ -913,6 +963,7 @@ coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
 			json_decref(p);
 			continue;
 		}
+		fault_crash("coord.after_result");
 		coord_progress(c, t, json_object_get(it, "progress"));
 		if (failed)
 			coord_task_end(c, t, NULL, val);
@@ -1338,6 +1389,7 @@ coord_free(struct coord *c)
 
 	if (c == NULL)
 		return;
+	json_decref(c->calls);
 	c->stopping = 1;
 	/* Parked polls learn of the shutdown; workers exit on it. */
 	while ((r = TAILQ_FIRST(&c->parked)) != NULL) {
@@ -1415,6 +1467,8 @@ coord_begin_run(struct coord *c, const char *run_id,
 	c->run_id = xstrdup(run_id);
 	grants_set_run(c->grants, run_id);
 	c->seq = 0;
+	json_decref(c->calls);
+	c->calls = json_object();
 	c->sink = *sink;
 	c->run_ended = 0;
 }
@@ -1434,4 +1488,53 @@ coord_loop(struct coord *c, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+int
+coord_call_index(struct coord *c, const char *path)
+{
+	json_t *v = json_object_get(c->calls, path);
+	json_int_t n = v != NULL ? json_integer_value(v) : 0;
+
+	json_object_set_new(c->calls, path, json_integer(n + 1));
+	return (int)n;
+}
+
+void
+coord_set_replay(struct coord *c, struct replay *rec, int64_t last_seq)
+{
+	c->rec = rec;
+	if (last_seq > c->seq)
+		c->seq = last_seq;
+}
+
+struct replay *
+coord_replay(struct coord *c)
+{
+	return c->rec;
+}
+
+int64_t
+coord_recorded(struct coord *c, const char *path, int64_t span, int call,
+    const char *name, const char *hash, const char *desc)
+{
+	json_t *res = NULL, *err = NULL, *p;
+	int64_t from = 0, t;
+
+	if (c->rec == NULL)
+		return 0;
+	switch (replay_answer(c->rec, path, call, name, hash, desc, &res, &err,
+	    &from)) {
+	case 0:
+		return 0;
+	case -1:
+		coord_fail(c, "%s", replay_divergence(c->rec));
+		return -1;
+	}
+	t = coord_ticket(c);
+	p = json_pack("{s:i, s:s, s:I}", "call", call, "step", name, "from",
+	    (json_int_t)from);
+	coord_event(c, "step.replayed", span, 0, path, 0, p, 0, 0);
+	json_decref(p);
+	coord_deliver(c, t, res, err);
+	return t;
 }

@@ -120,4 +120,26 @@ int coord_cancelled(struct coord *);
 /* Steps and worker facts for the summary. */
 int coord_worker_restarts(struct coord *);
 
+struct replay;
+/*
+ * The call index of the next outside call (tool, model, w.now(),
+ * w.random()) made by the node at path in the run begun last: 0, 1, ...
+ * Part of a call's replay key (engine/replay.h).
+ */
+int coord_call_index(struct coord *, const char *path);
+/*
+ * Answer calls from rec (borrowed; NULL: none) from now on, and continue
+ * the run's event seq after last_seq (resume appends to the same run).
+ */
+void coord_set_replay(struct coord *, struct replay *rec, int64_t last_seq);
+struct replay *coord_replay(struct coord *);
+/*
+ * If the record answers the call (path, call, name, hash), record a
+ * step.replayed event, queue its recorded outcome for delivery and return
+ * its ticket; 0 if the call goes live (or there is no record); -1 on an
+ * offline replay's divergence (the run fails with the report).
+ */
+int64_t coord_recorded(struct coord *, const char *path, int64_t span,
+    int call, const char *name, const char *hash, const char *desc);
+
 #endif

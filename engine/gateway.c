@@ -28,6 +28,7 @@
 
 #include "engine/coord.h"
 #include "engine/gateway.h"
+#include "engine/replay.h"
 #include "engine/store.h"
 #include "engine/util.h"
 #include "protocols/llm.h"
@@ -111,6 +112,7 @@ struct gw_call {
 	LIST_ENTRY(gw_call)	 entry;
 	int			 queued;
 	int			 probe;		/* the half-open probe */
+	int			 call;		/* index in the node */
 };
 
 struct gateway {
@@ -440,8 +442,10 @@ static void
 gw_event(struct gw_call *k, const char *kind, json_t *payload,
     int64_t tokens, double cost)
 {
-	char *text = json_dumps(payload, JSON_COMPACT);
+	char *text;
 
+	json_object_set_new(payload, "call", json_integer(k->call));
+	text = json_dumps(payload, JSON_COMPACT);
 	gw_redact(k, text);
 	coord_event_text(k->g->c, kind, k->span, k->parent_span, k->path,
 	    k->attempts, text, tokens, cost);
@@ -980,6 +984,28 @@ gw_opt_ms(const json_t *o, const char *name, long def)
 	    (long)json_integer_value(v) : def;
 }
 
+/*
+ * Answer a model call from the run's record (resume, replay, fork): its
+ * ticket, -1 on an offline replay's divergence, 0 to call live.
+ */
+static int64_t
+gw_recorded(struct gateway *g, const char *path, int64_t span, int call,
+    const char *hash, const char *request)
+{
+	json_t *req;
+	char *desc;
+	int64_t t;
+
+	if (coord_replay(g->c) == NULL)
+		return 0;
+	req = json_loads(request, 0, NULL);
+	desc = replay_desc("model", req);
+	t = coord_recorded(g->c, path, span, call, "model", hash, desc);
+	free(desc);
+	json_decref(req);
+	return t;
+}
+
 int64_t
 gateway_call(struct gateway *g, const char *path, int64_t span,
     int64_t parent_span, const char *opts, const char *request, char *err,
@@ -991,9 +1017,14 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	json_t *o, *req, *chain, *v, *rec, *retry, *skipped;
 	const char *model;
 	size_t i;
-	int usable;
+	int usable, call;
 	int64_t t;
+	char hash[65];
 
+	call = coord_call_index(g->c, path);
+	replay_hash(opts, request, hash);
+	if ((t = gw_recorded(g, path, span, call, hash, request)) != 0)
+		return t > 0 ? t : coord_ticket(g->c);
 	/* The HTTP client (and libcurl) only once a model is called. */
 	if (g->http == NULL && (g->http = http_new(g->base, err, errlen)) ==
 	    NULL)
@@ -1066,6 +1097,7 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	k->path = xstrdup(path);
 	k->span = span;
 	k->parent_span = parent_span;
+	k->call = call;
 	k->request = req;
 	k->tried = json_array();
 	json_array_foreach(chain, i, v) {
@@ -1092,6 +1124,8 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	LIST_INSERT_HEAD(&g->calls, k, entry);
 	rec = gw_request_record(k);
 	json_object_set(rec, "chain", chain);
+	json_object_set_new(rec, "step", json_string("model"));
+	json_object_set_new(rec, "hash", json_string(hash));
 	if (json_array_size(skipped) > 0)
 		json_object_set(rec, "skipped", skipped);
 	json_decref(skipped);

@@ -18,6 +18,7 @@
 
 #include "engine/coord.h"
 #include "engine/gateway.h"
+#include "engine/replay.h"
 #include "engine/schema.h"
 #include "engine/state.h"
 #include "engine/template.h"
@@ -884,51 +885,112 @@ l_mono(lua_State *L)
 	return 1;
 }
 
-/* w.now(): wall clock, recorded so replay sees the same value. */
+/*
+ * A recorded value of w.now() or w.random() (name) with args (JSON text)
+ * at the node path: pushes it and returns 1 when the run's record answers
+ * the call, else 0 (the caller computes it live and records it with the
+ * call's key in *key, the event's members).  An offline replay that
+ * diverges raises the divergence as a Lua error.
+ */
+static int
+luaeng_value(lua_State *L, struct coord *c, const char *path,
+    const char *name, const char *args, json_t **key)
+{
+	struct replay *rec = coord_replay(c);
+	json_t *res = NULL, *err = NULL;
+	int64_t from;
+	char hash[65], *desc;
+	int call = coord_call_index(c, path), rv = 0;
+
+	replay_hash(args, NULL, hash);
+	if (rec != NULL) {
+		desc = xasprintf("%s %s", name, args);
+		rv = replay_answer(rec, path, call, name, hash, desc, &res,
+		    &err, &from);
+		free(desc);
+		if (rv < 0)
+			return luaL_error(L, "%s", replay_divergence(rec));
+		if (rv == 1 && json_is_integer(res))
+			lua_pushinteger(L, json_integer_value(res));
+		else if (rv == 1 && json_is_number(res))
+			lua_pushnumber(L, json_number_value(res));
+		else
+			rv = 0;
+	}
+	if (rv == 0)
+		*key = json_pack("{s:i, s:s, s:s, s:o}", "call", call, "hash",
+		    hash, "step", name, "args", json_loads(args, 0, NULL));
+	return rv;
+}
+
+/* w.now(): wall clock, recorded so replay sees the same value.
+   core.runner_now(path) */
 static int
 l_runner_now(lua_State *L)
 {
 	struct coord *c = need_coord(L);
-	double t = now_wall();
-	json_t *p = json_pack("{s:f}", "value", t);
+	const char *path = luaL_optstring(L, 1, "");
+	json_t *p = NULL;
+	double t;
 
-	coord_event(c, "clock", 0, 0, "", 0, p, 0, 0);
+	if (luaeng_value(L, c, path, "now", "[]", &p))
+		return 1;
+	t = now_wall();
+	json_object_set_new(p, "value", json_real(t));
+	coord_event(c, "clock", 0, 0, path, 0, p, 0, 0);
 	json_decref(p);
 	lua_pushnumber(L, t);
 	return 1;
 }
 
-/* w.random([m [, n]]): like math.random, recorded. */
+/* w.random([m [, n]]): like math.random, recorded.
+   core.runner_random(path, m, n) */
 static int
 l_runner_random(lua_State *L)
 {
 	struct luaeng *e = luaeng_of(L);
 	struct coord *c = need_coord(L);
+	const char *path = luaL_optstring(L, 1, "");
 	lua_Integer lo, hi;
 	uint64_t x, span;
-	json_t *p;
+	json_t *p = NULL;
+	char args[64];
 
+	if (lua_isnoneornil(L, 2))
+		snprintf(args, sizeof args, "[]");
+	else if (lua_isnoneornil(L, 3))
+		snprintf(args, sizeof args, "[%lld]",
+		    (long long)luaL_checkinteger(L, 2));
+	else
+		snprintf(args, sizeof args, "[%lld,%lld]",
+		    (long long)luaL_checkinteger(L, 2),
+		    (long long)luaL_checkinteger(L, 3));
+	if (luaeng_value(L, c, path, "random", args, &p))
+		return 1;
 	e->rng ^= e->rng << 13;
 	e->rng ^= e->rng >> 7;
 	e->rng ^= e->rng << 17;
 	x = e->rng;
-	if (lua_isnoneornil(L, 1)) {
+	if (lua_isnoneornil(L, 2)) {
 		double d = (double)(x >> 11) / (double)(1ULL << 53);
 
-		p = json_pack("{s:f}", "value", d);
+		json_object_set_new(p, "value", json_real(d));
 		lua_pushnumber(L, d);
 	} else {
-		lo = lua_isnoneornil(L, 2) ? 1 : luaL_checkinteger(L, 1);
-		hi = lua_isnoneornil(L, 2) ? luaL_checkinteger(L, 1) :
-		    luaL_checkinteger(L, 2);
-		luaL_argcheck(L, lo <= hi, 1, "interval is empty");
+		lo = lua_isnoneornil(L, 3) ? 1 : luaL_checkinteger(L, 2);
+		hi = lua_isnoneornil(L, 3) ? luaL_checkinteger(L, 2) :
+		    luaL_checkinteger(L, 3);
+		if (lo > hi) {
+			json_decref(p);
+			return luaL_argerror(L, 1, "interval is empty");
+		}
 		span = (uint64_t)hi - (uint64_t)lo;
 		lo = (lua_Integer)((uint64_t)lo + (span == UINT64_MAX ? x :
 		    x % (span + 1)));
-		p = json_pack("{s:I}", "value", (json_int_t)lo);
+		json_object_set_new(p, "value", json_integer((json_int_t)lo));
 		lua_pushinteger(L, lo);
 	}
-	coord_event(c, "random", 0, 0, "", 0, p, 0, 0);
+	coord_event(c, "random", 0, 0, path, 0, p, 0, 0);
 	json_decref(p);
 	return 1;
 }
@@ -1359,6 +1421,63 @@ l_sandbox_print(lua_State *L)
 	return 0;
 }
 
+/*
+ * __index of the workflow environment and of its math table: the names
+ * that would make a run nondeterministic (docs/durability.md) raise an
+ * error at the caller's file:line naming the recorded alternative; other
+ * missing names are nil as usual.
+ */
+static int
+l_sandbox_index(lua_State *L)
+{
+	static const struct {
+		const char	*name, *why;
+	} hidden[] = {
+		{ "os", "'os' is not available to workflow code: use w.now() "
+		    "for the time (os.time, os.clock, os.date), recorded so "
+		    "that resume and replay see the same value; pass "
+		    "settings in the run's input" },
+		{ "io", "'io' is not available to workflow code: pass data in "
+		    "the run's input, or read files through an MCP tool "
+		    "(w.mcp)" },
+		{ "random", "math.random is not available to workflow code: "
+		    "use w.random([m [, n]]), recorded so that resume and "
+		    "replay see the same numbers" },
+		{ "randomseed", "math.randomseed is not available to workflow "
+		    "code: w.random() needs no seed, and replay answers it "
+		    "from the record" },
+	};
+	const char *k = lua_tostring(L, 2);
+	size_t i;
+
+	if (k == NULL || lua_type(L, 2) != LUA_TSTRING)
+		return 0;
+	for (i = 0; i < nitems(hidden); i++) {
+		/* os and io at the top level, the rest in math. */
+		if (strcmp(k, hidden[i].name) != 0 || (i < 2) !=
+		    lua_toboolean(L, lua_upvalueindex(1)))
+			continue;
+		luaL_where(L, 2);
+		lua_pushstring(L, hidden[i].why);
+		lua_concat(L, 2);
+		return lua_error(L);
+	}
+	return 0;
+}
+
+/* Give the table on top of the stack the guarding __index. */
+static void
+sandbox_guard(lua_State *L, int top)
+{
+	lua_newtable(L);
+	lua_pushboolean(L, top);
+	lua_pushcclosure(L, l_sandbox_index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+}
+
 /* Push the environment workflow code runs in. */
 static void
 push_sandbox(lua_State *L)
@@ -1403,6 +1522,7 @@ push_sandbox(lua_State *L)
 			lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
+	sandbox_guard(L, 0);
 	lua_setfield(L, -2, "math");
 	lua_pushcfunction(L, l_sandbox_require);
 	lua_setfield(L, -2, "require");
@@ -1410,6 +1530,7 @@ push_sandbox(lua_State *L)
 	lua_setfield(L, -2, "print");
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -2, "_G");
+	sandbox_guard(L, 1);
 }
 
 /* Load an embedded library module, calling it with the given args. */

@@ -809,8 +809,8 @@ w.exit_loop = setmetatable({}, {
 -- Marks a table to be encoded as a JSON array even when empty.
 function w.array(t) return core.array(t or {}) end
 
-function w.now() return core.runner_now() end
-function w.random(m, n) return core.runner_random(m, n) end
+function w.now() return core.runner_now(w._internal.current_path()) end
+function w.random(m, n) return core.runner_random(w._internal.current_path(), m, n) end
 
 -- Used by lua/luaeng.c and the runner.
 w._internal = {

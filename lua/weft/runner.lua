@@ -27,6 +27,10 @@ local tools_epoch = 0     -- bumped when a server's tool list changes
 -- once per run too), then shared by every invocation of the agent.
 local agent_tools = setmetatable({}, { __mode = "k" })
 local script_pos = {}     -- agent node -> turns consumed
+-- The node each coroutine is running: w.now() and w.random() are recorded
+-- (and answered on replay) under it.
+local co_path = setmetatable({}, { __mode = "k" })
+function I.current_path() return co_path[coroutine.running()] or "" end
 
 -- Errors are tables so a failure keeps the node where it happened.
 local ERR = {}
@@ -1020,7 +1024,11 @@ function run_node(n, parent)
   core.event("node.start", ctx.span, parent.span or 0, path, 0,
              { kind = n.kind, name = n.name, iteration = parent.iteration }, 0, 0)
   local t0 = core.mono()
+  local co = coroutine.running()
+  local outer = co_path[co]
+  co_path[co] = path
   local ok, out, signal = pcall(node_body, n, ctx)
+  co_path[co] = outer
   local dur = core.mono() - t0
   if not ok then
     local e = as_err(out, ctx)

@@ -1,0 +1,409 @@
+/* replay.c: recorded answers for resume, replay and fork. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "engine/replay.h"
+#include "engine/store.h"
+#include "engine/util.h"
+
+#define REPLAY_DESC_MAX	240
+
+struct rstep {
+	char		*path;
+	int		 call;
+	char		*name;
+	char		 hash[65];
+	char		*desc;		/* the recorded call, for reports */
+	int64_t		 seq;		/* of the call event */
+	int64_t		 from;		/* of the outcome event, 0: none */
+	json_t		*result;
+	json_t		*error;
+	int		 used;
+};
+
+struct replay {
+	enum replay_mode mode;
+	int64_t		 upto;
+	json_t		*index;		/* "path\x1fcall" -> step number */
+	json_t		*tasks;		/* task id -> step number, per
+					   coordinator (run.start, run.resume) */
+	struct rstep	*steps;
+	size_t		 nsteps, cap;
+	int64_t		 last_seq;
+	int64_t		 answered;
+	char		*diverge;
+};
+
+static const char *const call_kinds[] = { "tool.call", "tool.list",
+    "model.request", NULL };
+static const char *const outcome_kinds[] = { "tool.result", "tool.error",
+    "tool.list.result", "tool.list.error", "model.response",
+    "model.error", NULL };
+
+static int
+kind_in(const char *kind, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (strcmp(kind, *list) == 0)
+			return 1;
+	return 0;
+}
+
+/* The index key of (path, call). */
+static char *
+replay_key(const char *path, int call)
+{
+	return xasprintf("%s\x1f%d", path, call);
+}
+
+static struct rstep *
+replay_find(struct replay *r, const char *path, int call)
+{
+	char *key = replay_key(path, call);
+	json_t *v = json_object_get(r->index, key);
+
+	free(key);
+	return v != NULL ? &r->steps[json_integer_value(v)] : NULL;
+}
+
+char *
+replay_desc(const char *name, json_t *p)
+{
+	json_t *args = json_object_get(p, "arguments");
+	char *a = NULL, *d;
+
+	if (args != NULL)
+		a = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS |
+		    JSON_ENCODE_ANY);
+	else if (json_object_get(p, "messages") != NULL)
+		a = xasprintf("(%zu messages)", json_array_size(
+		    json_object_get(p, "messages")));
+	else if (json_object_get(p, "args") != NULL)
+		a = json_dumps(json_object_get(p, "args"), JSON_COMPACT |
+		    JSON_ENCODE_ANY);
+	d = xasprintf("%s %s", name, a != NULL ? a : "");
+	free(a);
+	if (strlen(d) > REPLAY_DESC_MAX)
+		strcpy(d + REPLAY_DESC_MAX - 3, "...");
+	return d;
+}
+
+static void
+rstep_clear(struct rstep *s)
+{
+	free(s->name);
+	free(s->desc);
+	json_decref(s->result);
+	json_decref(s->error);
+	s->name = s->desc = NULL;
+	s->result = s->error = NULL;
+	s->from = 0;
+}
+
+/* A call event: (re)place the step at its key; a later one wins. */
+static struct rstep *
+replay_on_call(struct replay *r, const struct store_event *ev, json_t *p)
+{
+	const char *name = json_string_value(json_object_get(p, "step"));
+	const char *hash = json_string_value(json_object_get(p, "hash"));
+	int call = (int)json_integer_value(json_object_get(p, "call"));
+	struct rstep *s;
+	char *key;
+
+	if (name == NULL || hash == NULL || strlen(hash) != 64)
+		return NULL;
+	if ((s = replay_find(r, ev->node_path, call)) == NULL) {
+		if (r->nsteps == r->cap) {
+			r->cap = r->cap ? r->cap * 2 : 256;
+			r->steps = xrealloc(r->steps, r->cap * sizeof *r->steps);
+		}
+		s = &r->steps[r->nsteps];
+		memset(s, 0, sizeof *s);
+		s->path = xstrdup(ev->node_path);
+		s->call = call;
+		key = replay_key(ev->node_path, call);
+		json_object_set_new(r->index, key,
+		    json_integer((json_int_t)r->nsteps));
+		free(key);
+		r->nsteps++;
+	} else
+		rstep_clear(s);
+	s->name = xstrdup(name);
+	memcpy(s->hash, hash, 65);
+	s->desc = replay_desc(name, p);
+	s->seq = ev->seq;
+	if (json_is_integer(json_object_get(p, "task"))) {
+		key = xasprintf("%lld", (long long)json_integer_value(
+		    json_object_get(p, "task")));
+		json_object_set_new(r->tasks, key, json_integer(s - r->steps));
+		free(key);
+	}
+	return s;
+}
+
+/* An outcome event: attach it to its call. */
+static void
+replay_on_outcome(struct replay *r, const struct store_event *ev, json_t *p)
+{
+	struct rstep *s = NULL;
+	json_t *v;
+	char *key;
+
+	if (json_is_integer(json_object_get(p, "call")))
+		s = replay_find(r, ev->node_path, (int)json_integer_value(
+		    json_object_get(p, "call")));
+	else if (json_is_integer(json_object_get(p, "task"))) {
+		/* A tool's outcome names its task: this coordinator's. */
+		key = xasprintf("%lld", (long long)json_integer_value(
+		    json_object_get(p, "task")));
+		if ((v = json_object_get(r->tasks, key)) != NULL)
+			s = &r->steps[json_integer_value(v)];
+		free(key);
+	}
+	if (s == NULL || s->name == NULL)
+		return;
+	json_decref(s->result);
+	json_decref(s->error);
+	s->result = s->error = NULL;
+	if ((v = json_object_get(p, "response")) != NULL ||
+	    (v = json_object_get(p, "result")) != NULL)
+		s->result = json_incref(v);
+	else if ((v = json_object_get(p, "error")) != NULL)
+		s->error = json_incref(v);
+	else
+		s->error = json_incref(p);	/* model.error: the payload */
+	s->from = ev->seq;
+}
+
+static int
+replay_event_cb(void *arg, const struct store_event *ev)
+{
+	struct replay *r = arg;
+	struct rstep *s;
+	json_t *p;
+	int is_call, is_value;
+
+	if (ev->seq > r->last_seq)
+		r->last_seq = ev->seq;
+	if (r->upto > 0 && ev->seq > r->upto)
+		return 0;
+	if (strcmp(ev->kind, "run.start") == 0 ||
+	    strcmp(ev->kind, "run.resume") == 0)
+		json_object_clear(r->tasks);
+	is_call = kind_in(ev->kind, call_kinds);
+	is_value = strcmp(ev->kind, "clock") == 0 ||
+	    strcmp(ev->kind, "random") == 0;
+	if (!is_call && !is_value && !kind_in(ev->kind, outcome_kinds))
+		return 0;
+	if (ev->payload == NULL || (p = json_loads(ev->payload, 0, NULL)) ==
+	    NULL)
+		return 0;
+	if (!json_is_integer(json_object_get(p, "call")) &&
+	    (is_call || is_value))
+		;	/* recorded before calls were numbered: not usable */
+	else if (is_call)
+		replay_on_call(r, ev, p);
+	else if (is_value) {
+		if ((s = replay_on_call(r, ev, p)) != NULL) {
+			s->result = json_incref(json_object_get(p, "value"));
+			s->from = ev->seq;
+		}
+	} else
+		replay_on_outcome(r, ev, p);
+	json_decref(p);
+	return 0;
+}
+
+struct replay *
+replay_load(struct store *st, const char *run_id, enum replay_mode mode,
+    int64_t upto, char *err, size_t errlen)
+{
+	struct replay *r = xcalloc(1, sizeof *r);
+
+	r->mode = mode;
+	r->upto = upto;
+	r->index = json_object();
+	r->tasks = json_object();
+	if (store_events_foreach(st, run_id, replay_event_cb, r) != 0) {
+		errf(err, errlen, "%s", store_error(st));
+		replay_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void
+replay_free(struct replay *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->nsteps; i++) {
+		rstep_clear(&r->steps[i]);
+		free(r->steps[i].path);
+	}
+	free(r->steps);
+	json_decref(r->index);
+	json_decref(r->tasks);
+	free(r->diverge);
+	free(r);
+}
+
+/* Note the first divergence. */
+static void
+replay_diverged(struct replay *r, const char *path, int call,
+    const char *record, int64_t seq, const char *now)
+{
+	char at[40] = "";
+
+	if (r->diverge != NULL)
+		return;
+	if (seq > 0)
+		snprintf(at, sizeof at, " (seq %lld)", (long long)seq);
+	r->diverge = xasprintf("first divergence at node '%s', call #%d:\n"
+	    "  record: %s%s\n  script: %s", path, call, record, at, now);
+}
+
+int
+replay_answer(struct replay *r, const char *path, int call,
+    const char *name, const char *hash, const char *desc, json_t **result,
+    json_t **error, int64_t *from)
+{
+	struct rstep *s = replay_find(r, path, call);
+	int offline = r->mode == REPLAY_OFFLINE;
+
+	if (s == NULL || s->from == 0) {
+		if (offline)
+			replay_diverged(r, path, call, s == NULL ? "no such "
+			    "call (the record ends before it)" : "the call, "
+			    "with no outcome (in flight when the run stopped)",
+			    s != NULL ? s->seq : 0, desc);
+		return offline ? -1 : 0;
+	}
+	if (strcmp(s->name, name) != 0 || strcmp(s->hash, hash) != 0) {
+		if (offline)
+			replay_diverged(r, path, call, s->desc, s->seq, desc);
+		return offline ? -1 : 0;
+	}
+	if (s->result == NULL && !offline)
+		return 0;	/* a failed call is tried again on resume */
+	s->used = 1;
+	r->answered++;
+	*result = s->result;
+	*error = s->result == NULL ? s->error : NULL;
+	*from = s->from;
+	return 1;
+}
+
+const char *
+replay_divergence(const struct replay *r)
+{
+	return r->diverge;
+}
+
+int64_t
+replay_answered(const struct replay *r)
+{
+	return r->answered;
+}
+
+int64_t
+replay_recorded(const struct replay *r)
+{
+	size_t i;
+	int64_t n = 0;
+
+	for (i = 0; i < r->nsteps; i++)
+		n += r->steps[i].from > 0;
+	return n;
+}
+
+int64_t
+replay_last_seq(const struct replay *r)
+{
+	return r->last_seq;
+}
+
+int
+replay_check_unused(struct replay *r)
+{
+	struct rstep *first = NULL;
+	size_t i;
+
+	for (i = 0; i < r->nsteps; i++) {
+		struct rstep *s = &r->steps[i];
+
+		if (s->from > 0 && !s->used && (first == NULL ||
+		    s->seq < first->seq))
+			first = s;
+	}
+	if (first == NULL)
+		return 0;
+	replay_diverged(r, first->path, first->call, first->desc, first->seq,
+	    "no such call (the script no longer makes it)");
+	return -1;
+}
+
+void
+replay_hash(const char *a, const char *b, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[32];
+	unsigned int n = 0, i;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	if (a != NULL)
+		EVP_DigestUpdate(ctx, a, strlen(a));
+	EVP_DigestUpdate(ctx, "", 1);
+	if (b != NULL)
+		EVP_DigestUpdate(ctx, b, strlen(b));
+	EVP_DigestFinal_ex(ctx, md, &n);
+	EVP_MD_CTX_free(ctx);
+	for (i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+int
+replay_proc_identity(long pid, char *out, size_t outlen)
+{
+	char path[64], buf[1024], boot[64] = "";
+	unsigned long long start = 0;
+	FILE *f;
+	char *p;
+	size_t n;
+	int i;
+
+	if ((f = fopen("/proc/sys/kernel/random/boot_id", "r")) != NULL) {
+		if (fgets(boot, sizeof boot, f) == NULL)
+			boot[0] = '\0';
+		boot[strcspn(boot, "\n")] = '\0';
+		fclose(f);
+	}
+	if (pid > 0)
+		snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	else
+		snprintf(path, sizeof path, "/proc/self/stat");
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* Field 22, counted after the command name's closing paren. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return -1;
+	for (i = 2; i < 22 && p != NULL; i++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p + 1, "%llu", &start) != 1)
+		return -1;
+	snprintf(out, outlen, "%s:%llu", boot, start);
+	return 0;
+}
