@@ -35,7 +35,37 @@
 
 #define COORD_MAX_RESTARTS	32
 
-enum task_state { TASK_QUEUED, TASK_LEASED, TASK_DONE };
+enum task_state { TASK_QUEUED, TASK_LEASED, TASK_DELAYED, TASK_DONE };
+
+/*
+ * Defaults of a task's execution policy (docs/workflows.md, "Timeouts and
+ * retries"); a node or server sets its own in params.server.policy.
+ */
+#define POLICY_ATTEMPT_S	600.0
+#define POLICY_TOTAL_S		1800.0
+#define POLICY_QUEUE_S		300.0
+#define POLICY_BACKOFF_S	0.5
+#define POLICY_MAX_BACKOFF_S	10.0
+#define POLICY_MULTIPLIER	2.0
+
+/* Failure kinds a policy may retry: bit i is policy_kinds[i]. */
+static const char *const policy_kinds[] = { FAIL_TIMEOUT, FAIL_LOST_WORKER,
+    FAIL_SERVER_EXITED, FAIL_SERVER_START, FAIL_TRANSPORT, FAIL_PROTOCOL,
+    FAIL_RATE_LIMITED, NULL };
+/* Retried unless a policy says otherwise: timeout, lost worker, a server
+   that died mid-call, transport errors, rate limits. */
+#define POLICY_ON_DEFAULT	(1u << 0 | 1u << 1 | 1u << 2 | 1u << 4 | 1u << 6)
+
+struct task_policy {
+	double		 attempt_s;	/* one attempt */
+	double		 total_s;	/* all attempts, from submission */
+	double		 queue_s;	/* queued before a worker takes it */
+	double		 lease_s;	/* heartbeat: lease without one */
+	int		 max_attempts;
+	double		 backoff_s, max_backoff_s, multiplier;
+	unsigned	 on;		/* retryable kinds, policy_kinds bits */
+	int		 idempotent;
+};
 
 struct task {
 	int64_t			 id;
@@ -46,10 +76,16 @@ struct task {
 	int64_t			 span;
 	char			*params;	/* JSON text, sent as is */
 	char			*server;	/* MCP server name */
+	char			*tool;		/* mcp.call: tool name, or NULL */
 	int			 grant;		/* its token's grant id */
 	int			 worker;	/* lease holder, -1 */
 	double			 lease_until;	/* monotonic */
 	double			 started;	/* monotonic, this attempt */
+	double			 queued_at;	/* monotonic, last queued */
+	double			 deadline;	/* monotonic, all attempts */
+	struct task_policy	 pol;
+	struct event		*retry_ev;	/* TASK_DELAYED: backoff */
+	struct coord		*c;
 	size_t			 size;		/* encoded params, bytes */
 	TAILQ_ENTRY(task)	 entry;		/* queue or leased list */
 };
@@ -62,6 +98,7 @@ struct worker {
 	pid_t			 pid;
 	enum worker_state	 state;
 	int			 nleased;
+	json_t			*cancel;	/* task ids to abandon */
 	char			**servers;	/* MCP servers it holds */
 	size_t			 nservers;
 };
@@ -129,7 +166,7 @@ struct coord {
 	int			 run_ended;
 	int			 cancelled;
 	int			 failed;
-	char			 ferr[1536];
+	char			 ferr[512];
 	struct replay		*rec;		/* recorded answers, or NULL */
 	json_t			*calls;		/* node path -> calls made */
 };
@@ -176,35 +213,6 @@ coord_fail(struct coord *c, const char *fmt, ...)
 }
 
 void
-coord_store_message(struct coord *c, char *buf, size_t len)
-{
-	const char *id = c->run_id != NULL ? c->run_id : "?";
-	char what[1100];
-	int kind;
-
-	if ((kind = store_broken(c->st, what, sizeof what)) == 0) {
-		errf(buf, len, "store: %s", store_error(c->st));
-		return;
-	}
-	errf(buf, len, "%s while recording event %lld of run %s; the run is "
-	    "left as recorded so far (%lld events) and can be resumed with "
-	    "`weft resume %s` once %s", what, (long long)c->seq, id,
-	    (long long)store_event_count(c->st, id), id,
-	    kind == STORE_BROKEN_FULL ? "space is freed" :
-	    "the storage is fixed");
-}
-
-/* The store refused a write: stop dispatching and end the loop. */
-static void
-coord_store_fail(struct coord *c)
-{
-	char msg[1536];
-
-	coord_store_message(c, msg, sizeof msg);
-	coord_fail(c, "%s", msg);
-}
-
-void
 coord_kick(struct coord *c)
 {
 	if (!event_pending(c->flush_ev, EV_TIMEOUT, NULL))
@@ -231,7 +239,7 @@ coord_event_text(struct coord *c, const char *kind, int64_t span,
 	ev.tokens = tokens;
 	ev.cost = cost;
 	if (store_event_append(c->st, &ev) != 0)
-		coord_store_fail(c);
+		coord_fail(c, "store: %s", store_error(c->st));
 	return ev.seq;
 }
 
@@ -272,7 +280,7 @@ coord_task_row(struct coord *c, struct task *t, const char *state)
 	    now_wall() + (t->lease_until - now_mono()) : 0;
 	row.idem_key = key;
 	if (store_task_put(c->st, &row) != 0)
-		coord_store_fail(c);
+		coord_fail(c, "store: %s", store_error(c->st));
 }
 
 /* Record a token minted for grant id: its id and claims, never itself. */
@@ -437,6 +445,85 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 	return meta;
 }
 
+/* Read a number member name of o into *out when it lies in [lo, hi]. */
+static void
+policy_num(json_t *o, const char *name, double lo, double hi, double *out)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (json_is_number(v) && json_number_value(v) >= lo &&
+	    json_number_value(v) <= hi)
+		*out = json_number_value(v);
+}
+
+/* The retryable kinds of a retry.on list, as policy_kinds bits. */
+static unsigned
+policy_on(json_t *list)
+{
+	json_t *v;
+	unsigned on = 0;
+	size_t i, k;
+
+	json_array_foreach(list, i, v)
+		for (k = 0; policy_kinds[k] != NULL; k++)
+			if (json_is_string(v) && strcmp(json_string_value(v),
+			    policy_kinds[k]) == 0)
+				on |= 1u << k;
+	return on;
+}
+
+/*
+ * Task t's execution policy: the defaults, the server's own request
+ * timeout (one attempt), then params.server.policy (checked by the DSL;
+ * out-of-range values here keep the default).  Also notes the tool name.
+ */
+static void
+coord_policy(struct coord *c, struct task *t, const char *params)
+{
+	struct task_policy *p = &t->pol;
+	json_t *js, *srv, *pol, *tm, *rt;
+	double n;
+
+	p->attempt_s = POLICY_ATTEMPT_S;
+	p->total_s = POLICY_TOTAL_S;
+	p->queue_s = POLICY_QUEUE_S;
+	p->lease_s = c->opts.lease_s;
+	p->max_attempts = c->opts.max_attempts;
+	p->backoff_s = POLICY_BACKOFF_S;
+	p->max_backoff_s = POLICY_MAX_BACKOFF_S;
+	p->multiplier = POLICY_MULTIPLIER;
+	p->on = POLICY_ON_DEFAULT;
+	p->idempotent = 1;
+	if ((js = json_loads(params, 0, NULL)) == NULL)
+		return;
+	if (json_is_string(json_object_get(js, "name")))
+		t->tool = xstrdup(json_string_value(json_object_get(js,
+		    "name")));
+	srv = json_object_get(js, "server");
+	policy_num(srv, "timeout", 0.001, 86400, &p->attempt_s);
+	pol = json_object_get(srv, "policy");
+	tm = json_object_get(pol, "timeout");
+	policy_num(tm, "attempt", 0.001, 86400, &p->attempt_s);
+	policy_num(tm, "total", 0.001, 86400, &p->total_s);
+	policy_num(tm, "queue", 0.001, 86400, &p->queue_s);
+	policy_num(tm, "heartbeat", 0.001, 86400, &p->lease_s);
+	/* A lease outlives at least two heartbeat intervals. */
+	if (p->lease_s < 2 * c->opts.heartbeat_s)
+		p->lease_s = 2 * c->opts.heartbeat_s;
+	rt = json_object_get(pol, "retry");
+	n = p->max_attempts;
+	policy_num(rt, "max_attempts", 1, 100, &n);
+	p->max_attempts = (int)n;
+	policy_num(rt, "backoff", 0, 3600, &p->backoff_s);
+	policy_num(rt, "max_backoff", 0, 3600, &p->max_backoff_s);
+	policy_num(rt, "multiplier", 1, 3600, &p->multiplier);
+	if (json_is_array(json_object_get(rt, "on")))
+		p->on = policy_on(json_object_get(rt, "on"));
+	if (json_is_false(json_object_get(pol, "idempotent")))
+		p->idempotent = 0;
+	json_decref(js);
+}
+
 int64_t
 coord_submit(struct coord *c, const char *kind, const char *path,
     int64_t span, const char *server, const char *params,
@@ -464,7 +551,11 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->server = xstrdup(server);
 	t->grant = grant;
 	t->worker = -1;
+	t->c = c;
 	t->size = strlen(params) + strlen(path) + 512;
+	coord_policy(c, t, params);
+	t->queued_at = now_mono();
+	t->deadline = t->queued_at + t->pol.total_s;
 	TAILQ_INSERT_TAIL(&c->queue, t, entry);
 	c->nqueued++;
 	text = xasprintf("{\"task\":%lld,\"kind\":\"%s\",%s,%s}",
@@ -510,6 +601,35 @@ coord_token_event(struct coord *c, struct task *t, json_t *error)
 	json_decref(p);
 }
 
+/* Free a task's memory. */
+static void
+coord_task_free(struct task *t)
+{
+	if (t->retry_ev != NULL)
+		event_free(t->retry_ev);
+	free(t->params);
+	free(t->server);
+	free(t->tool);
+	free(t->kind);
+	free(t->path);
+	free(t);
+}
+
+/* Take a task out of the queue, the leased list or its backoff wait. */
+static void
+coord_task_unlink(struct coord *c, struct task *t)
+{
+	if (t->state == TASK_LEASED) {
+		TAILQ_REMOVE(&c->leased, t, entry);
+		if (t->worker >= 0 && t->worker < c->nworkers)
+			c->workers[t->worker].nleased--;
+	} else if (t->state == TASK_QUEUED) {
+		TAILQ_REMOVE(&c->queue, t, entry);
+		c->nqueued--;
+	} else if (t->state == TASK_DELAYED)
+		evtimer_del(t->retry_ev);
+}
+
 /* Finish a task: record its outcome and queue the delivery. */
 static void
 coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
@@ -521,14 +641,7 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 	    strcmp(json_string_value(json_object_get(error, "kind")),
 	    FAIL_TOKEN) == 0)
 		coord_token_event(c, t, error);
-	if (t->state == TASK_LEASED) {
-		TAILQ_REMOVE(&c->leased, t, entry);
-		if (t->worker >= 0 && t->worker < c->nworkers)
-			c->workers[t->worker].nleased--;
-	} else if (t->state == TASK_QUEUED) {
-		TAILQ_REMOVE(&c->queue, t, entry);
-		c->nqueued--;
-	}
+	coord_task_unlink(c, t);
 	t->state = TASK_DONE;
 	if (strcmp(t->kind, TASK_MCP_LIST) == 0)
 		kind = result != NULL ? "tool.list.result" : "tool.list.error";
@@ -546,11 +659,7 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 	coord_task_row(c, t, result != NULL ? "done" : "failed");
 	coord_deliver(c, t->id, result, error);
 	c->tasks[t->id] = NULL;
-	free(t->params);
-	free(t->server);
-	free(t->kind);
-	free(t->path);
-	free(t);
+	coord_task_free(t);
 }
 
 int64_t
@@ -581,40 +690,196 @@ coord_deliver(struct coord *c, int64_t ticket, json_t *result, json_t *error)
 	coord_kick(c);
 }
 
-/* Put a leased task back in the queue for another attempt, or fail it. */
-static void
-coord_task_retry(struct coord *c, struct task *t, const char *why)
+/* Whether policy p retries failure kind. */
+static int
+policy_retries(const struct task_policy *p, const char *kind)
 {
-	json_t *p, *err;
+	size_t i;
 
-	if (t->attempt >= c->opts.max_attempts) {
-		err = json_pack("{s:s, s:o}", "kind", "lost_worker",
-		    "message", json_sprintf("%s; gave up after %d attempts",
-		    why, t->attempt));
-		coord_task_end(c, t, NULL, err);
-		json_decref(err);
+	for (i = 0; kind != NULL && policy_kinds[i] != NULL; i++)
+		if (strcmp(kind, policy_kinds[i]) == 0)
+			return (p->on >> i) & 1;
+	return 0;
+}
+
+/* A uniform number in [0, 1): xorshift64*, seeded once per process. */
+static double
+coord_random(void)
+{
+	static uint64_t x;
+
+	if (x == 0)
+		x = ((uint64_t)getpid() << 32 ^ (uint64_t)(now_wall() *
+		    1e6)) | 1;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	return (double)((x * 2685821657736338717ULL) >> 11) /
+	    9007199254740992.0;
+}
+
+/* The wait before the attempt after attempt n: full jitter over
+   backoff * multiplier^(n-1), capped at max_backoff. */
+static double
+policy_delay(const struct task_policy *p, int n)
+{
+	double cap = p->backoff_s;
+
+	while (--n > 0 && cap < p->max_backoff_s)
+		cap *= p->multiplier;
+	if (cap > p->max_backoff_s)
+		cap = p->max_backoff_s;
+	return cap * coord_random();
+}
+
+/* End a task with error {kind, message}. */
+static void
+coord_task_fail(struct coord *c, struct task *t, const char *kind,
+    json_t *msg)
+{
+	json_t *err = json_pack("{s:s, s:o}", "kind", kind, "message", msg);
+
+	coord_task_end(c, t, NULL, err);
+	json_decref(err);
+}
+
+/* Ask the worker holding task t's attempt to abandon it (heartbeat). */
+static void
+coord_cancel_on_worker(struct coord *c, struct task *t)
+{
+	struct worker *w;
+
+	if (t->state != TASK_LEASED || t->worker < 0 ||
+	    t->worker >= c->nworkers)
+		return;
+	w = &c->workers[t->worker];
+	if (w->cancel == NULL)
+		w->cancel = json_array();
+	json_array_append_new(w->cancel, json_integer(t->id));
+}
+
+/*
+ * An idempotent = false call was in flight when its worker was lost: it
+ * may or may not have happened, so it is not run again.  The task fails
+ * with not_idempotent_lost (the run stops) and task.lost records which
+ * call, where, and what to do.
+ */
+static void
+coord_task_lost(struct coord *c, struct task *t, const char *why)
+{
+	json_t *p, *msg;
+
+	msg = json_sprintf("tool call %s.%s (node %s, task %lld, attempt %d) "
+	    "was in flight when %s; the tool is idempotent = false, so it was "
+	    "not run again: it may or may not have taken effect.  Check the "
+	    "server's side, then `weft resume %s` runs it again (after you "
+	    "confirm)", t->server, t->tool != NULL ? t->tool : "?", t->path,
+	    (long long)t->id, t->attempt, why, c->run_id);
+	p = json_pack("{s:I, s:i, s:s, s:s, s:s, s:O}", "task",
+	    (json_int_t)t->id, "attempt", t->attempt, "server", t->server,
+	    "tool", t->tool != NULL ? t->tool : "", "reason", why, "message",
+	    msg);
+	coord_event(c, "task.lost", t->span, 0, t->path, t->attempt, p, 0, 0);
+	json_decref(p);
+	coord_task_fail(c, t, FAIL_NOT_IDEMPOTENT, msg);
+}
+
+/* Backoff over: queue the task for its next attempt. */
+static void
+coord_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task *t = arg;
+	struct coord *c = t->c;
+
+	t->state = TASK_QUEUED;
+	t->queued_at = now_mono();
+	TAILQ_INSERT_HEAD(&c->queue, t, entry);
+	c->nqueued++;
+	coord_kick(c);
+}
+
+/*
+ * Task t's attempt failed with kind (why says how): run it again after
+ * the policy's backoff, or end it when the policy does not retry kind,
+ * the attempts are used up, or the total timeout leaves no room.  A lost
+ * idempotent = false call is never re-run (coord_task_lost).
+ */
+static void
+coord_task_retry(struct coord *c, struct task *t, const char *kind,
+    const char *why)
+{
+	struct timeval tv;
+	json_t *p;
+	double delay;
+	int call = strcmp(t->kind, TASK_MCP_CALL) == 0;
+
+	if (call && !t->pol.idempotent &&
+	    strcmp(kind, FAIL_LOST_WORKER) == 0) {
+		coord_task_lost(c, t, why);
 		return;
 	}
-	TAILQ_REMOVE(&c->leased, t, entry);
-	if (t->worker >= 0 && t->worker < c->nworkers)
-		c->workers[t->worker].nleased--;
-	p = json_pack("{s:I, s:i, s:s}", "task", (json_int_t)t->id,
-	    "next_attempt", t->attempt + 1, "reason", why);
+	if (call && !t->pol.idempotent) {
+		coord_task_fail(c, t, kind, json_sprintf("%s (not retried: "
+		    "the tool is idempotent = false)", why));
+		return;
+	}
+	if (!policy_retries(&t->pol, kind)) {
+		coord_task_fail(c, t, kind, json_string(why));
+		return;
+	}
+	if (t->attempt >= t->pol.max_attempts) {
+		coord_task_fail(c, t, kind, json_sprintf("%s; gave up after "
+		    "%d attempts", why, t->attempt));
+		return;
+	}
+	delay = policy_delay(&t->pol, t->attempt);
+	if (now_mono() + delay >= t->deadline) {
+		coord_task_fail(c, t, FAIL_TIMEOUT, json_sprintf("%s; no time "
+		    "left for attempt %d within the total timeout of %gs", why,
+		    t->attempt + 1, t->pol.total_s));
+		return;
+	}
+	coord_task_unlink(c, t);
+	p = json_pack("{s:I, s:i, s:i, s:s, s:s, s:f}", "task",
+	    (json_int_t)t->id, "attempt", t->attempt, "next_attempt",
+	    t->attempt + 1, "kind", kind, "reason", why, "delay", delay);
 	coord_event(c, "task.retry", t->span, 0, t->path, t->attempt, p, 0, 0);
 	json_decref(p);
 	t->attempt++;
-	t->state = TASK_QUEUED;
 	t->worker = -1;
-	TAILQ_INSERT_HEAD(&c->queue, t, entry);
-	c->nqueued++;
 	coord_task_row(c, t, "queued");
-	coord_kick(c);
+	if (delay < 0.001) {
+		coord_retry_cb(-1, 0, t);
+		return;
+	}
+	t->state = TASK_DELAYED;
+	if (t->retry_ev == NULL)
+		t->retry_ev = evtimer_new(c->base, coord_retry_cb, t);
+	tv.tv_sec = (time_t)delay;
+	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
+	evtimer_add(t->retry_ev, &tv);
+}
+
+/* A worker reported task t's attempt failed: retry or end it. */
+static void
+coord_task_failed(struct coord *c, struct task *t, json_t *error)
+{
+	const char *kind = json_string_value(json_object_get(error, "kind"));
+	const char *msg = json_string_value(json_object_get(error,
+	    "message"));
+
+	if (kind == NULL || !policy_retries(&t->pol, kind)) {
+		coord_task_end(c, t, NULL, error);
+		return;
+	}
+	coord_task_retry(c, t, kind, msg != NULL ? msg : kind);
 }
 
 /* Append the task as sent to a worker, JSON text, to buf. */
 static void
 coord_task_text(struct coord *c, struct task *t, struct evbuffer *buf)
 {
+	double left;
 	json_t *js;
 	char *q, *token;
 
@@ -632,10 +897,17 @@ coord_task_text(struct coord *c, struct task *t, struct evbuffer *buf)
 		free(q);
 		json_decref(js);
 	}
+	/* The attempt's time: its own timeout, within the total deadline. */
+	left = t->deadline - now_mono();
+	if (left > t->pol.attempt_s)
+		left = t->pol.attempt_s;
+	if (left < 0.001)
+		left = 0.001;
 	evbuffer_add_printf(buf, ",\"attempt\":%d,\"idem\":\"%s:%lld\","
-	    "\"deadline\":%.3f,\"kind\":\"%s\",\"token\":\"%s\","
-	    "\"params\":%s}", t->attempt, c->run_id, (long long)t->id,
-	    now_wall() + c->opts.lease_s, t->kind, token, t->params);
+	    "\"deadline\":%.3f,\"timeout\":%.3f,\"kind\":\"%s\","
+	    "\"token\":\"%s\",\"params\":%s}", t->attempt, c->run_id,
+	    (long long)t->id, now_wall() + left, left, t->kind, token,
+	    t->params);
 	free(token);
 }
 
@@ -736,7 +1008,7 @@ coord_dispatch(struct coord *c)
 			t->state = TASK_LEASED;
 			t->worker = r->worker;
 			t->started = now_mono();
-			t->lease_until = t->started + c->opts.lease_s;
+			t->lease_until = t->started + t->pol.lease_s;
 			TAILQ_INSERT_TAIL(&c->leased, t, entry);
 			w->nleased++;
 			coord_hold(w, t->server);
@@ -769,7 +1041,7 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	for (;;) {
 		if (store_commit(c->st) != 0) {
-			coord_store_fail(c);
+			coord_fail(c, "store: %s", store_error(c->st));
 			return;
 		}
 		if (c->failed || c->run_ended)
@@ -793,7 +1065,7 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 			   this round made, then yield to the loop so worker
 			   traffic and signals are served between rounds. */
 			if (store_commit(c->st) != 0) {
-				coord_store_fail(c);
+				coord_fail(c, "store: %s", store_error(c->st));
 				return;
 			}
 			coord_dispatch(c);
@@ -801,7 +1073,8 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		} else if (rc == 0 && c->ndl == 0) {
 			if (store_commit(c->st) != 0) {
-				coord_store_fail(c);
+				coord_fail(c, "store: %s",
+				    store_error(c->st));
 				return;
 			}
 			break;
@@ -966,11 +1239,34 @@ coord_on_progress(struct coord *c, int wid, json_t *list)
 	}
 }
 
+/*
+ * A late or duplicate outcome (a presumed-dead worker's, for an attempt
+ * already retried or ended): ignored, and recorded as task.late with
+ * what the coordinator holds for the task now.
+ */
+static void
+coord_late(struct coord *c, struct task *t, json_int_t id, int attempt,
+    int wid, int failed)
+{
+	json_t *p;
+
+	p = json_pack("{s:I, s:i, s:i, s:s, s:s}", "task", id, "attempt",
+	    attempt, "worker", wid, "outcome", failed ? "fail" : "complete",
+	    "now", t == NULL ? "ended" : t->state == TASK_LEASED ?
+	    "leased" : "queued");
+	if (t != NULL)
+		json_object_set_new(p, "current_attempt", json_integer(
+		    t->attempt));
+	coord_event(c, "task.late", t != NULL ? t->span : 0, 0, t != NULL ?
+	    t->path : "", attempt, p, 0, 0);
+	json_decref(p);
+}
+
 /* complete: results of leased tasks. */
 static void
 coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
 {
-	json_t *it, *val, *p;
+	json_t *it, *val;
 	struct task *t;
 	json_int_t id;
 	size_t i;
@@ -984,17 +1280,13 @@ coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
 		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
 		if (t == NULL || t->state != TASK_LEASED ||
 		    t->attempt != attempt || t->worker != wid || val == NULL) {
-			/* A late or duplicate answer: ignored, recorded. */
-			p = json_pack("{s:I, s:i, s:i}", "task", id,
-			    "attempt", attempt, "worker", wid);
-			coord_event(c, "task.late", 0, 0, "", attempt, p, 0, 0);
-			json_decref(p);
+			coord_late(c, t, id, attempt, wid, failed);
 			continue;
 		}
 		fault_crash("coord.after_result");
 		coord_progress(c, t, json_object_get(it, "progress"));
 		if (failed)
-			coord_task_end(c, t, NULL, val);
+			coord_task_failed(c, t, val);
 		else
 			coord_task_end(c, t, val, NULL);
 	}
@@ -1004,7 +1296,7 @@ coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
 static json_t *
 coord_on_heartbeat(struct coord *c, int wid, json_t *ids)
 {
-	json_t *it;
+	json_t *it, *list;
 	struct task *t;
 	json_int_t id;
 	size_t i;
@@ -1013,9 +1305,12 @@ coord_on_heartbeat(struct coord *c, int wid, json_t *ids)
 		id = json_integer_value(it);
 		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
 		if (t != NULL && t->state == TASK_LEASED && t->worker == wid)
-			t->lease_until = now_mono() + c->opts.lease_s;
+			t->lease_until = now_mono() + t->pol.lease_s;
 	}
-	return json_pack("{s:[]}", "cancel");
+	list = c->workers[wid].cancel;
+	c->workers[wid].cancel = NULL;
+	return json_pack("{s:o}", "cancel", list != NULL ? list :
+	    json_array());
 }
 
 /* Loop thread: handle one request from a worker. */
@@ -1142,6 +1437,8 @@ coord_worker_died(struct coord *c, struct worker *w, int status)
 	proc_status_str(status, how, sizeof how);
 	w->state = WORKER_DEAD;
 	coord_forget(w);
+	json_decref(w->cancel);
+	w->cancel = NULL;
 	if (c->stopping)
 		return;
 	snprintf(why, sizeof why, "worker %d (pid %d) %s", w->id, (int)w->pid,
@@ -1156,7 +1453,7 @@ coord_worker_died(struct coord *c, struct worker *w, int status)
 		fprintf(stderr, "weft: %s\n", why);
 	TAILQ_FOREACH_SAFE(t, &c->leased, entry, next)
 		if (t->worker == w->id)
-			coord_task_retry(c, t, why);
+			coord_task_retry(c, t, FAIL_LOST_WORKER, why);
 	/* Polls parked by the dead worker go nowhere; answer and forget. */
 	TAILQ_FOREACH_SAFE(r, &c->parked, entry, rnext) {
 		if (r->worker == w->id) {
@@ -1192,32 +1489,78 @@ coord_chld_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-/* SIGINT/SIGTERM: end the run as cancelled. */
+/*
+ * SIGINT/SIGTERM (Ctrl-C, weft cancel): end the run as cancelled.  Every
+ * task not ended is recorded as failed with kind cancelled; the workers,
+ * stopped by coord_free, send their servers notifications/cancelled.
+ */
 static void
 coord_int_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct coord *c = arg;
+	size_t i;
 
+	if (!c->cancelled && c->run_id != NULL)
+		for (i = 1; i <= c->ntasks; i++)
+			if (c->tasks[i] != NULL)
+				coord_task_fail(c, c->tasks[i], FAIL_CANCELLED,
+				    json_sprintf("the run was cancelled (%s) "
+				    "during attempt %d", sig == SIGINT ?
+				    "SIGINT" : "SIGTERM",
+				    c->tasks[i]->attempt));
 	c->cancelled = 1;
 	event_base_loopbreak(c->base);
 }
 
-/* Once a second: expire leases whose worker stopped heartbeating. */
+/*
+ * A leased task past its deadlines: all attempts (ends it), the lease (no
+ * heartbeat: lost worker) or one attempt that the worker did not report
+ * failed (a backstop: workers time attempts out themselves).
+ */
+static void
+coord_tick_leased(struct coord *c, struct task *t, double now)
+{
+	char why[256];
+
+	if (now > t->deadline) {
+		coord_cancel_on_worker(c, t);
+		coord_task_fail(c, t, FAIL_TIMEOUT, json_sprintf("attempt %d "
+		    "on worker %d outlived the total timeout of %gs (all "
+		    "attempts); it was cancelled", t->attempt, t->worker,
+		    t->pol.total_s));
+	} else if (t->lease_until < now) {
+		snprintf(why, sizeof why, "lease of worker %d expired "
+		    "(no heartbeat for %.1fs)", t->worker, t->pol.lease_s);
+		coord_task_retry(c, t, FAIL_LOST_WORKER, why);
+	} else if (now > t->started + t->pol.attempt_s + 5) {
+		coord_cancel_on_worker(c, t);
+		snprintf(why, sizeof why, "worker %d did not end attempt %d "
+		    "within its timeout of %gs; it was cancelled", t->worker,
+		    t->attempt, t->pol.attempt_s);
+		coord_task_retry(c, t, FAIL_TIMEOUT, why);
+	}
+}
+
+/* Once a second: expire leases, attempts, queue waits and deadlines. */
 static void
 coord_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct coord *c = arg;
 	struct task *t, *next;
 	double now = now_mono();
-	char why[128];
 
-	TAILQ_FOREACH_SAFE(t, &c->leased, entry, next) {
-		if (t->lease_until < now) {
-			snprintf(why, sizeof why, "lease of worker %d expired "
-			    "(no heartbeat for %.1fs)", t->worker,
-			    c->opts.lease_s);
-			coord_task_retry(c, t, why);
-		}
+	TAILQ_FOREACH_SAFE(t, &c->leased, entry, next)
+		coord_tick_leased(c, t, now);
+	TAILQ_FOREACH_SAFE(t, &c->queue, entry, next) {
+		if (now - t->queued_at > t->pol.queue_s)
+			coord_task_fail(c, t, FAIL_QUEUE_TIMEOUT, json_sprintf(
+			    "no worker took the task within its queue timeout "
+			    "of %gs (attempt %d)", t->pol.queue_s,
+			    t->attempt));
+		else if (now > t->deadline)
+			coord_task_fail(c, t, FAIL_TIMEOUT, json_sprintf(
+			    "attempt %d was still queued at the total timeout "
+			    "of %gs", t->attempt, t->pol.total_s));
 	}
 }
 
@@ -1452,13 +1795,8 @@ coord_free(struct coord *c)
 		rmdir(c->dir);
 	}
 	for (i = 1; i <= c->ntasks; i++) {
-		if ((t = c->tasks[i]) != NULL) {
-			free(t->params);
-			free(t->server);
-			free(t->kind);
-			free(t->path);
-			free(t);
-		}
+		if ((t = c->tasks[i]) != NULL)
+			coord_task_free(t);
 	}
 	free(c->tasks);
 	for (i = 0; i < c->ndl; i++) {
@@ -1466,8 +1804,10 @@ coord_free(struct coord *c)
 		json_decref(c->dl[i].error);
 	}
 	free(c->dl);
-	for (i = 0; c->workers != NULL && i < (size_t)c->nworkers; i++)
+	for (i = 0; c->workers != NULL && i < (size_t)c->nworkers; i++) {
 		coord_forget(&c->workers[i]);
+		json_decref(c->workers[i].cancel);
+	}
 	free(c->workers);
 	free(c->run_id);
 	grants_free(c->grants);

@@ -34,5 +34,13 @@
 #define FAIL_TIMEOUT		"timeout"
 #define FAIL_TOO_LARGE		"too_large"	/* over WIRE_MAX_MSG */
 #define FAIL_TOKEN		"token_rejected" /* capability token refused */
+#define FAIL_CANCELLED		"cancelled"	/* the step or run was cancelled */
+#define FAIL_TRANSPORT		"transport"	/* connection to the server failed */
+#define FAIL_RATE_LIMITED	"rate_limited"	/* the server said 429 */
+/* Set by the coordinator, never by a worker: */
+#define FAIL_LOST_WORKER	"lost_worker"	/* worker died or lease expired */
+#define FAIL_QUEUE_TIMEOUT	"queue_timeout"	/* no worker took it in time */
+#define FAIL_NOT_IDEMPOTENT	"not_idempotent_lost" /* idempotent=false call
+						   lost in flight: not re-run */
 
 #endif

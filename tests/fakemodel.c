@@ -145,11 +145,12 @@ static struct {
 	struct fm_queue		*queues;
 	size_t			 nqueues;
 	int			 log_fd;
+	int			 closes_fd;	/* --closes: client hang-ups */
 	const char		*key;
 	json_int_t		 seq;
 	unsigned long		 ids;
 	TAILQ_HEAD(, fm_exchange) exchanges;
-} fm = { .log_fd = -1 };
+} fm = { .log_fd = -1, .closes_fd = -1 };
 
 static void	fm_timer_cb(evutil_socket_t, short, void *);
 static void	fm_close_cb(struct evhttp_connection *, void *);
@@ -1253,7 +1254,15 @@ static void
 fm_close_cb(struct evhttp_connection *evcon, void *arg)
 {
 	struct fm_exchange *ex = arg;
+	char *line;
 
+	if (fm.closes_fd != -1) {
+		line = xasprintf("closed %s\n", ex->model != NULL ? ex->model :
+		    "-");
+		if (write(fm.closes_fd, line, strlen(line)) < 0)
+			fprintf(stderr, FM_NAME ": cannot write --closes\n");
+		free(line);
+	}
 	/* Detached from its connection, the request is ours to free. */
 	if (evhttp_request_get_connection(ex->req) == NULL)
 		evhttp_request_free(ex->req);
@@ -1722,7 +1731,7 @@ fm_usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 	    "usage: fakemodel --port-file FILE [--port N] [--script FILE.json]"
-	    "\n                 [--log FILE.jsonl] [--key KEY]\n"
+	    "\n                 [--log FILE.jsonl] [--key KEY] [--closes FILE]\n"
 	    "A fake OpenAI (POST /v1/chat/completions) and Anthropic "
 	    "(POST /v1/messages)\nserver on 127.0.0.1 answering from a "
 	    "script; see tests/fakemodel.md.\n");
@@ -1737,6 +1746,7 @@ main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "script", required_argument, NULL, 's' },
 		{ "log", required_argument, NULL, 'l' },
+		{ "closes", required_argument, NULL, 'c' },
 		{ "key", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -1771,6 +1781,12 @@ main(int argc, char **argv)
 			fm.log_fd = open(optarg, O_WRONLY | O_APPEND |
 			    O_CREAT | O_CLOEXEC, 0644);
 			if (fm.log_fd == -1)
+				fm_die(1, "%s: %s", optarg, strerror(errno));
+			break;
+		case 'c':
+			fm.closes_fd = open(optarg, O_WRONLY | O_APPEND |
+			    O_CREAT | O_CLOEXEC, 0644);
+			if (fm.closes_fd == -1)
 				fm_die(1, "%s: %s", optarg, strerror(errno));
 			break;
 		case 'k':

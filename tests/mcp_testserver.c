@@ -79,10 +79,12 @@ static struct ts_tool {
 	  ts_add_cb, 1 },
 	{ "sleep", "Answer after ms milliseconds without blocking other "
 	  "calls; marker names a file that gets the server's parent pid "
-	  "when the call starts.",
+	  "when the call starts; once names a file: when it exists the "
+	  "call answers at once, else it is created and the call sleeps.",
 	  "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\","
 	  "\"minimum\":0,\"maximum\":86400000},\"marker\":{\"type\":"
-	  "\"string\"},\"text\":{\"type\":\"string\"}},\"required\":[\"ms\"]}",
+	  "\"string\"},\"text\":{\"type\":\"string\"},\"once\":{\"type\":"
+	  "\"string\"}},\"required\":[\"ms\"]}",
 	  ts_sleep_cb, 1 },
 	{ "fail", "Fail with a tool error (isError) carrying the message.",
 	  "{\"type\":\"object\",\"properties\":{\"message\":"
@@ -126,6 +128,7 @@ static struct {
 	uint64_t	  seq;
 
 	int		  log_fd;
+	int		  log_meta;	/* log _meta idempotency keys */
 	long long	  exit_after;	/* 0: never */
 	long long	  ncalls;
 	int		  initialized;
@@ -480,6 +483,7 @@ ts_sleep_cb(json_t *id, json_t *args)
 	json_t *ms = json_object_get(args, "ms");
 	json_t *marker = json_object_get(args, "marker");
 	json_t *text = json_object_get(args, "text");
+	json_t *once = json_object_get(args, "once");
 	struct ts_sleep *s;
 	char buf[PATH_MAX + 128];
 	json_int_t v;
@@ -490,10 +494,16 @@ ts_sleep_cb(json_t *id, json_t *args)
 		return;
 	}
 	if ((marker != NULL && !json_is_string(marker)) ||
-	    (text != NULL && !json_is_string(text))) {
-		ts_bad_args(id, "'marker' and 'text' must be strings");
+	    (text != NULL && !json_is_string(text)) ||
+	    (once != NULL && !json_is_string(once))) {
+		ts_bad_args(id, "'marker', 'text' and 'once' must be strings");
 		return;
 	}
+	/* once: only the first call (of any server process) sleeps. */
+	if (once != NULL && access(json_string_value(once), F_OK) == 0)
+		v = 0;
+	else if (once != NULL && ts_write_marker(json_string_value(once)))
+		v = 0;
 	if (marker != NULL && ts_write_marker(json_string_value(marker))) {
 		snprintf(buf, sizeof buf, "cannot write marker %s: %s",
 		    json_string_value(marker), strerror(errno));
@@ -631,6 +641,9 @@ ts_call(json_t *id, json_t *params)
 	if (args == NULL || json_is_null(args))
 		args = empty = json_object();
 	ts_log_call(json_string_value(name), args);
+	if (ts.log_meta)
+		ts_log_call("meta", json_object_get(json_object_get(params,
+		    "_meta"), "weft/idempotency_key"));
 	if (!json_is_object(args)) {
 		ts_tool_error(id, JRPC_INVALID_PARAMS,
 		    "/params/arguments: must be an object");
@@ -880,7 +893,7 @@ ts_restrict_tools(const char *list)
 static void __attribute__((noreturn))
 ts_usage(int code)
 {
-	fprintf(code ? stderr : stdout, "usage: mcp-testserver [--log FILE] "
+	fprintf(code ? stderr : stdout, "usage: mcp-testserver [--log FILE] [--log-meta] "
 	    "[--tools a,b,c] [--exit-after N] [--page-size N] "
 	    "[--version]\n");
 	exit(code);
@@ -906,6 +919,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "log", required_argument, NULL, 'l' },
+		{ "log-meta", no_argument, NULL, 'm' },
 		{ "tools", required_argument, NULL, 't' },
 		{ "exit-after", required_argument, NULL, 'x' },
 		{ "page-size", required_argument, NULL, 'p' },
@@ -925,6 +939,9 @@ main(int argc, char **argv)
 			    O_CREAT | O_CLOEXEC, 0644);
 			if (ts.log_fd == -1)
 				fatal("%s", optarg);
+			break;
+		case 'm':
+			ts.log_meta = 1;
 			break;
 		case 't':
 			ts_restrict_tools(optarg);

@@ -65,6 +65,8 @@ struct wtask {
 	int64_t			 handle;	/* mcp.call: mcpc request */
 	struct event		*timer;		/* mcp.call: timeout */
 	double			 timeout;	/* seconds */
+	double			 task_timeout;	/* the attempt's, or 0 */
+	char			*idem;		/* idempotency key, or NULL */
 	unsigned		 gen;		/* mcp.list: list generation */
 	json_t			*progress;	/* not yet reported */
 	TAILQ_ENTRY(wtask)	 entry;
@@ -222,6 +224,7 @@ worker_task_free(struct wtask *t)
 		event_free(t->timer);
 	json_decref(t->progress);
 	json_decref(t->list);
+	free(t->idem);
 	free(t->kind);
 	free(t);
 }
@@ -640,7 +643,7 @@ worker_call_cb(void *arg, json_t *result, json_t *error)
 	worker_outcome(t, result, error);
 }
 
-/* A tools/call took longer than the server's timeout: cancel it. */
+/* A tools/call outlived its attempt's timeout: cancel it. */
 static void
 worker_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -648,7 +651,7 @@ worker_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	char msg[300];
 
 	snprintf(msg, sizeof msg, "MCP server '%s' did not answer %s "
-	    "within its timeout of %.3g s; the request was cancelled "
+	    "within the attempt's timeout of %.3g s; the request was cancelled "
 	    "(notifications/cancelled)", t->ws->name, t->list != NULL ?
 	    "tools/list" : "tools/call", t->timeout);
 	mcpc_cancel(t->session, t->handle, FAIL_TIMEOUT, msg);
@@ -664,6 +667,7 @@ worker_timeout_of(struct wtask *t, json_t *params)
 	json_t *tmo = json_object_get(json_object_get(params, "server"),
 	    "timeout");
 
+	t->timeout = t->task_timeout;
 	if (tmo == NULL)
 		return 0;
 	if (!json_is_number(tmo) || json_number_value(tmo) <= 0 ||
@@ -672,7 +676,8 @@ worker_timeout_of(struct wtask *t, json_t *params)
 		    "must be seconds, more than 0 and at most 86400");
 		return -1;
 	}
-	t->timeout = json_number_value(tmo);
+	if (t->timeout <= 0 || json_number_value(tmo) < t->timeout)
+		t->timeout = json_number_value(tmo);
 	return 0;
 }
 
@@ -690,7 +695,11 @@ worker_timeout_arm(struct wtask *t)
 	evtimer_add(t->timer, &tv);
 }
 
-/* Send a tools/call, with the task id as its progress token. */
+/*
+ * Send a tools/call, with the task id as its progress token and the
+ * task's idempotency key (the same for every attempt) in
+ * _meta["weft/idempotency_key"], so a server can recognise a repeat.
+ */
 static void
 worker_call(struct wtask *t, json_t *params)
 {
@@ -706,9 +715,10 @@ worker_call(struct wtask *t, json_t *params)
 	if (worker_timeout_of(t, params) != 0)
 		return;
 	h = mcpc_request(t->session, "tools/call", json_pack(
-	    "{s:O, s:o, s:{s:I}}", "name", name, "arguments", args ?
+	    "{s:O, s:o, s:{s:I, s:s?}}", "name", name, "arguments", args ?
 	    json_incref(args) : json_object(), "_meta", "progressToken",
-	    (json_int_t)t->id), worker_call_cb, t);
+	    (json_int_t)t->id, "weft/idempotency_key", t->idem), worker_call_cb,
+	    t);
 	if (h == 0)
 		return;		/* answered already: t is gone */
 	t->handle = h;
@@ -857,6 +867,15 @@ worker_start_task(struct worker *w, json_t *task)
 	t->attempt = (int)json_integer_value(json_object_get(task, "attempt"));
 	t->kind = xstrdup(json_string_value(json_object_get(task, "kind")) ?
 	    json_string_value(json_object_get(task, "kind")) : "");
+	if (json_is_string(json_object_get(task, "idem")) &&
+	    json_string_length(json_object_get(task, "idem")) <= 200)
+		t->idem = xstrdup(json_string_value(json_object_get(task,
+		    "idem")));
+	if (json_is_number(json_object_get(task, "timeout")) &&
+	    json_number_value(json_object_get(task, "timeout")) > 0 &&
+	    json_number_value(json_object_get(task, "timeout")) <= 86400)
+		t->task_timeout = json_number_value(json_object_get(task,
+		    "timeout"));
 	TAILQ_INSERT_TAIL(&w->running, t, entry);
 	w->nrunning++;
 	if (!json_is_object(params)) {

@@ -76,7 +76,7 @@ local fields = {
   parallel = set{ "reducers" },
   loop = set{ "max_iterations", "until", "reducers" },
   fn = set{ "output_key", "run" },
-  tool = set{ "server", "tool", "args", "output_key" },
+  tool = set{ "server", "tool", "args", "output_key", "timeout", "retry", "idempotent" },
 }
 for _, f in pairs(fields) do
   for _, c in ipairs(common) do f[c] = true end
@@ -534,10 +534,78 @@ local function server_of(s, at, what)
   fail(at, "%s: server must be a name or a w.mcp_server{...}", what)
 end
 
+-- Task execution policy (docs/workflows.md, "Timeouts and retries"):
+-- timeout = seconds of one attempt, or { attempt, total, queue, heartbeat };
+-- retry = { max_attempts, backoff, max_backoff, multiplier, on = {kinds} };
+-- idempotent = false: a call lost in flight is never re-run blindly.
+local TIMEOUTS = set{ "attempt", "total", "queue", "heartbeat" }
+local RETRY_FIELDS = set{ "max_attempts", "backoff", "max_backoff", "multiplier", "on" }
+local RETRY_KINDS = set{ "timeout", "lost_worker", "server_exited", "server_start", "transport",
+                         "protocol", "rate_limited" }
+local function check_policy(t, at, what)
+  local p = {}
+  local function secs(v, name)
+    if type(v) ~= "number" or v <= 0 or v > 86400 then
+      fail(at, "%s: %s must be a number of seconds (0 < %s <= 86400), got %s", what, name, name,
+           tostring(v))
+    end
+    return v
+  end
+  if type(t.timeout) == "number" then
+    p.timeout = { attempt = secs(t.timeout, "timeout") }
+  elseif type(t.timeout) == "table" then
+    p.timeout = {}
+    for k, v in pairs(t.timeout) do
+      if not TIMEOUTS[k] then
+        fail(at, "%s: unknown field '%s' in timeout (attempt, total, queue, heartbeat)%s", what,
+             tostring(k), suggest(tostring(k), TIMEOUTS))
+      end
+      p.timeout[k] = secs(v, "timeout." .. k)
+    end
+  elseif t.timeout ~= nil then
+    fail(at, "%s: timeout must be seconds or { attempt, total, queue, heartbeat }", what)
+  end
+  if t.retry ~= nil then
+    if type(t.retry) ~= "table" then fail(at, "%s: retry must be a table", what) end
+    p.retry = {}
+    for k, v in pairs(t.retry) do
+      if not RETRY_FIELDS[k] then
+        fail(at, "%s: unknown field '%s' in retry%s", what, tostring(k), suggest(tostring(k), RETRY_FIELDS))
+      end
+      if k == "max_attempts" then
+        if math.type(v) ~= "integer" or v < 1 or v > 100 then
+          fail(at, "%s: retry.max_attempts must be an integer from 1 to 100", what)
+        end
+      elseif k == "on" then
+        if type(v) ~= "table" then fail(at, "%s: retry.on must be a list of failure kinds", what) end
+        local on = {}
+        for i, kind in ipairs(v) do
+          if not RETRY_KINDS[kind] then
+            fail(at, "%s: retry.on[%d]: '%s' is not a retryable failure kind (%s)", what, i,
+                 tostring(kind), "timeout, lost_worker, server_exited, server_start, transport, protocol, rate_limited")
+          end
+          on[i] = kind
+        end
+        v = core.array(on)
+      elseif type(v) ~= "number" or v < 0 or v > 3600 or (k == "multiplier" and v < 1) then
+        fail(at, "%s: retry.%s must be a number %s", what, k,
+             k == "multiplier" and "from 1 to 3600" or "of seconds from 0 to 3600")
+      end
+      p.retry[k] = v
+    end
+  end
+  if t.idempotent ~= nil then
+    if type(t.idempotent) ~= "boolean" then fail(at, "%s: idempotent must be true or false", what) end
+    p.idempotent = t.idempotent
+  end
+  return next(p) and p or nil
+end
+
 function w.tool(t)
   local at = where()
   check("tool", t, at, false)
   local n = node("tool", t, at)
+  n.policy = check_policy(t, at, "tool '" .. (t.name or tostring(t.tool)) .. "'")
   n.server = server_of(t.server, at, "tool '" .. (t.name or "?") .. "'")
   if type(t.tool) ~= "string" then fail(at, "tool node '%s' needs tool = \"tool name\"", t.name or "?") end
   if t.args ~= nil and type(t.args) ~= "table" then fail(at, "tool '%s': args must be a table", t.name or "?") end
@@ -711,7 +779,8 @@ end
 function w.mcp_server(t)
   local at = where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
-  local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping" }
+  local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping",
+                       "retry", "idempotent" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
@@ -723,8 +792,10 @@ function w.mcp_server(t)
   if servers[t.name] then
     fail(at, "mcp_server '%s' is declared twice (first at %s)", t.name, servers[t.name].where)
   end
-  local s = { is_server = true, name = t.name, where = at,
-              timeout = seconds(t, "timeout", at), ping = seconds(t, "ping", at) }
+  local policy = check_policy(t, at, "mcp_server '" .. t.name .. "'")
+  local s = { is_server = true, name = t.name, where = at, policy = policy,
+              timeout = policy and policy.timeout and policy.timeout.attempt,
+              ping = seconds(t, "ping", at) }
   server_transport(t, at, s)
   servers[t.name] = s
   server_order[#server_order + 1] = t.name

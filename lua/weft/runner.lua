@@ -80,13 +80,29 @@ local function render(ctx, what, tmpl)
   return s
 end
 
-local function server_spec(name)
+-- A task's execution policy: the server's, with a tool node's fields over
+-- it (the coordinator reads it from the spec; docs/workflows.md).
+local function task_policy(sp, np)
+  if not sp and not np then return nil end
+  local p = { timeout = {}, retry = {} }
+  for _, src in ipairs({ sp or {}, np or {} }) do
+    for k, v in pairs(src.timeout or {}) do p.timeout[k] = v end
+    for k, v in pairs(src.retry or {}) do p.retry[k] = v end
+    if src.idempotent ~= nil then p.idempotent = src.idempotent end
+  end
+  return p
+end
+
+local function server_spec(name, node_policy)
   local s = I.servers[name]
+  local policy = task_policy(s.policy, node_policy)
+  local timeout = policy and policy.timeout.attempt or s.timeout
   if s.url then
-    return { name = s.name, url = s.url, headers = s.headers, timeout = s.timeout, ping = s.ping }
+    return { name = s.name, url = s.url, headers = s.headers, timeout = timeout, ping = s.ping,
+             policy = policy }
   end
   return { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd,
-           sandbox = s.sandbox, timeout = s.timeout, ping = s.ping }
+           sandbox = s.sandbox, timeout = timeout, ping = s.ping, policy = policy }
 end
 
 -- Text of an MCP tools/call result for a model: text blocks as they are,
@@ -940,7 +956,7 @@ function exec.tool(n, ctx)
   local args = render_args(ctx, n.args)
   local rsv = budget_reserve(ctx, { tool_calls = 1 })
   local r = call_tasks({ { kind = "mcp.call", path = ctx.path, span = ctx.span, grant = ctx.grant,
-                           params = { server = server_spec(n.server), name = n.tool,
+                           params = { server = server_spec(n.server, n.policy), name = n.tool,
                                       arguments = args } } })[1]
   stats.tool_calls = stats.tool_calls + 1
   stats.steps = stats.steps + 1

@@ -1,0 +1,186 @@
+#!/bin/sh
+# Task execution semantics (docs/durability.md, "Task execution"): attempt
+# timeouts and retries, retries used up, queue timeout, a hung worker's
+# lease (heartbeat) and its late answer, idempotent = false after a lost
+# worker, idempotency keys, and weft cancel of a run with a tool call and
+# a model call in flight.
+. "$(dirname "$0")/lib.sh"
+
+# The test server logs its calls (and their idempotency keys) to $T/calls;
+# its sleep tool writes markers and the `once` file in $T.
+decl() {
+	printf 'w.mcp_server{ name = "test", command = { "%s", "--log", "%s", "--log-meta" }, sandbox = { write = { "%s" } }%s }\n' \
+	    "$WEFT_TESTSERVER" "$T/calls" "$T" "${1:-}"
+}
+
+# wait_for FILE WHAT: until FILE is not empty (10 s).
+wait_for() {
+	i=0
+	while [ ! -s "$1" ]; do
+		i=$((i + 1))
+		[ $i -lt 200 ] || fail "$2"
+		sleep 0.05
+	done
+}
+
+# wait_sql QUERY WHAT: until QUERY answers something other than 0 (15 s).
+wait_sql() {
+	i=0
+	while [ "$(sql "$1" 2>/dev/null)" = 0 ] || [ -z "$(sql "$1" 2>/dev/null)" ]; do
+		i=$((i + 1))
+		[ $i -lt 300 ] || fail "$2"
+		sleep 0.05
+	done
+}
+
+# --- An attempt that outlives its timeout is cancelled and retried.
+{
+	echo 'local w = require "weft"'
+	decl
+	cat <<EOF2
+return w.sequential{ name = "s",
+  w.tool{ name = "slow", server = "test", tool = "sleep", output_key = "r",
+          args = { ms = 20000, once = "$T/once", text = "second try" },
+          timeout = { attempt = 1 }, retry = { backoff = 0.1 } },
+  w.fn{ name = "out", function(ctx) return ctx.state.r end } }
+EOF2
+} > "$T/a.lua"
+rm -f "$T/calls" "$T/once"
+run_weft "$T/out" "$T/err" run "$T/a.lua" --workers 2 -q
+expect_rc 0 "attempt timeout then retry"
+[ "$(cat "$T/out")" = "second try" ] || fail "output '$(cat "$T/out")'"
+id=$(last_run)
+[ "$(sql "SELECT json_extract(payload,'\$.kind') || ':' || attempt FROM events WHERE run_id='$id' AND kind='task.retry'")" = timeout:1 ] ||
+    fail "one task.retry of kind timeout after attempt 1"
+sql "SELECT json_extract(payload,'\$.delay') FROM events WHERE run_id='$id' AND kind='task.retry'" > "$T/delay"
+awk '$1 < 0 || $1 > 0.1 { exit 1 }' "$T/delay" || fail "retry delay $(cat "$T/delay") outside [0, 0.1]"
+[ "$(sql "SELECT attempt FROM events WHERE run_id='$id' AND kind='tool.result'")" = 2 ] || fail "result from attempt 2"
+expect_grep "$T/calls" '^notifications/cancelled ' "the timed-out attempt was cancelled on the server"
+[ "$(grep -c '^sleep ' "$T/calls")" = 2 ] || fail "the server saw two calls"
+# Both attempts carried the task's idempotency key: RUN:TASK, the same.
+grep '^meta ' "$T/calls" | sort -u > "$T/keys"
+[ "$(wc -l < "$T/keys")" = 1 ] || fail "attempts carried different idempotency keys: $(cat "$T/keys")"
+expect_grep "$T/keys" "^meta \"$id:[0-9]+\"\$" "idempotency key in _meta"
+[ "$(sql "SELECT count(*) FROM tasks WHERE run_id='$id' AND idem_key LIKE '$id:%'")" -ge 1 ] || fail "tasks.idem_key"
+ok "attempt timeout: cancelled (notifications/cancelled), retried, same idempotency key"
+
+# --- Retries used up: a clear error naming the kind and the attempts.
+{
+	echo 'local w = require "weft"'
+	decl
+	cat <<EOF2
+return w.tool{ name = "slow", server = "test", tool = "sleep", args = { ms = 20000 },
+               timeout = 0.5, retry = { max_attempts = 2, backoff = 0 } }
+EOF2
+} > "$T/b.lua"
+rm -f "$T/calls"
+run_weft "$T/out" "$T/err" run "$T/b.lua" --workers 1 -q
+expect_rc 1 "retries used up"
+expect_grep "$T/err" "within the attempt's timeout of 0.5 s.*gave up after 2 attempts" "error names the timeout and the attempts"
+id=$(last_run)
+[ "$(sql "SELECT json_extract(payload,'\$.error.kind') FROM events WHERE run_id='$id' AND kind='tool.error'")" = timeout ] ||
+    fail "tool.error kind timeout"
+[ "$(grep -c '^sleep ' "$T/calls")" = 2 ] || fail "two attempts, got $(grep -c '^sleep ' "$T/calls")"
+ok "retries used up: run failed with a clear error"
+
+# --- A task no worker takes in time fails with queue_timeout.
+{
+	echo 'local w = require "weft"'
+	decl
+	cat <<EOF2
+return w.parallel{ name = "p",
+  w.tool{ name = "a", server = "test", tool = "sleep", args = { ms = 4000 }, timeout = { queue = 1 } },
+  w.tool{ name = "b", server = "test", tool = "sleep", args = { ms = 4000 }, timeout = { queue = 1 } } }
+EOF2
+} > "$T/q.lua"
+run_weft "$T/out" "$T/err" run "$T/q.lua" --workers 1 --slots 1 -q
+expect_rc 1 "queue timeout"
+expect_grep "$T/err" "no worker took the task within its queue timeout of 1s" "queue timeout message"
+id=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.error' AND json_extract(payload,'\$.error.kind')='queue_timeout'")" = 1 ] ||
+    fail "one tool.error of kind queue_timeout"
+ok "queue timeout"
+
+# --- A hung worker (SIGSTOP): its lease expires after the heartbeat
+# timeout, the task runs elsewhere, and its late answer is ignored.
+{
+	echo 'local w = require "weft"'
+	decl
+	cat <<EOF2
+return w.sequential{ name = "s",
+  w.tool{ name = "slow", server = "test", tool = "sleep", output_key = "r",
+          args = { ms = 1500, marker = "$T/marker", text = "from elsewhere" },
+          timeout = { heartbeat = 2 } },
+  w.tool{ name = "after", server = "test", tool = "sleep", args = { ms = 2500 } },
+  w.fn{ name = "out", function(ctx) return ctx.state.r end } }
+EOF2
+} > "$T/h.lua"
+rm -f "$T/marker" "$T/calls"
+"$WEFT" run "$T/h.lua" --workers 2 -q > "$T/out" 2> "$T/err" &
+pid=$!
+wait_for "$T/marker" "the tool call never started"
+victim=$(cat "$T/marker")
+rm -f "$T/marker"
+grep -q "worker" "/proc/$victim/cmdline" 2>/dev/null || fail "pid $victim is not a worker"
+kill -STOP "$victim"
+id=$(last_run)
+wait_sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.retry'" "no retry after the lease expired"
+# The other worker now runs attempt 2; wake the hung one, whose server
+# answered attempt 1 meanwhile.
+kill -CONT "$victim"
+RC=0
+wait $pid || RC=$?
+expect_rc 0 "run with a hung worker"
+[ "$(cat "$T/out")" = "from elsewhere" ] || fail "output '$(cat "$T/out")'"
+sql "SELECT json_extract(payload,'\$.kind') || ' ' || json_extract(payload,'\$.reason') FROM events WHERE run_id='$id' AND kind='task.retry'" > "$T/why"
+expect_grep "$T/why" "^lost_worker lease of worker [0-9]+ expired \(no heartbeat for 2.0s\)" "retry reason: lease expired"
+[ "$(sql "SELECT attempt FROM events WHERE run_id='$id' AND kind='tool.result' AND node_path='s/slow'")" = 2 ] ||
+    fail "result of s/slow from attempt 2"
+sql "SELECT json_extract(payload,'\$.attempt') || ' ' || json_extract(payload,'\$.outcome') || ' ' || json_extract(payload,'\$.now') FROM events WHERE run_id='$id' AND kind='task.late'" > "$T/late"
+expect_grep "$T/late" "^1 complete (leased|ended)$" "the hung worker's late complete is recorded, ignored"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.result' AND node_path='s/slow'")" = 1 ] ||
+    fail "one result recorded for s/slow"
+ok "hung worker: lease expired after the heartbeat timeout, retried elsewhere, late complete ignored and recorded"
+expect_no_orphans
+
+# --- idempotent = false: a call lost in flight is not re-run; the run
+# stops and says why.
+{
+	echo 'local w = require "weft"'
+	decl ', idempotent = false'
+	cat <<EOF2
+return w.sequential{ name = "s",
+  w.tool{ name = "pay", server = "test", tool = "sleep", output_key = "r",
+          args = { ms = 3000, marker = "$T/marker", text = "paid" } } }
+EOF2
+} > "$T/i.lua"
+rm -f "$T/marker" "$T/calls"
+"$WEFT" run "$T/i.lua" --workers 2 -q > "$T/out" 2> "$T/err" &
+pid=$!
+wait_for "$T/marker" "the tool call never started"
+victim=$(cat "$T/marker")
+kill -9 "$victim"
+RC=0
+wait $pid || RC=$?
+expect_rc 1 "non-idempotent call lost"
+expect_grep "$T/err" "tool call test.sleep \(node s/pay, task [0-9]+, attempt 1\) was in flight when worker [0-9]+ \(pid $victim\) killed by signal 9 \(Killed\); the tool is idempotent = false, so it was not run again" "error names the call and why"
+expect_grep "$T/err" "weft resume [0-9a-f]{16}" "error says what to do"
+id=$(last_run)
+[ "$(sql "SELECT status FROM runs WHERE id='$id'")" = failed ] || fail "run failed"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.lost'")" = 1 ] || fail "task.lost recorded"
+[ "$(sql "SELECT json_extract(payload,'\$.error.kind') FROM events WHERE run_id='$id' AND kind='tool.error'")" = not_idempotent_lost ] ||
+    fail "tool.error kind not_idempotent_lost"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.retry'")" = 0 ] || fail "no retry"
+[ "$(grep -c '^sleep ' "$T/calls")" = 1 ] || fail "the tool saw the call $(grep -c '^sleep ' "$T/calls") times"
+ok "idempotent = false + worker killed: not re-run, run failed with a clear, recorded state"
+expect_no_orphans
+
+# --- Bad policies are refused with file:line.
+printf 'local w = require "weft"\n%s\nlocal t = w.tool{ server = "test", tool = "echo", retry = { on = { "rpc_error" } } }\nreturn t\n' "$(decl)" > "$T/bad.lua"
+run_weft "$T/out" "$T/err" validate "$T/bad.lua"
+[ "$RC" -ne 0 ] || fail "retry.on rpc_error accepted"
+expect_grep "$T/err" "bad.lua:3: .*retry.on\[1\]: 'rpc_error' is not a retryable failure kind" "bad retry kind"
+printf 'local w = require "weft"\n%s\nlocal t = w.tool{ server = "test", tool = "echo", timeout = { atempt = 1 } }\nreturn t\n' "$(decl)" > "$T/bad.lua"
+run_weft "$T/out" "$T/err" validate "$T/bad.lua"
+expect_grep "$T/err" "bad.lua:3: .*unknown field 'atempt' in timeout .*did you mean 'attempt'" "bad timeout field"
+ok "bad policies refused with file:line"
