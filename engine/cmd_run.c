@@ -16,6 +16,7 @@
 #include "lua/luaeng.h"
 
 #define RUN_LUA_MEM	(512u * 1024 * 1024)
+#define RUN_EXIT_STORE	4	/* the store refused a write */
 
 static void
 run_usage(FILE *f)
@@ -48,8 +49,24 @@ run_usage(FILE *f)
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
 "exit status: 0 succeeded, 1 the run failed, 2 bad usage, input or workflow,\n"
-"3 a budget was exceeded, 130 cancelled (SIGINT or SIGTERM; the run is\n"
-"recorded as cancelled)\n");
+"3 a budget was exceeded, 4 the store could not be written (disk full, I/O\n"
+"error: the run is left as recorded so far, resume it with `weft resume RUN`\n"
+"once the disk is fixed; see docs/durability.md), 130 cancelled (SIGINT or\n"
+"SIGTERM; the run is recorded as cancelled)\n");
+}
+
+/*
+ * The store refused a write (store_broken): nothing more can be recorded,
+ * so the run row is left as it is, as after a crash, and resumable.
+ */
+static int
+run_store_failed(struct coord *c)
+{
+	char msg[1536];
+
+	coord_store_message(c, msg, sizeof msg);
+	fprintf(stderr, "weft: %s\n", msg);
+	return RUN_EXIT_STORE;
 }
 
 /* Parse --input text; errors name the position. */
@@ -336,7 +353,12 @@ cmd_run(int argc, char **argv)
 	run.started = now_wall();
 	if (store_run_create(st, &run) != 0 || store_commit(st) != 0) {
 		free(text);
-		fprintf(stderr, "weft: %s\n", store_error(st));
+		if (store_broken(st, err, sizeof err) != 0) {
+			fprintf(stderr, "weft: %s: run %s was not started\n",
+			    err, id);
+			rc = RUN_EXIT_STORE;
+		} else
+			fprintf(stderr, "weft: %s\n", store_error(st));
 		goto out;
 	}
 	free(text);
@@ -355,6 +377,10 @@ cmd_run(int argc, char **argv)
 	if (!loopfail && coord_loop(c, err, sizeof err) != 0)
 		loopfail = 1;
 	elapsed = now_mono() - t0;
+	if (store_broken(st, NULL, 0) != 0) {
+		rc = run_store_failed(c);
+		goto out;
+	}
 	if (loopfail) {
 		oc.status = "failed";
 		oc.error = xstrdup(err);
@@ -386,7 +412,10 @@ cmd_run(int argc, char **argv)
 	run.cost = oc.cost;
 	run.spend = spend;
 	if (store_run_finish(st, &run) != 0 || store_commit(st) != 0) {
-		fprintf(stderr, "weft: %s\n", store_error(st));
+		if (store_broken(st, NULL, 0) != 0)
+			rc = run_store_failed(c);
+		else
+			fprintf(stderr, "weft: %s\n", store_error(st));
 		goto out;
 	}
 	if (json_out) {

@@ -166,7 +166,7 @@ struct coord {
 	int			 run_ended;
 	int			 cancelled;
 	int			 failed;
-	char			 ferr[512];
+	char			 ferr[1536];
 	struct replay		*rec;		/* recorded answers, or NULL */
 	json_t			*calls;		/* node path -> calls made */
 };
@@ -213,6 +213,35 @@ coord_fail(struct coord *c, const char *fmt, ...)
 }
 
 void
+coord_store_message(struct coord *c, char *buf, size_t len)
+{
+	const char *id = c->run_id != NULL ? c->run_id : "?";
+	char what[1100];
+	int kind;
+
+	if ((kind = store_broken(c->st, what, sizeof what)) == 0) {
+		errf(buf, len, "store: %s", store_error(c->st));
+		return;
+	}
+	errf(buf, len, "%s while recording event %lld of run %s; the run is "
+	    "left as recorded so far (%lld events) and can be resumed with "
+	    "`weft resume %s` once %s", what, (long long)c->seq, id,
+	    (long long)store_event_count(c->st, id), id,
+	    kind == STORE_BROKEN_FULL ? "space is freed" :
+	    "the storage is fixed");
+}
+
+/* The store refused a write: stop dispatching and end the loop. */
+static void
+coord_store_fail(struct coord *c)
+{
+	char msg[1536];
+
+	coord_store_message(c, msg, sizeof msg);
+	coord_fail(c, "%s", msg);
+}
+
+void
 coord_kick(struct coord *c)
 {
 	if (!event_pending(c->flush_ev, EV_TIMEOUT, NULL))
@@ -239,7 +268,7 @@ coord_event_text(struct coord *c, const char *kind, int64_t span,
 	ev.tokens = tokens;
 	ev.cost = cost;
 	if (store_event_append(c->st, &ev) != 0)
-		coord_fail(c, "store: %s", store_error(c->st));
+		coord_store_fail(c);
 	return ev.seq;
 }
 
@@ -280,7 +309,7 @@ coord_task_row(struct coord *c, struct task *t, const char *state)
 	    now_wall() + (t->lease_until - now_mono()) : 0;
 	row.idem_key = key;
 	if (store_task_put(c->st, &row) != 0)
-		coord_fail(c, "store: %s", store_error(c->st));
+		coord_store_fail(c);
 }
 
 /* Record a token minted for grant id: its id and claims, never itself. */
@@ -1041,7 +1070,7 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	for (;;) {
 		if (store_commit(c->st) != 0) {
-			coord_fail(c, "store: %s", store_error(c->st));
+			coord_store_fail(c);
 			return;
 		}
 		if (c->failed || c->run_ended)
@@ -1065,7 +1094,7 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 			   this round made, then yield to the loop so worker
 			   traffic and signals are served between rounds. */
 			if (store_commit(c->st) != 0) {
-				coord_fail(c, "store: %s", store_error(c->st));
+				coord_store_fail(c);
 				return;
 			}
 			coord_dispatch(c);
@@ -1073,8 +1102,7 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		} else if (rc == 0 && c->ndl == 0) {
 			if (store_commit(c->st) != 0) {
-				coord_fail(c, "store: %s",
-				    store_error(c->st));
+				coord_store_fail(c);
 				return;
 			}
 			break;

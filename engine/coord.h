@@ -112,6 +112,12 @@ void coord_deliver(struct coord *, int64_t ticket, json_t *result,
     json_t *error);
 
 void coord_kick(struct coord *);
+/*
+ * After the store refused a write (store_broken): the message for the
+ * user, naming the store, why, the event being recorded, the run, how
+ * much of it is recorded and how to resume it.  Otherwise "store: ERROR".
+ */
+void coord_store_message(struct coord *, char *buf, size_t len);
 /* Run the loop until the sink's pump reports the run ended, or a fatal
    error.  Returns 0, or -1 with a message in err. */
 int coord_loop(struct coord *, char *err, size_t errlen);

@@ -139,6 +139,8 @@ struct store {
 	char		*path;
 	sqlite3_stmt	*stmt[ST__COUNT];
 	char		 err[1024];
+	int		 broken;	/* a write failed: its result code */
+	char		 broken_err[1024];
 };
 
 /*
@@ -346,7 +348,7 @@ store_open(const char *path, struct store **out, char *err, size_t errlen)
 	s = xcalloc(1, sizeof *s);
 	s->path = xstrdup(path);
 	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, store_vfs_name());
 	if (rc != SQLITE_OK)
 		goto fail;
 	sqlite3_busy_timeout(s->db, 5000);
@@ -391,7 +393,7 @@ store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
-	if (store_commit(s) != 0)
+	if (!s->broken && store_commit(s) != 0)
 		fprintf(stderr, "weft: store: %s\n", s->err);
 	store_free(s);
 }
@@ -413,6 +415,125 @@ store_fail(struct store *s, const char *what)
 	store_db_reason(s->db, s->path, reason, sizeof reason);
 	errf(s->err, sizeof s->err, "%s: %s", what, reason);
 	return -1;
+}
+
+/*
+ * Whether a write failing with code leaves the store broken: the file or
+ * the lock failed (no space, I/O, corruption, memory, a lock held too
+ * long), after which SQLite may have rolled the transaction back itself.
+ * A statement refused for what it says (a constraint, a size) fails
+ * alone; the batch goes on.
+ */
+static int
+store_code_breaks(int code)
+{
+	switch (code & 0xff) {
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_NOMEM:
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_READONLY:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+	case SQLITE_PERM:
+	case SQLITE_ABORT:
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * A write failed with result code `code` after s->err was set.  If the
+ * failure breaks the store, roll the open batch back as a whole and
+ * refuse every later write (store.h).
+ */
+static int
+store_write_failed(struct store *s, int code)
+{
+	if (!store_code_breaks(code))
+		return -1;
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	if (s->broken == 0) {
+		s->broken = code;
+		memcpy(s->broken_err, s->err, sizeof s->err);
+	}
+	return -1;
+}
+
+/* Refuse a write on a broken store, with the first failure's message. */
+static int
+store_refuse(struct store *s)
+{
+	memcpy(s->err, s->broken_err, sizeof s->err);
+	return -1;
+}
+
+/* The name of an SQLite result code, for messages a user can search. */
+static const char *
+store_code_name(int code, char *buf, size_t len)
+{
+	static const struct {
+		int		 code;
+		const char	*name;
+	} names[] = {
+		{ SQLITE_FULL, "SQLITE_FULL" },
+		{ SQLITE_IOERR, "SQLITE_IOERR" },
+		{ SQLITE_IOERR_READ, "SQLITE_IOERR_READ" },
+		{ SQLITE_IOERR_SHORT_READ, "SQLITE_IOERR_SHORT_READ" },
+		{ SQLITE_IOERR_WRITE, "SQLITE_IOERR_WRITE" },
+		{ SQLITE_IOERR_FSYNC, "SQLITE_IOERR_FSYNC" },
+		{ SQLITE_IOERR_DIR_FSYNC, "SQLITE_IOERR_DIR_FSYNC" },
+		{ SQLITE_IOERR_TRUNCATE, "SQLITE_IOERR_TRUNCATE" },
+		{ SQLITE_IOERR_FSTAT, "SQLITE_IOERR_FSTAT" },
+		{ SQLITE_IOERR_SHMOPEN, "SQLITE_IOERR_SHMOPEN" },
+		{ SQLITE_IOERR_SHMSIZE, "SQLITE_IOERR_SHMSIZE" },
+		{ SQLITE_IOERR_SHMMAP, "SQLITE_IOERR_SHMMAP" },
+		{ SQLITE_IOERR_NOMEM, "SQLITE_IOERR_NOMEM" },
+		{ SQLITE_BUSY, "SQLITE_BUSY" },
+		{ SQLITE_LOCKED, "SQLITE_LOCKED" },
+		{ SQLITE_READONLY, "SQLITE_READONLY" },
+		{ SQLITE_CORRUPT, "SQLITE_CORRUPT" },
+		{ SQLITE_NOMEM, "SQLITE_NOMEM" },
+		{ SQLITE_CANTOPEN, "SQLITE_CANTOPEN" },
+		{ SQLITE_NOTADB, "SQLITE_NOTADB" },
+		{ SQLITE_PROTOCOL, "SQLITE_PROTOCOL" },
+		{ SQLITE_PERM, "SQLITE_PERM" },
+		{ SQLITE_ABORT, "SQLITE_ABORT" },
+	};
+	size_t i;
+
+	for (i = 0; i < nitems(names); i++)
+		if (names[i].code == code)
+			return names[i].name;
+	snprintf(buf, len, "SQLite result code %d", code);
+	return buf;
+}
+
+int
+store_broken(const struct store *s, char *buf, size_t len)
+{
+	char num[48];
+	const char *name;
+
+	if (s == NULL || s->broken == 0)
+		return 0;
+	name = store_code_name(s->broken, num, sizeof num);
+	if ((s->broken & 0xff) == SQLITE_FULL) {
+		errf(buf, len, "the store '%s' is full (disk full: %s)",
+		    s->path, name);
+		return STORE_BROKEN_FULL;
+	}
+	if ((s->broken & 0xff) == SQLITE_IOERR)
+		errf(buf, len, "the store '%s' cannot be written (I/O error: "
+		    "%s, %s)", s->path, name, sqlite3_errstr(s->broken));
+	else
+		errf(buf, len, "the store '%s' cannot be written (%s: %s)",
+		    s->path, name, sqlite3_errstr(s->broken));
+	return STORE_BROKEN_IO;
 }
 
 /*
@@ -446,18 +567,23 @@ store_stmt_done(struct store *s, int which, sqlite3_stmt *st)
 	sqlite3_clear_bindings(st);
 }
 
-/* Step a statement that returns no rows; on failure say what failed. */
+/*
+ * Step a statement that writes and returns no rows; on failure say what
+ * failed and break the store (store_write_failed).
+ */
 static int
 store_step_done(struct store *s, int which, sqlite3_stmt *st,
     const char *what)
 {
-	int rc;
+	int rc, code = SQLITE_OK;
 
 	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE)
+	if (rc != SQLITE_DONE) {
 		store_fail(s, what);
+		code = sqlite3_extended_errcode(s->db);
+	}
 	store_stmt_done(s, which, st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc == SQLITE_DONE ? 0 : store_write_failed(s, code);
 }
 
 /* Bind a string that lives until the statement is reset; NULL binds NULL. */
@@ -472,6 +598,8 @@ store_begin(struct store *s)
 {
 	sqlite3_stmt *st;
 
+	if (s->broken)
+		return store_refuse(s);
 	if (!sqlite3_get_autocommit(s->db))
 		return 0;
 	if ((st = store_stmt(s, ST_BEGIN)) == NULL)
@@ -484,6 +612,8 @@ store_commit(struct store *s)
 {
 	sqlite3_stmt *st;
 
+	if (s->broken)
+		return store_refuse(s);
 	if (sqlite3_get_autocommit(s->db))
 		return 0;
 	if ((st = store_stmt(s, ST_COMMIT)) == NULL)
@@ -501,6 +631,8 @@ store_run_create(struct store *s, const struct store_run *r)
 	sqlite3_stmt *st;
 	char what[256];
 
+	if (s->broken)
+		return store_refuse(s);
 	if ((st = store_stmt(s, ST_RUN_INSERT)) == NULL)
 		return -1;
 	store_bind_str(st, 1, r->id);
@@ -529,6 +661,8 @@ store_run_finish(struct store *s, const struct store_run *r)
 	sqlite3_stmt *st;
 	char what[256];
 
+	if (s->broken)
+		return store_refuse(s);
 	if ((st = store_stmt(s, ST_RUN_FINISH)) == NULL)
 		return -1;
 	store_bind_str(st, 1, r->id);
@@ -557,7 +691,7 @@ store_event_append(struct store *s, const struct store_event *ev)
 {
 	sqlite3_stmt *st;
 	char what[256];
-	int rc;
+	int rc, code = SQLITE_OK;
 
 	if (store_begin(s) != 0)
 		return -1;
@@ -581,9 +715,10 @@ store_event_append(struct store *s, const struct store_event *ev)
 		    "'%s'", (long long)ev->seq,
 		    ev->run_id != NULL ? ev->run_id : "");
 		store_fail(s, what);
+		code = sqlite3_extended_errcode(s->db);
 	}
 	store_stmt_done(s, ST_EVENT_INSERT, st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return rc == SQLITE_DONE ? 0 : store_write_failed(s, code);
 }
 
 int
@@ -625,8 +760,10 @@ store_blob_fill(struct store *s, sqlite3_int64 rowid, const void *data,
 	int half = (int)(len / 2), rc;
 
 	if (sqlite3_blob_open(s->db, "main", "blobs", "data", rowid, 1,
-	    &b) != SQLITE_OK)
-		return store_fail(s, "cannot store blob");
+	    &b) != SQLITE_OK) {
+		store_fail(s, "cannot store blob");
+		return store_write_failed(s, sqlite3_extended_errcode(s->db));
+	}
 	rc = sqlite3_blob_write(b, data, half, 0);
 	if (rc == SQLITE_OK) {
 		fault_crash("blob.mid_write");
@@ -635,11 +772,14 @@ store_blob_fill(struct store *s, sqlite3_int64 rowid, const void *data,
 	}
 	if (rc != SQLITE_OK) {
 		store_fail(s, "cannot store blob");
+		rc = sqlite3_extended_errcode(s->db);
 		sqlite3_blob_close(b);
-		return -1;
+		return store_write_failed(s, rc);
 	}
-	if (sqlite3_blob_close(b) != SQLITE_OK)
-		return store_fail(s, "cannot store blob");
+	if ((rc = sqlite3_blob_close(b)) != SQLITE_OK) {
+		store_fail(s, "cannot store blob");
+		return store_write_failed(s, rc);
+	}
 	return 0;
 }
 

@@ -79,6 +79,34 @@ void store_close(struct store *);
 /* The last error message. */
 const char *store_error(const struct store *);
 
+/*
+ * The store after a write failed in the file system or in SQLite itself
+ * (no space, an I/O error, corruption, memory, a lock held too long; not
+ * a statement refused for its content, such as a duplicate key, which
+ * fails alone and leaves the batch as it was).  The open batch
+ * transaction is rolled back as a whole (nothing is half-written: the
+ * file holds exactly what the last commit made durable) and every later
+ * write is refused with the first failure's message until the store is
+ * closed and opened again, since what the engine believes recorded no
+ * longer matches the file.  Reads still work.  store_broken() returns 0
+ * while no such write has failed, else STORE_BROKEN_FULL (no space left:
+ * SQLITE_FULL) or STORE_BROKEN_IO (anything else), and writes to buf a
+ * phrase for the user: "the store 'PATH' is full (disk full:
+ * SQLITE_FULL)", "the store 'PATH' cannot be written (I/O error:
+ * SQLITE_IOERR_WRITE, disk I/O error)".
+ */
+#define STORE_BROKEN_FULL	1
+#define STORE_BROKEN_IO		2
+int store_broken(const struct store *, char *buf, size_t len);
+
+/*
+ * The name of the fault-injecting VFS to open stores with (engine/
+ * store_vfs.c, points sqlite.write_error, sqlite.full, sqlite.fsync_error),
+ * registered on first use; NULL (the default VFS) unless $WEFT_FAULT
+ * names a sqlite point.
+ */
+const char *store_vfs_name(void);
+
 /* Open a batch transaction unless one is open. */
 int store_begin(struct store *);
 /* Commit the open transaction, if any. */
