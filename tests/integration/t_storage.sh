@@ -114,11 +114,11 @@ expect_stopped() {
 }
 
 # --- write errors and a full store, from the VFS ---------------------------
-for n in 45 80 140; do
+for n in 45 80 120; do
 	run_case "$T/c.db" "sqlite.write_error:$n"
 	expect_stopped "sqlite.write_error:$n" SQLITE_IOERR_WRITE
 done
-for n in 45 80 140; do
+for n in 45 80 120; do
 	run_case "$T/c.db" "sqlite.full:$n"
 	expect_stopped "sqlite.full:$n" full
 done
@@ -149,8 +149,8 @@ expect_no_orphans
 ok "an fsync error at the closing checkpoint loses nothing"
 
 # --- resume after a full store ---------------------------------------------
-run_case "$T/c.db" "sqlite.full:140"
-expect_stopped "sqlite.full:140 (then resumed)" full
+run_case "$T/c.db" "sqlite.full:120"
+expect_stopped "sqlite.full:120 (then resumed)" full
 k=$(sqlite3 "$T/c.db" "SELECT count(*) FROM events WHERE run_id = '$ID' AND kind = 'model.response'")
 rest=$(python3 -c 'import json, sys; s = json.loads(sys.argv[1]); s["gpt-test"] = s["gpt-test"][int(sys.argv[2]):]; print(json.dumps(s))' "$SCRIPT" "$k")
 start_fake "$rest"
