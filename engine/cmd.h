@@ -23,6 +23,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
 
 /* The database path: --db, else $WEFT_DB, else ./weft.db. */
 const char *cmd_db_path(const char *opt);

@@ -15,6 +15,7 @@ static const struct {
 	{ "run", cmd_run, "run a workflow and record its trajectory" },
 	{ "resume", cmd_resume, "resume a crashed, failed or cancelled run" },
 	{ "replay", cmd_replay, "replay a run offline, or fork it (--fork SEQ)" },
+	{ "cancel", cmd_cancel, "cancel a running run (from another terminal)" },
 	{ "show", cmd_show, "show a run's trajectory as a tree (or --json)" },
 	{ "runs", cmd_runs, "list recent runs" },
 	{ "eval", cmd_eval, "score runs' tool calls against a golden file" },

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -115,6 +116,8 @@ struct fm_exchange {
 	TAILQ_ENTRY(fm_exchange) entry;
 	struct evhttp_request	*req;
 	struct event		*timer;
+	struct event		*hup;		/* --closes: watches a stall */
+	int			 hup_noted;
 	enum fm_api		 api;
 	enum fm_state		 state;
 	char			*model;
@@ -1208,6 +1211,8 @@ fm_exchange_free(struct fm_exchange *ex)
 {
 	TAILQ_REMOVE(&fm.exchanges, ex, entry);
 	event_free(ex->timer);
+	if (ex->hup != NULL)
+		event_free(ex->hup);
 	if (ex->body != NULL)
 		evbuffer_free(ex->body);
 	fm_events_cut(ex, 0);
@@ -1249,20 +1254,43 @@ fm_arm(struct fm_exchange *ex, int ms)
 	evtimer_add(ex->timer, &tv);
 }
 
+/* --closes: note once that the client hung up on the exchange. */
+static void
+fm_note_close(struct fm_exchange *ex)
+{
+	char *line;
+
+	if (fm.closes_fd == -1 || ex->hup_noted)
+		return;
+	ex->hup_noted = 1;
+	line = xasprintf("closed %s\n", ex->model != NULL ? ex->model : "-");
+	if (write(fm.closes_fd, line, strlen(line)) < 0)
+		fprintf(stderr, FM_NAME ": cannot write --closes\n");
+	free(line);
+}
+
+/* The socket of a stalled answer became readable: a hang-up, or more
+   bytes from the client (not watched further). */
+static void
+fm_hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fm_exchange *ex = arg;
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		fm_note_close(ex);
+	else if (n < 0)
+		event_add(ex->hup, NULL);
+}
+
 /* The connection went away (the client closed it) while we answered. */
 static void
 fm_close_cb(struct evhttp_connection *evcon, void *arg)
 {
 	struct fm_exchange *ex = arg;
-	char *line;
 
-	if (fm.closes_fd != -1) {
-		line = xasprintf("closed %s\n", ex->model != NULL ? ex->model :
-		    "-");
-		if (write(fm.closes_fd, line, strlen(line)) < 0)
-			fprintf(stderr, FM_NAME ": cannot write --closes\n");
-		free(line);
-	}
+	fm_note_close(ex);
 	/* Detached from its connection, the request is ours to free. */
 	if (evhttp_request_get_connection(ex->req) == NULL)
 		evhttp_request_free(ex->req);
@@ -1375,6 +1403,9 @@ fm_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void	fm_note_close(struct fm_exchange *);
+static void	fm_hup_cb(evutil_socket_t, short, void *);
+
 /* Start sending the answer the exchange holds. */
 static void
 fm_start(struct fm_exchange *ex)
@@ -1388,6 +1419,13 @@ fm_start(struct fm_exchange *ex)
 	} else if (ex->stall_ms > 0) {
 		ex->state = FM_WAITING;
 		fm_arm(ex, ex->stall_ms);
+		if (fm.closes_fd != -1) {
+			ex->hup = event_new(fm.base, bufferevent_getfd(
+			    evhttp_connection_get_bufferevent(
+			    evhttp_request_get_connection(ex->req))), EV_READ,
+			    fm_hup_cb, ex);
+			event_add(ex->hup, NULL);
+		}
 	} else
 		fm_plain_send(ex);
 }

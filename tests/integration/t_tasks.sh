@@ -184,3 +184,61 @@ printf 'local w = require "weft"\n%s\nlocal t = w.tool{ server = "test", tool = 
 run_weft "$T/out" "$T/err" validate "$T/bad.lua"
 expect_grep "$T/err" "bad.lua:3: .*unknown field 'atempt' in timeout .*did you mean 'attempt'" "bad timeout field"
 ok "bad policies refused with file:line"
+
+# --- weft cancel from another terminal, with a tool call and a model call
+# in flight: the run ends cancelled, the tool server is told
+# (notifications/cancelled), the model connection is closed.
+printf '%s\n' '{"gpt-test": [{"text":"never seen","stall_ms":30000}]}' > "$T/script.json"
+rm -f "$T/port" "$T/fake.log" "$T/closes"
+"$WEFT_FAKEMODEL" --port-file "$T/port" --script "$T/script.json" --log "$T/fake.log" \
+    --closes "$T/closes" >/dev/null 2>"$T/fake.err" &
+FAKE_PID=$!
+wait_for "$T/port" "fakemodel did not start"
+export OPENAI_BASE_URL="http://127.0.0.1:$(cat "$T/port")/v1" OPENAI_API_KEY=sk-test
+{
+	echo 'local w = require "weft"'
+	decl
+	cat <<EOF2
+w.provider{ name = "openai", prices = { ["gpt-test"] = { input = 1, output = 2 } } }
+return w.parallel{ name = "p",
+  w.tool{ name = "slow", server = "test", tool = "sleep", args = { ms = 30000, marker = "$T/marker" } },
+  w.agent{ name = "think", model = "openai:gpt-test", instruction = "Think.", stream = false } }
+EOF2
+} > "$T/c.lua"
+rm -f "$T/marker" "$T/calls"
+"$WEFT" run "$T/c.lua" --workers 2 -q > "$T/out" 2> "$T/err" &
+pid=$!
+wait_for "$T/marker" "the tool call never started"
+wait_for "$T/fake.log" "the model call never started"
+id=$(last_run)
+run_weft "$T/cout" "$T/cerr" cancel "${id%????}"
+[ "$RC" -eq 0 ] || { cat "$T/cerr" >&2; fail "weft cancel: exit $RC"; }
+expect_grep "$T/cout" "^run $id cancelled\$" "weft cancel says the run ended cancelled"
+RC=0
+wait $pid || RC=$?
+expect_rc 130 "cancelled run"
+[ "$(sql "SELECT status FROM runs WHERE id='$id'")" = cancelled ] || fail "run recorded as cancelled"
+[ "$(sql "SELECT json_extract(payload,'\$.status') FROM events WHERE run_id='$id' AND kind='run.end'")" = cancelled ] ||
+    fail "run.end cancelled"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.error' AND json_extract(payload,'\$.error.kind')='cancelled'")" = 1 ] ||
+    fail "the in-flight tool call recorded as cancelled"
+expect_grep "$T/calls" '^notifications/cancelled ' "the tool server got notifications/cancelled"
+i=0
+while ! grep -q '^closed gpt-test' "$T/closes" 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || fail "the model connection was not closed"
+	sleep 0.05
+done
+ok "weft cancel: run cancelled, tool told (notifications/cancelled), model connection closed"
+stop_fake
+expect_no_orphans
+
+run_weft "$T/cout" "$T/cerr" cancel "$id"
+expect_rc 1 "cancel of a finished run"
+expect_grep "$T/cerr" "run $id is not running \(status: cancelled\); nothing to cancel" "finished run refused"
+run_weft "$T/cout" "$T/cerr" cancel 0123456789abcdef
+expect_rc 1 "cancel of an unknown run"
+expect_grep "$T/cerr" "no run '0123456789abcdef'" "unknown run refused"
+run_weft "$T/cout" "$T/cerr" cancel
+expect_rc 2 "cancel without a run"
+ok "weft cancel of a finished or unknown run: a clear error"

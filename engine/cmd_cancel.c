@@ -1,0 +1,222 @@
+/*
+ * cmd_cancel.c: `weft cancel RUN`, from another terminal.
+ *
+ * The run's coordinator is found through the store: the last run.start or
+ * run.resume event names its pid and identity (boot id and start time,
+ * cmd_run_owner), so a pid reused by another process is never signalled.
+ * SIGTERM makes that coordinator end the run as `cancelled` exactly as
+ * Ctrl-C does: in-flight tasks are recorded as cancelled, workers send
+ * their MCP servers notifications/cancelled, model transfers are aborted,
+ * and the run row is finished.  This command waits for that row.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "engine/cmd.h"
+#include "engine/replay.h"
+#include "engine/store.h"
+#include "engine/util.h"
+
+/* What the store says of the run. */
+struct crun {
+	char	 id[64];
+	char	 status[32];
+	long	 pid;		/* its last coordinator */
+	char	 owner[128];	/* that coordinator's identity */
+};
+
+static int
+cancel_row_cb(void *arg, const struct store_run *sr)
+{
+	struct crun *r = arg;
+
+	snprintf(r->id, sizeof r->id, "%s", sr->id);
+	snprintf(r->status, sizeof r->status, "%s", sr->status);
+	return 0;
+}
+
+/* The coordinator named by the last run.start or run.resume event. */
+static int
+cancel_owner_cb(void *arg, const struct store_event *ev)
+{
+	struct crun *r = arg;
+	json_t *p;
+
+	if ((strcmp(ev->kind, "run.start") != 0 &&
+	    strcmp(ev->kind, "run.resume") != 0) || ev->payload == NULL ||
+	    (p = json_loads(ev->payload, 0, NULL)) == NULL)
+		return 0;
+	r->pid = (long)json_integer_value(json_object_get(p, "pid"));
+	snprintf(r->owner, sizeof r->owner, "%s", json_string_value(
+	    json_object_get(p, "owner")) ? json_string_value(json_object_get(
+	    p, "owner")) : "");
+	json_decref(p);
+	return 0;
+}
+
+/* Read the run's row (and, with owner, its coordinator); -1 printed. */
+static int
+cancel_find(struct store *st, const char *ref, struct crun *r, int owner)
+{
+	r->status[0] = '\0';
+	if (store_run_find(st, ref, cancel_row_cb, r) != 0) {
+		fprintf(stderr, "weft: cancel: %s\n", store_error(st));
+		return -1;
+	}
+	if (owner && store_events_foreach(st, r->id, cancel_owner_cb,
+	    r) != 0) {
+		fprintf(stderr, "weft: cancel: %s\n", store_error(st));
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether the recorded coordinator is this very process still. */
+static int
+cancel_owner_alive(const struct crun *r)
+{
+	char now[128];
+
+	if (r->pid <= 0 || r->owner[0] == '\0')
+		return 0;
+	if (replay_proc_identity(r->pid, now, sizeof now) != 0)
+		return 0;
+	return strcmp(now, r->owner) == 0;
+}
+
+/* Wait up to secs for the run to leave `running`; 0 when it did. */
+static int
+cancel_wait(struct store *st, struct crun *r, double secs)
+{
+	double until = now_mono() + secs;
+
+	for (;;) {
+		if (cancel_find(st, r->id, r, 0) != 0)
+			return -1;
+		if (strcmp(r->status, "running") != 0)
+			return 0;
+		if (now_mono() > until)
+			return 1;
+		usleep(50000);
+	}
+}
+
+static void
+cancel_usage(FILE *f)
+{
+	fprintf(f,
+"usage: weft cancel RUN [--db PATH] [--wait SECONDS]\n"
+"\n"
+"Cancel a running run from another terminal, as Ctrl-C on its `weft run`\n"
+"would: its coordinator (found through the store, by pid and process\n"
+"identity) is sent SIGTERM; tool calls in flight are cancelled on their\n"
+"MCP servers (notifications/cancelled), model calls in flight are aborted,\n"
+"and the run ends `cancelled` with everything so far recorded.  It can be\n"
+"resumed later with `weft resume RUN`.  RUN may be an id prefix.\n"
+"\n"
+"options:\n"
+"  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n"
+"  --wait SECONDS      how long to wait for the run to end (default 30)\n"
+"\n"
+"exit status: 0 the run ended cancelled, 1 no such run, the run is not\n"
+"running (finished, or its coordinator is gone), or it did not end in\n"
+"time, 2 bad usage\n");
+}
+
+/* Signal the run's coordinator and wait for the run to end. */
+static int
+cancel_run(struct store *st, struct crun *r, double wait)
+{
+	int rc;
+
+	if (strcmp(r->status, "running") != 0) {
+		fprintf(stderr, "weft: cancel: run %s is not running (status: "
+		    "%s); nothing to cancel\n", r->id, r->status);
+		return 1;
+	}
+	if (!cancel_owner_alive(r)) {
+		fprintf(stderr, "weft: cancel: run %s is recorded as running "
+		    "but its coordinator (pid %ld) is gone; `weft resume %s` "
+		    "continues it\n", r->id, r->pid, r->id);
+		return 1;
+	}
+	if (kill((pid_t)r->pid, SIGTERM) == -1) {
+		fprintf(stderr, "weft: cancel: cannot signal the coordinator of "
+		    "run %s (pid %ld): %s\n", r->id, r->pid, strerror(errno));
+		return 1;
+	}
+	if ((rc = cancel_wait(st, r, wait)) < 0)
+		return 1;
+	if (rc > 0) {
+		fprintf(stderr, "weft: cancel: run %s was asked to stop (pid "
+		    "%ld) but is still running after %gs\n", r->id, r->pid,
+		    wait);
+		return 1;
+	}
+	printf("run %s %s\n", r->id, r->status);
+	return strcmp(r->status, "cancelled") == 0 ? 0 : 1;
+}
+
+int
+cmd_cancel(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ "wait", required_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *db = NULL;
+	struct store *st;
+	struct crun r;
+	double wait = 30;
+	char err[512], *end;
+	int ch, rc;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'd':
+			db = optarg;
+			break;
+		case 'w':
+			wait = strtod(optarg, &end);
+			if (*optarg == '\0' || *end != '\0' || !(wait >= 0 &&
+			    wait <= 86400)) {
+				fprintf(stderr, "weft: cancel: --wait: not a "
+				    "number of seconds from 0 to 86400: %s\n",
+				    optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			cancel_usage(stdout);
+			return 0;
+		default:
+			cancel_usage(stderr);
+			return 2;
+		}
+	}
+	if (argc - optind != 1) {
+		cancel_usage(stderr);
+		return 2;
+	}
+	if (store_open(cmd_db_path(db), &st, err, sizeof err) != 0) {
+		fprintf(stderr, "weft: cancel: %s\n", err);
+		return 1;
+	}
+	memset(&r, 0, sizeof r);
+	rc = cancel_find(st, argv[optind], &r, 1) != 0 ? 1 :
+	    cancel_run(st, &r, wait);
+	store_close(st);
+	return rc;
+}
