@@ -218,6 +218,50 @@ replay_event_cb(void *arg, const struct store_event *ev)
 	return 0;
 }
 
+/* The first event of a fork: forked_from {run, seq}.  Stops the walk. */
+static int
+replay_fork_cb(void *arg, const struct store_event *ev)
+{
+	json_t **from = arg, *p;
+
+	if (strcmp(ev->kind, "run.start") == 0 && ev->payload != NULL &&
+	    (p = json_loads(ev->payload, 0, NULL)) != NULL) {
+		if (json_is_object(json_object_get(p, "forked_from")))
+			*from = json_incref(json_object_get(p, "forked_from"));
+		json_decref(p);
+	}
+	return 1;
+}
+
+/*
+ * Load run_id's calls into r: for a fork, its parent's up to the fork
+ * point first (the fork's own answered calls are only step.replayed
+ * there).  depth bounds a chain of forks.
+ */
+static int
+replay_load_run(struct replay *r, struct store *st, const char *run_id,
+    int64_t upto, int depth)
+{
+	json_t *from = NULL;
+	const char *parent;
+	int rv = 0;
+
+	if (store_events_foreach(st, run_id, replay_fork_cb, &from) < 0)
+		return -1;
+	parent = json_string_value(json_object_get(from, "run"));
+	if (parent != NULL && depth < 64 && strcmp(parent, run_id) != 0)
+		rv = replay_load_run(r, st, parent, json_integer_value(
+		    json_object_get(from, "seq")), depth + 1);
+	json_decref(from);
+	if (rv != 0)
+		return rv;
+	json_object_clear(r->tasks);
+	r->upto = upto;
+	r->last_seq = 0;
+	return store_events_foreach(st, run_id, replay_event_cb, r) < 0 ?
+	    -1 : 0;
+}
+
 struct replay *
 replay_load(struct store *st, const char *run_id, enum replay_mode mode,
     int64_t upto, char *err, size_t errlen)
@@ -225,10 +269,9 @@ replay_load(struct store *st, const char *run_id, enum replay_mode mode,
 	struct replay *r = xcalloc(1, sizeof *r);
 
 	r->mode = mode;
-	r->upto = upto;
 	r->index = json_object();
 	r->tasks = json_object();
-	if (store_events_foreach(st, run_id, replay_event_cb, r) != 0) {
+	if (replay_load_run(r, st, run_id, upto, 0) != 0) {
 		errf(err, errlen, "%s", store_error(st));
 		replay_free(r);
 		return NULL;

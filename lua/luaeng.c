@@ -1457,10 +1457,7 @@ l_sandbox_index(lua_State *L)
 		if (strcmp(k, hidden[i].name) != 0 || (i < 2) !=
 		    lua_toboolean(L, lua_upvalueindex(1)))
 			continue;
-		luaL_where(L, 2);
-		lua_pushstring(L, hidden[i].why);
-		lua_concat(L, 2);
-		return lua_error(L);
+		return luaL_error(L, "%s", hidden[i].why);
 	}
 	return 0;
 }

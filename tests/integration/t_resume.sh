@@ -1,0 +1,287 @@
+#!/bin/sh
+# Durable runs (docs/durability.md): the kill sweep (the coordinator killed
+# at every pass of every crash point, then `weft resume`), kill -9 from
+# outside, resume refusals, resume twice, offline replay (identical,
+# divergence, edited script) and fork.  Agents run on the fake model
+# server, tools on the in-tree MCP test server; both log every request, so
+# the test checks that no completed call was ever made twice.
+. "$(dirname "$0")/lib.sh"
+: "${WEFT_FAKEMODEL:?run through make check}"
+export OPENAI_API_KEY=sk-test
+
+# Each agent has its own model; a turn is chosen by what the conversation
+# holds (match), so a repeated request gets the same answer.  Two copies
+# of each turn: a call in flight at a crash may be asked again.
+# STALL: milliseconds each answer waits.
+STALL=0
+turns() {
+	t2="{\"match\": \"Echo: $1-ping\", \"text\": \"$2\", \"stall_ms\": $STALL}"
+	t1="{\"match\": \"task-$1\", \"tool_calls\": [{\"name\": \"echo\", \"args\": {\"message\": \"$1-ping\"}}], \"stall_ms\": $STALL}"
+	printf '"%s": [%s, %s, %s, %s]' "$1" "$t2" "$t2" "$t1" "$t1"
+}
+script() {
+	echo "{ $(turns m1 'm1 says alpha'), $(turns m2 'm2 says beta'), $(turns m3 'final: alpha+beta') }"
+}
+
+{
+	echo 'local w = require "weft"'
+	printf 'w.mcp_server{ name = "test", command = { "%s", "--log", "%s/calls.log" }, sandbox = { write = { "%s" } } }\n' \
+	    "$WEFT_TESTSERVER" "$T" "$T"
+	cat <<'EOF2'
+local function agent(name, model, out, instr)
+  return w.agent{ name = name, model = "openai:" .. model, instruction = instr, output_key = out,
+    tools = { w.mcp("test", { only = { "echo" } }) }, stream = false }
+end
+return w.sequential{ name = "sweep",
+  w.fn{ name = "seed", function(ctx) ctx.state.lucky = w.random(1, 1000000) end },
+  w.parallel{ name = "research",
+    agent("a1", "m1", "r1", "task-m1: research {topic}"),
+    agent("a2", "m2", "r2", "task-m2: research {topic}") },
+  agent("a3", "m3", "final", "task-m3: combine {r1} and {r2}"),
+  w.fn{ name = "out", function(ctx) return ctx.state.final .. " #" .. ctx.state.lucky end },
+}
+EOF2
+} > "$T/wf.lua"
+
+# fresh: a new fake model server (fresh turn queues) and empty call logs.
+fresh() {
+	start_fake "$(script)"
+	rm -f "$T/calls.log"
+	: > "$T/calls.log"
+}
+
+# check_run ID WHAT: the run succeeded with the uncrashed answer, its
+# random number is the one recorded before the crash, and every call was
+# made at most once per coordinator that ran before its result was
+# recorded (exactly once if the first one recorded it).
+check_run() {
+	out=$(sql "SELECT json_extract(output, '\$') FROM runs WHERE id='$1'")
+	st=$(sql "SELECT status FROM runs WHERE id='$1'")
+	[ "$st" = succeeded ] || fail "$2: run $1 is $st"
+	lucky=$(sql "SELECT json_extract(payload, '\$.value') FROM events WHERE run_id='$1' AND kind='random' ORDER BY seq LIMIT 1")
+	[ "$out" = "final: alpha+beta #$lucky" ] || fail "$2: answer '$out' (random $lucky)"
+	python3 - "$WEFT_DB" "$1" "$T/fake.log" "$T/calls.log" "$2" <<'PY' || fail "$2: calls repeated"
+import json, sqlite3, sys
+db, run, fakelog, calllog, what = sys.argv[1:]
+con = sqlite3.connect(db)
+ev = con.execute("SELECT seq, kind, node_path, payload FROM events WHERE run_id=? ORDER BY seq", (run,)).fetchall()
+seg, first_done = 0, {}
+for seq, kind, path, payload in ev:
+    if kind in ("run.start", "run.resume"):
+        seg += 1
+        continue
+    agent = path.rsplit("/", 1)[-1]
+    p = json.loads(payload) if payload else {}
+    if kind == "model.response":
+        # turn 1 asks for the tool, turn 2 answers
+        key = ("model", "m" + agent[1:], 1 if p["response"].get("tool_calls") else 2)
+    elif kind == "tool.result":
+        key = ("tool", "m" + agent[1:])
+    else:
+        continue
+    first_done.setdefault(key, seg)
+seen = {}
+for line in open(fakelog):
+    r = json.loads(line)
+    body = json.dumps(r["body"])
+    key = ("model", r["model"], 2 if "Echo: %s-ping" % r["model"] in body else 1)
+    seen[key] = seen.get(key, 0) + 1
+for line in open(calllog):
+    name, args = line.split(" ", 1)
+    if name == "echo":
+        key = ("tool", json.loads(args)["message"].split("-")[0])
+        seen[key] = seen.get(key, 0) + 1
+bad = []
+for key, k in first_done.items():
+    n = seen.get(key, 0)
+    if n < 1 or n > k:
+        bad.append("%s: made %d times, first recorded by coordinator %d" % (key, n, k))
+for key in seen:
+    if key not in first_done:
+        bad.append("%s: made but never recorded" % (key,))
+if len(first_done) != 9:
+    bad.append("%d calls recorded, expected 9" % len(first_done))
+if bad:
+    print(what + ":\n  " + "\n  ".join(bad), file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
+# --- an uncrashed run -----------------------------------------------------
+fresh
+run_weft "$T/out" "$T/err" run "$T/wf.lua" --input '{"topic":"tides"}' --workers 2 -q
+expect_rc 0 "uncrashed run"
+base=$(last_run)
+check_run "$base" "uncrashed run"
+ok "uncrashed run: 6 model calls, 3 tool calls, each once"
+
+# --- the kill sweep -------------------------------------------------------
+sweeps=0
+start=$(date +%s)
+for point in coord.after_dispatch coord.after_result store.before_commit \
+    store.after_commit blob.mid_write; do
+	n=1
+	while :; do
+		fresh
+		WEFT_FAULT=$point:$n run_weft "$T/out" "$T/err" run "$T/wf.lua" \
+		    --input '{"topic":"tides"}' --workers 2 -q
+		if [ "$RC" -eq 0 ]; then
+			# Fewer than n passes: the run finished uncrashed.
+			break
+		fi
+		[ "$RC" -eq 137 ] || { cat "$T/err" >&2; fail "$point:$n: exit $RC, expected SIGKILL"; }
+		expect_grep "$T/err" "crash at $point" "$point:$n crashed there"
+		id=$(last_run)
+		st=$(sql "SELECT status FROM runs WHERE id='$id'")
+		if [ "$st" = running ]; then
+			run_weft "$T/out" "$T/err" resume "$id" --workers 2 -q
+			expect_rc 0 "$point:$n: resume"
+		else
+			# Killed after the commit of its end: nothing to do.
+			[ "$st" = succeeded ] || fail "$point:$n: a killed run is $st"
+			run_weft "$T/out" "$T/err" resume "$id"
+			expect_rc 1 "$point:$n: resume of the ended run"
+		fi
+		check_run "$id" "$point:$n"
+		sweeps=$((sweeps + 1))
+		n=$((n + 1))
+		[ $n -le 60 ] || fail "$point: still crashing after 60 passes"
+		[ $(($(date +%s) - start)) -lt 60 ] || fail "the sweep takes over 60 s"
+	done
+	[ $n -gt 1 ] || fail "$point: never reached"
+	ok "$point: killed at passes 1..$((n - 1)), each resumed to the same answer, no completed call repeated"
+done
+ok "kill sweep: $sweeps crashes resumed"
+
+# --- kill -9 from outside, at random moments ------------------------------
+killed=0
+STALL=60	# a run takes about 0.25 s
+for delay in 0.02 0.09 0.15 0.21 0.3; do
+	fresh
+	before=$(last_run)
+	"$WEFT" run "$T/wf.lua" --input '{"topic":"tides"}' --workers 2 -q \
+	    >"$T/out" 2>"$T/err" &
+	pid=$!
+	sleep "$delay"
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	id=$(last_run)
+	# Killed before its run row existed: nothing was recorded or made.
+	[ "$id" != "$before" ] || continue
+	st=$(sql "SELECT status FROM runs WHERE id='$id'")
+	if [ "$st" = running ]; then
+		killed=$((killed + 1))
+		run_weft "$T/out" "$T/err" resume "$id" --workers 2 -q
+		expect_rc 0 "kill -9 after ${delay}s: resume"
+	fi
+	check_run "$id" "kill -9 after ${delay}s"
+done
+STALL=0
+ok "kill -9 of the coordinator from outside ($killed of 5 mid-run): resumed to the same answer"
+
+# --- refusals -------------------------------------------------------------
+run_weft "$T/out" "$T/err" resume "$base"
+expect_rc 1 "resume of a succeeded run"
+expect_grep "$T/err" "run $base succeeded: there is nothing to resume" "succeeded run refused"
+fresh
+start_fake "{ \"m1\": [{\"text\": \"slow\", \"stall_ms\": 3000}], \"*\": [{\"text\": \"x\"}] }"
+"$WEFT" run "$T/wf.lua" --input '{"topic":"tides"}' --workers 1 -q >"$T/out" 2>"$T/err" &
+pid=$!
+i=0
+until [ "$(sql "SELECT count(*) FROM events e JOIN runs r ON r.id = e.run_id WHERE r.status='running' AND e.kind='model.request'" 2>/dev/null)" -ge 1 ]; do
+	i=$((i + 1)); [ $i -lt 200 ] || fail "the slow run never called its model"; sleep 0.05
+done
+id=$(last_run)
+run_weft "$T/out2" "$T/err2" resume "$id"
+[ "$RC" -eq 1 ] || fail "resume of a live run: exit $RC"
+expect_grep "$T/err2" "run $id is still running \(its coordinator, pid $pid, is alive\)" "live run refused"
+kill -9 "$pid"; wait "$pid" 2>/dev/null
+ok "resume refuses a succeeded run and a run whose coordinator is alive"
+
+# --- resume twice: the resume itself is killed, then resumed ------------------
+fresh
+WEFT_FAULT=coord.after_result:2 run_weft "$T/out" "$T/err" run "$T/wf.lua" --input '{"topic":"tides"}' --workers 2 -q
+expect_rc 137 "first crash"
+id=$(last_run)
+WEFT_FAULT=coord.after_result:2 run_weft "$T/out" "$T/err" resume "$id" --workers 2 -q
+expect_rc 137 "the resume crashed too"
+run_weft "$T/out" "$T/err" resume "$id" --workers 2 -q
+expect_rc 0 "second resume"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='run.resume'")" = 2 ] || fail "two run.resume events"
+sql "SELECT seq FROM events WHERE run_id='$id' ORDER BY seq" > "$T/seqs"
+awk 'NR != $1 { exit 1 }' "$T/seqs" || fail "seqs of a twice-resumed run are not 1..N"
+check_run "$id" "resume twice"
+answered=$(sql "SELECT json_extract(payload, '\$.answered_from_record') FROM events WHERE run_id='$id' AND kind='run.end'")
+[ "$answered" -ge 1 ] || fail "run.end counts no answered step"
+ok "resume twice: the same answer, seqs continue, run.resume recorded each time"
+
+# --- replay -----------------------------------------------------------------
+run_weft "$T/out" "$T/err" replay "$id"
+expect_rc 0 "replay of the resumed run"
+expect_grep "$T/out" "^identical: 11 recorded steps" "identical (9 calls, the tool list, w.random)"
+n=$(sql "SELECT count(*) FROM events")
+stop_fake
+run_weft "$T/out" "$T/err" replay "$base" --json
+expect_rc 0 "replay with the model server gone"
+expect_grep "$T/out" '"identical": true' "identical offline"
+[ "$(sql "SELECT count(*) FROM events")" = "$n" ] || fail "replay wrote events"
+sed 's/task-m3: combine {r1} and {r2}/task-m3: merge {r1} and {r2}/' "$T/wf.lua" > "$T/wf2.lua"
+cp "$T/wf.lua" "$T/wf.orig"
+cp "$T/wf2.lua" "$T/wf.lua"
+run_weft "$T/out" "$T/err" replay "$base"
+expect_rc 1 "replay of an edited script"
+expect_grep "$T/out" "workflow '.*wf.lua' changed since the run \(sha256 [0-9a-f]{64} at the run, [0-9a-f]{64} now\)" "hash change named"
+expect_grep "$T/out" "first divergence at node 'sweep/a3', call #0:" "divergence names the node and call"
+expect_grep "$T/out" "record: model \(2 messages\) \(seq [0-9]+\)" "record side"
+expect_grep "$T/out" "script: model \(2 messages\)" "script side"
+sed 's/w.random(1, 1000000)/w.random(1, 999)/' "$T/wf.orig" > "$T/wf.lua"
+run_weft "$T/out" "$T/err" replay "$base"
+expect_rc 1 "replay with a changed random range"
+expect_grep "$T/out" "first divergence at node 'sweep/seed', call #0:" "w.random divergence node"
+expect_grep "$T/out" "record: random \[1,1000000\]" "w.random record side"
+expect_grep "$T/out" "script: random \[1,999\]" "w.random script side"
+cp "$T/wf.orig" "$T/wf.lua"
+ok "replay: identical offline, writes nothing; an edit is reported with node, call and both sides"
+
+# --- fork ---------------------------------------------------------------------
+fresh
+# Fork just after a1's and a2's first model answers are recorded.
+seq=$(sql "SELECT max(seq) FROM events WHERE run_id='$base' AND kind='model.response' AND json_extract(payload, '\$.response.tool_calls') IS NOT NULL AND node_path LIKE 'sweep/research/%'")
+run_weft "$T/out" "$T/err" replay "$base" --fork "$seq" --workers 2 -q
+expect_rc 0 "fork"
+fork=$(last_run)
+[ "$fork" != "$base" ] || fail "fork made no new run"
+[ "$(sql "SELECT parent_run FROM runs WHERE id='$fork'")" = "$base" ] || fail "fork's parent link"
+[ "$(sql "SELECT json_extract(payload, '\$.forked_from.run') || ':' || json_extract(payload, '\$.forked_from.seq') FROM events WHERE run_id='$fork' AND kind='run.start'")" = "$base:$seq" ] ||
+    fail "forked_from recorded"
+python3 - "$WEFT_DB" "$base" "$seq" "$T/fake.log" <<'PY' || fail "fork: model requests"
+import json, sqlite3, sys
+db, base, seq, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+con = sqlite3.connect(db)
+seen = {}
+for r in map(json.loads, open(log)):
+    k = (r["model"], 2 if "Echo: %s-ping" % r["model"] in json.dumps(r["body"]) else 1)
+    seen[k] = seen.get(k, 0) + 1
+for s, path, p in con.execute("SELECT seq, node_path, payload FROM events WHERE run_id=? AND kind='model.response'", (base,)):
+    agent = path.rsplit("/", 1)[-1]
+    k = ("m" + agent[1:], 1 if json.loads(p)["response"].get("tool_calls") else 2)
+    want = 0 if s <= seq else 1
+    assert seen.get(k, 0) == want, (k, s, seq, seen)
+PY
+[ "$(sql "SELECT json_extract(output, '\$') FROM runs WHERE id='$fork'")" = "$(sql "SELECT json_extract(output, '\$') FROM runs WHERE id='$base'")" ] ||
+    fail "fork's answer (same random number, from the record)"
+run_weft "$T/out" "$T/err" replay "$fork"
+expect_rc 0 "replay of the fork"
+ok "fork: a new run with its parent link; steps up to SEQ answered from the record"
+
+# --- the nondeterminism guard --------------------------------------------------
+for expr in "os.time()" "io.open('x')" "math.random(3)" "math.randomseed(1)"; do
+	printf 'local w = require "weft"\nreturn w.fn{ name = "f", function(ctx)\n  return %s\nend }\n' "$expr" > "$T/nd.lua"
+	run_weft "$T/out" "$T/err" run "$T/nd.lua" -q
+	expect_rc 1 "$expr refused"
+	expect_grep "$T/err" "nd.lua:3: .*not available to workflow code: .*w\.(now|random)|nd.lua:3: .*not available to workflow code" "$expr: file:line and the alternative"
+done
+expect_grep "$T/err" "w.random" "math.randomseed names w.random"
+ok "os, io, math.random, math.randomseed: refused at file:line, naming w.now()/w.random()"
+stop_fake
+expect_no_orphans
