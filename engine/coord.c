@@ -801,9 +801,9 @@ coord_task_lost(struct coord *c, struct task *t, const char *why)
 	msg = json_sprintf("tool call %s.%s (node %s, task %lld, attempt %d) "
 	    "was in flight when %s; the tool is idempotent = false, so it was "
 	    "not run again: it may or may not have taken effect.  Check the "
-	    "server's side, then `weft resume %s` runs it again (after you "
-	    "confirm)", t->server, t->tool != NULL ? t->tool : "?", t->path,
-	    (long long)t->id, t->attempt, why, c->run_id);
+	    "server's side, then `weft resume %s` runs it again", t->server,
+	    t->tool != NULL ? t->tool : "?", t->path, (long long)t->id,
+	    t->attempt, why, c->run_id);
 	p = json_pack("{s:I, s:i, s:s, s:s, s:s, s:O}", "task",
 	    (json_int_t)t->id, "attempt", t->attempt, "server", t->server,
 	    "tool", t->tool != NULL ? t->tool : "", "reason", why, "message",
