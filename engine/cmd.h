@@ -25,6 +25,11 @@ int cmd_resume(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 
+/* The exit status of a run that ended with status (weft run --help). */
+int cmd_exit_status(const char *status);
+/* Say on stderr that run id paused (why) and how to continue it. */
+void cmd_paused_hint(const char *id, const char *why);
+
 /* The database path: --db, else $WEFT_DB, else ./weft.db. */
 const char *cmd_db_path(const char *opt);
 

@@ -320,11 +320,12 @@ rexec_report(struct rexec *x, int json_out, int quiet, const char *extra)
 	fflush(stdout);
 	if (strcmp(oc->status, "succeeded") == 0)
 		return 0;
-	fprintf(stderr, "weft: run %s %s: %s\n", x->id, oc->status,
-	    oc->error ? oc->error : "unknown error");
-	if (strcmp(oc->status, "budget_exceeded") == 0)
-		return 3;
-	return strcmp(oc->status, "cancelled") == 0 ? 130 : 1;
+	if (strcmp(oc->status, "paused") == 0)
+		cmd_paused_hint(x->id, oc->error);
+	else
+		fprintf(stderr, "weft: run %s %s: %s\n", x->id, oc->status,
+		    oc->error ? oc->error : "unknown error");
+	return cmd_exit_status(oc->status);
 }
 
 /* Options common to resume and replay. */
@@ -437,9 +438,10 @@ resume_usage(FILE *f)
 	fprintf(f,
 "usage: weft resume RUN [--budget LIMITS] [--workers N] [--db PATH] [--json]\n"
 "\n"
-"Resume a run that crashed (its coordinator died), failed, was cancelled or\n"
-"ran out of budget: re-execute its workflow file with the same input and\n"
-"budget in the same run id.  Every call whose result is in the store (model\n"
+"Resume a run that crashed (its coordinator died), failed, was cancelled,\n"
+"ran out of budget or paused at a budget limit (on_exceed=pause):\n"
+"re-execute its workflow file with the same input and budget (or --budget)\n"
+"in the same run id.  Every call whose result is in the store (model\n"
 "answers, tool results, w.now(), w.random()) is answered from there and\n"
 "never repeated; the rest runs live.  A call that was in flight when the\n"
 "run stopped, or that failed, runs again.  Events keep appending to the\n"
@@ -457,7 +459,7 @@ resume_usage(FILE *f)
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
 "exit status: as weft run (0 succeeded, 1 failed or refused, 2 bad usage,\n"
-"3 budget exceeded, 130 cancelled)\n");
+"3 budget exceeded, 5 paused again at a budget limit, 130 cancelled)\n");
 }
 
 static void

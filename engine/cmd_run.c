@@ -38,7 +38,9 @@ run_usage(FILE *f)
 "  --max-attempts N    attempts of a tool call (default 3)\n"
 "  --budget LIMITS     the run's envelope, e.g. usd=0.5,tokens=200000;\n"
 "                      dimensions: usd, tokens, input_tokens, output_tokens,\n"
-"                      model_calls, tool_calls, seconds, depth\n"
+"                      model_calls, tool_calls, seconds, depth; and\n"
+"                      on_exceed=pause to pause the run at a limit instead\n"
+"                      of failing it (continue: weft resume RUN --budget)\n"
 "  --json              print the outcome as one JSON object\n"
 "  --state-dir DIR     signing keys of capability tokens (default\n"
 "                      $WEFT_STATE_DIR, $XDG_STATE_HOME/weft or\n"
@@ -57,8 +59,9 @@ run_usage(FILE *f)
 "exit status: 0 succeeded, 1 the run failed, 2 bad usage, input or workflow,\n"
 "3 a budget was exceeded, 4 the store could not be written (disk full, I/O\n"
 "error: the run is left as recorded so far, resume it with `weft resume RUN`\n"
-"once the disk is fixed; see docs/durability.md), 130 cancelled (SIGINT or\n"
-"SIGTERM; the run is recorded as cancelled)\n");
+"once the disk is fixed; see docs/durability.md), 5 paused at a budget limit\n"
+"(on_exceed=pause; continue with weft resume RUN --budget ...), 130\n"
+"cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
 }
 
 /*
@@ -122,11 +125,21 @@ cmd_parse_budget(const char *text)
 		*eq = '\0';
 		for (i = 0; dims[i] != NULL && strcmp(dims[i], item) != 0; i++)
 			;
-		if (dims[i] == NULL) {
+		if (dims[i] == NULL && strcmp(item, "on_exceed") != 0) {
 			fprintf(stderr, "weft: --budget: unknown dimension '%s' "
 			    "(usd, tokens, input_tokens, output_tokens, "
 			    "model_calls, tool_calls, seconds, depth)\n", item);
 			goto fail;
+		}
+		if (strcmp(item, "on_exceed") == 0) {
+			if (strcmp(eq + 1, "fail") != 0 &&
+			    strcmp(eq + 1, "pause") != 0) {
+				fprintf(stderr, "weft: --budget: on_exceed=%s: "
+				    "must be fail or pause\n", eq + 1);
+				goto fail;
+			}
+			json_object_set_new(b, item, json_string(eq + 1));
+			continue;
 		}
 		v = strtod(eq + 1, &end);
 		if (end == eq + 1 || *end != '\0' || !(v >= 0) || v > 1e15) {
@@ -136,7 +149,7 @@ cmd_parse_budget(const char *text)
 		}
 		json_object_set_new(b, item, json_real(v));
 	}
-	if (json_object_size(b) == 0) {
+	if (json_object_size(b) == (json_object_get(b, "on_exceed") ? 1 : 0)) {
 		fprintf(stderr, "weft: --budget needs at least one "
 		    "dimension=limit\n");
 		goto fail;
@@ -147,6 +160,29 @@ fail:
 	free(copy);
 	json_decref(b);
 	return NULL;
+}
+
+int
+cmd_exit_status(const char *status)
+{
+	if (strcmp(status, "succeeded") == 0)
+		return 0;
+	if (strcmp(status, "budget_exceeded") == 0)
+		return 3;
+	if (strcmp(status, "paused") == 0)
+		return 5;
+	if (strcmp(status, "cancelled") == 0)
+		return 130;
+	return 1;
+}
+
+void
+cmd_paused_hint(const char *id, const char *why)
+{
+	fprintf(stderr, "weft: run %s paused: %s\n"
+	    "weft: nothing is lost; continue it with a larger envelope: "
+	    "weft resume %s --budget DIM=LIMIT,...\n", id,
+	    why ? why : "a budget limit was reached", id);
 }
 
 /* Print an output value: strings raw, the rest as JSON. */
@@ -469,6 +505,9 @@ cmd_run(int argc, char **argv)
 		fprintf(stderr, "weft: run %s stopped: %s\n", id,
 		    oc.error ? oc.error : "budget exceeded");
 		rc = 3;
+	} else if (strcmp(oc.status, "paused") == 0) {
+		cmd_paused_hint(id, oc.error);
+		rc = cmd_exit_status(oc.status);
 	}
 	else if (strcmp(oc.status, "cancelled") == 0) {
 		fprintf(stderr, "weft: run %s cancelled; everything so far is "

@@ -1907,7 +1907,8 @@ luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
 	o->status = status != NULL && strcmp(status, "succeeded") == 0 ?
 	    "succeeded" : strcmp(status ? status : "", "running") == 0 ?
 	    "cancelled" : strcmp(status ? status : "", "budget_exceeded") == 0 ?
-	    "budget_exceeded" : "failed";
+	    "budget_exceeded" : strcmp(status ? status : "", "paused") == 0 ?
+	    "paused" : "failed";
 	if (!lua_isnil(L, -3)) {
 		o->output = to_json(L, -3, 0, err, sizeof err);
 		if (o->output == NULL)

@@ -152,11 +152,15 @@ local function check(kind, t, at, has_children)
                       "tool_calls", "seconds", "depth" }
     if type(t.budget) ~= "table" then fail(at, "%s %s: budget must be a table", kind, label) end
     for k, v in pairs(t.budget) do
-      if not dims[k] then
+      if k == "on_exceed" then
+        if v ~= "fail" and v ~= "pause" then
+          fail(at, "%s %s: budget.on_exceed must be \"fail\" or \"pause\", got %s", kind, label,
+               type(v) == "string" and ("'" .. v .. "'") or type(v))
+        end
+      elseif not dims[k] then
         fail(at, "%s %s: unknown budget dimension '%s'%s (usd, tokens, input_tokens, output_tokens, model_calls, tool_calls, seconds, depth)",
              kind, label, tostring(k), suggest(tostring(k), dims))
-      end
-      if type(v) ~= "number" or v < 0 then
+      elseif type(v) ~= "number" or v < 0 then
         fail(at, "%s %s: budget.%s must be a non-negative number", kind, label, k)
       end
     end

@@ -472,20 +472,38 @@ local function num(x)
   return string.format("%.6g", x)
 end
 
+-- What crossing env's limit does: its on_exceed, else its nearest
+-- enclosing envelope's, else "fail".
+local function on_exceed_of(env)
+  while env do
+    if env.on_exceed then return env.on_exceed end
+    env = env.parent
+  end
+  return "fail"
+end
+
 local function budget_fail(ctx, env, dim, limit, spent, want)
   local b = { dimension = dim, node = env.path ~= "" and env.path or "(run)", limit = limit,
               spent = spent, requested = want,
-              carved_from = env.carved and env.carved[dim] or nil }
+              carved_from = env.carved and env.carved[dim] or nil,
+              on_exceed = on_exceed_of(env) }
   ev("budget.exceeded", ctx, b)
   ctx.stop = "budget_exceeded"
   local e = setmetatable({ path = ctx.path, kind = ctx.kind, budget = b,
-    msg = string.format("budget exceeded: %s of %s: limit %s%s, spent %s%s", dim, b.node,
+    msg = string.format("budget %s: %s of %s: limit %s%s, spent %s%s",
+                        b.on_exceed == "pause" and "reached, run paused" or "exceeded", dim, b.node,
                         num(limit), b.carved_from and
                           (" (what " .. b.carved_from .. " had left when it started)") or "",
                         num(spent),
                         want and string.format(", this step needs up to %s", num(want)) or "") },
     ERR)
   error(e, 0)
+end
+
+-- The status a node or run ends with after error e.
+local function budget_status(e)
+  if not e.budget then return "failed" end
+  return e.budget.on_exceed == "pause" and "paused" or "budget_exceeded"
 end
 
 -- Time and depth limits of every enclosing envelope.
@@ -548,7 +566,9 @@ local function budget_open(ctx, limits, parent_env)
   local env = { path = ctx.path, limits = {}, spent = {}, reserved = {}, parent = parent_env,
                 start = core.mono(), depth0 = ctx.depth or 0 }
   for _, d in ipairs(DIMS) do env.spent[d], env.reserved[d] = 0, 0 end
-  for k, v in pairs(limits) do env.limits[k] = v end
+  for k, v in pairs(limits) do
+    if k == "on_exceed" then env.on_exceed = v else env.limits[k] = v end
+  end
   local p = parent_env
   while p do
     for _, d in ipairs(DIMS) do
@@ -1049,7 +1069,7 @@ function run_node(n, parent)
   if not ok then
     local e = as_err(out, ctx)
     core.event("node.end", ctx.span, parent.span or 0, path, 0,
-               { status = e.budget and "budget_exceeded" or "failed", error = e.msg,
+               { status = budget_status(e), error = e.msg,
                  duration = dur, stop = ctx.stop, tokens = ctx.tokens, cost = ctx.cost,
                  budget = e.budget }, 0, 0)
     error(e, 0)
@@ -1208,7 +1228,7 @@ function R.result()
   local e = as_err(outcome.val)
   local msg = e.path ~= "" and string.format("%s '%s': %s", e.kind or "node", e.path, e.msg)
               or e.msg
-  return e.budget and "budget_exceeded" or "failed", nil, msg, stats
+  return budget_status(e), nil, msg, stats
 end
 
 function R.final_state()

@@ -180,3 +180,54 @@ EOF2
 run_weft "$T/out" "$T/err" run "$T/told.lua"
 expect_rc 0 "budget_in_prompt"
 ok "budget_in_prompt: the remaining budget is in the system prompt each turn"
+
+# on_exceed = "pause": the run stops paused at the limit (exit 5), nothing
+# lost; `weft resume --budget` continues it and no recorded call is made
+# again.  The same declared in the script on a node.
+{
+	echo 'local w = require "weft"'
+	printf 'w.mcp_server{ name = "test", command = { "%s", "--log", "%s/pause.log" }, sandbox = { write = { "%s" } } }\n' \
+	    "$WEFT_TESTSERVER" "$T" "$T"
+	cat <<'EOF2'
+local root = w.sequential{ name = "s", budget = BUDGET,
+  w.tool{ name = "e1", server = "test", tool = "echo", args = { message = "one" }, output_key = "a" },
+  w.tool{ name = "e2", server = "test", tool = "echo", args = { message = "two" }, output_key = "b" },
+  w.fn{ name = "out", function(ctx) return ctx.state.a .. " / " .. ctx.state.b end } }
+return root
+EOF2
+} > "$T/pause.tmpl"
+sed 's/BUDGET/nil/' "$T/pause.tmpl" > "$T/pause.lua"
+: > "$T/pause.log"
+run_weft "$T/out" "$T/err" run "$T/pause.lua" --budget tool_calls=1,on_exceed=pause
+expect_rc 5 "paused at the limit"
+id=$(last_run)
+expect_grep "$T/err" "run $id paused: .*budget reached, run paused: tool_calls of \(run\): limit 1" "pause names the limit"
+expect_grep "$T/err" "weft resume $id --budget" "pause says how to continue"
+[ "$(sql "SELECT status FROM runs WHERE id='$id'")" = paused ] || fail "run row paused"
+[ "$(sql "SELECT json_extract(payload,'\$.on_exceed') FROM events WHERE run_id='$id' AND kind='budget.exceeded'")" = pause ] ||
+	fail "budget.exceeded records on_exceed"
+run_weft "$T/out" "$T/err" gc --keep 0 --dry-run
+expect_grep "$T/out" "kept 1 selected run" "gc keeps a paused run"
+run_weft "$T/out" "$T/err" resume "$id" -q
+expect_rc 5 "resumed with the same envelope: paused again"
+run_weft "$T/out" "$T/err" resume "$id" --budget tool_calls=2 -q
+expect_rc 0 "resumed with a larger envelope"
+expect_grep "$T/out" '^Echo: one / Echo: two$' "the resumed run's answer"
+[ "$(sql "SELECT status FROM runs WHERE id='$id'")" = succeeded ] || fail "run row succeeded"
+[ "$(grep -c '"one"' "$T/pause.log")" = 1 ] && [ "$(grep -c '"two"' "$T/pause.log")" = 1 ] ||
+	fail "each tool call made once across pause and resume: $(cat "$T/pause.log")"
+ok "on_exceed=pause: paused (exit 5), kept by gc, resumed with --budget without repeating a call"
+
+sed 's/BUDGET/{ tool_calls = 1, on_exceed = "pause" }/' "$T/pause.tmpl" > "$T/pause2.lua"
+run_weft "$T/out" "$T/err" run "$T/pause2.lua"
+expect_rc 5 "a node's on_exceed"
+[ "$(sql "SELECT json_extract(payload,'\$.status') FROM events WHERE run_id='$(last_run)' AND kind='node.end' AND node_path='s'")" = paused ] ||
+	fail "the node ends paused"
+sed 's/BUDGET/{ tool_calls = 1, on_exceed = "wait" }/' "$T/pause.tmpl" > "$T/pause3.lua"
+run_weft "$T/out" "$T/err" run "$T/pause3.lua"
+expect_rc 2 "bad on_exceed"
+expect_grep "$T/err" "pause3.lua:3: .*budget.on_exceed must be \"fail\" or \"pause\", got 'wait'" "on_exceed error at file:line"
+run_weft "$T/out" "$T/err" run "$T/pause.lua" --budget tool_calls=1,on_exceed=later
+expect_rc 2 "bad --budget on_exceed"
+expect_grep "$T/err" "on_exceed=later: must be fail or pause" "--budget on_exceed error"
+ok "on_exceed on a node; bad values named"
