@@ -150,8 +150,9 @@ cancel_run(struct store *st, struct crun *r, double wait)
 		return 1;
 	}
 	if (kill((pid_t)r->pid, SIGTERM) == -1) {
-		fprintf(stderr, "weft: cancel: cannot signal the coordinator of "
-		    "run %s (pid %ld): %s\n", r->id, r->pid, strerror(errno));
+		fprintf(stderr, "weft: cancel: cannot signal the coordinator "
+		    "of run %s (pid %ld): %s\n", r->id, r->pid,
+		    strerror(errno));
 		return 1;
 	}
 	if ((rc = cancel_wait(st, r, wait)) < 0)

@@ -54,7 +54,8 @@ static const char *const policy_kinds[] = { FAIL_TIMEOUT, FAIL_LOST_WORKER,
     FAIL_RATE_LIMITED, NULL };
 /* Retried unless a policy says otherwise: timeout, lost worker, a server
    that died mid-call, transport errors, rate limits. */
-#define POLICY_ON_DEFAULT	(1u << 0 | 1u << 1 | 1u << 2 | 1u << 4 | 1u << 6)
+#define POLICY_ON_DEFAULT	(1u << 0 | 1u << 1 | 1u << 2 | 1u << 4 | \
+				 1u << 6)
 
 struct task_policy {
 	double		 attempt_s;	/* one attempt */

@@ -1769,7 +1769,8 @@ fm_usage(int code)
 {
 	fprintf(code ? stderr : stdout,
 	    "usage: fakemodel --port-file FILE [--port N] [--script FILE.json]"
-	    "\n                 [--log FILE.jsonl] [--key KEY] [--closes FILE]\n"
+	    "\n                 [--log FILE.jsonl] [--key KEY]"
+	    " [--closes FILE]\n"
 	    "A fake OpenAI (POST /v1/chat/completions) and Anthropic "
 	    "(POST /v1/messages)\nserver on 127.0.0.1 answering from a "
 	    "script; see tests/fakemodel.md.\n");

@@ -893,8 +893,8 @@ ts_restrict_tools(const char *list)
 static void __attribute__((noreturn))
 ts_usage(int code)
 {
-	fprintf(code ? stderr : stdout, "usage: mcp-testserver [--log FILE] [--log-meta] "
-	    "[--tools a,b,c] [--exit-after N] [--page-size N] "
+	fprintf(code ? stderr : stdout, "usage: mcp-testserver [--log FILE] "
+	    "[--log-meta] [--tools a,b,c] [--exit-after N] [--page-size N] "
 	    "[--version]\n");
 	exit(code);
 }

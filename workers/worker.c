@@ -651,7 +651,8 @@ worker_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	char msg[300];
 
 	snprintf(msg, sizeof msg, "MCP server '%s' did not answer %s "
-	    "within the attempt's timeout of %.3g s; the request was cancelled "
+	    "within the attempt's timeout of %.3g s; the request was "
+	    "cancelled "
 	    "(notifications/cancelled)", t->ws->name, t->list != NULL ?
 	    "tools/list" : "tools/call", t->timeout);
 	mcpc_cancel(t->session, t->handle, FAIL_TIMEOUT, msg);
@@ -717,8 +718,8 @@ worker_call(struct wtask *t, json_t *params)
 	h = mcpc_request(t->session, "tools/call", json_pack(
 	    "{s:O, s:o, s:{s:I, s:s?}}", "name", name, "arguments", args ?
 	    json_incref(args) : json_object(), "_meta", "progressToken",
-	    (json_int_t)t->id, "weft/idempotency_key", t->idem), worker_call_cb,
-	    t);
+	    (json_int_t)t->id, "weft/idempotency_key", t->idem),
+	    worker_call_cb, t);
 	if (h == 0)
 		return;		/* answered already: t is gone */
 	t->handle = h;
