@@ -429,6 +429,8 @@ cmd_run(int argc, char **argv)
 	} else
 		luaeng_outcome(le, &oc);
 	if (coord_cancelled(c))
+		gateway_cancel(gw, "the run was cancelled");
+	if (coord_cancelled(c))
 		oc.status = "cancelled";
 	if (strcmp(oc.status, "cancelled") == 0 && oc.error == NULL)
 		oc.error = xstrdup("cancelled by signal");

@@ -127,6 +127,7 @@ struct gateway {
 static void	gw_try(struct gw_call *);
 static void	gw_attempt(struct gw_call *);
 static void	gw_release(struct gw_call *);
+static void	gw_fail(struct gw_call *, const char *, const char *, int);
 
 /* Uniform in [0, 1). */
 static double
@@ -239,6 +240,15 @@ gw_call_free(struct gw_call *k)
 	}
 	free(k->path);
 	free(k);
+}
+
+void
+gateway_cancel(struct gateway *g, const char *why)
+{
+	struct gw_call *k;
+
+	while ((k = LIST_FIRST(&g->calls)) != NULL)
+		gw_fail(k, "cancelled", why, 0);
 }
 
 void

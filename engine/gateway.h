@@ -30,6 +30,12 @@ struct gateway	*gateway_new(struct coord *, struct store *, char *err,
 
 /* Cancel every call in flight (no delivery) and free. */
 void		 gateway_free(struct gateway *);
+/*
+ * The run was cancelled: abort every model call in flight or waiting (its
+ * HTTP transfer is closed) and record each as a model.error of kind
+ * cancelled with message why.
+ */
+void		 gateway_cancel(struct gateway *, const char *why);
 
 /*
  * Declare or override a provider: {name, api ("openai"|"anthropic"),

@@ -223,6 +223,10 @@ expect_rc 130 "cancelled run"
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='tool.error' AND json_extract(payload,'\$.error.kind')='cancelled'")" = 1 ] ||
     fail "the in-flight tool call recorded as cancelled"
 expect_grep "$T/calls" '^notifications/cancelled ' "the tool server got notifications/cancelled"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='model.error' AND json_extract(payload,'\$.kind')='cancelled'")" = 1 ] ||
+    fail "the in-flight model call recorded as cancelled"
+[ "$(sql "SELECT max(seq) FROM events WHERE run_id='$id'")" = "$(sql "SELECT seq FROM events WHERE run_id='$id' AND kind='run.end'")" ] ||
+    fail "run.end is the last event"
 i=0
 while ! grep -q '^closed gpt-test' "$T/closes" 2>/dev/null; do
 	i=$((i + 1))
