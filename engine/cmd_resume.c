@@ -43,6 +43,7 @@ struct rexec {
 	struct coord_opts	 co;
 	struct luaeng_outcome	 oc;
 	double			 elapsed;
+	double			 load_s;	/* reading the record */
 	int			 offline;
 };
 
@@ -250,6 +251,8 @@ rexec_run(struct rexec *x)
 		loopfail = 1;
 	coord_begin_run(c, x->id, &sink);
 	coord_set_replay(c, x->rec, x->last_seq);
+	if (x->offline)
+		coord_discard_events(c);
 	cmd_run_owner(x->start);
 	coord_event(c, x->start_kind, 0, 0, "", 0, x->start, 0, 0);
 	if (!loopfail && coord_loop(c, err, sizeof err) != 0)
@@ -663,11 +666,12 @@ replay_verdict(struct rexec *x, const struct rrun *r, int changed,
 	}
 	if (json_out) {
 		p = json_pack("{s:s, s:b, s:s?, s:s, s:b, s:s?, s:s, s:I, s:I, "
-		    "s:f}", "run", r->id, "identical", div == NULL,
+		    "s:f, s:f}", "run", r->id, "identical", div == NULL,
 		    "divergence", div, "workflow", r->workflow,
 		    "script_changed", changed, "recorded_hash", r->hash,
 		    "hash", now, "steps", (json_int_t)replay_answered(x->rec),
-		    "events", (json_int_t)events, "seconds", x->elapsed);
+		    "events", (json_int_t)events, "seconds", x->elapsed,
+		    "load_seconds", x->load_s);
 		free(out);
 		out = json_dumps(p, JSON_INDENT(2));
 		printf("%s\n", out);
@@ -711,8 +715,10 @@ replay_offline(struct store *st, struct rrun *r, const struct ropts *o)
 	events = store_event_count(st, r->id);
 	if (rexec_inputs(&x, r, o) != 0)
 		return 2;
-	if ((x.rec = replay_load(st, r->id, REPLAY_OFFLINE, 0, err,
-	    sizeof err)) == NULL ||
+	x.load_s = now_mono();
+	x.rec = replay_load(st, r->id, REPLAY_OFFLINE, 0, err, sizeof err);
+	x.load_s = now_mono() - x.load_s;
+	if (x.rec == NULL ||
 	    store_open(":memory:", &mem, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		goto out;

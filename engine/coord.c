@@ -170,6 +170,7 @@ struct coord {
 	char			 ferr[1536];
 	struct replay		*rec;		/* recorded answers, or NULL */
 	json_t			*calls;		/* node path -> calls made */
+	int			 discard;	/* events are not stored */
 };
 
 static void	coord_rctx_cb(void *);
@@ -256,6 +257,8 @@ coord_event_text(struct coord *c, const char *kind, int64_t span,
 {
 	struct store_event ev;
 
+	if (c->discard)
+		return ++c->seq;	/* an offline replay records nothing */
 	memset(&ev, 0, sizeof ev);
 	ev.run_id = c->run_id;
 	ev.seq = ++c->seq;
@@ -450,19 +453,18 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 {
 	const char *srv, *tool;
 	json_t *sj, *q;
-	char hash[65], *obj, *step, *desc, *meta;
+	char hash[65], *obj, *step, *meta;
 	int call = coord_call_index(c, path);
 
 	obj = xasprintf("{%s}", summary);
 	sj = json_loads(obj, 0, NULL);
-	free(obj);
 	srv = json_string_value(json_object_get(sj, "server"));
 	tool = json_string_value(json_object_get(sj, "name"));
 	step = xasprintf("%s:%s%s%s", kind, srv ? srv : "", tool ? "/" : "",
 	    tool ? tool : "");
 	replay_hash(summary, NULL, hash);
-	desc = replay_desc(step, sj);
-	*ticket = coord_recorded(c, path, span, call, step, hash, desc);
+	*ticket = coord_recorded(c, path, span, call, step, hash, obj);
+	free(obj);
 	q = json_pack("{s:i, s:s, s:s}", "call", call, "hash", hash, "step",
 	    step);
 	meta = json_dumps(q, JSON_COMPACT);
@@ -471,87 +473,7 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 	json_decref(q);
 	json_decref(sj);
 	free(step);
-	free(desc);
 	return meta;
-}
-
-/* Read a number member name of o into *out when it lies in [lo, hi]. */
-static void
-policy_num(json_t *o, const char *name, double lo, double hi, double *out)
-{
-	json_t *v = json_object_get(o, name);
-
-	if (json_is_number(v) && json_number_value(v) >= lo &&
-	    json_number_value(v) <= hi)
-		*out = json_number_value(v);
-}
-
-/* The retryable kinds of a retry.on list, as policy_kinds bits. */
-static unsigned
-policy_on(json_t *list)
-{
-	json_t *v;
-	unsigned on = 0;
-	size_t i, k;
-
-	json_array_foreach(list, i, v)
-		for (k = 0; policy_kinds[k] != NULL; k++)
-			if (json_is_string(v) && strcmp(json_string_value(v),
-			    policy_kinds[k]) == 0)
-				on |= 1u << k;
-	return on;
-}
-
-/*
- * Task t's execution policy: the defaults, the server's own request
- * timeout (one attempt), then params.server.policy (checked by the DSL;
- * out-of-range values here keep the default).  Also notes the tool name.
- */
-static void
-coord_policy(struct coord *c, struct task *t, const char *params)
-{
-	struct task_policy *p = &t->pol;
-	json_t *js, *srv, *pol, *tm, *rt;
-	double n;
-
-	p->attempt_s = POLICY_ATTEMPT_S;
-	p->total_s = POLICY_TOTAL_S;
-	p->queue_s = POLICY_QUEUE_S;
-	p->lease_s = c->opts.lease_s;
-	p->max_attempts = c->opts.max_attempts;
-	p->backoff_s = POLICY_BACKOFF_S;
-	p->max_backoff_s = POLICY_MAX_BACKOFF_S;
-	p->multiplier = POLICY_MULTIPLIER;
-	p->on = POLICY_ON_DEFAULT;
-	p->idempotent = 1;
-	if ((js = json_loads(params, 0, NULL)) == NULL)
-		return;
-	if (json_is_string(json_object_get(js, "name")))
-		t->tool = xstrdup(json_string_value(json_object_get(js,
-		    "name")));
-	srv = json_object_get(js, "server");
-	policy_num(srv, "timeout", 0.001, 86400, &p->attempt_s);
-	pol = json_object_get(srv, "policy");
-	tm = json_object_get(pol, "timeout");
-	policy_num(tm, "attempt", 0.001, 86400, &p->attempt_s);
-	policy_num(tm, "total", 0.001, 86400, &p->total_s);
-	policy_num(tm, "queue", 0.001, 86400, &p->queue_s);
-	policy_num(tm, "heartbeat", 0.001, 86400, &p->lease_s);
-	/* A lease outlives at least two heartbeat intervals. */
-	if (p->lease_s < 2 * c->opts.heartbeat_s)
-		p->lease_s = 2 * c->opts.heartbeat_s;
-	rt = json_object_get(pol, "retry");
-	n = p->max_attempts;
-	policy_num(rt, "max_attempts", 1, 100, &n);
-	p->max_attempts = (int)n;
-	policy_num(rt, "backoff", 0, 3600, &p->backoff_s);
-	policy_num(rt, "max_backoff", 0, 3600, &p->max_backoff_s);
-	policy_num(rt, "multiplier", 1, 3600, &p->multiplier);
-	if (json_is_array(json_object_get(rt, "on")))
-		p->on = policy_on(json_object_get(rt, "on"));
-	if (json_is_false(json_object_get(pol, "idempotent")))
-		p->idempotent = 0;
-	json_decref(js);
 }
 
 int64_t
@@ -1899,9 +1821,26 @@ coord_call_index(struct coord *c, const char *path)
 void
 coord_set_replay(struct coord *c, struct replay *rec, int64_t last_seq)
 {
+	int64_t n = rec != NULL && last_seq > 0 ? replay_last_task(rec) : 0;
+
 	c->rec = rec;
 	if (last_seq > c->seq)
 		c->seq = last_seq;
+	/* A resume's tickets go on after the run's last task id. */
+	if (n > (int64_t)c->ntasks && n < INT32_MAX) {
+		c->tasks = xrealloc(c->tasks, ((size_t)n + 256) *
+		    sizeof *c->tasks);
+		memset(c->tasks + c->ntasks, 0, ((size_t)n + 256 -
+		    c->ntasks) * sizeof *c->tasks);
+		c->tasks_cap = (size_t)n + 256;
+		c->ntasks = (size_t)n;
+	}
+}
+
+void
+coord_discard_events(struct coord *c)
+{
+	c->discard = 1;
 }
 
 struct replay *
@@ -1912,26 +1851,34 @@ coord_replay(struct coord *c)
 
 int64_t
 coord_recorded(struct coord *c, const char *path, int64_t span, int call,
-    const char *name, const char *hash, const char *desc)
+    const char *name, const char *hash, const char *desc_json)
 {
 	json_t *res = NULL, *err = NULL, *p;
 	int64_t from = 0, t;
+	char *desc;
 
 	if (c->rec == NULL)
 		return 0;
-	switch (replay_answer(c->rec, path, call, name, hash, desc, &res, &err,
+	switch (replay_answer(c->rec, path, call, name, hash, NULL, &res, &err,
 	    &from)) {
 	case 0:
 		return 0;
 	case -1:
+		p = desc_json != NULL ? json_loads(desc_json, 0, NULL) : NULL;
+		desc = replay_desc(name, p);
+		replay_describe(c->rec, desc);
+		free(desc);
+		json_decref(p);
 		coord_fail(c, "%s", replay_divergence(c->rec));
 		return -1;
 	}
 	t = coord_ticket(c);
-	p = json_pack("{s:i, s:s, s:I}", "call", call, "step", name, "from",
-	    (json_int_t)from);
-	coord_event(c, "step.replayed", span, 0, path, 0, p, 0, 0);
-	json_decref(p);
+	if (!c->discard) {
+		p = json_pack("{s:i, s:s, s:I}", "call", call, "step", name,
+		    "from", (json_int_t)from);
+		coord_event(c, "step.replayed", span, 0, path, 0, p, 0, 0);
+		json_decref(p);
+	}
 	coord_deliver(c, t, res, err);
 	return t;
 }

@@ -135,17 +135,21 @@ struct replay;
 int coord_call_index(struct coord *, const char *path);
 /*
  * Answer calls from rec (borrowed; NULL: none) from now on, and continue
- * the run's event seq after last_seq (resume appends to the same run).
+ * the run's event seq after last_seq (resume appends to the same run);
+ * with last_seq > 0 task ids go on after the record's last one too.
  */
 void coord_set_replay(struct coord *, struct replay *rec, int64_t last_seq);
 struct replay *coord_replay(struct coord *);
+/* Keep no event from now on (seqs still count): an offline replay. */
+void coord_discard_events(struct coord *);
 /*
  * If the record answers the call (path, call, name, hash), record a
  * step.replayed event, queue its recorded outcome for delivery and return
  * its ticket; 0 if the call goes live (or there is no record); -1 on an
- * offline replay's divergence (the run fails with the report).
+ * offline replay's divergence (the run fails with the report, which
+ * describes the call from desc_json: its payload as JSON text).
  */
 int64_t coord_recorded(struct coord *, const char *path, int64_t span,
-    int call, const char *name, const char *hash, const char *desc);
+    int call, const char *name, const char *hash, const char *desc_json);
 
 #endif

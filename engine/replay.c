@@ -17,7 +17,7 @@ struct rstep {
 	int		 call;
 	char		*name;
 	char		 hash[65];
-	char		*desc;		/* the recorded call, for reports */
+	json_t		*call_ev;	/* the call's payload, for reports */
 	int64_t		 seq;		/* of the call event */
 	int64_t		 from;		/* of the outcome event, 0: none */
 	json_t		*result;
@@ -34,8 +34,10 @@ struct replay {
 	struct rstep	*steps;
 	size_t		 nsteps, cap;
 	int64_t		 last_seq;
+	int64_t		 last_task;	/* highest task id of the run */
 	int64_t		 answered;
 	char		*diverge;
+	int		 undescribed;	/* the script side is to come */
 };
 
 static const char *const call_kinds[] = { "tool.call", "tool.list",
@@ -96,11 +98,11 @@ static void
 rstep_clear(struct rstep *s)
 {
 	free(s->name);
-	free(s->desc);
+	json_decref(s->call_ev);
 	json_decref(s->result);
 	json_decref(s->error);
-	s->name = s->desc = NULL;
-	s->result = s->error = NULL;
+	s->name = NULL;
+	s->call_ev = s->result = s->error = NULL;
 	s->from = 0;
 }
 
@@ -134,9 +136,13 @@ replay_on_call(struct replay *r, const struct store_event *ev, json_t *p)
 		rstep_clear(s);
 	s->name = xstrdup(name);
 	memcpy(s->hash, hash, 65);
-	s->desc = replay_desc(name, p);
+	s->call_ev = json_incref(p);
 	s->seq = ev->seq;
 	if (json_is_integer(json_object_get(p, "task"))) {
+		if (json_integer_value(json_object_get(p, "task")) >
+		    r->last_task)
+			r->last_task = json_integer_value(json_object_get(p,
+			    "task"));
 		key = xasprintf("%lld", (long long)json_integer_value(
 		    json_object_get(p, "task")));
 		json_object_set_new(r->tasks, key, json_integer(s - r->steps));
@@ -258,6 +264,7 @@ replay_load_run(struct replay *r, struct store *st, const char *run_id,
 	json_object_clear(r->tasks);
 	r->upto = upto;
 	r->last_seq = 0;
+	r->last_task = 0;
 	return store_events_foreach(st, run_id, replay_event_cb, r) < 0 ?
 	    -1 : 0;
 }
@@ -309,7 +316,32 @@ replay_diverged(struct replay *r, const char *path, int call,
 	if (seq > 0)
 		snprintf(at, sizeof at, " (seq %lld)", (long long)seq);
 	r->diverge = xasprintf("first divergence at node '%s', call #%d:\n"
-	    "  record: %s%s\n  script: %s", path, call, record, at, now);
+	    "  record: %s%s\n  script: %s", path, call, record, at,
+	    now != NULL ? now : "");
+	r->undescribed = now == NULL;
+}
+
+void
+replay_describe(struct replay *r, const char *now)
+{
+	char *d;
+
+	if (r->diverge == NULL || !r->undescribed)
+		return;
+	d = xasprintf("%s%s", r->diverge, now);
+	free(r->diverge);
+	r->diverge = d;
+	r->undescribed = 0;
+}
+
+/* A divergence at a recorded step s: its description against now. */
+static void
+replay_step_diverged(struct replay *r, struct rstep *s, const char *now)
+{
+	char *desc = replay_desc(s->name, s->call_ev);
+
+	replay_diverged(r, s->path, s->call, desc, s->seq, now);
+	free(desc);
 }
 
 int
@@ -330,7 +362,7 @@ replay_answer(struct replay *r, const char *path, int call,
 	}
 	if (strcmp(s->name, name) != 0 || strcmp(s->hash, hash) != 0) {
 		if (offline)
-			replay_diverged(r, path, call, s->desc, s->seq, desc);
+			replay_step_diverged(r, s, desc);
 		return offline ? -1 : 0;
 	}
 	if (s->result == NULL && !offline)
@@ -372,6 +404,12 @@ replay_last_seq(const struct replay *r)
 	return r->last_seq;
 }
 
+int64_t
+replay_last_task(const struct replay *r)
+{
+	return r->last_task;
+}
+
 int
 replay_check_unused(struct replay *r)
 {
@@ -387,8 +425,8 @@ replay_check_unused(struct replay *r)
 	}
 	if (first == NULL)
 		return 0;
-	replay_diverged(r, first->path, first->call, first->desc, first->seq,
-	    "no such call (the script no longer makes it)");
+	replay_step_diverged(r, first, "no such call (the script no longer "
+	    "makes it)");
 	return -1;
 }
 

@@ -43,7 +43,8 @@ void replay_free(struct replay *);
  * until replay_free) and *from the seq of the recorded outcome; 0 when the
  * call goes live; -1 (REPLAY_OFFLINE only) on a divergence, whose report
  * replay_divergence() gives.  desc is a short description of the call as
- * the script makes it now, for that report.
+ * the script makes it now, for that report; NULL to give it only on a
+ * divergence, with replay_describe().
  */
 int replay_answer(struct replay *, const char *path, int call,
     const char *name, const char *hash, const char *desc, json_t **result,
@@ -55,6 +56,8 @@ int replay_answer(struct replay *, const char *path, int call,
  */
 char *replay_desc(const char *name, json_t *payload);
 
+/* Complete a divergence found with a NULL desc: the call made now. */
+void replay_describe(struct replay *, const char *desc);
 /* The first divergence seen, as text (NULL if none). */
 const char *replay_divergence(const struct replay *);
 /* Calls answered so far, and calls recorded (with an outcome). */
@@ -62,6 +65,9 @@ int64_t replay_answered(const struct replay *);
 int64_t replay_recorded(const struct replay *);
 /* The highest seq of the run's events (resume continues after it). */
 int64_t replay_last_seq(const struct replay *);
+/* The highest task id the run's tool calls used (ids go on after it, so
+   a task's idempotency key RUN:TASK is never reused by a resume). */
+int64_t replay_last_task(const struct replay *);
 /*
  * REPLAY_OFFLINE, after the run ended: set a divergence if a recorded
  * call was never made by the script (the first such one, by seq).

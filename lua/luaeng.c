@@ -904,12 +904,14 @@ luaeng_value(lua_State *L, struct coord *c, const char *path,
 
 	replay_hash(args, NULL, hash);
 	if (rec != NULL) {
-		desc = xasprintf("%s %s", name, args);
-		rv = replay_answer(rec, path, call, name, hash, desc, &res,
+		rv = replay_answer(rec, path, call, name, hash, NULL, &res,
 		    &err, &from);
-		free(desc);
-		if (rv < 0)
+		if (rv < 0) {
+			desc = xasprintf("%s %s", name, args);
+			replay_describe(rec, desc);
+			free(desc);
 			return luaL_error(L, "%s", replay_divergence(rec));
+		}
 		if (rv == 1 && json_is_integer(res))
 			lua_pushinteger(L, json_integer_value(res));
 		else if (rv == 1 && json_is_number(res))

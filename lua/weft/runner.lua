@@ -28,8 +28,10 @@ local tools_epoch = 0     -- bumped when a server's tool list changes
 local agent_tools = setmetatable({}, { __mode = "k" })
 local script_pos = {}     -- agent node -> turns consumed
 -- The node each coroutine is running: w.now() and w.random() are recorded
--- (and answered on replay) under it.
-local co_path = setmetatable({}, { __mode = "k" })
+-- (and answered on replay) under it.  run_node removes its entry when the
+-- node ends (not a weak table: the collector would traverse it at every
+-- cycle, and a wide parallel holds thousands of coroutines).
+local co_path = {}
 function I.current_path() return co_path[coroutine.running()] or "" end
 
 -- Errors are tables so a failure keeps the node where it happened.
