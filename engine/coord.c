@@ -476,6 +476,85 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 	return meta;
 }
 
+/* Read a number member name of o into *out when it lies in [lo, hi]. */
+static void
+policy_num(json_t *o, const char *name, double lo, double hi, double *out)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (json_is_number(v) && json_number_value(v) >= lo &&
+	    json_number_value(v) <= hi)
+		*out = json_number_value(v);
+}
+
+/* The retryable kinds of a retry.on list, as policy_kinds bits. */
+static unsigned
+policy_on(json_t *list)
+{
+	json_t *v;
+	unsigned on = 0;
+	size_t i, k;
+
+	json_array_foreach(list, i, v)
+		for (k = 0; policy_kinds[k] != NULL; k++)
+			if (json_is_string(v) && strcmp(json_string_value(v),
+			    policy_kinds[k]) == 0)
+				on |= 1u << k;
+	return on;
+}
+
+/*
+ * Task t's execution policy: the defaults, the server's own request
+ * timeout (one attempt), then params.server.policy (checked by the DSL;
+ * out-of-range values here keep the default).  Also notes the tool name.
+ */
+static void
+coord_policy(struct coord *c, struct task *t, const char *params)
+{
+	struct task_policy *p = &t->pol;
+	json_t *js, *srv, *pol, *tm, *rt;
+	double n;
+
+	p->attempt_s = POLICY_ATTEMPT_S;
+	p->total_s = POLICY_TOTAL_S;
+	p->queue_s = POLICY_QUEUE_S;
+	p->lease_s = c->opts.lease_s;
+	p->max_attempts = c->opts.max_attempts;
+	p->backoff_s = POLICY_BACKOFF_S;
+	p->max_backoff_s = POLICY_MAX_BACKOFF_S;
+	p->multiplier = POLICY_MULTIPLIER;
+	p->on = POLICY_ON_DEFAULT;
+	p->idempotent = 1;
+	if ((js = json_loads(params, 0, NULL)) == NULL)
+		return;
+	if (json_is_string(json_object_get(js, "name")))
+		t->tool = xstrdup(json_string_value(json_object_get(js,
+		    "name")));
+	srv = json_object_get(js, "server");
+	policy_num(srv, "timeout", 0.001, 86400, &p->attempt_s);
+	pol = json_object_get(srv, "policy");
+	tm = json_object_get(pol, "timeout");
+	policy_num(tm, "attempt", 0.001, 86400, &p->attempt_s);
+	policy_num(tm, "total", 0.001, 86400, &p->total_s);
+	policy_num(tm, "queue", 0.001, 86400, &p->queue_s);
+	policy_num(tm, "heartbeat", 0.001, 86400, &p->lease_s);
+	/* A lease outlives at least two heartbeat intervals. */
+	if (p->lease_s < 2 * c->opts.heartbeat_s)
+		p->lease_s = 2 * c->opts.heartbeat_s;
+	rt = json_object_get(pol, "retry");
+	n = p->max_attempts;
+	policy_num(rt, "max_attempts", 1, 100, &n);
+	p->max_attempts = (int)n;
+	policy_num(rt, "backoff", 0, 3600, &p->backoff_s);
+	policy_num(rt, "max_backoff", 0, 3600, &p->max_backoff_s);
+	policy_num(rt, "multiplier", 1, 3600, &p->multiplier);
+	if (json_is_array(json_object_get(rt, "on")))
+		p->on = policy_on(json_object_get(rt, "on"));
+	if (json_is_false(json_object_get(pol, "idempotent")))
+		p->idempotent = 0;
+	json_decref(js);
+}
+
 int64_t
 coord_submit(struct coord *c, const char *kind, const char *path,
     int64_t span, const char *server, const char *params,
