@@ -83,6 +83,30 @@ id=$(last_run)
 [ "$(grep -c '^sleep ' "$T/calls")" = 2 ] || fail "two attempts, got $(grep -c '^sleep ' "$T/calls")"
 ok "retries used up: run failed with a clear error"
 
+# retry.on without "timeout": a timed-out attempt is not retried.
+sed 's/retry = { max_attempts = 2, backoff = 0 }/retry = { max_attempts = 3, on = { "lost_worker" } }/' "$T/b.lua" > "$T/b2.lua"
+grep -q 'on = { "lost_worker" }' "$T/b2.lua" || fail "b2.lua not made"
+rm -f "$T/calls"
+run_weft "$T/out" "$T/err" run "$T/b2.lua" --workers 1 -q
+expect_rc 1 "timeout not in retry.on"
+expect_no_grep "$T/err" "gave up after" "no retries"
+id=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.retry'")" = 0 ] || fail "no task.retry"
+[ "$(grep -c '^sleep ' "$T/calls")" = 1 ] || fail "one attempt, got $(grep -c '^sleep ' "$T/calls")"
+ok "retry.on decides which failure kinds are retried"
+
+# The total timeout bounds all attempts: the second is cut to what is left.
+sed 's/timeout = 0.5, retry = { max_attempts = 2, backoff = 0 }/timeout = { attempt = 1, total = 1.5 }, retry = { max_attempts = 5, backoff = 0 }/' "$T/b.lua" > "$T/b3.lua"
+grep -q 'total = 1.5' "$T/b3.lua" || fail "b3.lua not made"
+rm -f "$T/calls"
+t0=$(date +%s)
+run_weft "$T/out" "$T/err" run "$T/b3.lua" --workers 1 -q
+expect_rc 1 "total timeout"
+[ $(($(date +%s) - t0)) -lt 6 ] || fail "the total timeout did not stop the retries"
+expect_grep "$T/err" "total timeout of 1.5s" "error names the total timeout"
+[ "$(grep -c '^sleep ' "$T/calls")" = 2 ] || fail "two attempts, got $(grep -c '^sleep ' "$T/calls")"
+ok "total timeout: attempts stop when the task's time is up"
+
 # --- A task no worker takes in time fails with queue_timeout.
 {
 	echo 'local w = require "weft"'
