@@ -17,7 +17,10 @@ struct rstep {
 	int		 call;
 	char		*name;
 	char		 hash[65];
-	json_t		*call_ev;	/* the call's payload, for reports */
+	json_t		*args;		/* its arguments (or "args"), reports */
+	const char	*args_key;	/* "arguments", "args" or NULL */
+	int		 nmsg;		/* a model call's messages */
+	uint64_t	 h;		/* of (path, call) */
 	int64_t		 seq;		/* of the call event */
 	int64_t		 from;		/* of the outcome event, 0: none */
 	json_t		*result;
@@ -28,7 +31,8 @@ struct rstep {
 struct replay {
 	enum replay_mode mode;
 	int64_t		 upto;
-	json_t		*index;		/* "path\x1fcall" -> step number */
+	int32_t		*index;		/* open addressing: step number + 1 */
+	size_t		 index_cap;	/* a power of two, > 2 * nsteps */
 	json_t		*tasks;		/* task id -> step number, per
 					   coordinator (run.start, run.resume) */
 	struct rstep	*steps;
@@ -55,21 +59,61 @@ kind_in(const char *kind, const char *const *list)
 	return 0;
 }
 
-/* The index key of (path, call). */
-static char *
+/* The hash of (path, call): FNV-1a over the path, then the index. */
+static uint64_t
 replay_key(const char *path, int call)
 {
-	return xasprintf("%s\x1f%d", path, call);
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *path != '\0'; path++)
+		h = (h ^ (unsigned char)*path) * 0x100000001b3ULL;
+	h ^= (uint64_t)(unsigned)call;
+	h = (h ^ (h >> 31)) * 0xbf58476d1ce4e5b9ULL;	/* splitmix64's mix */
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+	return h ^ (h >> 31);
+}
+
+/* The index slot of (path, call): its step's, or the empty one. */
+static size_t
+replay_slot(const struct replay *r, uint64_t h, const char *path, int call)
+{
+	size_t i = (size_t)h & (r->index_cap - 1);
+	const struct rstep *s;
+
+	while (r->index[i] != 0) {
+		s = &r->steps[r->index[i] - 1];
+		if (s->h == h && s->call == call && strcmp(s->path, path) == 0)
+			break;
+		i = (i + 1) & (r->index_cap - 1);
+	}
+	return i;
 }
 
 static struct rstep *
 replay_find(struct replay *r, const char *path, int call)
 {
-	char *key = replay_key(path, call);
-	json_t *v = json_object_get(r->index, key);
+	size_t i;
 
-	free(key);
-	return v != NULL ? &r->steps[json_integer_value(v)] : NULL;
+	if (r->index_cap == 0)
+		return NULL;
+	i = replay_slot(r, replay_key(path, call), path, call);
+	return r->index[i] != 0 ? &r->steps[r->index[i] - 1] : NULL;
+}
+
+/* Make room in the index for one more step. */
+static void
+replay_grow(struct replay *r)
+{
+	size_t i;
+
+	if (2 * (r->nsteps + 1) < r->index_cap)
+		return;
+	free(r->index);
+	r->index_cap = r->index_cap ? 2 * r->index_cap : 1024;
+	r->index = xcalloc(r->index_cap, sizeof *r->index);
+	for (i = 0; i < r->nsteps; i++)
+		r->index[replay_slot(r, r->steps[i].h, r->steps[i].path,
+		    r->steps[i].call)] = (int32_t)i + 1;
 }
 
 char *
@@ -84,6 +128,9 @@ replay_desc(const char *name, json_t *p)
 	else if (json_object_get(p, "messages") != NULL)
 		a = xasprintf("(%zu messages)", json_array_size(
 		    json_object_get(p, "messages")));
+	else if (json_is_integer(json_object_get(p, "nmessages")))
+		a = xasprintf("(%lld messages)", (long long)json_integer_value(
+		    json_object_get(p, "nmessages")));
 	else if (json_object_get(p, "args") != NULL)
 		a = json_dumps(json_object_get(p, "args"), JSON_COMPACT |
 		    JSON_ENCODE_ANY);
@@ -98,12 +145,30 @@ static void
 rstep_clear(struct rstep *s)
 {
 	free(s->name);
-	json_decref(s->call_ev);
+	json_decref(s->args);
 	json_decref(s->result);
 	json_decref(s->error);
 	s->name = NULL;
-	s->call_ev = s->result = s->error = NULL;
+	s->args = s->result = s->error = NULL;
+	s->args_key = NULL;
+	s->nmsg = 0;
 	s->from = 0;
+}
+
+/* Keep what a report shows of a recorded call. */
+static void
+replay_keep_args(struct rstep *s, json_t *p)
+{
+	static const char *const keys[] = { "arguments", "args" };
+	size_t i;
+
+	for (i = 0; i < nitems(keys); i++)
+		if ((s->args = json_object_get(p, keys[i])) != NULL) {
+			json_incref(s->args);
+			s->args_key = keys[i];
+			return;
+		}
+	s->nmsg = (int)json_array_size(json_object_get(p, "messages"));
 }
 
 /* A call event: (re)place the step at its key; a later one wins. */
@@ -123,20 +188,19 @@ replay_on_call(struct replay *r, const struct store_event *ev, json_t *p)
 			r->cap = r->cap ? r->cap * 2 : 256;
 			r->steps = xrealloc(r->steps, r->cap * sizeof *r->steps);
 		}
+		replay_grow(r);
 		s = &r->steps[r->nsteps];
 		memset(s, 0, sizeof *s);
 		s->path = xstrdup(ev->node_path);
 		s->call = call;
-		key = replay_key(ev->node_path, call);
-		json_object_set_new(r->index, key,
-		    json_integer((json_int_t)r->nsteps));
-		free(key);
-		r->nsteps++;
+		s->h = replay_key(s->path, call);
+		r->index[replay_slot(r, s->h, s->path, call)] =
+		    (int32_t)++r->nsteps;
 	} else
 		rstep_clear(s);
 	s->name = xstrdup(name);
 	memcpy(s->hash, hash, 65);
-	s->call_ev = json_incref(p);
+	replay_keep_args(s, p);
 	s->seq = ev->seq;
 	if (json_is_integer(json_object_get(p, "task"))) {
 		if (json_integer_value(json_object_get(p, "task")) >
@@ -276,7 +340,7 @@ replay_load(struct store *st, const char *run_id, enum replay_mode mode,
 	struct replay *r = xcalloc(1, sizeof *r);
 
 	r->mode = mode;
-	r->index = json_object();
+
 	r->tasks = json_object();
 	if (replay_load_run(r, st, run_id, upto, 0) != 0) {
 		errf(err, errlen, "%s", store_error(st));
@@ -298,7 +362,7 @@ replay_free(struct replay *r)
 		free(r->steps[i].path);
 	}
 	free(r->steps);
-	json_decref(r->index);
+	free(r->index);
 	json_decref(r->tasks);
 	free(r->diverge);
 	free(r);
@@ -338,10 +402,13 @@ replay_describe(struct replay *r, const char *now)
 static void
 replay_step_diverged(struct replay *r, struct rstep *s, const char *now)
 {
-	char *desc = replay_desc(s->name, s->call_ev);
+	json_t *p = s->args_key != NULL ? json_pack("{s:O}", s->args_key,
+	    s->args) : json_pack("{s:i}", "nmessages", s->nmsg);
+	char *desc = replay_desc(s->name, p);
 
 	replay_diverged(r, s->path, s->call, desc, s->seq, now);
 	free(desc);
+	json_decref(p);
 }
 
 int
