@@ -1430,6 +1430,7 @@ mcpc_request(struct mcpc *s, const char *method, json_t *params, mcpc_cb cb,
     void *arg)
 {
 	struct mcpc_req *r = xcalloc(1, sizeof *r);
+	struct timeval tv;
 	char err[512], msg[700];
 	int rv;
 
@@ -1447,6 +1448,13 @@ mcpc_request(struct mcpc *s, const char *method, json_t *params, mcpc_cb cb,
 			mcpc_req_fail(r, FAIL_SERVER_START, msg);
 			mcpc_req_free(r);
 			return 0;
+		}
+		/* A restarted server is pinged again (mcpc_stop stopped it). */
+		if (s->ping_ev != NULL && !event_pending(s->ping_ev,
+		    EV_TIMEOUT, NULL)) {
+			tv.tv_sec = s->ping_ms / 1000;
+			tv.tv_usec = (s->ping_ms % 1000) * 1000;
+			event_add(s->ping_ev, &tv);
 		}
 	}
 	if (s->state == MCPC_READY)

@@ -240,7 +240,7 @@ return w.tool{ name = "nap", server = "slow", tool = "sleep", args = { ms = 2000
 EOF
 run_weft "$T/out" "$T/err" run "$T/to.lua" --workers 1 -q
 expect_rc 1 "a call past its timeout"
-expect_grep "$T/err" "MCP server 'slow' did not answer within its timeout of 0.5 s" "timeout named"
+expect_grep "$T/err" "MCP server 'slow' did not answer tools/call within the attempt's timeout of 0.5 s.*gave up after 3 attempts" "timeout named (retried, then given up)"
 expect_grep "$T/slow.log" '^notifications/cancelled \{"requestId":[0-9]+,"reason":' "the server got notifications/cancelled"
 id=$(last_run)
 [ "$(sql "SELECT json_extract(payload,'$.error.kind') FROM events WHERE run_id='$id' AND kind='tool.error'")" = timeout ] ||
