@@ -13,6 +13,9 @@
 #                      the verdict, exit)
 #   events/s (graph) = events / the re-execution alone (`seconds` in the
 #                      --json verdict)
+#   load s           = reading the record from the store (`load_seconds`)
+#   live graph s     = the recorded run's own graph time (`duration` of
+#                      `weft run --json`), for comparison
 #
 # Shapes (the scripted provider answers model turns; tool calls go to the
 # in-tree bench MCP server, so the recorded run is a real one):
@@ -93,37 +96,39 @@ median() {
 	sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
-printf '| shape | events | recorded steps | record s | replay wall s | events/s (wall) | replay graph s | events/s (graph) |\n'
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '| shape | events | recorded steps | live graph s | replay wall s | events/s (wall) | load s | replay graph s | events/s (graph) |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
 for shape in ${*:-agents long values}; do
 	workflow "$shape" > "$T/$shape.lua"
 	rm -f "$WEFT_DB" "$WEFT_DB-wal" "$WEFT_DB-shm"
-	t0=$(date +%s.%N)
 	"$WEFT" run "$T/$shape.lua" --workers 2 --json > "$T/run.json"
-	t1=$(date +%s.%N)
 	id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$T/run.json")
+	live=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["duration"])' "$T/run.json")
 	events=$(sqlite3 "$WEFT_DB" "SELECT count(*) FROM events WHERE run_id = '$id'")
 	: > "$T/wall"
 	: > "$T/graph"
+	: > "$T/load"
 	i=0
 	while [ $i -lt "$REPS" ]; do
 		a=$(date +%s.%N)
 		"$WEFT" replay "$id" --json > "$T/replay.json"
 		b=$(date +%s.%N)
 		echo "$b - $a" | bc -l >> "$T/wall"
-		python3 - "$T/replay.json" >> "$T/graph" <<'PY'
+		python3 - "$T/replay.json" "$T/load" >> "$T/graph" <<'PY'
 import json, sys
 v = json.load(open(sys.argv[1]))
 assert v["identical"], v
 print(v["seconds"])
+print(v["load_seconds"], file=open(sys.argv[2], "a"))
 PY
 		steps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["steps"])' "$T/replay.json")
 		i=$((i + 1))
 	done
 	wall=$(median < "$T/wall")
 	graph=$(median < "$T/graph")
-	printf '| %s | %s | %s | %.2f | %.3f | %.0f | %.3f | %.0f |\n' "$shape" \
-	    "$events" "$steps" "$(echo "$t1 - $t0" | bc -l)" "$wall" \
-	    "$(echo "$events / $wall" | bc -l)" "$graph" \
+	load=$(median < "$T/load")
+	printf '| %s | %s | %s | %.3f | %.3f | %.0f | %.3f | %.3f | %.0f |\n' \
+	    "$shape" "$events" "$steps" "$live" "$wall" \
+	    "$(echo "$events / $wall" | bc -l)" "$load" "$graph" \
 	    "$(echo "$events / $graph" | bc -l)"
 done
