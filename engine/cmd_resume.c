@@ -246,6 +246,7 @@ rexec_run(struct rexec *x)
 	luaeng_set_gateway(le, gw);
 	t0 = now_mono();
 	memset(&sink, 0, sizeof sink);
+	coord_set_replay(c, x->rec, x->last_seq);	/* for luaeng_start */
 	if (luaeng_start(le, c, x->input, x->budget, &sink, err,
 	    sizeof err) != 0)
 		loopfail = 1;

@@ -171,6 +171,7 @@ struct coord {
 	struct replay		*rec;		/* recorded answers, or NULL */
 	json_t			*calls;		/* node path -> calls made */
 	int			 discard;	/* events are not stored */
+	int64_t			 span_base;	/* a resume's first span - 1 */
 };
 
 static void	coord_rctx_cb(void *);
@@ -439,43 +440,6 @@ coord_fault_token(struct coord *c, struct task *t, const char *tok)
 	return s;
 }
 
-/*
- * A tool task's replay key (docs/durability.md): its call index in the
- * node, its step name (kind:server/tool) and the hash of its summary
- * (server, tool, arguments with sorted keys), as JSON members for the
- * tool.call event, a heap string.  *ticket is set when the run's record
- * answers the call (its outcome is delivered from there), -1 on an
- * offline replay's divergence, else 0.
- */
-static char *
-coord_task_key(struct coord *c, const char *kind, const char *path,
-    int64_t span, const char *summary, int64_t *ticket)
-{
-	const char *srv, *tool;
-	json_t *sj, *q;
-	char hash[65], *obj, *step, *meta;
-	int call = coord_call_index(c, path);
-
-	obj = xasprintf("{%s}", summary);
-	sj = json_loads(obj, 0, NULL);
-	srv = json_string_value(json_object_get(sj, "server"));
-	tool = json_string_value(json_object_get(sj, "name"));
-	step = xasprintf("%s:%s%s%s", kind, srv ? srv : "", tool ? "/" : "",
-	    tool ? tool : "");
-	replay_hash(summary, NULL, hash);
-	*ticket = coord_recorded(c, path, span, call, step, hash, obj);
-	free(obj);
-	q = json_pack("{s:i, s:s, s:s}", "call", call, "hash", hash, "step",
-	    step);
-	meta = json_dumps(q, JSON_COMPACT);
-	meta[strlen(meta) - 1] = '\0';		/* the members, no braces */
-	memmove(meta, meta + 1, strlen(meta));
-	json_decref(q);
-	json_decref(sj);
-	free(step);
-	return meta;
-}
-
 /* Read a number member name of o into *out when it lies in [lo, hi]. */
 static void
 policy_num(json_t *o, const char *name, double lo, double hi, double *out)
@@ -553,6 +517,43 @@ coord_policy(struct coord *c, struct task *t, const char *params)
 	if (json_is_false(json_object_get(pol, "idempotent")))
 		p->idempotent = 0;
 	json_decref(js);
+}
+
+/*
+ * A tool task's replay key (docs/durability.md): its call index in the
+ * node, its step name (kind:server/tool) and the hash of its summary
+ * (server, tool, arguments with sorted keys), as JSON members for the
+ * tool.call event, a heap string.  *ticket is set when the run's record
+ * answers the call (its outcome is delivered from there), -1 on an
+ * offline replay's divergence, else 0.
+ */
+static char *
+coord_task_key(struct coord *c, const char *kind, const char *path,
+    int64_t span, const char *summary, int64_t *ticket)
+{
+	const char *srv, *tool;
+	json_t *sj, *q;
+	char hash[65], *obj, *step, *meta;
+	int call = coord_call_index(c, path);
+
+	obj = xasprintf("{%s}", summary);
+	sj = json_loads(obj, 0, NULL);
+	srv = json_string_value(json_object_get(sj, "server"));
+	tool = json_string_value(json_object_get(sj, "name"));
+	step = xasprintf("%s:%s%s%s", kind, srv ? srv : "", tool ? "/" : "",
+	    tool ? tool : "");
+	replay_hash(summary, NULL, hash);
+	*ticket = coord_recorded(c, path, span, call, step, hash, obj);
+	free(obj);
+	q = json_pack("{s:i, s:s, s:s}", "call", call, "hash", hash, "step",
+	    step);
+	meta = json_dumps(q, JSON_COMPACT);
+	meta[strlen(meta) - 1] = '\0';		/* the members, no braces */
+	memmove(meta, meta + 1, strlen(meta));
+	json_decref(q);
+	json_decref(sj);
+	free(step);
+	return meta;
 }
 
 int64_t
@@ -1887,6 +1888,7 @@ coord_loop(struct coord *c, char *err, size_t errlen)
 	}
 	return 0;
 }
+
 int
 coord_call_index(struct coord *c, const char *path)
 {
@@ -1905,6 +1907,7 @@ coord_set_replay(struct coord *c, struct replay *rec, int64_t last_seq)
 	c->rec = rec;
 	if (last_seq > c->seq)
 		c->seq = last_seq;
+	c->span_base = rec != NULL && last_seq > 0 ? replay_last_span(rec) : 0;
 	/* A resume's tickets go on after the run's last task id. */
 	if (n > (int64_t)c->ntasks && n < INT32_MAX) {
 		c->tasks = xrealloc(c->tasks, ((size_t)n + 256) *
@@ -1914,6 +1917,12 @@ coord_set_replay(struct coord *c, struct replay *rec, int64_t last_seq)
 		c->tasks_cap = (size_t)n + 256;
 		c->ntasks = (size_t)n;
 	}
+}
+
+int64_t
+coord_span_base(struct coord *c)
+{
+	return c->span_base;
 }
 
 void

@@ -140,6 +140,8 @@ int coord_call_index(struct coord *, const char *path);
  */
 void coord_set_replay(struct coord *, struct replay *rec, int64_t last_seq);
 struct replay *coord_replay(struct coord *);
+/* Where the graph's span ids start (after a resumed run's last one). */
+int64_t coord_span_base(struct coord *);
 /* Keep no event from now on (seqs still count): an offline replay. */
 void coord_discard_events(struct coord *);
 /*

@@ -39,6 +39,7 @@ struct replay {
 	size_t		 nsteps, cap;
 	int64_t		 last_seq;
 	int64_t		 last_task;	/* highest task id of the run */
+	int64_t		 last_span;	/* highest span id of the run */
 	int64_t		 answered;
 	char		*diverge;
 	int		 undescribed;	/* the script side is to come */
@@ -259,6 +260,8 @@ replay_event_cb(void *arg, const struct store_event *ev)
 
 	if (ev->seq > r->last_seq)
 		r->last_seq = ev->seq;
+	if (ev->span_id > r->last_span)
+		r->last_span = ev->span_id;
 	if (r->upto > 0 && ev->seq > r->upto)
 		return 0;
 	if (strcmp(ev->kind, "run.start") == 0 ||
@@ -329,6 +332,7 @@ replay_load_run(struct replay *r, struct store *st, const char *run_id,
 	r->upto = upto;
 	r->last_seq = 0;
 	r->last_task = 0;
+	r->last_span = 0;
 	return store_events_foreach(st, run_id, replay_event_cb, r) < 0 ?
 	    -1 : 0;
 }
@@ -475,6 +479,12 @@ int64_t
 replay_last_task(const struct replay *r)
 {
 	return r->last_task;
+}
+
+int64_t
+replay_last_span(const struct replay *r)
+{
+	return r->last_span;
 }
 
 int

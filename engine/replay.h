@@ -68,6 +68,9 @@ int64_t replay_last_seq(const struct replay *);
 /* The highest task id the run's tool calls used (ids go on after it, so
    a task's idempotency key RUN:TASK is never reused by a resume). */
 int64_t replay_last_task(const struct replay *);
+/* The highest span id of the run's events (a resume's nodes go on after
+   it, so `weft show` keeps the two parts apart). */
+int64_t replay_last_span(const struct replay *);
 /*
  * REPLAY_OFFLINE, after the run ended: set a divergence if a recorded
  * call was never made by the script (the first such one, by seq).

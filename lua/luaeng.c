@@ -878,6 +878,14 @@ l_grant(lua_State *L)
 	return 1;
 }
 
+/* core.span_base() -> the span id after which this run's spans go on */
+static int
+l_span_base(lua_State *L)
+{
+	lua_pushinteger(L, coord_span_base(need_coord(L)));
+	return 1;
+}
+
 static int
 l_mono(lua_State *L)
 {
@@ -1375,6 +1383,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "schema_validate", l_schema_validate },
 	{ "json_decode", l_json_decode },
 	{ "mono", l_mono },
+	{ "span_base", l_span_base },
 	{ "runner_now", l_runner_now },
 	{ "runner_random", l_runner_random },
 	{ "json_encode", l_json_encode },

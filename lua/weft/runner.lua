@@ -1199,6 +1199,7 @@ function R.start(root, input, budget)
     if not ok then error(I.providers[name].where .. ": " .. err, 0) end
   end
   check_prices(root, budget and budget.usd ~= nil)
+  span_seq = core.span_base()   -- a resumed run's spans go on after its last
   run_input = input
   run_input_text = core.json_encode(input)
   local st = core.state_new(input)

@@ -60,6 +60,10 @@ check_run() {
 	[ "$st" = succeeded ] || fail "$2: run $1 is $st"
 	lucky=$(sql "SELECT json_extract(payload, '\$.value') FROM events WHERE run_id='$1' AND kind='random' ORDER BY seq LIMIT 1")
 	[ "$out" = "final: alpha+beta #$lucky" ] || fail "$2: answer '$out' (random $lucky)"
+	# Calls answered from the record count as the original did.
+	totals="SELECT tokens || ' ' || steps || ' ' || spend FROM runs WHERE id"
+	[ -z "${base:-}" ] || [ "$(sql "$totals='$1'")" = "$(sql "$totals='$base'")" ] ||
+	    fail "$2: totals '$(sql "$totals='$1'")', uncrashed '$(sql "$totals='$base'")'"
 	python3 - "$WEFT_DB" "$1" "$T/fake.log" "$T/calls.log" "$2" <<'PY' || fail "$2: calls repeated"
 import json, sqlite3, sys
 db, run, fakelog, calllog, what = sys.argv[1:]
@@ -211,6 +215,10 @@ expect_rc 0 "second resume"
 sql "SELECT seq FROM events WHERE run_id='$id' ORDER BY seq" > "$T/seqs"
 awk 'NR != $1 { exit 1 }' "$T/seqs" || fail "seqs of a twice-resumed run are not 1..N"
 check_run "$id" "resume twice"
+[ "$(sql "SELECT count(*) = count(DISTINCT json_extract(payload, '\$.task')) FROM events WHERE run_id='$id' AND kind IN ('tool.call', 'tool.list')")" = 1 ] ||
+    fail "a resume reused a task id (and so an idempotency key)"
+[ "$(sql "SELECT count(*) = count(DISTINCT span_id) FROM events WHERE run_id='$id' AND kind = 'node.start'")" = 1 ] ||
+    fail "a resume reused span ids (weft show would mix its nodes with the crashed ones)"
 answered=$(sql "SELECT json_extract(payload, '\$.answered_from_record') FROM events WHERE run_id='$id' AND kind='run.end'")
 [ "$answered" -ge 1 ] || fail "run.end counts no answered step"
 ok "resume twice: the same answer, seqs continue, run.resume recorded each time"
