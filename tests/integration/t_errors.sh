@@ -130,7 +130,7 @@ return w.fn{ name = "f", function() return os.time() end }
 EOF2
 run_weft "$T/out" "$T/err" run "$T/sandbox.lua" --workers 1
 expect_rc 1 "os is not reachable"
-expect_grep "$T/err" "attempt to index a nil value \(global 'os'\)" "os is nil"
+expect_grep "$T/err" "sandbox.lua:2: 'os' is not available to workflow code: use w.now\(\)" "os refused at file:line, naming w.now()"
 wf sandbox2 <<'EOF2'
 local io = require "io"
 EOF2

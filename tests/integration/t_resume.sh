@@ -10,14 +10,15 @@
 export OPENAI_API_KEY=sk-test
 
 # Each agent has its own model; a turn is chosen by what the conversation
-# holds (match), so a repeated request gets the same answer.  Two copies
-# of each turn: a call in flight at a crash may be asked again.
+# holds (match), so a repeated request gets the same answer.  Three copies
+# of each turn: a call in flight at a crash may be asked again (twice when
+# the resume is killed too).
 # STALL: milliseconds each answer waits.
 STALL=0
 turns() {
 	t2="{\"match\": \"Echo: $1-ping\", \"text\": \"$2\", \"stall_ms\": $STALL}"
 	t1="{\"match\": \"task-$1\", \"tool_calls\": [{\"name\": \"echo\", \"args\": {\"message\": \"$1-ping\"}}], \"stall_ms\": $STALL}"
-	printf '"%s": [%s, %s, %s, %s]' "$1" "$t2" "$t2" "$t1" "$t1"
+	printf '"%s": [%s, %s, %s, %s, %s, %s]' "$1" "$t2" "$t2" "$t2" "$t1" "$t1" "$t1"
 }
 script() {
 	echo "{ $(turns m1 'm1 says alpha'), $(turns m2 'm2 says beta'), $(turns m3 'final: alpha+beta') }"
