@@ -139,7 +139,7 @@ struct store {
 	char		*path;
 	sqlite3_stmt	*stmt[ST__COUNT];
 	char		 err[1024];
-	int		 broken;	/* a write failed: its result code */
+	int		 broken;	/* result code of a failed write */
 	char		 broken_err[1024];
 };
 

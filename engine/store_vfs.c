@@ -36,7 +36,7 @@ struct vfs_file {
 
 static sqlite3_vfs	 vfs;
 static sqlite3_vfs	*vfs_real;
-static int		 vfs_full;	/* sqlite.full has fired: it stays */
+static int		 vfs_full;	/* sqlite.full fired: it stays */
 
 /* The real file behind one of ours. */
 static sqlite3_file *

@@ -24,9 +24,9 @@
 #include "engine/store.h"
 #include "engine/util.h"
 
-#define ROUNDS		12		/* event + blob + commit, per child */
+#define ROUNDS		12	/* event + blob + commit, per child */
 #define BLOB_LEN	(64 * 1024)	/* 16 pages: many writes a commit */
-#define OPEN_FAILED	50		/* child status: the open failed */
+#define OPEN_FAILED	50	/* child status: the open failed */
 
 /* A blob whose bytes depend on round i. */
 static void
@@ -153,7 +153,8 @@ blobs_whole(const char *path)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		sha256_hex(sqlite3_column_blob(st, 2),
 		    (size_t)sqlite3_column_bytes(st, 2), hex);
-		if (sqlite3_column_int64(st, 1) != sqlite3_column_bytes(st, 2) ||
+		if (sqlite3_column_int64(st, 1) !=
+		    sqlite3_column_bytes(st, 2) ||
 		    strcmp(hex, (const char *)sqlite3_column_text(st, 0)) != 0)
 			ok = 0;
 	}
@@ -173,8 +174,8 @@ db_ok(const char *path)
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) ==
 	    SQLITE_OK && sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1,
 	    &st, NULL) == SQLITE_OK) {
-		ok = sqlite3_step(st) == SQLITE_ROW &&
-		    strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+		ok = sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)
+		    sqlite3_column_text(st, 0), "ok") == 0;
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
@@ -239,7 +240,8 @@ static void
 test_store_vfs_write_error_rolls_back_and_breaks_store(void **state)
 {
 	(void)state;
-	assert_true(sweep("sqlite.write_error", 7, 260, STORE_BROKEN_IO) >= 10);
+	assert_true(sweep("sqlite.write_error", 7, 260,
+	    STORE_BROKEN_IO) >= 10);
 }
 
 static void
@@ -283,7 +285,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(
 		    test_store_vfs_write_error_rolls_back_and_breaks_store),
-		cmocka_unit_test(test_store_vfs_full_rolls_back_and_breaks_store),
+		cmocka_unit_test(
+		    test_store_vfs_full_rolls_back_and_breaks_store),
 		cmocka_unit_test(
 		    test_store_vfs_fsync_error_loses_nothing_committed),
 		cmocka_unit_test(
