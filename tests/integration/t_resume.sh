@@ -203,6 +203,21 @@ expect_grep "$T/err2" "run $id is still running \(its coordinator, pid $pid, is 
 kill -9 "$pid"; wait "$pid" 2>/dev/null
 ok "resume refuses a succeeded run and a run whose coordinator is alive"
 
+# --- replay of a crashed run: its record ends at the crash -------------------
+fresh
+WEFT_FAULT=coord.after_result:3 run_weft "$T/out" "$T/err" run "$T/wf.lua" --input '{"topic":"tides"}' --workers 2 -q
+expect_rc 137 "crash for replay"
+id=$(last_run)
+run_weft "$T/out" "$T/err" replay "$id"
+expect_rc 1 "replay of a crashed run"
+expect_grep "$T/out" "^run $id diverges from its record" "crashed run diverges"
+expect_grep "$T/out" "record: (no such call \(the record ends before it\)|the call, with no outcome \(in flight when the run stopped\))" "where the record ends"
+[ "$(sql "SELECT status FROM runs WHERE id='$id'")" = running ] || fail "replay changed the run"
+run_weft "$T/out" "$T/err" resume "$id" --workers 2 -q
+expect_rc 0 "resume after the replay"
+check_run "$id" "replay, then resume"
+ok "replay of a crashed run reports where its record ends; resume finishes it"
+
 # --- resume twice: the resume itself is killed, then resumed ------------------
 fresh
 WEFT_FAULT=coord.after_result:2 run_weft "$T/out" "$T/err" run "$T/wf.lua" --input '{"topic":"tides"}' --workers 2 -q
