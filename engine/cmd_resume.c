@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@ struct rrun {
 	/* the coordinator that last ran it (run.start, run.resume) */
 	long		 pid;
 	char		*owner;
+	char		*cwd;		/* of the first coordinator */
 };
 
 /* One execution of a script against a record. */
@@ -59,6 +61,7 @@ rrun_clear(struct rrun *r)
 	free(r->output);
 	free(r->error);
 	free(r->owner);
+	free(r->cwd);
 	memset(r, 0, sizeof *r);
 }
 
@@ -105,13 +108,42 @@ rrun_owner_cb(void *arg, const struct store_event *ev)
 	return 0;
 }
 
-/* Find the run by id or prefix; 0, or -1 with a message printed. */
+/* The directory the run started in, from run.start (the first event). */
+static int
+rrun_cwd_cb(void *arg, const struct store_event *ev)
+{
+	struct rrun *r = arg;
+	json_t *p;
+
+	if (strcmp(ev->kind, "run.start") == 0 && ev->payload != NULL &&
+	    (p = json_loads(ev->payload, 0, NULL)) != NULL) {
+		r->cwd = dup_or_null(json_string_value(json_object_get(p,
+		    "cwd")));
+		json_decref(p);
+	}
+	return 1;
+}
+
+/*
+ * Find the run by id or prefix; 0, or -1 with a message printed.  A
+ * relative workflow path that does not resolve from here is taken from
+ * the directory the run started in.
+ */
 static int
 rrun_find(struct store *st, const char *ref, struct rrun *r)
 {
+	char *abs;
+
 	if (store_run_find(st, ref, rrun_row_cb, r) != 0) {
 		fprintf(stderr, "weft: %s\n", store_error(st));
 		return -1;
+	}
+	if (r->workflow[0] != '/' && access(r->workflow, R_OK) != 0 &&
+	    store_events_foreach(st, r->id, rrun_cwd_cb, r) >= 0 &&
+	    r->cwd != NULL) {
+		abs = xasprintf("%s/%s", r->cwd, r->workflow);
+		free(r->workflow);
+		r->workflow = abs;
 	}
 	return 0;
 }
@@ -132,9 +164,11 @@ rrun_owner_alive(const struct rrun *r)
 void
 cmd_run_owner(json_t *payload)
 {
-	char id[128];
+	char id[128], cwd[PATH_MAX];
 
 	json_object_set_new(payload, "pid", json_integer(getpid()));
+	if (getcwd(cwd, sizeof cwd) != NULL)
+		json_object_set_new(payload, "cwd", json_string(cwd));
 	if (replay_proc_identity(0, id, sizeof id) == 0)
 		json_object_set_new(payload, "owner", json_string(id));
 }

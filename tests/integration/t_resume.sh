@@ -218,6 +218,18 @@ expect_rc 0 "resume after the replay"
 check_run "$id" "replay, then resume"
 ok "replay of a crashed run reports where its record ends; resume finishes it"
 
+# --- a run started with a relative path, resumed from elsewhere --------------
+fresh
+RC=0
+(cd "$T" && WEFT_FAULT=coord.after_result:2 "$WEFT" run wf.lua --input '{"topic":"tides"}' --workers 2 -q) >"$T/out" 2>"$T/err" || RC=$?
+expect_rc 137 "crash of a relative-path run"
+id=$(last_run)
+RC=0
+(cd / && "$WEFT" resume "$id" --workers 2 -q) >"$T/out" 2>"$T/err" || RC=$?
+expect_rc 0 "resume from another directory"
+check_run "$id" "relative path"
+ok "a relative workflow path is found from the directory the run started in"
+
 # --- resume twice: the resume itself is killed, then resumed ------------------
 fresh
 WEFT_FAULT=coord.after_result:2 run_weft "$T/out" "$T/err" run "$T/wf.lua" --input '{"topic":"tides"}' --workers 2 -q
