@@ -161,7 +161,12 @@ ok "kill sweep: $sweeps crashes resumed"
 # --- kill -9 from outside, at random moments ------------------------------
 killed=0
 STALL=60	# a run takes about 0.25 s
-for delay in 0.02 0.09 0.15 0.21 0.3; do
+delays=
+for k in 1 2 3 4 5; do
+	# a random moment in the run's first 0.3 s (printed, to reproduce)
+	ms=$((10 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 290))
+	delay=$(printf '0.%03d' "$ms")
+	delays="$delays $delay"
 	fresh
 	before=$(last_run)
 	"$WEFT" run "$T/wf.lua" --input '{"topic":"tides"}' --workers 2 -q \
@@ -182,7 +187,7 @@ for delay in 0.02 0.09 0.15 0.21 0.3; do
 	check_run "$id" "kill -9 after ${delay}s"
 done
 STALL=0
-ok "kill -9 of the coordinator from outside ($killed of 5 mid-run): resumed to the same answer"
+ok "kill -9 of the coordinator from outside after$delays s ($killed of 5 mid-run): resumed to the same answer"
 
 # --- refusals -------------------------------------------------------------
 run_weft "$T/out" "$T/err" resume "$base"
