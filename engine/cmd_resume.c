@@ -47,6 +47,7 @@ struct rexec {
 	double			 elapsed;
 	double			 load_s;	/* reading the record */
 	int			 offline;
+	int			 mark_running;	/* set the row's status first */
 };
 
 static void
@@ -247,6 +248,22 @@ rexec_finish(struct rexec *x, struct coord *c)
 	return rv ? -1 : 0;
 }
 
+/* A resumed run is running again (once its workflow has loaded). */
+static int
+rexec_mark_running(struct rexec *x)
+{
+	struct store_run row;
+
+	memset(&row, 0, sizeof row);
+	row.id = x->id;
+	row.status = "running";
+	if (store_run_finish(x->st, &row) != 0) {
+		fprintf(stderr, "weft: %s\n", store_error(x->st));
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Run the script at x->path as run x->id with x->rec answering calls.
  * Returns 0 when the run ran (x->oc says how it ended), 2 when the
@@ -278,6 +295,8 @@ rexec_run(struct rexec *x)
 		goto out;
 	}
 	luaeng_set_gateway(le, gw);
+	if (x->mark_running && rexec_mark_running(x) != 0)
+		goto out;
 	t0 = now_mono();
 	memset(&sink, 0, sizeof sink);
 	coord_set_replay(c, x->rec, x->last_seq);	/* for luaeng_start */
@@ -597,7 +616,6 @@ cmd_resume(int argc, char **argv)
 	struct rrun r;
 	struct rexec x;
 	struct store *st = NULL;
-	struct store_run row;
 	char err[512], now[65], extra[256];
 	int ai, rc = 1, changed;
 
@@ -618,8 +636,11 @@ cmd_resume(int argc, char **argv)
 	}
 	/* The write lock from the check to the run.resume event: two
 	   resumes of one run cannot both pass. */
-	if (store_begin(st) != 0 || rrun_find(st, argv[ai], &r) != 0 ||
-	    resume_check(st, &r) != 0)
+	if (store_begin(st) != 0) {
+		fprintf(stderr, "weft: %s\n", store_error(st));
+		goto out;
+	}
+	if (rrun_find(st, argv[ai], &r) != 0 || resume_check(st, &r) != 0)
 		goto out;
 	if ((changed = script_changed(&r, now)) < 0) {
 		fprintf(stderr, "weft: cannot read workflow '%s': %s\n",
@@ -640,13 +661,7 @@ cmd_resume(int argc, char **argv)
 		fprintf(stderr, "weft: %s\n", err);
 		goto out;
 	}
-	memset(&row, 0, sizeof row);
-	row.id = r.id;
-	row.status = "running";
-	if (store_run_finish(st, &row) != 0) {
-		fprintf(stderr, "weft: %s\n", store_error(st));
-		goto out;
-	}
+	x.mark_running = 1;
 	x.st = st;
 	x.id = r.id;
 	x.path = r.workflow;
