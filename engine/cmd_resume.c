@@ -30,6 +30,8 @@ struct rrun {
 	long		 pid;
 	char		*owner;
 	char		*cwd;		/* of the first coordinator */
+	/* messages of task.lost events since that coordinator started */
+	json_t		*lost;
 };
 
 /* One execution of a script against a record. */
@@ -62,6 +64,7 @@ rrun_clear(struct rrun *r)
 	free(r->output);
 	free(r->error);
 	free(r->owner);
+	json_decref(r->lost);
 	free(r->cwd);
 	memset(r, 0, sizeof *r);
 }
@@ -88,19 +91,29 @@ rrun_row_cb(void *arg, const struct store_run *sr)
 	return 0;
 }
 
-/* The owner of the last run.start or run.resume event. */
+/* The owner of the last run.start or run.resume event, and the calls
+   lost since (task.lost: a tool with idempotent = false). */
 static int
 rrun_owner_cb(void *arg, const struct store_event *ev)
 {
 	struct rrun *r = arg;
 	json_t *p;
+	int lost = strcmp(ev->kind, "task.lost") == 0;
 
-	if (strcmp(ev->kind, "run.start") != 0 &&
+	if (!lost && strcmp(ev->kind, "run.start") != 0 &&
 	    strcmp(ev->kind, "run.resume") != 0)
 		return 0;
 	if (ev->payload == NULL || (p = json_loads(ev->payload, 0, NULL)) ==
 	    NULL)
 		return 0;
+	if (lost) {
+		if (r->lost != NULL)
+			json_array_append(r->lost, json_object_get(p,
+			    "message"));
+		json_decref(p);
+		return 0;
+	}
+	json_array_clear(r->lost);
 	free(r->owner);
 	r->owner = dup_or_null(json_string_value(json_object_get(p,
 	    "owner")));
@@ -312,13 +325,23 @@ rexec_run(struct rexec *x)
 	if (!loopfail && coord_loop(c, err, sizeof err) != 0)
 		loopfail = 1;
 	x->elapsed = now_mono() - t0;
+	if (store_broken(x->st, NULL, 0) != 0) {
+		/* As weft run: nothing more can be recorded; the run stays
+		   as recorded so far, resumable once the store is fixed. */
+		coord_store_message(c, err, sizeof err);
+		fprintf(stderr, "weft: %s\n", err);
+		rc = 4;
+		goto out;
+	}
 	if (loopfail) {
 		x->oc.status = "failed";
 		x->oc.error = xstrdup(err);
 	} else
 		luaeng_outcome(le, &x->oc);
-	if (coord_cancelled(c))
+	if (coord_cancelled(c)) {
+		gateway_cancel(gw, "the run was cancelled");
 		x->oc.status = "cancelled";
+	}
 	if (strcmp(x->oc.status, "cancelled") == 0 && x->oc.error == NULL)
 		x->oc.error = xstrdup("cancelled by signal");
 	rc = rexec_finish(x, c) == 0 ? 0 : 1;
@@ -390,7 +413,7 @@ struct ropts {
 	const char	*db, *input_text, *input_file;
 	json_t		*budget;
 	int64_t		 fork_seq;
-	int		 json_out, quiet;
+	int		 json_out, quiet, rerun_lost;
 	struct coord_opts co;
 };
 
@@ -403,6 +426,7 @@ static const struct option resume_longopts[] = {
 	{ "input-file", required_argument, NULL, 'I' },
 	{ "state-dir", required_argument, NULL, 'S' },
 	{ "json", no_argument, NULL, 'j' },
+	{ "rerun-lost", no_argument, NULL, 'L' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -468,6 +492,9 @@ ropts_parse(int argc, char **argv, struct ropts *o, const char *allowed)
 		case 'j':
 			o->json_out = 1;
 			break;
+		case 'L':
+			o->rerun_lost = 1;
+			break;
 		case 'q':
 			o->quiet = 1;
 			break;
@@ -503,11 +530,15 @@ resume_usage(FILE *f)
 "never repeated; the rest runs live.  A call that was in flight when the\n"
 "run stopped, or that failed, runs again.  Events keep appending to the\n"
 "run; a run.resume event opens the new part.  A run whose coordinator is\n"
-"still alive, or that succeeded, is refused.  See docs/durability.md.\n"
+"still alive, or that succeeded, is refused, and so is a run that stopped\n"
+"because a call of a tool marked idempotent = false was lost in flight,\n"
+"unless --rerun-lost says to call it again.  See docs/durability.md.\n"
 "\n"
 "options:\n"
 "  --budget LIMITS     a new envelope (e.g. after budget_exceeded), as for\n"
 "                      weft run; default: the run's own\n"
+"  --rerun-lost        call again the non-idempotent calls lost in flight\n"
+"                      (check the server's side first)\n"
 "  --workers N         worker processes (default: number of cores)\n"
 "  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n"
 "  --state-dir DIR     signing keys of capability tokens\n"
@@ -516,7 +547,8 @@ resume_usage(FILE *f)
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
 "exit status: as weft run (0 succeeded, 1 failed or refused, 2 bad usage,\n"
-"3 budget exceeded, 5 paused again at a budget limit, 130 cancelled)\n");
+"3 budget exceeded, 4 the store could not be written, 5 paused again at a\n"
+"budget limit, 130 cancelled)\n");
 }
 
 static void
@@ -587,16 +619,31 @@ rexec_inputs(struct rexec *x, const struct rrun *r, const struct ropts *o)
 
 /* Refuse a run that cannot be resumed; 0 if it can. */
 static int
-resume_check(struct store *st, struct rrun *r)
+resume_check(struct store *st, struct rrun *r, int rerun_lost)
 {
+	size_t i;
+
 	if (strcmp(r->status, "succeeded") == 0) {
 		fprintf(stderr, "weft: run %s succeeded: there is nothing to "
 		    "resume (weft replay %s --fork SEQ starts a new run from "
 		    "any point of it)\n", r->id, r->id);
 		return -1;
 	}
+	r->lost = json_array();
 	if (store_events_foreach(st, r->id, rrun_owner_cb, r) != 0) {
 		fprintf(stderr, "weft: %s\n", store_error(st));
+		return -1;
+	}
+	if (json_array_size(r->lost) > 0 && !rerun_lost) {
+		fprintf(stderr, "weft: run %s stopped because %zu call(s) of a "
+		    "tool marked idempotent = false were lost in flight; a "
+		    "resume would call them again:\n", r->id,
+		    json_array_size(r->lost));
+		for (i = 0; i < json_array_size(r->lost); i++)
+			fprintf(stderr, "  - %s\n", json_string_value(
+			    json_array_get(r->lost, i)));
+		fprintf(stderr, "weft: check the server's side; to call them "
+		    "again: weft resume %s --rerun-lost\n", r->id);
 		return -1;
 	}
 	if (rrun_owner_alive(r)) {
@@ -622,7 +669,7 @@ cmd_resume(int argc, char **argv)
 	memset(&o, 0, sizeof o);
 	memset(&r, 0, sizeof r);
 	memset(&x, 0, sizeof x);
-	if ((ai = ropts_parse(argc, argv, &o, "dwbSjqv")) < 0) {
+	if ((ai = ropts_parse(argc, argv, &o, "dwbSjLqv")) < 0) {
 		if (ai == -2)
 			resume_usage(stdout);
 		else
@@ -640,7 +687,7 @@ cmd_resume(int argc, char **argv)
 		fprintf(stderr, "weft: %s\n", store_error(st));
 		goto out;
 	}
-	if (rrun_find(st, argv[ai], &r) != 0 || resume_check(st, &r) != 0)
+	if (rrun_find(st, argv[ai], &r) != 0 || resume_check(st, &r, o.rerun_lost) != 0)
 		goto out;
 	if ((changed = script_changed(&r, now)) < 0) {
 		fprintf(stderr, "weft: cannot read workflow '%s': %s\n",

@@ -57,6 +57,9 @@ static const char *const policy_kinds[] = { FAIL_TIMEOUT, FAIL_LOST_WORKER,
 #define POLICY_ON_DEFAULT	(1u << 0 | 1u << 1 | 1u << 2 | 1u << 4 | \
 				 1u << 6)
 
+/* Less time than this left before the total deadline: no new attempt. */
+#define RETRY_MIN_S	0.05
+
 struct task_policy {
 	double		 attempt_s;	/* one attempt */
 	double		 total_s;	/* all attempts, from submission */
@@ -804,7 +807,8 @@ coord_task_lost(struct coord *c, struct task *t, const char *why)
 	msg = json_sprintf("tool call %s.%s (node %s, task %lld, attempt %d) "
 	    "was in flight when %s; the tool is idempotent = false, so it was "
 	    "not run again: it may or may not have taken effect.  Check the "
-	    "server's side, then `weft resume %s` runs it again", t->server,
+	    "server's side, then `weft resume %s --rerun-lost` calls it "
+	    "again", t->server,
 	    t->tool != NULL ? t->tool : "?", t->path, (long long)t->id,
 	    t->attempt, why, c->run_id);
 	p = json_pack("{s:I, s:i, s:s, s:s, s:s, s:O}", "task",
@@ -865,7 +869,9 @@ coord_task_retry(struct coord *c, struct task *t, const char *kind,
 		return;
 	}
 	delay = policy_delay(&t->pol, t->attempt);
-	if (now_mono() + delay >= t->deadline) {
+	/* An attempt needs some time to be worth starting: a worker's timer
+	   can fire a hair before the deadline the coordinator keeps. */
+	if (now_mono() + delay + RETRY_MIN_S >= t->deadline) {
 		coord_task_fail(c, t, FAIL_TIMEOUT, json_sprintf("%s; no time "
 		    "left for attempt %d within the total timeout of %gs", why,
 		    t->attempt + 1, t->pol.total_s));

@@ -210,6 +210,13 @@ run_weft "$T/out" "$T/err" gc --keep 0 --dry-run
 expect_grep "$T/out" "kept 1 selected run" "gc keeps a paused run"
 run_weft "$T/out" "$T/err" resume "$id" -q
 expect_rc 5 "resumed with the same envelope: paused again"
+# A resume whose store fills up stops as weft run does (exit 4), and
+# loses nothing: the run is still paused and resumable.
+WEFT_FAULT=sqlite.full:3 run_weft "$T/out" "$T/err" resume "$id" --budget tool_calls=2 -q
+expect_rc 4 "resume on a full store"
+expect_grep "$T/err" "is full \(disk full: SQLITE_FULL\) while recording event [0-9]+ of run $id; .*weft resume $id" "resume names the full store"
+[ "$(sql "PRAGMA integrity_check")" = ok ] || fail "store intact after a full disk during resume"
+[ "$(sql "SELECT status FROM runs WHERE id='$id'")" = paused ] || fail "still paused after the failed resume"
 run_weft "$T/out" "$T/err" resume "$id" --budget tool_calls=2 -q
 expect_rc 0 "resumed with a larger envelope"
 expect_grep "$T/out" '^Echo: one / Echo: two$' "the resumed run's answer"

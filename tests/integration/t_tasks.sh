@@ -197,6 +197,21 @@ id=$(last_run)
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.retry'")" = 0 ] || fail "no retry"
 [ "$(grep -c '^sleep ' "$T/calls")" = 1 ] || fail "the tool saw the call $(grep -c '^sleep ' "$T/calls") times"
 ok "idempotent = false + worker killed: not re-run, run failed with a clear, recorded state"
+
+# A resume does not call it again unless told to.
+run_weft "$T/out" "$T/err" resume "$id" --workers 1 -q
+expect_rc 1 "resume of a run with a lost non-idempotent call"
+expect_grep "$T/err" "call\(s\) of a tool marked idempotent = false were lost in flight" "resume says why it refuses"
+expect_grep "$T/err" "^  - tool call test.sleep \(node s/pay" "resume lists the lost call"
+expect_grep "$T/err" "weft resume $id --rerun-lost" "resume says how to go on"
+[ "$(grep -c '^sleep ' "$T/calls")" = 1 ] || fail "a refused resume made no call"
+run_weft "$T/out" "$T/err" resume "$id" --workers 1 -q --rerun-lost
+expect_rc 0 "resume --rerun-lost"
+expect_grep "$T/out" "paid" "the re-made call's answer"
+[ "$(grep -c '^sleep ' "$T/calls")" = 2 ] || fail "--rerun-lost called the tool once more"
+run_weft "$T/out" "$T/err" resume "$id" -q
+expect_rc 1 "a succeeded run is not resumed"
+ok "resume refuses to re-make a lost non-idempotent call unless --rerun-lost"
 expect_no_orphans
 
 # --- Bad policies are refused with file:line.
