@@ -121,8 +121,17 @@ local function check(kind, t, at, has_children)
   end
   local allowed = fields[kind]
   local label = t.name and ("'" .. tostring(t.name) .. "'") or "(unnamed)"
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
+  -- Positional children (1..#t) are checked here; the named fields are
+  -- sorted so the first error reported does not depend on table order
+  -- (not the children: a parallel of 10,000 would sort 10,000 keys).
+  local keys, n = {}, #t
+  for k in pairs(t) do
+    if math.type(k) == "integer" and k >= 1 and k <= n then
+      if not has_children then fail(at, "%s %s takes no positional children", kind, label) end
+    else
+      keys[#keys + 1] = k
+    end
+  end
   table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(keys) do
     if type(k) == "string" then

@@ -150,6 +150,29 @@ expect_rc 2 "unsupported field"
 expect_grep "$T/err" "later.lua:2: fn 'f': 'timeout' \(timeouts\) is not supported yet" "unsupported field named"
 ok "unsupported fields refused"
 
+# Children given to a node that takes none, and a misspelt field next to a
+# parallel of many children: both named at file:line.
+wf kids <<'EOF2'
+local w = require "weft"
+local t = w.tool{ name = "x", server = "s", tool = "t", w.fn{ name = "f", function() end } }
+return t
+EOF2
+run_weft "$T/out" "$T/err" validate "$T/kids.lua"
+expect_rc 2 "children of a tool"
+expect_grep "$T/err" "kids.lua:2: tool 'x' takes no positional children" "positional children refused"
+wf many <<'EOF2'
+local w = require "weft"
+local kids = {}
+for i = 1, 2000 do kids[i] = w.fn{ name = "f" .. i, function() end } end
+kids.name, kids.reduce = "p", "x"
+local p = w.parallel(kids)
+return p
+EOF2
+run_weft "$T/out" "$T/err" validate "$T/many.lua"
+expect_rc 2 "misspelt field among many children"
+expect_grep "$T/err" "many.lua:5: unknown field 'reduce' in parallel 'p'" "the field is named"
+ok "positional children and fields checked"
+
 # Arguments over the 16 MiB message limit: refused, never truncated.
 { echo 'local w = require "weft"'; testserver_decl; cat <<'EOF2'
 return w.tool{ name = "t", server = "test", tool = "echo", args = { message = string.rep("x", 17 * 1024 * 1024) } }
