@@ -299,6 +299,7 @@ rexec_run(struct rexec *x)
 		goto out;
 	}
 	rc = 1;
+	x->co.worker_no_seccomp = luaeng_servers_unconfined(le);
 	if ((c = coord_new(&x->co, x->st, err, sizeof err)) == NULL) {
 		fprintf(stderr, "weft: cannot start the coordinator: %s\n", err);
 		goto out;

@@ -372,6 +372,7 @@ cmd_run(int argc, char **argv)
 		fprintf(stderr, "weft: %s\n", err);
 		goto out;
 	}
+	co.worker_no_seccomp = luaeng_servers_unconfined(le);
 	if ((c = coord_new(&co, st, err, sizeof err)) == NULL) {
 		fprintf(stderr, "weft: cannot start the coordinator: %s\n", err);
 		goto out;

@@ -1351,6 +1351,20 @@ coord_on_heartbeat(struct coord *c, int wid, json_t *ids)
 }
 
 /* Loop thread: handle one request from a worker. */
+/* Record how worker wid confined itself (its hello's report). */
+static void
+coord_worker_sandbox(struct coord *c, int wid, json_t *report)
+{
+	json_t *p;
+
+	if (!json_is_object(report))
+		return;
+	p = json_pack("{s:i, s:I, s:O}", "worker", wid, "pid",
+	    (json_int_t)c->workers[wid].pid, "sandbox", report);
+	coord_event(c, "worker.sandbox", 0, 0, "", 0, p, 0, 0);
+	json_decref(p);
+}
+
 static void
 coord_rctx_loop_cb(void *arg)
 {
@@ -1394,6 +1408,8 @@ coord_rctx_loop_cb(void *arg)
 			r->id = NULL;
 		} else {
 			c->workers[wid].state = WORKER_READY;
+			coord_worker_sandbox(c, wid, json_object_get(m.params,
+			    "sandbox"));
 			coord_reply(r, json_pack("{s:i, s:i, s:i, s:o}",
 			    "version", WIRE_VERSION, "heartbeat_ms",
 			    (int)(c->opts.heartbeat_s * 1000), "lease_ms",
@@ -1442,7 +1458,8 @@ coord_spawn_worker(struct coord *c, int w, char *err, size_t errlen)
 {
 	char id[16], slots[16];
 	char *argv[] = { c->self, "worker", "--connect", c->url, "--id", id,
-	    "--slots", slots, NULL };
+	    "--slots", slots, c->opts.worker_no_seccomp ? "--no-seccomp" :
+	    NULL, NULL };
 	struct proc_spec ps;
 
 	snprintf(id, sizeof id, "%d", w);

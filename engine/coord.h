@@ -31,6 +31,8 @@ struct coord_opts {
 	int		 max_attempts;	/* attempts per task (lost worker) */
 	int		 verbose;
 	const char	*state_dir;	/* signing keys; NULL: the default */
+	int		 worker_no_seccomp; /* workers confine themselves
+					   without seccomp (sandbox_self) */
 };
 
 /* What the graph runner gives the coordinator to be told of results. */

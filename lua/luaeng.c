@@ -1665,6 +1665,22 @@ push_internal(struct luaeng *e, const char *name)
 }
 
 int
+luaeng_servers_unconfined(struct luaeng *e)
+{
+	int r;
+
+	push_internal(e, "servers_unconfined");
+	if (lua_pcall(e->L, 0, 1, 0) != LUA_OK) {
+		lua_pop(e->L, 1);
+		return 1;	/* unknown: the cautious answer keeps servers
+				   working as declared */
+	}
+	r = lua_toboolean(e->L, -1);
+	lua_pop(e->L, 1);
+	return r;
+}
+
+int
 luaeng_load(struct luaeng *e, const char *path, char *err, size_t errlen)
 {
 	lua_State *L = e->L;

@@ -61,6 +61,9 @@ char *luaeng_graph(struct luaeng *, int dot);
  * with a message in err if a field is not JSON.
  */
 json_t *luaeng_meta(struct luaeng *, char *err, size_t errlen);
+/* 1 if a declared MCP server has sandbox = false or debug = true (the
+   workers then leave seccomp out of their own confinement), else 0. */
+int luaeng_servers_unconfined(struct luaeng *);
 /* Start the run with input (borrowed) on coordinator c; fills sink. */
 int luaeng_start(struct luaeng *, struct coord *c, json_t *input,
     json_t *budget, struct coord_sink *sink, char *err, size_t errlen);

@@ -1231,3 +1231,81 @@ sandbox_probe(struct sandbox_probe *pr)
 		pr->userns_unpriv = sb_probe_child(sb_probe_userns_unpriv) ==
 		    0;
 }
+
+/* ---- the worker itself ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SB_SELF_ASAN	1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SB_SELF_ASAN	1
+#endif
+#endif
+
+/* Whether the worker keeps syscall name: it needs unshare for its
+   servers, and LeakSanitizer needs ptrace. */
+static int
+sb_self_keeps(const char *name)
+{
+	if (strcmp(name, "unshare") == 0)
+		return 1;
+#ifdef SB_SELF_ASAN
+	if (strcmp(name, "ptrace") == 0)
+		return 1;
+#endif
+	return 0;
+}
+
+static int
+sb_self_seccomp(struct sandbox_report *rep)
+{
+	scmp_filter_ctx ctx;
+	int i, nr, rv;
+
+	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL) {
+		sb_why(rep, SB_SECCOMP, ENOMEM, "seccomp_init");
+		return -1;
+	}
+	rv = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (rv == 0)
+		rv = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+		    SCMP_ACT_KILL_PROCESS);
+	for (i = 0; rv == 0 && sb_deny[i] != NULL; i++) {
+		if (sb_self_keeps(sb_deny[i]))
+			continue;
+		nr = seccomp_syscall_resolve_name(sb_deny[i]);
+		if (nr != __NR_SCMP_ERROR)
+			rv = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+	}
+	if (rv == 0)
+		rv = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rv != 0) {
+		sb_why(rep, SB_SECCOMP, -rv, "seccomp_load (TSYNC)");
+		return -1;
+	}
+	rep->enforced |= SB_SECCOMP;
+	return 0;
+}
+
+int
+sandbox_self(int seccomp, struct sandbox_report *rep)
+{
+	struct rlimit rl = { 0, 0 };
+
+	memset(rep, 0, sizeof *rep);
+	rep->want = SB_RLIMITS | SB_NNP | (seccomp ? SB_SECCOMP : 0);
+	if (setrlimit(RLIMIT_CORE, &rl) == 0)
+		rep->enforced |= SB_RLIMITS;
+	else
+		sb_why(rep, SB_RLIMITS, errno, "setrlimit(RLIMIT_CORE)");
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
+		rep->enforced |= SB_NNP;
+	else
+		sb_why(rep, SB_NNP, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+	if (seccomp && (rep->enforced & SB_NNP))
+		(void)sb_self_seccomp(rep);
+	else if (seccomp)
+		sb_why(rep, SB_SECCOMP, EPERM, "needs no_new_privs");
+	return (rep->want & ~rep->enforced) != 0 ? -1 : 0;
+}

@@ -145,6 +145,18 @@ int sandbox_report_missing(const struct sandbox_report *, char *buf,
 void sandbox_report_why(const struct sandbox_report *, unsigned layer,
     char *buf, size_t len);
 
+/*
+ * Confine the calling process, a worker, for the rest of its life:
+ * PR_SET_NO_NEW_PRIVS, no core dumps (RLIMIT_CORE 0: a worker holds
+ * tokens), and if seccomp, the tool servers' deny list on every thread
+ * (TSYNC), less unshare (the worker puts its servers in namespaces) and,
+ * in a build with AddressSanitizer, less ptrace (its leak checker needs
+ * it).  The servers it starts inherit this and add their own layers.
+ * rep says what is in force (want/enforced/why, as for a server).
+ * Returns 0, or -1 when a wanted layer is missing.
+ */
+int sandbox_self(int seccomp, struct sandbox_report *rep);
+
 /* What this kernel provides, for `weft doctor`. */
 struct sandbox_probe {
 	int		 landlock_abi;	/* 0: none */

@@ -96,6 +96,8 @@ struct worker {
 	int			 id;
 	int			 slots;
 	int			 verbose;
+	int			 no_seccomp;	/* --no-seccomp */
+	struct sandbox_report	 self;		/* its own confinement */
 	struct event_base	*base;
 	struct bridge		*bridge;
 	nng_socket		 sock;
@@ -1122,6 +1124,24 @@ worker_import_keys(struct worker *w, json_t *keys)
 	return 0;
 }
 
+/*
+ * Confine the worker itself (sandbox_self) once its threads exist (the
+ * seccomp filter is synced to all of them), before it takes any task.  A
+ * layer the kernel lacks is said loudly; the hello carries the report, and
+ * the coordinator records it (worker.sandbox).
+ */
+static void
+worker_confine(struct worker *w)
+{
+	char missing[512];
+
+	if (sandbox_self(!w->no_seccomp, &w->self) != 0 &&
+	    sandbox_report_missing(&w->self, missing, sizeof missing) > 0)
+		fprintf(stderr, "weft worker %d: WARNING: the worker runs "
+		    "without these layers of its own confinement: %s\n",
+		    w->id, missing);
+}
+
 /* Synchronous hello: check the protocol version. */
 static int
 worker_hello(struct worker *w)
@@ -1132,10 +1152,13 @@ worker_hello(struct worker *w)
 	char *buf, err[256];
 	size_t len;
 	int rv, code;
+	json_t *self = sandbox_report_json(&w->self, NULL);
 
+	json_object_del(self, "landlock_abi");	/* not a worker layer */
 	msg = jrpc_request(json_integer(0), WIRE_HELLO, json_pack(
-	    "{s:i, s:i, s:i, s:i}", "version", WIRE_VERSION, "worker", w->id,
-	    "pid", (int)getpid(), "slots", w->slots));
+	    "{s:i, s:i, s:i, s:i, s:o}", "version", WIRE_VERSION, "worker",
+	    w->id, "pid", (int)getpid(), "slots", w->slots, "sandbox",
+	    self));
 	buf = jrpc_dump(msg, &len, 0);
 	json_decref(msg);
 	nng_msg_alloc(&nm, 0);
@@ -1184,7 +1207,12 @@ worker_usage(FILE *f)
 "  --connect URL   coordinator address\n"
 "  --id N          worker id assigned by the coordinator (default 0)\n"
 "  --slots K       tasks run concurrently (default 256)\n"
-"  -v, --verbose   log to stderr\n");
+"  --no-seccomp    confine itself without its seccomp filter (weft run\n"
+"                  passes it when a server has sandbox = false or debug)\n"
+"  -v, --verbose   log to stderr\n"
+"\n"
+"A worker confines itself before it takes a task: no_new_privs, no core\n"
+"dumps, and a seccomp deny list (docs/security.md).\n");
 }
 
 int
@@ -1194,6 +1222,7 @@ worker_main(int argc, char **argv)
 		{ "connect", required_argument, NULL, 'c' },
 		{ "id", required_argument, NULL, 'i' },
 		{ "slots", required_argument, NULL, 's' },
+		{ "no-seccomp", no_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -1217,6 +1246,9 @@ worker_main(int argc, char **argv)
 			break;
 		case 's':
 			w.slots = atoi(optarg);
+			break;
+		case 'S':
+			w.no_seccomp = 1;
 			break;
 		case 'v':
 			w.verbose = 1;
@@ -1253,6 +1285,7 @@ worker_main(int argc, char **argv)
 			    url, nng_strerror(rv));
 		usleep(20000);
 	}
+	worker_confine(&w);
 	if (worker_hello(&w) != 0)
 		return 1;
 	w.base = event_base_new();

@@ -903,6 +903,17 @@ w._internal = {
   EXIT = EXIT, EXIT_TOOL = w.exit_loop, TOOLSET = TOOLSET, fail = fail,
 }
 
+-- Whether a declared server runs unconfined (sandbox = false) or in debug
+-- mode: then the workers confine themselves without seccomp, whose filter
+-- would be inherited by, and override, theirs (docs/security.md).
+function w._internal.servers_unconfined()
+  for _, name in ipairs(server_order) do
+    local sb = servers[name].sandbox
+    if sb == false or (type(sb) == "table" and sb.debug) then return true end
+  end
+  return false
+end
+
 -- Validate a whole graph after the workflow file returned it.
 function w._internal.validate(root, file)
   if not is_node(root) then

@@ -234,7 +234,27 @@ rm -f "$T/outside.txt" "$T/copied"
 id=$(last_run)
 [ "$(sql "SELECT json_extract(payload,'\$.result._meta.weft/sandbox.disabled') FROM events WHERE run_id='$id' AND kind='tool.list.result'")" = 1 ] ||
     fail "sandbox = false is recorded"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='worker.sandbox'")" = 1 ] &&
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='worker.sandbox' AND payload LIKE '%seccomp%'")" = 0 ] ||
+    fail "with a server unconfined, the worker leaves seccomp out of its own layers"
 ok "without a sandbox the same attempts succeed"
+
+# The worker confines itself too: no_new_privs, no core dumps, a seccomp
+# deny list that its servers inherit.  A server whose own seccomp layer is
+# disabled still cannot make the calls the worker's filter denies.
+hostile_wf "$T/self.lua" "$T" '{ disable = { "seccomp" } }' '  { "sys_keyctl", "syscall", { name = "keyctl" } },
+  { "sys_bpf", "syscall", { name = "bpf" } },
+  { "sys_perf_event_open", "syscall", { name = "perf_event_open" } },'
+(cd "$T" && TMPDIR="$T/tmp" "$WEFT" run self.lua --workers 1 -q > "$T/out" 2> "$T/err") ||
+    { cat "$T/err" >&2; fail "run with the server's seccomp disabled"; }
+id=$(last_run)
+[ "$(sql "SELECT json_extract(payload,'\$.sandbox.enforced') FROM events WHERE run_id='$id' AND kind='worker.sandbox'")" = '["rlimits","no_new_privs","seccomp"]' ] ||
+    fail "worker.sandbox records the worker's layers: $(sql "SELECT payload FROM events WHERE run_id='$id' AND kind='worker.sandbox'")"
+sql "SELECT json_extract(payload,'\$.result._meta.weft/sandbox.enforced') FROM events WHERE run_id='$id' AND kind='tool.list.result'" > "$T/srv"
+expect_no_grep "$T/srv" seccomp "the server's own seccomp layer is off"
+check "$T/out" "seccomp" sys_keyctl=EPERM@seccomp sys_bpf=EPERM@seccomp sys_perf_event_open=EPERM@seccomp ||
+    fail "the worker's filter, inherited, denies them"
+ok "the worker confines itself (no_new_privs, core 0, seccomp): its filter holds for a server without its own"
 
 # read and write grant what they name, and nothing beside it.
 mkdir -p "$T/pub" "$T/wdir"
