@@ -71,13 +71,19 @@ for h, size, data in db.execute("SELECT hash, size, data FROM blobs"):
 (run,) = db.execute("SELECT id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
 rows = db.execute("SELECT seq, kind, node_path, payload FROM events "
                   "WHERE run_id = ? ORDER BY seq", (run,)).fetchall()
+# worker.* events (a worker's hello, its exit) come when the processes do,
+# not at a fixed place in the graph: compared apart from the rest.
 ref = [l.rstrip("\n").split("\t") for l in open(sys.argv[2])] if sys.argv[2] else None
+if ref is not None:
+    ref = [r for r in ref if not r[0].startswith("worker.")]
+j = 0
 for i, (seq, kind, path, payload) in enumerate(rows):
     assert seq == i + 1, ("seq", seq, i + 1)
     if payload is not None:
         json.loads(payload)
-    if ref is not None:
-        assert i < len(ref) and [kind, path] == ref[i], (i, kind, path, ref[i] if i < len(ref) else None)
+    if ref is not None and not kind.startswith("worker."):
+        assert j < len(ref) and [kind, path] == ref[j], (j, kind, path, ref[j] if j < len(ref) else None)
+        j += 1
 print(len(rows))
 PY
 }
