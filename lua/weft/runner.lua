@@ -1020,18 +1020,34 @@ local function agent_tool_patterns(n)
   return pats
 end
 
+-- The node path each grant was made for (grant id -> path).
+local grant_node = {}
+-- Agents' implicit grants, shared: "parent id|patterns" -> grant id.
+local agent_grants = {}
+
 -- The node's capability grant: declared (minted now, so a wider one fails
--- here), or an agent's tools (minted at its first tool call).
+-- here), or an agent's tools (minted at its first tool call).  Agents under
+-- the same grant with the same tools share one grant, made for the parent
+-- grant's node: the token still names only their tools, and a thousand
+-- parallel agents cost one signature and one verification per worker, not
+-- a thousand of each (docs/security.md).
 local function open_grant(n, ctx)
-  local g, eager = n.grant, true
+  local g, eager, node = n.grant, true, ctx.path
+  local key
   if not g and n.kind == "agent" then
     local pats = agent_tool_patterns(n)
     if #pats == 0 then return end
+    table.sort(pats)
+    key = tostring(ctx.grant or 0) .. "|" .. table.concat(pats, ",")
+    if agent_grants[key] then ctx.grant = agent_grants[key] return end
     g, eager = { tools = pats }, false
+    node = ctx.grant and grant_node[ctx.grant] or ctx.path
   end
   if not g then return end
-  local id, err = core.grant(ctx.grant or 0, ctx.path, g, eager)
+  local id, err = core.grant(ctx.grant or 0, node, g, eager)
   if not id then raise(ctx, "%s: grant refused: %s", n.where, err) end
+  grant_node[id] = node
+  if key then agent_grants[key] = id end
   ctx.grant = id
 end
 
@@ -1213,6 +1229,7 @@ function R.start(root, input, budget)
     if budget and budget.tool_calls then g.max_calls = math.max(1, math.floor(budget.tool_calls)) end
     local err
     grant, err = core.grant(0, root.name, g, false)
+    if grant then grant_node[grant] = root.name end
     if not grant then error("run grant refused: " .. err, 0) end
   end
   main = coroutine.create(function()

@@ -92,6 +92,25 @@ expect_rc 0 "agent run"
 	fail "the agent's token grants its tools only, narrowed from the run's"
 ok "an agent's token is narrowed to its tools"
 
+# Sibling agents with the same tools share one token (one signature, one
+# verification per worker); an agent with other tools gets its own.
+wf siblings <<'EOF'
+local function ag(name, tools)
+  return w.agent{ name = name, model = "scripted", tools = { w.mcp("test", { only = tools }) },
+    script = { { tool_calls = { { name = tools[1], args = { message = name } } } }, { text = "done" } } }
+end
+return w.parallel{ name = "p", ag("a1", { "echo" }), ag("a2", { "echo" }), ag("a3", { "echo" }),
+  ag("b", { "echo", "add" }) }
+EOF
+run_weft "$T/out" "$T/err" run "$T/siblings.lua" --workers 2
+expect_rc 0 "siblings run"
+[ "$(sql "SELECT group_concat(json_extract(payload,'\$.node') || ':' || json_extract(payload,'\$.tools'), ' ')
+    FROM (SELECT payload FROM events WHERE run_id='$(last_run)' AND kind='token.mint' AND json_extract(payload,'\$.grant') > 1
+          ORDER BY json_extract(payload,'\$.tools'))")" = 'p:["test.add","test.echo"] p:["test.echo"]' ] ||
+	fail "one shared token for a1..a3, one for b: $(sql "SELECT payload FROM events WHERE run_id='$(last_run)' AND kind='token.mint'")"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$(last_run)' AND kind='tool.result'")" = 4 ] || fail "four calls made"
+ok "sibling agents with the same tools share one token"
+
 # max_calls across the grant, counted by the coordinator.
 wf calls <<'EOF'
 return w.sequential{ name = "s", grant = { tools = { "test.echo" }, max_calls = 2 },
