@@ -63,6 +63,11 @@ struct luaeng {
 	int		 root_ref;	/* the validated graph */
 	char		 script_dir[PATH_MAX];
 	char		 script_file[PATH_MAX];
+	int		 load_line;	/* while loading: the line of the
+					   workflow's main chunk that ran
+					   last, else 0 */
+	int		 chunk_ref;	/* that chunk, while it runs */
+	int		 trace_lines;	/* load with the line hook on */
 	struct coord	*coord;
 	struct gateway	*gw;		/* model calls, NULL offline */
 	uint64_t	 rng;
@@ -207,6 +212,26 @@ luaeng_stop_hook(lua_State *L, lua_Debug *ar)
 		    e->max_seconds);
 	lua_concat(L, 2);
 	lua_error(L);
+}
+
+/*
+ * While the workflow file runs: note the last line of it that ran.  A
+ * constructor called in a tail call (`return w.sequential{...}`, the usual
+ * last line) has no caller frame to name its line; this gives it one.
+ */
+static void
+luaeng_line_hook(lua_State *L, lua_Debug *ar)
+{
+	struct luaeng *e = luaeng_of(L);
+
+	/* "f" pushes the running function: cheaper than "S", which formats
+	   the source name at every line. */
+	if (!lua_getinfo(L, "f", ar))
+		return;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, e->chunk_ref);
+	if (lua_rawequal(L, -1, -2))
+		e->load_line = ar->currentline;
+	lua_pop(L, 2);
 }
 
 static void
@@ -1041,6 +1066,14 @@ l_array(lua_State *L)
 	return 1;
 }
 
+/* core.load_line(): while the workflow file loads, its last line run. */
+static int
+l_load_line(lua_State *L)
+{
+	lua_pushinteger(L, luaeng_of(L)->load_line);
+	return 1;
+}
+
 static int
 l_script_file(lua_State *L)
 {
@@ -1391,6 +1424,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "array", l_array },
 	{ "script_dir", l_script_dir },
 	{ "script_file", l_script_file },
+	{ "load_line", l_load_line },
 	{ "state_new", l_state_new },
 	{ "state_fork", l_state_fork },
 	{ "state_get", l_state_get },
@@ -1680,6 +1714,34 @@ luaeng_servers_unconfined(struct luaeng *e)
 	return r;
 }
 
+/*
+ * An error raised by a constructor called in a tail call (`return
+ * w.sequential{...}`, the usual last line) names the file but no line:
+ * the call left no caller frame.  Load the file once more in a scratch
+ * engine with a line hook (workflow code cannot touch the world, so it
+ * fails the same way) to learn the line.  Only on such an error: the hook
+ * would cost every load about 10 us per node.
+ */
+static void
+luaeng_error_line(struct luaeng *e, const char *path, char *err,
+    size_t errlen)
+{
+	size_t n = strlen(e->script_file);
+	struct luaeng *t;
+	char again[2048];
+
+	if (e->trace_lines || strncmp(err, e->script_file, n) != 0 ||
+	    strncmp(err + n, ": ", 2) != 0)
+		return;
+	t = luaeng_new(e->mem_limit);
+	t->trace_lines = 1;
+	if (luaeng_load(t, path, again, sizeof again) != 0 &&
+	    strncmp(again, e->script_file, n) == 0 && again[n] == ':' &&
+	    again[n + 1] >= '0' && again[n + 1] <= '9')
+		errf(err, errlen, "%s", again);
+	luaeng_free(t);
+}
+
 int
 luaeng_load(struct luaeng *e, const char *path, char *err, size_t errlen)
 {
@@ -1710,19 +1772,32 @@ luaeng_load(struct luaeng *e, const char *path, char *err, size_t errlen)
 	}
 	push_sandbox(L);
 	lua_setupvalue(L, -2, 1);
+	if (e->trace_lines) {
+		lua_pushvalue(L, -1);
+		e->chunk_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+		lua_sethook(L, luaeng_line_hook, LUA_MASKLINE, 0);
+	}
 	luaeng_watch(e, e->max_seconds);
 	rv = lua_pcall(L, 0, 1, 0);
 	luaeng_watch(e, 0);
+	if (e->trace_lines) {
+		lua_sethook(L, NULL, 0, 0);
+		luaL_unref(L, LUA_REGISTRYINDEX, e->chunk_ref);
+	}
 	if (rv != LUA_OK) {
+		e->load_line = 0;
 		errf(err, errlen, "%s", lua_isstring(L, -1) ?
 		    lua_tostring(L, -1) : "error object is not a string");
 		lua_pop(L, 1);
+		luaeng_error_line(e, path, err, errlen);
 		return -1;
 	}
 	push_internal(e, "validate");
 	lua_insert(L, -2);
 	lua_pushstring(L, path);
-	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+	rv = lua_pcall(L, 2, 1, 0);
+	e->load_line = 0;
+	if (rv != LUA_OK) {
 		errf(err, errlen, "%s", lua_tostring(L, -1));
 		lua_pop(L, 1);
 		return -1;

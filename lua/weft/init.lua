@@ -21,6 +21,10 @@ local HOOKS = { before_model = true, after_model = true, before_tool = true, aft
 local function where(level)
   local info = debug.getinfo(level or 3, "Sl")
   if info == nil or info.what == "C" or (info.currentline or -1) < 0 then
+    -- A tail call (`return w.sequential{...}`) left no caller frame: the
+    -- line of the workflow file that ran last is the call's.
+    local line = core.load_line()
+    if line > 0 then return core.script_file() .. ":" .. line end
     return core.script_file()
   end
   return info.short_src .. ":" .. info.currentline

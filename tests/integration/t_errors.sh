@@ -173,6 +173,19 @@ expect_rc 2 "misspelt field among many children"
 expect_grep "$T/err" "many.lua:5: unknown field 'reduce' in parallel 'p'" "the field is named"
 ok "positional children and fields checked"
 
+# The root returned by a tail call (`return w.x{...}`) has no caller frame:
+# its errors still carry the line.
+wf tail <<'EOF2'
+local w = require "weft"
+local unused = 1
+return w.sequential{ name = "s", budget = { tool_calls = 1, on_exceed = "wait" },
+  w.fn{ name = "a", function() end } }
+EOF2
+run_weft "$T/out" "$T/err" validate "$T/tail.lua"
+expect_rc 2 "error in a tail-called root"
+expect_grep "$T/err" "tail.lua:3: sequential 's': budget.on_exceed must be" "the tail call's line"
+ok "errors of a tail-called root constructor carry file:line"
+
 # Arguments over the 16 MiB message limit: refused, never truncated.
 { echo 'local w = require "weft"'; testserver_decl; cat <<'EOF2'
 return w.tool{ name = "t", server = "test", tool = "echo", args = { message = string.rep("x", 17 * 1024 * 1024) } }
