@@ -952,8 +952,11 @@ mcpc_post_status(struct mcpc *s, struct mcpc_post *p,
 		n--;
 	snprintf(why, sizeof why, "answered HTTP %ld%s%.*s", res->status,
 	    n > 0 ? ": " : "", n > 200 ? 200 : (int)n, res->body);
+	/* 429 and 5xx are the server's passing state (retried by default,
+	   docs/durability.md); other statuses say the request is wrong. */
 	mcpc_post_fail(s, p, p->kind == POST_INIT ? FAIL_SERVER_START :
-	    FAIL_PROTOCOL, why);
+	    res->status == 429 ? FAIL_RATE_LIMITED : res->status >= 500 ?
+	    FAIL_TRANSPORT : FAIL_PROTOCOL, why);
 }
 
 /* libcurl: an exchange ended (on the loop, outside curl's callbacks). */
@@ -982,7 +985,7 @@ mcpc_done_cb(void *arg, const struct http_result *res)
 		    "cannot be reached" : "failed during the call",
 		    res->errmsg);
 		mcpc_post_fail(s, p, p->kind == POST_INIT ? FAIL_SERVER_START :
-		    FAIL_SERVER_EXITED, why);
+		    FAIL_TRANSPORT, why);
 	} else if (mcpc_session_gone(p, res))
 		mcpc_reinit(s, p);
 	else if (res->status < 200 || res->status >= 300)

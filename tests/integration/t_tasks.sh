@@ -285,3 +285,75 @@ expect_grep "$T/cerr" "no run '0123456789abcdef'" "unknown run refused"
 run_weft "$T/cout" "$T/cerr" cancel
 expect_rc 2 "cancel without a run"
 ok "weft cancel of a finished or unknown run: a clear error"
+
+# --- A Streamable HTTP server that answers 429, then 503, then the result:
+# rate_limited and transport are retried by default; a 400 is not.
+cat > "$T/flaky.py" <<'PYEOF'
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+plan = sys.argv[2].split(",")      # statuses of successive tools/call
+calls = open(sys.argv[3], "a")
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, obj=None):
+        body = json.dumps(obj).encode() if obj is not None else b""
+        self.send_response(code)
+        if obj is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self): self.reply(405)
+    def do_DELETE(self): self.reply(405)
+    def do_POST(self):
+        m = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if "id" not in m: return self.reply(202)
+        meth, rid = m["method"], m["id"]
+        if meth == "initialize":
+            return self.reply(200, {"jsonrpc": "2.0", "id": rid, "result": {
+                "protocolVersion": m["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                "serverInfo": {"name": "flaky", "version": "1"}}})
+        if meth == "tools/list":
+            return self.reply(200, {"jsonrpc": "2.0", "id": rid, "result": {"tools": [
+                {"name": "hit", "inputSchema": {"type": "object"}}]}})
+        if meth == "tools/call":
+            code = int(plan.pop(0)) if plan else 200
+            calls.write("call %d\n" % code); calls.flush()
+            if code != 200:
+                return self.reply(code, {"error": "status %d" % code})
+            return self.reply(200, {"jsonrpc": "2.0", "id": rid, "result": {
+                "content": [{"type": "text", "text": "hit ok"}]}})
+        self.reply(200, {"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "no"}})
+srv = HTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1], "w").write(str(srv.server_address[1]))
+srv.serve_forever()
+PYEOF
+flaky() {	# flaky PLAN: start the server, set FPORT
+	rm -f "$T/fport" "$T/fcalls"
+	python3 "$T/flaky.py" "$T/fport" "$1" "$T/fcalls" &
+	FPID=$!
+	for _ in $(seq 100); do [ -s "$T/fport" ] && break; sleep 0.05; done
+	FPORT=$(cat "$T/fport")
+	cat > "$T/f.lua" <<EOF2
+local w = require "weft"
+w.mcp_server{ name = "web", url = "http://127.0.0.1:$FPORT/mcp", retry = { backoff = 0.01 } }
+return w.tool{ name = "t", server = "web", tool = "hit" }
+EOF2
+}
+flaky 429,503
+run_weft "$T/out" "$T/err" run "$T/f.lua" --workers 1 -q
+kill $FPID 2>/dev/null; wait $FPID 2>/dev/null || true
+expect_rc 0 "429 then 503 then a result"
+expect_grep "$T/out" "hit ok" "the third attempt's answer"
+id=$(last_run)
+[ "$(sql "SELECT group_concat(json_extract(payload,'\$.kind'), ',') FROM events WHERE run_id='$id' AND kind='task.retry'")" = rate_limited,transport ] ||
+    fail "retries recorded as rate_limited then transport: $(sql "SELECT payload FROM events WHERE run_id='$id' AND kind='task.retry'")"
+[ "$(grep -c '^call' "$T/fcalls")" = 3 ] || fail "three calls reached the server"
+flaky 400
+run_weft "$T/out" "$T/err" run "$T/f.lua" --workers 1 -q
+kill $FPID 2>/dev/null; wait $FPID 2>/dev/null || true
+expect_rc 1 "a 400 fails the call"
+expect_grep "$T/err" "answered HTTP 400" "the status is named"
+[ "$(grep -c '^call' "$T/fcalls")" = 1 ] || fail "a 400 is not retried"
+ok "HTTP 429 (rate_limited) and 5xx (transport) retried by default, a 400 not"
+expect_no_orphans
