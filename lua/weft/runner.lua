@@ -1035,12 +1035,17 @@ local function open_grant(n, ctx)
   local g, eager, node = n.grant, true, ctx.path
   local key
   if not g and n.kind == "agent" then
-    local pats = agent_tool_patterns(n)
-    if #pats == 0 then return end
-    table.sort(pats)
-    key = tostring(ctx.grant or 0) .. "|" .. table.concat(pats, ",")
+    -- The node's patterns do not change: worked out once, not at every
+    -- start of the agent (a loop starts it again and again).
+    if not n.grant_pats then
+      n.grant_pats = agent_tool_patterns(n)
+      table.sort(n.grant_pats)
+      n.grant_pats_text = table.concat(n.grant_pats, ",")
+    end
+    if #n.grant_pats == 0 then return end
+    key = tostring(ctx.grant or 0) .. "|" .. n.grant_pats_text
     if agent_grants[key] then ctx.grant = agent_grants[key] return end
-    g, eager = { tools = pats }, false
+    g, eager = { tools = n.grant_pats }, false
     node = ctx.grant and grant_node[ctx.grant] or ctx.path
   end
   if not g then return end
