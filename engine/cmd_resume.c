@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -48,6 +49,14 @@ struct rexec {
 	struct luaeng_outcome	 oc;
 	double			 elapsed;
 	double			 load_s;	/* reading the record */
+	/*
+	 * An offline replay reads the record on a thread of its own while
+	 * the workflow loads (rexec_await_record): from st, run id.
+	 */
+	pthread_t		 loader;
+	int			 loading;
+	struct store		*rec_st;
+	char			 rec_err[512];
 	int			 offline;
 	int			 mark_running;	/* set the row's status first */
 };
@@ -277,6 +286,45 @@ rexec_mark_running(struct rexec *x)
 	return 0;
 }
 
+static void *
+rexec_load_record(void *arg)
+{
+	struct rexec *x = arg;
+	double t0 = now_mono();
+
+	x->rec = replay_load(x->rec_st, x->id, REPLAY_OFFLINE, 0, x->rec_err,
+	    sizeof x->rec_err);
+	x->load_s = now_mono() - t0;
+	return NULL;
+}
+
+/* Start reading the record of run x->id from st on the loader thread. */
+static void
+rexec_start_record(struct rexec *x, struct store *st)
+{
+	int e;
+
+	x->rec_st = st;
+	if ((e = pthread_create(&x->loader, NULL, rexec_load_record, x)) != 0)
+		fatalx(1, "cannot start a thread: %s", strerror(e));
+	x->loading = 1;
+}
+
+/* Wait for the loader thread; -1 (said on stderr) if the read failed. */
+static int
+rexec_await_record(struct rexec *x)
+{
+	if (!x->loading)
+		return 0;
+	pthread_join(x->loader, NULL);
+	x->loading = 0;
+	if (x->rec == NULL) {
+		fprintf(stderr, "weft: %s\n", x->rec_err);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * Run the script at x->path as run x->id with x->rec answering calls.
  * Returns 0 when the run ran (x->oc says how it ended), 2 when the
@@ -296,6 +344,10 @@ rexec_run(struct rexec *x)
 	le = luaeng_new(RESUME_LUA_MEM);
 	if (luaeng_load(le, x->path, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
+		goto out;
+	}
+	if (rexec_await_record(x) != 0) {
+		rc = 1;
 		goto out;
 	}
 	rc = 1;
@@ -813,11 +865,11 @@ replay_offline(struct store *st, struct rrun *r, const struct ropts *o)
 	events = store_event_count(st, r->id);
 	if (rexec_inputs(&x, r, o) != 0)
 		return 2;
-	x.load_s = now_mono();
-	x.rec = replay_load(st, r->id, REPLAY_OFFLINE, 0, err, sizeof err);
-	x.load_s = now_mono() - x.load_s;
-	if (x.rec == NULL ||
-	    store_open(":memory:", &mem, err, sizeof err) != 0) {
+	/* The record is read while the workflow loads; st is the loader's
+	   until rexec_await_record. */
+	x.id = r->id;
+	rexec_start_record(&x, st);
+	if (store_open(":memory:", &mem, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		goto out;
 	}
@@ -833,7 +885,6 @@ replay_offline(struct store *st, struct rrun *r, const struct ropts *o)
 		goto out;
 	}
 	x.st = mem;
-	x.id = r->id;
 	x.path = r->workflow;
 	x.start_kind = "run.start";
 	x.start = json_object();
@@ -845,6 +896,8 @@ replay_offline(struct store *st, struct rrun *r, const struct ropts *o)
 		goto out;
 	rc = replay_verdict(&x, r, changed, now, events, o->json_out);
 out:
+	if (rexec_await_record(&x) != 0 && rc == 0)
+		rc = 1;
 	luaeng_outcome_clear(&x.oc);
 	json_decref(x.input);
 	json_decref(x.budget);

@@ -532,36 +532,36 @@ coord_policy(struct coord *c, struct task *t, const char *params)
  */
 static char *
 coord_task_key(struct coord *c, const char *kind, const char *path,
-    int64_t span, const char *summary, int64_t *ticket)
+    int64_t span, const char *srv, const char *tool, const char *summary,
+    int64_t *ticket)
 {
-	const char *srv, *tool;
-	json_t *sj, *q;
+	json_t *q;
 	char hash[65], *obj, *step, *meta;
 	int call = coord_call_index(c, path);
 
-	obj = xasprintf("{%s}", summary);
-	sj = json_loads(obj, 0, NULL);
-	srv = json_string_value(json_object_get(sj, "server"));
-	tool = json_string_value(json_object_get(sj, "name"));
-	step = xasprintf("%s:%s%s%s", kind, srv ? srv : "", tool ? "/" : "",
+	step = xasprintf("%s:%s%s%s", kind, srv, tool ? "/" : "",
 	    tool ? tool : "");
 	replay_hash(summary, NULL, hash);
+	obj = xasprintf("{%s}", summary);
 	*ticket = coord_recorded(c, path, span, call, step, hash, obj);
 	free(obj);
+	if (*ticket != 0) {		/* answered: nothing to record */
+		free(step);
+		return NULL;
+	}
 	q = json_pack("{s:i, s:s, s:s}", "call", call, "hash", hash, "step",
 	    step);
 	meta = json_dumps(q, JSON_COMPACT);
 	meta[strlen(meta) - 1] = '\0';		/* the members, no braces */
 	memmove(meta, meta + 1, strlen(meta));
 	json_decref(q);
-	json_decref(sj);
 	free(step);
 	return meta;
 }
 
 int64_t
 coord_submit(struct coord *c, const char *kind, const char *path,
-    int64_t span, const char *server, const char *params,
+    int64_t span, const char *server, const char *tool, const char *params,
     const char *summary, int grant)
 {
 	struct task *t;
@@ -569,11 +569,10 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	json_t *p;
 	char *text, *meta;
 
-	meta = coord_task_key(c, kind, path, span, summary, &t_id);
-	if (t_id != 0) {
-		free(meta);
+	meta = coord_task_key(c, kind, path, span, server, tool, summary,
+	    &t_id);
+	if (t_id != 0)
 		return t_id > 0 ? t_id : coord_ticket(c);
-	}
 	t = xcalloc(1, sizeof *t);
 	t->id = coord_ticket(c);
 	c->tasks[t->id] = t;
@@ -1964,6 +1963,12 @@ void
 coord_discard_events(struct coord *c)
 {
 	c->discard = 1;
+}
+
+int
+coord_discarding(const struct coord *c)
+{
+	return c->discard;
 }
 
 struct replay *

@@ -78,16 +78,16 @@ int64_t coord_event_text(struct coord *, const char *kind, int64_t span,
     int64_t tokens, double cost);
 /*
  * Queue a task of kind for node path (span is the node's span) on the
- * MCP server named server and return its ticket.  params is the task's
- * params as JSON text (copied; sent to the worker as is); summary is the
- * JSON members the tool.call event records besides task and kind
+ * MCP server named server (tool: the tool called, NULL for a tools/list)
+ * and return its ticket.  params is the task's params as JSON text
+ * (copied; sent to the worker as is); summary is the JSON members the tool.call event records besides task and kind
  * ("\"server\":\"s\",\"name\":...").  grant is the id of the node's
  * nearest grant (coord_grant): the task carries its token, and a tool
  * call is counted against it; a refused count fails the task at once.
  * The call is recorded now and dispatched after the next commit.
  */
 int64_t coord_submit(struct coord *, const char *kind, const char *path,
-    int64_t span, const char *server, const char *params,
+    int64_t span, const char *server, const char *tool, const char *params,
     const char *summary, int grant);
 /*
  * Add a capability grant for node path under grant parent (0 for the
@@ -146,6 +146,9 @@ struct replay *coord_replay(struct coord *);
 int64_t coord_span_base(struct coord *);
 /* Keep no event from now on (seqs still count): an offline replay. */
 void coord_discard_events(struct coord *);
+/* Whether events are discarded: an offline replay, where every call is
+   answered from the record. */
+int coord_discarding(const struct coord *);
 /*
  * If the record answers the call (path, call, name, hash), record a
  * step.replayed event, queue its recorded outcome for delivery and return

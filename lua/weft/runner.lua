@@ -10,10 +10,18 @@
 -- everything waits, 1 when another round is ready, 2 when the run ended.
 
 local core, w = ...
+-- The standard functions this file calls, as locals: an upvalue is read
+-- directly, a global is a table lookup at every call.
+local type, tostring, ipairs, pairs, next, select = type, tostring, ipairs, pairs, next, select
+local error, pcall, setmetatable, getmetatable = error, pcall, setmetatable, getmetatable
+local string, table, math, coroutine = string, table, math, coroutine
 local I = w._internal
 
 local R = {}
-local ready, nextwave = {}, {}
+-- Coroutines to resume and the values to resume them with, as pairs in
+-- one flat list (co1, val1, co2, val2, ...; n counts the slots): no table
+-- per resume.
+local ready, nextwave = { n = 0 }, { n = 0 }
 local waiting = {}        -- ticket -> { group, index }
 local joins = {}          -- branch coroutine -> { join, index }
 local main, finished, outcome
@@ -26,6 +34,10 @@ local tools_epoch = 0     -- bumped when a server's tool list changes
 -- The tools an agent offers: resolved once per run (tool lists are listed
 -- once per run too), then shared by every invocation of the agent.
 local agent_tools = setmetatable({}, { __mode = "k" })
+-- The same, by what an agent's tool sets say (toolset_key): agents given
+-- the same tools share one resolution.  Its lists are only read; code of
+-- the workflow (hooks, scripts) gets copies.
+local tools_by_key = {}
 local script_pos = {}     -- agent node -> turns consumed
 -- The node each coroutine is running: w.now() and w.random() are recorded
 -- (and answered on replay) under it.  run_node removes its entry when the
@@ -46,7 +58,17 @@ local function as_err(e, ctx)
                         msg = tostring(e) }, ERR)
 end
 
-local function push(list, co, val) list[#list + 1] = { co, val } end
+local function push(list, co, val)
+  local k = list.n + 2
+  list.n = k
+  list[k - 1], list[k] = co, val
+end
+
+local function copy_list(t)
+  local c = {}
+  for i = 1, #t do c[i] = t[i] end
+  return c
+end
 
 local function sorted_keys(t)
   local ks = {}
@@ -95,16 +117,24 @@ local function task_policy(sp, np)
   return p
 end
 
+-- The spec of a server for a task; a server's own (no node policy over
+-- it) is made once and shared by its tasks, which only read it.
+local spec_cache = {}
 local function server_spec(name, node_policy)
+  if not node_policy and spec_cache[name] then return spec_cache[name] end
   local s = I.servers[name]
   local policy = task_policy(s.policy, node_policy)
   local timeout = policy and policy.timeout.attempt or s.timeout
+  local spec
   if s.url then
-    return { name = s.name, url = s.url, headers = s.headers, timeout = timeout, ping = s.ping,
+    spec = { name = s.name, url = s.url, headers = s.headers, timeout = timeout, ping = s.ping,
              policy = policy }
+  else
+    spec = { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd,
+             sandbox = s.sandbox, timeout = timeout, ping = s.ping, policy = policy }
   end
-  return { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd,
-           sandbox = s.sandbox, timeout = timeout, ping = s.ping, policy = policy }
+  if not node_policy then spec_cache[name] = spec end
+  return spec
 end
 
 -- Text of an MCP tools/call result for a model: text blocks as they are,
@@ -204,6 +234,7 @@ local function note_tools_changed(ctx, server, result)
   local c = tool_cache[server]
   if c and (c.tools or c.err) then tool_cache[server] = nil end
   for k in pairs(agent_tools) do agent_tools[k] = nil end
+  tools_by_key = {}
   tools_epoch = tools_epoch + 1
 end
 
@@ -224,7 +255,7 @@ local function scripted_call(req)
   script_pos[n] = pos
   local turn
   if type(n.script) == "function" then
-    local ok, t = pcall(n.script, { messages = req.messages, tools = req.tools,
+    local ok, t = pcall(n.script, { messages = req.messages, tools = copy_list(req.tools),
                                     state = state_proxy(ctx) }, pos)
     if not ok then raise(ctx, "scripted model: %s", tostring(t)) end
     turn = t
@@ -288,9 +319,31 @@ local EXIT_LOOP_DEF = { name = "exit_loop",
                 "The loop stops after you give your final answer.",
   input_schema = { type = "object", properties = {} } }
 
+-- What an agent's tool sets say, as a string (made once per node).
+local function toolset_key(n)
+  if n.tools_key then return n.tools_key end
+  local parts = {}
+  for i, ts in ipairs(n.tools) do
+    if ts == w.exit_loop then
+      parts[i] = "\1exit_loop"
+    else
+      parts[i] = ts.server .. "\1" .. (ts.prefix or "") .. "\1" ..
+                 (ts.only and table.concat(ts.only, "\2") or "\3")
+    end
+  end
+  n.tools_key = table.concat(parts, "\4")
+  return n.tools_key
+end
+
 local function resolve_tools(n, ctx)
   local cached = agent_tools[n]
   if cached then return cached.offered, cached.byname end
+  local key = toolset_key(n)
+  cached = tools_by_key[key]
+  if cached then
+    agent_tools[n] = cached
+    return cached.offered, cached.byname
+  end
   local offered, byname, defs = {}, {}, {}
   for _, ts in ipairs(n.tools) do
     if ts == w.exit_loop then
@@ -326,8 +379,10 @@ local function resolve_tools(n, ctx)
   end
   core.array(offered)
   core.array(defs)
-  agent_tools[n] = { offered = offered, byname = byname, defs = defs,
-                     offered_text = core.json_encode(offered) }
+  cached = { offered = offered, byname = byname, defs = defs,
+             offered_text = core.json_encode(offered) }
+  agent_tools[n] = cached
+  tools_by_key[key] = cached
   return offered, byname
 end
 
@@ -373,10 +428,13 @@ end
 -- The hooks that apply to agent n for name: the run's, then the agent's.
 local NOHOOKS = {}
 
+local run_hooks = I.run_hooks
+
 local function hooks_of(n, name)
-  if not n.hooks and not I.run_hooks[name] then return NOHOOKS end
+  local rh = run_hooks[name]
+  if not rh and not n.hooks then return NOHOOKS end
   local list
-  if I.run_hooks[name] then list = { I.run_hooks[name] } end
+  if rh then list = { rh } end
   if n.hooks and n.hooks[name] then
     list = list or {}
     list[#list + 1] = n.hooks[name]
@@ -664,6 +722,7 @@ function exec.agent(n, ctx)
   }
   local recorded, out, stop, signal = 0, nil, nil, nil
   local conv = { bytes = 0 }
+  local req = { op = "model", node = n, ctx = ctx, conv = conv }
   local failures = {}           -- identical failing calls: key -> count
   local max_tokens = n.max_tokens or 4096
   local truncations, compacted, output_tries = 0, false, 0
@@ -678,13 +737,14 @@ function exec.agent(n, ctx)
       local bt = budget_text(ctx)
       messages[1].content = bt and (system .. "\n\n" .. bt) or system
     end
-    local req = { op = "model", node = n, ctx = ctx, messages = messages,
-                  tools = offered, turn = turn, recorded = recorded, conv = conv }
+    -- One request table per agent, updated at each turn: the coroutine
+    -- waits for its answer before the next.
+    req.messages, req.tools, req.turn, req.recorded, req.body = messages, offered, turn, recorded, nil
     local resp, merr
     -- before_model: rewrite the request, block it, or answer in its place.
     for _, f in ipairs(hooks_of(n, "before_model")) do
       local r = call_hook(ctx, "before_model", f, { agent = n.name, path = ctx.path, turn = turn,
-                                                    messages = messages, tools = offered })
+                                                    messages = messages, tools = copy_list(offered) })
       if type(r) == "table" then
         if r.block then
           ev("hook", ctx, { hook = "before_model", action = "block", reason = tostring(r.block) })
@@ -712,7 +772,7 @@ function exec.agent(n, ctx)
       end
       resp, merr = ask_model(req)
       recorded = #messages
-      budget_settle(ctx, rsv, resp and usage_spent(resp.usage, resp.cost) or {})
+      if rsv then budget_settle(ctx, rsv, resp and usage_spent(resp.usage, resp.cost) or {}) end
     end
     if resp then
       compacted = false         -- a later overflow may compact again
@@ -799,9 +859,9 @@ function exec.agent(n, ctx)
       end
       local failed = {}
       if #calls > 0 then
-        local rsv = budget_reserve(ctx, { tool_calls = #calls })
+        local rsv = ctx.env and budget_reserve(ctx, { tool_calls = #calls })
         local res = call_tasks(calls)
-        budget_settle(ctx, rsv, { tool_calls = #calls })
+        if rsv then budget_settle(ctx, rsv, { tool_calls = #calls }) end
         stats.tool_calls = stats.tool_calls + #calls
         stats.steps = stats.steps + #calls
         for k, rr in ipairs(res) do
@@ -976,13 +1036,13 @@ function exec.tool(n, ctx)
   local c = list_tools(n.server, ctx)
   check_tool(ctx, c, n.server, n.tool)
   local args = render_args(ctx, n.args)
-  local rsv = budget_reserve(ctx, { tool_calls = 1 })
+  local rsv = ctx.env and budget_reserve(ctx, { tool_calls = 1 })
   local r = call_tasks({ { kind = "mcp.call", path = ctx.path, span = ctx.span, grant = ctx.grant,
                            params = { server = server_spec(n.server, n.policy), name = n.tool,
                                       arguments = args } } })[1]
   stats.tool_calls = stats.tool_calls + 1
   stats.steps = stats.steps + 1
-  budget_settle(ctx, rsv, { tool_calls = 1 })
+  if rsv then budget_settle(ctx, rsv, { tool_calls = 1 }) end
   if r.err then raise(ctx, "tool '%s': %s", n.tool, tostring(r.err.message)) end
   note_tools_changed(ctx, n.server, r.result)
   if r.result.isError then
@@ -1080,8 +1140,8 @@ function run_node(n, parent)
   local ctx = { state = parent.state, path = path, span = span_seq, parent_span = parent.span,
                 iteration = parent.iteration, kind = n.kind, env = parent.env, grant = parent.grant,
                 depth = (parent.depth or 0) + 1 }
-  core.event("node.start", ctx.span, parent.span or 0, path, 0,
-             { kind = n.kind, name = n.name, iteration = parent.iteration }, 0, 0)
+  core.event_kv("node.start", ctx.span, parent.span or 0, path, 0,
+                "iteration", parent.iteration, "kind", n.kind, "name", n.name)
   local t0 = core.mono()
   local co = coroutine.running()
   local outer = co_path[co]
@@ -1097,15 +1157,30 @@ function run_node(n, parent)
                  budget = e.budget }, 0, 0)
     error(e, 0)
   end
-  core.event("node.end", ctx.span, parent.span or 0, path, 0,
-             { status = "succeeded", duration = dur, stop = ctx.stop, tokens = ctx.tokens,
-               cost = ctx.cost, exit_loop = signal and true or nil }, ctx.tokens or 0, 0)
+  core.event_kv("node.end", ctx.span, parent.span or 0, path, ctx.tokens or 0,
+                "cost", ctx.cost, "duration", dur, "exit_loop", signal and true or nil,
+                "status", "succeeded", "stop", ctx.stop, "tokens", ctx.tokens)
   if ctx.tokens and parent.kind then parent.tokens = (parent.tokens or 0) + ctx.tokens end
   if ctx.cost and parent.kind then parent.cost = (parent.cost or 0) + ctx.cost end
   return out, signal
 end
 
 -- Scheduler -------------------------------------------------------------
+
+-- An offline replay runs at most this many branches of a parallel at a
+-- time, starting the next as one ends.  Every call is answered from the
+-- record at once, so running them all together overlaps no waiting; it
+-- only keeps every branch's coroutine and conversation alive at once (a
+-- parallel of 10,000 agents: about 70 MB, all of it traversed by the
+-- collector).  Calls are matched by node path and call index, not by
+-- order, so the outcome is the same.
+local OFFLINE_BRANCHES = 64
+
+local function start_branch(j, i)
+  local c = coroutine.create(j.fns[i])
+  joins[c] = { join = j, i = i }
+  push(ready, c, nil)
+end
 
 local function handle_yield(co, req)
   if type(req) ~= "table" then
@@ -1133,12 +1208,12 @@ local function handle_yield(co, req)
       push(nextwave, co, { ok = ok, res = res })
     end
   elseif req.op == "join" then
-    local j = { co = co, n = #req.fns, results = {}, errors = {} }
-    for i, f in ipairs(req.fns) do
-      local c = coroutine.create(f)
-      joins[c] = { join = j, i = i }
-      push(ready, c, nil)
-    end
+    local fns = req.fns
+    local j = { co = co, n = #fns, results = {}, errors = {}, fns = fns }
+    local start = #fns
+    if start > OFFLINE_BRANCHES and core.offline() then start = OFFLINE_BRANCHES end
+    for i = 1, start do start_branch(j, i) end
+    j.next = start + 1
   elseif req.op ~= "park" then
     error("unknown runner request " .. tostring(req.op), 0)
   end
@@ -1155,6 +1230,10 @@ local function finish_co(co, ok, val)
   joins[co] = nil
   local j = jr.join
   if ok then j.results[jr.i] = val else j.errors[jr.i] = as_err(val) end
+  if j.next <= #j.fns then
+    start_branch(j, j.next)
+    j.next = j.next + 1
+  end
   j.n = j.n - 1
   if j.n == 0 then push(ready, j.co, j) end
 end
@@ -1170,12 +1249,12 @@ function R.deliver(ticket, result, err)
 end
 
 function R.pump()
-  while #ready > 0 do
+  while ready.n > 0 do
     local batch = ready
-    ready = {}
-    for _, item in ipairs(batch) do
-      local co = item[1]
-      local ok, done, req = core.resume(co, item[2])
+    ready = { n = 0 }
+    for k = 1, batch.n, 2 do
+      local co = batch[k]
+      local ok, done, req = core.resume(co, batch[k + 1])
       if not ok then
         finish_co(co, false, req)
       elseif done then
@@ -1187,8 +1266,8 @@ function R.pump()
       if finished then return 2 end
     end
   end
-  if #nextwave > 0 then
-    ready, nextwave = nextwave, {}
+  if nextwave.n > 0 then
+    ready, nextwave = nextwave, { n = 0 }
     return 1
   end
   return 0
