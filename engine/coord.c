@@ -1113,6 +1113,12 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 				coord_store_fail(c);
 				return;
 			}
+			/* Offline, every answer comes from the record at
+			   once: a graph that waits would wait for ever. */
+			if (c->discard)
+				coord_fail(c, "replay: the graph waits for an "
+				    "answer that cannot come offline (a bug in "
+				    "weft's runner)");
 			break;
 		}
 	}

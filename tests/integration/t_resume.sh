@@ -2,7 +2,8 @@
 # Durable runs (docs/durability.md): the kill sweep (the coordinator killed
 # at every pass of every crash point, then `weft resume`), kill -9 from
 # outside, resume refusals, resume twice, offline replay (identical,
-# divergence, edited script) and fork.  Agents run on the fake model
+# divergence, edited script, a parallel wider than the 64 branches an
+# offline replay runs at a time) and fork.  Agents run on the fake model
 # server, tools on the in-tree MCP test server; both log every request, so
 # the test checks that no completed call was ever made twice.
 . "$(dirname "$0")/lib.sh"
@@ -283,6 +284,44 @@ expect_grep "$T/out" "record: random \[1,1000000\]" "w.random record side"
 expect_grep "$T/out" "script: random \[1,999\]" "w.random script side"
 cp "$T/wf.orig" "$T/wf.lua"
 ok "replay: identical offline, writes nothing; an edit is reported with node, call and both sides"
+
+# --- replay of a wide parallel ------------------------------------------------
+# An offline replay runs at most 64 branches of a parallel at a time (the
+# next starts as one ends): every one of 150 branches must still run, each
+# answered from its own record (a w.random value it passes to its tool).
+{
+	echo 'local w = require "weft"'
+	printf 'w.mcp_server{ name = "test", command = { "%s" } }\n' "$WEFT_TESTSERVER"
+	cat <<'EOF2'
+local b = {}
+for i = 1, 150 do
+  b[i] = w.sequential{ name = "b" .. i,
+    w.fn{ name = "seed", function(ctx) ctx.state["x" .. i] = w.random(1, 1000000) end },
+    w.agent{ name = "a", model = "scripted", tools = { w.mcp("test", { only = { "echo" } }) },
+      output_key = "r" .. i,
+      script = function(req, turn)
+        if turn == 1 then
+          return { tool_calls = { { name = "echo", args = { message = "b" .. i .. "-" .. req.state["x" .. i] } } } }
+        end
+        return { text = req.messages[#req.messages].content }
+      end } }
+end
+return w.parallel{ name = "wide", table.unpack(b) }
+EOF2
+} > "$T/wide.lua"
+run_weft "$T/out" "$T/err" run "$T/wide.lua" --workers 2 -q
+expect_rc 0 "wide run"
+wide=$(last_run)
+run_weft "$T/out" "$T/err" replay "$wide"
+expect_rc 0 "replay of the wide run"
+expect_grep "$T/out" "^identical: 301 recorded steps" "identical (150 tool calls, 150 w.random, the tool list)"
+sed 's/message = "b" .. i/message = (i == 140 and "B" or "b") .. i/' "$T/wide.lua" > "$T/wide2.lua"
+cp "$T/wide2.lua" "$T/wide.lua"
+run_weft "$T/out" "$T/err" replay "$wide"
+expect_rc 1 "replay of the wide run, branch 140 edited"
+expect_grep "$T/out" "first divergence at node 'wide/b140/a', call #[0-9]+:" "divergence in branch 140"
+expect_grep "$T/out" "script: .*B140-" "script side of branch 140"
+ok "replay of a parallel of 150 branches: identical; an edit in branch 140 is found"
 
 # --- fork ---------------------------------------------------------------------
 fresh
