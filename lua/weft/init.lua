@@ -832,14 +832,17 @@ end
 -- ({"mcpServers": {"name": {"command", "args", "env", "cwd"} | {"url", "headers"}}}):
 -- w.mcp_config("servers.json", { sandbox = {...}, timeout = 30 }) declares
 -- each, with the options applied to every command server; returns them by name.
+local MCP_CONFIG_OPTS = set{ "sandbox", "timeout", "retry", "idempotent", "ping", "only" }
+
 function w.mcp_config(path, opts)
   local at = where()
   if type(path) ~= "string" then fail(at, "w.mcp_config expects a file name") end
   if opts ~= nil and type(opts) ~= "table" then fail(at, "w.mcp_config: options must be a table") end
   opts = opts or {}
   for k in pairs(opts) do
-    if k ~= "sandbox" and k ~= "timeout" and k ~= "ping" and k ~= "only" then
-      fail(at, "w.mcp_config: unknown option '%s' (sandbox, timeout, ping, only)", tostring(k))
+    if not MCP_CONFIG_OPTS[k] then
+      fail(at, "w.mcp_config: unknown option '%s' (sandbox, timeout, retry, idempotent, ping, only)%s",
+           tostring(k), suggest(tostring(k), MCP_CONFIG_OPTS))
     end
   end
   if path:sub(1, 1) ~= "/" then path = core.script_dir() .. "/" .. path end
@@ -864,7 +867,8 @@ function w.mcp_config(path, opts)
     if type(e) ~= "table" then fail(at, "w.mcp_config: %s: /mcpServers/%s must be an object", path, name) end
     if not only or only[name] then
       local t = { name = name, url = e.url, headers = e.headers, env = e.env, cwd = e.cwd,
-                  timeout = opts.timeout, ping = opts.ping }
+                  timeout = opts.timeout, retry = opts.retry, idempotent = opts.idempotent,
+                  ping = opts.ping }
       if e.command ~= nil then
         if type(e.command) ~= "string" then
           fail(at, "w.mcp_config: %s: /mcpServers/%s/command must be a string", path, name)

@@ -83,6 +83,30 @@ id=$(last_run)
 [ "$(grep -c '^sleep ' "$T/calls")" = 2 ] || fail "two attempts, got $(grep -c '^sleep ' "$T/calls")"
 ok "retries used up: run failed with a clear error"
 
+# The same policy given to the servers of an MCP host config file.
+printf '{ "mcpServers": { "test": { "command": "%s", "args": ["--log", "%s"] } } }\n' \
+    "$WEFT_TESTSERVER" "$T/calls" > "$T/servers.json"
+cat > "$T/cfg.lua" <<EOF2
+local w = require "weft"
+w.mcp_config("servers.json", { timeout = 0.5, retry = { max_attempts = 2, backoff = 0 },
+                               sandbox = { write = { "$T" } } })
+return w.tool{ name = "slow", server = "test", tool = "sleep", args = { ms = 20000 } }
+EOF2
+rm -f "$T/calls"
+run_weft "$T/out" "$T/err" run "$T/cfg.lua" --workers 1 -q
+expect_rc 1 "retries used up, policy from w.mcp_config"
+expect_grep "$T/err" "within the attempt's timeout of 0.5 s.*gave up after 2 attempts" "w.mcp_config: timeout and retry applied"
+[ "$(grep -c '^sleep ' "$T/calls")" = 2 ] || fail "w.mcp_config: two attempts, got $(grep -c '^sleep ' "$T/calls")"
+sed 's/backoff = 0 }/backoff = 0 }, idempotent = "no"/' "$T/cfg.lua" > "$T/cfg2.lua"
+run_weft "$T/out" "$T/err" run "$T/cfg2.lua" -q
+expect_rc 2 "w.mcp_config: bad idempotent"
+expect_grep "$T/err" "cfg2.lua:2: w.mcp_config: .*/mcpServers/test: .*idempotent must be true or false" "bad idempotent named with file:line and the server"
+sed 's/timeout = 0.5,/timeout = 0.5, idempotant = false,/' "$T/cfg.lua" > "$T/cfg3.lua"
+run_weft "$T/out" "$T/err" run "$T/cfg3.lua" -q
+expect_rc 2 "w.mcp_config: unknown option"
+expect_grep "$T/err" "cfg3.lua:2: w.mcp_config: unknown option 'idempotant' .*did you mean 'idempotent'" "unknown option with a suggestion"
+ok "w.mcp_config passes timeout, retry and idempotent to its servers"
+
 # retry.on without "timeout": a timed-out attempt is not retried.
 sed 's/retry = { max_attempts = 2, backoff = 0 }/retry = { max_attempts = 3, on = { "lost_worker" } }/' "$T/b.lua" > "$T/b2.lua"
 grep -q 'on = { "lost_worker" }' "$T/b2.lua" || fail "b2.lua not made"
