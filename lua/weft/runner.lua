@@ -1000,7 +1000,7 @@ function exec.parallel(n, ctx)
                    kind = ctx.kind, env = ctx.env, depth = ctx.depth }
     fns[i] = function() return table.pack(run_node(c, bctx)) end
   end
-  local j = coroutine.yield({ op = "join", fns = fns })
+  local j = coroutine.yield({ op = "join", fns = fns, shared_env = ctx.env ~= nil })
   for i = 1, #fns do
     if j.errors[i] then error(j.errors[i], 0) end
   end
@@ -1173,7 +1173,10 @@ end
 -- only keeps every branch's coroutine and conversation alive at once (a
 -- parallel of 10,000 agents: about 70 MB, all of it traversed by the
 -- collector).  Calls are matched by node path and call index, not by
--- order, so the outcome is the same.
+-- order, so the outcome is the same; except under a budget envelope the
+-- branches share: there every call reserves its worst case while it runs,
+-- so how many run at once decides which reservation crosses the limit,
+-- and the branches all run at once, as they did live.
 local OFFLINE_BRANCHES = 64
 
 local function start_branch(j, i)
@@ -1211,7 +1214,9 @@ local function handle_yield(co, req)
     local fns = req.fns
     local j = { co = co, n = #fns, results = {}, errors = {}, fns = fns }
     local start = #fns
-    if start > OFFLINE_BRANCHES and core.offline() then start = OFFLINE_BRANCHES end
+    if start > OFFLINE_BRANCHES and not req.shared_env and core.offline() then
+      start = OFFLINE_BRANCHES
+    end
     for i = 1, start do start_branch(j, i) end
     j.next = start + 1
   elseif req.op ~= "park" then

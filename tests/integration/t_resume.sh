@@ -323,6 +323,22 @@ expect_grep "$T/out" "first divergence at node 'wide/b140/a', call #[0-9]+:" "di
 expect_grep "$T/out" "script: .*B140-" "script side of branch 140"
 ok "replay of a parallel of 150 branches: identical; an edit in branch 140 is found"
 
+# Under a budget the branches share, each call reserves its worst case while
+# it runs: how many run at once decides which reservation crosses the limit
+# (here the 71st of 100), so a replay runs them all at once, as live.
+sed -e 's/for i = 1, 150 do/for i = 1, 100 do/' -e 's/name = "wide",/name = "wide", budget = { tokens = 300000 },/' \
+    -e 's/(i == 140 and "B" or "b")/"b"/' "$T/wide.lua" > "$T/wideb.lua"
+grep -q 'budget = { tokens = 300000 }' "$T/wideb.lua" || fail "wideb.lua not made"
+run_weft "$T/out" "$T/err" run "$T/wideb.lua" --workers 2 -q
+expect_rc 3 "wide run over its budget"
+widb=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$widb' AND kind='tool.call'")" -lt 100 ] ||
+    fail "every branch made its call: the budget did not bite"
+run_weft "$T/out" "$T/err" replay "$widb"
+expect_rc 0 "replay of the wide run over its budget"
+expect_grep "$T/out" "^identical: " "identical, the same branches refused"
+ok "replay of a parallel under a shared budget runs its branches at once, as live: identical"
+
 # --- fork ---------------------------------------------------------------------
 fresh
 # Fork just after a1's and a2's first model answers are recorded.
