@@ -174,6 +174,8 @@ struct coord {
 	struct replay		*rec;		/* recorded answers, or NULL */
 	json_t			*calls;		/* node path -> calls made */
 	int			 discard;	/* events are not stored */
+	int			 legacy_lists;	/* the record keys tool lists by
+						   node (replay_legacy_lists) */
 	int64_t			 span_base;	/* a resume's first span - 1 */
 };
 
@@ -526,9 +528,12 @@ coord_policy(struct coord *c, struct task *t, const char *params)
  * A tool task's replay key (docs/durability.md): its call index in the
  * node, its step name (kind:server/tool) and the hash of its summary
  * (server, tool, arguments with sorted keys), as JSON members for the
- * tool.call event, a heap string.  *ticket is set when the run's record
- * answers the call (its outcome is delivered from there), -1 on an
- * offline replay's divergence, else 0.
+ * tool.call event, a heap string.  A server's tool list belongs to the
+ * run, not to the node that happens to ask for it first (which depends on
+ * scheduling): it is keyed "(tools)/SERVER", a path no node can have,
+ * also in the members.  *ticket is set when the run's record answers the
+ * call (its outcome is delivered from there), -1 on an offline replay's
+ * divergence, else 0.
  */
 static char *
 coord_task_key(struct coord *c, const char *kind, const char *path,
@@ -536,9 +541,12 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
     int64_t *ticket)
 {
 	json_t *q;
-	char hash[65], *obj, *step, *meta;
-	int call = coord_call_index(c, path);
+	char hash[65], *obj, *step, *meta, *key = NULL;
+	int call;
 
+	if (strcmp(kind, TASK_MCP_LIST) == 0 && !c->legacy_lists)
+		path = key = xasprintf("(tools)/%s", srv);
+	call = coord_call_index(c, path);
 	step = xasprintf("%s:%s%s%s", kind, srv, tool ? "/" : "",
 	    tool ? tool : "");
 	replay_hash(summary, NULL, hash);
@@ -547,15 +555,19 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 	free(obj);
 	if (*ticket != 0) {		/* answered: nothing to record */
 		free(step);
+		free(key);
 		return NULL;
 	}
 	q = json_pack("{s:i, s:s, s:s}", "call", call, "hash", hash, "step",
 	    step);
+	if (key != NULL)
+		json_object_set_new(q, "key", json_string(key));
 	meta = json_dumps(q, JSON_COMPACT);
 	meta[strlen(meta) - 1] = '\0';		/* the members, no braces */
 	memmove(meta, meta + 1, strlen(meta));
 	json_decref(q);
 	free(step);
+	free(key);
 	return meta;
 }
 
@@ -1945,6 +1957,7 @@ coord_set_replay(struct coord *c, struct replay *rec, int64_t last_seq)
 	int64_t n = rec != NULL && last_seq > 0 ? replay_last_task(rec) : 0;
 
 	c->rec = rec;
+	c->legacy_lists = rec != NULL && replay_legacy_lists(rec);
 	if (last_seq > c->seq)
 		c->seq = last_seq;
 	c->span_base = rec != NULL && last_seq > 0 ? replay_last_span(rec) : 0;
@@ -1975,6 +1988,12 @@ int
 coord_discarding(const struct coord *c)
 {
 	return c->discard;
+}
+
+int
+coord_legacy_lists(const struct coord *c)
+{
+	return c->legacy_lists;
 }
 
 struct replay *

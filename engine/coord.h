@@ -149,6 +149,9 @@ void coord_discard_events(struct coord *);
 /* Whether events are discarded: an offline replay, where every call is
    answered from the record. */
 int coord_discarding(const struct coord *);
+/* Whether the record keys tool lists by node (replay_legacy_lists): then
+   the node that asked first must ask first again. */
+int coord_legacy_lists(const struct coord *);
 /*
  * If the record answers the call (path, call, name, hash), record a
  * step.replayed event, queue its recorded outcome for delivery and return

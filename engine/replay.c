@@ -43,6 +43,7 @@ struct replay {
 	int64_t		 answered;
 	char		*diverge;
 	int		 undescribed;	/* the script side is to come */
+	int		 legacy_lists;	/* tool lists keyed by node path */
 };
 
 static const char *const call_kinds[] = { "tool.call", "tool.list",
@@ -178,13 +179,21 @@ replay_on_call(struct replay *r, const struct store_event *ev, json_t *p)
 {
 	const char *name = json_string_value(json_object_get(p, "step"));
 	const char *hash = json_string_value(json_object_get(p, "hash"));
+	const char *path = json_string_value(json_object_get(p, "key"));
 	int call = (int)json_integer_value(json_object_get(p, "call"));
 	struct rstep *s;
 	char *key;
 
 	if (name == NULL || hash == NULL || strlen(hash) != 64)
 		return NULL;
-	if ((s = replay_find(r, ev->node_path, call)) == NULL) {
+	if (path == NULL) {
+		/* Before tool lists had a key of their own, a list was
+		   keyed by the node that asked for it first. */
+		if (strcmp(ev->kind, "tool.list") == 0)
+			r->legacy_lists = 1;
+		path = ev->node_path;
+	}
+	if ((s = replay_find(r, path, call)) == NULL) {
 		if (r->nsteps == r->cap) {
 			r->cap = r->cap ? r->cap * 2 : 256;
 			r->steps = xrealloc(r->steps, r->cap * sizeof *r->steps);
@@ -192,7 +201,7 @@ replay_on_call(struct replay *r, const struct store_event *ev, json_t *p)
 		replay_grow(r);
 		s = &r->steps[r->nsteps];
 		memset(s, 0, sizeof *s);
-		s->path = xstrdup(ev->node_path);
+		s->path = xstrdup(path);
 		s->call = call;
 		s->h = replay_key(s->path, call);
 		r->index[replay_slot(r, s->h, s->path, call)] =
@@ -479,6 +488,12 @@ int64_t
 replay_last_task(const struct replay *r)
 {
 	return r->last_task;
+}
+
+int
+replay_legacy_lists(const struct replay *r)
+{
+	return r->legacy_lists;
 }
 
 int64_t

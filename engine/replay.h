@@ -72,6 +72,13 @@ int64_t replay_last_task(const struct replay *);
    it, so `weft show` keeps the two parts apart). */
 int64_t replay_last_span(const struct replay *);
 /*
+ * Whether the record keys its tool lists (tool.list) by the node that
+ * asked first, as records made before lists had a key of their own
+ * ("key": "(tools)/SERVER") did: the calls of that node then count the
+ * list, so the same node must ask first again.
+ */
+int replay_legacy_lists(const struct replay *);
+/*
  * REPLAY_OFFLINE, after the run ended: set a divergence if a recorded
  * call was never made by the script (the first such one, by seq).
  * Returns -1 then, else 0.

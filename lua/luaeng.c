@@ -950,11 +950,16 @@ l_span_base(lua_State *L)
 	return 1;
 }
 
-/* core.offline() -> whether this is an offline replay (coord_discarding) */
+/*
+ * core.offline() -> whether this is an offline replay (coord_discarding)
+ * whose record does not need the graph's own order (coord_legacy_lists)
+ */
 static int
 l_offline(lua_State *L)
 {
-	lua_pushboolean(L, coord_discarding(need_coord(L)));
+	struct coord *c = need_coord(L);
+
+	lua_pushboolean(L, coord_discarding(c) && !coord_legacy_lists(c));
 	return 1;
 }
 

@@ -339,6 +339,36 @@ expect_rc 0 "replay of the wide run over its budget"
 expect_grep "$T/out" "^identical: " "identical, the same branches refused"
 ok "replay of a parallel under a shared budget runs its branches at once, as live: identical"
 
+# A server's tool list belongs to the run, keyed "(tools)/SERVER", not to
+# the node that asked first: here branch 100 asks first live (the others
+# think first), branch 1 first in the replay (100 waits for a free slot).
+{
+	echo 'local w = require "weft"'
+	printf 'w.mcp_server{ name = "test", command = { "%s" } }\n' "$WEFT_TESTSERVER"
+	cat <<'EOF2'
+local function act(name, i)
+  return w.agent{ name = name, model = "scripted", tools = { w.mcp("test", { only = { "echo" } }) },
+    script = { { tool_calls = { { name = "echo", args = { message = "m" .. i } } } }, { text = "done" } } }
+end
+local b = {}
+for i = 1, 99 do
+  b[i] = w.sequential{ name = "b" .. i,
+    w.agent{ name = "think", model = "scripted", script = { { text = "hm" } } }, act("act", i) }
+end
+b[100] = act("b100", 100)
+return w.parallel{ name = "lead", table.unpack(b) }
+EOF2
+} > "$T/lead.lua"
+run_weft "$T/out" "$T/err" run "$T/lead.lua" --workers 2 -q
+expect_rc 0 "list leader run"
+lead=$(last_run)
+[ "$(sql "SELECT node_path || ' ' || json_extract(payload, '\$.key') FROM events WHERE run_id='$lead' AND kind='tool.list'")" = "lead/b100 (tools)/test" ] ||
+    fail "the tool list: asked by lead/b100, keyed (tools)/test"
+run_weft "$T/out" "$T/err" replay "$lead"
+expect_rc 0 "replay, another node asking for the tool list first"
+expect_grep "$T/out" "^identical: 101 recorded steps" "identical (100 calls and the tool list)"
+ok "a tool list is the run's, whichever node asks first: replay identical"
+
 # --- fork ---------------------------------------------------------------------
 fresh
 # Fork just after a1's and a2's first model answers are recorded.
