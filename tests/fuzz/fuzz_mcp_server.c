@@ -10,10 +10,8 @@
  * max_runs 0, so tools/call is answered at once ("busy") and no process is
  * started.
  *
- * Built with -DWEFT_LIBFUZZER and -fsanitize=fuzzer it is a libFuzzer
- * target.  Otherwise main() runs the files named on the command line, or
- * a built-in corpus and seeded random mutations of it (WEFT_FUZZ_ITERS,
- * default 20000): that is what make check runs.  It needs WEFT_SRCDIR.
+ * The driver is fuzz_driver.h (20000 mutations by default).  It needs
+ * WEFT_SRCDIR.
  */
 #include "config.h"
 
@@ -25,6 +23,7 @@
 
 #include "engine/mcp_server.h"
 #include "engine/util.h"
+#include "tests/fuzz/fuzz_driver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -165,83 +164,11 @@ static const char *const fz_corpus[] = {
 	"\1[{\"jsonrpc\":\"2.0\",\"id\":16,\"method\":\"ping\"}]",
 };
 
-static uint64_t fz_rng = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t
-fz_rand(void)
-{
-	fz_rng ^= fz_rng << 13;
-	fz_rng ^= fz_rng >> 7;
-	fz_rng ^= fz_rng << 17;
-	return fz_rng;
-}
-
-/* Flip, replace, drop or insert JSON punctuation at a few places. */
-static size_t
-fz_mutate(const char *in, size_t n, uint8_t *buf)
-{
-	static const char punct[] = "{}[]\":,\\0123456789-.eEtfn ";
-	size_t k, i;
-
-	memcpy(buf, in, n);
-	for (k = 1 + fz_rand() % 4; k > 0 && n > 1; k--) {
-		i = 1 + fz_rand() % (n - 1);
-		switch (fz_rand() % 4) {
-		case 0:
-			buf[i] ^= (uint8_t)(1u << (fz_rand() % 8));
-			break;
-		case 1:
-			buf[i] = (uint8_t)punct[fz_rand() % (sizeof punct - 1)];
-			break;
-		case 2:
-			memmove(buf + i, buf + i + 1, n - i - 1);
-			n--;
-			break;
-		default:
-			memmove(buf + i + 1, buf + i, n - i);
-			buf[i] = (uint8_t)punct[fz_rand() % (sizeof punct - 1)];
-			n++;
-			break;
-		}
-	}
-	return n;
-}
-
 int
 main(int argc, char **argv)
 {
-	const char *e = getenv("WEFT_FUZZ_ITERS");
-	long iters = e != NULL ? atol(e) : 20000, i;
-	uint8_t *buf;
-	size_t c, n, len;
-	char *text;
-	int a;
-
 	fz_init();
-	for (a = 1; a < argc; a++) {
-		if ((text = read_file(argv[a], &len)) == NULL) {
-			perror(argv[a]);
-			return 1;
-		}
-		LLVMFuzzerTestOneInput((const uint8_t *)text, len);
-		free(text);
-	}
-	if (argc > 1)
-		return 0;
-	n = nitems(fz_corpus);
-	for (c = 0; c < n; c++)
-		LLVMFuzzerTestOneInput((const uint8_t *)fz_corpus[c],
-		    strlen(fz_corpus[c] + 1) + 1);
-	buf = xmalloc(4096);
-	for (i = 0; i < iters; i++) {
-		c = fz_rand() % n;
-		len = fz_mutate(fz_corpus[c], strlen(fz_corpus[c] + 1) + 1,
-		    buf);
-		LLVMFuzzerTestOneInput(buf, len);
-	}
-	free(buf);
-	printf("fuzz_mcp_server: %zu seeds and %ld mutations, no crash\n", n,
-	    iters);
-	return 0;
+	return fz_main(argc, argv, "fuzz_mcp_server", fz_corpus,
+	    nitems(fz_corpus), 20000, "{}[]\":,\\0123456789-.eEtfn ");
 }
 #endif
