@@ -30,6 +30,8 @@
 #include <openssl/evp.h>
 
 #include "engine/captoken.h"
+#define FZ_OWN_DRIVER		/* its mutations know token syntax */
+#include "tests/fuzz/fuzz_driver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -322,17 +324,6 @@ fz_build_corpus(void)
 		fz_add(2, calls[i], strlen(calls[i]));
 	for (i = 0; i < sizeof children / sizeof children[0]; i++)
 		fz_add(3, children[i], strlen(children[i]));
-}
-
-static uint64_t fz_rng = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t
-fz_rand(void)
-{
-	fz_rng ^= fz_rng << 13;
-	fz_rng ^= fz_rng >> 7;
-	fz_rng ^= fz_rng << 17;
-	return fz_rng;
 }
 
 /* A mutation of a corpus entry into buf (room for n + 64 bytes). */

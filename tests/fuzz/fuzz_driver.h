@@ -8,7 +8,9 @@
  * than make check's): that is what make check runs.
  *
  * An input's first byte is the target's mode and is never mutated; an
- * entry of a corpus is that byte, then NUL-terminated text.
+ * entry of a corpus is that byte, then NUL-terminated text.  A target
+ * with a driver of its own defines FZ_OWN_DRIVER first and gets only the
+ * random numbers.
  */
 #ifndef WEFT_FUZZ_DRIVER_H
 #define WEFT_FUZZ_DRIVER_H
@@ -34,6 +36,7 @@ fz_rand(void)
 	return fz_rng;
 }
 
+#ifndef FZ_OWN_DRIVER
 /*
  * Copy the n bytes of in to buf (room for n + 4) and flip, replace, drop
  * or insert characters of alphabet at one to four places after the first
@@ -119,6 +122,7 @@ fz_main(int argc, char **argv, const char *name, const char *const *corpus,
 	printf("%s: %zu seeds and %ld mutations, no crash\n", name, n, iters);
 	return 0;
 }
+#endif /* !FZ_OWN_DRIVER */
 #endif
 
 #endif
