@@ -176,6 +176,8 @@ struct coord {
 	int			 discard;	/* events are not stored */
 	int			 legacy_lists;	/* the record keys tool lists by
 						   node (replay_legacy_lists) */
+	int			 bounded;	/* coord_may_bound: 1 said yes,
+						   -1 coord_all_at_once */
 	int64_t			 span_base;	/* a resume's first span - 1 */
 };
 
@@ -1985,15 +1987,24 @@ coord_discard_events(struct coord *c)
 }
 
 int
-coord_discarding(const struct coord *c)
+coord_may_bound(struct coord *c)
 {
-	return c->discard;
+	if (!c->discard || c->legacy_lists || c->bounded < 0)
+		return 0;
+	c->bounded = 1;
+	return 1;
+}
+
+void
+coord_all_at_once(struct coord *c)
+{
+	c->bounded = -1;
 }
 
 int
-coord_legacy_lists(const struct coord *c)
+coord_went_bounded(const struct coord *c)
 {
-	return c->legacy_lists;
+	return c->bounded > 0;
 }
 
 struct replay *

@@ -146,12 +146,16 @@ struct replay *coord_replay(struct coord *);
 int64_t coord_span_base(struct coord *);
 /* Keep no event from now on (seqs still count): an offline replay. */
 void coord_discard_events(struct coord *);
-/* Whether events are discarded: an offline replay, where every call is
-   answered from the record. */
-int coord_discarding(const struct coord *);
-/* Whether the record keys tool lists by node (replay_legacy_lists): then
-   the node that asked first must ask first again. */
-int coord_legacy_lists(const struct coord *);
+/*
+ * Whether a wide parallel may run its branches a few at a time: yes in an
+ * offline replay (coord_discard_events), where every call is answered at
+ * once, unless the record keys tool lists by the node that asked first
+ * (replay_legacy_lists: that node must ask first again) or
+ * coord_all_at_once was called.  A yes is remembered: coord_went_bounded.
+ */
+int coord_may_bound(struct coord *);
+void coord_all_at_once(struct coord *);
+int coord_went_bounded(const struct coord *);
 /*
  * If the record answers the call (path, call, name, hash), record a
  * step.replayed event, queue its recorded outcome for delivery and return

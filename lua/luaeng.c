@@ -950,16 +950,12 @@ l_span_base(lua_State *L)
 	return 1;
 }
 
-/*
- * core.offline() -> whether this is an offline replay (coord_discarding)
- * whose record does not need the graph's own order (coord_legacy_lists)
- */
+/* core.may_bound() -> whether a wide parallel may run its branches a few
+   at a time (coord_may_bound) */
 static int
-l_offline(lua_State *L)
+l_may_bound(lua_State *L)
 {
-	struct coord *c = need_coord(L);
-
-	lua_pushboolean(L, coord_discarding(c) && !coord_legacy_lists(c));
+	lua_pushboolean(L, coord_may_bound(need_coord(L)));
 	return 1;
 }
 
@@ -1496,7 +1492,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "json_decode", l_json_decode },
 	{ "mono", l_mono },
 	{ "span_base", l_span_base },
-	{ "offline", l_offline },
+	{ "may_bound", l_may_bound },
 	{ "runner_now", l_runner_now },
 	{ "runner_random", l_runner_random },
 	{ "json_encode", l_json_encode },

@@ -282,7 +282,6 @@ local function model_call(req)
   for i = req.recorded + 1, #req.messages do new[#new + 1] = req.messages[i] end
   local newtxt = core.json_encode(new)
   conv.bytes = conv.bytes + #newtxt
-  conv.toolstxt = conv.toolstxt or agent_tools[n].offered_text
   local turn, pos = scripted_call(req)
   local calls
   if turn.tool_calls then
@@ -335,15 +334,21 @@ local function toolset_key(n)
   return n.tools_key
 end
 
+-- The tools agent n offers: { offered, byname, defs, offered_text, epoch },
+-- epoch being tools_epoch when the resolution began.  Listing a server
+-- may wait, and a list may change meanwhile: then the resolution is used
+-- once (its epoch is old, so the agent resolves again before its turn)
+-- and not kept for others.
 local function resolve_tools(n, ctx)
   local cached = agent_tools[n]
-  if cached then return cached.offered, cached.byname end
+  if cached then return cached end
   local key = toolset_key(n)
   cached = tools_by_key[key]
   if cached then
     agent_tools[n] = cached
-    return cached.offered, cached.byname
+    return cached
   end
+  local epoch = tools_epoch
   local offered, byname, defs = {}, {}, {}
   for _, ts in ipairs(n.tools) do
     if ts == w.exit_loop then
@@ -380,10 +385,12 @@ local function resolve_tools(n, ctx)
   core.array(offered)
   core.array(defs)
   cached = { offered = offered, byname = byname, defs = defs,
-             offered_text = core.json_encode(offered) }
-  agent_tools[n] = cached
-  tools_by_key[key] = cached
-  return offered, byname
+             offered_text = core.json_encode(offered), epoch = epoch }
+  if epoch == tools_epoch then
+    agent_tools[n] = cached
+    tools_by_key[key] = cached
+  end
+  return cached
 end
 
 -- Options of an agent's model calls (JSON text for the gateway), made once.
@@ -707,8 +714,8 @@ local MAX_SAME_FAILURE = 3      -- identical failing calls before the agent stop
 local MAX_TRUNCATION_RETRIES = 2
 
 function exec.agent(n, ctx)
-  local offered, byname = resolve_tools(n, ctx)
-  local epoch = tools_epoch
+  local tools = resolve_tools(n, ctx)
+  local offered, byname = tools.offered, tools.byname
   local system = n.instruction and render(ctx, "instruction", n.instruction) or ""
   if #offered > 0 then system = system .. UNTRUSTED_NOTE end
   if n.output_schema then
@@ -721,7 +728,7 @@ function exec.agent(n, ctx)
     { role = "user", content = n.input and render(ctx, "input", n.input) or run_input_text },
   }
   local recorded, out, stop, signal = 0, nil, nil, nil
-  local conv = { bytes = 0 }
+  local conv = { bytes = 0, toolstxt = tools.offered_text }
   local req = { op = "model", node = n, ctx = ctx, conv = conv }
   local failures = {}           -- identical failing calls: key -> count
   local max_tokens = n.max_tokens or 4096
@@ -729,9 +736,11 @@ function exec.agent(n, ctx)
   local turn = 0
   while turn < n.max_turns do
     turn = turn + 1
-    if epoch ~= tools_epoch then
-      offered, byname = resolve_tools(n, ctx)
-      epoch, conv.toolstxt = tools_epoch, nil
+    if tools.epoch ~= tools_epoch then
+      -- A list changed since: resolve again (until no list changes
+      -- while resolving).
+      repeat tools = resolve_tools(n, ctx) until tools.epoch == tools_epoch
+      offered, byname, conv.toolstxt = tools.offered, tools.byname, tools.offered_text
     end
     if n.budget_in_prompt and ctx.env then
       local bt = budget_text(ctx)
@@ -764,7 +773,7 @@ function exec.agent(n, ctx)
       local rsv
       if n.chain then
         local body = { messages = core.array(messages), max_tokens = max_tokens }
-        if #agent_tools[n].defs > 0 then body.tools = agent_tools[n].defs end
+        if #tools.defs > 0 then body.tools = tools.defs end
         req.body = core.json_encode(body)
         rsv = model_reserve(n, ctx, #req.body, max_tokens)
       elseif ctx.env then
@@ -1173,10 +1182,14 @@ end
 -- only keeps every branch's coroutine and conversation alive at once (a
 -- parallel of 10,000 agents: about 70 MB, all of it traversed by the
 -- collector).  Calls are matched by node path and call index, not by
--- order, so the outcome is the same; except under a budget envelope the
--- branches share: there every call reserves its worst case while it runs,
--- so how many run at once decides which reservation crosses the limit,
--- and the branches all run at once, as they did live.
+-- order, so the outcome is usually the same.  Not always: what branches
+-- share can make it depend on how many run at once (a tool list changed
+-- by one branch, a hook counting calls across branches).  So a replay
+-- that diverges this way is run again with every branch at once, as live
+-- (cmd_resume.c), and that verdict counts.  Under a budget envelope the
+-- branches share they always run at once: every call reserves its worst
+-- case while it runs, so how many run together decides which reservation
+-- crosses the limit.
 local OFFLINE_BRANCHES = 64
 
 local function start_branch(j, i)
@@ -1214,7 +1227,7 @@ local function handle_yield(co, req)
     local fns = req.fns
     local j = { co = co, n = #fns, results = {}, errors = {}, fns = fns }
     local start = #fns
-    if start > OFFLINE_BRANCHES and not req.shared_env and core.offline() then
+    if start > OFFLINE_BRANCHES and not req.shared_env and core.may_bound() then
       start = OFFLINE_BRANCHES
     end
     for i = 1, start do start_branch(j, i) end

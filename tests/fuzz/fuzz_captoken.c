@@ -14,8 +14,9 @@
  * Built with -DWEFT_LIBFUZZER and -fsanitize=fuzzer it is a libFuzzer
  * target.  Otherwise main() runs the files or directories named on the
  * command line, or with no arguments a built-in corpus and seeded random
- * mutations of it (WEFT_FUZZ_ITERS, default 10000): that is what make check
- * runs.  --write-corpus DIR writes the built-in corpus for libFuzzer.
+ * mutations of it (WEFT_FUZZ_ITERS, default 10000; WEFT_FUZZ_SEED for
+ * other ones): that is what make check runs.  --write-corpus DIR writes
+ * the built-in corpus for libFuzzer.
  */
 #include "config.h"
 
@@ -457,6 +458,7 @@ main(int argc, char **argv)
 	int a;
 
 	fz_init();
+	fz_seed();
 	fz_build_corpus();
 	if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)
 		return fz_write_corpus(argv[2]);

@@ -36,6 +36,16 @@ fz_rand(void)
 	return fz_rng;
 }
 
+/* Seed fz_rand from $WEFT_FUZZ_SEED, a non-zero number, if set. */
+static void
+fz_seed(void)
+{
+	const char *seed = getenv("WEFT_FUZZ_SEED");
+
+	if (seed != NULL && strtoull(seed, NULL, 0) != 0)
+		fz_rng = strtoull(seed, NULL, 0);
+}
+
 #ifndef FZ_OWN_DRIVER
 /*
  * Copy the n bytes of in to buf (room for n + 4) and flip, replace, drop
@@ -84,7 +94,6 @@ fz_main(int argc, char **argv, const char *name, const char *const *corpus,
     size_t n, long iters, const char *alphabet)
 {
 	const char *e = getenv("WEFT_FUZZ_ITERS");
-	const char *seed = getenv("WEFT_FUZZ_SEED");
 	uint8_t *buf;
 	size_t c, len, max = 0;
 	char *text;
@@ -93,8 +102,7 @@ fz_main(int argc, char **argv, const char *name, const char *const *corpus,
 
 	if (e != NULL)
 		iters = atol(e);
-	if (seed != NULL && strtoull(seed, NULL, 0) != 0)
-		fz_rng = strtoull(seed, NULL, 0);
+	fz_seed();
 	for (a = 1; a < argc; a++) {
 		if ((text = read_file(argv[a], &len)) == NULL) {
 			perror(argv[a]);

@@ -83,4 +83,29 @@ expect_rc 0 "nested loops"
 id=$(last_run)
 [ "$(sql "SELECT group_concat(DISTINCT json_extract(payload,'\$.consumed_by')) FROM events WHERE run_id='$id' AND kind='loop.exit'")" = s/outer/inner ] || fail "exit consumed by the inner loop"
 ok "exit_loop ends only the nearest loop"
+
+# A tool list that changes while an agent is resolving its tools (it waits
+# for a second, slow server's list): that agent's resolution is not kept
+# for agents with the same tool sets that start later. C starts after G
+# made 'late' appear and must be offered it.
+cat > "$T/stale.lua" <<EOF2
+local w = require "weft"
+w.mcp_server{ name = "test", command = { "$WEFT_TESTSERVER" } }
+w.mcp_server{ name = "slow", command = { "/bin/sh", "-c", "sleep 1; exec $WEFT_TESTSERVER" }, sandbox = false }
+local function tools() return { w.mcp("test"), w.mcp("slow", { prefix = "s_" }) } end
+return w.parallel{ name = "p",
+  w.agent{ name = "A", model = "scripted", tools = tools(), script = { { text = "a" } } },
+  w.agent{ name = "G", model = "scripted", tools = { w.mcp("test") },
+    script = { { tool_calls = { { name = "grow" } } }, { text = "grown" } } },
+  w.sequential{ name = "S",
+    w.tool{ name = "wait", server = "test", tool = "sleep", args = { ms = 2500 } },
+    w.agent{ name = "C", model = "scripted", tools = tools(),
+      script = { { tool_calls = { { name = "late" } } }, { text = "c" } } } } }
+EOF2
+run_weft "$T/out" "$T/err" run "$T/stale.lua" --workers 2 -q
+expect_rc 0 "tool list changed during a resolution"
+id=$(last_run)
+[ "$(sql "SELECT json_extract(payload,'\$.result.content[0].text') FROM events WHERE run_id='$id' AND kind='tool.result' AND node_path='p/S/C'")" = "late tool here" ] ||
+    fail "C was offered a stale tool list (no 'late')"
+ok "a tool list that changes during an agent's resolution is not served stale to later agents"
 expect_no_orphans

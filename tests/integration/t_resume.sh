@@ -369,6 +369,39 @@ expect_rc 0 "replay, another node asking for the tool list first"
 expect_grep "$T/out" "^identical: 101 recorded steps" "identical (100 calls and the tool list)"
 ok "a tool list is the run's, whichever node asks first: replay identical"
 
+# What branches share can depend on how many run at once: a tool list one
+# branch changes ('grow' makes 'late' appear; live, the other 99 branches
+# had resolved their tools before, and 'late' did not exist for them), a
+# run hook counting calls across branches. A replay that diverges with a
+# few branches at a time is run again with all of them at once.
+{
+	echo 'local w = require "weft"'
+	printf 'w.mcp_server{ name = "test", command = { "%s" } }\n' "$WEFT_TESTSERVER"
+	cat <<'EOF2'
+local n = 0
+w.hooks{ before_tool = function(call) n = n + 1; if n > 150 then return { block = "too many" } end end }
+local b = { w.agent{ name = "b1", model = "scripted", tools = { w.mcp("test") },
+  script = { { tool_calls = { { name = "grow" } } }, { text = "grown" } } } }
+for i = 2, 100 do
+  b[i] = w.agent{ name = "b" .. i, model = "scripted", tools = { w.mcp("test") },
+    script = { { tool_calls = { { name = "echo", args = { message = "x" .. i } } } },
+               { tool_calls = { { name = "late" }, { name = "echo", args = { message = "y" .. i } } } },
+               { text = "done" } } }
+end
+return w.parallel{ name = "shared", table.unpack(b) }
+EOF2
+} > "$T/shared.lua"
+run_weft "$T/out" "$T/err" run "$T/shared.lua" --workers 2 -q
+expect_rc 0 "shared-state run"
+shared=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$shared' AND kind='hook' AND json_extract(payload,'\$.action')='block'")" -gt 0 ] ||
+    fail "the hook blocked nothing: the test does not test"
+run_weft "$T/out" "$T/err" replay "$shared" --json
+expect_rc 0 "replay of the shared-state run"
+expect_grep "$T/out" '"identical": true' "identical"
+expect_grep "$T/out" '"all_at_once": true' "found by running every branch at once"
+ok "replay: branches sharing a changed tool list and a hook's counter, identical (run again all at once)"
+
 # --- fork ---------------------------------------------------------------------
 fresh
 # Fork just after a1's and a2's first model answers are recorded.
