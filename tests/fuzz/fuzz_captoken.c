@@ -458,7 +458,7 @@ main(int argc, char **argv)
 	int a;
 
 	fz_init();
-	fz_seed();
+	fz_seed_rng();
 	fz_build_corpus();
 	if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)
 		return fz_write_corpus(argv[2]);

@@ -38,7 +38,7 @@ fz_rand(void)
 
 /* Seed fz_rand from $WEFT_FUZZ_SEED, a non-zero number, if set. */
 static void
-fz_seed(void)
+fz_seed_rng(void)
 {
 	const char *seed = getenv("WEFT_FUZZ_SEED");
 
@@ -102,7 +102,7 @@ fz_main(int argc, char **argv, const char *name, const char *const *corpus,
 
 	if (e != NULL)
 		iters = atol(e);
-	fz_seed();
+	fz_seed_rng();
 	for (a = 1; a < argc; a++) {
 		if ((text = read_file(argv[a], &len)) == NULL) {
 			perror(argv[a]);
