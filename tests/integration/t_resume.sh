@@ -312,9 +312,12 @@ EOF2
 run_weft "$T/out" "$T/err" run "$T/wide.lua" --workers 2 -q
 expect_rc 0 "wide run"
 wide=$(last_run)
-run_weft "$T/out" "$T/err" replay "$wide"
+run_weft "$T/out" "$T/err" replay "$wide" --json
 expect_rc 0 "replay of the wide run"
-expect_grep "$T/out" "^identical: 301 recorded steps" "identical (150 tool calls, 150 w.random, the tool list)"
+expect_grep "$T/out" '"identical": true' "identical"
+expect_grep "$T/out" '"steps": 301' "150 tool calls, 150 w.random, the tool list"
+# The branches share nothing: the pass 64 at a time must already agree.
+expect_grep "$T/out" '"all_at_once": false' "identical 64 branches at a time"
 sed 's/message = "b" .. i/message = (i == 140 and "B" or "b") .. i/' "$T/wide.lua" > "$T/wide2.lua"
 cp "$T/wide2.lua" "$T/wide.lua"
 run_weft "$T/out" "$T/err" replay "$wide"
