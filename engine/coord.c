@@ -552,7 +552,8 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 	step = xasprintf("%s:%s%s%s", kind, srv, tool ? "/" : "",
 	    tool ? tool : "");
 	replay_hash(summary, NULL, hash);
-	obj = xasprintf("{%s}", summary);
+	/* Only a record can be diverged from: a live run needs no text. */
+	obj = c->rec != NULL ? xasprintf("{%s}", summary) : NULL;
 	*ticket = coord_recorded(c, path, span, call, step, hash, obj);
 	free(obj);
 	if (*ticket != 0) {		/* answered: nothing to record */

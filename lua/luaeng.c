@@ -1114,14 +1114,6 @@ l_array(lua_State *L)
 	return 1;
 }
 
-/* core.load_line(): while the workflow file loads, its last line run. */
-static int
-l_load_line(lua_State *L)
-{
-	lua_pushinteger(L, luaeng_of(L)->load_line);
-	return 1;
-}
-
 /*
  * core.where(level) -> "file:line" of the function at level (counted as
  * debug.getinfo counts them), or, when that frame is C or gone (the
@@ -1145,13 +1137,6 @@ l_where(lua_State *L)
 		lua_pushfstring(L, "%s:%d", e->script_file, e->load_line);
 	else
 		lua_pushstring(L, e->script_file);
-	return 1;
-}
-
-static int
-l_script_file(lua_State *L)
-{
-	lua_pushstring(L, luaeng_of(L)->script_file);
 	return 1;
 }
 
@@ -1499,9 +1484,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "json_copy", l_json_copy },
 	{ "array", l_array },
 	{ "script_dir", l_script_dir },
-	{ "script_file", l_script_file },
 	{ "where", l_where },
-	{ "load_line", l_load_line },
 	{ "state_new", l_state_new },
 	{ "state_fork", l_state_fork },
 	{ "state_get", l_state_get },
