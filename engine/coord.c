@@ -7,7 +7,9 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include <event2/buffer.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <openssl/crypto.h>
 
 #include "engine/captoken.h"
 #include "engine/coord.h"
@@ -34,6 +37,8 @@
 #include "runtime/wire.h"
 
 #define COORD_MAX_RESTARTS	32
+/* Refused wire requests recorded (worker.refused); later ones counted. */
+#define COORD_MAX_REFUSALS	64
 
 enum task_state { TASK_QUEUED, TASK_LEASED, TASK_DELAYED, TASK_DONE };
 
@@ -101,6 +106,10 @@ struct worker {
 	int			 id;
 	pid_t			 pid;
 	enum worker_state	 state;
+	char			 secret_hash[65]; /* SHA-256 of its enrolment
+						    secret, hex */
+	uint32_t		 pipe;		/* the nng pipe it said hello
+						   on, 0 before */
 	int			 nleased;
 	json_t			*cancel;	/* task ids to abandon */
 	char			**servers;	/* MCP servers it holds */
@@ -139,8 +148,10 @@ struct coord {
 	struct event		*chld_ev;
 	struct event		*int_ev;
 	struct event		*term_ev;
-	char			 dir[PATH_MAX];
+	char			 dir[PATH_MAX];	/* the socket's, 0700 */
+	char			 scratch[PATH_MAX]; /* workers' scratch root */
 	char			 url[PATH_MAX + 16];
+	int			 nrefused;	/* wire refusals recorded */
 	char			 self[PATH_MAX];
 	char			**worker_env;	/* the allowlisted environment */
 	nng_socket		 sock;
@@ -1144,27 +1155,48 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 	coord_dispatch(c);
 }
 
-/* Send a JSON-RPC answer on a context; the send callback re-arms it. */
-static void
-coord_reply(struct rctx *r, json_t *result)
-{
-	json_t *msg = jrpc_result(r->id, result);
-	nng_msg *m;
-	char *buf;
-	size_t len;
+/*
+ * The answers to a request.  One ownership rule for all three: the answer
+ * consumes r->id, the reference the context took on the request's id (NULL
+ * when the request had none), and leaves r->id NULL.
+ */
 
-	r->id = NULL;
-	buf = jrpc_dump(msg, &len, 0);
-	json_decref(msg);
-	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
-		fatalx(1, "out of memory");
-	free(buf);
+/* Send the answer m on r; the send callback re-arms the context. */
+static void
+coord_send(struct rctx *r, nng_msg *m)
+{
 	r->state = RCTX_SEND;
 	nng_aio_set_msg(r->aio, m);
 	nng_ctx_send(r->ctx, r->aio);
 }
 
-/* Send a JSON-RPC answer whose result is the JSON text res. */
+/* Send the JSON-RPC object msg (stolen). */
+static void
+coord_send_json(struct rctx *r, json_t *msg)
+{
+	nng_msg *m;
+	char *buf;
+	size_t len;
+
+	buf = jrpc_dump(msg, &len, 0);
+	json_decref(msg);
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
+		fatalx(1, "out of memory");
+	free(buf);
+	coord_send(r, m);
+}
+
+/* Answer with result (stolen). */
+static void
+coord_reply(struct rctx *r, json_t *result)
+{
+	json_t *msg = jrpc_result(r->id, result);
+
+	r->id = NULL;
+	coord_send_json(r, msg);
+}
+
+/* Answer with a result that is the JSON text res. */
 static void
 coord_reply_text(struct rctx *r, const char *res, size_t reslen)
 {
@@ -1173,10 +1205,11 @@ coord_reply_text(struct rctx *r, const char *res, size_t reslen)
 	nng_msg *m;
 	char *id;
 
-	id = json_dumps(r->id, JSON_ENCODE_ANY | JSON_COMPACT);
+	id = json_dumps(r->id != NULL ? r->id : json_null(),
+	    JSON_ENCODE_ANY | JSON_COMPACT);
 	json_decref(r->id);
 	r->id = NULL;
-	if (nng_msg_alloc(&m, 0) != 0 ||
+	if (id == NULL || nng_msg_alloc(&m, 0) != 0 ||
 	    nng_msg_append(m, pre, sizeof pre - 1) != 0 ||
 	    nng_msg_append(m, id, strlen(id)) != 0 ||
 	    nng_msg_append(m, mid, sizeof mid - 1) != 0 ||
@@ -1184,28 +1217,17 @@ coord_reply_text(struct rctx *r, const char *res, size_t reslen)
 	    nng_msg_append(m, "}", 1) != 0)
 		fatalx(1, "out of memory");
 	free(id);
-	r->state = RCTX_SEND;
-	nng_aio_set_msg(r->aio, m);
-	nng_ctx_send(r->ctx, r->aio);
+	coord_send(r, m);
 }
 
 /* Answer with a JSON-RPC error. */
 static void
-coord_reply_error(struct rctx *r, json_t *id, int code, const char *text)
+coord_reply_error(struct rctx *r, int code, const char *text)
 {
-	json_t *msg = jrpc_error(id, code, text, NULL);
-	nng_msg *m;
-	char *buf;
-	size_t len;
+	json_t *msg = jrpc_error(r->id, code, text, NULL);
 
-	buf = jrpc_dump(msg, &len, 0);
-	json_decref(msg);
-	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
-		fatalx(1, "out of memory");
-	free(buf);
-	r->state = RCTX_SEND;
-	nng_aio_set_msg(r->aio, m);
-	nng_ctx_send(r->ctx, r->aio);
+	r->id = NULL;
+	coord_send_json(r, msg);
 }
 
 /* nng thread: a receive or send finished on this context. */
@@ -1378,7 +1400,6 @@ coord_on_heartbeat(struct coord *c, int wid, json_t *ids)
 	    json_array());
 }
 
-/* Loop thread: handle one request from a worker. */
 /* Record how worker wid confined itself (its hello's report). */
 static void
 coord_worker_sandbox(struct coord *c, int wid, json_t *report)
@@ -1393,105 +1414,274 @@ coord_worker_sandbox(struct coord *c, int wid, json_t *report)
 	json_decref(p);
 }
 
+/* The process id at the other end of an ipc pipe, or 0. */
+static int
+coord_peer_pid(uint32_t pipe)
+{
+	uint64_t pid = 0;
+	nng_pipe p;
+
+	p.id = pipe;
+	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) != 0 ||
+	    pid > INT_MAX)
+		return 0;
+	return (int)pid;
+}
+
+/*
+ * Refuse a request from a peer that is not the enrolled worker it claims
+ * to be, and record it (worker.refused): the first COORD_MAX_REFUSALS of
+ * a coordinator, so that a peer that keeps trying cannot fill the store.
+ */
+static void
+coord_refuse(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
+    const char *method, const char *why)
+{
+	char msg[256];
+	json_t *p;
+	int pid = coord_peer_pid(pipe);
+
+	snprintf(msg, sizeof msg, "%s refused: %s", method, why);
+	if (c->nrefused++ < COORD_MAX_REFUSALS && c->run_id != NULL) {
+		p = json_pack("{s:i, s:i, s:s, s:s, s:i}", "worker", wid,
+		    "pipe", (int)pipe, "method", method, "reason", why,
+		    "peer_pid", pid);
+		coord_event(c, "worker.refused", 0, 0, "", 0, p, 0, 0);
+		json_decref(p);
+		coord_kick(c);
+	}
+	if (c->nrefused == 1 || c->opts.verbose)
+		fprintf(stderr, "weft: a connection (pid %d) claiming worker "
+		    "%d was refused: %s\n", pid, wid, why);
+	coord_reply_error(r, WIRE_E_REFUSED, msg);
+}
+
+/*
+ * hello: a worker proves who it is with the secret of its enrolment
+ * (docs/security.md, "Workers prove who they are"), and is bound to the
+ * pipe it said it on; every later request must come on that pipe.
+ */
+static void
+coord_on_hello(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
+    json_t *params)
+{
+	struct worker *w = &c->workers[wid];
+	json_t *v = json_object_get(params, "version");
+	const char *secret;
+	char err[256], hash[65];
+	int pid;
+
+	if (!json_is_integer(v) || json_integer_value(v) != WIRE_VERSION) {
+		snprintf(err, sizeof err, "/params/version: protocol version "
+		    "mismatch: worker speaks %lld, coordinator %d",
+		    (long long)json_integer_value(v), WIRE_VERSION);
+		coord_reply_error(r, JRPC_INVALID_PARAMS, err);
+		return;
+	}
+	secret = json_string_value(json_object_get(params, "secret"));
+	if (secret == NULL || w->state == WORKER_DEAD) {
+		coord_refuse(c, r, wid, pipe, WIRE_HELLO, "no enrolment secret");
+		return;
+	}
+	sha256_hex(secret, strlen(secret), hash);
+	if (CRYPTO_memcmp(hash, w->secret_hash, 64) != 0) {
+		coord_refuse(c, r, wid, pipe, WIRE_HELLO,
+		    "wrong enrolment secret");
+		return;
+	}
+	if (w->pipe != 0) {
+		snprintf(err, sizeof err, "worker %d is connected already",
+		    wid);
+		coord_refuse(c, r, wid, pipe, WIRE_HELLO, err);
+		return;
+	}
+	if ((pid = coord_peer_pid(pipe)) != 0 && pid != (int)w->pid) {
+		snprintf(err, sizeof err, "worker %d is process %d, not %d",
+		    wid, (int)w->pid, pid);
+		coord_refuse(c, r, wid, pipe, WIRE_HELLO, err);
+		return;
+	}
+	w->pipe = pipe;
+	w->state = WORKER_READY;
+	coord_worker_sandbox(c, wid, json_object_get(params, "sandbox"));
+	coord_reply(r, json_pack("{s:i, s:i, s:i, s:o}", "version",
+	    WIRE_VERSION, "heartbeat_ms", (int)(c->opts.heartbeat_s * 1000),
+	    "lease_ms", (int)(c->opts.lease_s * 1000), "keys",
+	    captoken_keys_public(c->keys)));
+}
+
+/* poll: park the request until there is work (coord_dispatch). */
+static void
+coord_on_poll(struct coord *c, struct rctx *r, int wid, json_t *params)
+{
+	if (c->stopping) {
+		coord_reply(r, json_pack("{s:b, s:[]}", "shutdown", 1,
+		    "tasks"));
+		return;
+	}
+	r->worker = wid;
+	r->slots = (int)json_integer_value(json_object_get(params, "slots"));
+	if (r->slots < 1)
+		r->slots = 1;
+	r->state = RCTX_PARKED;
+	TAILQ_INSERT_TAIL(&c->parked, r, entry);
+	coord_kick(c);
+}
+
+static void
+coord_on_heartbeat_req(struct coord *c, struct rctx *r, int wid,
+    json_t *params)
+{
+	coord_on_progress(c, wid, json_object_get(params, "progress"));
+	coord_reply(r, coord_on_heartbeat(c, wid, json_object_get(params,
+	    "tasks")));
+}
+
+static void
+coord_on_complete_req(struct coord *c, struct rctx *r, int wid,
+    json_t *params)
+{
+	coord_on_complete(c, wid, json_object_get(params, "results"), 0);
+	coord_reply(r, json_object());
+}
+
+static void
+coord_on_fail_req(struct coord *c, struct rctx *r, int wid, json_t *params)
+{
+	coord_on_complete(c, wid, json_object_get(params, "failures"), 1);
+	coord_reply(r, json_object());
+}
+
+/* The methods of an enrolled worker (hello is apart: it enrols). */
+static const struct coord_method {
+	const char	*name;
+	void		(*fn)(struct coord *, struct rctx *, int, json_t *);
+} coord_methods[] = {
+	{ WIRE_POLL, coord_on_poll },
+	{ WIRE_HEARTBEAT, coord_on_heartbeat_req },
+	{ WIRE_COMPLETE, coord_on_complete_req },
+	{ WIRE_FAIL, coord_on_fail_req },
+};
+
+/*
+ * Loop thread: handle one request from a peer.  Every path answers once
+ * (coord_reply*, which consume r->id) or parks the request (poll).
+ */
 static void
 coord_rctx_loop_cb(void *arg)
 {
 	struct rctx *r = arg;
 	struct coord *c = r->c;
+	const struct coord_method *cm = NULL;
 	struct jrpc_msg m;
 	char err[256];
+	uint32_t pipe;
 	int code, wid;
-	json_int_t ver;
+	size_t i;
 
+	pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(r->msg));
 	if (jrpc_parse(nng_msg_body(r->msg), nng_msg_len(r->msg), &m, &code,
 	    err, sizeof err) != 0) {
 		nng_msg_free(r->msg);
 		r->msg = NULL;
-		coord_reply_error(r, NULL, code, err);
+		coord_reply_error(r, code, err);
 		return;
 	}
 	nng_msg_free(r->msg);
 	r->msg = NULL;
 	if (m.kind != JRPC_REQUEST) {
-		coord_reply_error(r, NULL, JRPC_INVALID_REQUEST,
+		coord_reply_error(r, JRPC_INVALID_REQUEST,
 		    "expected a request");
 		jrpc_msg_clear(&m);
 		return;
 	}
 	r->id = json_incref(m.id);
-	wid = coord_worker_of(c, m.params);
-	if (wid < 0) {
-		coord_reply_error(r, r->id, JRPC_INVALID_PARAMS,
+	for (i = 0; i < sizeof coord_methods / sizeof coord_methods[0]; i++)
+		if (strcmp(m.method, coord_methods[i].name) == 0)
+			cm = &coord_methods[i];
+	if (cm == NULL && strcmp(m.method, WIRE_HELLO) != 0) {
+		snprintf(err, sizeof err, "unknown method '%.64s'", m.method);
+		coord_reply_error(r, JRPC_METHOD_NOT_FOUND, err);
+	} else if ((wid = coord_worker_of(c, m.params)) < 0) {
+		coord_reply_error(r, JRPC_INVALID_PARAMS,
 		    "/params/worker: unknown worker id");
-		json_decref(r->id);
-		r->id = NULL;
-	} else if (strcmp(m.method, WIRE_HELLO) == 0) {
-		ver = json_integer_value(json_object_get(m.params, "version"));
-		if (ver != WIRE_VERSION) {
-			snprintf(err, sizeof err, "protocol version mismatch: "
-			    "worker speaks %lld, coordinator %d",
-			    (long long)ver, WIRE_VERSION);
-			coord_reply_error(r, r->id, JRPC_INVALID_PARAMS, err);
-			json_decref(r->id);
-			r->id = NULL;
-		} else {
-			c->workers[wid].state = WORKER_READY;
-			coord_worker_sandbox(c, wid, json_object_get(m.params,
-			    "sandbox"));
-			coord_reply(r, json_pack("{s:i, s:i, s:i, s:o}",
-			    "version", WIRE_VERSION, "heartbeat_ms",
-			    (int)(c->opts.heartbeat_s * 1000), "lease_ms",
-			    (int)(c->opts.lease_s * 1000), "keys",
-			    captoken_keys_public(c->keys)));
-		}
-	} else if (strcmp(m.method, WIRE_POLL) == 0) {
-		if (c->stopping) {
-			coord_reply(r, json_pack("{s:b, s:[]}", "shutdown", 1,
-			    "tasks"));
-		} else {
-			r->worker = wid;
-			r->slots = (int)json_integer_value(
-			    json_object_get(m.params, "slots"));
-			if (r->slots < 1)
-				r->slots = 1;
-			r->state = RCTX_PARKED;
-			TAILQ_INSERT_TAIL(&c->parked, r, entry);
-			coord_kick(c);
-		}
-	} else if (strcmp(m.method, WIRE_HEARTBEAT) == 0) {
-		coord_on_progress(c, wid, json_object_get(m.params,
-		    "progress"));
-		coord_reply(r, coord_on_heartbeat(c, wid,
-		    json_object_get(m.params, "tasks")));
-	} else if (strcmp(m.method, WIRE_COMPLETE) == 0) {
-		coord_on_complete(c, wid, json_object_get(m.params, "results"),
-		    0);
-		coord_reply(r, json_object());
-	} else if (strcmp(m.method, WIRE_FAIL) == 0) {
-		coord_on_complete(c, wid, json_object_get(m.params,
-		    "failures"), 1);
-		coord_reply(r, json_object());
+	} else if (cm == NULL) {
+		coord_on_hello(c, r, wid, pipe, m.params);
+	} else if (c->workers[wid].pipe == 0 ||
+	    c->workers[wid].pipe != pipe) {
+		coord_refuse(c, r, wid, pipe, m.method, "this connection has "
+		    "not enrolled as that worker (hello)");
 	} else {
-		snprintf(err, sizeof err, "unknown method '%s'", m.method);
-		coord_reply_error(r, r->id, JRPC_METHOD_NOT_FOUND, err);
-		json_decref(r->id);
-		r->id = NULL;
+		cm->fn(c, r, wid, m.params);
 	}
 	jrpc_msg_clear(&m);
 }
 
-/* Start worker w as `weft worker`. */
+/*
+ * Write worker w's enrolment (docs/PROTOCOL.md): the coordinator's address,
+ * the worker's id, a fresh secret and the scratch root, to a pipe whose
+ * read end the worker gets as descriptor 3.  Neither the secret nor the
+ * address is in its argv or environment, which tool servers could read;
+ * the coordinator keeps only the secret's hash.  Returns the read end.
+ */
+static int
+coord_enrol(struct coord *c, int w, char *err, size_t errlen)
+{
+	char secret[65];
+	json_t *e;
+	char *text;
+	size_t len;
+	int fds[2];
+	ssize_t n;
+
+	random_hex(secret, 32);
+	sha256_hex(secret, 64, c->workers[w].secret_hash);
+	e = json_pack("{s:i, s:s, s:i, s:s, s:s}", "version", WIRE_VERSION,
+	    "url", c->url, "worker", w, "secret", secret, "scratch",
+	    c->scratch);
+	OPENSSL_cleanse(secret, sizeof secret);
+	text = json_dumps(e, JSON_COMPACT);
+	json_decref(e);
+	len = strlen(text);
+	if (pipe2(fds, O_CLOEXEC) == -1) {
+		errf(err, errlen, "cannot enrol worker %d: pipe: %s", w,
+		    strerror(errno));
+		OPENSSL_clear_free(text, len);
+		return -1;
+	}
+	if (fds[0] <= 2) {	/* stdio closed: keep clear of 0-2 */
+		int fd = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
+
+		close(fds[0]);
+		fds[0] = fd;
+	}
+	/* Far below a pipe's buffer: the write cannot block. */
+	n = write(fds[1], text, len);
+	OPENSSL_clear_free(text, len);
+	close(fds[1]);
+	if (n != (ssize_t)len) {
+		errf(err, errlen, "cannot enrol worker %d: write: %s", w,
+		    strerror(errno));
+		close(fds[0]);
+		return -1;
+	}
+	return fds[0];
+}
+
+/* Start worker w as `weft worker`, enrolled (coord_enrol). */
 static int
 coord_spawn_worker(struct coord *c, int w, char *err, size_t errlen)
 {
-	char id[16], slots[16];
-	char *argv[] = { c->self, "worker", "--connect", c->url, "--id", id,
+	char slots[16];
+	char *argv[] = { c->self, "worker", "--enroll-fd", "3",
 	    "--slots", slots, c->opts.worker_no_seccomp ? "--no-seccomp" :
 	    NULL, NULL };
 	struct proc_spec ps;
+	int fd, rv;
 
-	snprintf(id, sizeof id, "%d", w);
 	snprintf(slots, sizeof slots, "%d", c->opts.slots);
+	if ((fd = coord_enrol(c, w, err, errlen)) == -1)
+		return -1;
 	memset(&ps, 0, sizeof ps);
 	ps.argv = argv;
 	ps.envp = c->worker_env;
@@ -1499,10 +1689,14 @@ coord_spawn_worker(struct coord *c, int w, char *err, size_t errlen)
 	ps.stdout_fd = 2;
 	ps.stderr_fd = -1;
 	ps.pdeathsig = SIGKILL;
-	if (proc_spawn(&ps, &c->workers[w].pid, err, errlen) != 0)
+	ps.pass_fd = fd;
+	rv = proc_spawn(&ps, &c->workers[w].pid, err, errlen);
+	close(fd);
+	if (rv != 0)
 		return -1;
 	c->workers[w].id = w;
 	c->workers[w].state = WORKER_STARTING;
+	c->workers[w].pipe = 0;
 	c->workers[w].nleased = 0;
 	return 0;
 }
@@ -1682,7 +1876,90 @@ coord_worker_env(void)
 	return env;
 }
 
-/* Make the private 0700 directory holding the ipc socket. */
+/*
+ * The private directories of a coordinator are $TMPDIR/weft-XXXXXX, each
+ * with an "owner" file naming the coordinator's pid and start time, so that
+ * what a coordinator killed with -9 left can be told from what a live one
+ * uses.
+ */
+#define COORD_OWNER	"owner"
+
+/* Whether dir (beneath dfd) belongs to a coordinator that is gone. */
+static int
+coord_dir_orphaned(int dfd, const char *dir)
+{
+	char path[NAME_MAX + 16], buf[64];
+	unsigned long long start;
+	struct stat st;
+	ssize_t n;
+	long pid;
+	int fd;
+
+	if (fstatat(dfd, dir, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+		return 0;
+	snprintf(path, sizeof path, "%s/" COORD_OWNER, dir);
+	if ((fd = openat(dfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%ld %llu", &pid, &start) != 2 || pid <= 0)
+		return 0;
+	return proc_start_time((pid_t)pid) != start;
+}
+
+/* Remove what coordinators that died left in tmp (their directories). */
+static void
+coord_sweep(const char *tmp)
+{
+	struct dirent *de;
+	DIR *d;
+
+	if ((d = opendir(tmp)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, "weft-", 5) == 0 &&
+		    strlen(de->d_name) == 11 &&
+		    coord_dir_orphaned(dirfd(d), de->d_name))
+			rmtree_at(dirfd(d), de->d_name);
+	closedir(d);
+}
+
+/* Make a private 0700 directory in tmp, owned (COORD_OWNER) by us. */
+static int
+coord_mkdtemp(const char *tmp, char *dir, size_t len, char *err,
+    size_t errlen)
+{
+	char path[PATH_MAX + 16];
+	FILE *f;
+
+	snprintf(dir, len, "%s/weft-XXXXXX", tmp);
+	if (mkdtemp(dir) == NULL) {
+		errf(err, errlen, "cannot create a private directory in %s: "
+		    "%s", tmp, strerror(errno));
+		dir[0] = '\0';
+		return -1;
+	}
+	chmod(dir, 0700);
+	snprintf(path, sizeof path, "%s/" COORD_OWNER, dir);
+	if ((f = fopen(path, "wx")) == NULL ||
+	    fprintf(f, "%d %llu\n", (int)getpid(),
+	    proc_start_time(getpid())) < 0 || fclose(f) != 0) {
+		errf(err, errlen, "cannot write %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Make the directory of the ipc socket and, apart from it, the root of
+ * the workers' scratch directories: a tool server is told where its
+ * scratch directory is, and that must not lead it to the socket.
+ */
 static int
 coord_mkdir(struct coord *c, char *err, size_t errlen)
 {
@@ -1690,14 +1967,11 @@ coord_mkdir(struct coord *c, char *err, size_t errlen)
 
 	if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 60)
 		tmp = "/tmp";
-	snprintf(c->dir, sizeof c->dir, "%s/weft-XXXXXX", tmp);
-	if (mkdtemp(c->dir) == NULL) {
-		errf(err, errlen, "cannot create a private directory in %s: "
-		    "%s", tmp, strerror(errno));
-		c->dir[0] = '\0';
+	coord_sweep(tmp);
+	if (coord_mkdtemp(tmp, c->dir, sizeof c->dir, err, errlen) != 0 ||
+	    coord_mkdtemp(tmp, c->scratch, sizeof c->scratch, err,
+	    errlen) != 0)
 		return -1;
-	}
-	chmod(c->dir, 0700);
 	snprintf(c->url, sizeof c->url, "ipc://%s/coord.ipc", c->dir);
 	return 0;
 }
@@ -1837,8 +2111,7 @@ coord_free(struct coord *c)
 {
 	struct rctx *r;
 	struct task *t;
-	char path[PATH_MAX + 16];
-	size_t i;
+		size_t i;
 
 	if (c == NULL)
 		return;
@@ -1875,11 +2148,10 @@ coord_free(struct coord *c)
 		json_decref(c->rctxs[i].id);
 	}
 	free(c->rctxs);
-	if (c->dir[0] != '\0') {
-		snprintf(path, sizeof path, "%s/coord.ipc", c->dir);
-		unlink(path);
-		rmdir(c->dir);
-	}
+	if (c->dir[0] != '\0')
+		rmtree(c->dir);
+	if (c->scratch[0] != '\0')
+		rmtree(c->scratch);
 	for (i = 1; i <= c->ntasks; i++) {
 		if ((t = c->tasks[i]) != NULL)
 			coord_task_free(t);

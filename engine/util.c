@@ -1,6 +1,7 @@
 /* util.c: allocation, error, time and hashing helpers. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -262,4 +263,55 @@ state_dir_path(char *out, size_t outlen, char *err, size_t errlen)
 		*p = '/';
 	}
 	return 0;
+}
+
+/*
+ * Remove name (beneath dfd) and everything under it, to depth levels.
+ * Symbolic links are never followed, and a directory made unreadable (by a
+ * tool server in its scratch dir) is opened up through its O_PATH
+ * descriptor, so a link swapped in cannot redirect the chmod.
+ */
+static void
+rmtree_depth(int dfd, const char *name, int depth)
+{
+	struct dirent *de;
+	struct stat st;
+	char proc[64];
+	DIR *d;
+	int pfd, fd;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return;
+	if (!S_ISDIR(st.st_mode) || depth > 64) {
+		unlinkat(dfd, name, 0);
+		return;
+	}
+	pfd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+	if (pfd == -1)
+		return;
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+	chmod(proc, 0700);
+	fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	close(pfd);
+	if (fd != -1 && (d = fdopendir(fd)) != NULL) {
+		while ((de = readdir(d)) != NULL)
+			if (strcmp(de->d_name, ".") != 0 &&
+			    strcmp(de->d_name, "..") != 0)
+				rmtree_depth(dirfd(d), de->d_name, depth + 1);
+		closedir(d);
+	} else if (fd != -1)
+		close(fd);
+	unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
+void
+rmtree_at(int dfd, const char *name)
+{
+	rmtree_depth(dfd, name, 0);
+}
+
+void
+rmtree(const char *path)
+{
+	rmtree_depth(AT_FDCWD, path, 0);
 }

@@ -67,6 +67,14 @@ void random_hex(char *out, size_t n);
 /* Read a whole file; NULL with errno set on failure. *lenp gets the size. */
 char *read_file(const char *path, size_t *lenp);
 
+/*
+ * Remove a file or a directory tree: path, or name beneath the directory
+ * descriptor dfd.  Symbolic links are removed, never followed; what cannot
+ * be removed is left.
+ */
+void rmtree(const char *path);
+void rmtree_at(int dfd, const char *name);
+
 /* Free a NULL-terminated vector of heap strings and the vector; NULL ok. */
 void strv_free(char **);
 

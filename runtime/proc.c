@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -78,7 +79,15 @@ proc_child(const struct proc_spec *ps, int ep, pid_t ppid)
 		if (getppid() != ppid)
 			_exit(1);
 	}
+	/* A worker is not dumpable (sandbox_self); its child must be, to
+	   set up its own user namespace (/proc/self/uid_map is the
+	   process's own).  The exec resets it anyway. */
+	prctl(PR_SET_DUMPABLE, 1);
 	nullfd = open("/dev/null", O_RDWR);
+	/* Descriptor 3 is pass_fd's: move the error channel out of its way. */
+	if (ps->pass_fd > 2 && ep == 3 &&
+	    (ep = fcntl(ep, F_DUPFD_CLOEXEC, 4)) == -1)
+		_exit(127);
 	if (dup2(ps->stdin_fd >= 0 ? ps->stdin_fd : nullfd, 0) == -1)
 		goto fail;
 	if (ps->stdout_fd >= 0 && dup2(ps->stdout_fd, 1) == -1)
@@ -91,8 +100,14 @@ proc_child(const struct proc_spec *ps, int ep, pid_t ppid)
 		m.kind = PROC_MSG_CHDIR;
 		goto fail;
 	}
-	/* Nothing but stdio survives the exec (close_range: Linux 5.11). */
-	syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+	if (ps->pass_fd > 2 && ps->pass_fd != 3 && dup2(ps->pass_fd, 3) == -1)
+		goto fail;
+	if (ps->pass_fd == 3 && fcntl(3, F_SETFD, 0) == -1)
+		goto fail;
+	/* Nothing but stdio (and pass_fd) survives the exec (close_range:
+	   Linux 5.11). */
+	syscall(SYS_close_range, ps->pass_fd > 2 ? 4U : 3U, ~0U,
+	    CLOSE_RANGE_CLOEXEC);
 	if (ps->sandbox != NULL) {
 		if (sandbox_enter(ps->sandbox, &m.rep, &m.layer,
 		    &nfd) != 0) {
@@ -227,4 +242,31 @@ proc_status_str(int status, char *buf, size_t len)
 		    strsignal(WTERMSIG(status)));
 	else
 		snprintf(buf, len, "stopped (status 0x%x)", status);
+}
+
+unsigned long long
+proc_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long t = 0;
+	ssize_t n;
+	int fd, field;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* The command name (field 2) may hold spaces and parentheses. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return 0;
+	for (field = 2; *p != '\0' && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field == 22)
+		t = strtoull(p, NULL, 10);
+	return t;
 }

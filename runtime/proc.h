@@ -32,15 +32,26 @@ struct proc_spec {
 	int		*notify_fd;	/* NULL, or set to the seccomp
 					   listener of a debug sandbox (the
 					   caller closes it), else -1 */
+	int		 pass_fd;	/* > 2: given to the child as its
+					   descriptor 3 (the caller keeps
+					   and closes its own); else none */
 };
 
 /*
  * Start a child.  Returns 0 and sets *pid, or -1 with a message such as
  * "command 'foo' not found", "cannot execute 'foo': Permission denied" or
  * "sandbox: landlock: landlock_restrict_self: Operation not permitted"
- * in err.  Descriptors above 2 are closed at exec, whatever their flags.
+ * in err.  Descriptors above 2 are closed at exec, whatever their flags,
+ * but for pass_fd, which the child finds as descriptor 3.
  */
 int proc_spawn(const struct proc_spec *, pid_t *pid, char *err, size_t errlen);
+
+/*
+ * When process pid started (field 22 of /proc/PID/stat, in clock ticks
+ * since boot), or 0 if it does not exist.  With its pid, it names one
+ * process: a pid reused by another has another start time.
+ */
+unsigned long long proc_start_time(pid_t pid);
 
 /* Describe a wait status: "exited with status 3", "killed by signal 9". */
 void proc_status_str(int status, char *buf, size_t len);

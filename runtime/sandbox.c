@@ -1303,6 +1303,15 @@ sandbox_self(int seccomp, struct sandbox_report *rep)
 		rep->enforced |= SB_RLIMITS;
 	else
 		sb_why(rep, SB_RLIMITS, errno, "setrlimit(RLIMIT_CORE)");
+	/*
+	 * Not dumpable: its tool servers (same uid) cannot open its memory,
+	 * environment or descriptors under /proc.  Not under ASan, whose
+	 * LeakSanitizer attaches to the process with ptrace at exit.
+	 */
+#ifndef SB_SELF_ASAN
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		sb_why(rep, SB_RLIMITS, errno, "prctl(PR_SET_DUMPABLE)");
+#endif
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
 		rep->enforced |= SB_NNP;
 	else

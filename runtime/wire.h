@@ -9,16 +9,24 @@
 #ifndef WEFT_WIRE_H
 #define WEFT_WIRE_H
 
-#define WIRE_VERSION		1
+#define WIRE_VERSION		2
 /* Messages larger than this are refused with an error, never truncated. */
 #define WIRE_MAX_MSG		(16 * 1024 * 1024)
 
-#define WIRE_HELLO		"hello"		/* {version, worker, pid, slots}
+#define WIRE_HELLO		"hello"		/* {version, worker, secret, pid,
+						   slots, sandbox}
 						   -> {..., keys: [hex]} */
 #define WIRE_POLL		"poll"		/* {worker, slots} -> {tasks:[...]} */
 #define WIRE_HEARTBEAT		"heartbeat"	/* {worker, tasks:[id]} -> {cancel:[id]} */
 #define WIRE_COMPLETE		"complete"	/* {worker, results:[{id, attempt, result}]} */
 #define WIRE_FAIL		"fail"		/* {worker, failures:[{id, attempt, error}]} */
+
+/*
+ * JSON-RPC error code of a request refused because its connection has not
+ * proved to be the worker it names (no or a wrong enrolment secret, a
+ * second connection for one worker, a request before hello).
+ */
+#define WIRE_E_REFUSED		(-32001)
 
 /* Task kinds. */
 #define TASK_MCP_CALL		"mcp.call"	/* params: {server, name, arguments} */

@@ -28,6 +28,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <openssl/crypto.h>
 
 #include "engine/captoken.h"
 #include "engine/util.h"
@@ -116,6 +117,9 @@ struct worker {
 	unsigned		 tokc_next;
 	char			 scratch_root[PATH_MAX];
 	int			 scratch_own;	/* remove the root at exit */
+	char			 url[PATH_MAX + 16]; /* the coordinator */
+	char			*secret;	/* of its enrolment, until
+						   hello; NULL: none */
 };
 
 static void	worker_pump(struct worker *);
@@ -278,71 +282,20 @@ worker_task_fail(struct wtask *t, const char *kind, const char *msg)
 	json_decref(e);
 }
 
-/*
- * Remove name (beneath dfd) and everything under it.  Symbolic links are
- * never followed, and a directory the server made unreadable is opened up
- * through its O_PATH descriptor, so a link swapped in cannot redirect the
- * chmod.
- */
-static void
-worker_rmtree_at(int dfd, const char *name, int depth)
-{
-	struct dirent *de;
-	struct stat st;
-	char proc[64];
-	DIR *d;
-	int pfd, fd;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
-		return;
-	if (!S_ISDIR(st.st_mode) || depth > 64) {
-		unlinkat(dfd, name, 0);
-		return;
-	}
-	pfd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
-	if (pfd == -1)
-		return;
-	snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
-	chmod(proc, 0700);
-	fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	close(pfd);
-	if (fd != -1 && (d = fdopendir(fd)) != NULL) {
-		while ((de = readdir(d)) != NULL)
-			if (strcmp(de->d_name, ".") != 0 &&
-			    strcmp(de->d_name, "..") != 0)
-				worker_rmtree_at(dirfd(d), de->d_name,
-				    depth + 1);
-		closedir(d);
-	} else if (fd != -1)
-		close(fd);
-	unlinkat(dfd, name, AT_REMOVEDIR);
-}
-
-static void
-worker_rmtree(const char *path)
-{
-	worker_rmtree_at(AT_FDCWD, path, 0);
-}
 
 /*
- * Where scratch dirs go: beside the coordinator's socket, in its private
- * 0700 directory, for an ipc:// coordinator; else a directory of our own.
+ * Where scratch dirs go: the root the coordinator made for them (from the
+ * enrolment), else a directory of our own.
  */
 static int
-worker_scratch_root(struct worker *w, const char *url)
+worker_scratch_root(struct worker *w, const char *given)
 {
 	const char *tmp = getenv("TMPDIR");
-	char *slash;
 
-	if (strncmp(url, "ipc://", 6) == 0 && url[6] == '/') {
-		snprintf(w->scratch_root, sizeof w->scratch_root, "%s",
-		    url + 6);
-		if ((slash = strrchr(w->scratch_root, '/')) != NULL &&
-		    slash != w->scratch_root) {
-			snprintf(slash, sizeof w->scratch_root -
-			    (slash - w->scratch_root), "/scratch");
-			return 0;
-		}
+	if (given != NULL && *given == '/' &&
+	    strlen(given) < sizeof w->scratch_root) {
+		snprintf(w->scratch_root, sizeof w->scratch_root, "%s", given);
+		return 0;
 	}
 	if (tmp == NULL || *tmp == '\0')
 		tmp = "/tmp";
@@ -356,6 +309,57 @@ worker_scratch_root(struct worker *w, const char *url)
 	}
 	w->scratch_own = 1;
 	return 0;
+}
+
+/*
+ * Read the enrolment the coordinator wrote to descriptor fd (coord_enrol):
+ * {version, url, worker, secret, scratch}.  Sets *scratch (owned by the
+ * returned object, which the caller frees); -1 with a message on stderr.
+ */
+static json_t *
+worker_enrolment(struct worker *w, int fd, const char **scratch)
+{
+	char buf[8192];
+	json_error_t je;
+	const char *url, *secret;
+	json_t *e;
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < sizeof buf - 1 &&
+	    (n = read(fd, buf + off, sizeof buf - 1 - off)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "weft worker: --enroll-fd %d: %s\n", fd,
+			    strerror(errno));
+			return NULL;
+		}
+		off += (size_t)n;
+	}
+	close(fd);
+	e = json_loadb(buf, off, 0, &je);
+	OPENSSL_cleanse(buf, sizeof buf);
+	if (e == NULL) {
+		fprintf(stderr, "weft worker: --enroll-fd %d: not an "
+		    "enrolment: %s\n", fd, je.text);
+		return NULL;
+	}
+	url = json_string_value(json_object_get(e, "url"));
+	secret = json_string_value(json_object_get(e, "secret"));
+	if (url == NULL || secret == NULL || strlen(url) >= sizeof w->url ||
+	    !json_is_integer(json_object_get(e, "worker"))) {
+		fprintf(stderr, "weft worker: --enroll-fd %d: the enrolment "
+		    "lacks %s\n", fd, url == NULL ? "/url" : secret == NULL ?
+		    "/secret" : "/worker");
+		json_decref(e);
+		return NULL;
+	}
+	snprintf(w->url, sizeof w->url, "%s", url);
+	w->id = (int)json_integer_value(json_object_get(e, "worker"));
+	w->secret = xstrdup(secret);
+	*scratch = json_string_value(json_object_get(e, "scratch"));
+	return e;
 }
 
 /*
@@ -379,7 +383,7 @@ worker_scratch_sweep(struct worker *w)
 			continue;
 		if (pid == (long)getpid() ||
 		    (kill((pid_t)pid, 0) == -1 && errno == ESRCH))
-			worker_rmtree_at(dirfd(d), de->d_name, 0);
+			rmtree_at(dirfd(d), de->d_name);
 	}
 	closedir(d);
 	rmdir(w->scratch_root);
@@ -393,7 +397,7 @@ worker_session_free(struct wsession *s)
 	mcpc_free(s->mcpc);
 	json_decref(s->tools);
 	if (s->scratch != NULL)
-		worker_rmtree(s->scratch);
+		rmtree(s->scratch);
 	free(s->scratch);
 	free(s->name);
 	free(s->run);
@@ -552,7 +556,7 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 	if ((m = mcpc_new(w->base, spec, sb, err, errlen)) == NULL) {
 		sandbox_profile_free(sb);
 		if (scratch != NULL)
-			worker_rmtree(scratch);
+			rmtree(scratch);
 		free(scratch);
 		return NULL;
 	}
@@ -1159,11 +1163,19 @@ worker_hello(struct worker *w)
 	    "{s:i, s:i, s:i, s:i, s:o}", "version", WIRE_VERSION, "worker",
 	    w->id, "pid", (int)getpid(), "slots", w->slots, "sandbox",
 	    self));
+	if (w->secret != NULL)
+		json_object_set_new(json_object_get(msg, "params"), "secret",
+		    json_string(w->secret));
 	buf = jrpc_dump(msg, &len, 0);
 	json_decref(msg);
+	/* The secret is spent: nothing of it stays in our memory. */
+	if (w->secret != NULL) {
+		OPENSSL_clear_free(w->secret, strlen(w->secret));
+		w->secret = NULL;
+	}
 	nng_msg_alloc(&nm, 0);
 	nng_msg_append(nm, buf, len);
-	free(buf);
+	OPENSSL_clear_free(buf, len);
 	if ((rv = nng_sendmsg(w->sock, nm, 0)) != 0 ||
 	    (rv = nng_recvmsg(w->sock, &reply, 0)) != 0) {
 		fprintf(stderr, "weft worker %d: hello: %s\n", w->id,
@@ -1198,29 +1210,32 @@ static void
 worker_usage(FILE *f)
 {
 	fprintf(f,
-"usage: weft worker --connect URL [--id N] [--slots K] [-v]\n"
+"usage: weft worker --enroll-fd N [--slots K] [--no-seccomp] [-v]\n"
 "\n"
-"Run a worker: dial the coordinator at URL (ipc:// or tcp://), take tasks\n"
-"(MCP tool calls) and report their outcomes.  `weft run` starts its own\n"
-"workers; you only run this by hand to add workers to `weft serve`.\n"
+"Run a worker: dial the coordinator, prove who it is with the secret of\n"
+"its enrolment, take tasks (MCP tool calls) and report their outcomes.\n"
+"`weft run` starts and enrols its own workers; there is no need to run\n"
+"this by hand.  (Workers joining `weft serve` from another machine are\n"
+"not supported yet.)\n"
 "\n"
-"  --connect URL   coordinator address\n"
-"  --id N          worker id assigned by the coordinator (default 0)\n"
+"  --enroll-fd N   read the enrolment from descriptor N: the coordinator's\n"
+"                  address, the worker id and a one-time secret, written\n"
+"                  by the coordinator that started it (docs/PROTOCOL.md)\n"
 "  --slots K       tasks run concurrently (default 256)\n"
 "  --no-seccomp    confine itself without its seccomp filter (weft run\n"
 "                  passes it when a server has sandbox = false or debug)\n"
 "  -v, --verbose   log to stderr\n"
 "\n"
 "A worker confines itself before it takes a task: no_new_privs, no core\n"
-"dumps, and a seccomp deny list (docs/security.md).\n");
+"dumps, not dumpable (its memory and /proc files are closed to its tool\n"
+"servers), and a seccomp deny list (docs/security.md).\n");
 }
 
 int
 worker_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "connect", required_argument, NULL, 'c' },
-		{ "id", required_argument, NULL, 'i' },
+		{ "enroll-fd", required_argument, NULL, 'e' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -1228,21 +1243,27 @@ worker_main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct worker w;
-	const char *url = NULL;
+	const char *scratch = NULL;
+	json_t *enrolment = NULL;
 	struct wsession *s;
 	struct timeval tv;
+	char *end;
+	long fd = -1;
 	int ch, rv, tries;
 
 	memset(&w, 0, sizeof w);
 	w.slots = 256;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "c:i:s:vh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:vh", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'c':
-			url = optarg;
-			break;
-		case 'i':
-			w.id = atoi(optarg);
+		case 'e':
+			fd = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || fd < 0 ||
+			    fd > 1024) {
+				fprintf(stderr, "weft worker: --enroll-fd: "
+				    "'%s' is not a descriptor\n", optarg);
+				return 2;
+			}
 			break;
 		case 's':
 			w.slots = atoi(optarg);
@@ -1261,10 +1282,12 @@ worker_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (url == NULL || w.slots < 1) {
+	if (fd < 0 || w.slots < 1) {
 		worker_usage(stderr);
 		return 2;
 	}
+	if ((enrolment = worker_enrolment(&w, (int)fd, &scratch)) == NULL)
+		return 2;
 	/* A local worker must not outlive the coordinator that started it. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);
@@ -1274,15 +1297,17 @@ worker_main(int argc, char **argv)
 	w.uses = captoken_uses_new(0);
 	w.results = json_array();
 	w.failures = json_array();
-	worker_scratch_root(&w, url);
+	worker_scratch_root(&w, scratch);
+	json_decref(enrolment);
 	if ((rv = nng_req0_open(&w.sock)) != 0)
 		fatalx(1, "worker: nng: %s", nng_strerror(rv));
 	nng_socket_set_ms(w.sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_size(w.sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
-	for (tries = 0; (rv = nng_dial(w.sock, url, NULL, 0)) != 0; tries++) {
+	for (tries = 0; (rv = nng_dial(w.sock, w.url, NULL, 0)) != 0;
+	    tries++) {
 		if (tries == 50)
 			fatalx(1, "worker %d: cannot connect to %s: %s", w.id,
-			    url, nng_strerror(rv));
+			    w.url, nng_strerror(rv));
 		usleep(20000);
 	}
 	worker_confine(&w);

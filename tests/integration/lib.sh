@@ -78,7 +78,7 @@ expect_no_orphans() {
 		pgrep -af -- "$T" >&2
 		fail "processes left behind after the run"
 	fi
-	if pgrep -f "weft worker --connect ipc://${TMPDIR:-/tmp}/weft-" >/dev/null 2>&1 &&
+	if pgrep -f "weft worker --enroll-fd" >/dev/null 2>&1 &&
 	    [ -n "${WEFT_STRICT_ORPHANS:-}" ]; then
 		fail "weft workers left behind"
 	fi
