@@ -85,20 +85,30 @@ id=$(last_run)
 ok "exit_loop ends only the nearest loop"
 
 # A tool list that changes while an agent is resolving its tools (it waits
-# for a second, slow server's list): that agent's resolution is not kept
-# for agents with the same tool sets that start later. C starts after G
-# made 'late' appear and must be offered it.
+# for a second server's list): that agent's resolution is not kept for
+# agents with the same tool sets that start later.  Ordered by the test
+# server's call log, never by time: the server "slow" starts only once G's
+# grow made 'late' appear (so A's resolution, begun before, is stale); A
+# then calls noop; the server "gate" starts only once A's noop was called,
+# and C, after S's call on gate, must be offered 'late'.
+waitlog() {	# waitlog NAME: a server that starts once NAME is in the log
+	printf '"/bin/sh", "-c", "until grep -q ^%s %s/test.log 2>/dev/null; do sleep 0.01; done; exec %s"' \
+	    "$1" "$T" "$WEFT_TESTSERVER"
+}
 cat > "$T/stale.lua" <<EOF2
 local w = require "weft"
-w.mcp_server{ name = "test", command = { "$WEFT_TESTSERVER" } }
-w.mcp_server{ name = "slow", command = { "/bin/sh", "-c", "sleep 1; exec $WEFT_TESTSERVER" }, sandbox = false }
+w.mcp_server{ name = "test", command = { "$WEFT_TESTSERVER", "--log", "$T/test.log" },
+  sandbox = { write = { "$T" } } }
+w.mcp_server{ name = "slow", command = { $(waitlog grow) }, sandbox = false }
+w.mcp_server{ name = "gate", command = { $(waitlog noop) }, sandbox = false }
 local function tools() return { w.mcp("test"), w.mcp("slow", { prefix = "s_" }) } end
 return w.parallel{ name = "p",
-  w.agent{ name = "A", model = "scripted", tools = tools(), script = { { text = "a" } } },
+  w.agent{ name = "A", model = "scripted", tools = tools(),
+    script = { { tool_calls = { { name = "noop" } } }, { text = "a" } } },
   w.agent{ name = "G", model = "scripted", tools = { w.mcp("test") },
     script = { { tool_calls = { { name = "grow" } } }, { text = "grown" } } },
   w.sequential{ name = "S",
-    w.tool{ name = "wait", server = "test", tool = "sleep", args = { ms = 2500 } },
+    w.tool{ name = "wait", server = "gate", tool = "noop" },
     w.agent{ name = "C", model = "scripted", tools = tools(),
       script = { { tool_calls = { { name = "late" } } }, { text = "c" } } } } }
 EOF2
