@@ -1850,7 +1850,7 @@ coord_worker_env(void)
 {
 	static const char *const keep[] = { "PATH", "HOME", "USER", "LOGNAME",
 	    "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SHELL", "ASAN_OPTIONS",
-	    "UBSAN_OPTIONS", "LSAN_OPTIONS", NULL };
+	    "UBSAN_OPTIONS", "LSAN_OPTIONS", "WEFT_FAULT", NULL };
 	extern char **environ;
 	char **env;
 	size_t n = 0, i, k, len;

@@ -31,6 +31,7 @@
 #include <openssl/crypto.h>
 
 #include "engine/captoken.h"
+#include "engine/fault.h"
 #include "engine/util.h"
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
@@ -1146,6 +1147,32 @@ worker_confine(struct worker *w)
 		    w->id, missing);
 }
 
+/*
+ * The worker.second_hello fault point (t_worker_auth): say our hello
+ * (text, freed) once more on a second connection, as a thief of the
+ * secret would, and say on stderr what the coordinator answered.
+ */
+static void
+worker_hello_again(struct worker *w, char *text)
+{
+	nng_socket sock;
+	nng_msg *m;
+	size_t len = strlen(text);
+
+	if (nng_req0_open(&sock) != 0 || nng_dial(sock, w->url, NULL, 0) != 0 ||
+	    nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, text, len) != 0 ||
+	    nng_sendmsg(sock, m, 0) != 0 || nng_recvmsg(sock, &m, 0) != 0)
+		fprintf(stderr, "weft worker %d: second hello: no answer\n",
+		    w->id);
+	else {
+		fprintf(stderr, "weft worker %d: second hello: %.*s\n", w->id,
+		    (int)nng_msg_len(m), (char *)nng_msg_body(m));
+		nng_msg_free(m);
+	}
+	OPENSSL_clear_free(text, len);
+	nng_close(sock);
+}
+
 /* Synchronous hello: check the protocol version. */
 static int
 worker_hello(struct worker *w)
@@ -1157,6 +1184,7 @@ worker_hello(struct worker *w)
 	size_t len;
 	int rv, code;
 	json_t *self = sandbox_report_json(&w->self, NULL);
+	char *again = NULL;
 
 	json_object_del(self, "landlock_abi");	/* not a worker layer */
 	msg = jrpc_request(json_integer(0), WIRE_HELLO, json_pack(
@@ -1168,6 +1196,8 @@ worker_hello(struct worker *w)
 		    json_string(w->secret));
 	buf = jrpc_dump(msg, &len, 0);
 	json_decref(msg);
+	if (fault_hit("worker.second_hello"))
+		again = xstrndup(buf, len);
 	/* The secret is spent: nothing of it stays in our memory. */
 	if (w->secret != NULL) {
 		OPENSSL_clear_free(w->secret, strlen(w->secret));
@@ -1203,6 +1233,8 @@ worker_hello(struct worker *w)
 	if (w->heartbeat_ms <= 0)
 		w->heartbeat_ms = 1000;
 	jrpc_msg_clear(&m);
+	if (again != NULL)
+		worker_hello_again(w, again);
 	return 0;
 }
 

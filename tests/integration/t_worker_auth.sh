@@ -130,3 +130,19 @@ EOF2
 [ "$(ls "$T/tmp2")" = "weft-live00" ] ||
     { ls -la "$T/tmp2" >&2; fail "what the killed coordinator left was not removed (or a live one's was)"; }
 ok "what a coordinator killed with -9 left is removed by the next run; a live one's is kept"
+
+# A second connection for a worker that is connected, even with the right
+# secret (as if it had been stolen), is refused and recorded.
+cat > "$T/echo.lua" <<EOF2
+local w = require "weft"
+$(testserver_decl)
+return w.tool{ name = "e", server = "test", tool = "echo", args = { message = "hi" } }
+EOF2
+(cd "$T" && WEFT_FAULT=worker.second_hello:1 "$WEFT" run echo.lua --workers 1 -q \
+    > "$T/out4" 2> "$T/err4") || { cat "$T/err4" >&2; fail "the run with a second hello"; }
+expect_grep "$T/err4" 'second hello: .*"code":-32001.*worker 0 is connected already' \
+    "the second connection is refused"
+RUN=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$RUN' AND kind='worker.refused' AND payload LIKE '%connected already%'")" = 1 ] ||
+    fail "the second hello is not recorded"
+ok "a second connection claiming a connected worker is refused and recorded"
