@@ -7,22 +7,18 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
-#include <openssl/crypto.h>
 
 #include "engine/captoken.h"
 #include "engine/coord.h"
@@ -34,6 +30,7 @@
 #include "protocols/jsonrpc.h"
 #include "runtime/bridge.h"
 #include "runtime/proc.h"
+#include "runtime/supervise.h"
 #include "runtime/wire.h"
 
 #define COORD_MAX_RESTARTS	32
@@ -100,16 +97,9 @@ struct task {
 };
 TAILQ_HEAD(task_list, task);
 
-enum worker_state { WORKER_STARTING, WORKER_READY, WORKER_DEAD };
-
+/* What the coordinator knows of a worker's work (its process: sup). */
 struct worker {
 	int			 id;
-	pid_t			 pid;
-	enum worker_state	 state;
-	char			 secret_hash[65]; /* SHA-256 of its enrolment
-						    secret, hex */
-	uint32_t		 pipe;		/* the nng pipe it said hello
-						   on, 0 before */
 	int			 nleased;
 	json_t			*cancel;	/* task ids to abandon */
 	char			**servers;	/* MCP servers it holds */
@@ -145,15 +135,10 @@ struct coord {
 	struct bridge		*bridge;
 	struct event		*flush_ev;
 	struct event		*tick_ev;
-	struct event		*chld_ev;
 	struct event		*int_ev;
 	struct event		*term_ev;
-	char			 dir[PATH_MAX];	/* the socket's, 0700 */
-	char			 scratch[PATH_MAX]; /* workers' scratch root */
-	char			 url[PATH_MAX + 16];
+	struct supervisor	*sup;		/* the worker processes */
 	int			 nrefused;	/* wire refusals recorded */
-	char			 self[PATH_MAX];
-	char			**worker_env;	/* the allowlisted environment */
 	nng_socket		 sock;
 	int			 sock_open;
 	struct rctx		*rctxs;
@@ -1409,23 +1394,9 @@ coord_worker_sandbox(struct coord *c, int wid, json_t *report)
 	if (!json_is_object(report))
 		return;
 	p = json_pack("{s:i, s:I, s:O}", "worker", wid, "pid",
-	    (json_int_t)c->workers[wid].pid, "sandbox", report);
+	    (json_int_t)sup_pid(c->sup, wid), "sandbox", report);
 	coord_event(c, "worker.sandbox", 0, 0, "", 0, p, 0, 0);
 	json_decref(p);
-}
-
-/* The process id at the other end of an ipc pipe, or 0. */
-static int
-coord_peer_pid(uint32_t pipe)
-{
-	uint64_t pid = 0;
-	nng_pipe p;
-
-	p.id = pipe;
-	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) != 0 ||
-	    pid > INT_MAX)
-		return 0;
-	return (int)pid;
 }
 
 /*
@@ -1439,7 +1410,7 @@ coord_refuse(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
 {
 	char msg[256];
 	json_t *p;
-	int pid = coord_peer_pid(pipe);
+	int pid = sup_peer_pid(pipe);
 
 	snprintf(msg, sizeof msg, "%s refused: %s", method, why);
 	if (c->nrefused++ < COORD_MAX_REFUSALS && c->run_id != NULL) {
@@ -1465,11 +1436,9 @@ static void
 coord_on_hello(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
     json_t *params)
 {
-	struct worker *w = &c->workers[wid];
 	json_t *v = json_object_get(params, "version");
 	const char *secret;
-	char err[256], hash[65];
-	int pid;
+	char err[256];
 
 	if (!json_is_integer(v) || json_integer_value(v) != WIRE_VERSION) {
 		snprintf(err, sizeof err, "/params/version: protocol version "
@@ -1479,30 +1448,10 @@ coord_on_hello(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
 		return;
 	}
 	secret = json_string_value(json_object_get(params, "secret"));
-	if (secret == NULL || w->state == WORKER_DEAD) {
-		coord_refuse(c, r, wid, pipe, WIRE_HELLO, "no enrolment secret");
-		return;
-	}
-	sha256_hex(secret, strlen(secret), hash);
-	if (CRYPTO_memcmp(hash, w->secret_hash, 64) != 0) {
-		coord_refuse(c, r, wid, pipe, WIRE_HELLO,
-		    "wrong enrolment secret");
-		return;
-	}
-	if (w->pipe != 0) {
-		snprintf(err, sizeof err, "worker %d is connected already",
-		    wid);
+	if (sup_hello(c->sup, wid, secret, pipe, err, sizeof err) != 0) {
 		coord_refuse(c, r, wid, pipe, WIRE_HELLO, err);
 		return;
 	}
-	if ((pid = coord_peer_pid(pipe)) != 0 && pid != (int)w->pid) {
-		snprintf(err, sizeof err, "worker %d is process %d, not %d",
-		    wid, (int)w->pid, pid);
-		coord_refuse(c, r, wid, pipe, WIRE_HELLO, err);
-		return;
-	}
-	w->pipe = pipe;
-	w->state = WORKER_READY;
 	coord_worker_sandbox(c, wid, json_object_get(params, "sandbox"));
 	coord_reply(r, json_pack("{s:i, s:i, s:i, s:o}", "version",
 	    WIRE_VERSION, "heartbeat_ms", (int)(c->opts.heartbeat_s * 1000),
@@ -1607,8 +1556,7 @@ coord_rctx_loop_cb(void *arg)
 		    "/params/worker: unknown worker id");
 	} else if (cm == NULL) {
 		coord_on_hello(c, r, wid, pipe, m.params);
-	} else if (c->workers[wid].pipe == 0 ||
-	    c->workers[wid].pipe != pipe) {
+	} else if (!sup_bound(c->sup, wid, pipe)) {
 		coord_refuse(c, r, wid, pipe, m.method, "this connection has "
 		    "not enrolled as that worker (hello)");
 	} else {
@@ -1617,122 +1565,39 @@ coord_rctx_loop_cb(void *arg)
 	jrpc_msg_clear(&m);
 }
 
-/*
- * Write worker w's enrolment (docs/PROTOCOL.md): the coordinator's address,
- * the worker's id, a fresh secret and the scratch root, to a pipe whose
- * read end the worker gets as descriptor 3.  Neither the secret nor the
- * address is in its argv or environment, which tool servers could read;
- * the coordinator keeps only the secret's hash.  Returns the read end.
- */
-static int
-coord_enrol(struct coord *c, int w, char *err, size_t errlen)
-{
-	char secret[65];
-	json_t *e;
-	char *text;
-	size_t len;
-	int fds[2];
-	ssize_t n;
-
-	random_hex(secret, 32);
-	sha256_hex(secret, 64, c->workers[w].secret_hash);
-	e = json_pack("{s:i, s:s, s:i, s:s, s:s}", "version", WIRE_VERSION,
-	    "url", c->url, "worker", w, "secret", secret, "scratch",
-	    c->scratch);
-	OPENSSL_cleanse(secret, sizeof secret);
-	text = json_dumps(e, JSON_COMPACT);
-	json_decref(e);
-	len = strlen(text);
-	if (pipe2(fds, O_CLOEXEC) == -1) {
-		errf(err, errlen, "cannot enrol worker %d: pipe: %s", w,
-		    strerror(errno));
-		OPENSSL_clear_free(text, len);
-		return -1;
-	}
-	if (fds[0] <= 2) {	/* stdio closed: keep clear of 0-2 */
-		int fd = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
-
-		close(fds[0]);
-		fds[0] = fd;
-	}
-	/* Far below a pipe's buffer: the write cannot block. */
-	n = write(fds[1], text, len);
-	OPENSSL_clear_free(text, len);
-	close(fds[1]);
-	if (n != (ssize_t)len) {
-		errf(err, errlen, "cannot enrol worker %d: write: %s", w,
-		    strerror(errno));
-		close(fds[0]);
-		return -1;
-	}
-	return fds[0];
-}
-
-/* Start worker w as `weft worker`, enrolled (coord_enrol). */
-static int
-coord_spawn_worker(struct coord *c, int w, char *err, size_t errlen)
-{
-	char slots[16];
-	char *argv[] = { c->self, "worker", "--enroll-fd", "3",
-	    "--slots", slots, c->opts.worker_no_seccomp ? "--no-seccomp" :
-	    NULL, NULL };
-	struct proc_spec ps;
-	int fd, rv;
-
-	snprintf(slots, sizeof slots, "%d", c->opts.slots);
-	if ((fd = coord_enrol(c, w, err, errlen)) == -1)
-		return -1;
-	memset(&ps, 0, sizeof ps);
-	ps.argv = argv;
-	ps.envp = c->worker_env;
-	ps.stdin_fd = -1;
-	ps.stdout_fd = 2;
-	ps.stderr_fd = -1;
-	ps.pdeathsig = SIGKILL;
-	ps.pass_fd = fd;
-	rv = proc_spawn(&ps, &c->workers[w].pid, err, errlen);
-	close(fd);
-	if (rv != 0)
-		return -1;
-	c->workers[w].id = w;
-	c->workers[w].state = WORKER_STARTING;
-	c->workers[w].pipe = 0;
-	c->workers[w].nleased = 0;
-	return 0;
-}
-
-/* A worker process ended: retry its tasks elsewhere and restart it. */
+/* A worker process ended (sup_exit_cb): retry its tasks elsewhere and
+   restart it. */
 static void
-coord_worker_died(struct coord *c, struct worker *w, int status)
+coord_worker_died(void *arg, int wid, pid_t pid, int status)
 {
+	struct coord *c = arg;
+	struct worker *w = &c->workers[wid];
 	struct task *t, *next;
 	struct rctx *r, *rnext;
 	char how[128], why[256], err[256];
 	json_t *p;
 
 	proc_status_str(status, how, sizeof how);
-	w->state = WORKER_DEAD;
 	coord_forget(w);
 	json_decref(w->cancel);
 	w->cancel = NULL;
 	if (c->stopping)
 		return;
-	snprintf(why, sizeof why, "worker %d (pid %d) %s", w->id, (int)w->pid,
-	    how);
+	snprintf(why, sizeof why, "worker %d (pid %d) %s", wid, (int)pid, how);
 	if (c->run_id != NULL) {
-		p = json_pack("{s:i, s:i, s:s}", "worker", w->id, "pid",
-		    (int)w->pid, "status", how);
+		p = json_pack("{s:i, s:i, s:s}", "worker", wid, "pid",
+		    (int)pid, "status", how);
 		coord_event(c, "worker.exit", 0, 0, "", 0, p, 0, 0);
 		json_decref(p);
 	}
 	if (c->opts.verbose)
 		fprintf(stderr, "weft: %s\n", why);
 	TAILQ_FOREACH_SAFE(t, &c->leased, entry, next)
-		if (t->worker == w->id)
+		if (t->worker == wid)
 			coord_task_retry(c, t, FAIL_LOST_WORKER, why);
 	/* Polls parked by the dead worker go nowhere; answer and forget. */
 	TAILQ_FOREACH_SAFE(r, &c->parked, entry, rnext) {
-		if (r->worker == w->id) {
+		if (r->worker == wid) {
 			TAILQ_REMOVE(&c->parked, r, entry);
 			coord_reply(r, json_pack("{s:[]}", "tasks"));
 		}
@@ -1742,27 +1607,9 @@ coord_worker_died(struct coord *c, struct worker *w, int status)
 		    c->restarts - 1, why);
 		return;
 	}
-	if (coord_spawn_worker(c, w->id, err, sizeof err) != 0)
-		coord_fail(c, "cannot restart worker %d: %s", w->id, err);
-}
-
-/* SIGCHLD: reap workers. */
-static void
-coord_chld_cb(evutil_socket_t sig, short what, void *arg)
-{
-	struct coord *c = arg;
-	pid_t pid;
-	int status, i;
-
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (i = 0; i < c->nworkers; i++) {
-			if (c->workers[i].pid == pid &&
-			    c->workers[i].state != WORKER_DEAD) {
-				coord_worker_died(c, &c->workers[i], status);
-				break;
-			}
-		}
-	}
+	w->nleased = 0;
+	if (sup_start(c->sup, wid, err, sizeof err) != 0)
+		coord_fail(c, "cannot restart worker %d: %s", wid, err);
 }
 
 /*
@@ -1840,142 +1687,6 @@ coord_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/*
- * The environment workers (and so tool servers) get: an allowlist, so
- * secrets in the coordinator's environment (API keys) never leave it.  A
- * server that needs a variable declares it in its env = { ... }.
- */
-static char **
-coord_worker_env(void)
-{
-	static const char *const keep[] = { "PATH", "HOME", "USER", "LOGNAME",
-	    "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SHELL", "ASAN_OPTIONS",
-	    "UBSAN_OPTIONS", "LSAN_OPTIONS", "WEFT_FAULT", NULL };
-	extern char **environ;
-	char **env;
-	size_t n = 0, i, k, len;
-
-	for (i = 0; environ[i] != NULL; i++)
-		n++;
-	env = xcalloc(n + 1, sizeof *env);
-	n = 0;
-	for (i = 0; environ[i] != NULL; i++) {
-		if (strncmp(environ[i], "LC_", 3) == 0) {
-			env[n++] = xstrdup(environ[i]);
-			continue;
-		}
-		for (k = 0; keep[k] != NULL; k++) {
-			len = strlen(keep[k]);
-			if (strncmp(environ[i], keep[k], len) == 0 &&
-			    environ[i][len] == '=') {
-				env[n++] = xstrdup(environ[i]);
-				break;
-			}
-		}
-	}
-	return env;
-}
-
-/*
- * The private directories of a coordinator are $TMPDIR/weft-XXXXXX, each
- * with an "owner" file naming the coordinator's pid and start time, so that
- * what a coordinator killed with -9 left can be told from what a live one
- * uses.
- */
-#define COORD_OWNER	"owner"
-
-/* Whether dir (beneath dfd) belongs to a coordinator that is gone. */
-static int
-coord_dir_orphaned(int dfd, const char *dir)
-{
-	char path[NAME_MAX + 16], buf[64];
-	unsigned long long start;
-	struct stat st;
-	ssize_t n;
-	long pid;
-	int fd;
-
-	if (fstatat(dfd, dir, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
-	    !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
-		return 0;
-	snprintf(path, sizeof path, "%s/" COORD_OWNER, dir);
-	if ((fd = openat(dfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
-		return 0;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	if (sscanf(buf, "%ld %llu", &pid, &start) != 2 || pid <= 0)
-		return 0;
-	return proc_start_time((pid_t)pid) != start;
-}
-
-/* Remove what coordinators that died left in tmp (their directories). */
-static void
-coord_sweep(const char *tmp)
-{
-	struct dirent *de;
-	DIR *d;
-
-	if ((d = opendir(tmp)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL)
-		if (strncmp(de->d_name, "weft-", 5) == 0 &&
-		    strlen(de->d_name) == 11 &&
-		    coord_dir_orphaned(dirfd(d), de->d_name))
-			rmtree_at(dirfd(d), de->d_name);
-	closedir(d);
-}
-
-/* Make a private 0700 directory in tmp, owned (COORD_OWNER) by us. */
-static int
-coord_mkdtemp(const char *tmp, char *dir, size_t len, char *err,
-    size_t errlen)
-{
-	char path[PATH_MAX + 16];
-	FILE *f;
-
-	snprintf(dir, len, "%s/weft-XXXXXX", tmp);
-	if (mkdtemp(dir) == NULL) {
-		errf(err, errlen, "cannot create a private directory in %s: "
-		    "%s", tmp, strerror(errno));
-		dir[0] = '\0';
-		return -1;
-	}
-	chmod(dir, 0700);
-	snprintf(path, sizeof path, "%s/" COORD_OWNER, dir);
-	if ((f = fopen(path, "wx")) == NULL ||
-	    fprintf(f, "%d %llu\n", (int)getpid(),
-	    proc_start_time(getpid())) < 0 || fclose(f) != 0) {
-		errf(err, errlen, "cannot write %s: %s", path,
-		    strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Make the directory of the ipc socket and, apart from it, the root of
- * the workers' scratch directories: a tool server is told where its
- * scratch directory is, and that must not lead it to the socket.
- */
-static int
-coord_mkdir(struct coord *c, char *err, size_t errlen)
-{
-	const char *tmp = getenv("TMPDIR");
-
-	if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 60)
-		tmp = "/tmp";
-	coord_sweep(tmp);
-	if (coord_mkdtemp(tmp, c->dir, sizeof c->dir, err, errlen) != 0 ||
-	    coord_mkdtemp(tmp, c->scratch, sizeof c->scratch, err,
-	    errlen) != 0)
-		return -1;
-	snprintf(c->url, sizeof c->url, "ipc://%s/coord.ipc", c->dir);
-	return 0;
-}
-
 /* Load (or create) the signing keys and the grant table. */
 static int
 coord_keys(struct coord *c, const char *state_dir, char *err, size_t errlen)
@@ -2000,7 +1711,7 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 {
 	struct coord *c = xcalloc(1, sizeof *c);
 	struct timeval one = { 1, 0 };
-	ssize_t n;
+	struct sup_opts so;
 	size_t i;
 	int rv, w;
 
@@ -2010,9 +1721,6 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	TAILQ_INIT(&c->queue);
 	TAILQ_INIT(&c->leased);
 	TAILQ_INIT(&c->parked);
-	if ((n = readlink("/proc/self/exe", c->self, sizeof c->self - 1)) < 0)
-		fatal("readlink /proc/self/exe");
-	c->self[n] = '\0';
 	c->base = event_base_new();
 	event_base_priority_init(c->base, 2);
 	c->bridge = bridge_new(c->base);
@@ -2020,18 +1728,20 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	event_priority_set(c->flush_ev, 1);
 	c->tick_ev = event_new(c->base, -1, EV_PERSIST, coord_tick_cb, c);
 	event_add(c->tick_ev, &one);
-	c->chld_ev = evsignal_new(c->base, SIGCHLD, coord_chld_cb, c);
-	event_add(c->chld_ev, NULL);
 	c->int_ev = evsignal_new(c->base, SIGINT, coord_int_cb, c);
 	event_add(c->int_ev, NULL);
 	c->term_ev = evsignal_new(c->base, SIGTERM, coord_int_cb, c);
 	event_add(c->term_ev, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	c->worker_env = coord_worker_env();
 	if (coord_keys(c, o->state_dir, err, errlen) != 0)
 		goto fail;
-	if (coord_mkdir(c, err, errlen) != 0)
+	memset(&so, 0, sizeof so);
+	so.workers = o->workers;
+	so.slots = o->slots;
+	so.no_seccomp = o->worker_no_seccomp;
+	if ((c->sup = sup_new(c->base, &so, coord_worker_died, c, err,
+	    errlen)) == NULL)
 		goto fail;
 	if ((rv = nng_rep0_open(&c->sock)) != 0) {
 		errf(err, errlen, "nng: %s", nng_strerror(rv));
@@ -2039,8 +1749,8 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	}
 	c->sock_open = 1;
 	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
-	if ((rv = nng_listen(c->sock, c->url, NULL, 0)) != 0) {
-		errf(err, errlen, "cannot listen on %s: %s", c->url,
+	if ((rv = nng_listen(c->sock, sup_url(c->sup), NULL, 0)) != 0) {
+		errf(err, errlen, "cannot listen on %s: %s", sup_url(c->sup),
 		    nng_strerror(rv));
 		goto fail;
 	}
@@ -2061,10 +1771,9 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	}
 	c->nworkers = o->workers;
 	c->workers = xcalloc(c->nworkers, sizeof *c->workers);
-	for (w = 0; w < c->nworkers; w++)
-		c->workers[w].state = WORKER_DEAD;
 	for (w = 0; w < c->nworkers; w++) {
-		if (coord_spawn_worker(c, w, err, errlen) != 0)
+		c->workers[w].id = w;
+		if (sup_start(c->sup, w, err, errlen) != 0)
 			goto fail;
 	}
 	return c;
@@ -2073,45 +1782,12 @@ fail:
 	return NULL;
 }
 
-/* Wait up to secs for every worker to exit; 0 if all did. */
-static int
-coord_reap(struct coord *c, double secs)
-{
-	double until = now_mono() + secs;
-	int i, alive, status;
-	pid_t pid;
-
-	for (;;) {
-		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-			for (i = 0; i < c->nworkers; i++)
-				if (c->workers[i].pid == pid)
-					c->workers[i].state = WORKER_DEAD;
-		alive = 0;
-		for (i = 0; i < c->nworkers; i++)
-			alive += c->workers[i].state != WORKER_DEAD;
-		if (alive == 0 || now_mono() > until)
-			return alive;
-		usleep(5000);
-	}
-}
-
-/* Signal every live worker. */
-static void
-coord_signal_workers(struct coord *c, int sig)
-{
-	int i;
-
-	for (i = 0; i < c->nworkers; i++)
-		if (c->workers[i].state != WORKER_DEAD)
-			kill(c->workers[i].pid, sig);
-}
-
 void
 coord_free(struct coord *c)
 {
 	struct rctx *r;
 	struct task *t;
-		size_t i;
+	size_t i;
 
 	if (c == NULL)
 		return;
@@ -2122,13 +1798,8 @@ coord_free(struct coord *c)
 		TAILQ_REMOVE(&c->parked, r, entry);
 		coord_reply(r, json_pack("{s:b, s:[]}", "shutdown", 1, "tasks"));
 	}
-	if (c->workers != NULL) {
-		coord_signal_workers(c, SIGTERM);
-		if (coord_reap(c, 2.0) != 0) {
-			coord_signal_workers(c, SIGKILL);
-			coord_reap(c, 2.0);
-		}
-	}
+	if (c->sup != NULL)
+		sup_stop(c->sup);
 	/*
 	 * Stop every context's operation first (waiting for its callback,
 	 * which starts no other now), then close the socket: nng_close()
@@ -2148,10 +1819,7 @@ coord_free(struct coord *c)
 		json_decref(c->rctxs[i].id);
 	}
 	free(c->rctxs);
-	if (c->dir[0] != '\0')
-		rmtree(c->dir);
-	if (c->scratch[0] != '\0')
-		rmtree(c->scratch);
+	sup_free(c->sup);
 	for (i = 1; i <= c->ntasks; i++) {
 		if ((t = c->tasks[i]) != NULL)
 			coord_task_free(t);
@@ -2170,14 +1838,10 @@ coord_free(struct coord *c)
 	free(c->run_id);
 	grants_free(c->grants);
 	captoken_keys_free(c->keys);
-	for (i = 0; c->worker_env != NULL && c->worker_env[i] != NULL; i++)
-		free(c->worker_env[i]);
-	free(c->worker_env);
 	if (c->base != NULL) {
 		bridge_free(c->bridge);
 		event_free(c->flush_ev);
 		event_free(c->tick_ev);
-		event_free(c->chld_ev);
 		event_free(c->int_ev);
 		event_free(c->term_ev);
 		event_base_free(c->base);

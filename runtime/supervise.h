@@ -1,0 +1,77 @@
+/*
+ * supervise.h: the local worker processes of a coordinator.
+ *
+ * A supervisor owns the coordinator's private directories in $TMPDIR (the
+ * ipc socket's, and apart from it the root of the workers' scratch
+ * directories: a tool server is told its scratch path, which must not lead
+ * to the socket), the allowlisted environment workers get, and N worker
+ * processes `weft worker --enroll-fd 3`.  Every start of a worker gets a
+ * fresh enrolment secret (docs/PROTOCOL.md, "Enrolment"); the supervisor
+ * keeps its hash, checks the secret a hello presents and binds the worker
+ * to the nng pipe it said it on.
+ *
+ * A worker's life: STARTING (spawned) -> READY (its hello was accepted) ->
+ * DEAD (reaped: the owner's exit callback has run).  Workers are reaped on
+ * SIGCHLD through the event base given to sup_new; everything runs on the
+ * loop thread.
+ */
+#ifndef WEFT_SUPERVISE_H
+#define WEFT_SUPERVISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct event_base;
+struct supervisor;
+
+struct sup_opts {
+	int		 workers;	/* how many, ids 0 .. workers-1 */
+	int		 slots;		/* --slots of each */
+	int		 no_seccomp;	/* pass --no-seccomp */
+};
+
+/* Called on the loop when worker wid (process pid) was reaped. */
+typedef void (*sup_exit_cb)(void *arg, int wid, pid_t pid, int status);
+
+/*
+ * Make the directories (sweeping those that coordinators killed with -9
+ * left) and the worker environment; start no worker yet.  NULL with err.
+ */
+struct supervisor *sup_new(struct event_base *, const struct sup_opts *,
+    sup_exit_cb, void *arg, char *err, size_t errlen);
+
+/* The address workers dial: ipc://DIR/coord.ipc. */
+const char *sup_url(const struct supervisor *);
+
+/* Start (or restart, once DEAD) worker wid, enrolled.  0, or -1 with err. */
+int sup_start(struct supervisor *, int wid, char *err, size_t errlen);
+
+/* The process of worker wid (its latest start), and whether it lives. */
+pid_t sup_pid(const struct supervisor *, int wid);
+int sup_alive(const struct supervisor *, int wid);
+
+/*
+ * A hello from pipe claiming worker wid with secret (NULL: none): 0 binds
+ * the worker to pipe; -1 refuses, with the reason in why ("wrong enrolment
+ * secret", "worker 0 is connected already", ...).
+ */
+int sup_hello(struct supervisor *, int wid, const char *secret,
+    uint32_t pipe, char *why, size_t whylen);
+
+/* Whether pipe is the one worker wid is bound to. */
+int sup_bound(const struct supervisor *, int wid, uint32_t pipe);
+
+/* The process at the other end of an ipc pipe, or 0 if unknown. */
+int sup_peer_pid(uint32_t pipe);
+
+/*
+ * Stop every worker: SIGTERM, up to 2 s for them to exit, then SIGKILL.
+ * The exit callback is not called for them.
+ */
+void sup_stop(struct supervisor *);
+
+/* Stop the workers if need be, remove the directories, free. NULL ok. */
+void sup_free(struct supervisor *);
+
+#endif
