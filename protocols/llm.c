@@ -12,9 +12,7 @@
 
 #include <jansson.h>
 
-#define WEFT_LLM_INTERNAL
-#include "protocols/llm.h"
-#include "protocols/sse.h"
+#include "protocols/llm_int.h"
 #include "engine/util.h"
 
 /* Longest wait a Retry-After can ask for: 7 days. */
@@ -581,30 +579,32 @@ llm_args_parse(const char *name, const char *p, size_t n, int cut,
 	return 0;
 }
 
+static const struct llm_codec *const llm_codecs[] = {
+	[LLM_OPENAI] = &llm_openai_codec,
+	[LLM_ANTHROPIC] = &llm_anthropic_codec,
+};
+
+const struct llm_codec *
+llm_codec(enum llm_api api)
+{
+	if ((size_t)api >= sizeof llm_codecs / sizeof llm_codecs[0])
+		fatalx(1, "llm: no codec for api %d", (int)api);
+	return llm_codecs[api];
+}
+
 /* Map a provider stop value to a normalized stop_reason. */
 const char *
-llm_stop_reason(enum llm_api api, const char *raw, int have_calls)
+llm_stop_reason(const struct llm_codec *codec, const char *raw,
+    int have_calls)
 {
 	const char *r = raw != NULL ? raw : "", *stop = "other";
+	const struct llm_stop *st;
 
-	if (api == LLM_OPENAI) {
-		if (strcmp(r, "stop") == 0)
-			stop = "final";
-		else if (strcmp(r, "length") == 0)
-			stop = "max_tokens";
-		else if (strcmp(r, "tool_calls") == 0 ||
-		    strcmp(r, "function_call") == 0)
-			stop = "tool_use";
-	} else {
-		if (strcmp(r, "end_turn") == 0 ||
-		    strcmp(r, "stop_sequence") == 0)
-			stop = "final";
-		else if (strcmp(r, "tool_use") == 0)
-			stop = "tool_use";
-		else if (strcmp(r, "max_tokens") == 0 ||
-		    strcmp(r, "model_context_window_exceeded") == 0)
-			stop = "max_tokens";
-	}
+	for (st = codec->stops; st->raw != NULL; st++)
+		if (strcmp(r, st->raw) == 0) {
+			stop = st->norm;
+			break;
+		}
 	if (have_calls && (strcmp(stop, "final") == 0 || *r == '\0'))
 		stop = "tool_use";
 	if (!have_calls && strcmp(stop, "tool_use") == 0)
@@ -838,9 +838,7 @@ llm_build_request(enum llm_api api, const json_t *req, int stream,
 {
 	if (llm_check_request(req, err, errlen) == -1)
 		return NULL;
-	if (api == LLM_OPENAI)
-		return llm_openai_build(req, stream, err, errlen);
-	return llm_anthropic_build(req, stream, err, errlen);
+	return llm_codec(api)->build(req, stream, err, errlen);
 }
 
 /* Decode a non-streaming answer. */
@@ -848,9 +846,7 @@ json_t *
 llm_parse_response(enum llm_api api, const char *body, size_t len,
     char *err, size_t errlen)
 {
-	if (api == LLM_OPENAI)
-		return llm_openai_parse(body, len, err, errlen);
-	return llm_anthropic_parse(body, len, err, errlen);
+	return llm_codec(api)->parse(body, len, err, errlen);
 }
 
 /* The sse callback: hand one event to the format's decoder. */
@@ -864,11 +860,7 @@ llm_stream_event_cb(void *arg, const char *event, const char *data,
 	if (s->done)
 		return 0;
 	s->nevents++;
-	if (s->api == LLM_OPENAI)
-		rv = llm_openai_event(s, event, data, len);
-	else
-		rv = llm_anthropic_event(s, event, data, len);
-	if (rv != 0)
+	if ((rv = s->codec->event(s, event, data, len)) != 0)
 		s->failed = 1;
 	return rv;
 }
@@ -879,7 +871,7 @@ llm_stream_new(enum llm_api api)
 {
 	struct llm_stream *s = xcalloc(1, sizeof *s);
 
-	s->api = api;
+	s->codec = llm_codec(api);
 	s->sse = sse_new(0, llm_stream_event_cb, s);
 	return s;
 }
@@ -1064,11 +1056,11 @@ llm_stream_finish(struct llm_stream *s, char *err, size_t errlen)
 	}
 	if (!s->done) {
 		errf(err, errlen, "stream ended before %s (after %ld events)",
-		    s->api == LLM_OPENAI ? "[DONE]" : "message_stop",
+		    s->codec->end_event,
 		    s->nevents);
 		return NULL;
 	}
-	cut = strcmp(llm_stop_reason(s->api, s->raw_stop, 0),
+	cut = strcmp(llm_stop_reason(s->codec, s->raw_stop, 0),
 	    "max_tokens") == 0;
 	if ((calls = llm_stream_calls(s, cut, err, errlen)) == NULL)
 		return NULL;
@@ -1076,7 +1068,7 @@ llm_stream_finish(struct llm_stream *s, char *err, size_t errlen)
 		text = s->refusal.p;
 		textlen = s->refusal.len;
 	}
-	stop = llm_stop_reason(s->api, s->raw_stop,
+	stop = llm_stop_reason(s->codec, s->raw_stop,
 	    json_array_size(calls) > 0);
 	return llm_response(text, textlen, calls, stop, s->raw_stop,
 	    s->model, s->id, &s->usage);

@@ -6,8 +6,7 @@
 
 #include <jansson.h>
 
-#define WEFT_LLM_INTERNAL
-#include "protocols/llm.h"
+#include "protocols/llm_int.h"
 #include "engine/util.h"
 
 /* max_tokens is required by the API; this is sent when weft gives none. */
@@ -85,7 +84,7 @@ anthropic_results_first(json_t *blocks)
 }
 
 /* The request body; req was checked by llm_check_request. */
-char *
+static char *
 llm_anthropic_build(const json_t *req, int stream, char *err,
     size_t errlen)
 {
@@ -222,7 +221,7 @@ anthropic_call(const json_t *b, size_t j, int cut, char *err,
 }
 
 /* Decode a non-streaming answer. */
-json_t *
+static json_t *
 llm_anthropic_parse(const char *body, size_t len, char *err, size_t errlen)
 {
 	json_t *root, *content, *b, *call, *list = NULL, *out = NULL, *e;
@@ -272,7 +271,7 @@ llm_anthropic_parse(const char *body, size_t len, char *err, size_t errlen)
 	}
 	anthropic_usage(json_object_get(root, "usage"), &u);
 	out = llm_response(text.p, text.len, list,
-	    llm_stop_reason(LLM_ANTHROPIC, stop, json_array_size(list) > 0),
+	    llm_stop_reason(&llm_anthropic_codec, stop, json_array_size(list) > 0),
 	    stop, anthropic_str(root, "model"), anthropic_str(root, "id"), &u);
 	list = NULL;
 out:
@@ -368,7 +367,7 @@ anthropic_block_delta(struct llm_stream *s, const json_t *root)
 }
 
 /* One SSE event of a streamed answer. */
-int
+static int
 llm_anthropic_event(struct llm_stream *s, const char *event,
     const char *data, size_t len)
 {
@@ -419,3 +418,21 @@ out:
 	json_decref(root);
 	return rv;
 }
+
+static const struct llm_stop llm_anthropic_stops[] = {
+	{ "end_turn", "final" },
+	{ "stop_sequence", "final" },
+	{ "tool_use", "tool_use" },
+	{ "max_tokens", "max_tokens" },
+	{ "model_context_window_exceeded", "max_tokens" },
+	{ NULL, NULL }
+};
+
+const struct llm_codec llm_anthropic_codec = {
+	.name = "anthropic",
+	.end_event = "message_stop",
+	.stops = llm_anthropic_stops,
+	.build = llm_anthropic_build,
+	.parse = llm_anthropic_parse,
+	.event = llm_anthropic_event,
+};

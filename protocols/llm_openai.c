@@ -6,8 +6,7 @@
 
 #include <jansson.h>
 
-#define WEFT_LLM_INTERNAL
-#include "protocols/llm.h"
+#include "protocols/llm_int.h"
 #include "engine/util.h"
 
 /* A string member, or NULL. */
@@ -77,7 +76,7 @@ openai_tool_result(const json_t *m)
 }
 
 /* The request body; req was checked by llm_check_request. */
-char *
+static char *
 llm_openai_build(const json_t *req, int stream, char *err, size_t errlen)
 {
 	json_t *body = json_object(), *msgs = json_array(), *tools, *t, *m;
@@ -222,7 +221,7 @@ openai_call(const json_t *tc, size_t j, int cut, char *err, size_t errlen)
 }
 
 /* Decode a non-streaming answer. */
-json_t *
+static json_t *
 llm_openai_parse(const char *body, size_t len, char *err, size_t errlen)
 {
 	json_t *root, *choices, *c0, *msg, *content, *calls, *tc, *call;
@@ -283,7 +282,7 @@ llm_openai_parse(const char *body, size_t len, char *err, size_t errlen)
 	}
 	openai_usage(json_object_get(root, "usage"), &u);
 	out = llm_response(text, strlen(text), list,
-	    llm_stop_reason(LLM_OPENAI, finish, json_array_size(list) > 0),
+	    llm_stop_reason(&llm_openai_codec, finish, json_array_size(list) > 0),
 	    finish, openai_str(root, "model"), openai_str(root, "id"), &u);
 	list = NULL;
 out:
@@ -352,7 +351,7 @@ openai_call_deltas(struct llm_stream *s, const json_t *calls)
 }
 
 /* One SSE event of a streamed answer. */
-int
+static int
 llm_openai_event(struct llm_stream *s, const char *event, const char *data,
     size_t len)
 {
@@ -416,3 +415,20 @@ out:
 	json_decref(root);
 	return rv;
 }
+
+static const struct llm_stop llm_openai_stops[] = {
+	{ "stop", "final" },
+	{ "length", "max_tokens" },
+	{ "tool_calls", "tool_use" },
+	{ "function_call", "tool_use" },
+	{ NULL, NULL }
+};
+
+const struct llm_codec llm_openai_codec = {
+	.name = "openai",
+	.end_event = "[DONE]",
+	.stops = llm_openai_stops,
+	.build = llm_openai_build,
+	.parse = llm_openai_parse,
+	.event = llm_openai_event,
+};

@@ -13,8 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#define WEFT_LLM_INTERNAL
-#include "protocols/llm.h"
+#include "protocols/llm_int.h"
 #include "engine/util.h"
 
 /*
