@@ -1773,7 +1773,7 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	c->workers = xcalloc(c->nworkers, sizeof *c->workers);
 	for (w = 0; w < c->nworkers; w++) {
 		c->workers[w].id = w;
-		if (sup_start(c->sup, w, err, errlen) != 0)
+		if (!o->external && sup_start(c->sup, w, err, errlen) != 0)
 			goto fail;
 	}
 	return c;
@@ -1847,6 +1847,12 @@ coord_free(struct coord *c)
 		event_base_free(c->base);
 	}
 	free(c);
+}
+
+char *
+coord_enrolment(struct coord *c, int wid)
+{
+	return c->opts.external ? sup_enrol_external(c->sup, wid) : NULL;
 }
 
 void

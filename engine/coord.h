@@ -33,6 +33,8 @@ struct coord_opts {
 	const char	*state_dir;	/* signing keys; NULL: the default */
 	int		 worker_no_seccomp; /* workers confine themselves
 					   without seccomp (sandbox_self) */
+	int		 external;	/* start no worker: each joins with
+					   coord_enrolment() (tests) */
 };
 
 /* What the graph runner gives the coordinator to be told of results. */
@@ -61,6 +63,13 @@ struct coord *coord_new(const struct coord_opts *, struct store *,
    directory and free everything. */
 void coord_free(struct coord *);
 struct event_base *coord_base(struct coord *);
+
+/*
+ * With opts.external: a new enrolment for worker wid (JSON text with the
+ * address, the id and a secret, as `weft worker --enroll-fd` reads it; the
+ * caller frees it).  NULL otherwise.
+ */
+char *coord_enrolment(struct coord *, int wid);
 
 /* Start recording events for run_id (the run row must exist). */
 void coord_begin_run(struct coord *, const char *run_id,

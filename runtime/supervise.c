@@ -178,7 +178,7 @@ sup_reap(struct supervisor *s, double secs)
 					s->w[i].state = SUP_DEAD;
 		alive = 0;
 		for (i = 0; i < s->opts.workers; i++)
-			alive += s->w[i].state != SUP_DEAD;
+			alive += s->w[i].pid > 0 && s->w[i].state != SUP_DEAD;
 		if (alive == 0 || now_mono() > until)
 			return alive;
 		usleep(5000);
@@ -192,7 +192,7 @@ sup_signal(struct supervisor *s, int sig)
 	int i;
 
 	for (i = 0; i < s->opts.workers; i++)
-		if (s->w[i].state != SUP_DEAD)
+		if (s->w[i].pid > 0 && s->w[i].state != SUP_DEAD)
 			kill(s->w[i].pid, sig);
 }
 
@@ -258,6 +258,29 @@ sup_url(const struct supervisor *s)
 }
 
 /*
+ * A new enrolment for worker wid, as JSON text (the caller clears and
+ * frees it): the coordinator's address, the worker's id, a fresh secret
+ * and the scratch root.  Only the secret's hash is kept.
+ */
+static char *
+sup_enrolment_text(struct supervisor *s, int wid)
+{
+	char secret[65], *text;
+	json_t *e;
+
+	random_hex(secret, 32);
+	sha256_hex(secret, 64, s->w[wid].secret_hash);
+	e = json_pack("{s:i, s:s, s:i, s:s, s:s}", "version", WIRE_VERSION,
+	    "url", s->url, "worker", wid, "secret", secret, "scratch",
+	    s->scratch);
+	OPENSSL_cleanse(secret, sizeof secret);
+	if (e == NULL || (text = json_dumps(e, JSON_COMPACT)) == NULL)
+		fatalx(1, "out of memory");
+	json_decref(e);
+	return text;
+}
+
+/*
  * Write worker wid's enrolment: the coordinator's address, the worker's
  * id, a fresh secret and the scratch root, to a pipe whose read end the
  * worker gets as descriptor 3.  Neither the secret nor the address is in
@@ -267,22 +290,11 @@ sup_url(const struct supervisor *s)
 static int
 sup_enrol(struct supervisor *s, int wid, char *err, size_t errlen)
 {
-	char secret[65];
-	json_t *e;
-	char *text;
-	size_t len;
+	char *text = sup_enrolment_text(s, wid);
+	size_t len = strlen(text);
 	int fds[2], fd;
 	ssize_t n;
 
-	random_hex(secret, 32);
-	sha256_hex(secret, 64, s->w[wid].secret_hash);
-	e = json_pack("{s:i, s:s, s:i, s:s, s:s}", "version", WIRE_VERSION,
-	    "url", s->url, "worker", wid, "secret", secret, "scratch",
-	    s->scratch);
-	OPENSSL_cleanse(secret, sizeof secret);
-	text = json_dumps(e, JSON_COMPACT);
-	json_decref(e);
-	len = strlen(text);
 	if (pipe2(fds, O_CLOEXEC) == -1) {
 		errf(err, errlen, "cannot enrol worker %d: pipe: %s", wid,
 		    strerror(errno));
@@ -342,6 +354,16 @@ sup_start(struct supervisor *s, int wid, char *err, size_t errlen)
 	return 0;
 }
 
+char *
+sup_enrol_external(struct supervisor *s, int wid)
+{
+	if (wid < 0 || wid >= s->opts.workers || s->w[wid].pid > 0)
+		return NULL;
+	s->w[wid].state = SUP_STARTING;
+	s->w[wid].pipe = 0;
+	return sup_enrolment_text(s, wid);
+}
+
 pid_t
 sup_pid(const struct supervisor *s, int wid)
 {
@@ -392,7 +414,8 @@ sup_hello(struct supervisor *s, int wid, const char *secret, uint32_t pipe,
 		errf(why, whylen, "worker %d is connected already", wid);
 		return -1;
 	}
-	if ((pid = sup_peer_pid(pipe)) != 0 && pid != (int)w->pid) {
+	if (w->pid > 0 && (pid = sup_peer_pid(pipe)) != 0 &&
+	    pid != (int)w->pid) {
 		errf(why, whylen, "worker %d is process %d, not %d", wid,
 		    (int)w->pid, pid);
 		return -1;

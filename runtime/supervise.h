@@ -10,7 +10,8 @@
  * keeps its hash, checks the secret a hello presents and binds the worker
  * to the nng pipe it said it on.
  *
- * A worker's life: STARTING (spawned) -> READY (its hello was accepted) ->
+ * A worker's life: STARTING (spawned, or enrolled to join from elsewhere:
+ * sup_enrol_external) -> READY (its hello was accepted) ->
  * DEAD (reaped: the owner's exit callback has run).  Workers are reaped on
  * SIGCHLD through the event base given to sup_new; everything runs on the
  * loop thread.
@@ -46,6 +47,14 @@ const char *sup_url(const struct supervisor *);
 
 /* Start (or restart, once DEAD) worker wid, enrolled.  0, or -1 with err. */
 int sup_start(struct supervisor *, int wid, char *err, size_t errlen);
+
+/*
+ * Enrol worker wid without starting it: it runs elsewhere, started by
+ * someone else, and joins with the returned enrolment (JSON text, as a
+ * worker reads it from --enroll-fd; the caller clears and frees it).  A
+ * new call replaces the secret.  NULL if wid is a started worker.
+ */
+char *sup_enrol_external(struct supervisor *, int wid);
 
 /* The process of worker wid (its latest start), and whether it lives. */
 pid_t sup_pid(const struct supervisor *, int wid);
