@@ -29,11 +29,14 @@
 #include "engine/util.h"
 #include "protocols/jsonrpc.h"
 #include "runtime/bridge.h"
+#include "runtime/jread.h"
 #include "runtime/proc.h"
 #include "runtime/supervise.h"
 #include "runtime/wire.h"
 
 #define COORD_MAX_RESTARTS	32
+/* Most items (results, failures, task ids) one wire request may carry. */
+#define COORD_MAX_ITEMS		65536
 /* Refused wire requests recorded (worker.refused); later ones counted. */
 #define COORD_MAX_REFUSALS	64
 
@@ -1501,15 +1504,107 @@ coord_on_fail_req(struct coord *c, struct rctx *r, int wid, json_t *params)
 	coord_reply(r, json_object());
 }
 
+/*
+ * Checks of a request's params before any of it is acted on: a field
+ * missing or of the wrong type refuses the whole request, with its JSON
+ * pointer, instead of reading as 0 (runtime/jread.h).
+ */
+
+/* A list of per-task items under key: {id, attempt} and, by what, a
+   result, an error {kind, message} or neither; progress optional. */
+static int
+coord_check_items(json_t *params, const char *key, const char *what,
+    char *err, size_t errlen)
+{
+	json_t *list, *it, *v;
+	const char *str;
+	json_int_t n;
+	char at[96];
+	size_t i;
+
+	if (jr_array(params, key, "/params", 1, COORD_MAX_ITEMS, &list, err,
+	    errlen) != 0)
+		return -1;
+	json_array_foreach(list, i, it) {
+		snprintf(at, sizeof at, "/params/%s/%zu", key, i);
+		if (!json_is_object(it)) {
+			errf(err, errlen, "%s: must be an object", at);
+			return -1;
+		}
+		if (jr_int(it, "id", at, 1, 1, INT64_MAX, &n, err,
+		    errlen) != 0 || jr_int(it, "attempt", at, 1, 1, INT_MAX,
+		    &n, err, errlen) != 0 || jr_array(it, "progress", at, 0,
+		    COORD_MAX_ITEMS, &v, err, errlen) != 0)
+			return -1;
+		if (strcmp(what, "result") == 0 && jr_any(it, "result", at, 1,
+		    &v, err, errlen) != 0)
+			return -1;
+		if (strcmp(what, "error") == 0) {
+			if (jr_object(it, "error", at, 1, &v, err,
+			    errlen) != 0)
+				return -1;
+			snprintf(at, sizeof at, "/params/%s/%zu/error", key,
+			    i);
+			if (jr_str(v, "kind", at, 1, &str, err, errlen) != 0 ||
+			    jr_str(v, "message", at, 1, &str, err,
+			    errlen) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+coord_check_poll(json_t *params, char *err, size_t errlen)
+{
+	json_int_t n;
+
+	return jr_int(params, "slots", "/params", 0, 0, 1 << 20, &n, err,
+	    errlen);
+}
+
+static int
+coord_check_heartbeat(json_t *params, char *err, size_t errlen)
+{
+	json_t *list, *it;
+	size_t i;
+
+	if (jr_array(params, "tasks", "/params", 1, COORD_MAX_ITEMS, &list,
+	    err, errlen) != 0)
+		return -1;
+	json_array_foreach(list, i, it)
+		if (!json_is_integer(it)) {
+			errf(err, errlen, "/params/tasks/%zu: must be an "
+			    "integer", i);
+			return -1;
+		}
+	if (json_object_get(params, "progress") == NULL)
+		return 0;
+	return coord_check_items(params, "progress", "progress", err, errlen);
+}
+
+static int
+coord_check_complete(json_t *params, char *err, size_t errlen)
+{
+	return coord_check_items(params, "results", "result", err, errlen);
+}
+
+static int
+coord_check_fail(json_t *params, char *err, size_t errlen)
+{
+	return coord_check_items(params, "failures", "error", err, errlen);
+}
+
 /* The methods of an enrolled worker (hello is apart: it enrols). */
 static const struct coord_method {
 	const char	*name;
+	int		(*check)(json_t *, char *, size_t);
 	void		(*fn)(struct coord *, struct rctx *, int, json_t *);
 } coord_methods[] = {
-	{ WIRE_POLL, coord_on_poll },
-	{ WIRE_HEARTBEAT, coord_on_heartbeat_req },
-	{ WIRE_COMPLETE, coord_on_complete_req },
-	{ WIRE_FAIL, coord_on_fail_req },
+	{ WIRE_POLL, coord_check_poll, coord_on_poll },
+	{ WIRE_HEARTBEAT, coord_check_heartbeat, coord_on_heartbeat_req },
+	{ WIRE_COMPLETE, coord_check_complete, coord_on_complete_req },
+	{ WIRE_FAIL, coord_check_fail, coord_on_fail_req },
 };
 
 /*
@@ -1559,6 +1654,11 @@ coord_rctx_loop_cb(void *arg)
 	} else if (!sup_bound(c->sup, wid, pipe)) {
 		coord_refuse(c, r, wid, pipe, m.method, "this connection has "
 		    "not enrolled as that worker (hello)");
+	} else if (cm->check(m.params, err, sizeof err) != 0) {
+		if (c->opts.verbose)
+			fprintf(stderr, "weft: worker %d: %s refused: %s\n",
+			    wid, m.method, err);
+		coord_reply_error(r, JRPC_INVALID_PARAMS, err);
 	} else {
 		cm->fn(c, r, wid, m.params);
 	}

@@ -946,6 +946,9 @@ worker_poll_answer(struct worker *w, json_t *result, json_t *error)
 static void
 worker_out_answer(struct worker *w, json_t *result, json_t *error)
 {
+	if (error != NULL)
+		fprintf(stderr, "weft worker %d: outcomes refused: %s\n", w->id,
+		    json_string_value(json_object_get(error, "message")));
 	worker_pump(w);
 }
 

@@ -119,6 +119,9 @@ fz_cleanup(void)
 static void
 fz_init(void)
 {
+	static const char bad[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+	    "\"complete\",\"params\":{\"worker\":0,\"results\":[{\"id\":1,"
+	    "\"attempt\":\"1\",\"result\":{}}]}}";
 	struct coord_opts o;
 	struct coord_sink sink = { fz_deliver, fz_pump, NULL };
 	struct store_run run;
@@ -179,6 +182,13 @@ fz_init(void)
 	FZ_CHECK(json_object_get(ans, "result") != NULL, "hello refused");
 	json_decref(ans);
 	atexit(fz_cleanup);
+	/* A mistyped field refuses the request, naming its JSON pointer. */
+	ans = fz_ask(fz_me, bad, sizeof bad - 1);
+	e = json_object_get(json_object_get(ans, "error"), "message");
+	FZ_CHECK(json_is_string(e) && strcmp(json_string_value(e),
+	    "/params/results/0/attempt: must be an integer from 1 to "
+	    "2147483647") == 0, "a mistyped attempt was not refused by name");
+	json_decref(ans);
 }
 
 int
