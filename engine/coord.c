@@ -667,15 +667,24 @@ coord_task_free(struct task *t)
 static void
 coord_task_unlink(struct coord *c, struct task *t)
 {
-	if (t->state == TASK_LEASED) {
+	switch (t->state) {
+	case TASK_LEASED:
 		TAILQ_REMOVE(&c->leased, t, entry);
-		if (t->worker >= 0 && t->worker < c->nworkers)
+		if (ALWAYS(t->worker >= 0 && t->worker < c->nworkers))
 			c->workers[t->worker].nleased--;
-	} else if (t->state == TASK_QUEUED) {
+		break;
+	case TASK_QUEUED:
 		TAILQ_REMOVE(&c->queue, t, entry);
 		c->nqueued--;
-	} else if (t->state == TASK_DELAYED)
+		break;
+	case TASK_DELAYED:
 		evtimer_del(t->retry_ev);
+		break;
+	case TASK_DONE:
+		/* A task ends once: it is in no list to leave. */
+		(void)NEVER(1);
+		break;
+	}
 }
 
 /* Finish a task: record its outcome and queue the delivery. */
