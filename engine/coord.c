@@ -24,6 +24,7 @@
 #include "engine/coord.h"
 #include "engine/fault.h"
 #include "engine/grant.h"
+#include "engine/record.h"
 #include "engine/replay.h"
 #include "engine/store.h"
 #include "engine/util.h"
@@ -161,23 +162,15 @@ struct coord {
 	struct delivery		*dl;
 	size_t			 ndl, dl_cap;
 
-	char			*run_id;
+	const char		*run_id;	/* record_run(c->rec) */
+	struct record		*rec;		/* events, recorded answers */
 	struct captoken_keys	*keys;		/* signing keys */
 	struct grants		*grants;	/* the run's grants */
-	int64_t			 seq;
 	struct coord_sink	 sink;
 	int			 run_ended;
 	int			 cancelled;
 	int			 failed;
 	char			 ferr[1536];
-	struct replay		*rec;		/* recorded answers, or NULL */
-	json_t			*calls;		/* node path -> calls made */
-	int			 discard;	/* events are not stored */
-	int			 legacy_lists;	/* the record keys tool lists by
-						   node (replay_legacy_lists) */
-	int			 bounded;	/* coord_may_bound: 1 said yes,
-						   -1 coord_all_at_once */
-	int64_t			 span_base;	/* a resume's first span - 1 */
 };
 
 static void	coord_rctx_cb(void *);
@@ -234,7 +227,7 @@ coord_store_message(struct coord *c, char *buf, size_t len)
 	}
 	errf(buf, len, "%s while recording event %lld of run %s; the run is "
 	    "left as recorded so far (%lld events) and can be resumed with "
-	    "`weft resume %s` once %s", what, (long long)c->seq, id,
+	    "`weft resume %s` once %s", what, (long long)record_seq(c->rec), id,
 	    (long long)store_event_count(c->st, id), id,
 	    kind == STORE_BROKEN_FULL ? "space is freed" :
 	    "the storage is fixed");
@@ -257,30 +250,20 @@ coord_kick(struct coord *c)
 		event_active(c->flush_ev, EV_TIMEOUT, 0);
 }
 
+/* The record could not write to the store. */
+static void
+coord_store_fail_cb(void *arg)
+{
+	coord_store_fail(arg);
+}
+
 int64_t
 coord_event_text(struct coord *c, const char *kind, int64_t span,
     int64_t parent_span, const char *path, int attempt, const char *text,
     int64_t tokens, double cost)
 {
-	struct store_event ev;
-
-	if (c->discard)
-		return ++c->seq;	/* an offline replay records nothing */
-	memset(&ev, 0, sizeof ev);
-	ev.run_id = c->run_id;
-	ev.seq = ++c->seq;
-	ev.span_id = span;
-	ev.parent_span = parent_span;
-	ev.node_path = path != NULL ? path : "";
-	ev.kind = kind;
-	ev.attempt = attempt;
-	ev.time = now_wall();
-	ev.payload = text;
-	ev.tokens = tokens;
-	ev.cost = cost;
-	if (store_event_append(c->st, &ev) != 0)
-		coord_store_fail(c);
-	return ev.seq;
+	return record_event_text(c->rec, kind, span, parent_span, path,
+	    attempt, text, tokens, cost);
 }
 
 int64_t
@@ -545,14 +528,15 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 	char hash[65], *obj, *step, *meta, *key = NULL;
 	int call;
 
-	if (strcmp(kind, TASK_MCP_LIST) == 0 && !c->legacy_lists)
+	if (strcmp(kind, TASK_MCP_LIST) == 0 && !record_legacy_lists(c->rec))
 		path = key = xasprintf("(tools)/%s", srv);
 	call = coord_call_index(c, path);
 	step = xasprintf("%s:%s%s%s", kind, srv, tool ? "/" : "",
 	    tool ? tool : "");
 	replay_hash(summary, NULL, hash);
 	/* Only a record can be diverged from: a live run needs no text. */
-	obj = c->rec != NULL ? xasprintf("{%s}", summary) : NULL;
+	obj = record_replay(c->rec) != NULL ? xasprintf("{%s}", summary) :
+	    NULL;
 	*ticket = coord_recorded(c, path, span, call, step, hash, obj);
 	free(obj);
 	if (*ticket != 0) {		/* answered: nothing to record */
@@ -1138,7 +1122,7 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 			}
 			/* Offline, every answer comes from the record at
 			   once: a graph that waits would wait for ever. */
-			if (c->discard)
+			if (record_discarding(c->rec))
 				coord_fail(c, "replay: the graph waits for an "
 				    "answer that cannot come offline (a bug in "
 				    "weft's runner)");
@@ -1827,6 +1811,7 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	c->opts = *o;
 	c->opts.state_dir = NULL;
 	c->st = st;
+	c->rec = record_new(st, coord_store_fail_cb, c);
 	TAILQ_INIT(&c->queue);
 	TAILQ_INIT(&c->leased);
 	TAILQ_INIT(&c->parked);
@@ -1900,7 +1885,6 @@ coord_free(struct coord *c)
 
 	if (c == NULL)
 		return;
-	json_decref(c->calls);
 	__atomic_store_n(&c->stopping, 1, __ATOMIC_RELEASE);
 	/* Parked polls learn of the shutdown; workers exit on it. */
 	while ((r = TAILQ_FIRST(&c->parked)) != NULL) {
@@ -1944,7 +1928,7 @@ coord_free(struct coord *c)
 		json_decref(c->workers[i].cancel);
 	}
 	free(c->workers);
-	free(c->run_id);
+	record_free(c->rec);
 	grants_free(c->grants);
 	captoken_keys_free(c->keys);
 	if (c->base != NULL) {
@@ -1968,12 +1952,9 @@ void
 coord_begin_run(struct coord *c, const char *run_id,
     const struct coord_sink *sink)
 {
-	free(c->run_id);
-	c->run_id = xstrdup(run_id);
+	record_begin(c->rec, run_id);
+	c->run_id = record_run(c->rec);
 	grants_set_run(c->grants, run_id);
-	c->seq = 0;
-	json_decref(c->calls);
-	c->calls = json_object();
 	c->sink = *sink;
 	c->run_ended = 0;
 }
@@ -1998,11 +1979,7 @@ coord_loop(struct coord *c, char *err, size_t errlen)
 int
 coord_call_index(struct coord *c, const char *path)
 {
-	json_t *v = json_object_get(c->calls, path);
-	json_int_t n = v != NULL ? json_integer_value(v) : 0;
-
-	json_object_set_new(c->calls, path, json_integer(n + 1));
-	return (int)n;
+	return record_call_index(c->rec, path);
 }
 
 void
@@ -2010,11 +1987,7 @@ coord_set_replay(struct coord *c, struct replay *rec, int64_t last_seq)
 {
 	int64_t n = rec != NULL && last_seq > 0 ? replay_last_task(rec) : 0;
 
-	c->rec = rec;
-	c->legacy_lists = rec != NULL && replay_legacy_lists(rec);
-	if (last_seq > c->seq)
-		c->seq = last_seq;
-	c->span_base = rec != NULL && last_seq > 0 ? replay_last_span(rec) : 0;
+	record_set_replay(c->rec, rec, last_seq);
 	/* A resume's tickets go on after the run's last task id. */
 	if (n > (int64_t)c->ntasks && n < INT32_MAX) {
 		c->tasks = xrealloc(c->tasks, ((size_t)n + 256) *
@@ -2029,67 +2002,56 @@ coord_set_replay(struct coord *c, struct replay *rec, int64_t last_seq)
 int64_t
 coord_span_base(struct coord *c)
 {
-	return c->span_base;
+	return record_span_base(c->rec);
 }
 
 void
 coord_discard_events(struct coord *c)
 {
-	c->discard = 1;
+	record_discard(c->rec);
 }
 
 int
 coord_may_bound(struct coord *c)
 {
-	if (!c->discard || c->legacy_lists || c->bounded < 0)
-		return 0;
-	c->bounded = 1;
-	return 1;
+	return record_may_bound(c->rec);
 }
 
 void
 coord_all_at_once(struct coord *c)
 {
-	c->bounded = -1;
+	record_all_at_once(c->rec);
 }
 
 int
 coord_went_bounded(const struct coord *c)
 {
-	return c->bounded > 0;
+	return record_went_bounded(c->rec);
 }
 
 struct replay *
 coord_replay(struct coord *c)
 {
-	return c->rec;
+	return record_replay(c->rec);
 }
 
 int64_t
 coord_recorded(struct coord *c, const char *path, int64_t span, int call,
     const char *name, const char *hash, const char *desc_json)
 {
-	json_t *res = NULL, *err = NULL, *p;
-	int64_t from = 0, t;
-	char *desc;
+	json_t *res, *err, *p;
+	int64_t from, t;
 
-	if (c->rec == NULL)
-		return 0;
-	switch (replay_answer(c->rec, path, call, name, hash, NULL, &res, &err,
-	    &from)) {
+	switch (record_answer(c->rec, path, call, name, hash, desc_json, &res,
+	    &err, &from)) {
 	case 0:
 		return 0;
 	case -1:
-		p = desc_json != NULL ? json_loads(desc_json, 0, NULL) : NULL;
-		desc = replay_desc(name, p);
-		replay_describe(c->rec, desc);
-		free(desc);
-		json_decref(p);
-		coord_fail(c, "%s", replay_divergence(c->rec));
+		coord_fail(c, "%s", replay_divergence(record_replay(c->rec)));
 		return -1;
 	}
 	t = coord_ticket(c);
-	if (!c->discard) {
+	if (!record_discarding(c->rec)) {
 		p = json_pack("{s:i, s:s, s:I}", "call", call, "step", name,
 		    "from", (json_int_t)from);
 		coord_event(c, "step.replayed", span, 0, path, 0, p, 0, 0);
