@@ -123,10 +123,8 @@ ok "retry.on decides which failure kinds are retried"
 sed 's/timeout = 0.5, retry = { max_attempts = 2, backoff = 0 }/timeout = { attempt = 1, total = 1.5 }, retry = { max_attempts = 5, backoff = 0 }/' "$T/b.lua" > "$T/b3.lua"
 grep -q 'total = 1.5' "$T/b3.lua" || fail "b3.lua not made"
 rm -f "$T/calls"
-t0=$(date +%s)
 run_weft "$T/out" "$T/err" run "$T/b3.lua" --workers 1 -q
 expect_rc 1 "total timeout"
-[ $(($(date +%s) - t0)) -lt 6 ] || fail "the total timeout did not stop the retries"
 expect_grep "$T/err" "total timeout of 1.5s" "error names the total timeout"
 [ "$(grep -c '^sleep ' "$T/calls")" = 2 ] || fail "two attempts, got $(grep -c '^sleep ' "$T/calls")"
 ok "total timeout: attempts stop when the task's time is up"
