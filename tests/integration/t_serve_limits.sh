@@ -48,11 +48,16 @@ serve() {
 	PORT=${URL##*:}
 	PORT=${PORT%/mcp}
 }
+# stop_serve: SIGTERM; the server must exit 0 (a sanitizer's report,
+# a leak included, would make it fail).
 stop_serve() {
 	if [ -n "$SERVE_PID" ]; then
 		kill "$SERVE_PID" 2>/dev/null
-		wait "$SERVE_PID" 2>/dev/null
+		_rc=0
+		wait "$SERVE_PID" 2>/dev/null || _rc=$?
 		SERVE_PID=
+		[ "$_rc" -eq 0 ] || { tail -n 40 "$T/serve.err" >&2
+			fail "weft serve exited with status $_rc"; }
 	fi
 }
 # wait_for FILE REGEX WHAT: a line in FILE (bounded: 30 s).
