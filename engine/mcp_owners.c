@@ -121,6 +121,7 @@ own_get(struct mcps *s, const char *id, char *buf, size_t len)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* The parent run's id into arg (empty for a top-level run). */
 static int
 own_parent_cb(void *arg, const struct store_run *r)
 {

@@ -109,6 +109,7 @@ httpd_note(struct httpd *h, struct httpd_note *n, const char *fmt, ...)
 	n->held = 0;
 }
 
+/* "ADDRESS:PORT" of the client, for log lines. */
 static void
 httpd_peer(struct evhttp_connection *evcon, char *buf, size_t len)
 {
@@ -132,6 +133,7 @@ httpd_nofile(void)
 
 /* ---- accepting --------------------------------------------------------- */
 
+/* Accept again after a pause. */
 static void
 httpd_resume(struct httpd *h)
 {
@@ -205,6 +207,7 @@ httpd_conn_free(struct httpd_conn *c)
 	httpd_resume(h);
 }
 
+/* evhttp is freeing the connection: forget it, accept again if paused. */
 static void
 httpd_close_cb(struct evhttp_connection *evcon, void *arg)
 {
@@ -298,6 +301,7 @@ httpd_late(const struct httpd_conn *c, char *why, size_t len)
 	}
 }
 
+/* The first turn after the accept (attach), or a deadline passed. */
 static void
 httpd_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
