@@ -8,18 +8,26 @@
  * application/json, or text/event-stream once the request has something to
  * say before its answer (progress, log messages).  GET opens the session's
  * stream for messages not tied to a request; DELETE ends the session.
+ *
+ * Connections are held to limits (runtime/httpd.c): how many, how long a
+ * request may take to arrive, how much output may wait for a client that
+ * does not read.  Each bearer token has an identity (a fingerprint) and a
+ * role: a session belongs to the token that made it, and a client's
+ * token sees only the runs its sessions started (docs/security.md).
  */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -29,18 +37,34 @@
 #include "engine/cmd.h"
 #include "engine/mcp_server.h"
 #include "engine/util.h"
+#include "runtime/httpd.h"
 
 #define SERVE_MAX_HOSTS		16
 #define SERVE_SWEEP_S		30
+#define SERVE_MAX_TOKENS	1024
+#define SERVE_MAX_OUTPUT	(4u * 1024 * 1024)
+#define SERVE_ANONYMOUS		"anonymous"
+#define SERVE_TOKEN_ENV		"WEFT_SERVE_TOKEN"
 
 struct serve_pending;
 struct serve_sess;
 
+/* A bearer token: the secret, and who presents it. */
+struct serve_tok {
+	char			*secret;
+	char			*name;		/* or NULL */
+	char			 id[17];	/* sha256 prefix: run owner */
+	int			 operator;
+};
+
 struct serve {
 	struct event_base	*base;
 	struct evhttp		*http;
+	struct httpd		*guard;
 	struct mcps		*srv;
-	char			*token;
+	struct serve_tok	*toks;		/* none: no token required */
+	int			 ntoks;
+	size_t			 max_output;
 	const char		*hosts[SERVE_MAX_HOSTS];
 	int			 nhosts;
 	const char		*origins[SERVE_MAX_HOSTS];
@@ -64,6 +88,7 @@ struct serve_sess {
 	TAILQ_ENTRY(serve_sess)	 entry;
 	struct serve		*sv;
 	char			 id[65];
+	const struct serve_tok	*tok;		/* its maker; NULL: none */
 	struct mcps_conn	*conn;
 	TAILQ_HEAD(, serve_pending) pending;
 	struct evhttp_request	*stream;	/* GET stream or NULL */
@@ -71,10 +96,12 @@ struct serve_sess {
 };
 
 struct serve_cli {
-	const char	*listen;
-	const char	*token_file;
-	size_t		 max_body;
-	struct serve	*sv;
+	const char		*listen;
+	const char		*token_file;
+	size_t			 max_body;
+	struct httpd_limits	 lim;
+	int			 conns_given;
+	struct serve		*sv;
 };
 
 static void
@@ -91,18 +118,33 @@ serve_usage(FILE *f)
 "options:\n"
 "  --listen HOST:PORT    address (default 127.0.0.1:8765; port 0 picks\n"
 "                        one, printed on stderr)\n"
-"  --token-file FILE     require 'Authorization: Bearer TOKEN' (the\n"
-"                        file's first line); also $WEFT_SERVE_TOKEN.\n"
-"                        Required when HOST is not a loopback address\n"
+"  --token-file FILE     bearer tokens, one a line: TOKEN [client|operator\n"
+"                        [NAME]] (mode 600); also $WEFT_SERVE_TOKEN (one\n"
+"                        client token).  Required when HOST is not a\n"
+"                        loopback address.  A client sees only the runs\n"
+"                        its own sessions started; an operator sees all\n"
 "  --allow-host NAME     also accept this Host header (repeatable)\n"
 "  --allow-origin URL    also accept this Origin (repeatable)\n"
 "  --max-sessions N      sessions at once (default 64)\n"
 "  --session-timeout S   end sessions idle for S seconds (default 3600)\n"
 "  --max-body BYTES      largest request body (default 4194304)\n"
+"  --max-connections N   connections at once, more are answered 503\n"
+"                        (default 256, lowered to fit ulimit -n)\n"
+"  --idle-timeout S      close a connection with no request for S\n"
+"                        seconds (default 60)\n"
+"  --header-timeout S    cut a request whose headers take longer than S\n"
+"                        seconds from its first byte (default 10)\n"
+"  --body-timeout S      cut a request whose body takes longer than S\n"
+"                        seconds after its headers (default 60)\n"
+"  --write-timeout S     close a connection whose client takes none of\n"
+"                        the waiting output for S seconds (default 30)\n"
+"  --max-output BYTES    output that may wait for one connection's\n"
+"                        client; past it the connection is closed, and a\n"
+"                        larger answer is an error (default 4194304)\n"
 "  --db PATH             trajectory store (default $WEFT_DB or ./weft.db)\n"
 "  --run-workers N       worker processes of each run (default 1)\n"
 "  --max-runs N          runs at once; more calls are refused (default 8)\n"
-"  -v, --verbose         log calls to stderr\n"
+"  -v, --verbose         log calls and closed connections to stderr\n"
 "\n"
 "Requests whose Host is not the bound loopback name (localhost,\n"
 "127.0.0.1, [::1]) or an --allow-host, or whose Origin is present and not\n"
@@ -140,17 +182,54 @@ serve_error(struct evhttp_request *req, int http, const char *reason,
 	json_decref(e);
 }
 
-static void
-serve_sse_event(struct evhttp_request *req, json_t *msg)
+/*
+ * May n more bytes wait for req's client?  1: yes (or the client is gone
+ * and nothing will wait).  0: the output already waiting plus n is over
+ * --max-output: the client does not read, and its connection is being
+ * closed.  -1: nothing waits, but n alone is over the limit.
+ */
+static int
+serve_room(struct serve *sv, struct evhttp_request *req, size_t n)
+{
+	size_t q = httpd_queued(req);
+	char why[128];
+
+	if (q == HTTPD_GONE || (q <= sv->max_output &&
+	    n <= sv->max_output - q))
+		return 1;
+	if (q == 0)
+		return -1;
+	snprintf(why, sizeof why, "its client does not read (%zu bytes "
+	    "waiting, --max-output %zu)", q, sv->max_output);
+	httpd_drop(sv->guard, req, why);
+	return 0;
+}
+
+/* One SSE event if there is room for it; serve_room()'s answer. */
+static int
+serve_sse_event(struct serve *sv, struct evhttp_request *req, json_t *msg)
 {
 	struct evbuffer *b = evbuffer_new();
 	size_t dlen;
 	char *s = jrpc_dump(msg, &dlen, 0);
+	int room;
 
 	evbuffer_add_printf(b, "event: message\ndata: %s\n\n", s ? s : "{}");
-	evhttp_send_reply_chunk(req, b);
+	if ((room = serve_room(sv, req, evbuffer_get_length(b))) == 1)
+		evhttp_send_reply_chunk(req, b);
 	evbuffer_free(b);
 	free(s);
+	return room;
+}
+
+/* An event that is not an answer: too large for the limit, it ends the
+   stream's connection. */
+static void
+serve_sse_notify(struct serve *sv, struct evhttp_request *req, json_t *msg)
+{
+	if (serve_sse_event(sv, req, msg) < 0)
+		httpd_drop(sv->guard, req, "a message larger than "
+		    "--max-output");
 }
 
 static void
@@ -165,27 +244,52 @@ serve_sse_start(struct evhttp_request *req, const char *sid)
 	evhttp_send_reply_start(req, 200, "OK");
 }
 
+/* An answer over --max-output: an error in its place. */
+static json_t *
+serve_too_big(struct serve *sv, json_t *msg)
+{
+	return jrpc_error(json_deep_copy(json_object_get(msg, "id")),
+	    JRPC_INTERNAL_ERROR, "the answer is larger than weft serve "
+	    "--max-output allows", json_pack("{s:I}", "max_output",
+	    (json_int_t)sv->max_output));
+}
+
 /* Complete a pending request with msg (NULL: no answer). */
 static void
 serve_pending_done(struct serve_sess *ss, struct serve_pending *p,
     json_t *msg)
 {
+	struct serve *sv = ss->sv;
+	json_t *err = NULL;
 	size_t dlen;
 	char *s;
+	int room;
 
 	TAILQ_REMOVE(&ss->pending, p, entry);
 	if (p->streaming) {
-		if (msg != NULL)
-			serve_sse_event(p->req, msg);
+		if (msg != NULL && serve_sse_event(sv, p->req, msg) < 0) {
+			err = serve_too_big(sv, msg);
+			serve_sse_notify(sv, p->req, err);
+		}
 		evhttp_send_reply_end(p->req);
 	} else if (msg != NULL) {
 		s = jrpc_dump(msg, &dlen, 0);
+		if ((room = serve_room(sv, p->req, dlen)) < 0) {
+			free(s);
+			err = serve_too_big(sv, msg);
+			s = jrpc_dump(err, &dlen, 0);
+		}
 		evhttp_add_header(evhttp_request_get_output_headers(p->req),
 		    "Mcp-Session-Id", ss->id);
-		serve_text(p->req, 200, "OK", "application/json", s);
+		if (room == 0)
+			serve_text(p->req, 503, "Service Unavailable", NULL,
+			    NULL);
+		else
+			serve_text(p->req, 200, "OK", "application/json", s);
 		free(s);
 	} else
 		serve_text(p->req, 202, "Accepted", NULL, NULL);
+	json_decref(err);
 	json_decref(p->req_id);
 	free(p);
 }
@@ -200,7 +304,7 @@ serve_send_cb(void *arg, json_t *msg, const json_t *req_id, int final)
 	ss->used = now_mono();
 	if (req_id == NULL) {
 		if (ss->stream != NULL && msg != NULL)
-			serve_sse_event(ss->stream, msg);
+			serve_sse_notify(ss->sv, ss->stream, msg);
 		return;
 	}
 	TAILQ_FOREACH(p, &ss->pending, entry)
@@ -218,20 +322,24 @@ serve_send_cb(void *arg, json_t *msg, const json_t *req_id, int final)
 		serve_sse_start(p->req, ss->id);
 		p->streaming = 1;
 	}
-	serve_sse_event(p->req, msg);
+	serve_sse_notify(ss->sv, p->req, msg);
 }
 
 /* ---- sessions ---------------------------------------------------------- */
 
+/* A new session of the client presenting tok (NULL: no token). */
 static struct serve_sess *
-serve_sess_new(struct serve *sv)
+serve_sess_new(struct serve *sv, const struct serve_tok *tok)
 {
 	struct serve_sess *ss = xcalloc(1, sizeof *ss);
 
 	ss->sv = sv;
+	ss->tok = tok;
 	random_hex(ss->id, 32);
 	TAILQ_INIT(&ss->pending);
 	ss->conn = mcps_conn_new(sv->srv, serve_send_cb, ss);
+	mcps_conn_set_owner(ss->conn, tok != NULL ? tok->id : SERVE_ANONYMOUS,
+	    tok != NULL && tok->operator);
 	ss->used = now_mono();
 	TAILQ_INSERT_TAIL(&sv->sessions, ss, entry);
 	sv->nsessions++;
@@ -330,29 +438,50 @@ serve_origin_allowed(struct serve *sv, const char *origin)
 	return ok;
 }
 
-/* Constant-time comparison of the bearer token. */
+/* Is s the secret t (in time independent of where they differ)? */
 static int
-serve_token_ok(struct serve *sv, const char *auth)
+serve_secret_eq(const char *t, const char *s, size_t n)
 {
-	size_t i, n, m;
+	size_t i, m = strlen(t);
 	unsigned char d = 0;
 
-	if (sv->token == NULL)
-		return 1;
-	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
-		return 0;
-	auth += 7;
-	n = strlen(auth);
-	m = strlen(sv->token);
 	for (i = 0; i < m; i++)
-		d |= (unsigned char)sv->token[i] ^ (unsigned char)(i < n ?
-		    auth[i] : 0);
+		d |= (unsigned char)t[i] ^ (unsigned char)(i < n ? s[i] : 0);
 	return d == 0 && n == m;
 }
 
-/* Host, Origin, token: 0 if the request may go on, else answered. */
+/*
+ * The token an Authorization header presents: 0 and *tokp (NULL when the
+ * server wants none), or -1.  Every token is compared, match or not.
+ */
 static int
-serve_guard(struct serve *sv, struct evhttp_request *req)
+serve_auth(struct serve *sv, const char *auth, const struct serve_tok **tokp)
+{
+	const struct serve_tok *found = NULL;
+	size_t n;
+	int i;
+
+	*tokp = NULL;
+	if (sv->ntoks == 0)
+		return 0;
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+		return -1;
+	auth += 7;
+	n = strlen(auth);
+	for (i = 0; i < sv->ntoks; i++)
+		if (serve_secret_eq(sv->toks[i].secret, auth, n))
+			found = &sv->toks[i];
+	*tokp = found;
+	return found != NULL ? 0 : -1;
+}
+
+/*
+ * Host, Origin, token: 0 if the request may go on (*tokp: the token it
+ * presents), else answered.
+ */
+static int
+serve_guard(struct serve *sv, struct evhttp_request *req,
+    const struct serve_tok **tokp)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
 	const char *origin = evhttp_find_header(h, "Origin");
@@ -368,7 +497,7 @@ serve_guard(struct serve *sv, struct evhttp_request *req)
 		    "Origin not allowed (weft serve --allow-origin)");
 		return -1;
 	}
-	if (!serve_token_ok(sv, evhttp_find_header(h, "Authorization"))) {
+	if (serve_auth(sv, evhttp_find_header(h, "Authorization"), tokp) != 0) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer realm=\"weft\"");
 		serve_error(req, 401, "Unauthorized", JRPC_INVALID_REQUEST,
@@ -388,9 +517,13 @@ serve_accepts(struct evhttp_request *req, const char *type)
 	return a == NULL || strstr(a, type) != NULL || strstr(a, "*/*") != NULL;
 }
 
-/* The session named by the request, or NULL after answering 400/404. */
+/*
+ * The session named by the request, or NULL after answering 400/404.  A
+ * session made with another token is as unknown as one never made.
+ */
 static struct serve_sess *
-serve_session_of(struct serve *sv, struct evhttp_request *req)
+serve_session_of(struct serve *sv, struct evhttp_request *req,
+    const struct serve_tok *tok)
 {
 	const char *id = evhttp_find_header(evhttp_request_get_input_headers(
 	    req), "Mcp-Session-Id");
@@ -401,7 +534,7 @@ serve_session_of(struct serve *sv, struct evhttp_request *req)
 		    "Mcp-Session-Id header required (initialize first)");
 		return NULL;
 	}
-	if ((ss = serve_sess_find(sv, id)) == NULL) {
+	if ((ss = serve_sess_find(sv, id)) == NULL || ss->tok != tok) {
 		serve_error(req, 404, "Not Found", JRPC_INVALID_REQUEST,
 		    "unknown or expired session");
 		return NULL;
@@ -414,7 +547,7 @@ serve_session_of(struct serve *sv, struct evhttp_request *req)
 
 static void
 serve_post_msg(struct serve *sv, struct evhttp_request *req,
-    struct jrpc_msg *m)
+    struct jrpc_msg *m, const struct serve_tok *tok)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
 	const char *ver = evhttp_find_header(h, "MCP-Protocol-Version");
@@ -434,8 +567,8 @@ serve_post_msg(struct serve *sv, struct evhttp_request *req,
 			    "(weft serve --max-sessions)");
 			return;
 		}
-		ss = serve_sess_new(sv);
-	} else if ((ss = serve_session_of(sv, req)) == NULL)
+		ss = serve_sess_new(sv, tok);
+	} else if ((ss = serve_session_of(sv, req, tok)) == NULL)
 		return;
 	if (m->kind != JRPC_REQUEST) {
 		mcps_conn_handle(ss->conn, m);
@@ -454,7 +587,8 @@ serve_post_msg(struct serve *sv, struct evhttp_request *req,
 }
 
 static void
-serve_post(struct serve *sv, struct evhttp_request *req)
+serve_post(struct serve *sv, struct evhttp_request *req,
+    const struct serve_tok *tok)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(
@@ -486,12 +620,13 @@ serve_post(struct serve *sv, struct evhttp_request *req)
 		return;
 	}
 	free(body);
-	serve_post_msg(sv, req, &m);
+	serve_post_msg(sv, req, &m, tok);
 	jrpc_msg_clear(&m);
 }
 
 static void
-serve_get(struct serve *sv, struct evhttp_request *req)
+serve_get(struct serve *sv, struct evhttp_request *req,
+    const struct serve_tok *tok)
 {
 	struct serve_sess *ss;
 
@@ -500,7 +635,7 @@ serve_get(struct serve *sv, struct evhttp_request *req)
 		    "GET /mcp opens an event stream: Accept text/event-stream");
 		return;
 	}
-	if ((ss = serve_session_of(sv, req)) == NULL)
+	if ((ss = serve_session_of(sv, req, tok)) == NULL)
 		return;
 	/* A stream whose client left was detached from its connection by
 	   libevent: end it (that frees it) and take the new one. */
@@ -522,19 +657,21 @@ static void
 serve_mcp_cb(struct evhttp_request *req, void *arg)
 {
 	struct serve *sv = arg;
+	const struct serve_tok *tok;
 	struct serve_sess *ss;
 
-	if (serve_guard(sv, req) != 0)
+	httpd_begin(sv->guard, req);
+	if (serve_guard(sv, req, &tok) != 0)
 		return;
 	switch (evhttp_request_get_command(req)) {
 	case EVHTTP_REQ_POST:
-		serve_post(sv, req);
+		serve_post(sv, req, tok);
 		break;
 	case EVHTTP_REQ_GET:
-		serve_get(sv, req);
+		serve_get(sv, req, tok);
 		break;
 	case EVHTTP_REQ_DELETE:
-		if ((ss = serve_session_of(sv, req)) != NULL) {
+		if ((ss = serve_session_of(sv, req, tok)) != NULL) {
 			serve_sess_free(ss);
 			serve_text(req, 200, "OK", NULL, NULL);
 		}
@@ -550,7 +687,11 @@ serve_mcp_cb(struct evhttp_request *req, void *arg)
 static void
 serve_other_cb(struct evhttp_request *req, void *arg)
 {
-	if (serve_guard(arg, req) != 0)
+	struct serve *sv = arg;
+	const struct serve_tok *tok;
+
+	httpd_begin(sv->guard, req);
+	if (serve_guard(sv, req, &tok) != 0)
 		return;
 	serve_text(req, 404, "Not Found", "text/plain", "weft serves MCP at "
 	    "/mcp\n");
@@ -558,11 +699,38 @@ serve_other_cb(struct evhttp_request *req, void *arg)
 
 /* ---- setup ------------------------------------------------------------- */
 
+enum {
+	OPT_CONNS = 256,
+	OPT_IDLE,
+	OPT_HEADER,
+	OPT_BODY,
+	OPT_WRITE,
+	OPT_OUTPUT
+};
+
+/* A number of seconds in (0, one week], or -1 after saying what is wrong. */
+static int
+serve_secs(const char *arg, const char *opt, double *out)
+{
+	char *end;
+	double v = strtod(arg, &end);
+
+	if (end == arg || *end != '\0' || !(v > 0 && v <= 7 * 86400)) {
+		fprintf(stderr, "weft: %s wants seconds, more than 0 and at "
+		    "most 604800 (got '%s')\n", opt, arg);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 static int
 serve_opt_cb(int ch, const char *arg, void *cbarg)
 {
 	struct serve_cli *cl = cbarg;
 	struct serve *sv = cl->sv;
+	unsigned long long v;
+	char *end;
 
 	switch (ch) {
 	case 'L':
@@ -597,35 +765,205 @@ serve_opt_cb(int ch, const char *arg, void *cbarg)
 		cl->max_body = strtoul(arg, NULL, 10);
 		return cl->max_body >= 1024 ? 0 : (fprintf(stderr, "weft: "
 		    "--max-body must be at least 1024\n"), -1);
+	case OPT_CONNS:
+		cl->lim.max_conns = atoi(arg);
+		cl->conns_given = 1;
+		return cl->lim.max_conns >= 1 && cl->lim.max_conns <= 1000000 ?
+		    0 : (fprintf(stderr, "weft: --max-connections must be "
+		    "1..1000000\n"), -1);
+	case OPT_IDLE:
+		return serve_secs(arg, "--idle-timeout", &cl->lim.idle_s);
+	case OPT_HEADER:
+		return serve_secs(arg, "--header-timeout", &cl->lim.header_s);
+	case OPT_BODY:
+		return serve_secs(arg, "--body-timeout", &cl->lim.body_s);
+	case OPT_WRITE:
+		return serve_secs(arg, "--write-timeout", &cl->lim.write_s);
+	case OPT_OUTPUT:
+		v = strtoull(arg, &end, 10);
+		if (end == arg || *end != '\0' || v < 65536 ||
+		    v > (1ull << 32)) {
+			fprintf(stderr, "weft: --max-output must be "
+			    "65536..%llu bytes\n", 1ull << 32);
+			return -1;
+		}
+		sv->max_output = (size_t)v;
+		return 0;
 	}
 	return -1;
 }
 
-/* Read the bearer token: --token-file, else $WEFT_SERVE_TOKEN. */
-static int
-serve_load_token(struct serve *sv, const char *file)
+/*
+ * Erase $WEFT_SERVE_TOKEN from this process.  unsetenv() only drops the
+ * pointer: the bytes stay in the environment block the kernel set up,
+ * which /proc/PID/environ shows to anyone who may read the process's
+ * memory.  So the value is zeroed where it lies, then the variable goes.
+ */
+static void
+serve_scrub_env(void)
 {
-	const char *env = getenv("WEFT_SERVE_TOKEN");
-	char *t;
+	extern char **environ;
+	size_t n = strlen(SERVE_TOKEN_ENV "=");
+	char **e;
 
+	for (e = environ; e != NULL && *e != NULL; e++)
+		if (strncmp(*e, SERVE_TOKEN_ENV "=", n) == 0)
+			explicit_bzero(*e + n, strlen(*e + n));
+	/* Runs are children: they need not know the server's secret. */
+	unsetenv(SERVE_TOKEN_ENV);
+}
+
+/* Add a token; -1 after saying why not (the secret is never shown). */
+static int
+serve_add_token(struct serve *sv, const char *where, const char *secret,
+    const char *role, const char *name)
+{
+	struct serve_tok *t;
+	char hex[65];
+	const char *c;
+	int i;
+
+	if (strlen(secret) < 16) {
+		fprintf(stderr, "weft: %s: a bearer token must be at least 16 "
+		    "characters\n", where);
+		return -1;
+	}
+	for (c = secret; *c != '\0'; c++)
+		if (*c < 0x21 || *c > 0x7e) {
+			fprintf(stderr, "weft: %s: a bearer token is printable "
+			    "ASCII without spaces\n", where);
+			return -1;
+		}
+	if (strcmp(role, "client") != 0 && strcmp(role, "operator") != 0) {
+		fprintf(stderr, "weft: %s: role '%s': 'client' or "
+		    "'operator'\n", where, role);
+		return -1;
+	}
+	if (name != NULL && strlen(name) > 64) {
+		fprintf(stderr, "weft: %s: a name is at most 64 characters\n",
+		    where);
+		return -1;
+	}
+	for (i = 0; i < sv->ntoks; i++)
+		if (strcmp(sv->toks[i].secret, secret) == 0) {
+			fprintf(stderr, "weft: %s: the same token as an "
+			    "earlier line\n", where);
+			return -1;
+		}
+	if (sv->ntoks >= SERVE_MAX_TOKENS) {
+		fprintf(stderr, "weft: %s: more than %d tokens\n", where,
+		    SERVE_MAX_TOKENS);
+		return -1;
+	}
+	sv->toks = xrealloc(sv->toks, (sv->ntoks + 1) * sizeof *sv->toks);
+	t = &sv->toks[sv->ntoks++];
+	memset(t, 0, sizeof *t);
+	t->secret = xstrdup(secret);
+	t->name = name != NULL ? xstrdup(name) : NULL;
+	t->operator = strcmp(role, "operator") == 0;
+	sha256_hex(secret, strlen(secret), hex);
+	memcpy(t->id, hex, 16);
+	return 0;
+}
+
+/* A token file: TOKEN [client|operator [NAME]] a line, # comments. */
+static int
+serve_parse_tokens(struct serve *sv, const char *file, char *text)
+{
+	char *line, *next, *f[4], *save, *w, where[PATH_MAX + 32];
+	int lineno = 0, nf;
+
+	for (line = text; line != NULL; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		lineno++;
+		line[strcspn(line, "\r")] = '\0';
+		snprintf(where, sizeof where, "%s:%d", file, lineno);
+		nf = 0;
+		for (w = strtok_r(line, " \t", &save); w != NULL && nf < 4;
+		    w = strtok_r(NULL, " \t", &save))
+			f[nf++] = w;
+		if (nf == 0 || f[0][0] == '#')
+			continue;
+		if (nf > 3) {
+			fprintf(stderr, "weft: %s: too many fields (TOKEN "
+			    "[client|operator [NAME]])\n", where);
+			return -1;
+		}
+		if (serve_add_token(sv, where, f[0], nf > 1 ? f[1] : "client",
+		    nf > 2 ? f[2] : NULL) != 0)
+			return -1;
+	}
+	if (sv->ntoks == 0) {
+		fprintf(stderr, "weft: --token-file '%s' holds no token\n",
+		    file);
+		return -1;
+	}
+	return 0;
+}
+
+/* Say so when a token file is open to group or others. */
+static void
+serve_check_mode(const char *file)
+{
+	struct stat sb;
+
+	if (stat(file, &sb) != 0 || (sb.st_mode & 077) == 0)
+		return;
+	fprintf(stderr, "weft: warning: token file '%s' is %s by group or "
+	    "others (mode %04o): anyone who can read it can call this "
+	    "server; run: chmod 600 '%s'\n", file, sb.st_mode &
+	    (S_IRGRP | S_IROTH) ? "readable" : "writable",
+	    (unsigned)(sb.st_mode & 07777), file);
+}
+
+/* Read the bearer tokens: --token-file, else $WEFT_SERVE_TOKEN. */
+static int
+serve_load_tokens(struct serve *sv, const char *file)
+{
+	const char *env = getenv(SERVE_TOKEN_ENV);
+	char *t, *copy = NULL;
+	int rv = 0;
+
+	if (file == NULL && env != NULL && *env != '\0')
+		copy = xstrdup(env);
+	serve_scrub_env();
 	if (file != NULL) {
 		if ((t = read_file(file, NULL)) == NULL) {
 			fprintf(stderr, "weft: cannot read --token-file '%s': "
 			    "%s\n", file, strerror(errno));
 			return -1;
 		}
-		t[strcspn(t, "\r\n")] = '\0';
-		sv->token = t;
-	} else if (env != NULL && *env != '\0')
-		sv->token = xstrdup(env);
-	/* Runs are children: they need not know the server's secret. */
-	unsetenv("WEFT_SERVE_TOKEN");
-	if (sv->token != NULL && strlen(sv->token) < 16) {
-		fprintf(stderr, "weft: the bearer token must be at least 16 "
-		    "characters\n");
-		return -1;
+		serve_check_mode(file);
+		rv = serve_parse_tokens(sv, file, t);
+		explicit_bzero(t, strlen(t));
+		free(t);
+	} else if (copy != NULL) {
+		rv = serve_add_token(sv, "$" SERVE_TOKEN_ENV, copy, "client",
+		    SERVE_TOKEN_ENV);
+		explicit_bzero(copy, strlen(copy));
+		free(copy);
 	}
-	return 0;
+	return rv;
+}
+
+/*
+ * The connection limit: as given, else the default lowered to what the
+ * open-files limit leaves after the store, the bridge and the runs.
+ */
+static void
+serve_fit_conns(struct serve_cli *cl, int max_runs)
+{
+	long nofile = httpd_nofile(), room;
+
+	if (cl->conns_given || nofile < 0)
+		return;
+	room = nofile - 24 - 5L * max_runs;
+	if (room >= cl->lim.max_conns)
+		return;
+	cl->lim.max_conns = room > 4 ? (int)room : 4;
+	fprintf(stderr, "weft: --max-connections %d: the open files limit is "
+	    "%ld (ulimit -n)\n", cl->lim.max_conns, nofile);
 }
 
 static int
@@ -668,6 +1006,7 @@ serve_bind(struct serve *sv, const char *listen, char **hostp)
 	port = ntohs(ss.ss_family == AF_INET6 ?
 	    ((struct sockaddr_in6 *)&ss)->sin6_port :
 	    ((struct sockaddr_in *)&ss)->sin_port);
+	httpd_watch(sv->guard, bs);
 	fprintf(stderr, "weft: serving %d workflow(s) at http://%s%s%s:%d/mcp\n",
 	    mcps_tool_count(sv->srv), strchr(host, ':') ? "[" : "", host,
 	    strchr(host, ':') ? "]" : "", port);
@@ -694,8 +1033,17 @@ cmd_serve(int argc, char **argv)
 		{ "max-sessions", required_argument, NULL, 'S' },
 		{ "session-timeout", required_argument, NULL, 'I' },
 		{ "max-body", required_argument, NULL, 'B' },
+		{ "max-connections", required_argument, NULL, OPT_CONNS },
+		{ "idle-timeout", required_argument, NULL, OPT_IDLE },
+		{ "header-timeout", required_argument, NULL, OPT_HEADER },
+		{ "body-timeout", required_argument, NULL, OPT_BODY },
+		{ "write-timeout", required_argument, NULL, OPT_WRITE },
+		{ "max-output", required_argument, NULL, OPT_OUTPUT },
 		{ NULL, 0, NULL, 0 }
 	};
+	static const struct httpd_limits lim = { "weft", HTTPD_MAX_CONNS,
+	    HTTPD_IDLE_S, HTTPD_HEADER_S, HTTPD_BODY_S, HTTPD_WRITE_S,
+	    HTTPD_MAX_INPUT, 0 };
 	struct serve sv;
 	struct serve_cli cl;
 	struct mcps_opts o;
@@ -703,7 +1051,7 @@ cmd_serve(int argc, char **argv)
 	struct event *sweep = NULL, *term = NULL, *intr = NULL;
 	struct timeval tv = { SERVE_SWEEP_S, 0 };
 	char err[1024], *exe = NULL, *host = NULL;
-	int first, rc = 2;
+	int first, i, rc = 2;
 
 	memset(&sv, 0, sizeof sv);
 	memset(&cl, 0, sizeof cl);
@@ -714,6 +1062,8 @@ cmd_serve(int argc, char **argv)
 	cl.sv = &sv;
 	cl.listen = "127.0.0.1:8765";
 	cl.max_body = MCPS_MAX_MESSAGE;
+	cl.lim = lim;
+	sv.max_output = SERVE_MAX_OUTPUT;
 	first = cmd_serve_opts(argc, argv, &o, NULL, more, serve_opt_cb, &cl,
 	    serve_usage);
 	if (first < 0)
@@ -723,8 +1073,13 @@ cmd_serve(int argc, char **argv)
 		    "FILE.lua|DIR...)\n");
 		return 2;
 	}
-	if (serve_load_token(&sv, cl.token_file) != 0)
-		return 2;
+	if (serve_load_tokens(&sv, cl.token_file) != 0)
+		goto out;
+	cl.lim.verbose = o.verbose;
+	serve_fit_conns(&cl, o.max_runs);
+	/* A run's trajectory, escaped inside an answer, fits the output. */
+	o.max_resource = sv.max_output / 2 - 4096;
+	httpd_quiet_libevent();
 	if ((exe = cmd_self_exe()) == NULL) {
 		fprintf(stderr, "weft: cannot find my own binary\n");
 		goto out;
@@ -738,6 +1093,7 @@ cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	sv.http = evhttp_new(sv.base);
+	sv.guard = httpd_new(sv.base, sv.http, &cl.lim);
 	evhttp_set_max_body_size(sv.http, cl.max_body);
 	evhttp_set_max_headers_size(sv.http, 64 * 1024);
 	evhttp_set_allowed_methods(sv.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
@@ -746,7 +1102,7 @@ cmd_serve(int argc, char **argv)
 	evhttp_set_cb(sv.http, "/mcp", serve_mcp_cb, &sv);
 	evhttp_set_gencb(sv.http, serve_other_cb, &sv);
 	if ((host = serve_host_part(cl.listen)) != NULL &&
-	    !serve_is_loopback(host) && sv.token == NULL) {
+	    !serve_is_loopback(host) && sv.ntoks == 0) {
 		fprintf(stderr, "weft: %s is not a loopback address: give a "
 		    "bearer token (--token-file or $WEFT_SERVE_TOKEN)\n", host);
 		goto out;
@@ -777,6 +1133,7 @@ out:
 		serve_sess_free(ss);
 	if (sv.http != NULL)
 		evhttp_free(sv.http);
+	httpd_free(sv.guard);
 	mcps_free(sv.srv);
 	if (sweep != NULL)
 		event_free(sweep);
@@ -787,7 +1144,12 @@ out:
 	if (sv.base != NULL)
 		event_base_free(sv.base);
 	free(host);
-	free(sv.token);
+	for (i = 0; i < sv.ntoks; i++) {
+		explicit_bzero(sv.toks[i].secret, strlen(sv.toks[i].secret));
+		free(sv.toks[i].secret);
+		free(sv.toks[i].name);
+	}
+	free(sv.toks);
 	free(exe);
 	return rc;
 }

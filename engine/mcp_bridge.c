@@ -29,6 +29,7 @@
 
 #include "engine/mcp_server_int.h"
 #include "engine/util.h"
+#include "runtime/httpd.h"
 
 #define BRIDGE_PREFIX	"/client/"
 
@@ -214,6 +215,7 @@ bridge_cb(struct evhttp_request *req, void *arg)
 	char err[256], *body;
 	int code;
 
+	httpd_begin(s->bridge_guard, req);
 	if (strncmp(path, BRIDGE_PREFIX, strlen(BRIDGE_PREFIX)) != 0 ||
 	    (r = mcps_run_find(s, path + strlen(BRIDGE_PREFIX))) == NULL) {
 		bridge_http(req, 404, "Not Found", NULL);
@@ -309,16 +311,24 @@ mcps_bridge_init(struct mcps *s)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 
+	struct httpd_limits lim = { "weft: client bridge", 0, HTTPD_IDLE_S,
+	    HTTPD_HEADER_S, HTTPD_BODY_S, HTTPD_WRITE_S, HTTPD_MAX_INPUT, 0 };
+
 	TAILQ_INIT(&s->bridge_q);
 	if ((s->bridge = evhttp_new(s->base)) == NULL)
 		return -1;
+	/* Runs connect here, a few each; any local user could too. */
+	lim.max_conns = 16 + 4 * s->opts.max_runs;
+	s->bridge_guard = httpd_new(s->base, s->bridge, &lim);
 	evhttp_set_max_body_size(s->bridge, MCPS_MAX_MESSAGE);
+	evhttp_set_max_headers_size(s->bridge, 64 * 1024);
 	evhttp_set_allowed_methods(s->bridge, EVHTTP_REQ_GET |
 	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(s->bridge, bridge_cb, s);
 	if ((bs = evhttp_bind_socket_with_handle(s->bridge, "127.0.0.1", 0)) ==
 	    NULL)
 		return -1;
+	httpd_watch(s->bridge_guard, bs);
 	if (getsockname(evhttp_bound_socket_get_fd(bs),
 	    (struct sockaddr *)&ss, &sl) != 0)
 		return -1;
@@ -334,4 +344,6 @@ mcps_bridge_free(struct mcps *s)
 	mcps_bridge_detach(s, NULL);
 	evhttp_free(s->bridge);
 	s->bridge = NULL;
+	httpd_free(s->bridge_guard);
+	s->bridge_guard = NULL;
 }

@@ -445,6 +445,14 @@ mcps_run_start(struct mcps_conn *cn, struct mcps_tool *t, const json_t *id,
 	r->fd[0] = r->fd[1] = -1;
 	random_hex(r->id, 8);
 	random_hex(r->secret, 32);
+	/* The owner first: a run of a session is never without one. */
+	if (cn->owner != NULL && mcps_owner_put(s, r->id, cn->owner, err,
+	    sizeof err) != 0) {
+		mcps_reply(cn, id, mcps_tool_error("cannot start workflow "
+		    "'%s': %s", t->name, err));
+		run_free(r);
+		return;
+	}
 	if (run_spawn(r, args, err, sizeof err) != 0) {
 		mcps_reply(cn, id, mcps_tool_error("cannot start workflow "
 		    "'%s': %s", t->name, err));

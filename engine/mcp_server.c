@@ -232,7 +232,8 @@ mcps_new(struct event_base *base, const struct mcps_opts *o,
 		errf(err, errlen, "no workflow to serve");
 		goto fail;
 	}
-	if (store_open(s->db, &s->st, err, errlen) != 0)
+	if (store_open(s->db, &s->st, err, errlen) != 0 ||
+	    mcps_owners_open(s, err, errlen) != 0)
 		goto fail;
 	if (mcps_runs_init(s) != 0) {
 		errf(err, errlen, "cannot watch child processes");
@@ -268,6 +269,7 @@ mcps_free(struct mcps *s)
 		json_decref(s->tools[i].checked_input);
 	}
 	free(s->tools);
+	mcps_owners_close(s);
 	store_close(s->st);
 	free(s->db);
 	free(s->exe);
@@ -304,7 +306,16 @@ mcps_conn_new(struct mcps *s, mcps_send_cb send, void *arg)
 	cn->arg = arg;
 	cn->log_level = -1;
 	cn->subs = json_object();
+	cn->operator = 1;
 	return cn;
+}
+
+void
+mcps_conn_set_owner(struct mcps_conn *cn, const char *owner, int operator)
+{
+	free(cn->owner);
+	cn->owner = owner != NULL ? xstrdup(owner) : NULL;
+	cn->operator = operator;
 }
 
 void
@@ -315,6 +326,7 @@ mcps_conn_free(struct mcps_conn *cn)
 	mcps_runs_detach(cn->srv, cn);
 	mcps_bridge_detach(cn->srv, cn);
 	json_decref(cn->subs);
+	free(cn->owner);
 	free(cn);
 }
 
@@ -556,8 +568,11 @@ mcps_resources_list(struct mcps_conn *cn, const json_t *id,
 		    "description", "The trajectory of a weft run: the run "
 		    "row and every recorded event", "mimeType",
 		    "application/json"));
-	else
+	else if (cn->operator)
 		store_runs_list(cn->srv->st, MCPS_RUNS_LISTED,
+		    mcps_list_run_cb, c.out);
+	else if (cn->owner != NULL)
+		mcps_owner_runs(cn->srv, cn->owner, MCPS_RUNS_LISTED,
 		    mcps_list_run_cb, c.out);
 	if (mcps_cursor(params, json_array_size(c.out), &off) != 0) {
 		json_decref(c.out);
@@ -677,57 +692,82 @@ mcps_find_cb(void *arg, json_t *r)
 	json_decref(vars);
 }
 
+/* A trajectory being read: its events, and the bytes they take. */
+struct mcps_traj {
+	json_t		*run;
+	json_t		*events;
+	size_t		 bytes;
+	size_t		 max;
+};
+
 static int
 mcps_traj_event_cb(void *arg, const struct store_event *e)
 {
+	struct mcps_traj *t = arg;
 	json_t *ev, *p = NULL;
+	size_t n = 64 + strlen(e->kind) + (e->node_path ?
+	    strlen(e->node_path) : 0) + (e->payload ? strlen(e->payload) : 0);
 
-	if (json_array_size(arg) >= MCPS_TRAJ_EVENTS)
+	if (json_array_size(t->events) >= MCPS_TRAJ_EVENTS ||
+	    t->bytes + n > t->max)
 		return 1;
+	t->bytes += n;
 	if (e->payload != NULL)
 		p = json_loads(e->payload, JSON_DECODE_ANY, NULL);
 	ev = json_pack("{s:I, s:s, s:s, s:f, s:o?}", "seq", (json_int_t)e->seq,
 	    "kind", e->kind, "path", e->node_path ? e->node_path : "",
 	    "time", e->time, "payload", p);
-	json_array_append_new(arg, ev);
+	json_array_append_new(t->events, ev);
 	return 0;
 }
 
 static int
 mcps_traj_run_cb(void *arg, const struct store_run *r)
 {
-	json_t **out = arg;
-	json_t *o = r->output ? json_loads(r->output, JSON_DECODE_ANY, NULL) :
-	    NULL;
+	struct mcps_traj *t = arg;
+	size_t olen = r->output ? strlen(r->output) : 0;
+	json_t *o = NULL;
 
-	*out = json_pack("{s:s, s:s, s:s, s:o?, s:s?, s:f, s:f, s:I, s:I, "
+	/* An output over half the limit leaves no room for the events. */
+	if (olen > 0 && olen <= t->max / 2)
+		o = json_loads(r->output, JSON_DECODE_ANY, NULL);
+	t->run = json_pack("{s:s, s:s, s:s, s:o?, s:s?, s:f, s:f, s:I, s:I, "
 	    "s:f}", "id", r->id, "workflow", r->workflow, "status", r->status,
 	    "output", o, "error", r->error, "started", r->started,
 	    "ended", r->ended, "steps", (json_int_t)r->steps,
 	    "tokens", (json_int_t)r->tokens, "cost_usd", r->cost);
+	if (olen > t->max / 2)
+		json_object_set_new(t->run, "output_truncated", json_sprintf(
+		    "the output is %zu bytes, more than this resource holds: "
+		    "weft show %s --json has it", olen, r->id));
+	t->bytes = 1024 + (o != NULL ? olen : 0);
 	return 0;
 }
 
 char *
 mcps_run_trajectory(struct mcps *s, const char *id)
 {
-	json_t *run = NULL, *events;
+	struct mcps_traj t;
 	char *text;
 
+	memset(&t, 0, sizeof t);
+	t.max = s->opts.max_resource ? s->opts.max_resource :
+	    MCPS_MAX_RESOURCE;
 	if (strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16 ||
-	    store_run_find(s->st, id, mcps_traj_run_cb, &run) != 0 ||
-	    run == NULL) {
-		json_decref(run);
+	    store_run_find(s->st, id, mcps_traj_run_cb, &t) != 0 ||
+	    t.run == NULL) {
+		json_decref(t.run);
 		return NULL;
 	}
-	events = json_array();
-	if (store_events_foreach(s->st, id, mcps_traj_event_cb, events) == 1)
-		json_object_set_new(run, "truncated", json_sprintf("only the "
-		    "first %d events: weft show %s --json has them all",
-		    MCPS_TRAJ_EVENTS, id));
-	json_object_set_new(run, "events", events);
-	text = json_dumps(run, JSON_COMPACT);
-	json_decref(run);
+	t.events = json_array();
+	if (store_events_foreach(s->st, id, mcps_traj_event_cb, &t) == 1)
+		json_object_set_new(t.run, "truncated", json_sprintf("only the "
+		    "first %zu events (a resource holds at most %d events and "
+		    "%zu bytes): weft show %s --json has them all",
+		    json_array_size(t.events), MCPS_TRAJ_EVENTS, t.max, id));
+	json_object_set_new(t.run, "events", t.events);
+	text = json_dumps(t.run, JSON_COMPACT);
+	json_decref(t.run);
 	return text;
 }
 
@@ -746,8 +786,11 @@ mcps_resources_read(struct mcps_conn *cn, const json_t *id,
 		return;
 	}
 	if (strncmp(f.uri, MCPS_RUN_PREFIX, strlen(MCPS_RUN_PREFIX)) == 0) {
-		if ((text = mcps_run_trajectory(cn->srv, f.uri +
-		    strlen(MCPS_RUN_PREFIX))) != NULL)
+		/* Another client's run is as absent as a run never made. */
+		text = mcps_run_visible(cn, f.uri + strlen(MCPS_RUN_PREFIX)) ?
+		    mcps_run_trajectory(cn->srv, f.uri +
+		    strlen(MCPS_RUN_PREFIX)) : NULL;
+		if (text != NULL)
 			f.contents = json_pack("[{s:s, s:s, s:s}]", "uri",
 			    f.uri, "mimeType", "application/json", "text",
 			    text);

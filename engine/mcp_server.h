@@ -17,6 +17,11 @@
  * cancelled sends the child SIGTERM: the run ends recorded as cancelled and
  * the request gets no answer.
  *
+ * Who may see a run: a session has an owner (a fingerprint of its
+ * client's credentials, set by the transport) recorded with every run it
+ * starts; a session that is not an operator's lists and reads only the
+ * runs of its owner (docs/security.md).
+ *
  * Everything runs on the caller's libevent base; nothing here blocks except
  * short reads of the store.
  */
@@ -31,6 +36,7 @@
 #include "protocols/jsonrpc.h"
 
 #define MCPS_MAX_MESSAGE	(4u * 1024 * 1024)
+#define MCPS_MAX_RESOURCE	(4u * 1024 * 1024)
 
 struct mcps;
 struct mcps_conn;
@@ -41,6 +47,7 @@ struct mcps_opts {
 	int		 run_workers;	/* --workers of each run */
 	int		 max_runs;	/* runs at once over the whole server */
 	int		 verbose;	/* log calls to stderr */
+	size_t		 max_resource;	/* text of a run resource; 0: default */
 };
 
 /*
@@ -75,6 +82,15 @@ struct mcps_conn *mcps_conn_new(struct mcps *, mcps_send_cb send, void *arg);
 void mcps_conn_free(struct mcps_conn *);
 /* The session has answered an initialize request. */
 int mcps_conn_initialized(const struct mcps_conn *);
+/*
+ * Who the session's client is.  owner (copied; a token's fingerprint,
+ * never a secret) is recorded as the owner of every run the session
+ * starts; unless operator is set, the session lists and reads only the
+ * runs of that owner and their child runs.  A new session is an
+ * operator's with no owner: the user who started `weft mcp`.
+ */
+void mcps_conn_set_owner(struct mcps_conn *, const char *owner,
+    int operator);
 
 /*
  * Handle one message from the client, as bytes (parse errors are answered

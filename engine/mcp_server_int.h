@@ -24,6 +24,9 @@ struct mcps_run;
 TAILQ_HEAD(mcps_runs, mcps_run);
 struct mcps_bq;
 struct evhttp;
+struct httpd;
+struct sqlite3;
+struct sqlite3_stmt;
 
 struct mcps {
 	struct event_base	*base;
@@ -38,9 +41,12 @@ struct mcps {
 	struct event		*poll_ev;	/* reads events of live runs */
 	struct event		*chld_ev;
 	struct evhttp		*bridge;	/* mcp_bridge.c */
+	struct httpd		*bridge_guard;
 	int			 bridge_port;
 	unsigned long long	 bridge_seq;
 	TAILQ_HEAD(, mcps_bq)	 bridge_q;	/* requests to clients */
+	struct sqlite3		*odb;		/* mcp_owners.c */
+	struct sqlite3_stmt	*o_put, *o_get, *o_mine;
 };
 
 struct mcps_conn {
@@ -52,6 +58,8 @@ struct mcps_conn {
 	int		 can_sample;	/* client capabilities */
 	int		 can_elicit;
 	json_t		*subs;		/* subscribed URIs: { uri: true } */
+	char		*owner;		/* recorded with its runs, or NULL */
+	int		 operator;	/* sees every run */
 };
 
 extern const char *const mcps_levels[];
@@ -94,5 +102,21 @@ void mcps_bridge_detach(struct mcps *, struct mcps_conn *);
 
 /* mcp_server.c: the trajectory of run id as JSON text, or NULL. */
 char *mcps_run_trajectory(struct mcps *, const char *id);
+
+/*
+ * mcp_owners.c: who started each run (the table mcp_run_owners in the
+ * store's file).  open prepares it at server start; put records owner as
+ * the owner of run before the run starts (0, or -1 with a message);
+ * visible says whether cn may see run id; mine calls cb for the newest
+ * limit runs of owner found in the store.
+ */
+int mcps_owners_open(struct mcps *, char *err, size_t errlen);
+void mcps_owners_close(struct mcps *);
+int mcps_owner_put(struct mcps *, const char *run, const char *owner,
+    char *err, size_t errlen);
+int mcps_run_visible(struct mcps_conn *, const char *id);
+struct store_run;
+int mcps_owner_runs(struct mcps *, const char *owner, int limit,
+    int (*cb)(void *, const struct store_run *), void *arg);
 
 #endif

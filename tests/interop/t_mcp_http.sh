@@ -129,7 +129,11 @@ expect_rc 2 "a public bind without a token"
 expect_grep "$T/err" 'not a loopback address: give a bearer token' "says why"
 TOKEN=0123456789abcdef0123456789abcdef
 printf '%s\n' "$TOKEN" > "$T/token"
+chmod 600 "$T/token"
+# start_serve waits for the URL in serve.err: not the last server's.
+rm -f "$T/serve.err"
 start_serve "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --token-file "$T/token"
+expect_no_grep "$T/serve.err" warning "a token file of mode 600 is not warned about"
 post "$INIT"
 expect_code 401 "no token is 401"
 expect_grep "$T/h" 'WWW-Authenticate: Bearer' "with a Bearer challenge"
