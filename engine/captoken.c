@@ -17,7 +17,7 @@
 #include <openssl/rand.h>
 
 #include "engine/captoken.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 #define CK_PREFIX	"wct1."
 #define CK_SIG_LEN	64

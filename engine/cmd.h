@@ -30,6 +30,14 @@ int cmd_exit_status(const char *status);
 /* Say on stderr that run id paused (why) and how to continue it. */
 void cmd_paused_hint(const char *id, const char *why);
 
+/*
+ * Load the workflow file path in a scratch Lua state and return its
+ * metadata {name?, description?, input_schema?} (a new object), or NULL
+ * with "FILE:LINE: ..." in err (weft mcp and weft serve offer it as a
+ * tool: mcps_opts.load_meta).
+ */
+json_t *cmd_workflow_meta(const char *path, char *err, size_t errlen);
+
 /* The database path: --db, else $WEFT_DB, else ./weft.db. */
 const char *cmd_db_path(const char *opt);
 

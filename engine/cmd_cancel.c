@@ -24,7 +24,7 @@
 #include "engine/cmd.h"
 #include "engine/replay.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* What the store says of the run. */
 struct crun {

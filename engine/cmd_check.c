@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "engine/cmd.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "lua/luaeng.h"
 
 #define CHECK_LUA_MEM	(256u * 1024 * 1024)
@@ -100,4 +100,19 @@ cmd_graph(int argc, char **argv)
 	free(g);
 	luaeng_free(le);
 	return 0;
+}
+
+/* Memory for the Lua state that reads a served workflow's metadata. */
+#define CMD_META_LUA_MEM	(64u * 1024 * 1024)
+
+json_t *
+cmd_workflow_meta(const char *path, char *err, size_t errlen)
+{
+	struct luaeng *le = luaeng_new(CMD_META_LUA_MEM);
+	json_t *meta = NULL;
+
+	if (luaeng_load(le, path, err, errlen) == 0)
+		meta = luaeng_meta(le, err, errlen);
+	luaeng_free(le);
+	return meta;
 }

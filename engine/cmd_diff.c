@@ -15,7 +15,7 @@
 #include "engine/cmd.h"
 #include "engine/eval.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* Row kinds, printed in the middle column as `diff -y` does. */
 enum { ROW_SAME = ' ', ROW_CHANGED = '|', ROW_LEFT = '<', ROW_RIGHT = '>' };

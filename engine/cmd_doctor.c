@@ -12,7 +12,7 @@
 #include <seccomp.h>
 
 #include "engine/cmd.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/sandbox.h"
 
 struct doctor_layer {

@@ -18,7 +18,7 @@
 #include "engine/eval.h"
 #include "engine/schema.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* Golden files are small; this bounds what a bad path can make us read. */
 #define GOLDEN_MAX_BYTES	(16 * 1024 * 1024)

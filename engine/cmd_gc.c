@@ -18,7 +18,7 @@
 
 #include "engine/cmd.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 struct gc_walk {
 	int	 json, dry_run;

@@ -8,7 +8,7 @@
 
 #include "engine/captoken.h"
 #include "engine/cmd.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 static void
 keys_usage(FILE *f)

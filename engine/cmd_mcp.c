@@ -11,7 +11,7 @@
 
 #include "engine/cmd.h"
 #include "engine/mcp_server.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 static void
 mcp_usage(FILE *f)
@@ -212,6 +212,7 @@ cmd_mcp(int argc, char **argv)
 	int first, rc = 1;
 
 	memset(&o, 0, sizeof o);
+	o.load_meta = cmd_workflow_meta;
 	memset(&ss, 0, sizeof ss);
 	first = cmd_serve_opts(argc, argv, &o, NULL, NULL, NULL, NULL,
 	    mcp_usage);

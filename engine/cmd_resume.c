@@ -19,7 +19,7 @@
 #include "engine/gateway.h"
 #include "engine/replay.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "lua/luaeng.h"
 
 #define RESUME_LUA_MEM	(512u * 1024 * 1024)

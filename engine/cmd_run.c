@@ -12,7 +12,7 @@
 #include "engine/coord.h"
 #include "engine/gateway.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "lua/luaeng.h"
 
 #define RUN_LUA_MEM	(512u * 1024 * 1024)

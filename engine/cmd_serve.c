@@ -36,7 +36,7 @@
 
 #include "engine/cmd.h"
 #include "engine/mcp_server.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/httpd.h"
 
 #define SERVE_MAX_HOSTS		16
@@ -1056,6 +1056,7 @@ cmd_serve(int argc, char **argv)
 	memset(&sv, 0, sizeof sv);
 	memset(&cl, 0, sizeof cl);
 	memset(&o, 0, sizeof o);
+	o.load_meta = cmd_workflow_meta;
 	TAILQ_INIT(&sv.sessions);
 	sv.max_sessions = 64;
 	sv.idle_s = 3600;

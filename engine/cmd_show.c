@@ -10,7 +10,7 @@
 
 #include "engine/cmd.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* A node span rebuilt from node.start / node.end events. */
 struct span {

@@ -15,7 +15,7 @@
 
 #include "engine/eval.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* Steps in recording order, with what the tree order needs. */
 struct eval_load {

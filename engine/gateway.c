@@ -30,7 +30,7 @@
 #include "engine/gateway.h"
 #include "engine/replay.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "protocols/llm.h"
 #include "runtime/http.h"
 

@@ -6,7 +6,7 @@
 
 #include "engine/captoken.h"
 #include "engine/grant.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 struct grant {
 	int		 parent;	/* 0: the root */

@@ -28,7 +28,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "engine/mcp_server_int.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/httpd.h"
 
 #define BRIDGE_PREFIX	"/client/"

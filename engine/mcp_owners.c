@@ -20,7 +20,7 @@
 
 #include "engine/mcp_server_int.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 #define OWN_DEPTH	16	/* child runs followed up to their root */
 #define OWN_PRUNE_S	86400	/* rows of missing runs older than this */

@@ -27,7 +27,7 @@
 #include "engine/mcp_server_int.h"
 #include "engine/schema.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/proc.h"
 
 #define RUN_MAX_STDOUT	(16u * 1024 * 1024)

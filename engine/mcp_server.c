@@ -15,10 +15,8 @@
 #include "engine/mcp_server_int.h"
 #include "engine/schema.h"
 #include "engine/store.h"
-#include "engine/util.h"
-#include "lua/luaeng.h"
+#include "runtime/util.h"
 
-#define MCPS_LUA_MEM	(64u * 1024 * 1024)
 #define MCPS_PAGE	100
 #define MCPS_RUNS_LISTED 100
 #define MCPS_MAX_TOOLS	1024
@@ -107,7 +105,6 @@ mcps_tool_name_of(const char *path, json_t *meta)
 static int
 mcps_load_tool(struct mcps *s, const char *path, char *err, size_t errlen)
 {
-	struct luaeng *le = luaeng_new(MCPS_LUA_MEM);
 	struct mcps_tool *t;
 	json_t *meta, *in;
 	char e2[512];
@@ -115,16 +112,9 @@ mcps_load_tool(struct mcps *s, const char *path, char *err, size_t errlen)
 
 	if (s->ntools >= MCPS_MAX_TOOLS) {
 		errf(err, errlen, "more than %d workflows", MCPS_MAX_TOOLS);
-		luaeng_free(le);
 		return -1;
 	}
-	if (luaeng_load(le, path, err, errlen) != 0) {
-		luaeng_free(le);
-		return -1;
-	}
-	meta = luaeng_meta(le, err, errlen);
-	luaeng_free(le);
-	if (meta == NULL)
+	if ((meta = s->opts.load_meta(path, err, errlen)) == NULL)
 		return -1;
 	in = json_object_get(meta, "input_schema");
 	if (in != NULL && !(json_is_object(in) && json_is_string(

@@ -48,6 +48,11 @@ struct mcps_opts {
 	int		 max_runs;	/* runs at once over the whole server */
 	int		 verbose;	/* log calls to stderr */
 	size_t		 max_resource;	/* text of a run resource; 0: default */
+	/* A workflow file's name, description and input_schema (a new
+	   object), or NULL with "FILE:LINE: ..." in err: the CLI's
+	   cmd_workflow_meta, which loads it in a Lua state. */
+	json_t		*(*load_meta)(const char *path, char *err,
+			    size_t errlen);
 };
 
 /*

@@ -7,7 +7,7 @@
 #include "engine/record.h"
 #include "engine/replay.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 struct record {
 	struct store	*st;

@@ -8,7 +8,7 @@
 
 #include "engine/replay.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 #define REPLAY_DESC_MAX	240
 

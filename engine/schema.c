@@ -10,7 +10,7 @@
 #include <jansson.h>
 
 #include "engine/schema.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* Longest piece of a value quoted in a message, in bytes. */
 #define SCHEMA_QUOTE_MAX 64

@@ -7,7 +7,7 @@
 #include <jansson.h>
 
 #include "engine/state.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 struct state {
 	struct state	*parent;	/* NULL for the root view */

@@ -21,9 +21,9 @@
 
 #include <sqlite3.h>
 
-#include "engine/fault.h"
+#include "runtime/fault.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 enum {
 	ST_BEGIN,

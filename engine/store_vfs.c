@@ -23,7 +23,7 @@
 
 #include <sqlite3.h>
 
-#include "engine/fault.h"
+#include "runtime/fault.h"
 #include "engine/store.h"
 
 #define VFS_NAME	"weft-fault"

@@ -8,7 +8,7 @@
 
 #include "engine/state.h"
 #include "engine/template.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* The output buffer: grows by doubling, always room for a final NUL. */
 struct tbuf {

@@ -22,7 +22,7 @@
 #include "engine/schema.h"
 #include "engine/state.h"
 #include "engine/template.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "lua/luaeng.h"
 
 /* Seconds workflow code may run without waiting for a tool or model. */

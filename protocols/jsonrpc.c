@@ -8,7 +8,7 @@
 #include <jansson.h>
 
 #include "protocols/jsonrpc.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /*
  * The buffer holds bytes [start, end) not yet returned.  scan is where the

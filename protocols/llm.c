@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "protocols/llm_int.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* Longest wait a Retry-After can ask for: 7 days. */
 #define LLM_RETRY_MAX_MS	(7L * 24 * 3600 * 1000)

@@ -7,7 +7,7 @@
 #include <jansson.h>
 
 #include "protocols/llm_int.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* max_tokens is required by the API; this is sent when weft gives none. */
 #define ANTHROPIC_DEFAULT_MAX_TOKENS	4096

@@ -7,7 +7,7 @@
 #include <jansson.h>
 
 #include "protocols/llm_int.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* A string member, or NULL. */
 static const char *

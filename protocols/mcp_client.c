@@ -25,7 +25,7 @@
 
 #include <event2/buffer.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
 #include "protocols/sse.h"

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "protocols/sse.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* A growable byte buffer, always NUL-terminated when allocated. */
 struct sse_buf {

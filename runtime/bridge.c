@@ -7,7 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/bridge.h"
 
 struct bridge_item {

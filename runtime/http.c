@@ -21,7 +21,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/http.h"
 
 #define HTTP_MAX_HEADERS	64

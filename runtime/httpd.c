@@ -33,7 +33,7 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/httpd.h"
 
 #define HTTPD_NOTE_S		60	/* one line of a kind a minute */

@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/proc.h"
 #include "runtime/sandbox.h"
 

@@ -24,7 +24,7 @@
 #include <linux/seccomp.h>
 #include <seccomp.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/sandbox.h"
 
 /*

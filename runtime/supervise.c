@@ -18,7 +18,7 @@
 #include <nng/nng.h>
 #include <openssl/crypto.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/proc.h"
 #include "runtime/supervise.h"
 #include "runtime/wire.h"

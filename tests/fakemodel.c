@@ -43,7 +43,7 @@
 
 #include <jansson.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 
 #define FM_NAME		"fakemodel"
 #define FM_MAX_BODY	(32 * 1024 * 1024)

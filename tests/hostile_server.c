@@ -46,7 +46,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "protocols/jsonrpc.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "runtime/wire.h"
 
 #define HS_NAME		"weft-hostile"

@@ -32,7 +32,7 @@
 #include <jansson.h>
 
 #include "protocols/jsonrpc.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 #define TS_NAME		"weft-testserver"
 #define TS_VERSION	"1.0"

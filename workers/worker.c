@@ -31,8 +31,8 @@
 #include <openssl/crypto.h>
 
 #include "engine/captoken.h"
-#include "engine/fault.h"
-#include "engine/util.h"
+#include "runtime/fault.h"
+#include "runtime/util.h"
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
 #include "runtime/bridge.h"

@@ -28,7 +28,7 @@
 
 #include "engine/coord.h"
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "protocols/jsonrpc.h"
 #include "tests/fuzz/fuzz_driver.h"
 

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

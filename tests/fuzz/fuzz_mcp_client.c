@@ -31,7 +31,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "protocols/mcp_client.h"
 #include "tests/fuzz/fuzz_driver.h"
 

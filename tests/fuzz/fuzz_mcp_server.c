@@ -21,8 +21,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/cmd.h"
 #include "engine/mcp_server.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "tests/fuzz/fuzz_driver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -91,6 +92,7 @@ fz_init(void)
 	if (mkdtemp(fz_dir) == NULL)
 		abort();
 	memset(&o, 0, sizeof o);
+	o.load_meta = cmd_workflow_meta;
 	o.db = xasprintf("%s/fuzz.db", fz_dir);
 	o.exe = "/nonexistent";
 	o.run_workers = 1;

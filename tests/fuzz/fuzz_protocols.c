@@ -21,7 +21,7 @@
 
 #include <jansson.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 #include "protocols/jsonrpc.h"
 #include "protocols/llm.h"
 #include "protocols/sse.h"

@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "protocols/jsonrpc.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* Feed a C string. */
 static void

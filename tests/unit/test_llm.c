@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "protocols/llm_int.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /*
  * JSON in the tests is written with ' for " and ` for \" (a quote inside a

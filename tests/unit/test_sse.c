@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "protocols/sse.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* Events seen, written as "type|data\n" with '\n' in data shown as "\\n". */
 struct log {

@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "engine/state.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 /* Parse a JSON text that the test itself wrote. */
 static json_t *

@@ -17,7 +17,7 @@
 #include <sqlite3.h>
 
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 struct fixture {
 	char		 dir[64];

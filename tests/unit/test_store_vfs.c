@@ -22,7 +22,7 @@
 #include <sqlite3.h>
 
 #include "engine/store.h"
-#include "engine/util.h"
+#include "runtime/util.h"
 
 #define ROUNDS		12	/* event + blob + commit, per child */
 #define BLOB_LEN	(64 * 1024)	/* 16 pages: many writes a commit */

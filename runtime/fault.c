@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/fault.h"
-#include "engine/util.h"
+#include "runtime/fault.h"
+#include "runtime/util.h"
 
 #define FAULT_MAX	16
 

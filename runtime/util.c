@@ -13,7 +13,7 @@
 
 #include <openssl/evp.h>
 
-#include "engine/util.h"
+#include "runtime/util.h"
 
 static void
 oom(void)
