@@ -32,6 +32,7 @@
 #include "runtime/bridge.h"
 #include "runtime/jread.h"
 #include "runtime/proc.h"
+#include "runtime/queue.h"
 #include "runtime/supervise.h"
 #include "runtime/wire.h"
 
@@ -41,65 +42,6 @@
 /* Refused wire requests recorded (worker.refused); later ones counted. */
 #define COORD_MAX_REFUSALS	64
 
-enum task_state { TASK_QUEUED, TASK_LEASED, TASK_DELAYED, TASK_DONE };
-
-/*
- * Defaults of a task's execution policy (docs/workflows.md, "Timeouts and
- * retries"); a node or server sets its own in params.server.policy.
- */
-#define POLICY_ATTEMPT_S	600.0
-#define POLICY_TOTAL_S		1800.0
-#define POLICY_QUEUE_S		300.0
-#define POLICY_BACKOFF_S	0.5
-#define POLICY_MAX_BACKOFF_S	10.0
-#define POLICY_MULTIPLIER	2.0
-
-/* Failure kinds a policy may retry: bit i is policy_kinds[i]. */
-static const char *const policy_kinds[] = { FAIL_TIMEOUT, FAIL_LOST_WORKER,
-    FAIL_SERVER_EXITED, FAIL_SERVER_START, FAIL_TRANSPORT, FAIL_PROTOCOL,
-    FAIL_RATE_LIMITED, NULL };
-/* Retried unless a policy says otherwise: timeout, lost worker, a server
-   that died mid-call, transport errors, rate limits. */
-#define POLICY_ON_DEFAULT	(1u << 0 | 1u << 1 | 1u << 2 | 1u << 4 | \
-				 1u << 6)
-
-/* Less time than this left before the total deadline: no new attempt. */
-#define RETRY_MIN_S	0.05
-
-struct task_policy {
-	double		 attempt_s;	/* one attempt */
-	double		 total_s;	/* all attempts, from submission */
-	double		 queue_s;	/* queued before a worker takes it */
-	double		 lease_s;	/* heartbeat: lease without one */
-	int		 max_attempts;
-	double		 backoff_s, max_backoff_s, multiplier;
-	unsigned	 on;		/* retryable kinds, policy_kinds bits */
-	int		 idempotent;
-};
-
-struct task {
-	int64_t			 id;
-	int			 attempt;
-	enum task_state		 state;
-	char			*kind;
-	char			*path;
-	int64_t			 span;
-	char			*params;	/* JSON text, sent as is */
-	char			*server;	/* MCP server name */
-	char			*tool;		/* mcp.call: tool name, or NULL */
-	int			 grant;		/* its token's grant id */
-	int			 worker;	/* lease holder, -1 */
-	double			 lease_until;	/* monotonic */
-	double			 started;	/* monotonic, this attempt */
-	double			 queued_at;	/* monotonic, last queued */
-	double			 deadline;	/* monotonic, all attempts */
-	struct task_policy	 pol;
-	struct event		*retry_ev;	/* TASK_DELAYED: backoff */
-	struct coord		*c;
-	size_t			 size;		/* encoded params, bytes */
-	TAILQ_ENTRY(task)	 entry;		/* queue or leased list */
-};
-TAILQ_HEAD(task_list, task);
 
 /* What the coordinator knows of a worker's work (its process: sup). */
 struct worker {
@@ -153,11 +95,9 @@ struct coord {
 	int			 restarts;
 	int			 stopping;
 
-	struct task		**tasks;	/* by id; NULL once done */
+	struct qtask		**tasks;	/* by id; NULL once done */
 	size_t			 ntasks, tasks_cap;
-	struct task_list	 queue;
-	struct task_list	 leased;
-	size_t			 nqueued;
+	struct queue		 q;		/* tasks, leases, backoff */
 
 	struct delivery		*dl;
 	size_t			 ndl, dl_cap;
@@ -178,7 +118,7 @@ static void	coord_rctx_loop_cb(void *);
 static void	coord_reply(struct rctx *, json_t *);
 static void	coord_reply_text(struct rctx *, const char *, size_t);
 static int	has_ctl(const char *);
-static void	coord_task_end(struct coord *, struct task *, json_t *,
+static void	coord_task_end(struct coord *, struct qtask *, json_t *,
 		    json_t *);
 
 struct event_base *
@@ -243,6 +183,13 @@ coord_store_fail(struct coord *c)
 	coord_fail(c, "%s", msg);
 }
 
+/* A task came back from its backoff: dispatch it. */
+static void
+coord_ready_cb(void *arg)
+{
+	coord_kick(arg);
+}
+
 void
 coord_kick(struct coord *c)
 {
@@ -284,7 +231,7 @@ coord_event(struct coord *c, const char *kind, int64_t span,
 
 /* Record a task's lease row. */
 static void
-coord_task_row(struct coord *c, struct task *t, const char *state)
+coord_task_row(struct coord *c, struct qtask *t, const char *state)
 {
 	struct store_task row;
 	char id[32], key[128];
@@ -299,7 +246,7 @@ coord_task_row(struct coord *c, struct task *t, const char *state)
 	row.state = state;
 	row.attempt = t->attempt;
 	row.worker = t->worker;
-	row.lease_until = t->state == TASK_LEASED ?
+	row.lease_until = t->state == QT_LEASED ?
 	    now_wall() + (t->lease_until - now_mono()) : 0;
 	row.idem_key = key;
 	if (store_task_put(c->st, &row) != 0)
@@ -338,7 +285,7 @@ coord_grant(struct coord *c, int parent, const char *path,
 
 /* Record a refused token and fail its task (a permanent error). */
 static void
-coord_token_refused(struct coord *c, struct task *t, int reason,
+coord_token_refused(struct coord *c, struct qtask *t, int reason,
     const char *msg)
 {
 	json_t *p;
@@ -354,7 +301,7 @@ coord_token_refused(struct coord *c, struct task *t, int reason,
  * When that is refused the task fails (count) or NULL is returned.
  */
 static const char *
-coord_task_token(struct coord *c, struct task *t, int count)
+coord_task_token(struct coord *c, struct qtask *t, int count)
 {
 	const char *tok;
 	char err[512];
@@ -407,7 +354,7 @@ coord_fault_mint(struct coord *c, int id, int expired)
  * for it (the tests of the workers' checks, docs/security.md).
  */
 static char *
-coord_fault_token(struct coord *c, struct task *t, const char *tok)
+coord_fault_token(struct coord *c, struct qtask *t, const char *tok)
 {
 	char *s;
 	size_t n;
@@ -429,82 +376,20 @@ coord_fault_token(struct coord *c, struct task *t, const char *tok)
 	return s;
 }
 
-/* Read a number member name of o into *out when it lies in [lo, hi]. */
-static void
-policy_num(json_t *o, const char *name, double lo, double hi, double *out)
-{
-	json_t *v = json_object_get(o, name);
-
-	if (json_is_number(v) && json_number_value(v) >= lo &&
-	    json_number_value(v) <= hi)
-		*out = json_number_value(v);
-}
-
-/* The retryable kinds of a retry.on list, as policy_kinds bits. */
-static unsigned
-policy_on(json_t *list)
-{
-	json_t *v;
-	unsigned on = 0;
-	size_t i, k;
-
-	json_array_foreach(list, i, v)
-		for (k = 0; policy_kinds[k] != NULL; k++)
-			if (json_is_string(v) && strcmp(json_string_value(v),
-			    policy_kinds[k]) == 0)
-				on |= 1u << k;
-	return on;
-}
-
 /*
- * Task t's execution policy: the defaults, the server's own request
- * timeout (one attempt), then params.server.policy (checked by the DSL;
- * out-of-range values here keep the default).  Also notes the tool name.
+ * Task t's execution policy (qpolicy_parse) from its params, and the tool
+ * it calls.
  */
 static void
-coord_policy(struct coord *c, struct task *t, const char *params)
+coord_policy(struct coord *c, struct qtask *t, const char *params)
 {
-	struct task_policy *p = &t->pol;
-	json_t *js, *srv, *pol, *tm, *rt;
-	double n;
+	json_t *js = json_loads(params, 0, NULL);
 
-	p->attempt_s = POLICY_ATTEMPT_S;
-	p->total_s = POLICY_TOTAL_S;
-	p->queue_s = POLICY_QUEUE_S;
-	p->lease_s = c->opts.lease_s;
-	p->max_attempts = c->opts.max_attempts;
-	p->backoff_s = POLICY_BACKOFF_S;
-	p->max_backoff_s = POLICY_MAX_BACKOFF_S;
-	p->multiplier = POLICY_MULTIPLIER;
-	p->on = POLICY_ON_DEFAULT;
-	p->idempotent = 1;
-	if ((js = json_loads(params, 0, NULL)) == NULL)
-		return;
+	qpolicy_parse(&t->pol, js, c->opts.lease_s, c->opts.heartbeat_s,
+	    c->opts.max_attempts);
 	if (json_is_string(json_object_get(js, "name")))
 		t->tool = xstrdup(json_string_value(json_object_get(js,
 		    "name")));
-	srv = json_object_get(js, "server");
-	policy_num(srv, "timeout", 0.001, 86400, &p->attempt_s);
-	pol = json_object_get(srv, "policy");
-	tm = json_object_get(pol, "timeout");
-	policy_num(tm, "attempt", 0.001, 86400, &p->attempt_s);
-	policy_num(tm, "total", 0.001, 86400, &p->total_s);
-	policy_num(tm, "queue", 0.001, 86400, &p->queue_s);
-	policy_num(tm, "heartbeat", 0.001, 86400, &p->lease_s);
-	/* A lease outlives at least two heartbeat intervals. */
-	if (p->lease_s < 2 * c->opts.heartbeat_s)
-		p->lease_s = 2 * c->opts.heartbeat_s;
-	rt = json_object_get(pol, "retry");
-	n = p->max_attempts;
-	policy_num(rt, "max_attempts", 1, 100, &n);
-	p->max_attempts = (int)n;
-	policy_num(rt, "backoff", 0, 3600, &p->backoff_s);
-	policy_num(rt, "max_backoff", 0, 3600, &p->max_backoff_s);
-	policy_num(rt, "multiplier", 1, 3600, &p->multiplier);
-	if (json_is_array(json_object_get(rt, "on")))
-		p->on = policy_on(json_object_get(rt, "on"));
-	if (json_is_false(json_object_get(pol, "idempotent")))
-		p->idempotent = 0;
 	json_decref(js);
 }
 
@@ -562,7 +447,7 @@ coord_submit(struct coord *c, const char *kind, const char *path,
     int64_t span, const char *server, const char *tool, const char *params,
     const char *summary, int grant)
 {
-	struct task *t;
+	struct qtask *t;
 	int64_t t_id;
 	json_t *p;
 	char *text, *meta;
@@ -575,21 +460,15 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->id = coord_ticket(c);
 	c->tasks[t->id] = t;
 	t->attempt = 1;
-	t->state = TASK_QUEUED;
 	t->kind = xstrdup(kind);
 	t->path = xstrdup(path);
 	t->span = span;
 	t->params = xstrdup(params);
 	t->server = xstrdup(server);
 	t->grant = grant;
-	t->worker = -1;
-	t->c = c;
 	t->size = strlen(params) + strlen(path) + 512;
 	coord_policy(c, t, params);
-	t->queued_at = now_mono();
-	t->deadline = t->queued_at + t->pol.total_s;
-	TAILQ_INSERT_TAIL(&c->queue, t, entry);
-	c->nqueued++;
+	queue_add(&c->q, t);
 	text = xasprintf("{\"task\":%lld,\"kind\":\"%s\",%s,%s}",
 	    (long long)t->id, kind, meta, summary);
 	free(meta);
@@ -615,13 +494,13 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 
 /* Record a refused token: the task, who refused, why; its id, not it. */
 static void
-coord_token_event(struct coord *c, struct task *t, json_t *error)
+coord_token_event(struct coord *c, struct qtask *t, json_t *error)
 {
 	const json_t *cl = grants_claims(c->grants, t->grant);
 	json_t *p;
 
 	p = json_pack("{s:I, s:s, s:O, s:O}", "task", (json_int_t)t->id,
-	    "by", t->state == TASK_LEASED ? "worker" : "coordinator",
+	    "by", t->state == QT_LEASED ? "worker" : "coordinator",
 	    "reason", json_object_get(error, "reason"), "message",
 	    json_object_get(error, "message"));
 	if (p == NULL)
@@ -633,47 +512,19 @@ coord_token_event(struct coord *c, struct task *t, json_t *error)
 	json_decref(p);
 }
 
-/* Free a task's memory. */
-static void
-coord_task_free(struct task *t)
-{
-	if (t->retry_ev != NULL)
-		event_free(t->retry_ev);
-	free(t->params);
-	free(t->server);
-	free(t->tool);
-	free(t->kind);
-	free(t->path);
-	free(t);
-}
-
 /* Take a task out of the queue, the leased list or its backoff wait. */
 static void
-coord_task_unlink(struct coord *c, struct task *t)
+coord_task_unlink(struct coord *c, struct qtask *t)
 {
-	switch (t->state) {
-	case TASK_LEASED:
-		TAILQ_REMOVE(&c->leased, t, entry);
-		if (ALWAYS(t->worker >= 0 && t->worker < c->nworkers))
-			c->workers[t->worker].nleased--;
-		break;
-	case TASK_QUEUED:
-		TAILQ_REMOVE(&c->queue, t, entry);
-		c->nqueued--;
-		break;
-	case TASK_DELAYED:
-		evtimer_del(t->retry_ev);
-		break;
-	case TASK_DONE:
-		/* A task ends once: it is in no list to leave. */
-		(void)NEVER(1);
-		break;
-	}
+	int w = queue_unlink(&c->q, t);
+
+	if (w >= 0 && ALWAYS(w < c->nworkers))
+		c->workers[w].nleased--;
 }
 
 /* Finish a task: record its outcome and queue the delivery. */
 static void
-coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
+coord_task_end(struct coord *c, struct qtask *t, json_t *result, json_t *error)
 {
 	const char *kind;
 	char *body, *text;
@@ -683,7 +534,7 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 	    FAIL_TOKEN) == 0)
 		coord_token_event(c, t, error);
 	coord_task_unlink(c, t);
-	t->state = TASK_DONE;
+	t->state = QT_DONE;
 	if (strcmp(t->kind, TASK_MCP_LIST) == 0)
 		kind = result != NULL ? "tool.list.result" : "tool.list.error";
 	else
@@ -700,7 +551,7 @@ coord_task_end(struct coord *c, struct task *t, json_t *result, json_t *error)
 	coord_task_row(c, t, result != NULL ? "done" : "failed");
 	coord_deliver(c, t->id, result, error);
 	c->tasks[t->id] = NULL;
-	coord_task_free(t);
+	qtask_free(t);
 }
 
 int64_t
@@ -731,51 +582,9 @@ coord_deliver(struct coord *c, int64_t ticket, json_t *result, json_t *error)
 	coord_kick(c);
 }
 
-/* Whether policy p retries failure kind. */
-static int
-policy_retries(const struct task_policy *p, const char *kind)
-{
-	size_t i;
-
-	for (i = 0; kind != NULL && policy_kinds[i] != NULL; i++)
-		if (strcmp(kind, policy_kinds[i]) == 0)
-			return (p->on >> i) & 1;
-	return 0;
-}
-
-/* A uniform number in [0, 1): xorshift64*, seeded once per process. */
-static double
-coord_random(void)
-{
-	static uint64_t x;
-
-	if (x == 0)
-		x = ((uint64_t)getpid() << 32 ^ (uint64_t)(now_wall() *
-		    1e6)) | 1;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	return (double)((x * 2685821657736338717ULL) >> 11) /
-	    9007199254740992.0;
-}
-
-/* The wait before the attempt after attempt n: full jitter over
-   backoff * multiplier^(n-1), capped at max_backoff. */
-static double
-policy_delay(const struct task_policy *p, int n)
-{
-	double cap = p->backoff_s;
-
-	while (--n > 0 && cap < p->max_backoff_s)
-		cap *= p->multiplier;
-	if (cap > p->max_backoff_s)
-		cap = p->max_backoff_s;
-	return cap * coord_random();
-}
-
 /* End a task with error {kind, message}. */
 static void
-coord_task_fail(struct coord *c, struct task *t, const char *kind,
+coord_task_fail(struct coord *c, struct qtask *t, const char *kind,
     json_t *msg)
 {
 	json_t *err = json_pack("{s:s, s:o}", "kind", kind, "message", msg);
@@ -786,11 +595,11 @@ coord_task_fail(struct coord *c, struct task *t, const char *kind,
 
 /* Ask the worker holding task t's attempt to abandon it (heartbeat). */
 static void
-coord_cancel_on_worker(struct coord *c, struct task *t)
+coord_cancel_on_worker(struct coord *c, struct qtask *t)
 {
 	struct worker *w;
 
-	if (t->state != TASK_LEASED || t->worker < 0 ||
+	if (t->state != QT_LEASED || t->worker < 0 ||
 	    t->worker >= c->nworkers)
 		return;
 	w = &c->workers[t->worker];
@@ -806,7 +615,7 @@ coord_cancel_on_worker(struct coord *c, struct task *t)
  * call, where, and what to do.
  */
 static void
-coord_task_lost(struct coord *c, struct task *t, const char *why)
+coord_task_lost(struct coord *c, struct qtask *t, const char *why)
 {
 	json_t *p, *msg;
 
@@ -826,20 +635,6 @@ coord_task_lost(struct coord *c, struct task *t, const char *why)
 	coord_task_fail(c, t, FAIL_NOT_IDEMPOTENT, msg);
 }
 
-/* Backoff over: queue the task for its next attempt. */
-static void
-coord_retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct task *t = arg;
-	struct coord *c = t->c;
-
-	t->state = TASK_QUEUED;
-	t->queued_at = now_mono();
-	TAILQ_INSERT_HEAD(&c->queue, t, entry);
-	c->nqueued++;
-	coord_kick(c);
-}
-
 /*
  * Task t's attempt failed with kind (why says how): run it again after
  * the policy's backoff, or end it when the policy does not retry kind,
@@ -847,10 +642,9 @@ coord_retry_cb(evutil_socket_t fd, short what, void *arg)
  * idempotent = false call is never re-run (coord_task_lost).
  */
 static void
-coord_task_retry(struct coord *c, struct task *t, const char *kind,
+coord_task_retry(struct coord *c, struct qtask *t, const char *kind,
     const char *why)
 {
-	struct timeval tv;
 	json_t *p;
 	double delay;
 	int call = strcmp(t->kind, TASK_MCP_CALL) == 0;
@@ -865,7 +659,7 @@ coord_task_retry(struct coord *c, struct task *t, const char *kind,
 		    "the tool is idempotent = false)", why));
 		return;
 	}
-	if (!policy_retries(&t->pol, kind)) {
+	if (!qpolicy_retries(&t->pol, kind)) {
 		coord_task_fail(c, t, kind, json_string(why));
 		return;
 	}
@@ -874,10 +668,10 @@ coord_task_retry(struct coord *c, struct task *t, const char *kind,
 		    "%d attempts", why, t->attempt));
 		return;
 	}
-	delay = policy_delay(&t->pol, t->attempt);
+	delay = qpolicy_delay(&t->pol, t->attempt);
 	/* An attempt needs some time to be worth starting: a worker's timer
 	   can fire a hair before the deadline the coordinator keeps. */
-	if (now_mono() + delay + RETRY_MIN_S >= t->deadline) {
+	if (now_mono() + delay + QPOLICY_MIN_ATTEMPT_S >= t->deadline) {
 		coord_task_fail(c, t, FAIL_TIMEOUT, json_sprintf("%s; no time "
 		    "left for attempt %d within the total timeout of %gs", why,
 		    t->attempt + 1, t->pol.total_s));
@@ -892,27 +686,18 @@ coord_task_retry(struct coord *c, struct task *t, const char *kind,
 	t->attempt++;
 	t->worker = -1;
 	coord_task_row(c, t, "queued");
-	if (delay < 0.001) {
-		coord_retry_cb(-1, 0, t);
-		return;
-	}
-	t->state = TASK_DELAYED;
-	if (t->retry_ev == NULL)
-		t->retry_ev = evtimer_new(c->base, coord_retry_cb, t);
-	tv.tv_sec = (time_t)delay;
-	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
-	evtimer_add(t->retry_ev, &tv);
+	queue_delay(&c->q, t, delay);
 }
 
 /* A worker reported task t's attempt failed: retry or end it. */
 static void
-coord_task_failed(struct coord *c, struct task *t, json_t *error)
+coord_task_failed(struct coord *c, struct qtask *t, json_t *error)
 {
 	const char *kind = json_string_value(json_object_get(error, "kind"));
 	const char *msg = json_string_value(json_object_get(error,
 	    "message"));
 
-	if (kind == NULL || !policy_retries(&t->pol, kind)) {
+	if (kind == NULL || !qpolicy_retries(&t->pol, kind)) {
 		coord_task_end(c, t, NULL, error);
 		return;
 	}
@@ -921,7 +706,7 @@ coord_task_failed(struct coord *c, struct task *t, json_t *error)
 
 /* Append the task as sent to a worker, JSON text, to buf. */
 static void
-coord_task_text(struct coord *c, struct task *t, struct evbuffer *buf)
+coord_task_text(struct coord *c, struct qtask *t, struct evbuffer *buf)
 {
 	double left;
 	json_t *js;
@@ -1023,13 +808,13 @@ static void
 coord_dispatch(struct coord *c)
 {
 	struct rctx *r;
-	struct task *t, *next;
+	struct qtask *t, *next;
 	struct worker *w;
 	struct evbuffer *buf;
 	size_t bytes;
 	int n, rounds = 0;
 
-	while (c->nqueued > 0 && (r = TAILQ_FIRST(&c->parked)) != NULL &&
+	while (c->q.nqueued > 0 && (r = TAILQ_FIRST(&c->parked)) != NULL &&
 	    rounds++ < 2 * (int)c->nrctx) {
 		TAILQ_REMOVE(&c->parked, r, entry);
 		w = &c->workers[r->worker];
@@ -1037,7 +822,7 @@ coord_dispatch(struct coord *c)
 		evbuffer_add(buf, "{\"tasks\":[", 10);
 		bytes = 0;
 		n = 0;
-		TAILQ_FOREACH_SAFE(t, &c->queue, entry, next) {
+		TAILQ_FOREACH_SAFE(t, &c->q.queued, entry, next) {
 			if (n >= r->slots)
 				break;
 			if (!coord_holds(w, t->server) &&
@@ -1047,13 +832,7 @@ coord_dispatch(struct coord *c)
 			if (n > 0 && bytes + t->size > WIRE_MAX_MSG - 4096)
 				break;
 			bytes += t->size;
-			TAILQ_REMOVE(&c->queue, t, entry);
-			c->nqueued--;
-			t->state = TASK_LEASED;
-			t->worker = r->worker;
-			t->started = now_mono();
-			t->lease_until = t->started + t->pol.lease_s;
-			TAILQ_INSERT_TAIL(&c->leased, t, entry);
+			queue_lease(&c->q, t, r->worker);
 			w->nleased++;
 			coord_hold(w, t->server);
 			if (n++ > 0)
@@ -1265,7 +1044,7 @@ coord_worker_of(struct coord *c, json_t *params)
  * 64 per message, fields checked (a worker is a trust boundary).
  */
 static void
-coord_progress(struct coord *c, struct task *t, json_t *items)
+coord_progress(struct coord *c, struct qtask *t, json_t *items)
 {
 	json_t *it, *p, *v;
 	size_t i;
@@ -1293,14 +1072,14 @@ static void
 coord_on_progress(struct coord *c, int wid, json_t *list)
 {
 	json_t *it;
-	struct task *t;
+	struct qtask *t;
 	json_int_t id;
 	size_t i;
 
 	json_array_foreach(list, i, it) {
 		id = json_integer_value(json_object_get(it, "id"));
 		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
-		if (t != NULL && t->state == TASK_LEASED && t->worker == wid &&
+		if (t != NULL && t->state == QT_LEASED && t->worker == wid &&
 		    t->attempt == json_integer_value(json_object_get(it,
 		    "attempt")))
 			coord_progress(c, t, json_object_get(it, "progress"));
@@ -1313,14 +1092,14 @@ coord_on_progress(struct coord *c, int wid, json_t *list)
  * what the coordinator holds for the task now.
  */
 static void
-coord_late(struct coord *c, struct task *t, json_int_t id, int attempt,
+coord_late(struct coord *c, struct qtask *t, json_int_t id, int attempt,
     int wid, int failed)
 {
 	json_t *p;
 
 	p = json_pack("{s:I, s:i, s:i, s:s, s:s}", "task", id, "attempt",
 	    attempt, "worker", wid, "outcome", failed ? "fail" : "complete",
-	    "now", t == NULL ? "ended" : t->state == TASK_LEASED ?
+	    "now", t == NULL ? "ended" : t->state == QT_LEASED ?
 	    "leased" : "queued");
 	if (t != NULL)
 		json_object_set_new(p, "current_attempt", json_integer(
@@ -1335,7 +1114,7 @@ static void
 coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
 {
 	json_t *it, *val;
-	struct task *t;
+	struct qtask *t;
 	json_int_t id;
 	size_t i;
 	int attempt;
@@ -1346,7 +1125,7 @@ coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
 		    "attempt"));
 		val = json_object_get(it, failed ? "error" : "result");
 		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
-		if (t == NULL || t->state != TASK_LEASED ||
+		if (t == NULL || t->state != QT_LEASED ||
 		    t->attempt != attempt || t->worker != wid || val == NULL) {
 			coord_late(c, t, id, attempt, wid, failed);
 			continue;
@@ -1365,14 +1144,14 @@ static json_t *
 coord_on_heartbeat(struct coord *c, int wid, json_t *ids)
 {
 	json_t *it, *list;
-	struct task *t;
+	struct qtask *t;
 	json_int_t id;
 	size_t i;
 
 	json_array_foreach(ids, i, it) {
 		id = json_integer_value(it);
 		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
-		if (t != NULL && t->state == TASK_LEASED && t->worker == wid)
+		if (t != NULL && t->state == QT_LEASED && t->worker == wid)
 			t->lease_until = now_mono() + t->pol.lease_s;
 	}
 	list = c->workers[wid].cancel;
@@ -1665,7 +1444,7 @@ coord_worker_died(void *arg, int wid, pid_t pid, int status)
 {
 	struct coord *c = arg;
 	struct worker *w = &c->workers[wid];
-	struct task *t, *next;
+	struct qtask *t, *next;
 	struct rctx *r, *rnext;
 	char how[128], why[256], err[256];
 	json_t *p;
@@ -1685,7 +1464,7 @@ coord_worker_died(void *arg, int wid, pid_t pid, int status)
 	}
 	if (c->opts.verbose)
 		fprintf(stderr, "weft: %s\n", why);
-	TAILQ_FOREACH_SAFE(t, &c->leased, entry, next)
+	TAILQ_FOREACH_SAFE(t, &c->q.leased, entry, next)
 		if (t->worker == wid)
 			coord_task_retry(c, t, FAIL_LOST_WORKER, why);
 	/* Polls parked by the dead worker go nowhere; answer and forget. */
@@ -1734,7 +1513,7 @@ coord_int_cb(evutil_socket_t sig, short what, void *arg)
  * failed (a backstop: workers time attempts out themselves).
  */
 static void
-coord_tick_leased(struct coord *c, struct task *t, double now)
+coord_tick_leased(struct coord *c, struct qtask *t, double now)
 {
 	char why[256];
 
@@ -1762,12 +1541,12 @@ static void
 coord_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct coord *c = arg;
-	struct task *t, *next;
+	struct qtask *t, *next;
 	double now = now_mono();
 
-	TAILQ_FOREACH_SAFE(t, &c->leased, entry, next)
+	TAILQ_FOREACH_SAFE(t, &c->q.leased, entry, next)
 		coord_tick_leased(c, t, now);
-	TAILQ_FOREACH_SAFE(t, &c->queue, entry, next) {
+	TAILQ_FOREACH_SAFE(t, &c->q.queued, entry, next) {
 		if (now - t->queued_at > t->pol.queue_s)
 			coord_task_fail(c, t, FAIL_QUEUE_TIMEOUT, json_sprintf(
 			    "no worker took the task within its queue timeout "
@@ -1812,12 +1591,11 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	c->opts.state_dir = NULL;
 	c->st = st;
 	c->rec = record_new(st, coord_store_fail_cb, c);
-	TAILQ_INIT(&c->queue);
-	TAILQ_INIT(&c->leased);
 	TAILQ_INIT(&c->parked);
 	c->base = event_base_new();
 	event_base_priority_init(c->base, 2);
 	c->bridge = bridge_new(c->base);
+	queue_init(&c->q, c->base, coord_ready_cb, c);
 	c->flush_ev = event_new(c->base, -1, 0, coord_flush_cb, c);
 	event_priority_set(c->flush_ev, 1);
 	c->tick_ev = event_new(c->base, -1, EV_PERSIST, coord_tick_cb, c);
@@ -1880,7 +1658,7 @@ void
 coord_free(struct coord *c)
 {
 	struct rctx *r;
-	struct task *t;
+	struct qtask *t;
 	size_t i;
 
 	if (c == NULL)
@@ -1915,7 +1693,7 @@ coord_free(struct coord *c)
 	sup_free(c->sup);
 	for (i = 1; i <= c->ntasks; i++) {
 		if ((t = c->tasks[i]) != NULL)
-			coord_task_free(t);
+			qtask_free(t);
 	}
 	free(c->tasks);
 	for (i = 0; i < c->ndl; i++) {
