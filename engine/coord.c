@@ -30,6 +30,7 @@
 #include "runtime/util.h"
 #include "protocols/jsonrpc.h"
 #include "runtime/bridge.h"
+#include "runtime/chan.h"
 #include "runtime/jread.h"
 #include "runtime/proc.h"
 #include "runtime/queue.h"
@@ -52,15 +53,10 @@ struct worker {
 	size_t			 nservers;
 };
 
-enum rctx_state { RCTX_RECV, RCTX_BUSY, RCTX_PARKED, RCTX_SEND };
-
-/* One nng REP context: one request in flight at a time. */
+/* One nng REP context (runtime/chan.h): one request in flight at a time. */
 struct rctx {
+	struct chan		 ch;
 	struct coord		*c;
-	nng_ctx			 ctx;
-	nng_aio			*aio;
-	enum rctx_state		 state;
-	nng_msg			*msg;		/* received, for the loop */
 	json_t			*id;		/* request id while parked */
 	int			 worker;	/* poller, while parked */
 	int			 slots;
@@ -113,8 +109,7 @@ struct coord {
 	char			 ferr[1536];
 };
 
-static void	coord_rctx_cb(void *);
-static void	coord_rctx_loop_cb(void *);
+static void	coord_rctx_loop_cb(struct chan *, nng_msg *);
 static void	coord_reply(struct rctx *, json_t *);
 static void	coord_reply_text(struct rctx *, const char *, size_t);
 static int	has_ctl(const char *);
@@ -925,9 +920,7 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 static void
 coord_send(struct rctx *r, nng_msg *m)
 {
-	r->state = RCTX_SEND;
-	nng_aio_set_msg(r->aio, m);
-	nng_ctx_send(r->ctx, r->aio);
+	chan_send(&r->ch, m);
 }
 
 /* Send the JSON-RPC object msg (stolen). */
@@ -988,39 +981,6 @@ coord_reply_error(struct rctx *r, int code, const char *text)
 
 	r->id = NULL;
 	coord_send_json(r, msg);
-}
-
-/* nng thread: a receive or send finished on this context. */
-static void
-coord_rctx_cb(void *arg)
-{
-	struct rctx *r = arg;
-	int rv = nng_aio_result(r->aio);
-
-	if (r->state == RCTX_SEND) {
-		if (rv != 0)
-			nng_msg_free(nng_aio_get_msg(r->aio));
-		r->state = RCTX_RECV;
-		/* Not again once the socket is going: a receive started on
-		   a closing context kept nng_close() waiting for ever (or
-		   raced with its teardown: "pthread_mutex_lock: Invalid
-		   argument", abort). */
-		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED ||
-		    __atomic_load_n(&r->c->stopping, __ATOMIC_ACQUIRE))
-			return;
-		nng_ctx_recv(r->ctx, r->aio);
-		return;
-	}
-	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-		return;
-	if (rv != 0) {
-		if (!__atomic_load_n(&r->c->stopping, __ATOMIC_ACQUIRE))
-			nng_ctx_recv(r->ctx, r->aio);
-		return;
-	}
-	r->msg = nng_aio_get_msg(r->aio);
-	r->state = RCTX_BUSY;
-	bridge_post(r->c->bridge, coord_rctx_loop_cb, r);
 }
 
 /* A worker's id from params, checked against the table. */
@@ -1247,7 +1207,6 @@ coord_on_poll(struct coord *c, struct rctx *r, int wid, json_t *params)
 	r->slots = (int)json_integer_value(json_object_get(params, "slots"));
 	if (r->slots < 1)
 		r->slots = 1;
-	r->state = RCTX_PARKED;
 	TAILQ_INSERT_TAIL(&c->parked, r, entry);
 	coord_kick(c);
 }
@@ -1384,9 +1343,9 @@ static const struct coord_method {
  * (coord_reply*, which consume r->id) or parks the request (poll).
  */
 static void
-coord_rctx_loop_cb(void *arg)
+coord_rctx_loop_cb(struct chan *ch, nng_msg *msg)
 {
-	struct rctx *r = arg;
+	struct rctx *r = ch->arg;
 	struct coord *c = r->c;
 	const struct coord_method *cm = NULL;
 	struct jrpc_msg m;
@@ -1395,16 +1354,14 @@ coord_rctx_loop_cb(void *arg)
 	int code, wid;
 	size_t i;
 
-	pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(r->msg));
-	if (jrpc_parse(nng_msg_body(r->msg), nng_msg_len(r->msg), &m, &code,
-	    err, sizeof err) != 0) {
-		nng_msg_free(r->msg);
-		r->msg = NULL;
+	pipe = (uint32_t)nng_pipe_id(nng_msg_get_pipe(msg));
+	if (jrpc_parse(nng_msg_body(msg), nng_msg_len(msg), &m, &code, err,
+	    sizeof err) != 0) {
+		nng_msg_free(msg);
 		coord_reply_error(r, code, err);
 		return;
 	}
-	nng_msg_free(r->msg);
-	r->msg = NULL;
+	nng_msg_free(msg);
 	if (m.kind != JRPC_REQUEST) {
 		coord_reply_error(r, JRPC_INVALID_REQUEST,
 		    "expected a request");
@@ -1633,13 +1590,11 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 		struct rctx *r = &c->rctxs[i];
 
 		r->c = c;
-		if (nng_ctx_open(&r->ctx, c->sock) != 0 ||
-		    nng_aio_alloc(&r->aio, coord_rctx_cb, r) != 0) {
+		if (chan_open(&r->ch, c->sock, 1, c->bridge,
+		    coord_rctx_loop_cb, &c->stopping, r) != 0) {
 			errf(err, errlen, "nng: cannot open contexts");
 			goto fail;
 		}
-		r->state = RCTX_RECV;
-		nng_ctx_recv(r->ctx, r->aio);
 	}
 	c->nworkers = o->workers;
 	c->workers = xcalloc(c->nworkers, sizeof *c->workers);
@@ -1680,13 +1635,11 @@ coord_free(struct coord *c)
 	 * its own (tests/lsan.supp).
 	 */
 	for (i = 0; i < c->nrctx; i++)
-		if (c->rctxs[i].aio != NULL)
-			nng_aio_stop(c->rctxs[i].aio);
+		chan_stop(&c->rctxs[i].ch);
 	if (c->sock_open)
 		nng_close(c->sock);
 	for (i = 0; i < c->nrctx; i++) {
-		if (c->rctxs[i].aio != NULL)
-			nng_aio_free(c->rctxs[i].aio);
+		chan_close(&c->rctxs[i].ch);
 		json_decref(c->rctxs[i].id);
 	}
 	free(c->rctxs);

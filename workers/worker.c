@@ -36,6 +36,7 @@
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
 #include "runtime/bridge.h"
+#include "runtime/chan.h"
 #include "runtime/sandbox.h"
 #include "runtime/wire.h"
 #include "workers/worker.h"
@@ -46,13 +47,11 @@ struct worker;
 #define WORKER_TOKEN_CACHE	32
 
 /* One outstanding request to the coordinator. */
+/* One nng REQ context (runtime/chan.h): one request in flight at a time. */
 struct wreq {
+	struct chan	 ch;
 	struct worker	*w;
-	nng_ctx		 ctx;
-	nng_aio		*aio;
 	int		 busy;
-	int		 sending;
-	nng_msg		*reply;
 	void		(*done)(struct worker *, json_t *result, json_t *err);
 };
 
@@ -125,41 +124,11 @@ struct worker {
 
 static void	worker_pump(struct worker *);
 
-static void	worker_wreq_done(struct wreq *);
-
-/* Loop thread: trampoline from the bridge. */
-static void
-worker_wreq_loop_cb(void *arg)
-{
-	worker_wreq_done(arg);
-}
-
-/* nng thread: a request context made progress. */
-static void
-worker_wreq_cb(void *arg)
-{
-	struct wreq *q = arg;
-	int rv = nng_aio_result(q->aio);
-
-	if (q->sending) {
-		q->sending = 0;
-		if (rv != 0) {
-			nng_msg_free(nng_aio_get_msg(q->aio));
-			q->reply = NULL;
-			bridge_post(q->w->bridge, worker_wreq_loop_cb, q);
-			return;
-		}
-		nng_ctx_recv(q->ctx, q->aio);
-		return;
-	}
-	q->reply = rv == 0 ? nng_aio_get_msg(q->aio) : NULL;
-	bridge_post(q->w->bridge, worker_wreq_loop_cb, q);
-}
-
 /* Loop thread: an answer (or a transport error) for q. */
 static void
-worker_wreq_done(struct wreq *q)
+worker_wreq_done(struct chan *ch, nng_msg *reply)
 {
+	struct wreq *q = ch->arg;
 	struct jrpc_msg m;
 	struct worker *w = q->w;
 	char err[256];
@@ -167,7 +136,7 @@ worker_wreq_done(struct wreq *q)
 	json_t *e;
 
 	q->busy = 0;
-	if (q->reply == NULL) {
+	if (reply == NULL) {
 		/* The coordinator is gone: nothing left to work for. */
 		if (!w->stopping && w->verbose)
 			fprintf(stderr, "weft worker %d: lost the coordinator\n",
@@ -176,18 +145,16 @@ worker_wreq_done(struct wreq *q)
 		event_base_loopbreak(w->base);
 		return;
 	}
-	if (jrpc_parse(nng_msg_body(q->reply), nng_msg_len(q->reply), &m,
-	    &code, err, sizeof err) != 0) {
-		nng_msg_free(q->reply);
-		q->reply = NULL;
+	if (jrpc_parse(nng_msg_body(reply), nng_msg_len(reply), &m, &code,
+	    err, sizeof err) != 0) {
+		nng_msg_free(reply);
 		fprintf(stderr, "weft worker %d: bad answer from coordinator: "
 		    "%s\n", w->id, err);
 		w->stopping = 1;
 		event_base_loopbreak(w->base);
 		return;
 	}
-	nng_msg_free(q->reply);
-	q->reply = NULL;
+	nng_msg_free(reply);
 	if (m.kind == JRPC_ERROR_RESPONSE) {
 		e = m.error;
 		q->done(w, NULL, e);
@@ -217,9 +184,7 @@ worker_send(struct worker *w, struct wreq *q, const char *method,
 		fatalx(1, "out of memory");
 	free(buf);
 	q->busy = 1;
-	q->sending = 1;
-	nng_aio_set_msg(q->aio, m);
-	nng_ctx_send(q->ctx, q->aio);
+	chan_send(&q->ch, m);
 	return 0;
 }
 
@@ -1072,8 +1037,8 @@ worker_wreq_init(struct worker *w, struct wreq *q,
 {
 	q->w = w;
 	q->done = done;
-	if (nng_ctx_open(&q->ctx, w->sock) != 0 ||
-	    nng_aio_alloc(&q->aio, worker_wreq_cb, q) != 0)
+	if (chan_open(&q->ch, w->sock, 0, w->bridge, worker_wreq_done, NULL,
+	    q) != 0)
 		fatalx(1, "worker: cannot open nng context");
 }
 
@@ -1085,13 +1050,9 @@ worker_release(struct worker *w)
 	struct wtask *t;
 	size_t i;
 
-	for (i = 0; i < sizeof qs / sizeof qs[0]; i++) {
-		/* Stopping waits for a callback in progress; none runs after. */
-		nng_aio_free(qs[i]->aio);
-		nng_ctx_close(qs[i]->ctx);
-		if (qs[i]->reply != NULL)
-			nng_msg_free(qs[i]->reply);
-	}
+	/* Closing waits for a callback in progress; none runs after. */
+	for (i = 0; i < sizeof qs / sizeof qs[0]; i++)
+		chan_close(&qs[i]->ch);
 	while ((t = TAILQ_FIRST(&w->running)) != NULL) {
 		TAILQ_REMOVE(&w->running, t, entry);
 		worker_task_free(t);
