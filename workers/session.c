@@ -1,0 +1,260 @@
+/* session.c: a worker's MCP server sessions and scratch dirs (worker_int.h). */
+#include "config.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <openssl/crypto.h>
+
+#include "engine/captoken.h"
+#include "protocols/jsonrpc.h"
+#include "protocols/mcp_client.h"
+#include "runtime/fault.h"
+#include "runtime/sandbox.h"
+#include "runtime/util.h"
+#include "runtime/wire.h"
+#include "workers/worker_int.h"
+
+/*
+ * Where scratch dirs go: the root the coordinator made for them (from the
+ * enrolment), else a directory of our own.
+ */
+int
+worker_scratch_root(struct worker *w, const char *given)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	if (given != NULL && *given == '/' &&
+	    strlen(given) < sizeof w->scratch_root) {
+		snprintf(w->scratch_root, sizeof w->scratch_root, "%s", given);
+		return 0;
+	}
+	if (tmp == NULL || *tmp == '\0')
+		tmp = "/tmp";
+	snprintf(w->scratch_root, sizeof w->scratch_root,
+	    "%s/weft-worker-XXXXXX", tmp);
+	if (mkdtemp(w->scratch_root) == NULL) {
+		fprintf(stderr, "weft worker %d: cannot create a scratch "
+		    "directory in %s: %s\n", w->id, tmp, strerror(errno));
+		w->scratch_root[0] = '\0';
+		return -1;
+	}
+	w->scratch_own = 1;
+	return 0;
+}
+
+/*
+ * At exit: remove our scratch dirs, and those of workers that died
+ * without removing theirs (named after their pids).
+ */
+void
+worker_scratch_sweep(struct worker *w)
+{
+	struct dirent *de;
+	char *end;
+	long pid;
+	DIR *d;
+
+	if (w->scratch_root[0] == '\0' ||
+	    (d = opendir(w->scratch_root)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		pid = strtol(de->d_name, &end, 10);
+		if (end == de->d_name || *end != '-' || pid <= 0)
+			continue;
+		if (pid == (long)getpid() ||
+		    (kill((pid_t)pid, 0) == -1 && errno == ESRCH))
+			rmtree_at(dirfd(d), de->d_name);
+	}
+	closedir(d);
+	rmdir(w->scratch_root);
+}
+
+/* Close a session: stop its server, remove its scratch dir. */
+void
+worker_session_free(struct wsession *s)
+{
+	LIST_REMOVE(s, entry);
+	mcpc_free(s->mcpc);
+	json_decref(s->tools);
+	if (s->scratch != NULL)
+		rmtree(s->scratch);
+	free(s->scratch);
+	free(s->name);
+	free(s->run);
+	free(s);
+}
+
+/* Make the scratch dir of a session: ROOT/PID-RUN-SERVER, mode 0700. */
+static char *
+worker_scratch(struct worker *w, const char *run, const char *name,
+    char *err, size_t errlen)
+{
+	char *dir;
+	size_t i;
+
+	for (i = 0; run[i] != '\0'; i++) {
+		if (i >= 64 || !(isalnum((unsigned char)run[i]) ||
+		    run[i] == '-' || run[i] == '_')) {
+			errf(err, errlen, "/run: not a run id");
+			return NULL;
+		}
+	}
+	for (i = 0; name[i] != '\0'; i++) {
+		if (i >= 128 || !(isalnum((unsigned char)name[i]) ||
+		    name[i] == '-' || name[i] == '_' || name[i] == '.') ||
+		    (i == 0 && name[i] == '.')) {
+			errf(err, errlen, "/params/server/name: '%s' cannot "
+			    "name a scratch directory", name);
+			return NULL;
+		}
+	}
+	if (w->scratch_root[0] == '\0') {
+		errf(err, errlen, "sandbox: no scratch directory");
+		return NULL;
+	}
+	if (mkdir(w->scratch_root, 0700) == -1 && errno != EEXIST) {
+		errf(err, errlen, "sandbox: cannot create %s: %s",
+		    w->scratch_root, strerror(errno));
+		return NULL;
+	}
+	dir = xasprintf("%s/%ld-%s-%s", w->scratch_root, (long)getpid(),
+	    *run ? run : "run", name);
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		errf(err, errlen, "sandbox: cannot create the scratch "
+		    "directory %s: %s", dir, strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+/*
+ * notifications/progress: queue it on the task whose token it names, for
+ * the next heartbeat or the outcome (the coordinator records them as
+ * tool.progress events).  Past the limit the oldest are dropped, so the
+ * latest always goes through.
+ */
+static void
+worker_progress(struct wsession *s, json_t *params)
+{
+	json_t *tok = json_object_get(params, "progressToken");
+	json_t *p = json_object_get(params, "progress");
+	json_t *total = json_object_get(params, "total");
+	json_t *msg = json_object_get(params, "message"), *item;
+	struct wtask *t;
+
+	if (!json_is_integer(tok) || !json_is_number(p))
+		return;
+	TAILQ_FOREACH(t, &s->w->running, entry)
+		if (t->ws == s && t->id == json_integer_value(tok))
+			break;
+	if (t == NULL)
+		return;
+	item = json_pack("{s:O}", "progress", p);
+	if (json_is_number(total))
+		json_object_set(item, "total", total);
+	if (json_is_string(msg))
+		json_object_set_new(item, "message", json_stringn(
+		    json_string_value(msg), strnlen(json_string_value(msg),
+		    512)));
+	if (t->progress == NULL)
+		t->progress = json_array();
+	if (json_array_size(t->progress) >= WORKER_MAX_PROGRESS)
+		json_array_remove(t->progress, 0);
+	json_array_append_new(t->progress, item);
+}
+
+/* A notification from a server: progress, or its tool list changed. */
+static void
+worker_note_cb(void *arg, const char *method, json_t *params)
+{
+	struct wsession *s = arg;
+
+	if (strcmp(method, "notifications/progress") == 0)
+		worker_progress(s, params);
+	else if (strcmp(method, "notifications/tools/list_changed") == 0) {
+		json_decref(s->tools);
+		s->tools = NULL;
+		s->gen++;
+		s->changed = 1;
+		if (s->w->verbose)
+			fprintf(stderr, "weft worker %d: MCP server '%s': "
+			    "tool list changed\n", s->w->id, s->name);
+	}
+}
+
+/*
+ * The session for a server spec in a run, created on first use.  Idle
+ * sessions of other runs are closed then: a server never carries state,
+ * or a scratch dir, from one run into the next.
+ */
+struct wsession *
+worker_session(struct worker *w, json_t *spec, const char *run, char *err,
+    size_t errlen)
+{
+	const char *name = json_string_value(json_object_get(spec, "name"));
+	struct wsession *s, *next;
+	struct sandbox_profile *sb;
+	struct mcpc *m;
+	char *scratch = NULL;
+
+	if (name == NULL) {
+		errf(err, errlen, "/params/server/name: must be a string");
+		return NULL;
+	}
+	LIST_FOREACH(s, &w->sessions, entry)
+		if (strcmp(s->name, name) == 0 && strcmp(s->run, run) == 0)
+			return s;
+	for (s = LIST_FIRST(&w->sessions); s != NULL; s = next) {
+		next = LIST_NEXT(s, entry);
+		if (strcmp(s->run, run) != 0 && s->nactive == 0)
+			worker_session_free(s);
+	}
+	if (json_object_get(spec, "url") != NULL) {
+		/* A remote server: there is no process to confine. */
+		sb = NULL;
+		if (json_is_object(json_object_get(spec, "sandbox"))) {
+			errf(err, errlen, "/params/server/sandbox: MCP server "
+			    "'%s' is remote (url); the sandbox applies to "
+			    "command servers only", name);
+			return NULL;
+		}
+	} else if (sandbox_profile_parse(json_object_get(spec, "sandbox"),
+	    &sb, err, errlen) != 0)
+		return NULL;
+	if (sb != NULL) {
+		if ((scratch = worker_scratch(w, run, name, err,
+		    errlen)) == NULL) {
+			sandbox_profile_free(sb);
+			return NULL;
+		}
+		sb->scratch = xstrdup(scratch);
+	}
+	if ((m = mcpc_new(w->base, spec, sb, err, errlen)) == NULL) {
+		sandbox_profile_free(sb);
+		if (scratch != NULL)
+			rmtree(scratch);
+		free(scratch);
+		return NULL;
+	}
+	s = xcalloc(1, sizeof *s);
+	s->w = w;
+	s->mcpc = m;
+	mcpc_set_notify(m, worker_note_cb, s);
+	s->name = xstrdup(name);
+	s->run = xstrdup(run);
+	s->scratch = scratch;
+	LIST_INSERT_HEAD(&w->sessions, s, entry);
+	return s;
+}

@@ -1,0 +1,122 @@
+/*
+ * worker_int.h: what the parts of `weft worker` share: the worker, its
+ * tasks, its server sessions and its request contexts.  worker.c speaks
+ * the wire (enrolment, hello, poll, heartbeat, outcomes) and runs the
+ * loop; task.c runs tasks (token checks, tool calls and lists, timeouts);
+ * session.c keeps the MCP server sessions and their scratch directories.
+ */
+#ifndef WEFT_WORKER_INT_H
+#define WEFT_WORKER_INT_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <nng/nng.h>
+
+#include "runtime/chan.h"
+#include "runtime/sandbox.h"
+
+struct worker;
+
+/* Most progress notifications a task keeps between two reports. */
+#define WORKER_MAX_PROGRESS	64
+
+/* Verified tokens kept, so a token's signature is checked once. */
+#define WORKER_TOKEN_CACHE	32
+
+/* One nng REQ context (runtime/chan.h): one request in flight at a time. */
+struct wreq {
+	struct chan	 ch;
+	struct worker	*w;
+	int		 busy;
+	void		(*done)(struct worker *, json_t *result, json_t *err);
+};
+
+struct wtask {
+	struct worker		*w;
+	int64_t			 id;
+	int			 attempt;
+	char			*kind;
+	json_t			*list;		/* mcp.list: tools so far */
+	struct mcpc		*session;
+	struct wsession		*ws;
+	int64_t			 handle;	/* mcp.call: mcpc request */
+	struct event		*timer;		/* mcp.call: timeout */
+	double			 timeout;	/* seconds */
+	double			 task_timeout;	/* the attempt's, or 0 */
+	char			*idem;		/* idempotency key, or NULL */
+	unsigned		 gen;		/* mcp.list: list generation */
+	json_t			*progress;	/* not yet reported */
+	TAILQ_ENTRY(wtask)	 entry;
+};
+TAILQ_HEAD(wtask_list, wtask);
+
+/*
+ * One MCP server session per (run, server name): a sandboxed server gets
+ * a scratch dir of its own for the run, removed with the session.
+ */
+struct wsession {
+	struct worker		*w;
+	struct mcpc		*mcpc;
+	json_t			*tools;		/* cached tools/list, or NULL */
+	unsigned		 gen;		/* list_changed count */
+	int			 changed;	/* list_changed not yet told */
+	char			*name;
+	char			*run;
+	char			*scratch;	/* NULL: none */
+	int			 nactive;	/* tasks using it */
+	unsigned		 reported;	/* starts already reported */
+	int			 warned;
+	LIST_ENTRY(wsession)	 entry;
+};
+
+struct worker {
+	int			 id;
+	int			 slots;
+	int			 verbose;
+	int			 no_seccomp;	/* --no-seccomp */
+	struct sandbox_report	 self;		/* its own confinement */
+	struct event_base	*base;
+	struct bridge		*bridge;
+	nng_socket		 sock;
+	struct wreq		 poll, hb, out;
+	struct event		*hb_ev, *chld_ev, *term_ev;
+	struct wtask_list	 running;
+	int			 nrunning;
+	json_t			*results;	/* outcomes not yet sent */
+	json_t			*failures;
+	int			 heartbeat_ms;
+	int			 stopping;
+	LIST_HEAD(, wsession)	 sessions;
+	struct captoken_keys	*keys;		/* public keys only */
+	struct captoken_uses	*uses;		/* calls per token */
+	struct captoken		*tokc[WORKER_TOKEN_CACHE]; /* verified */
+	unsigned		 tokc_next;
+	char			 scratch_root[PATH_MAX];
+	int			 scratch_own;	/* remove the root at exit */
+	char			 url[PATH_MAX + 16]; /* the coordinator */
+	char			*secret;	/* of its enrolment, until
+						   hello; NULL: none */
+};
+
+/* worker.c: send what is ready (outcomes, the next poll). */
+void worker_pump(struct worker *w);
+
+/* task.c: start a task the coordinator gave; end and free tasks. */
+void worker_task_free(struct wtask *t);
+void worker_start_task(struct worker *w, json_t *task);
+void worker_outcome(struct wtask *t, json_t *result, json_t *error);
+void worker_task_fail(struct wtask *t, const char *kind, const char *msg);
+
+/* session.c: the scratch root, and the MCP server session of (run,
+   server) for a task, started on first use. */
+int worker_scratch_root(struct worker *w, const char *given);
+void worker_scratch_sweep(struct worker *w);
+void worker_session_free(struct wsession *s);
+struct wsession *worker_session(struct worker *w, json_t *spec, const char *run, char *err,
+    size_t errlen);
+
+#endif
