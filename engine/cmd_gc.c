@@ -72,6 +72,7 @@ gc_run_cb(void *arg, const struct store_run *r)
 	printf("%s run %s  %-10s  %s  %s\n", w->dry_run ? "would delete" :
 	    "deleted", r->id, r->status != NULL ? r->status : "?", when,
 	    r->workflow != NULL ? r->workflow : "");
+	fflush(stdout);	/* progress, as runs go */
 	return 0;
 }
 

@@ -323,14 +323,27 @@ gc_state_release(struct store *s)
 	return store_unlock(s) != 0 ? gc_abort(s) : 0;
 }
 
-/* Hand each run of temp.gc_tree (or, dry, temp.gc_runs) to cb. */
-static int
-gc_walk(struct store *s, const char *table, store_run_cb cb, void *arg)
+/* Runs read under the lock, handed to the caller's callback after it. */
+struct gc_rows {
+	struct store_run	*r;
+	size_t			 n;
+};
+
+/* A heap copy of a string column, or NULL. */
+static const char *
+gc_dup(const char *v)
 {
-	struct store_run r;
+	return v != NULL ? xstrdup(v) : NULL;
+}
+
+/* Read the runs of temp.gc_tree (or, dry, temp.gc_runs) into rows. */
+static int
+gc_read_rows(struct store *s, const char *table, struct gc_rows *rows)
+{
+	struct store_run r, *c;
 	sqlite3_stmt *st;
 	char *sql;
-	int rc, stop = 0;
+	int rc;
 
 	sql = xasprintf("SELECT %s FROM runs WHERE id IN (SELECT id FROM "
 	    "temp.%s) ORDER BY started, id", store_run_columns(s), table);
@@ -338,13 +351,43 @@ gc_walk(struct store *s, const char *table, store_run_cb cb, void *arg)
 	free(sql);
 	if (rc != SQLITE_OK)
 		return store_fail(s, "gc");
-	while (stop == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		store_run_row(st, &r);
-		stop = cb(arg, &r);
+		if (rows->n % 64 == 0)
+			rows->r = xrealloc(rows->r, (rows->n + 64) *
+			    sizeof *rows->r);
+		c = &rows->r[rows->n++];
+		*c = r;
+		c->id = gc_dup(r.id);
+		c->workflow = gc_dup(r.workflow);
+		c->status = gc_dup(r.status);
+		c->parent_run = gc_dup(r.parent_run);
+		/* The rest is not needed to say which run went. */
+		c->workflow_hash = c->input = c->budget = c->spend = NULL;
+		c->output = c->error = NULL;
 	}
-	if (stop == 0 && rc != SQLITE_DONE)
-		stop = store_fail(s, "gc");
 	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : store_fail(s, "gc");
+}
+
+/* Hand rows to cb (if any), then free them; cb's first non-zero return. */
+static int
+gc_give_rows(struct gc_rows *rows, store_run_cb cb, void *arg)
+{
+	size_t i;
+	int stop = 0;
+
+	for (i = 0; i < rows->n; i++) {
+		if (stop == 0 && cb != NULL)
+			stop = cb(arg, &rows->r[i]);
+		free((char *)rows->r[i].id);
+		free((char *)rows->r[i].workflow);
+		free((char *)rows->r[i].status);
+		free((char *)rows->r[i].parent_run);
+	}
+	free(rows->r);
+	rows->r = NULL;
+	rows->n = 0;
 	return stop;
 }
 
@@ -358,6 +401,7 @@ gc_delete_runs(struct store *s, struct store_gc *g, store_run_cb cb,
     void *arg)
 {
 	struct gc_arg a = { 's', 0, 0, NULL };
+	struct gc_rows rows = { NULL, 0 };
 	sqlite3_stmt *st;
 	char *last = xstrdup("");
 	int64_t n, live;
@@ -396,13 +440,15 @@ gc_delete_runs(struct store *s, struct store_gc *g, store_run_cb cb,
 		    gc_steps(s, gc_chunk_unlive, nitems(gc_chunk_unlive)) != 0)
 			goto abort;
 		g->kept_live += live;
-		if (cb != NULL && gc_walk(s, "gc_tree", cb, arg) != 0)
-			goto abort;
-		if (gc_step(s, gc_chunk_pend, NULL, 0, NULL, NULL, NULL) != 0 ||
+		if (gc_read_rows(s, "gc_tree", &rows) != 0 ||
+		    gc_step(s, gc_chunk_pend, NULL, 0, NULL, NULL, NULL) != 0 ||
 		    gc_step(s, gc_chunk_delete, NULL, 0, &n, NULL, NULL) != 0)
 			goto abort;
 		g->runs += n;
 		if (gc_unlock(s, t0) != 0)
+			goto fail;
+		/* Said outside the lock: a slow reader holds up no one. */
+		if (gc_give_rows(&rows, cb, arg) != 0)
 			goto fail;
 	}
 	free(last);
@@ -410,6 +456,7 @@ gc_delete_runs(struct store *s, struct store_gc *g, store_run_cb cb,
 abort:
 	store_rollback(s);
 fail:
+	gc_give_rows(&rows, NULL, NULL);
 	free(last);
 	return -1;
 }
@@ -585,6 +632,7 @@ gc_work(struct store *s, struct store_gc *g, store_run_cb cb, void *arg)
 {
 	struct gc_arg sel[2] = { { 'i', g->keep, 0, NULL },
 	    { 'd', 0, g->before, NULL } };
+	struct gc_rows rows = { NULL, 0 };
 	size_t i;
 
 	for (i = 0; i < nitems(gc_select); i++)
@@ -599,9 +647,11 @@ gc_work(struct store *s, struct store_gc *g, store_run_cb cb, void *arg)
 		    gc_step(s, gc_dry_events, NULL, 0, NULL, &g->events,
 		    NULL) != 0 ||
 		    gc_step(s, gc_dry_tasks, NULL, 0, NULL, &g->tasks,
-		    NULL) != 0 ||
-		    (cb != NULL && gc_walk(s, "gc_runs", cb, arg) != 0))
+		    NULL) != 0 || gc_read_rows(s, "gc_runs", &rows) != 0 ||
+		    gc_give_rows(&rows, cb, arg) != 0) {
+			gc_give_rows(&rows, NULL, NULL);
 			return -1;
+		}
 	} else if (gc_delete_runs(s, g, cb, arg) != 0 ||
 	    gc_delete_rows(s, g) != 0)
 		return -1;
