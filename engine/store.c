@@ -536,6 +536,19 @@ store_open_mode(const char *path, int ro, struct store **out, char *err,
 		store_free(s);
 		return STORE_OPEN_STORAGE;
 	}
+	/*
+	 * SQLite opens a file it cannot write read-only instead, and
+	 * reading a WAL database makes -wal and -shm files with the file's
+	 * mode: a 0400 -shm left behind would refuse every writer after
+	 * the file is made writable again.  So refuse before it looks.
+	 */
+	if (!ro && strcmp(path, ":memory:") != 0 && *path != '\0' &&
+	    access(path, F_OK) == 0 && access(path, W_OK) != 0) {
+		errf(err, errlen, "cannot open database '%s': %s", path,
+		    strerror(errno));
+		store_free(s);
+		return -1;
+	}
 	flags = SQLITE_OPEN_NOMUTEX;
 	if (ro) {
 		uri = store_uri(path, ro == 2);
