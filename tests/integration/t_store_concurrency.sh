@@ -233,6 +233,36 @@ expect_no_orphans
 ok "a full vacuum is refused while a run is alive, done after, and makes the store incremental"
 export WEFT_DB="$T/weft.db"
 
+# --- two resumes of one run at once -----------------------------------------
+# Each checks the run without the lock and claims it under the lock once
+# its coordinator has started: exactly one goes on.
+export WEFT_DB="$T/resume.db"
+RC=0
+WEFT_FAULT=store.after_commit:1 "$WEFT" run "$T/quick.lua" \
+    --input '{"who":"r"}' --workers 1 -q >"$T/out" 2>"$T/err" || RC=$?
+expect_rc 137 "the run to resume crashed"
+Q=$(sql "SELECT id FROM runs")
+"$WEFT" resume "$Q" --workers 1 -q >"$T/r1.out" 2>"$T/r1.err" &
+R1=$!
+"$WEFT" resume "$Q" --workers 1 -q >"$T/r2.out" 2>"$T/r2.err" &
+R2=$!
+BG="$BG $R1 $R2"
+rc1=0 rc2=0
+wait "$R1" || rc1=$?
+wait "$R2" || rc2=$?
+BG=
+case "$rc1 $rc2" in
+"0 1"|"1 0") ;;
+*) cat "$T/r1.err" "$T/r2.err" >&2
+   fail "two resumes at once exited $rc1 and $rc2, expected one 0 and one 1" ;;
+esac
+[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$Q' AND kind = 'run.resume'")" = 1 ] &&
+    [ "$(sql "SELECT status FROM runs WHERE id = '$Q'")" = succeeded ] ||
+    fail "the run after two resumes: $(sql "SELECT status FROM runs")"
+export WEFT_DB="$T/weft.db"
+expect_no_orphans
+ok "of two resumes of one run at once, one goes on and the other is refused"
+
 # --- a store this user cannot write -----------------------------------------
 # The store of a run made by nobody (root could write any file), then
 # read-only: the file 0400; the directory 0555; a crashed run's WAL still
