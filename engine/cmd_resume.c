@@ -664,8 +664,8 @@ resume_usage(FILE *f)
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
 "exit status: as weft run (0 succeeded, 1 failed or refused, 2 bad usage,\n"
-"3 budget exceeded, 4 the store could not be written, 5 paused again at a\n"
-"budget limit, 130 cancelled)\n");
+"3 budget exceeded, 4 the store could not be opened or written, 5 paused\n"
+"again at a budget limit, 130 cancelled)\n");
 }
 
 static void

@@ -57,11 +57,11 @@ run_usage(FILE *f)
 "random 0..min(10, 0.5 * 2^(n-1)) s; see docs/durability.md\n"
 "\n"
 "exit status: 0 succeeded, 1 the run failed, 2 bad usage, input or workflow,\n"
-"3 a budget was exceeded, 4 the store could not be written (disk full, I/O\n"
-"error: the run is left as recorded so far, resume it with `weft resume RUN`\n"
-"once the disk is fixed; see docs/durability.md), 5 paused at a budget limit\n"
-"(on_exceed=pause; continue with weft resume RUN --budget ...), 130\n"
-"cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
+"3 a budget was exceeded, 4 the store could not be opened or written (disk\n"
+"full, I/O error: the run is left as recorded so far, resume it with `weft\n"
+"resume RUN` once the disk is fixed; see docs/durability.md), 5 paused at a\n"
+"budget limit (on_exceed=pause; continue with weft resume RUN --budget ...),\n"
+"130 cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
 }
 
 /*
@@ -455,6 +455,7 @@ cmd_run(int argc, char **argv)
 	p = json_pack("{s:s, s:s}", "workflow", path, "hash", hash);
 	big_input = cmd_start_input(p, input, text);
 	free(text);
+	run.input = NULL;
 	cmd_run_owner(p);
 	coord_event(c, "run.start", 0, 0, "", 0, p, 0, 0);
 	json_decref(p);

@@ -49,8 +49,8 @@
 	"id, workflow, workflow_hash, " input ", status, budget, spend, " \
 	"output, error, parent_run, started, ended, steps, tokens, cost"
 #define RUN_COLUMNS_V1	RUN_COLUMNS("input")
-#define RUN_COLUMNS_V2	RUN_COLUMNS("coalesce(input, (SELECT CAST(b.data " \
-	"AS TEXT) FROM blobs b WHERE b.hash = runs.input_blob))")
+#define RUN_COLUMNS_V2	RUN_COLUMNS("coalesce(input, (SELECT " \
+	"CAST(b.data AS TEXT) FROM blobs b WHERE b.hash = runs.input_blob))")
 
 static const char *store_sql[ST__COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -642,7 +642,7 @@ store_open_read(const char *path, struct store **out, char *err,
     size_t errlen)
 {
 	char *wal;
-	int rc;
+	int rc, logged;
 
 	if (*path == '\0' || strcmp(path, ":memory:") == 0 ||
 	    store_may_write(path))
@@ -654,16 +654,16 @@ store_open_read(const char *path, struct store **out, char *err,
 	 * lock, no -shm, nothing created next to it.
 	 */
 	wal = xasprintf("%s-wal", path);
-	rc = store_file_size(wal) > 0;
-	if (rc && access(wal, R_OK) != 0) {
+	logged = store_file_size(wal) > 0;
+	if (logged && access(wal, R_OK) != 0) {
 		errf(err, errlen, "cannot open database '%s' read-only: its "
 		    "write-ahead log '%s' holds data this user cannot read "
 		    "(%s)", path, wal, strerror(errno));
 		free(wal);
 		return -1;
 	}
-	rc = store_open_mode(path, rc ? 1 : 2, out, err, errlen);
-	if (rc != 0 && access(wal, F_OK) == 0) {
+	rc = store_open_mode(path, logged ? 1 : 2, out, err, errlen);
+	if (rc != 0 && logged) {
 		size_t n = strlen(err);
 
 		errf(err + n, errlen - n, " (the store cannot be written by "
@@ -763,7 +763,8 @@ store_code_name(int code, char *buf, size_t len)
 		{ SQLITE_PROTOCOL, "SQLITE_PROTOCOL" },
 		{ SQLITE_PERM, "SQLITE_PERM" },
 		{ SQLITE_ABORT, "SQLITE_ABORT" },
-		{ SQLITE_CONSTRAINT_PRIMARYKEY, "SQLITE_CONSTRAINT_PRIMARYKEY" },
+		{ SQLITE_CONSTRAINT_PRIMARYKEY,
+		    "SQLITE_CONSTRAINT_PRIMARYKEY" },
 		{ SQLITE_CONSTRAINT_UNIQUE, "SQLITE_CONSTRAINT_UNIQUE" },
 	};
 	size_t i;
@@ -1297,14 +1298,20 @@ store_pend_run(struct store *s, int type, const struct store_run *r)
 	c = &p->u.run.r;
 	*c = *r;
 	c->id = store_keep(s, r->id);
-	c->workflow = store_keep(s, r->workflow);
-	c->workflow_hash = store_keep(s, r->workflow_hash);
-	c->input = store_keep(s, r->input);
 	c->status = store_keep(s, r->status);
-	c->budget = store_keep(s, r->budget);
 	c->spend = store_keep(s, r->spend);
 	c->output = store_keep(s, r->output);
 	c->error = store_keep(s, r->error);
+	if (type == PEND_RUN_FINISH) {
+		/* Only the columns a finish sets: the rest may be gone. */
+		c->workflow = c->workflow_hash = c->input = NULL;
+		c->budget = c->parent_run = NULL;
+		return p;
+	}
+	c->workflow = store_keep(s, r->workflow);
+	c->workflow_hash = store_keep(s, r->workflow_hash);
+	c->input = store_keep(s, r->input);
+	c->budget = store_keep(s, r->budget);
 	c->parent_run = store_keep(s, r->parent_run);
 	return p;
 }
@@ -1451,8 +1458,9 @@ store_event_append(struct store *s, const struct store_event *ev)
 		if ((known = store_event_known(s, ev)) != 0) {
 			if (known > 0)
 				errf(s->err, sizeof s->err, "cannot append "
-				    "event %lld of run '%s': UNIQUE constraint "
-				    "failed: events.run_id, events.seq",
+				    "event %lld of run '%s': UNIQUE "
+				    "constraint failed: events.run_id, "
+				    "events.seq",
 				    (long long)ev->seq, ev->run_id);
 			return -1;
 		}

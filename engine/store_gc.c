@@ -441,7 +441,8 @@ gc_delete_runs(struct store *s, struct store_gc *g, store_run_cb cb,
 			goto abort;
 		g->kept_live += live;
 		if (gc_read_rows(s, "gc_tree", &rows) != 0 ||
-		    gc_step(s, gc_chunk_pend, NULL, 0, NULL, NULL, NULL) != 0 ||
+		    gc_step(s, gc_chunk_pend, NULL, 0, NULL, NULL,
+		    NULL) != 0 ||
 		    gc_step(s, gc_chunk_delete, NULL, 0, &n, NULL, NULL) != 0)
 			goto abort;
 		g->runs += n;

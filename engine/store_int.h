@@ -44,7 +44,7 @@ struct store_pend {
 		struct store_task	 task;
 		struct {
 			struct store_run r;
-			char		 input_blob[65];	/* "" inline */
+			char		 input_blob[65]; /* "": inline */
 		} run;
 		struct {
 			char		 hash[65];
@@ -72,19 +72,19 @@ struct store {
 	sqlite3			*db;
 	char			*path;
 	int			 readonly;
-	int			 version;	/* schema version of the file */
+	int			 version;	/* of the file's schema */
 	int			 in_txn;	/* the write lock is held */
 	sqlite3_stmt		*stmt[ST__COUNT];
 	char			 err[1024];
-	int			 code;		/* result code of the last failure */
-	int			 broken;	/* result code of a failed write */
+	int			 code;	/* of the last failure */
+	int			 broken;	/* code of a failed write */
 	char			 broken_err[1024];
 	double			 busy_start;
 
 	struct store_pend	*pend;
 	size_t			 npend, pend_cap;
 	struct store_chunk	*arena;
-	uint32_t		*blobix;	/* pend index + 1 by hash, 0 free */
+	uint32_t		*blobix;	/* by hash: pend index + 1 */
 	size_t			 blobix_cap, nblobs;
 	struct store_seq	 seq[STORE_SEQ_SLOTS];
 	uint64_t		 gen;		/* batches cleared */
