@@ -90,7 +90,10 @@ struct store {
 	uint64_t		 gen;		/* batches cleared */
 };
 
-/* Record the connection's last error as "WHAT: REASON"; returns -1. */
+/* Free a store and everything it holds, without committing (store.c). */
+void store_free(struct store *);
+/* Record the connection's last error as "WHAT: REASON"; returns -1
+   (store_open.c). */
 int store_fail(struct store *, const char *what);
 /* Write the batch and commit: store_commit() with faults, or without
    the fault points (blob.mid_write, store.before_commit, after_commit)
