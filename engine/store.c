@@ -32,9 +32,15 @@
 #include "engine/store_int.h"
 #include "engine/util.h"
 
-/* A string arena chunk, and the part of a batch above which a string
-   gets a chunk of its own. */
+/* A string arena chunk (a string over a quarter of it gets a chunk of
+   its own). */
 #define STORE_CHUNK	(64 * 1024)
+/*
+ * A batch holding more than this is committed as soon as it does, so
+ * that a round that appends without end (a loop of w.now() calls) does
+ * not hold it all in memory; committing early is always allowed.
+ */
+#define STORE_BATCH_MAX	(64 * 1024 * 1024)
 
 /*
  * Columns read into a struct store_run, in store_run_row() order.  From
@@ -117,6 +123,7 @@ store_pend_clear(struct store *s)
 	if (s->nblobs > 0)
 		memset(s->blobix, 0, s->blobix_cap * sizeof *s->blobix);
 	s->nblobs = 0;
+	s->pend_bytes = 0;
 	s->gen++;
 }
 
@@ -382,6 +389,7 @@ store_keep(struct store *s, const char *str)
 	if (str == NULL)
 		return NULL;
 	n = strlen(str) + 1;
+	s->pend_bytes += n;
 	if (n > STORE_CHUNK / 4) {
 		/* A chunk of its own, behind the one being filled. */
 		big = xmalloc(sizeof *big + n);
@@ -725,6 +733,15 @@ store_commit(struct store *s)
 	return store_flush(s, 1);
 }
 
+/* Commit a batch grown past STORE_BATCH_MAX, unless a lock is held. */
+static int
+store_pend_check(struct store *s)
+{
+	if (s->in_txn || s->pend_bytes <= STORE_BATCH_MAX)
+		return 0;
+	return store_flush(s, 1);
+}
+
 /* Whether a run row with this id is recorded or pending: 1, 0, -1. */
 static int
 store_run_known(struct store *s, const char *id)
@@ -929,7 +946,7 @@ store_event_append(struct store *s, const struct store_event *ev)
 	c->node_path = store_keep(s, ev->node_path);
 	c->kind = store_keep(s, ev->kind);
 	c->payload = store_keep(s, ev->payload);
-	return 0;
+	return store_pend_check(s);
 }
 
 int
@@ -949,7 +966,7 @@ store_task_put(struct store *s, const struct store_task *t)
 	c->kind = store_keep(s, t->kind);
 	c->state = store_keep(s, t->state);
 	c->idem_key = store_keep(s, t->idem_key);
-	return 0;
+	return store_pend_check(s);
 }
 
 int
@@ -975,10 +992,11 @@ store_blob_put(struct store *s, const void *data, size_t len,
 		p->u.blob.data = xmalloc(len > 0 ? len : 1);
 		memcpy(p->u.blob.data, data, len);
 		p->u.blob.len = len;
+		s->pend_bytes += len;
 		store_blob_index(s, (size_t)(p - s->pend));
 	}
 	memcpy(hash_out, hash, sizeof hash);
-	return 0;
+	return store_pend_check(s);
 }
 
 int

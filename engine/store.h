@@ -6,7 +6,8 @@
  * bookkeeping of weft gc).  Writes are batched in memory: every append
  * (event, task row, blob, run row) is kept, in order, in the store's
  * pending batch, and store_commit() writes the whole batch in one short
- * write transaction (BEGIN IMMEDIATE ... COMMIT).  The write lock is
+ * write transaction (BEGIN IMMEDIATE ... COMMIT); an append that grows
+ * the batch past 64 MB commits it at once.  The write lock is
  * never held while the engine computes (Lua, network), so many
  * processes (weft run, resume, serve, cancel, gc) share one store.  The
  * engine commits before it acts on any event it appended (dispatching a

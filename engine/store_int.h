@@ -83,6 +83,7 @@ struct store {
 
 	struct store_pend	*pend;
 	size_t			 npend, pend_cap;
+	size_t			 pend_bytes;	/* strings and blobs held */
 	struct store_chunk	*arena;
 	uint32_t		*blobix;	/* by hash: pend index + 1 */
 	size_t			 blobix_cap, nblobs;

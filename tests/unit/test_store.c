@@ -1074,6 +1074,33 @@ test_store_gc_touch_while_gc_runs(void **state)
 	    0);
 }
 
+static void
+test_store_big_batch_commits_itself(void **state)
+{
+	struct fixture *f = *state;
+	struct store_event ev;
+	struct store *st;
+	char *payload;
+	size_t n = 1024 * 1024;
+	int i;
+
+	st = open_store(f);
+	payload = xmalloc(n + 1);
+	memset(payload, ' ', n);
+	payload[0] = '[';
+	payload[n - 1] = ']';
+	payload[n] = '\0';
+	/* 70 MB of events: past 64 MB the batch is committed at once. */
+	for (i = 1; i <= 70; i++) {
+		ev = mk_event("huge", i, payload);
+		assert_int_equal(store_event_append(st, &ev), 0);
+	}
+	assert_true(raw_int(f->path, "SELECT count(*) FROM events") >= 64);
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events"), 70);
+	free(payload);
+}
+
 int
 main(void)
 {
@@ -1108,6 +1135,7 @@ main(void)
 		T(test_store_large_input_is_one_blob),
 		T(test_store_open_read_of_read_only_file),
 		T(test_store_gc_touch_while_gc_runs),
+		T(test_store_big_batch_commits_itself),
 #undef T
 	};
 
