@@ -49,5 +49,19 @@ json_t *cmd_parse_budget(const char *text);
 /* Add this coordinator's pid and identity (boot id and start time) to a
    run.start or run.resume payload: weft resume refuses a live owner. */
 void cmd_run_owner(json_t *payload);
+/*
+ * The input as run.start records it: "input", or for an input whose JSON
+ * text is over STORE_INPUT_INLINE_MAX bytes "input_blob", the hash of the
+ * blob the run row keeps it in (store_run_create), so that it is stored
+ * once.  Returns 1 for such a large input, else 0.
+ */
+int cmd_start_input(json_t *payload, json_t *input, const char *text);
+/*
+ * The final state as run.end records it ("state"): for a large input, the
+ * keys that still hold the input's value are left out and listed in
+ * "state_from_input" instead.
+ */
+void cmd_end_state(json_t *payload, json_t *state, json_t *input,
+    int big_input);
 
 #endif

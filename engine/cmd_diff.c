@@ -374,7 +374,7 @@ cmd_diff(int argc, char **argv)
 		diff_usage(stderr);
 		return 2;
 	}
-	if (store_open(cmd_db_path(db), &st, err, sizeof err) != 0) {
+	if (store_open_read(cmd_db_path(db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		return 2;
 	}

@@ -601,7 +601,7 @@ cmd_eval(int argc, char **argv)
 		golden_free(&g);
 		return 2;
 	}
-	if (store_open(cmd_db_path(o.db), &st, err, sizeof err) != 0) {
+	if (store_open_read(cmd_db_path(o.db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		if (o.golden != NULL)
 			golden_free(&g);

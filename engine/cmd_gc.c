@@ -2,7 +2,10 @@
  * cmd_gc.c: `weft gc --older-than 30d | --keep 50`: delete old runs with
  * their events, tasks and the blobs no remaining run refers to.  A run
  * that has not finished (running, paused, waiting) is never deleted
- * (store_gc()).
+ * (store_gc()).  The work goes in small transactions, so the runs going
+ * on in the store go on.  --vacuum gives the space back; on a store from
+ * before incremental vacuum that takes the whole store for a while, and
+ * is refused while a run's coordinator is alive.
  */
 #include "config.h"
 
@@ -11,12 +14,13 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "engine/cmd.h"
+#include "engine/replay.h"
 #include "engine/store.h"
 #include "runtime/util.h"
 
@@ -68,30 +72,107 @@ gc_run_cb(void *arg, const struct store_run *r)
 	printf("%s run %s  %-10s  %s  %s\n", w->dry_run ? "would delete" :
 	    "deleted", r->id, r->status != NULL ? r->status : "?", when,
 	    r->workflow != NULL ? r->workflow : "");
+	fflush(stdout);	/* progress, as runs go */
 	return 0;
 }
 
-/* The size of the database file and its WAL, in bytes. */
-static long long
-gc_file_size(const char *path)
+/* Whether the process pid with identity owner (replay_proc_identity)
+   still runs. */
+static int
+gc_alive(long pid, const char *owner)
 {
-	struct stat sb;
-	long long n = 0;
-	char *wal;
+	char now[128];
 
-	if (stat(path, &sb) == 0)
-		n += sb.st_size;
-	wal = xasprintf("%s-wal", path);
-	if (stat(wal, &sb) == 0)
-		n += sb.st_size;
-	free(wal);
-	return n;
+	if (pid <= 0 || owner == NULL ||
+	    replay_proc_identity(pid, now, sizeof now) != 0)
+		return 0;
+	return strcmp(now, owner) == 0;
+}
+
+struct gc_owner {
+	long	 pid;
+	char	*owner;
+};
+
+/* Note the coordinator a run.start or run.resume names (the last wins). */
+static int
+gc_owner_cb(void *arg, const struct store_event *ev)
+{
+	struct gc_owner *o = arg;
+	json_t *p;
+
+	if ((strcmp(ev->kind, "run.start") != 0 &&
+	    strcmp(ev->kind, "run.resume") != 0) || ev->payload == NULL ||
+	    (p = json_loads(ev->payload, 0, NULL)) == NULL)
+		return 0;
+	o->pid = (long)json_integer_value(json_object_get(p, "pid"));
+	free(o->owner);
+	o->owner = json_string_value(json_object_get(p, "owner")) != NULL ?
+	    xstrdup(json_string_value(json_object_get(p, "owner"))) : NULL;
+	json_decref(p);
+	return 0;
+}
+
+struct gc_live {
+	struct store	*st;
+	json_t		*ids;
+};
+
+/* Collect a run whose coordinator is alive. */
+static int
+gc_live_cb(void *arg, const struct store_run *r)
+{
+	static const char *const ended[] = { "succeeded", "failed",
+		"cancelled", "budget_exceeded" };
+	struct gc_live *l = arg;
+	struct gc_owner o = { 0, NULL };
+	size_t i;
+
+	for (i = 0; r->status != NULL && i < nitems(ended); i++)
+		if (strcmp(r->status, ended[i]) == 0)
+			return 0;
+	if (store_events_foreach(l->st, r->id, gc_owner_cb, &o) == 0 &&
+	    gc_alive(o.pid, o.owner))
+		json_array_append_new(l->ids, json_string(r->id));
+	free(o.owner);
+	return 0;
+}
+
+/*
+ * A full VACUUM holds the write lock until it is done: refuse it while a
+ * run's coordinator is alive, naming the runs.  0 to go ahead.
+ */
+static int
+gc_vacuum_check(struct store *st, const char *path)
+{
+	struct gc_live l = { st, json_array() };
+	size_t i;
+	int rc = 0;
+
+	if (store_runs_list(st, 0, gc_live_cb, &l) != 0) {
+		fprintf(stderr, "weft: gc: %s\n", store_error(st));
+		rc = -1;
+	} else if (json_array_size(l.ids) > 0) {
+		fprintf(stderr, "weft: gc --vacuum: the store '%s' predates "
+		    "incremental vacuum, so it must be rewritten whole, which "
+		    "holds it for every other process until done; %zu run(s) "
+		    "are going on in it:", path, json_array_size(l.ids));
+		for (i = 0; i < json_array_size(l.ids); i++)
+			fprintf(stderr, " %s", json_string_value(
+			    json_array_get(l.ids, i)));
+		fprintf(stderr, "\nweft: run `weft gc --vacuum` again when "
+		    "they have ended (the runs were deleted; only the "
+		    "vacuum was not done)\n");
+		rc = -1;
+	}
+	json_decref(l.ids);
+	return rc;
 }
 
 /* Print what was deleted, as text or JSON. */
 static void
 gc_report(const struct store_gc *g, struct gc_walk *w, int vacuum,
-    long long before, long long after)
+    const struct store_vacuum *v)
 {
 	json_t *doc;
 	char *text;
@@ -105,8 +186,15 @@ gc_report(const struct store_gc *g, struct gc_walk *w, int vacuum,
 		    (json_int_t)g->kept_live);
 		if (vacuum)
 			json_object_set_new(doc, "vacuum", json_pack("{s:I, "
-			    "s:I}", "before", (json_int_t)before, "after",
-			    (json_int_t)after));
+			    "s:I, s:{s:I, s:I}, s:{s:I, s:I}, s:b, s:b}",
+			    "before", (json_int_t)(v->db_before +
+			    v->wal_before), "after", (json_int_t)(v->db_after +
+			    v->wal_after), "files_before", "db",
+			    (json_int_t)v->db_before, "wal",
+			    (json_int_t)v->wal_before, "files_after", "db",
+			    (json_int_t)v->db_after, "wal",
+			    (json_int_t)v->wal_after, "full", v->full,
+			    "wal_busy", v->wal_busy));
 		text = json_dumps(doc, JSON_INDENT(2));
 		printf("%s\n", text);
 		free(text);
@@ -120,8 +208,19 @@ gc_report(const struct store_gc *g, struct gc_walk *w, int vacuum,
 	if (g->kept_live > 0)
 		printf("kept %lld selected run(s) that have not finished "
 		    "(running, paused or waiting)\n", (long long)g->kept_live);
-	if (vacuum)
-		printf("vacuum: database %lld -> %lld bytes\n", before, after);
+	if (!vacuum)
+		return;
+	printf("vacuum: database %lld -> %lld bytes\n",
+	    (long long)(v->db_before + v->wal_before),
+	    (long long)(v->db_after + v->wal_after));
+	printf("vacuum: file %lld -> %lld bytes, WAL %lld -> %lld bytes%s\n",
+	    (long long)v->db_before, (long long)v->db_after,
+	    (long long)v->wal_before, (long long)v->wal_after,
+	    v->full ? " (rewritten whole)" : "");
+	if (v->wal_busy)
+		printf("vacuum: other processes are reading the store, so its "
+		    "WAL could not be truncated yet; the next checkpoint "
+		    "does it\n");
 }
 
 static void
@@ -142,7 +241,9 @@ gc_usage(FILE *f)
 "                    h, d or w (30d, 12h, 1.5w)\n"
 "  --keep N          keep the N newest top-level runs\n"
 "  --dry-run         print what would be deleted, delete nothing\n"
-"  --vacuum          then VACUUM the database to give space back\n"
+"  --vacuum          then give the space freed back to the file system\n"
+"                    (a store made by an older weft is rewritten whole\n"
+"                    once, refused while runs are going on in it)\n"
 "  --json            print the report as one JSON object\n"
 "  --db PATH         trajectory store (default $WEFT_DB or ./weft.db)\n"
 "\n"
@@ -214,14 +315,15 @@ int
 cmd_gc(int argc, char **argv)
 {
 	struct store_gc g;
+	struct store_vacuum v;
 	struct gc_walk w;
 	struct store *st;
 	const char *db = NULL, *path;
-	long long before = 0, after = 0;
-	char err[512];
+	char err[512], owner[128];
 	int rc, vacuum = 0;
 
 	memset(&g, 0, sizeof g);
+	memset(&v, 0, sizeof v);
 	memset(&w, 0, sizeof w);
 	g.keep = -1;
 	if ((rc = gc_getopt(argc, argv, &g, &w, &vacuum, &db)) != 0) {
@@ -234,6 +336,10 @@ cmd_gc(int argc, char **argv)
 		fprintf(stderr, "weft: %s\n", err);
 		return 1;
 	}
+	g.pid = (long)getpid();
+	g.owner = replay_proc_identity(0, owner, sizeof owner) == 0 ? owner :
+	    NULL;
+	g.alive = gc_alive;
 	w.ids = json_array();
 	rc = 1;
 	if (store_gc(st, &g, gc_run_cb, &w) != 0) {
@@ -241,14 +347,22 @@ cmd_gc(int argc, char **argv)
 		goto out;
 	}
 	if (vacuum && !g.dry_run) {
-		before = gc_file_size(path);
-		if (store_vacuum(st) != 0) {
-			fprintf(stderr, "weft: gc: %s\n", store_error(st));
+		if ((rc = store_vacuum_full(st)) != 0 && (rc < 0 ||
+		    gc_vacuum_check(st, path) != 0)) {
+			if (rc < 0)
+				fprintf(stderr, "weft: gc: %s\n",
+				    store_error(st));
+			gc_report(&g, &w, 0, &v);
+			rc = 1;
 			goto out;
 		}
-		after = gc_file_size(path);
+		if (store_vacuum(st, &v) != 0) {
+			fprintf(stderr, "weft: gc: %s\n", store_error(st));
+			rc = 1;
+			goto out;
+		}
 	}
-	gc_report(&g, &w, vacuum && !g.dry_run, before, after);
+	gc_report(&g, &w, vacuum && !g.dry_run, &v);
 	rc = 0;
 out:
 	json_decref(w.ids);

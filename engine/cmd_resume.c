@@ -62,6 +62,10 @@ struct rexec {
 	int			 all_at_once;	/* coord_all_at_once */
 	int			 went_bounded;	/* coord_went_bounded */
 	int			 mark_running;	/* set the row's status first */
+	/* weft resume's claim (rexec_claim): what the check saw unlocked */
+	int64_t			 claim_events;
+	long			 claim_pid;
+	const char		*claim_owner;
 };
 
 static void
@@ -241,13 +245,17 @@ rexec_finish(struct rexec *x, struct coord *c)
 	json_t *p;
 	int rv;
 
-	p = json_pack("{s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, s:f, s:O?, s:I}",
+	p = json_pack("{s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, s:f, s:I}",
 	    "status", oc->status, "output", oc->output, "error", oc->error,
 	    "steps", (json_int_t)oc->steps, "tokens", (json_int_t)oc->tokens,
 	    "model_calls", (json_int_t)oc->model_calls, "tool_calls",
-	    (json_int_t)oc->tool_calls, "duration", x->elapsed, "state",
-	    oc->state, "answered_from_record",
+	    (json_int_t)oc->tool_calls, "duration", x->elapsed,
+	    "answered_from_record",
 	    (json_int_t)(x->rec ? replay_answered(x->rec) : 0));
+	out = json_dumps(x->input, JSON_COMPACT);
+	cmd_end_state(p, oc->state, x->input, out != NULL &&
+	    strlen(out) > STORE_INPUT_INLINE_MAX);
+	free(out);
 	coord_event(c, "run.end", 0, 0, "", 0, p, oc->tokens, oc->cost);
 	json_decref(p);
 	out = oc->output ? json_dumps(oc->output, JSON_COMPACT |
@@ -273,20 +281,52 @@ rexec_finish(struct rexec *x, struct coord *c)
 	return rv ? -1 : 0;
 }
 
-/* A resumed run is running again (once its workflow has loaded). */
+/*
+ * Claim run x->id for this resume, under the store's write lock, once the
+ * workflow has loaded and the coordinator started (so the lock is not
+ * held for that): the run is still as the check before saw it (no event
+ * appended since, so no other resume started it), its coordinator is
+ * still gone, and it is marked running.  The caller appends run.resume
+ * and commits, which releases the lock: two resumes of one run cannot
+ * both pass.
+ */
 static int
-rexec_mark_running(struct rexec *x)
+rexec_claim(struct rexec *x)
 {
 	struct store_run row;
+	struct rrun now;
+	char id[128];
+	int64_t n;
+	int rc = -1;
 
-	memset(&row, 0, sizeof row);
-	row.id = x->id;
-	row.status = "running";
-	if (store_run_finish(x->st, &row) != 0) {
+	memset(&now, 0, sizeof now);
+	if (store_begin(x->st) != 0) {
 		fprintf(stderr, "weft: %s\n", store_error(x->st));
 		return -1;
 	}
-	return 0;
+	if (store_run_find(x->st, x->id, rrun_row_cb, &now) != 0)
+		fprintf(stderr, "weft: %s\n", store_error(x->st));
+	else if (strcmp(now.status, "succeeded") == 0 ||
+	    (n = store_event_count(x->st, x->id)) != x->claim_events)
+		fprintf(stderr, "weft: run %s changed while this resume was "
+		    "starting (another weft resume?): look at it again with "
+		    "weft show %s\n", x->id, x->id);
+	else if (x->claim_pid > 0 && x->claim_owner != NULL &&
+	    replay_proc_identity(x->claim_pid, id, sizeof id) == 0 &&
+	    strcmp(id, x->claim_owner) == 0)
+		fprintf(stderr, "weft: run %s is still running (its "
+		    "coordinator, pid %ld, is alive)\n", x->id, x->claim_pid);
+	else {
+		memset(&row, 0, sizeof row);
+		row.id = x->id;
+		row.status = "running";
+		if ((rc = store_run_finish(x->st, &row)) != 0)
+			fprintf(stderr, "weft: %s\n", store_error(x->st));
+	}
+	if (rc != 0 && store_commit(x->st) != 0)
+		fprintf(stderr, "weft: %s\n", store_error(x->st));
+	rrun_clear(&now);
+	return rc;
 }
 
 static void *
@@ -374,8 +414,6 @@ rexec_run(struct rexec *x)
 		goto out;
 	}
 	luaeng_set_gateway(le, gw);
-	if (x->mark_running && rexec_mark_running(x) != 0)
-		goto out;
 	t0 = now_mono();
 	memset(&sink, 0, sizeof sink);
 	coord_set_replay(c, x->rec, x->last_seq);	/* for luaeng_start */
@@ -388,8 +426,17 @@ rexec_run(struct rexec *x)
 		coord_discard_events(c);
 	if (x->all_at_once)
 		coord_all_at_once(c);
+	if (x->mark_running && rexec_claim(x) != 0)
+		goto out;
 	cmd_run_owner(x->start);
 	coord_event(c, x->start_kind, 0, 0, "", 0, x->start, 0, 0);
+	if (x->mark_running && store_commit(x->st) != 0) {
+		/* The claim is not recorded: nothing ran. */
+		coord_store_message(c, err, sizeof err);
+		fprintf(stderr, "weft: %s\n", err);
+		rc = 4;
+		goto out;
+	}
 	if (!loopfail && coord_loop(c, err, sizeof err) != 0)
 		loopfail = 1;
 	x->elapsed = now_mono() - t0;
@@ -617,8 +664,8 @@ resume_usage(FILE *f)
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
 "exit status: as weft run (0 succeeded, 1 failed or refused, 2 bad usage,\n"
-"3 budget exceeded, 4 the store could not be written, 5 paused again at a\n"
-"budget limit, 130 cancelled)\n");
+"3 budget exceeded, 4 the store could not be opened or written, 5 paused\n"
+"again at a budget limit, 130 cancelled)\n");
 }
 
 static void
@@ -747,17 +794,18 @@ cmd_resume(int argc, char **argv)
 		json_decref(o.budget);
 		return ai == -2 ? 0 : 2;
 	}
-	if (store_open(cmd_db_path(o.db), &st, err, sizeof err) != 0) {
+	if ((rc = store_open(cmd_db_path(o.db), &st, err, sizeof err)) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
+		/* The storage failed (full, I/O): as during a run. */
+		rc = rc == STORE_OPEN_STORAGE ? 4 : 1;
 		goto out;
 	}
-	/* The write lock from the check to the run.resume event: two
-	   resumes of one run cannot both pass. */
-	if (store_begin(st) != 0) {
-		fprintf(stderr, "weft: %s\n", store_error(st));
-		goto out;
-	}
-	if (rrun_find(st, argv[ai], &r) != 0 || resume_check(st, &r, o.rerun_lost) != 0)
+	rc = 1;
+	/* Checked here without the lock, and again under it when the run
+	   is claimed (rexec_claim): nothing may be appended in between. */
+	if (rrun_find(st, argv[ai], &r) != 0 ||
+	    (x.claim_events = store_event_count(st, r.id)) < 0 ||
+	    resume_check(st, &r, o.rerun_lost) != 0)
 		goto out;
 	if ((changed = script_changed(&r, now)) < 0) {
 		fprintf(stderr, "weft: cannot read workflow '%s': %s\n",
@@ -779,6 +827,8 @@ cmd_resume(int argc, char **argv)
 		goto out;
 	}
 	x.mark_running = 1;
+	x.claim_pid = r.pid;
+	x.claim_owner = r.owner;
 	x.st = st;
 	x.id = r.id;
 	x.path = r.workflow;
@@ -1034,9 +1084,10 @@ replay_fork(struct store *st, struct rrun *r, const struct ropts *o)
 	x.id = id;
 	x.path = r->workflow;
 	x.start_kind = "run.start";
-	x.start = json_pack("{s:s, s:s, s:O, s:{s:s, s:I}, s:b}", "workflow",
-	    r->workflow, "hash", now, "input", x.input, "forked_from", "run",
-	    r->id, "seq", (json_int_t)o->fork_seq, "script_changed", changed);
+	x.start = json_pack("{s:s, s:s, s:{s:s, s:I}, s:b}", "workflow",
+	    r->workflow, "hash", now, "forked_from", "run", r->id, "seq",
+	    (json_int_t)o->fork_seq, "script_changed", changed);
+	cmd_start_input(x.start, x.input, in);
 	x.co = o->co;
 	if ((rc = rexec_run(&x)) != 0)
 		goto out;
@@ -1080,10 +1131,14 @@ cmd_replay(int argc, char **argv)
 		json_decref(o.budget);
 		return 2;
 	}
-	if (store_open(cmd_db_path(o.db), &st, err, sizeof err) != 0) {
+	/* An offline replay writes nothing: a read-only store will do. */
+	if ((rc = (o.fork_seq > 0 ? store_open : store_open_read)(
+	    cmd_db_path(o.db), &st, err, sizeof err)) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
+		rc = rc == STORE_OPEN_STORAGE && o.fork_seq > 0 ? 4 : 1;
 		goto out;
 	}
+	rc = 1;
 	if (rrun_find(st, argv[ai], &r) != 0)
 		goto out;
 	rc = o.fork_seq > 0 ? replay_fork(st, &r, &o) :

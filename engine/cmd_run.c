@@ -57,11 +57,11 @@ run_usage(FILE *f)
 "random 0..min(10, 0.5 * 2^(n-1)) s; see docs/durability.md\n"
 "\n"
 "exit status: 0 succeeded, 1 the run failed, 2 bad usage, input or workflow,\n"
-"3 a budget was exceeded, 4 the store could not be written (disk full, I/O\n"
-"error: the run is left as recorded so far, resume it with `weft resume RUN`\n"
-"once the disk is fixed; see docs/durability.md), 5 paused at a budget limit\n"
-"(on_exceed=pause; continue with weft resume RUN --budget ...), 130\n"
-"cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
+"3 a budget was exceeded, 4 the store could not be opened or written (disk\n"
+"full, I/O error: the run is left as recorded so far, resume it with `weft\n"
+"resume RUN` once the disk is fixed; see docs/durability.md), 5 paused at a\n"
+"budget limit (on_exceed=pause; continue with weft resume RUN --budget ...),\n"
+"130 cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
 }
 
 /*
@@ -76,6 +76,45 @@ run_store_failed(struct coord *c)
 	coord_store_message(c, msg, sizeof msg);
 	fprintf(stderr, "weft: %s\n", msg);
 	return RUN_EXIT_STORE;
+}
+
+int
+cmd_start_input(json_t *payload, json_t *input, const char *text)
+{
+	char hash[65];
+	size_t n = strlen(text);
+
+	if (n <= STORE_INPUT_INLINE_MAX) {
+		json_object_set(payload, "input", input);
+		return 0;
+	}
+	sha256_hex(text, n, hash);
+	json_object_set_new(payload, "input_blob", json_string(hash));
+	return 1;
+}
+
+void
+cmd_end_state(json_t *payload, json_t *state, json_t *input, int big_input)
+{
+	json_t *slim, *from, *v;
+	const char *k;
+
+	if (state == NULL)
+		return;
+	if (!big_input || !json_is_object(state) || !json_is_object(input)) {
+		json_object_set(payload, "state", state);
+		return;
+	}
+	slim = json_object();
+	from = json_array();
+	json_object_foreach(state, k, v) {
+		if (json_equal(v, json_object_get(input, k)))
+			json_array_append_new(from, json_string(k));
+		else
+			json_object_set(slim, k, v);
+	}
+	json_object_set_new(payload, "state", slim);
+	json_object_set_new(payload, "state_from_input", from);
 }
 
 /* Parse --input text; errors name the position. */
@@ -240,7 +279,7 @@ cmd_run(int argc, char **argv)
 	char *spend = NULL, *outtext = NULL, *btext = NULL;
 	size_t slen;
 	double t0, elapsed;
-	int ch, json_out = 0, quiet = 0, rc = 2, loopfail = 0;
+	int ch, json_out = 0, quiet = 0, rc = 2, loopfail = 0, big_input;
 	long nproc;
 
 	memset(&co, 0, sizeof co);
@@ -367,11 +406,13 @@ cmd_run(int argc, char **argv)
 		fprintf(stderr, "weft: %s\n", err);
 		goto out;
 	}
-	rc = 1;
-	if (store_open(cmd_db_path(db), &st, err, sizeof err) != 0) {
+	if ((rc = store_open(cmd_db_path(db), &st, err, sizeof err)) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
+		/* The storage failed (full, I/O): as during a run. */
+		rc = rc == STORE_OPEN_STORAGE ? RUN_EXIT_STORE : 1;
 		goto out;
 	}
+	rc = 1;
 	co.worker_no_seccomp = luaeng_servers_unconfined(le);
 	if ((c = coord_new(&co, st, err, sizeof err)) == NULL) {
 		fprintf(stderr, "weft: cannot start the coordinator: %s\n", err);
@@ -404,7 +445,6 @@ cmd_run(int argc, char **argv)
 			fprintf(stderr, "weft: %s\n", store_error(st));
 		goto out;
 	}
-	free(text);
 	t0 = now_mono();
 	/* From here on the run is in the store: every way out records how
 	   it ended. */
@@ -412,8 +452,10 @@ cmd_run(int argc, char **argv)
 	if (luaeng_start(le, c, input, budget, &sink, err, sizeof err) != 0)
 		loopfail = 1;
 	coord_begin_run(c, id, &sink);
-	p = json_pack("{s:s, s:s, s:O}", "workflow", path, "hash", hash,
-	    "input", input);
+	p = json_pack("{s:s, s:s}", "workflow", path, "hash", hash);
+	big_input = cmd_start_input(p, input, text);
+	free(text);
+	run.input = NULL;
 	cmd_run_owner(p);
 	coord_event(c, "run.start", 0, 0, "", 0, p, 0, 0);
 	json_decref(p);
@@ -435,12 +477,12 @@ cmd_run(int argc, char **argv)
 		oc.status = "cancelled";
 	if (strcmp(oc.status, "cancelled") == 0 && oc.error == NULL)
 		oc.error = xstrdup("cancelled by signal");
-	p = json_pack("{s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, s:f, s:O?}",
+	p = json_pack("{s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, s:f}",
 	    "status", oc.status, "output", oc.output, "error", oc.error,
 	    "steps", (json_int_t)oc.steps, "tokens", (json_int_t)oc.tokens,
 	    "model_calls", (json_int_t)oc.model_calls,
-	    "tool_calls", (json_int_t)oc.tool_calls, "duration", elapsed,
-	    "state", oc.state);
+	    "tool_calls", (json_int_t)oc.tool_calls, "duration", elapsed);
+	cmd_end_state(p, oc.state, input, big_input);
 	coord_event(c, "run.end", 0, 0, "", 0, p, oc.tokens, oc.cost);
 	json_decref(p);
 	outtext = oc.output ? json_dumps(oc.output, JSON_COMPACT |

@@ -445,7 +445,7 @@ cmd_show(int argc, char **argv)
 		show_usage(stderr);
 		return 2;
 	}
-	if (store_open(cmd_db_path(db), &st, err, sizeof err) != 0) {
+	if (store_open_read(cmd_db_path(db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		return 1;
 	}
@@ -578,7 +578,7 @@ cmd_runs(int argc, char **argv)
 		runs_usage(stderr);
 		return 2;
 	}
-	if (store_open(cmd_db_path(db), &st, err, sizeof err) != 0) {
+	if (store_open_read(cmd_db_path(db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		return 1;
 	}

@@ -185,9 +185,10 @@ for f in store.before_commit:2 store.before_commit:5 store.after_commit:2 \
 	ok "$f: killed, store intact, $k of $NREF events, no partial blob"
 done
 # After a crash mid-write, the blob being written is absent, not partial:
-# the first message (the 20 kB topic) is not in the store.
+# the first message (the 20 kB topic) is not in the store.  (The run's
+# input, over 16 kB, is a blob too, written with the run row.)
 run_case "$T/c.db" "blob.mid_write:1"
-[ "$(sqlite3 "$T/c.db" "SELECT count(*) FROM blobs WHERE size > 20000")" = 0 ] ||
+[ "$(sqlite3 "$T/c.db" "SELECT count(*) FROM blobs WHERE size > 20000 AND hash NOT IN (SELECT input_blob FROM runs WHERE input_blob IS NOT NULL)")" = 0 ] ||
     fail "blob.mid_write:1: the half-written blob is visible"
 ok "blob.mid_write: the half-written blob never appears"
 
@@ -220,3 +221,89 @@ EOF
 	expect_no_orphans
 	ok "a real full disk (tmpfs): exit 4, clear message, store intact"
 fi
+
+# --- the storage fails while the store is opened ----------------------------
+# A new store whose first write fails: weft run exits 4, as for a store
+# failing during a run (README, "Exit status"), and so does weft resume.
+for f in sqlite.full:1 sqlite.write_error:1; do
+	rm -f "$T/n.db" "$T/n.db-wal" "$T/n.db-shm"
+	RC=0
+	WEFT_FAULT="$f" "$WEFT" run "$T/b.lua" --db "$T/n.db" >"$T/out" 2>"$T/err" || RC=$?
+	expect_rc 4 "$f at open"
+	expect_grep "$T/err" "^weft: cannot open database '$T/n.db': (database or disk is full|disk I/O error)" "$f at open: message"
+	expect_no_orphans
+done
+RC=0
+WEFT_FAULT=sqlite.full:1 "$WEFT" resume 0123456789abcdef --db "$T/n2.db" >"$T/out" 2>"$T/err" || RC=$?
+expect_rc 4 "weft resume: the store full at open"
+ok "a store that cannot be written when it is opened: exit 4"
+# The same on a real full disk: a tmpfs filled up before weft starts.
+cat > "$T/fullopen.sh" <<'EOF2'
+T=$1
+mount -t tmpfs -o size=256k tmpfs "$T/small" || exit 99
+dd if=/dev/zero of="$T/small/fill" bs=4k 2>/dev/null
+rc=0
+"$WEFT" run "$T/b.lua" --db "$T/small/new.db" >"$T/out" 2>"$T/err" || rc=$?
+echo "$rc" > "$T/fullopen.rc"
+EOF2
+if unshare -rm sh -c "mount -t tmpfs -o size=256k tmpfs '$T/small'" 2>/dev/null; then
+	unshare -rm sh "$T/fullopen.sh" "$T" || fail "full disk at open: the namespace script failed"
+	RC=$(cat "$T/fullopen.rc")
+	expect_rc 4 "a real full disk at open"
+	expect_grep "$T/err" "^weft: cannot open database '$T/small/new.db': database or disk is full" "a real full disk at open: message"
+	expect_no_orphans
+	ok "a real full disk when the store is created: exit 4"
+else
+	echo "SKIP: a real full disk at open: no tmpfs in a user+mount namespace" >&2
+fi
+
+# --- a large input is stored once -------------------------------------------
+# A 10 MB input: the run row keeps it as one blob, run.start names that
+# blob, run.end's state leaves out what is the input's: the store grows by
+# about 10 MB, not 40.  weft show gives the input back; a run that crashed
+# resumes, and replays.
+cat > "$T/big.lua" <<'EOF2'
+local w = require "weft"
+return w.sequential{ name = "s",
+  w.fn{ name = "size", output_key = "size", function(ctx) return #ctx.input.big end },
+  w.fn{ name = "echo", output_key = "tail", function(ctx) return ctx.input.big:sub(-5) end } }
+EOF2
+python3 -c 'import json; print(json.dumps({"big": "x" * (10 * 1024 * 1024 - 5) + "abcde", "small": 1}))' > "$T/bigin.json"
+rm -f "$T/big.db"*
+cp "$T/base.db" "$T/big.db"
+size0=$(stat -c %s "$T/big.db")
+run_weft "$T/out" "$T/err" run "$T/big.lua" --db "$T/big.db" --input-file "$T/bigin.json" -q
+expect_rc 0 "a run with a 10 MB input"
+grow=$(( $(stat -c %s "$T/big.db") + $(stat -c %s "$T/big.db-wal" 2>/dev/null || echo 0) - size0 ))
+[ "$grow" -gt 10485760 ] && [ "$grow" -lt 11534336 ] ||
+    fail "a 10 MB input grew the store by $grow bytes"
+B=$(sqlite3 "$T/big.db" "SELECT id FROM runs ORDER BY started DESC LIMIT 1")
+[ "$(sqlite3 "$T/big.db" "SELECT count(*) FROM blobs WHERE size > 10000000")" = 1 ] ||
+    fail "the input is not one blob"
+run_weft "$T/out" "$T/err" show "$B" --db "$T/big.db" --json
+expect_rc 0 "weft show of the big run"
+python3 - "$T/out" <<'PY' || fail "weft show: the input or the events"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert len(d["run"]["input"]["big"]) == 10 * 1024 * 1024 and d["run"]["input"]["small"] == 1
+ev = {e["kind"]: e["payload"] for e in d["events"]}
+assert "input" not in ev["run.start"] and len(ev["run.start"]["input_blob"]) == 64, ev["run.start"]
+assert ev["run.end"]["state"] == {"size": 10 * 1024 * 1024, "tail": "abcde"}, ev["run.end"]["state"]
+assert sorted(ev["run.end"]["state_from_input"]) == ["big", "small"], ev["run.end"]
+PY
+run_weft "$T/out" "$T/err" replay "$B" --db "$T/big.db"
+expect_rc 0 "replay of the big run"
+expect_grep "$T/out" '^identical' "replay of the big run: identical"
+ok "a 10 MB input grows the store by $grow bytes; weft show and replay read it"
+RC=0
+WEFT_FAULT=store.after_commit:2 "$WEFT" run "$T/big.lua" --db "$T/big.db" \
+    --input-file "$T/bigin.json" -q >"$T/out" 2>"$T/err" || RC=$?
+expect_rc 137 "the big run crashed"
+B=$(sqlite3 "$T/big.db" "SELECT id FROM runs ORDER BY started DESC LIMIT 1")
+run_weft "$T/out" "$T/err" resume "$B" --db "$T/big.db"
+expect_rc 0 "resume of the big run"
+expect_grep "$T/out" '^abcde$' "resume: the answer"
+[ "$(sqlite3 "$T/big.db" "SELECT count(*) FROM blobs WHERE size > 10000000")" = 1 ] ||
+    fail "the same input twice is not one blob"
+expect_no_orphans
+ok "a run with a 10 MB input resumes after a crash; the input is still one blob"

@@ -570,6 +570,22 @@ run_copy_cb(void *arg, const struct store_run *r)
 	return 0;
 }
 
+struct input_tail {
+	size_t	 len;
+	char	 tail[8];
+};
+
+/* Note the length and the last 6 bytes of a run's input. */
+static int
+input_copy_cb(void *arg, const struct store_run *r)
+{
+	struct input_tail *c = arg;
+
+	c->len = strlen(r->input);
+	snprintf(c->tail, sizeof c->tail, "%s", r->input + c->len - 6);
+	return 0;
+}
+
 static void
 test_store_run_finish_updates_run(void **state)
 {
@@ -883,6 +899,208 @@ test_store_many_events_in_batches(void **state)
 	assert_int_equal(store_event_count(st, "big"), 20000);
 }
 
+
+/* Whether a second connection can take the write lock now (no wait). */
+static int
+raw_can_write(const char *path)
+{
+	sqlite3 *db;
+	int rc;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+	    NULL), SQLITE_OK);
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO events (run_id, "
+	    "seq, kind) VALUES ('raw', (SELECT count(*) FROM events WHERE "
+	    "run_id = 'raw') + 1, 'x'); COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc == SQLITE_OK;
+}
+
+static void
+test_store_appends_hold_no_lock(void **state)
+{
+	struct fixture *f = *state;
+	struct store_event ev;
+	struct store_task t;
+	struct store *st;
+	char hash[65];
+
+	st = open_store(f);
+	ev = mk_event("r", 1, "{}");
+	assert_int_equal(store_event_append(st, &ev), 0);
+	memset(&t, 0, sizeof t);
+	t.run_id = "r";
+	t.task_id = "1";
+	assert_int_equal(store_task_put(st, &t), 0);
+	assert_int_equal(store_blob_put(st, "b", 1, hash), 0);
+	/* The batch waits in memory: another process writes meanwhile. */
+	assert_true(raw_can_write(f->path));
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events"), 2);
+	/* store_begin takes the lock until the commit. */
+	assert_int_equal(store_begin(st), 0);
+	assert_false(raw_can_write(f->path));
+	assert_int_equal(store_commit(st), 0);
+	assert_true(raw_can_write(f->path));
+}
+
+static void
+test_store_pending_reads(void **state)
+{
+	struct fixture *f = *state;
+	struct store_event ev;
+	struct store *st;
+	struct seen s;
+	char hash[65];
+	void *data;
+	size_t len;
+
+	st = open_store(f);
+	ev = mk_event("p", 1, "{\"n\":1}");
+	assert_int_equal(store_event_append(st, &ev), 0);
+	assert_int_equal(store_commit(st), 0);
+	ev = mk_event("p", 2, "{\"n\":2}");
+	assert_int_equal(store_event_append(st, &ev), 0);
+	assert_int_equal(store_blob_put(st, "pending bytes", 13, hash), 0);
+	/* Recorded and pending events come in seq order; blobs read back. */
+	memset(&s, 0, sizeof s);
+	assert_int_equal(store_events_foreach(st, "p", event_cb, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.payload[1], "{\"n\":2}");
+	assert_int_equal(store_event_count(st, "p"), 2);
+	assert_int_equal(store_blob_get(st, hash, &data, &len), 0);
+	assert_int_equal(len, 13);
+	assert_memory_equal(data, "pending bytes", 13);
+	free(data);
+	/* A seq already recorded is refused at once. */
+	ev = mk_event("p", 1, "{}");
+	assert_int_equal(store_event_append(st, &ev), -1);
+	assert_non_null(strstr(store_error(st), "UNIQUE"));
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events"), 2);
+}
+
+static void
+test_store_new_file_is_private_and_incremental(void **state)
+{
+	struct fixture *f = *state;
+	struct stat sb;
+
+	umask(022);
+	open_store(f);
+	assert_int_equal(stat(f->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal(raw_int(f->path, "PRAGMA auto_vacuum"), 2);
+}
+
+static void
+test_store_large_input_is_one_blob(void **state)
+{
+	struct fixture *f = *state;
+	struct input_tail c;
+	struct store_run r;
+	struct store *st;
+	char *input;
+	size_t n = STORE_INPUT_INLINE_MAX * 4;
+
+	st = open_store(f);
+	input = xmalloc(n + 1);
+	memset(input, 'a', n);
+	memcpy(input, "{\"k\":\"", 6);
+	memcpy(input + n - 6, "zzzz\"}", 6);
+	input[n] = '\0';
+	r = mk_run("big", 1.0);
+	r.input = input;
+	assert_int_equal(store_run_create(st, &r), 0);
+	r = mk_run("small", 2.0);
+	assert_int_equal(store_run_create(st, &r), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM runs WHERE "
+	    "input IS NULL AND input_blob IS NOT NULL"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM blobs"), 1);
+	st = reopen_store(f);
+	memset(&c, 0, sizeof c);
+	assert_int_equal(store_run_find(st, "big", input_copy_cb, &c), 0);
+	assert_int_equal(c.len, n);
+	assert_string_equal(c.tail, "zzzz\"}");
+	free(input);
+}
+
+static void
+test_store_open_read_of_read_only_file(void **state)
+{
+	struct fixture *f = *state;
+	struct store_event ev;
+	struct store *st = NULL;
+	char err[1024], side[160];
+
+	if (geteuid() == 0)
+		skip();
+	open_store(f);
+	ev = mk_event("ro", 1, "{}");
+	assert_int_equal(store_event_append(f->st, &ev), 0);
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(chmod(f->path, 0400), 0);
+	assert_int_equal(store_open_read(f->path, &st, err, sizeof err), 0);
+	assert_int_equal(store_event_count(st, "ro"), 1);
+	ev = mk_event("ro", 2, "{}");
+	assert_int_equal(store_event_append(st, &ev), -1);
+	assert_non_null(strstr(store_error(st), "open read-only"));
+	store_close(st);
+	/* Nothing was made beside it. */
+	snprintf(side, sizeof side, "%s-shm", f->path);
+	assert_int_not_equal(access(side, F_OK), 0);
+	chmod(f->path, 0600);
+}
+
+static void
+test_store_gc_touch_while_gc_runs(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st;
+	char hash[65];
+
+	st = open_store(f);
+	raw_exec(f->path, "INSERT INTO gc_state (id, pid, owner, started) "
+	    "VALUES (1, 1, 'x', 0)");
+	assert_int_equal(store_blob_put(st, "touched", 7, hash), 0);
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM gc_touched"),
+	    1);
+	raw_exec(f->path, "DELETE FROM gc_state; DELETE FROM gc_touched");
+	assert_int_equal(store_blob_put(st, "not touched", 11, hash), 0);
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM gc_touched"),
+	    0);
+}
+
+static void
+test_store_big_batch_commits_itself(void **state)
+{
+	struct fixture *f = *state;
+	struct store_event ev;
+	struct store *st;
+	char *payload;
+	size_t n = 1024 * 1024;
+	int i;
+
+	st = open_store(f);
+	payload = xmalloc(n + 1);
+	memset(payload, ' ', n);
+	payload[0] = '[';
+	payload[n - 1] = ']';
+	payload[n] = '\0';
+	/* 70 MB of events: past 64 MB the batch is committed at once. */
+	for (i = 1; i <= 70; i++) {
+		ev = mk_event("huge", i, payload);
+		assert_int_equal(store_event_append(st, &ev), 0);
+	}
+	assert_true(raw_int(f->path, "SELECT count(*) FROM events") >= 64);
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events"), 70);
+	free(payload);
+}
+
 int
 main(void)
 {
@@ -911,6 +1129,13 @@ main(void)
 		T(test_store_blob_empty_and_binary),
 		T(test_store_callbacks_may_reenter_store),
 		T(test_store_many_events_in_batches),
+		T(test_store_appends_hold_no_lock),
+		T(test_store_pending_reads),
+		T(test_store_new_file_is_private_and_incremental),
+		T(test_store_large_input_is_one_blob),
+		T(test_store_open_read_of_read_only_file),
+		T(test_store_gc_touch_while_gc_runs),
+		T(test_store_big_batch_commits_itself),
 #undef T
 	};
 
