@@ -96,21 +96,14 @@ sup_orphaned(int dfd, const char *dir)
 	char path[NAME_MAX + 16], buf[64];
 	unsigned long long start;
 	struct stat st;
-	ssize_t n;
 	long pid;
-	int fd;
 
 	if (fstatat(dfd, dir, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
 	    !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
 		return 0;
 	snprintf(path, sizeof path, "%s/" SUP_OWNER, dir);
-	if ((fd = openat(dfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+	if (read_small_at(dfd, path, buf, sizeof buf) <= 0)
 		return 0;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	if (sscanf(buf, "%ld %llu", &pid, &start) != 2 || pid <= 0)
 		return 0;
 	return proc_start_time((pid_t)pid) != start;

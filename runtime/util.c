@@ -315,3 +315,20 @@ rmtree(const char *path)
 {
 	rmtree_depth(AT_FDCWD, path, 0);
 }
+
+ssize_t
+read_small_at(int dfd, const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd;
+
+	if (len == 0 || (fd = openat(dfd, path, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}

@@ -68,6 +68,13 @@ void random_hex(char *out, size_t n);
 char *read_file(const char *path, size_t *lenp);
 
 /*
+ * Read up to len - 1 bytes of the file path (beneath the directory dfd,
+ * or AT_FDCWD; symbolic links not followed) into buf, NUL-terminated: for
+ * small files such as /proc/PID/stat.  Returns the length, or -1.
+ */
+ssize_t read_small_at(int dfd, const char *path, char *buf, size_t len);
+
+/*
  * Remove a file or a directory tree: path, or name beneath the directory
  * descriptor dfd.  Symbolic links are removed, never followed; what cannot
  * be removed is left.

@@ -32,14 +32,6 @@
 #include "protocols/jsonrpc.h"
 #include "tests/fuzz/fuzz_driver.h"
 
-#define FZ_CHECK(c, ...) do {						\
-	if (!(c)) {							\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-		abort();						\
-	}								\
-} while (0)
-
 static char fz_dir[] = "/tmp/weft-fuzz-wire.XXXXXX";
 static struct store *fz_st;
 static struct coord *fz_c;

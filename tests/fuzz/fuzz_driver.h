@@ -15,6 +15,18 @@
 #ifndef WEFT_FUZZ_DRIVER_H
 #define WEFT_FUZZ_DRIVER_H
 
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Abort with a message when an invariant of a target does not hold. */
+#define FZ_CHECK(c, ...) do {						\
+	if (!(c)) {							\
+		fprintf(stderr, __VA_ARGS__);				\
+		fputc('\n', stderr);					\
+		abort();						\
+	}								\
+} while (0)
+
 #ifndef WEFT_LIBFUZZER
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +36,7 @@
 #include "runtime/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
 
 static uint64_t fz_rng = 0x9e3779b97f4a7c15ULL;
 

@@ -27,14 +27,6 @@
 #include "protocols/sse.h"
 #include "tests/fuzz/fuzz_driver.h"
 
-#define FZ_CHECK(c, ...) do {						\
-	if (!(c)) {							\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-		abort();						\
-	}								\
-} while (0)
-
 /* JSON-RPC: each line alone, as the MCP stdio client reads them. */
 static void
 fz_jsonrpc(const char *p, size_t n)
