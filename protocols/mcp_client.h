@@ -68,7 +68,8 @@ const struct sandbox_report *mcpc_sandbox(const struct mcpc *,
     const struct sandbox_profile **profile, unsigned *starts);
 /*
  * With a debug sandbox: the system calls the server was denied, as an
- * array of names (borrowed; each is also reported on stderr).
+ * array of names (borrowed; each is also reported on stderr); NULL over
+ * HTTP.
  */
 json_t *mcpc_denied(const struct mcpc *);
 /*

@@ -83,8 +83,10 @@ n=$(sql "SELECT count(*) FROM events WHERE run_id='$RUN' AND kind='worker.refuse
 sql "SELECT payload FROM events WHERE run_id='$RUN' AND kind='worker.refused'" > "$T/refused"
 expect_grep "$T/refused" '"method":"hello".*"reason":"no enrolment secret"' "the hello refusal is recorded"
 expect_grep "$T/refused" '"peer_pid":[1-9]' "the refusal names the peer's pid"
+# One worker.sandbox per worker that said hello (a worker still starting
+# when the run ended has none): the impostor's hello added none.
 n=$(sql "SELECT count(DISTINCT json_extract(payload,'\$.worker')) || '/' || count(*) FROM events WHERE run_id='$RUN' AND kind='worker.sandbox'")
-[ "$n" = "2/2" ] || fail "worker.sandbox events (workers/events): $n, expected 2/2"
+case "$n" in 1/1|2/2) ;; *) fail "worker.sandbox events (workers/events): $n, expected one per worker" ;; esac
 ok "the refusals are recorded (worker.refused), one worker.sandbox per worker"
 
 # The server was not handed the socket: its scratch dir does not lead there.
