@@ -24,15 +24,11 @@
 #include "engine/template.h"
 #include "runtime/util.h"
 #include "lua/luaeng.h"
+#include "lua/luajson.h"
+#include "lua/luapat.h"
 
 /* Seconds workflow code may run without waiting for a tool or model. */
 #define LUAENG_MAX_SECONDS	10
-#define LUAENG_JSON_DEPTH	64
-
-struct jbuf {
-	char	*p;
-	size_t	 len, cap;
-};
 
 #define POOL_STEP	16
 #define POOL_MAX	512
@@ -56,6 +52,8 @@ struct luaeng {
 	size_t		 mem_used;
 	size_t		 mem_limit;
 	volatile sig_atomic_t expired;	/* the watchdog fired */
+	int		 cancel_raised;	/* a cancel stopped workflow code */
+	int		 chained;	/* holds the signal chain */
 	int		 max_seconds;	/* $WEFT_LUA_MAX_SECONDS or default */
 	lua_State	*volatile running;	/* thread executing now */
 	int		 weft_ref;	/* the weft module */
@@ -78,7 +76,6 @@ struct luaeng {
 };
 
 static const char STATE_MT[] = "weft.state";
-static char ARRAY_MT_KEY;	/* registry key of the array metatable */
 
 /* The engine stored in the registry's extra space. */
 static struct luaeng *
@@ -189,32 +186,6 @@ luaeng_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 }
 
 /*
- * Stopping code that runs too long without waiting.  A count hook on all
- * the time would slow every instruction (the VM traces each one while a
- * count hook is set), so, as lua.c does for ^C, a timer arms the hook only
- * when the limit has passed: its signal handler sets a hook on the thread
- * that is running, and the hook raises the error.
- */
-static struct luaeng *luaeng_watched;
-
-static void
-luaeng_stop_hook(lua_State *L, lua_Debug *ar)
-{
-	struct luaeng *e = luaeng_of(L);
-
-	lua_sethook(L, NULL, 0, 0);
-	if (!e->expired)
-		return;
-	/* Level 0 in a hook is the interrupted Lua function. */
-	luaL_where(L, 0);
-	lua_pushfstring(L, "workflow code ran for more than %d seconds "
-		    "without waiting for a tool or model (an endless loop?)",
-		    e->max_seconds);
-	lua_concat(L, 2);
-	lua_error(L);
-}
-
-/*
  * While the workflow file runs: note the last line of it that ran.  A
  * constructor called in a tail call (`return w.sequential{...}`, the usual
  * last line) has no caller frame to name its line; this gives it one.
@@ -234,6 +205,91 @@ luaeng_line_hook(lua_State *L, lua_Debug *ar)
 	lua_pop(L, 2);
 }
 
+/*
+ * Stopping workflow code: when it has run too long without waiting for a
+ * tool or model (the time limit), or when the run is cancelled (SIGINT,
+ * SIGTERM: `weft cancel`) while it computes.
+ *
+ * A count hook on all the time would slow every instruction (the VM
+ * traces each one while a count hook is set), so, as lua.c does for ^C,
+ * a signal arms the hook only when it is needed: SIGALRM from a timer set
+ * around each stretch of Lua work, or SIGINT/SIGTERM.  The hook fires
+ * between VM instructions only, never inside a C function: the library
+ * functions that can run long (the pattern functions, string.rep) are
+ * weft's own (lua/luapat.c) and poll luaeng_poll every few thousand
+ * steps.  Other library functions are bounded by the memory limit.
+ *
+ * Once stopping, the hook stays set for the rest of that stretch and
+ * raises again in every workflow function that runs, so a pcall in
+ * workflow code cannot swallow the stop and go on, and a second branch
+ * run in the same stretch is stopped too.  It raises only in workflow
+ * code (functions of the workflow file): the runner's own code around it
+ * must run on to record the failure.
+ *
+ * A cancel is sticky (luaeng_cancel_sig): the hook raises, the runner
+ * records the node's failure, and the pump returns to the event loop as
+ * if waiting (luaeng_pump_cb), where the coordinator's signal event ends
+ * the run as cancelled (coord_int_cb).  For that the SIGINT and SIGTERM
+ * handlers are chained: ours arms the hook, then calls the one it
+ * replaced (libevent's, which wakes the loop).
+ */
+static struct luaeng *luaeng_watched;
+static volatile sig_atomic_t luaeng_cancel_sig;	/* SIGINT, SIGTERM */
+static struct sigaction luaeng_prev_int, luaeng_prev_term;
+static int luaeng_chained;		/* engines holding the chain */
+
+#define STOP_MASK	(LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT)
+
+/* Whether workflow code must stop now. */
+static int
+luaeng_stopping(struct luaeng *e)
+{
+	return e->expired || luaeng_cancel_sig;
+}
+
+/* Raise the stop error, at the workflow line of the function at level. */
+static int
+luaeng_raise_stop(lua_State *L, int level)
+{
+	struct luaeng *e = luaeng_of(L);
+
+	luaL_where(L, level);
+	if (luaeng_cancel_sig) {
+		e->cancel_raised = 1;
+		lua_pushfstring(L, "workflow code was stopped: the run was "
+		    "cancelled (%s)", luaeng_cancel_sig == SIGINT ? "SIGINT" :
+		    "SIGTERM");
+	} else
+		lua_pushfstring(L, "workflow code ran for more than %d "
+		    "seconds without waiting for a tool or model (an endless "
+		    "loop?)", e->max_seconds);
+	lua_concat(L, 2);
+	return lua_error(L);
+}
+
+static void
+luaeng_stop_hook(lua_State *L, lua_Debug *ar)
+{
+	struct luaeng *e = luaeng_of(L);
+
+	if (!luaeng_stopping(e)) {
+		lua_sethook(L, NULL, 0, 0);	/* left from an earlier stop */
+		return;
+	}
+	/* Level 0 in a hook is the interrupted function. */
+	if (lua_getinfo(L, "S", ar) && ar->source[0] == '@' &&
+	    strcmp(ar->source + 1, e->script_file) == 0)
+		luaeng_raise_stop(L, 0);
+}
+
+/* luapat_poll: a long pattern match or string.rep stops here. */
+static void
+luaeng_poll(lua_State *L)
+{
+	if (luaeng_stopping(luaeng_of(L)))
+		luaeng_raise_stop(L, 1);
+}
+
 static void
 luaeng_alarm(int sig)
 {
@@ -242,8 +298,80 @@ luaeng_alarm(int sig)
 	if (e == NULL || e->running == NULL)
 		return;
 	e->expired = 1;
-	lua_sethook(e->running, luaeng_stop_hook,
-	    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+	lua_sethook(e->running, luaeng_stop_hook, STOP_MASK, 1);
+}
+
+/* SIGINT, SIGTERM: stop the workflow code, then the previous handler. */
+static void
+luaeng_signal(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction *prev = sig == SIGINT ? &luaeng_prev_int :
+	    &luaeng_prev_term;
+	struct luaeng *e = luaeng_watched;
+	int saved = errno;
+
+	luaeng_cancel_sig = sig;
+	if (e != NULL && e->running != NULL)
+		lua_sethook(e->running, luaeng_stop_hook, STOP_MASK, 1);
+	if (prev->sa_flags & SA_SIGINFO)
+		prev->sa_sigaction(sig, si, uc);
+	else if (prev->sa_handler == SIG_DFL) {
+		signal(sig, SIG_DFL);
+		raise(sig);	/* delivered when this handler returns */
+	} else if (prev->sa_handler != SIG_IGN)
+		prev->sa_handler(sig);
+	errno = saved;
+}
+
+/* Put luaeng_signal before the handler of sig (not over SIG_IGN). */
+static void
+luaeng_chain_one(int sig, struct sigaction *prev)
+{
+	struct sigaction sa;
+
+	if (sigaction(sig, NULL, prev) == -1 ||
+	    (!(prev->sa_flags & SA_SIGINFO) && prev->sa_handler == SIG_IGN))
+		return;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = luaeng_signal;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	sigaction(sig, &sa, NULL);
+}
+
+/* Put back the handler of sig, if ours is still the one. */
+static void
+luaeng_unchain_one(int sig, struct sigaction *prev)
+{
+	struct sigaction cur;
+
+	if (sigaction(sig, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+	    cur.sa_sigaction == luaeng_signal)
+		sigaction(sig, prev, NULL);
+}
+
+/*
+ * Hold (on) or release (0) the chained SIGINT/SIGTERM handlers for e:
+ * while its workflow loads, and from the start of its run until it is
+ * freed (after the coordinator set its own handlers, before it removes
+ * them).
+ */
+static void
+luaeng_chain(struct luaeng *e, int on)
+{
+	if (on && !e->chained) {
+		e->chained = 1;
+		if (luaeng_chained++ == 0) {
+			luaeng_chain_one(SIGINT, &luaeng_prev_int);
+			luaeng_chain_one(SIGTERM, &luaeng_prev_term);
+		}
+	} else if (!on && e->chained) {
+		e->chained = 0;
+		if (--luaeng_chained == 0) {
+			luaeng_unchain_one(SIGINT, &luaeng_prev_int);
+			luaeng_unchain_one(SIGTERM, &luaeng_prev_term);
+		}
+	}
 }
 
 /* Start (secs > 0) or stop (0) the watchdog around Lua work. */
@@ -258,6 +386,9 @@ luaeng_watch(struct luaeng *e, int secs)
 	e->running = e->L;
 	luaeng_watched = secs > 0 ? e : NULL;
 	setitimer(ITIMER_REAL, &it, NULL);
+	/* A cancel that came between two stretches stops this one. */
+	if (secs > 0 && luaeng_cancel_sig)
+		lua_sethook(e->L, luaeng_stop_hook, STOP_MASK, 1);
 }
 
 /* core.resume(co, value): coroutine.resume, tracking the running thread. */
@@ -273,6 +404,8 @@ l_resume(lua_State *L)
 	lua_xmove(L, co, 1);
 	prev = e->running;
 	e->running = co;
+	if (luaeng_stopping(e))
+		lua_sethook(co, luaeng_stop_hook, STOP_MASK, 1);
 	status = lua_resume(co, L, 1, &nres);
 	e->running = prev;
 	if (status == LUA_OK || status == LUA_YIELD) {
@@ -292,453 +425,16 @@ l_resume(lua_State *L)
 	return 3;
 }
 
-/* Push the shared array metatable. */
-static void
-luaeng_push_array_mt(lua_State *L)
-{
-	lua_rawgetp(L, LUA_REGISTRYINDEX, &ARRAY_MT_KEY);
-}
-
-/* Lua -> JSON ------------------------------------------------------------ */
-
-static json_t *to_json(lua_State *, int, int, char *, size_t);
-
-static int
-key_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* A table as a JSON array or object (object keys sorted). */
-static json_t *
-table_to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
-{
-	lua_Integer n, i, count = 0;
-	const char **keys;
-	json_t *out, *v;
-	int is_array = 0, nonstr = 0;
-	size_t nk = 0, k;
-
-	idx = lua_absindex(L, idx);
-	if (lua_getmetatable(L, idx)) {
-		luaeng_push_array_mt(L);
-		is_array = lua_rawequal(L, -1, -2);
-		lua_pop(L, 2);
-	}
-	n = (lua_Integer)lua_rawlen(L, idx);
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		count++;
-		if (lua_type(L, -2) != LUA_TSTRING)
-			nonstr++;
-		lua_pop(L, 1);
-	}
-	if (is_array || (n > 0 && count == n)) {
-		out = json_array();
-		for (i = 1; i <= n; i++) {
-			lua_rawgeti(L, idx, i);
-			v = to_json(L, -1, depth + 1, err, errlen);
-			lua_pop(L, 1);
-			if (v == NULL) {
-				json_decref(out);
-				return NULL;
-			}
-			json_array_append_new(out, v);
-		}
-		return out;
-	}
-	if (nonstr > 0) {
-		errf(err, errlen, "a table with non-string keys cannot be JSON");
-		return NULL;
-	}
-	keys = xcalloc((size_t)count + 1, sizeof *keys);
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		keys[nk++] = lua_tostring(L, -2);
-		lua_pop(L, 1);
-	}
-	qsort(keys, nk, sizeof *keys, key_cmp);
-	out = json_object();
-	for (k = 0; k < nk; k++) {
-		lua_getfield(L, idx, keys[k]);
-		v = to_json(L, -1, depth + 1, err, errlen);
-		lua_pop(L, 1);
-		if (v == NULL) {
-			free(keys);
-			json_decref(out);
-			return NULL;
-		}
-		json_object_set_new(out, keys[k], v);
-	}
-	free(keys);
-	return out;
-}
-
-static json_t *
-to_json(lua_State *L, int idx, int depth, char *err, size_t errlen)
-{
-	const char *s;
-	size_t len;
-	lua_Number d;
-	json_t *j;
-
-	if (depth > LUAENG_JSON_DEPTH) {
-		errf(err, errlen, "value nested deeper than %d levels",
-		    LUAENG_JSON_DEPTH);
-		return NULL;
-	}
-	switch (lua_type(L, idx)) {
-	case LUA_TNIL:
-		return json_null();
-	case LUA_TLIGHTUSERDATA:
-		if (lua_touserdata(L, idx) == NULL)
-			return json_null();
-		break;
-	case LUA_TBOOLEAN:
-		return json_boolean(lua_toboolean(L, idx));
-	case LUA_TNUMBER:
-		if (lua_isinteger(L, idx))
-			return json_integer(lua_tointeger(L, idx));
-		d = lua_tonumber(L, idx);
-		if (!isfinite(d)) {
-			errf(err, errlen, "%g cannot be JSON", d);
-			return NULL;
-		}
-		return json_real(d);
-	case LUA_TSTRING:
-		s = lua_tolstring(L, idx, &len);
-		if ((j = json_stringn(s, len)) == NULL)
-			errf(err, errlen, "string is not valid UTF-8");
-		return j;
-	case LUA_TTABLE:
-		return table_to_json(L, idx, depth, err, errlen);
-	default:
-		break;
-	}
-	errf(err, errlen, "a %s cannot be JSON", luaL_typename(L, idx));
-	return NULL;
-}
-
-json_t *
-luaeng_to_json(void *vL, int idx, char *err, size_t errlen)
-{
-	return to_json(vL, idx, 0, err, errlen);
-}
-
-/* JSON -> Lua (arrays get the array metatable; null is lightuserdata 0). */
-static void
-push_json(lua_State *L, json_t *j)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-
-	luaL_checkstack(L, 4, "JSON too deep");
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		lua_createtable(L, 0, (int)json_object_size(j));
-		json_object_foreach(j, k, v) {
-			push_json(L, v);
-			lua_setfield(L, -2, k);
-		}
-		break;
-	case JSON_ARRAY:
-		lua_createtable(L, (int)json_array_size(j), 0);
-		json_array_foreach(j, i, v) {
-			push_json(L, v);
-			lua_rawseti(L, -2, (lua_Integer)i + 1);
-		}
-		luaeng_push_array_mt(L);
-		lua_setmetatable(L, -2);
-		break;
-	case JSON_STRING:
-		lua_pushlstring(L, json_string_value(j), json_string_length(j));
-		break;
-	case JSON_INTEGER:
-		lua_pushinteger(L, json_integer_value(j));
-		break;
-	case JSON_REAL:
-		lua_pushnumber(L, json_real_value(j));
-		break;
-	case JSON_TRUE:
-		lua_pushboolean(L, 1);
-		break;
-	case JSON_FALSE:
-		lua_pushboolean(L, 0);
-		break;
-	case JSON_NULL:
-		lua_pushlightuserdata(L, NULL);
-		break;
-	}
-}
-
 /* Convert the value at idx or raise a Lua error naming what. */
 static json_t *
 check_json(lua_State *L, int idx, const char *what)
 {
 	char err[256];
-	json_t *j = to_json(L, idx, 0, err, sizeof err);
+	json_t *j = luajson_tree(L, idx, err, sizeof err);
 
 	if (j == NULL)
 		luaL_error(L, "%s: %s", what, err);
 	return j;
-}
-
-
-/* Lua -> JSON text, directly ---------------------------------------------- */
-
-/*
- * The hot path: events and token counts encode Lua values straight to
- * text, with no jansson tree in between.  Same rules as to_json: arrays
- * are sequences or tables with the array metatable, object keys sorted.
- */
-
-static void
-jb_reserve(struct jbuf *b, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		while (b->len + n + 1 > b->cap)
-			b->cap = b->cap ? b->cap * 2 : 256;
-		b->p = xrealloc(b->p, b->cap);
-	}
-}
-
-static void
-jb_put(struct jbuf *b, const char *s, size_t n)
-{
-	jb_reserve(b, n);
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len, i;
-
-	if (c < 0xc2 || c > 0xf4)
-		return 0;
-	len = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) ||
-	    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
-		return 0;
-	return len;
-}
-
-static int
-jb_string(struct jbuf *b, const char *str, size_t n, char *err, size_t errlen)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0, run, k;
-	char esc[7];
-
-	jb_reserve(b, n + 2);
-	b->p[b->len++] = '"';
-	while (i < n) {
-		for (run = i; run < n && s[run] >= 0x20 && s[run] < 0x80 &&
-		    s[run] != '"' && s[run] != '\\'; run++)
-			;
-		if (run > i) {
-			jb_put(b, str + i, run - i);
-			i = run;
-			continue;
-		}
-		if (s[i] >= 0x80) {
-			if ((k = utf8_seq(s + i, n - i)) == 0) {
-				errf(err, errlen, "string is not valid UTF-8");
-				return -1;
-			}
-			jb_put(b, str + i, k);
-			i += k;
-			continue;
-		}
-		switch (s[i]) {
-		case '"': jb_put(b, "\\\"", 2); break;
-		case '\\': jb_put(b, "\\\\", 2); break;
-		case '\n': jb_put(b, "\\n", 2); break;
-		case '\r': jb_put(b, "\\r", 2); break;
-		case '\t': jb_put(b, "\\t", 2); break;
-		case '\b': jb_put(b, "\\b", 2); break;
-		case '\f': jb_put(b, "\\f", 2); break;
-		default:
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[s[i] >> 4];
-			esc[5] = hex[s[i] & 15];
-			jb_put(b, esc, 6);
-		}
-		i++;
-	}
-	jb_put(b, "\"", 1);
-	return 0;
-}
-
-static int jb_value(lua_State *, int, int, struct jbuf *, char *, size_t);
-
-struct jkey {
-	const char	*s;
-	size_t		 len;
-	int		 slot;		/* stack index of the key */
-};
-
-static int
-jkey_cmp(const void *a, const void *b)
-{
-	const struct jkey *x = a, *y = b;
-	int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
-
-	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/*
- * One pass collects the keys on the stack (so values are fetched with
- * lua_rawget on the key itself, never re-interning a C string), then keys
- * are sorted and the object written; a sequence is written as an array.
- */
-static int
-jb_table(lua_State *L, int idx, int depth, struct jbuf *b, char *err,
-    size_t errlen)
-{
-	struct jkey small[16], *keys = small;
-	lua_Integer n, i;
-	size_t nk = 0, cap = 16, k;
-	int is_array = 0, nonstr = 0, rv = 0, base = lua_gettop(L);
-
-	if (lua_getmetatable(L, idx)) {
-		luaeng_push_array_mt(L);
-		is_array = lua_rawequal(L, -1, -2);
-		lua_pop(L, 2);
-	}
-	n = (lua_Integer)lua_rawlen(L, idx);
-	if (!is_array) {
-		lua_pushnil(L);
-		while (lua_next(L, idx) != 0) {
-			lua_pop(L, 1);
-			if (lua_type(L, -1) != LUA_TSTRING) {
-				nonstr++;
-				continue;
-			}
-			if (nk == cap) {
-				cap *= 2;
-				keys = keys == small ? memcpy(xcalloc(cap,
-				    sizeof *keys), small, sizeof small) :
-				    xrealloc(keys, cap * sizeof *keys);
-			}
-			luaL_checkstack(L, 2, "too many keys");
-			lua_pushvalue(L, -1);		/* keep a copy */
-			lua_insert(L, -2);
-			keys[nk].slot = lua_gettop(L) - 1;
-			keys[nk].s = lua_tolstring(L, -2, &keys[nk].len);
-			nk++;
-		}
-		if (nonstr > 0 && !(nk == 0 && nonstr == n)) {
-			errf(err, errlen,
-			    "a table with non-string keys cannot be JSON");
-			rv = -1;
-			goto out;
-		}
-	}
-	if (is_array || (n > 0 && nk == 0)) {
-		jb_put(b, "[", 1);
-		for (i = 1; i <= n && rv == 0; i++) {
-			if (i > 1)
-				jb_put(b, ",", 1);
-			lua_rawgeti(L, idx, i);
-			rv = jb_value(L, lua_gettop(L), depth + 1, b, err,
-			    errlen);
-			lua_pop(L, 1);
-		}
-		jb_put(b, "]", 1);
-		goto out;
-	}
-	qsort(keys, nk, sizeof *keys, jkey_cmp);
-	jb_put(b, "{", 1);
-	for (k = 0; k < nk && rv == 0; k++) {
-		if (k > 0)
-			jb_put(b, ",", 1);
-		if ((rv = jb_string(b, keys[k].s, keys[k].len, err,
-		    errlen)) != 0)
-			break;
-		jb_put(b, ":", 1);
-		lua_pushvalue(L, keys[k].slot);
-		lua_rawget(L, idx);
-		rv = jb_value(L, lua_gettop(L), depth + 1, b, err, errlen);
-		lua_pop(L, 1);
-	}
-	jb_put(b, "}", 1);
-out:
-	lua_settop(L, base);
-	if (keys != small)
-		free(keys);
-	return rv;
-}
-
-static int
-jb_value(lua_State *L, int idx, int depth, struct jbuf *b, char *err,
-    size_t errlen)
-{
-	char num[64];
-	const char *s;
-	size_t len;
-	lua_Number d;
-	int n;
-
-	if (depth > LUAENG_JSON_DEPTH) {
-		errf(err, errlen, "value nested deeper than %d levels",
-		    LUAENG_JSON_DEPTH);
-		return -1;
-	}
-	luaL_checkstack(L, 4, "JSON too deep");
-	switch (lua_type(L, idx)) {
-	case LUA_TNIL:
-		jb_put(b, "null", 4);
-		return 0;
-	case LUA_TLIGHTUSERDATA:
-		if (lua_touserdata(L, idx) != NULL)
-			break;
-		jb_put(b, "null", 4);
-		return 0;
-	case LUA_TBOOLEAN:
-		if (lua_toboolean(L, idx))
-			jb_put(b, "true", 4);
-		else
-			jb_put(b, "false", 5);
-		return 0;
-	case LUA_TNUMBER:
-		if (lua_isinteger(L, idx)) {
-			n = snprintf(num, sizeof num, "%lld",
-			    (long long)lua_tointeger(L, idx));
-			jb_put(b, num, n);
-			return 0;
-		}
-		d = lua_tonumber(L, idx);
-		if (!isfinite(d)) {
-			errf(err, errlen, "%g cannot be JSON", d);
-			return -1;
-		}
-		n = snprintf(num, sizeof num, "%.17g", d);
-		if (strpbrk(num, ".eE") == NULL)
-			n += snprintf(num + n, sizeof num - n, ".0");
-		jb_put(b, num, n);
-		return 0;
-	case LUA_TSTRING:
-		s = lua_tolstring(L, idx, &len);
-		return jb_string(b, s, len, err, errlen);
-	case LUA_TTABLE:
-		return jb_table(L, idx, depth, b, err, errlen);
-	default:
-		break;
-	}
-	errf(err, errlen, "a %s cannot be JSON", luaL_typename(L, idx));
-	return -1;
 }
 
 /* Encode the value at idx into b (reset first) or raise naming what. */
@@ -748,9 +444,8 @@ check_json_text(lua_State *L, int idx, const char *what, struct jbuf *b)
 	char err[256];
 
 	b->len = 0;
-	jb_reserve(b, 64);
-	b->p[0] = '\0';
-	if (jb_value(L, lua_absindex(L, idx), 0, b, err, sizeof err) != 0)
+	jbuf_put(b, "", 0);
+	if (luajson_append(L, idx, b, err, sizeof err) != 0)
 		luaL_error(L, "%s: %s", what, err);
 }
 
@@ -831,21 +526,21 @@ l_event_kv(lua_State *L)
 	size_t klen;
 
 	b->len = 0;
-	jb_put(b, "{", 1);
+	jbuf_put(b, "{", 1);
 	for (i = 6; i + 1 <= top; i += 2) {
 		if (lua_isnil(L, i + 1))
 			continue;
 		k = luaL_checklstring(L, i, &klen);
 		if (!first)
-			jb_put(b, ",", 1);
+			jbuf_put(b, ",", 1);
 		first = 0;
-		if (jb_string(b, k, klen, err, sizeof err) != 0)
+		if (jbuf_string(b, k, klen, err, sizeof err) != 0)
 			return luaL_error(L, "event payload: %s", err);
-		jb_put(b, ":", 1);
-		if (jb_value(L, i + 1, 0, b, err, sizeof err) != 0)
+		jbuf_put(b, ":", 1);
+		if (luajson_append(L, i + 1, b, err, sizeof err) != 0)
 			return luaL_error(L, "event payload: %s", err);
 	}
-	jb_put(b, "}", 1);
+	jbuf_put(b, "}", 1);
 	lua_pushinteger(L, coord_event_text(c, luaL_checkstring(L, 1),
 	    luaL_optinteger(L, 2, 0), luaL_optinteger(L, 3, 0),
 	    luaL_optstring(L, 4, ""), 0, b->p, luaL_optinteger(L, 5, 0), 0));
@@ -883,31 +578,31 @@ l_submit(lua_State *L)
 		check_json_text(L, 8, "tool arguments", ar);
 	/* params, keys sorted as everywhere: arguments, name, server */
 	pa->len = 0;
-	jb_put(pa, "{", 1);
+	jbuf_put(pa, "{", 1);
 	if (has_args) {
-		jb_put(pa, "\"arguments\":", 12);
-		jb_put(pa, ar->p, ar->len);
-		jb_put(pa, ",", 1);
+		jbuf_put(pa, "\"arguments\":", 12);
+		jbuf_put(pa, ar->p, ar->len);
+		jbuf_put(pa, ",", 1);
 	}
 	if (has_name) {
-		jb_put(pa, "\"name\":", 7);
-		jb_put(pa, nm->p, nm->len);
-		jb_put(pa, ",", 1);
+		jbuf_put(pa, "\"name\":", 7);
+		jbuf_put(pa, nm->p, nm->len);
+		jbuf_put(pa, ",", 1);
 	}
-	jb_put(pa, "\"server\":", 9);
-	jb_put(pa, sv->p, sv->len);
-	jb_put(pa, "}", 1);
+	jbuf_put(pa, "\"server\":", 9);
+	jbuf_put(pa, sv->p, sv->len);
+	jbuf_put(pa, "}", 1);
 	su->len = 0;
-	jb_put(su, "\"server\":", 9);
-	if (jb_string(su, sname, strlen(sname), err, sizeof err) != 0)
+	jbuf_put(su, "\"server\":", 9);
+	if (jbuf_string(su, sname, strlen(sname), err, sizeof err) != 0)
 		return luaL_error(L, "server name: %s", err);
 	if (has_name) {
-		jb_put(su, ",\"name\":", 8);
-		jb_put(su, nm->p, nm->len);
+		jbuf_put(su, ",\"name\":", 8);
+		jbuf_put(su, nm->p, nm->len);
 	}
 	if (has_args) {
-		jb_put(su, ",\"arguments\":", 13);
-		jb_put(su, ar->p, ar->len);
+		jbuf_put(su, ",\"arguments\":", 13);
+		jbuf_put(su, ar->p, ar->len);
 	}
 	lua_pushinteger(L, coord_submit(c, luaL_checkstring(L, 1),
 	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), sname,
@@ -928,7 +623,7 @@ l_grant(lua_State *L)
 	int id;
 
 	luaL_checktype(L, 3, LUA_TTABLE);
-	if ((g = to_json(L, 3, 0, err, sizeof err)) == NULL)
+	if ((g = luajson_tree(L, 3, err, sizeof err)) == NULL)
 		return luaL_error(L, "grant: %s", err);
 	id = coord_grant(c, (int)luaL_checkinteger(L, 1), luaL_checkstring(L,
 	    2), g, lua_toboolean(L, 4), err, sizeof err);
@@ -1078,6 +773,20 @@ l_runner_random(lua_State *L)
 	return 1;
 }
 
+/* core.json_check(v) -> true | nil, why v cannot be JSON (with its path) */
+static int
+l_json_check(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+	char err[256];
+
+	e->jb.len = 0;
+	if (luajson_append(L, 1, &e->jb, err, sizeof err) != 0)
+		return push_ok_or_err(L, -1, err);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int
 l_json_encode(lua_State *L)
 {
@@ -1099,7 +808,7 @@ l_json_copy(lua_State *L)
 		return 1;
 	}
 	j = check_json(L, 1, "json_copy");
-	push_json(L, j);
+	luajson_push(L, j);
 	json_decref(j);
 	return 1;
 }
@@ -1109,7 +818,7 @@ l_array(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	luaeng_push_array_mt(L);
+	luajson_push_array_mt(L);
 	lua_setmetatable(L, 1);
 	return 1;
 }
@@ -1215,19 +924,24 @@ l_state_get(lua_State *L)
 	if (v == NULL)
 		lua_pushnil(L);
 	else
-		push_json(L, v);
+		luajson_push(L, v);
 	return 1;
 }
 
+/* core.state_set(st, key, value) -> true | nil, why value is not JSON */
 static int
 l_state_set(lua_State *L)
 {
 	struct state **sp = check_state(L, 1);
 	const char *key = luaL_checkstring(L, 2);
-	json_t *v = check_json(L, 3, key);
+	char err[256];
+	json_t *v = luajson_tree(L, 3, err, sizeof err);
 
+	if (v == NULL)
+		return push_ok_or_err(L, -1, err);
 	state_set(*sp, key, v);
-	return 0;
+	lua_pushboolean(L, 1);
+	return 1;
 }
 
 static int
@@ -1236,7 +950,7 @@ l_state_snapshot(lua_State *L)
 	struct state **sp = check_state(L, 1);
 	json_t *j = state_snapshot(*sp);
 
-	push_json(L, j);
+	luajson_push(L, j);
 	json_decref(j);
 	return 1;
 }
@@ -1280,17 +994,17 @@ lua_reducer_custom_cb(void *arg, const char *key, json_t *acc, json_t *val,
 
 	lua_getfield(L, r->idx, key);
 	if (acc != NULL)
-		push_json(L, acc);
+		luajson_push(L, acc);
 	else
 		lua_pushnil(L);
-	push_json(L, val);
+	luajson_push(L, val);
 	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
 		errf(err, errlen, "reducer for '%s': %s", key,
 		    lua_tostring(L, -1));
 		lua_pop(L, 1);
 		return -1;
 	}
-	j = to_json(L, -1, 0, err, errlen);
+	j = luajson_tree(L, -1, err, errlen);
 	lua_pop(L, 1);
 	if (j == NULL)
 		return -1;
@@ -1385,7 +1099,11 @@ l_provider(lua_State *L)
 		lua_pushboolean(L, 1);
 		return 1;
 	}
-	d = check_json(L, 1, "provider");
+	if ((d = luajson_tree(L, 1, err, sizeof err)) == NULL) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "provider: %s", err);
+		return 2;
+	}
 	rv = gateway_provider(e->gw, d, err, sizeof err);
 	json_decref(d);
 	return push_ok_or_err(L, rv, err);
@@ -1420,10 +1138,17 @@ l_price(lua_State *L)
 static int
 l_schema_check(lua_State *L)
 {
+	const char *where = luaL_checkstring(L, 2);
 	char err[512];
-	json_t *j = check_json(L, 1, "schema");
-	int rv = schema_check(j, luaL_checkstring(L, 2), err, sizeof err);
+	json_t *j = luajson_tree(L, 1, err, sizeof err);
+	int rv;
 
+	if (j == NULL) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: %s", where, err);
+		return 2;
+	}
+	rv = schema_check(j, where, err, sizeof err);
 	json_decref(j);
 	return push_ok_or_err(L, rv, err);
 }
@@ -1457,7 +1182,7 @@ l_json_decode(lua_State *L)
 		    je.column, je.text);
 		return 2;
 	}
-	push_json(L, j);
+	luajson_push(L, j);
 	json_decref(j);
 	return 1;
 }
@@ -1481,6 +1206,7 @@ static const luaL_Reg core_funcs[] = {
 	{ "runner_now", l_runner_now },
 	{ "runner_random", l_runner_random },
 	{ "json_encode", l_json_encode },
+	{ "json_check", l_json_check },
 	{ "json_copy", l_json_copy },
 	{ "array", l_array },
 	{ "script_dir", l_script_dir },
@@ -1567,6 +1293,34 @@ l_sandbox_index(lua_State *L)
 	return 0;
 }
 
+/*
+ * setmetatable() for workflows: as Lua's, without __gc.  Lua runs a
+ * finalizer with hooks off (during a collection, or when the state
+ * closes), so no time limit could stop one that loops.
+ */
+static int
+l_sandbox_setmetatable(lua_State *L)
+{
+	int t = lua_type(L, 2);
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2,
+	    "nil or table");
+	if (t == LUA_TTABLE) {
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
+			return luaL_error(L, "__gc metamethods are not "
+			    "available to workflow code (a finalizer runs "
+			    "where the time limit cannot stop it)");
+		lua_pop(L, 1);
+	}
+	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+		return luaL_error(L, "cannot change a protected metatable");
+	lua_settop(L, 2);
+	lua_setmetatable(L, 1);
+	return 1;
+}
+
 /* Give the table on top of the stack the guarding __index. */
 static void
 sandbox_guard(lua_State *L, int top)
@@ -1586,7 +1340,7 @@ push_sandbox(lua_State *L)
 {
 	static const char *const base[] = { "assert", "error", "ipairs", "next",
 	    "pairs", "pcall", "rawequal", "rawget", "rawlen", "rawset",
-	    "select", "setmetatable", "getmetatable", "tonumber", "tostring",
+	    "select", "getmetatable", "tonumber", "tostring",
 	    "type", "xpcall", "_VERSION", NULL };
 	static const char *const libs[] = { "string", "table", "utf8", NULL };
 	int i;
@@ -1630,6 +1384,8 @@ push_sandbox(lua_State *L)
 	lua_setfield(L, -2, "require");
 	lua_pushcfunction(L, l_sandbox_print);
 	lua_setfield(L, -2, "print");
+	lua_pushcfunction(L, l_sandbox_setmetatable);
+	lua_setfield(L, -2, "setmetatable");
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -2, "_G");
 	sandbox_guard(L, 1);
@@ -1677,6 +1433,12 @@ luaeng_new(size_t mem_limit)
 	e->L = L;
 	*(struct luaeng **)lua_getextraspace(L) = e;
 	luaL_openlibs(L);
+	/* The pattern functions and string.rep that can be stopped, for
+	   string.* and for methods on strings alike. */
+	lua_getglobal(L, "string");
+	luapat_register(L, -1);
+	lua_pop(L, 1);
+	luapat_poll = luaeng_poll;
 	/*
 	 * Incremental, a cycle when the heap reaches 4 times what the last
 	 * one left, at twice the default speed.  Generational mode did worse
@@ -1707,10 +1469,7 @@ luaeng_new(size_t mem_limit)
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
-	lua_newtable(L);
-	lua_pushstring(L, "array");
-	lua_setfield(L, -2, "__name");
-	lua_rawsetp(L, LUA_REGISTRYINDEX, &ARRAY_MT_KEY);
+	luajson_init(L);
 	luaL_newmetatable(L, STATE_MT);
 	lua_pushcfunction(L, l_state_gc);
 	lua_setfield(L, -2, "__gc");
@@ -1748,6 +1507,7 @@ luaeng_free(struct luaeng *e)
 		return;
 	e->coord = NULL;
 	lua_close(e->L);
+	luaeng_chain(e, 0);
 	pool_free_all(&e->pool);
 	free(e->jb.p);
 	for (i = 0; i < nitems(e->jbs); i++)
@@ -1846,9 +1606,11 @@ luaeng_load(struct luaeng *e, const char *path, char *err, size_t errlen)
 		e->chunk_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 		lua_sethook(L, luaeng_line_hook, LUA_MASKLINE, 0);
 	}
+	luaeng_chain(e, 1);
 	luaeng_watch(e, e->max_seconds);
 	rv = lua_pcall(L, 0, 1, 0);
 	luaeng_watch(e, 0);
+	luaeng_chain(e, 0);
 	if (e->trace_lines) {
 		lua_sethook(L, NULL, 0, 0);
 		luaL_unref(L, LUA_REGISTRYINDEX, e->chunk_ref);
@@ -1902,7 +1664,7 @@ luaeng_meta(struct luaeng *e, char *err, size_t errlen)
 
 	lua_rawgeti(L, LUA_REGISTRYINDEX, e->root_ref);
 	if (lua_getfield(L, -1, "workflow") == LUA_TTABLE)
-		j = to_json(L, -1, 0, err, errlen);
+		j = luajson_tree(L, -1, err, errlen);
 	else
 		j = json_object();
 	lua_pop(L, 2);
@@ -1942,11 +1704,11 @@ l_deliver_trampoline(lua_State *L)
 	lua_getfield(L, -1, "deliver");
 	lua_pushvalue(L, 1);
 	if (result != NULL)
-		push_json(L, result);
+		luajson_push(L, result);
 	else
 		lua_pushnil(L);
 	if (error != NULL)
-		push_json(L, error);
+		luajson_push(L, error);
 	else
 		lua_pushnil(L);
 	lua_call(L, 3, 0);
@@ -1957,7 +1719,7 @@ l_deliver_trampoline(lua_State *L)
 static int
 l_push_json_trampoline(lua_State *L)
 {
-	push_json(L, lua_touserdata(L, 1));
+	luajson_push(L, lua_touserdata(L, 1));
 	return 1;
 }
 
@@ -2002,16 +1764,19 @@ luaeng_pump_cb(void *arg)
 	lua_State *L = e->L;
 	int rc, rv;
 
+	if (e->cancel_raised)
+		return 0;
 	if (e->internal_error)
 		return 2;
 	luaeng_watch(e, e->max_seconds);
 	rv = runner_call(e, "pump", 0, 1);
 	luaeng_watch(e, 0);
+	/* Stopped by a cancel: wait for the coordinator to take it. */
 	if (rv != 0)
-		return 2;
+		return e->cancel_raised ? 0 : 2;
 	rc = (int)lua_tointeger(L, -1);
 	lua_pop(L, 1);
-	return rc;
+	return e->cancel_raised ? 0 : rc;
 }
 
 int
@@ -2021,6 +1786,7 @@ luaeng_start(struct luaeng *e, struct coord *c, json_t *input,
 	lua_State *L = e->L;
 
 	e->coord = c;
+	luaeng_chain(e, 1);
 	lua_pushcfunction(L, l_push_json_trampoline);
 	lua_pushlightuserdata(L, input);
 	if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -2081,7 +1847,7 @@ luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
 	    "budget_exceeded" : strcmp(status ? status : "", "paused") == 0 ?
 	    "paused" : "failed";
 	if (!lua_isnil(L, -3)) {
-		o->output = to_json(L, -3, 0, err, sizeof err);
+		o->output = luajson_tree(L, -3, err, sizeof err);
 		if (o->output == NULL)
 			o->output = json_string("(output is not JSON)");
 	}
@@ -2101,7 +1867,7 @@ luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
 	o->cost = lua_tonumber(L, -1);
 	lua_pop(L, 10);
 	if (runner_call(e, "final_state", 0, 1) == 0) {
-		o->state = to_json(L, -1, 0, err, sizeof err);
+		o->state = luajson_tree(L, -1, err, sizeof err);
 		lua_pop(L, 1);
 	}
 }

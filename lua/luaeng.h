@@ -6,8 +6,11 @@
  * Workflow code gets no os, io, debug, load, dofile, coroutine or C
  * modules: only `require "weft"`, the safe base functions, string, table,
  * utf8 and math without its random generator.  Chunks load in text mode
- * only.  Memory is capped by a counting allocator and a count hook stops
- * code that runs too long without waiting for the outside world.
+ * only.  Memory is capped by a counting allocator.  Code that runs too long
+ * without waiting for the outside world (WEFT_LUA_MAX_SECONDS, 10 by
+ * default), or while the run is cancelled (SIGINT, SIGTERM), is stopped by
+ * a hook that a signal arms, and inside the pattern functions and
+ * string.rep (lua/luapat.c) by their polls.
  */
 #ifndef WEFT_LUAENG_H
 #define WEFT_LUAENG_H
@@ -73,8 +76,5 @@ void luaeng_set_gateway(struct luaeng *, struct gateway *);
 
 void luaeng_outcome(struct luaeng *, struct luaeng_outcome *);
 void luaeng_outcome_clear(struct luaeng_outcome *);
-
-/* Lua <-> JSON, exposed for tests. */
-json_t *luaeng_to_json(void *L, int idx, char *err, size_t errlen);
 
 #endif

@@ -635,6 +635,10 @@ function w.tool(t)
   n.server = server_of(t.server, at, "tool '" .. (t.name or "?") .. "'")
   if type(t.tool) ~= "string" then fail(at, "tool node '%s' needs tool = \"tool name\"", t.name or "?") end
   if t.args ~= nil and type(t.args) ~= "table" then fail(at, "tool '%s': args must be a table", t.name or "?") end
+  if t.args ~= nil then
+    local ok, why = core.json_check(t.args)
+    if not ok then fail(at, "tool '%s': args: %s", t.name or "?", why) end
+  end
   n.name = t.name or t.tool
   n.args = t.args or {}
   return n

@@ -3,8 +3,9 @@
 -- Every node runs inside a coroutine.  A node that needs the outside world
 -- yields a request: {op="tasks"} (tool calls, run by workers; the
 -- coordinator delivers results with R.deliver), {op="model"} (a model
--- call), {op="join"} (parallel branches, each its own coroutine) or
--- {op="park"} (waiting for another coroutine's tool list).  The
+-- call), {op="join"} (parallel branches, each its own coroutine),
+-- {op="park"} (waiting for another coroutine's tool list) or
+-- {op="commit"} (go on in the next round, after a commit).  The
 -- coordinator calls R.pump() after it has committed the events that the
 -- graph is about to act on; pump resumes what is ready and returns 0 when
 -- everything waits, 1 when another round is ready, 2 when the run ended.
@@ -24,7 +25,7 @@ local R = {}
 local ready, nextwave = { n = 0 }, { n = 0 }
 local waiting = {}        -- ticket -> { group, index }
 local joins = {}          -- branch coroutine -> { join, index }
-local main, finished, outcome
+local main, finished, outcome, run_root
 local span_seq = 0
 local run_input
 local run_input_text
@@ -82,9 +83,12 @@ local function ev(kind, ctx, payload, tokens)
                     payload, tokens or 0, 0)
 end
 
+-- Write a state key; nil and why when the value cannot be JSON.
 local function write_state(ctx, key, value)
-  core.state_set(ctx.state, key, value)
+  local ok, err = core.state_set(ctx.state, key, value)
+  if not ok then return nil, err end
   ev("state.write", ctx, { key = key, value = value })
+  return true
 end
 
 -- A table that reads and writes the run state as a node sees it.
@@ -93,7 +97,8 @@ local function state_proxy(ctx)
     __index = function(_, k) return core.state_get(ctx.state, k) end,
     __newindex = function(_, k, v)
       if type(k) ~= "string" then error("state keys are strings", 2) end
-      write_state(ctx, k, v)
+      local ok, err = write_state(ctx, k, v)
+      if not ok then error(string.format("state key '%s': %s", k, err), 2) end
     end,
   })
 end
@@ -175,6 +180,8 @@ local function result_text(r)
   end
   return table.concat(parts, "\n")
 end
+
+local COMMIT = { op = "commit" }
 
 local function call_tasks(list)
   return coroutine.yield({ op = "tasks", list = list })
@@ -280,7 +287,10 @@ local function model_call(req)
   n.model_text = n.model_text or core.json_encode(n.model)
   local new = core.array({})
   for i = req.recorded + 1, #req.messages do new[#new + 1] = req.messages[i] end
-  local newtxt = core.json_encode(new)
+  local jok, newtxt = pcall(core.json_encode, new)
+  if not jok then
+    raise(ctx, "the conversation is not JSON: %s", select(2, core.json_check(new)))
+  end
   conv.bytes = conv.bytes + #newtxt
   local turn, pos = scripted_call(req)
   local calls
@@ -294,7 +304,10 @@ local function model_call(req)
   end
   local resp = { text = turn.text, tool_calls = calls,
                  stop_reason = calls and "tool_use" or "final" }
-  local resptxt = core.json_encode(resp)
+  local rok, resptxt = pcall(core.json_encode, resp)
+  if not rok then
+    raise(ctx, "scripted turn %d is not JSON: %s", pos, select(2, core.json_check(resp)))
+  end
   -- Usage as if tokens were counted: bytes / 4, so budgets work offline.
   local input_tokens = (conv.bytes + 3) // 4
   local output_tokens = (#resptxt + 3) // 4
@@ -510,6 +523,8 @@ local function normalize_turn(ctx, what, t, turn)
           (c.args ~= nil and type(c.args) ~= "table") then
         raise(ctx, "%s: tool call %d needs name = \"...\" and args = { ... }", what, i)
       end
+      local aok, why = core.json_check(c.args or {})
+      if not aok then raise(ctx, "%s: tool call %d: args: %s", what, i, why) end
       calls[i] = { id = type(c.id) == "string" and c.id ~= "" and c.id or
                         string.format("call_h%d_%d", turn, i),
                    name = c.name, args = c.args or {} }
@@ -763,6 +778,8 @@ function exec.agent(n, ctx)
           ev("hook", ctx, { hook = "before_model", action = "answer" })
           resp = normalize_turn(ctx, "before_model answer", r.answer, turn)
         elseif r.messages then
+          local mok, why = core.json_check(r.messages)
+          if not mok then raise(ctx, "before_model hook: messages: %s", why) end
           ev("hook", ctx, { hook = "before_model", action = "rewrite" })
           messages = r.messages
           req.messages = messages
@@ -845,6 +862,10 @@ function exec.agent(n, ctx)
               ev("hook", ctx, { hook = "before_tool", action = "answer", tool = tc.name })
               results[i] = tostring(r.result)
             elseif r.args then
+              local aok, why = core.json_check(r.args)
+              if not aok then
+                raise(ctx, "before_tool hook: args of tool '%s': %s", tc.name, why)
+              end
               ev("hook", ctx, { hook = "before_tool", action = "rewrite", tool = tc.name })
               args = r.args
             end
@@ -1026,6 +1047,12 @@ function exec.parallel(n, ctx)
 end
 
 function exec.fn(n, ctx)
+  -- A round ends before workflow code computes, so what the run did so
+  -- far (this node's start) is committed: the store's write lock is free
+  -- while the function runs (weft cancel, show and runs open the store),
+  -- and the coordinator serves signals first.  Branches of a parallel
+  -- yield together: one round per wave.
+  coroutine.yield(COMMIT)
   local api = { state = state_proxy(ctx), path = ctx.path, input = core.json_copy(run_input) }
   local r = n.run(api)
   if r == I.EXIT then return nil, { exit_loop = true, by = ctx.path } end
@@ -1065,10 +1092,10 @@ end
 local function run_body(n, ctx)
   local o, sig = exec[n.kind](n, ctx)
   if n.output_key and o ~= nil then
-    local wok, werr = pcall(write_state, ctx, n.output_key, o)
+    local wok, werr = write_state(ctx, n.output_key, o)
     if not wok then
       raise(ctx, "%s: output for output_key '%s' is not JSON: %s", n.where,
-            n.output_key, (tostring(werr):gsub("^.-: ", "")))
+            n.output_key, werr)
     end
   end
   return o, sig
@@ -1205,10 +1232,17 @@ local function handle_yield(co, req)
   if req.op == "tasks" then
     local group = { co = co, n = #req.list, results = {} }
     for i, t in ipairs(req.list) do
-      local ticket = core.submit(t.kind, t.path, t.span, t.params, t.grant)
-      waiting[ticket] = { group = group, i = i }
+      -- A task that cannot be sent (its arguments are not JSON) ends
+      -- at once with that error, for its node to raise.
+      local ok, ticket = pcall(core.submit, t.kind, t.path, t.span, t.params, t.grant)
+      if ok then
+        waiting[ticket] = { group = group, i = i }
+      else
+        group.results[i] = { err = { kind = "invalid", message = tostring(ticket) } }
+        group.n = group.n - 1
+      end
     end
-    if #req.list == 0 then push(ready, co, {}) end
+    if group.n == 0 then push(ready, co, group.results) end
   elseif req.op == "model" then
     if req.node.chain then
       local ctx = req.ctx
@@ -1232,6 +1266,8 @@ local function handle_yield(co, req)
     end
     for i = 1, start do start_branch(j, i) end
     j.next = start + 1
+  elseif req.op == "commit" then
+    push(nextwave, co, nil)
   elseif req.op ~= "park" then
     error("unknown runner request " .. tostring(req.op), 0)
   end
@@ -1334,6 +1370,7 @@ function R.start(root, input, budget)
     if grant then grant_node[grant] = root.name end
     if not grant then error("run grant refused: " .. err, 0) end
   end
+  run_root = root
   main = coroutine.create(function()
     local top = { state = st, path = "", depth = 0 }
     if budget then top.env = budget_open(top, budget, nil) end
@@ -1346,7 +1383,12 @@ end
 -- status, output, error message, stats
 function R.result()
   if not finished then return "running", nil, nil, stats end
-  if outcome.ok then return "succeeded", outcome.val, nil, stats end
+  if outcome.ok then
+    local ok, why = core.json_check(outcome.val)
+    if ok then return "succeeded", outcome.val, nil, stats end
+    return "failed", nil, string.format("%s '%s': the run's output is not JSON: %s",
+                                        run_root.kind, run_root.name, why), stats
+  end
   local e = as_err(outcome.val)
   local msg = e.path ~= "" and string.format("%s '%s': %s", e.kind or "node", e.path, e.msg)
               or e.msg
