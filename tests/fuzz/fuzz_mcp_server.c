@@ -1,6 +1,6 @@
 /*
  * fuzz_mcp_server.c: fuzz the MCP server's message handling
- * (engine/mcp_server.c) with the workflows of examples/conformance.
+ * (engine/mcp_server.c) with the workflows of tests/interop/workflows.
  *
  * The first byte of an input says whether the session is initialized
  * first (odd) or not (even); the rest is one client message.  Invariants:
@@ -97,7 +97,7 @@ fz_init(void)
 	o.exe = "/nonexistent";
 	o.run_workers = 1;
 	o.max_runs = 0;
-	dir = xasprintf("%s/examples/conformance", src);
+	dir = xasprintf("%s/tests/interop/workflows", src);
 	paths[0] = dir;
 	fz_base = event_base_new();
 	if (mcps_new(fz_base, &o, paths, 1, &fz_srv, err, sizeof err) != 0) {

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The sandbox of MCP servers: a hostile server (tests/hostile_server.c)
+# The sandbox of MCP servers: a hostile server (tests/helpers/hostile_server.c)
 # tries to read and write outside its dirs, reach the network and unix
 # sockets, ptrace and signal the worker, make privileged calls, exhaust
 # memory, CPU and processes.  Every attempt must fail, and the same

@@ -8,7 +8,7 @@ if ! command -v node >/dev/null 2>&1 ||
 	exit 77
 fi
 INTEROP="$WEFT_SRCDIR/tests/interop"
-CONF="$WEFT_SRCDIR/examples/conformance"
+CONF="$WEFT_SRCDIR/tests/interop/workflows"
 
 # A workflow that sleeps 30 s on the in-tree test server (to cancel).
 mkdir -p "$T/wf"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The official MCP conformance suite (@modelcontextprotocol/conformance,
-# server mode over HTTP) against `weft serve examples/conformance`: every
+# server mode over HTTP) against `weft serve tests/interop/workflows`: every
 # scenario of the "all" suite runs; known failures, with their reasons,
 # would be listed in conformance-baseline.yml (none today), and the suite
 # fails on any other failure and on a listed one that starts passing.

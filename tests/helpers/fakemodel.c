@@ -7,7 +7,7 @@
  * keyed by model name.  A turn can also fail the way the real services
  * fail: an error status with its error body, a stall, a stream cut short,
  * broken JSON, an error event in the middle of a stream.  The script
- * format is in tests/fakemodel.md.
+ * format is in tests/helpers/fakemodel.md.
  *
  * One thread around a libevent loop.  A request becomes an exchange whose
  * delayed parts (a stall, the spacing of stream events, the close of a
@@ -1773,7 +1773,7 @@ fm_usage(int code)
 	    " [--closes FILE]\n"
 	    "A fake OpenAI (POST /v1/chat/completions) and Anthropic "
 	    "(POST /v1/messages)\nserver on 127.0.0.1 answering from a "
-	    "script; see tests/fakemodel.md.\n");
+	    "script; see tests/helpers/fakemodel.md.\n");
 	exit(code);
 }
 
