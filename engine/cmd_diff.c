@@ -14,6 +14,7 @@
 
 #include "engine/cmd.h"
 #include "engine/eval.h"
+#include "engine/schema.h"
 #include "engine/store.h"
 #include "runtime/util.h"
 
@@ -58,7 +59,7 @@ static int
 diff_changed(const struct eval_step *a, const struct eval_step *b)
 {
 	return !diff_str_eq(a->detail, b->detail) ||
-	    !eval_json_equal(a->args, b->args);
+	    !schema_equal(a->args, b->args);
 }
 
 /* Append a row and count it. */

@@ -186,7 +186,7 @@ row_check(const struct golden *g, const struct eval_run *r)
 	if (g->has_success && ok != g->success)
 		return g->success ? "run did not succeed" :
 		    "run succeeded, golden expects failure";
-	if (g->output != NULL && !eval_json_equal(g->output, r->output))
+	if (g->output != NULL && !schema_equal(g->output, r->output))
 		return "output differs";
 	if (g->contains != NULL && !output_contains(r->output, g->contains))
 		return "output lacks output_contains";

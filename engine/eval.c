@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "engine/eval.h"
+#include "engine/schema.h"
 #include "engine/store.h"
 #include "runtime/util.h"
 
@@ -352,39 +353,6 @@ eval_run_free(struct eval_run *r)
 	memset(r, 0, sizeof *r);
 }
 
-int
-eval_json_equal(const json_t *a, const json_t *b)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-
-	if (a == NULL || b == NULL)
-		return a == b;
-	if (json_is_number(a) && json_is_number(b))
-		return json_number_value(a) == json_number_value(b);
-	if (json_typeof(a) != json_typeof(b))
-		return 0;
-	if (json_is_array(a)) {
-		if (json_array_size(a) != json_array_size(b))
-			return 0;
-		for (i = 0; i < json_array_size(a); i++)
-			if (!eval_json_equal(json_array_get(a, i),
-			    json_array_get(b, i)))
-				return 0;
-		return 1;
-	}
-	if (json_is_object(a)) {
-		if (json_object_size(a) != json_object_size(b))
-			return 0;
-		json_object_foreach((json_t *)a, k, v)
-			if (!eval_json_equal(v, json_object_get(b, k)))
-				return 0;
-		return 1;
-	}
-	return json_equal((json_t *)a, (json_t *)b);
-}
-
 /* Golden arguments against actual ones (NULL actual counts as {}). */
 static int
 eval_args_match(const json_t *want, const json_t *got, enum eval_args mode)
@@ -399,10 +367,10 @@ eval_args_match(const json_t *want, const json_t *got, enum eval_args mode)
 		got = empty = json_object();
 	if (mode == EVAL_ARGS_COMPARE || !json_is_object(want) ||
 	    !json_is_object(got))
-		ok = eval_json_equal(want, got);
+		ok = schema_equal(want, got);
 	else
 		json_object_foreach((json_t *)want, k, v)
-			if (!eval_json_equal(v, json_object_get(got, k))) {
+			if (!schema_equal(v, json_object_get(got, k))) {
 				ok = 0;
 				break;
 			}

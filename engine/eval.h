@@ -76,8 +76,6 @@ int eval_run_load(struct store *, const char *run, struct eval_run *r,
 /* Free what eval_run_load filled in (not r itself). */
 void eval_run_free(struct eval_run *r);
 
-/* JSON equality with numbers compared by value (1 equals 1.0). */
-int eval_json_equal(const json_t *a, const json_t *b);
 /* Whether an actual call matches a golden one under the arguments mode. */
 int eval_call_matches(const struct eval_call *golden,
     const struct eval_call *actual, enum eval_args mode);

@@ -403,17 +403,19 @@ num_is_integer(const json_t *v)
 }
 
 /*
- * Whether a and b are the same JSON value, numbers compared by value.
- * depth bounds the recursion when the schema was not checked.
+ * Whether a and b are the same JSON value, numbers compared by value
+ * (exactly: an integer beyond 2^53 is not equal to the nearest real).
+ * Deeper than max levels counts as different (a bound on the recursion
+ * for values no schema or parser has bounded).
  */
 static int
-value_equal(const json_t *a, const json_t *b, int depth)
+value_equal_max(const json_t *a, const json_t *b, int depth, int max)
 {
 	const char *key;
 	size_t klen, i;
 	json_t *va;
 
-	if (depth > SCHEMA_MAX_DEPTH + 1)
+	if (depth > max)
 		return 0;
 	if (json_is_number(a) && json_is_number(b))
 		return num_cmp(a, b) == 0;
@@ -428,8 +430,8 @@ value_equal(const json_t *a, const json_t *b, int depth)
 		if (json_array_size(a) != json_array_size(b))
 			return 0;
 		for (i = 0; i < json_array_size(a); i++)
-			if (!value_equal(json_array_get(a, i),
-			    json_array_get(b, i), depth + 1))
+			if (!value_equal_max(json_array_get(a, i),
+			    json_array_get(b, i), depth + 1, max))
 				return 0;
 		return 1;
 	case JSON_OBJECT:
@@ -438,13 +440,29 @@ value_equal(const json_t *a, const json_t *b, int depth)
 		json_object_keylen_foreach((json_t *)a, key, klen, va) {
 			json_t *vb = json_object_getn(b, key, klen);
 
-			if (vb == NULL || !value_equal(va, vb, depth + 1))
+			if (vb == NULL ||
+			    !value_equal_max(va, vb, depth + 1, max))
 				return 0;
 		}
 		return 1;
 	default:
 		return 1;	/* true, false, null */
 	}
+}
+
+/* value_equal_max within the depth a checked schema allows. */
+static int
+value_equal(const json_t *a, const json_t *b, int depth)
+{
+	return value_equal_max(a, b, depth, SCHEMA_MAX_DEPTH + 1);
+}
+
+int
+schema_equal(const json_t *a, const json_t *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return value_equal_max(a, b, 0, SCHEMA_EQUAL_MAX_DEPTH);
 }
 
 /* Whether v nests no more than left levels of arrays and objects. */

@@ -36,6 +36,8 @@
  * a hostile schema nor a hostile answer can exhaust the stack.
  */
 #define SCHEMA_MAX_DEPTH 64
+/* Deepest values schema_equal compares (jansson parses at most 2048). */
+#define SCHEMA_EQUAL_MAX_DEPTH 2048
 
 /*
  * Check that schema uses only the supported subset and is well formed.
@@ -63,5 +65,13 @@ int schema_check(const json_t *schema, const char *where, char *err,
  */
 int schema_validate(const json_t *schema, const json_t *value, char *err,
     size_t errlen);
+
+/*
+ * The one JSON equality of weft (eval, diff, enum and const checks):
+ * numbers by value, exactly (1 equals 1.0; 2^53 + 1 does not equal the
+ * real 2^53), strings byte by byte, objects whatever their key order.  NULL
+ * equals only NULL.
+ */
+int schema_equal(const json_t *a, const json_t *b);
 
 #endif

@@ -160,6 +160,10 @@ test_eval_args_modes(void **state)
 	/* compare: whole arguments, numbers by value. */
 	assert_score(L("t.a{\"n\":1}"), L("t.a{\"n\":1.0}"), EVAL_EXACT,
 	    EVAL_ARGS_COMPARE, 1, 1, 1, 1);
+	/* Exactly: 2^53 + 1 is not the real 2^53 (as in output_schema). */
+	assert_score(L("t.a{\"n\":9007199254740993}"),
+	    L("t.a{\"n\":9007199254740992.0}"), EVAL_EXACT,
+	    EVAL_ARGS_COMPARE, 0, 0, 0, 0);
 	assert_score(L("t.a{\"n\":1}"), L("t.a{\"n\":1,\"x\":2}"), EVAL_EXACT,
 	    EVAL_ARGS_COMPARE, 0, 0, 0, 0);
 	/* subset: the golden keys only. */
