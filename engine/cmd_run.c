@@ -1,22 +1,17 @@
-/* cmd_run.c: `weft run WORKFLOW.lua`: run a workflow, record, summarise. */
+/*
+ * cmd_run.c: `weft run WORKFLOW.lua`: run a workflow, record, summarise
+ * (the run itself: engine/exec.c).
+ */
 #include "config.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "engine/cmd.h"
-#include "engine/coord.h"
-#include "engine/gateway.h"
-#include "engine/store.h"
+#include "engine/exec.h"
 #include "runtime/util.h"
-#include "lua/luaeng.h"
-
-#define RUN_LUA_MEM	(512u * 1024 * 1024)
-#define RUN_EXIT_STORE	4	/* the store refused a write */
 
 static void
 run_usage(FILE *f)
@@ -62,81 +57,6 @@ run_usage(FILE *f)
 "resume RUN` once the disk is fixed; see docs/durability.md), 5 paused at a\n"
 "budget limit (on_exceed=pause; continue with weft resume RUN --budget ...),\n"
 "130 cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
-}
-
-/*
- * The store refused a write (store_broken): nothing more can be recorded,
- * so the run row is left as it is, as after a crash, and resumable.
- */
-static int
-run_store_failed(struct coord *c)
-{
-	char msg[1536];
-
-	coord_store_message(c, msg, sizeof msg);
-	fprintf(stderr, "weft: %s\n", msg);
-	return RUN_EXIT_STORE;
-}
-
-int
-cmd_start_input(json_t *payload, json_t *input, const char *text)
-{
-	char hash[65];
-	size_t n = strlen(text);
-
-	if (n <= STORE_INPUT_INLINE_MAX) {
-		json_object_set(payload, "input", input);
-		return 0;
-	}
-	sha256_hex(text, n, hash);
-	json_object_set_new(payload, "input_blob", json_string(hash));
-	return 1;
-}
-
-void
-cmd_end_state(json_t *payload, json_t *state, json_t *input, int big_input)
-{
-	json_t *slim, *from, *v;
-	const char *k;
-
-	if (state == NULL)
-		return;
-	if (!big_input || !json_is_object(state) || !json_is_object(input)) {
-		json_object_set(payload, "state", state);
-		return;
-	}
-	slim = json_object();
-	from = json_array();
-	json_object_foreach(state, k, v) {
-		if (json_equal(v, json_object_get(input, k)))
-			json_array_append_new(from, json_string(k));
-		else
-			json_object_set(slim, k, v);
-	}
-	json_object_set_new(payload, "state", slim);
-	json_object_set_new(payload, "state_from_input", from);
-}
-
-/* Parse --input text; errors name the position. */
-static json_t *
-run_parse_input(const char *text, const char *what)
-{
-	json_error_t je;
-	json_t *j;
-
-	j = json_loads(text, JSON_DECODE_ANY, &je);
-	if (j == NULL) {
-		fprintf(stderr, "weft: %s is not valid JSON: %s (line %d, "
-		    "column %d)\n", what, je.text, je.line, je.column);
-		return NULL;
-	}
-	if (!json_is_object(j)) {
-		fprintf(stderr, "weft: %s must be a JSON object, like "
-		    "'{\"topic\":\"tides\"}'\n", what);
-		json_decref(j);
-		return NULL;
-	}
-	return j;
 }
 
 /*
@@ -202,49 +122,6 @@ fail:
 }
 
 int
-cmd_exit_status(const char *status)
-{
-	if (strcmp(status, "succeeded") == 0)
-		return 0;
-	if (strcmp(status, "budget_exceeded") == 0)
-		return 3;
-	if (strcmp(status, "paused") == 0)
-		return 5;
-	if (strcmp(status, "cancelled") == 0)
-		return 130;
-	return 1;
-}
-
-void
-cmd_paused_hint(const char *id, const char *why)
-{
-	fprintf(stderr, "weft: run %s paused: %s\n"
-	    "weft: nothing is lost; continue it with a larger envelope: "
-	    "weft resume %s --budget DIM=LIMIT,...\n", id,
-	    why ? why : "a budget limit was reached", id);
-}
-
-/* Print an output value: strings raw, the rest as JSON. */
-static void
-run_print_output(json_t *out)
-{
-	char *s;
-
-	if (out == NULL)
-		return;
-	if (json_is_string(out)) {
-		fputs(json_string_value(out), stdout);
-		if (json_string_length(out) == 0 ||
-		    json_string_value(out)[json_string_length(out) - 1] != '\n')
-			fputc('\n', stdout);
-		return;
-	}
-	s = json_dumps(out, JSON_INDENT(2) | JSON_ENCODE_ANY);
-	printf("%s\n", s);
-	free(s);
-}
-
-int
 cmd_run(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -264,78 +141,61 @@ cmd_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct coord_opts co;
-	struct coord_sink sink;
-	struct luaeng_outcome oc;
-	struct store_run run;
-	struct store *st = NULL;
-	struct coord *c = NULL;
-	struct gateway *gw = NULL;
-	struct luaeng *le = NULL;
-	const char *input_text = NULL, *input_file = NULL, *db = NULL, *path;
-	const char *run_id = NULL;
-	json_t *input = NULL, *budget = NULL, *p;
-	char err[1024], hash[65], id[17], *script = NULL, *text;
-	char *spend = NULL, *outtext = NULL, *btext = NULL;
-	size_t slen;
-	double t0, elapsed;
-	int ch, json_out = 0, quiet = 0, rc = 2, loopfail = 0, big_input;
-	long nproc;
+	struct exec_spec spec;
+	struct exec_result res;
+	json_t *budget = NULL;
+	char *cause = NULL;
+	int ch, rc;
 
-	memset(&co, 0, sizeof co);
-	memset(&oc, 0, sizeof oc);
-	nproc = sysconf(_SC_NPROCESSORS_ONLN);
-	co.workers = nproc > 0 ? (int)nproc : 2;
-	co.slots = 256;
-	co.lease_s = 30;
-	co.heartbeat_s = 1;
-	co.max_attempts = 3;
+	exec_spec_init(&spec, EXEC_RUN);
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "qvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'i':
-			input_text = optarg;
+			spec.input_text = optarg;
 			break;
 		case 'I':
-			input_file = optarg;
+			spec.input_file = optarg;
 			break;
 		case 'd':
-			db = optarg;
+			spec.db = optarg;
 			break;
 		case 'w':
-			co.workers = atoi(optarg);
-			if (co.workers < 1 || co.workers > 256) {
-				fprintf(stderr, "weft: --workers must be 1..256\n");
+			spec.co.workers = atoi(optarg);
+			if (spec.co.workers < 1 || spec.co.workers > 256) {
+				fprintf(stderr, "weft: --workers must be "
+				    "1..256\n");
 				return 2;
 			}
 			break;
 		case 's':
-			co.slots = atoi(optarg);
-			if (co.slots < 1 || co.slots > 4096) {
-				fprintf(stderr, "weft: --slots must be 1..4096\n");
+			spec.co.slots = atoi(optarg);
+			if (spec.co.slots < 1 || spec.co.slots > 4096) {
+				fprintf(stderr, "weft: --slots must be "
+				    "1..4096\n");
 				return 2;
 			}
 			break;
 		case 'l':
-			co.lease_s = atof(optarg);
-			if (co.lease_s < 0.1) {
-				fprintf(stderr, "weft: --lease must be at least "
-				    "0.1 seconds\n");
+			spec.co.lease_s = atof(optarg);
+			if (spec.co.lease_s < 0.1) {
+				fprintf(stderr, "weft: --lease must be at "
+				    "least 0.1 seconds\n");
 				return 2;
 			}
-			if (co.heartbeat_s > co.lease_s / 3)
-				co.heartbeat_s = co.lease_s / 3;
+			if (spec.co.heartbeat_s > spec.co.lease_s / 3)
+				spec.co.heartbeat_s = spec.co.lease_s / 3;
 			break;
 		case 'm':
-			co.max_attempts = atoi(optarg);
-			if (co.max_attempts < 1) {
+			spec.co.max_attempts = atoi(optarg);
+			if (spec.co.max_attempts < 1) {
 				fprintf(stderr, "weft: --max-attempts must be "
 				    "at least 1\n");
 				return 2;
 			}
 			break;
 		case 'j':
-			json_out = 1;
+			spec.json = 1;
 			break;
 		case 'R':
 			if (strlen(optarg) != 16 ||
@@ -344,7 +204,7 @@ cmd_run(int argc, char **argv)
 				    "lowercase hex digits\n");
 				return 2;
 			}
-			run_id = optarg;
+			spec.run_id = optarg;
 			break;
 		case 'b':
 			json_decref(budget);
@@ -352,13 +212,13 @@ cmd_run(int argc, char **argv)
 				return 2;
 			break;
 		case 'S':
-			co.state_dir = optarg;
+			spec.co.state_dir = optarg;
 			break;
 		case 'q':
-			quiet = 1;
+			spec.quiet = 1;
 			break;
 		case 'v':
-			co.verbose = 1;
+			spec.co.verbose = 1;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -377,206 +237,16 @@ cmd_run(int argc, char **argv)
 			    argv[optind + 1]);
 		return 2;
 	}
-	path = argv[optind];
-	if (input_text != NULL && input_file != NULL) {
-		fprintf(stderr, "weft: give --input or --input-file, not both\n");
-		return 2;
-	}
-	if (input_file != NULL) {
-		if ((text = read_file(input_file, NULL)) == NULL) {
-			fprintf(stderr, "weft: cannot read --input-file '%s': "
-			    "%s\n", input_file, strerror(errno));
-			return 2;
-		}
-		input = run_parse_input(text, input_file);
-		free(text);
+	spec.workflow = argv[optind];
+	spec.budget = budget;
+	if ((rc = exec_run(&spec, &res, &cause)) != 0) {
+		if (cause != NULL)
+			fprintf(stderr, "weft: %s\n", cause);
 	} else
-		input = run_parse_input(input_text ? input_text : "{}",
-		    "--input");
-	if (input == NULL)
-		return 2;
-	if ((script = read_file(path, &slen)) == NULL) {
-		fprintf(stderr, "weft: cannot read workflow '%s': %s\n", path,
-		    strerror(errno));
-		goto out;
-	}
-	sha256_hex(script, slen, hash);
-	le = luaeng_new(RUN_LUA_MEM);
-	if (luaeng_load(le, path, err, sizeof err) != 0) {
-		fprintf(stderr, "weft: %s\n", err);
-		goto out;
-	}
-	if ((rc = store_open(cmd_db_path(db), &st, err, sizeof err)) != 0) {
-		fprintf(stderr, "weft: %s\n", err);
-		/* The storage failed (full, I/O): as during a run. */
-		rc = rc == STORE_OPEN_STORAGE ? RUN_EXIT_STORE : 1;
-		goto out;
-	}
-	rc = 1;
-	co.worker_no_seccomp = luaeng_servers_unconfined(le);
-	if ((c = coord_new(&co, st, err, sizeof err)) == NULL) {
-		fprintf(stderr, "weft: cannot start the coordinator: %s\n", err);
-		goto out;
-	}
-	if ((gw = gateway_new(c, st, err, sizeof err)) == NULL) {
-		fprintf(stderr, "weft: %s\n", err);
-		goto out;
-	}
-	luaeng_set_gateway(le, gw);
-	if (run_id != NULL)
-		memcpy(id, run_id, sizeof id);
-	else
-		random_hex(id, 8);
-	memset(&run, 0, sizeof run);
-	run.id = id;
-	run.workflow = path;
-	run.workflow_hash = hash;
-	run.input = text = json_dumps(input, JSON_COMPACT);
-	run.budget = btext = budget ? json_dumps(budget, JSON_COMPACT) : NULL;
-	run.status = "running";
-	run.started = now_wall();
-	if (store_run_create(st, &run) != 0 || store_commit(st) != 0) {
-		free(text);
-		if (store_broken(st, err, sizeof err) != 0) {
-			fprintf(stderr, "weft: %s: run %s was not started\n",
-			    err, id);
-			rc = RUN_EXIT_STORE;
-		} else
-			fprintf(stderr, "weft: %s\n", store_error(st));
-		goto out;
-	}
-	t0 = now_mono();
-	/* From here on the run is in the store: every way out records how
-	   it ended. */
-	memset(&sink, 0, sizeof sink);
-	if (luaeng_start(le, c, input, budget, &sink, err, sizeof err) != 0)
-		loopfail = 1;
-	coord_begin_run(c, id, &sink);
-	p = json_pack("{s:s, s:s}", "workflow", path, "hash", hash);
-	big_input = cmd_start_input(p, input, text);
-	free(text);
-	run.input = NULL;
-	cmd_run_owner(p);
-	coord_event(c, "run.start", 0, 0, "", 0, p, 0, 0);
-	json_decref(p);
-	if (!loopfail && coord_loop(c, err, sizeof err) != 0)
-		loopfail = 1;
-	elapsed = now_mono() - t0;
-	if (store_broken(st, NULL, 0) != 0) {
-		rc = run_store_failed(c);
-		goto out;
-	}
-	if (loopfail) {
-		oc.status = "failed";
-		oc.error = xstrdup(err);
-	} else
-		luaeng_outcome(le, &oc);
-	if (coord_cancelled(c))
-		gateway_cancel(gw, "the run was cancelled");
-	if (coord_cancelled(c))
-		oc.status = "cancelled";
-	if (strcmp(oc.status, "cancelled") == 0 && oc.error == NULL)
-		oc.error = xstrdup("cancelled by signal");
-	p = json_pack("{s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, s:f}",
-	    "status", oc.status, "output", oc.output, "error", oc.error,
-	    "steps", (json_int_t)oc.steps, "tokens", (json_int_t)oc.tokens,
-	    "model_calls", (json_int_t)oc.model_calls,
-	    "tool_calls", (json_int_t)oc.tool_calls, "duration", elapsed);
-	cmd_end_state(p, oc.state, input, big_input);
-	coord_event(c, "run.end", 0, 0, "", 0, p, oc.tokens, oc.cost);
-	json_decref(p);
-	outtext = oc.output ? json_dumps(oc.output, JSON_COMPACT |
-	    JSON_ENCODE_ANY) : NULL;
-	spend = xasprintf("{\"tokens\":%lld,\"usd\":%.6f,\"model_calls\":%lld,"
-	    "\"tool_calls\":%lld}", (long long)oc.tokens, oc.cost,
-	    (long long)oc.model_calls, (long long)oc.tool_calls);
-	run.status = oc.status;
-	run.output = outtext;
-	run.error = oc.error;
-	run.ended = now_wall();
-	run.steps = oc.steps;
-	run.tokens = oc.tokens;
-	run.cost = oc.cost;
-	run.spend = spend;
-	if (store_run_finish(st, &run) != 0 || store_commit(st) != 0) {
-		if (store_broken(st, NULL, 0) != 0)
-			rc = run_store_failed(c);
-		else
-			fprintf(stderr, "weft: %s\n", store_error(st));
-		goto out;
-	}
-	if (json_out) {
-		struct rusage ru;
-
-		getrusage(RUSAGE_SELF, &ru);
-		p = json_pack("{s:s, s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, "
-		    "s:f, s:f, s:b, s:{s:f, s:f}}", "run", id, "status", oc.status,
-		    "output", oc.output, "error", oc.error,
-		    "steps", (json_int_t)oc.steps,
-		    "model_calls", (json_int_t)oc.model_calls,
-		    "tool_calls", (json_int_t)oc.tool_calls,
-		    "tokens", (json_int_t)oc.tokens, "cost_usd", oc.cost,
-		    "duration", elapsed, "scripted", oc.scripted,
-		    "coordinator_cpu", "user", ru.ru_utime.tv_sec +
-		    ru.ru_utime.tv_usec / 1e6, "system", ru.ru_stime.tv_sec +
-		    ru.ru_stime.tv_usec / 1e6);
-		text = json_dumps(p, JSON_INDENT(2));
-		printf("%s\n", text);
-		free(text);
-		json_decref(p);
-	} else {
-		if (strcmp(oc.status, "succeeded") == 0)
-			run_print_output(oc.output);
-		if (!quiet) {
-			printf("\nrun      %s  %s\n", id, oc.status);
-			printf("steps    %lld (%lld model turns, %lld tool "
-			    "calls)\n", (long long)oc.steps,
-			    (long long)oc.model_calls,
-			    (long long)oc.tool_calls);
-			printf("tokens   %lld\n", (long long)oc.tokens);
-			printf("cost     $%.4f\n", oc.cost);
-			printf("time     %.3fs\n", elapsed);
-			if (oc.scripted)
-				printf("model    scripted: offline, answers "
-				    "come from the workflow's script, not a "
-				    "real LLM\n");
-			printf("inspect  weft show %s\n", id);
-		}
-	}
-	fflush(stdout);
-	if (strcmp(oc.status, "succeeded") == 0)
-		rc = 0;
-	else if (strcmp(oc.status, "budget_exceeded") == 0) {
-		fprintf(stderr, "weft: run %s stopped: %s\n", id,
-		    oc.error ? oc.error : "budget exceeded");
-		rc = 3;
-	} else if (strcmp(oc.status, "paused") == 0) {
-		cmd_paused_hint(id, oc.error);
-		rc = cmd_exit_status(oc.status);
-	}
-	else if (strcmp(oc.status, "cancelled") == 0) {
-		fprintf(stderr, "weft: run %s cancelled; everything so far is "
-		    "recorded (weft show %s)\n", id, id);
-		rc = 130;
-	} else {
-		fprintf(stderr, "weft: run %s %s: %s\n", id, oc.status,
-		    oc.error ? oc.error : "unknown error");
-		rc = 1;
-	}
-out:
-	/* Lua first: finalizers of the workflow must not reach a freed
-	   coordinator. */
-	luaeng_outcome_clear(&oc);
-	luaeng_free(le);
-	gateway_free(gw);
-	coord_free(c);
-	store_close(st);
-	json_decref(input);
+		rc = exec_report(&spec, &res);
+	free(cause);
+	exec_result_clear(&res);
 	json_decref(budget);
-	free(btext);
-	free(script);
-	free(spend);
-	free(outtext);
 	return rc;
 }
 

@@ -2,8 +2,9 @@
 # The layering rule (DESIGN.md section 12, docs/architecture.md): layers
 # point down only.  runtime/ and protocols/ include nothing from engine/,
 # lua/ or workers/; workers/ includes from engine/ only token verification
-# (captoken.h); only the CLI commands (engine/cmd_*.c) and main.c include
-# lua/.  Fails naming each include that points up.
+# (captoken.h); only the CLI commands (engine/cmd_*.c, and engine/exec.[ch],
+# the run lifecycle they share) and main.c include lua/.  Fails naming each
+# include that points up.
 : "${WEFT_SRCDIR:?run through make check}"
 cd "$WEFT_SRCDIR" || exit 1
 up() {	# up FILE LINE: report one upward include
@@ -19,7 +20,7 @@ for f in workers/*.[ch]; do
 		up "$f" "$l"; done
 done | tee -a "${TMPDIR:-/tmp}/weft-layers.$$"
 for f in engine/*.[ch]; do
-	case "$f" in engine/cmd_*.c|engine/main.c) continue ;; esac
+	case "$f" in engine/cmd_*.c|engine/exec.[ch]|engine/main.c) continue ;; esac
 	grep -n '^#include "lua/' "$f" | while IFS= read -r l; do
 		up "$f" "$l"; done
 done | tee -a "${TMPDIR:-/tmp}/weft-layers.$$"

@@ -3,9 +3,10 @@
 # at every pass of every crash point, then `weft resume`), kill -9 from
 # outside, resume refusals, resume twice, offline replay (identical,
 # divergence, edited script, a parallel wider than the 64 branches an
-# offline replay runs at a time) and fork.  Agents run on the fake model
-# server, tools on the in-tree MCP test server; both log every request, so
-# the test checks that no completed call was ever made twice.
+# offline replay runs at a time) and fork; resume and fork report, stop and
+# fail as weft run does (one lifecycle, engine/exec.c).  Agents run on the
+# fake model server, tools on the in-tree MCP test server; both log every
+# request, so the test checks that no completed call was ever made twice.
 . "$(dirname "$0")/lib.sh"
 : "${WEFT_FAKEMODEL:?run through make check}"
 export OPENAI_API_KEY=sk-test
@@ -443,5 +444,140 @@ for expr in "os.time()" "io.open('x')" "math.random(3)" "math.randomseed(1)"; do
 done
 expect_grep "$T/err" "w.random" "math.randomseed names w.random"
 ok "os, io, math.random, math.randomseed: refused at file:line, naming w.now()/w.random()"
+# --- resume and fork report as weft run does ----------------------------------
+# weft run, resume and replay --fork share one lifecycle (engine/exec.c):
+# the same summary and --json members (resume and fork add what the record
+# answered), the same messages and exit statuses when a run stops, fails
+# to load, or its store fills up.
+cat > "$T/sc.lua" <<'EOF2'
+local w = require "weft"
+return w.sequential{ name = "sc",
+  w.agent{ name = "a", model = "scripted", output_key = "r", script = { { text = "hello" } } },
+  w.fn{ name = "out", function(ctx) return ctx.state.r .. " #" .. w.random(1, 1000) end } }
+EOF2
+# keys FILE: the members of the JSON object in FILE, sorted, one line.
+keys() {
+	python3 -c 'import json, sys; print(" ".join(sorted(json.load(open(sys.argv[1])))))' "$1"
+}
+run_weft "$T/out" "$T/err" run "$T/sc.lua" --workers 1 --json
+expect_rc 0 "scripted run --json"
+runkeys=$(keys "$T/out")
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["scripted"] is True, d' "$T/out" ||
+    fail "weft run --json: scripted"
+# The run crashes once its row is stored: the resume runs every step.
+WEFT_FAULT=store.after_commit:1 run_weft "$T/out" "$T/err" run "$T/sc.lua" --workers 1 -q
+expect_rc 137 "scripted run crashed"
+sc=$(last_run)
+run_weft "$T/out" "$T/err" resume "$sc" --workers 1
+expect_rc 0 "resume of the scripted run"
+expect_grep "$T/out" "^resumed  0 of 0 recorded steps answered from the store \(was running\)$" "resume: what the record answered"
+expect_grep "$T/out" "^model    scripted: offline, answers come from the workflow's script, not a real LLM$" \
+    "resume: the scripted provider named, as weft run does"
+WEFT_FAULT=store.after_commit:1 run_weft "$T/out" "$T/err" run "$T/sc.lua" --workers 1 -q
+expect_rc 137 "scripted run crashed again"
+run_weft "$T/out" "$T/err" resume "$(last_run)" --workers 1 --json
+expect_rc 0 "resume --json of the scripted run"
+[ "$(keys "$T/out")" = "$(echo answered_from_record $runkeys | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')" ] ||
+    fail "resume --json: members $(keys "$T/out"), weft run's $runkeys and answered_from_record"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["scripted"] is True and d["status"] == "succeeded", d' "$T/out" ||
+    fail "resume --json: scripted"
+run_weft "$T/out" "$T/err" replay "$sc" --fork 2 --workers 1
+expect_rc 0 "fork of the scripted run"
+expect_grep "$T/out" "^forked   from $sc at seq 2: " "fork: what the record answered"
+expect_grep "$T/out" "^model    scripted: offline" "fork: the scripted provider named"
+run_weft "$T/out" "$T/err" replay "$sc" --fork 2 --workers 1 --json
+expect_rc 0 "fork --json"
+[ "$(keys "$T/out")" = "$(echo answered_from_record $runkeys | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')" ] ||
+    fail "fork --json: members $(keys "$T/out")"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["scripted"] is True, d' "$T/out" ||
+    fail "fork --json: scripted"
+ok "resume and fork of a scripted run say so as weft run does: the model line, \"scripted\" and the same --json members"
+
+# How a run stops, said as weft run says it: over budget, cancelled.
+run_weft "$T/out" "$T/err" run "$T/sc.lua" --workers 1 --budget tokens=1
+expect_rc 3 "scripted run over budget"
+bx=$(last_run)
+expect_grep "$T/err" "^weft: run $bx stopped: .*budget exceeded" "weft run over budget"
+run_weft "$T/out" "$T/err" resume "$bx" --workers 1
+expect_rc 3 "resume over budget again"
+expect_grep "$T/err" "^weft: run $bx stopped: .*budget exceeded" "resume over budget: as weft run says it"
+run_weft "$T/out" "$T/err" replay "$bx" --fork 1 --workers 1
+expect_rc 3 "fork over budget"
+expect_grep "$T/err" "^weft: run [0-9a-f]{16} stopped: .*budget exceeded" "fork over budget: as weft run says it"
+{
+	echo 'local w = require "weft"'
+	printf 'w.mcp_server{ name = "test", command = { "%s" }, sandbox = { write = { "%s" } } }\n' \
+	    "$WEFT_TESTSERVER" "$T"
+	printf 'return w.tool{ name = "slow", server = "test", tool = "sleep", args = { ms = 600000, marker = "%s/slow.mark" } }\n' "$T"
+} > "$T/slow.lua"
+WEFT_FAULT=store.after_commit:1 run_weft "$T/out" "$T/err" run "$T/slow.lua" --workers 1 -q
+expect_rc 137 "slow run crashed"
+slow=$(last_run)
+rm -f "$T/slow.mark"
+"$WEFT" resume "$slow" --workers 1 -q >"$T/out" 2>"$T/err" &
+pid=$!
+i=0
+until [ -s "$T/slow.mark" ]; do
+	i=$((i + 1)); [ $i -lt 400 ] || fail "the resumed slow call never started"; sleep 0.05
+done
+kill -INT "$pid"
+RC=0
+wait "$pid" || RC=$?
+expect_rc 130 "resume cancelled"
+expect_grep "$T/err" "^weft: run $slow cancelled; everything so far is recorded \(weft show $slow\)$" "cancelled resume: as weft run says it"
+ok "resume and fork stop over budget, and resume when cancelled, with weft run's words"
+
+# Bad input to a fork is named as for weft run.
+for bad in 'x' '[1]'; do
+	run_weft "$T/out" "$T/err.run" run "$T/sc.lua" --input "$bad"
+	expect_rc 2 "run --input $bad"
+	run_weft "$T/out" "$T/err" replay "$sc" --fork 1 --input "$bad"
+	expect_rc 2 "fork --input $bad"
+	cmp -s "$T/err" "$T/err.run" || { cat "$T/err" "$T/err.run" >&2; fail "fork --input $bad: not weft run's message"; }
+done
+expect_grep "$T/err" "^weft: --input must be a JSON object, like" "a non-object input"
+ok "a fork's bad --input is named as weft run names it"
+
+# A fork whose workflow no longer loads leaves no run behind (weft run
+# stores a run once its workflow has loaded; so does a fork).
+cp "$T/sc.lua" "$T/sc.orig"
+echo 'return 1 +' > "$T/sc.lua"
+n=$(sql "SELECT count(*) FROM runs")
+run_weft "$T/out" "$T/err" replay "$sc" --fork 1 --workers 1
+expect_rc 2 "fork of a workflow that does not load"
+expect_grep "$T/err" "sc.lua:[0-9]+: unexpected symbol" "the workflow's error at file:line"
+[ "$(sql "SELECT count(*) FROM runs")" = "$n" ] || fail "a fork that did not load left a run: $(sql "SELECT id, status FROM runs WHERE parent_run='$sc'")"
+cp "$T/sc.orig" "$T/sc.lua"
+ok "a fork whose workflow does not load stores no run"
+
+# A store that fills up at any write of a resume or a fork, the last (its
+# end and the run row) too, stops it with exit 4 and the store's message,
+# as weft run; the resumed run is left resumable.
+WEFT_FAULT=store.after_commit:1 run_weft "$T/out" "$T/err" run "$T/sc.lua" --workers 1 -q --db "$T/full0.db"
+expect_rc 137 "a run to resume on a full disk"
+F=$(sqlite3 "$T/full0.db" "PRAGMA wal_checkpoint(TRUNCATE); SELECT id FROM runs" | tail -n 1)
+full="the store '$T/full.db' is full \\(disk full: SQLITE_FULL\\)"
+for what in resume fork; do
+	n=1
+	while :; do
+		rm -f "$T/full.db" "$T/full.db-wal" "$T/full.db-shm"
+		cp "$T/full0.db" "$T/full.db"
+		case $what in
+		resume) set -- resume "$F" ;;
+		*) set -- replay "$F" --fork 1 ;;
+		esac
+		WEFT_FAULT=sqlite.full:$n run_weft "$T/out" "$T/err" "$@" --workers 1 -q --db "$T/full.db"
+		[ "$RC" -eq 0 ] && break
+		expect_rc 4 "$what, the disk full at write $n"
+		expect_grep "$T/err" "^weft: (cannot open database '$T/full.db': database or disk is full|$full)" \
+		    "$what, full at write $n: the store's message"
+		[ "$what" = fork ] || [ "$(sqlite3 "$T/full.db" "SELECT status FROM runs WHERE id='$F'")" = running ] ||
+		    fail "resume, full at write $n: the run is not left resumable"
+		n=$((n + 1))
+		[ $n -le 200 ] || fail "$what: still failing after 200 writes"
+	done
+	[ $n -gt 1 ] || fail "$what: the disk never filled"
+	ok "$what with the disk full at write 1..$((n - 1)): exit 4 and the store's message each time"
+done
 stop_fake
 expect_no_orphans
