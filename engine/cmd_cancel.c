@@ -2,8 +2,9 @@
  * cmd_cancel.c: `weft cancel RUN`, from another terminal.
  *
  * The run's coordinator is found through the store: the last run.start or
- * run.resume event names its pid and identity (boot id and start time,
- * cmd_run_owner), so a pid reused by another process is never signalled.
+ * run.resume event names its pid and identity (boot id and start time:
+ * exec_owner in engine/exec.c), so a pid reused by another process is
+ * never signalled.
  * SIGTERM makes that coordinator end the run as `cancelled` exactly as
  * Ctrl-C does: in-flight tasks are recorded as cancelled, workers send
  * their MCP servers notifications/cancelled, model transfers are aborted,

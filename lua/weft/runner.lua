@@ -1213,7 +1213,7 @@ end
 -- share can make it depend on how many run at once (a tool list changed
 -- by one branch, a hook counting calls across branches).  So a replay
 -- that diverges this way is run again with every branch at once, as live
--- (cmd_resume.c), and that verdict counts.  Under a budget envelope the
+-- (engine/exec.c), and that verdict counts.  Under a budget envelope the
 -- branches share they always run at once: every call reserves its worst
 -- case while it runs, so how many run together decides which reservation
 -- crosses the limit.
