@@ -217,6 +217,34 @@ luaeng_ok_or_err(lua_State *L, int rv, const char *err)
 	return 1;
 }
 
+/* The embedded library module of that name, or NULL. */
+static const struct luaeng_source *
+find_module(const char *module)
+{
+	const struct luaeng_source *s;
+
+	for (s = luaeng_sources; s->module != NULL; s++)
+		if (strcmp(s->module, module) == 0)
+			return s;
+	return NULL;
+}
+
+/* core.module(name, ...): how a library module loads another one. */
+static int
+l_module(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	const struct luaeng_source *s;
+
+	if ((s = find_module(name)) == NULL)
+		return luaL_error(L, "internal: no embedded module %s", name);
+	if (luaL_loadbufferx(L, s->src, s->len, s->chunkname, "t") != LUA_OK)
+		return lua_error(L);
+	lua_replace(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
 /* Load an embedded library module, calling it with the given args. */
 static int
 load_module(struct luaeng *e, const char *module, int nargs, char *err,
@@ -225,10 +253,7 @@ load_module(struct luaeng *e, const char *module, int nargs, char *err,
 	lua_State *L = e->L;
 	const struct luaeng_source *s;
 
-	for (s = luaeng_sources; s->module != NULL; s++)
-		if (strcmp(s->module, module) == 0)
-			break;
-	if (s->module == NULL) {
+	if ((s = find_module(module)) == NULL) {
 		errf(err, errlen, "internal: no embedded module %s", module);
 		return -1;
 	}
@@ -304,6 +329,8 @@ luaeng_new(size_t mem_limit)
 		lib->func(L);
 	lua_pushlightuserdata(L, NULL);
 	lua_setfield(L, -2, "null");
+	lua_pushcfunction(L, l_module);
+	lua_setfield(L, -2, "module");
 	lua_pushvalue(L, -1);			/* core core */
 	if (load_module(e, "weft", 1, err, sizeof err) != 0)
 		fatalx(1, "%s", err);

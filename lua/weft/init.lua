@@ -12,6 +12,9 @@ local type, tostring, ipairs, pairs, next, select = type, tostring, ipairs, pair
 local error, pcall, setmetatable, getmetatable = error, pcall, setmetatable, getmetatable
 local string, table, math, coroutine = string, table, math, coroutine
 
+local U = core.module("weft.util", core)
+local where, fail, suggest, set = U.where, U.fail, U.suggest, U.set
+
 local w = {}
 local servers = {}        -- name -> server declared with w.mcp_server
 local server_order = {}
@@ -20,52 +23,6 @@ local provider_order = {}
 local run_hooks = {}      -- hooks of every agent, from w.hooks{}
 local HOOKS = { before_model = true, after_model = true, before_tool = true, after_tool = true }
 
--- Where the workflow called us: "file:line".
--- A constructor tail-called by the chunk (`return w.fn{...}`) has no
--- caller frame left; then the file is all we can name.
--- A tail call (`return w.sequential{...}`) leaves no caller frame: then
--- the line of the workflow file that ran last is the call's (core.where).
-local function where(level)
-  local at = core.where(level or 3)   -- not a tail call: it counts frames
-  return at
-end
-
-local function fail(at, fmt, ...)
-  error(at .. ": " .. string.format(fmt, ...), 0)
-end
-
--- Levenshtein distance, for "did you mean" hints.
-local function distance(a, b)
-  local prev, cur = {}, {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    cur[0] = i
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev, cur = cur, prev
-  end
-  return prev[#b]
-end
-
-local function suggest(word, allowed)
-  local best, bestd
-  local names = {}
-  for k in pairs(allowed) do names[#names + 1] = k end
-  table.sort(names)
-  for _, k in ipairs(names) do
-    local d = distance(word, k)
-    if d <= 2 and (bestd == nil or d < bestd) then best, bestd = k, d end
-  end
-  return best and (" (did you mean '" .. best .. "'?)") or ""
-end
-
-local function set(list)
-  local s = {}
-  for _, v in ipairs(list) do s[v] = true end
-  return s
-end
 
 local common = { "name", "description", "budget", "grant" }
 -- Accepted by the design, not by this build: refused rather than ignored.
@@ -832,64 +789,8 @@ function w.mcp_server(t)
   return s
 end
 
--- Servers from a JSON config file in the format MCP hosts share
--- ({"mcpServers": {"name": {"command", "args", "env", "cwd"} | {"url", "headers"}}}):
--- w.mcp_config("servers.json", { sandbox = {...}, timeout = 30 }) declares
--- each, with the options applied to every command server; returns them by name.
-local MCP_CONFIG_OPTS = set{ "sandbox", "timeout", "retry", "idempotent", "ping", "only" }
-
-function w.mcp_config(path, opts)
-  local at = where()
-  if type(path) ~= "string" then fail(at, "w.mcp_config expects a file name") end
-  if opts ~= nil and type(opts) ~= "table" then fail(at, "w.mcp_config: options must be a table") end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if not MCP_CONFIG_OPTS[k] then
-      fail(at, "w.mcp_config: unknown option '%s' (sandbox, timeout, retry, idempotent, ping, only)%s",
-           tostring(k), suggest(tostring(k), MCP_CONFIG_OPTS))
-    end
-  end
-  if path:sub(1, 1) ~= "/" then path = core.script_dir() .. "/" .. path end
-  local f, err = io.open(path, "rb")
-  if not f then fail(at, "w.mcp_config: cannot read %s", err) end
-  local text = f:read(1048577)
-  f:close()
-  if #text > 1048576 then fail(at, "w.mcp_config: %s is larger than 1 MiB", path) end
-  local cfg, jerr = core.json_decode(text)
-  if type(cfg) ~= "table" then
-    fail(at, "w.mcp_config: %s is not a JSON object%s", path, jerr and (": " .. tostring(jerr)) or "")
-  end
-  local list = cfg.mcpServers or cfg.servers
-  if type(list) ~= "table" then fail(at, "w.mcp_config: %s has no /mcpServers object", path) end
-  local names = {}
-  for name in pairs(list) do names[#names + 1] = name end
-  table.sort(names)
-  local only = opts.only and set(opts.only)
-  local out = {}
-  for _, name in ipairs(names) do
-    local e = list[name]
-    if type(e) ~= "table" then fail(at, "w.mcp_config: %s: /mcpServers/%s must be an object", path, name) end
-    if not only or only[name] then
-      local t = { name = name, url = e.url, headers = e.headers, env = e.env, cwd = e.cwd,
-                  timeout = opts.timeout, retry = opts.retry, idempotent = opts.idempotent,
-                  ping = opts.ping }
-      if e.command ~= nil then
-        if type(e.command) ~= "string" then
-          fail(at, "w.mcp_config: %s: /mcpServers/%s/command must be a string", path, name)
-        end
-        t.command = { e.command }
-        for i, a in ipairs(type(e.args) == "table" and e.args or {}) do t.command[i + 1] = a end
-        t.sandbox = opts.sandbox
-      end
-      local ok2, r = pcall(w.mcp_server, t)
-      if not ok2 then
-        fail(at, "w.mcp_config: %s: /mcpServers/%s: %s", path, name, (tostring(r):gsub("^.-%.lua:?%d*: ", "")))
-      end
-      out[name] = r
-    end
-  end
-  return out
-end
+-- w.mcp_config: lua/weft/config.lua.
+core.module("weft.config", core, w, U)
 
 -- Tools of a server offered to an agent: w.mcp("srv", { only = {...}, prefix = "srv_" }).
 function w.mcp(s, opts)
@@ -935,123 +836,9 @@ function w._internal.servers_unconfined()
   return false
 end
 
--- Validate a whole graph after the workflow file returned it.
-function w._internal.validate(root, file)
-  if not is_node(root) then
-    error(file .. ": the workflow must return a node (w.sequential{...}, w.agent{...}, ...), got " ..
-          type(root), 0)
-  end
-  local seen_node = {}
-  local function walk(n, path, in_loop)
-    if seen_node[n] then
-      fail(n.where, "%s '%s' is used twice in the graph; make a second node", n.kind, n.name or n.kind)
-    end
-    seen_node[n] = true
-    local names = {}
-    for i, c in ipairs(n.children) do
-      c.name = c.name or (c.kind .. tostring(i))
-      if names[c.name] then
-        fail(c.where, "two children of %s '%s' are named '%s'", n.kind, n.name or n.kind, c.name)
-      end
-      names[c.name] = true
-    end
-    if n.kind == "agent" then
-      for _, m in ipairs(n.chain or {}) do
-        local pname = m:match("^([%w_%-]+):")
-        if pname ~= "openai" and pname ~= "anthropic" and not providers[pname] then
-          fail(n.where, "agent '%s': unknown provider '%s' in model '%s' (built in: openai, anthropic; declare others with w.provider{ name = \"%s\", api = ..., base_url = ... })",
-               n.name, pname, m, pname)
-        end
-      end
-      local tnames = {}
-      for _, ts in ipairs(n.tools) do
-        if ts == w.exit_loop then
-          if not in_loop then
-            fail(n.where, "agent '%s' is offered w.exit_loop but is not inside a w.loop", n.name)
-          end
-        else
-          if not servers[ts.server] then
-            fail(ts.where, "agent '%s' uses MCP server '%s', which is not declared (w.mcp_server{ name = \"%s\", ... })",
-                 n.name, ts.server, ts.server)
-          end
-        end
-      end
-      n.tnames = tnames
-    elseif n.kind == "tool" then
-      if not servers[n.server] then
-        fail(n.where, "tool '%s' uses MCP server '%s', which is not declared", n.name, n.server)
-      end
-    end
-    for _, c in ipairs(n.children) do
-      walk(c, path .. "/" .. c.name, in_loop or n.kind == "loop")
-    end
-  end
-  root.name = root.name or root.kind
-  walk(root, root.name, false)
-  return root
-end
-
--- Describe a validated graph: an indented text tree, or Graphviz DOT.
-function w._internal.graph(root, dot)
-  local out = {}
-  local function detail(n)
-    local d = {}
-    if n.kind == "agent" then
-      d[#d + 1] = "model=" .. (type(n.model) == "table" and table.concat(n.model, ",") or n.model)
-      local tools = {}
-      for _, ts in ipairs(n.tools) do
-        if ts == w.exit_loop then tools[#tools + 1] = "exit_loop"
-        else tools[#tools + 1] = ts.server .. (ts.only and ("{" .. table.concat(ts.only, ",") .. "}") or ".*") end
-      end
-      if #tools > 0 then d[#d + 1] = "tools=" .. table.concat(tools, " ") end
-      d[#d + 1] = "max_turns=" .. n.max_turns
-    elseif n.kind == "loop" then
-      d[#d + 1] = "max_iterations=" .. n.max_iterations
-    elseif n.kind == "tool" then
-      d[#d + 1] = n.server .. "." .. n.tool
-    end
-    if n.output_key then d[#d + 1] = "-> " .. n.output_key end
-    return table.concat(d, " ")
-  end
-  if dot then
-    local id = 0
-    out[1] = "digraph weft {\n  node [shape=box, fontname=\"monospace\"];"
-    local function walk(n)
-      id = id + 1
-      local me = "n" .. id
-      local label = string.format("%s (%s)\\n%s", n.name, n.kind, detail(n)):gsub('"', '\\"')
-      local shape = (n.kind == "agent" and "box") or (n.kind == "fn" and "ellipse") or
-                    (n.kind == "tool" and "component") or "folder"
-      out[#out + 1] = string.format('  %s [label="%s", shape=%s];', me, label, shape)
-      local prev, first
-      for _, c in ipairs(n.children) do
-        local cid = walk(c)
-        first = first or cid
-        out[#out + 1] = string.format("  %s -> %s%s;", me, cid,
-          n.kind == "parallel" and " [style=dashed]" or "")
-        if prev and (n.kind == "sequential" or n.kind == "loop") then
-          out[#out + 1] = string.format("  %s -> %s [color=gray, constraint=false];", prev, cid)
-        end
-        prev = cid
-      end
-      if n.kind == "loop" and first then
-        out[#out + 1] = string.format('  %s -> %s [color=gray, label="repeat", constraint=false];',
-          prev, first)
-      end
-      return me
-    end
-    walk(root)
-    out[#out + 1] = "}"
-  else
-    local function walk(n, depth)
-      local d = detail(n)
-      out[#out + 1] = string.rep("  ", depth) .. n.name .. " [" .. n.kind .. "]" ..
-                      (d ~= "" and ("  " .. d) or "")
-      for _, c in ipairs(n.children) do walk(c, depth + 1) end
-    end
-    walk(root, 0)
-  end
-  return table.concat(out, "\n") .. "\n"
-end
+-- The whole-graph checks and the graph printer: lua/weft/validate.lua,
+-- lua/weft/graph.lua.
+core.module("weft.validate", core, w, U)
+core.module("weft.graph", core, w)
 
 return w
