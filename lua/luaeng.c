@@ -2,7 +2,8 @@
  * luaeng.c: the Lua state of a workflow: its counting allocator,
  * loading the workflow, the glue that opens the core libraries
  * (lua/luaeng_int.h lists them) and runs lua/weft/init.lua and
- * runner.lua, and the public API of luaeng.h.
+ * runner.lua (which load the other lua/weft modules through
+ * core.module), and the public API of luaeng.h.
  */
 #include "config.h"
 
