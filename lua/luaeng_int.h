@@ -4,8 +4,8 @@
  *
  * lua/luaeng.c holds the state (allocator, loading, the runner glue, the
  * public API) and opens the core libraries, each a luaL_Reg table of one
- * job filled into the `core` table that lua/weft/init.lua and
- * lua/weft/runner.lua receive:
+ * job filled into the `core` table that the modules of lua/weft/
+ * (init.lua, runner.lua and the modules they load) receive:
  *   lua/luastop.c     the time limit and cancellation; core.resume
  *   lua/lcore_run.c   events, task submission, grants, where
  *   lua/lcore_time.c  time and randomness, recorded for replay
