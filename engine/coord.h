@@ -106,7 +106,6 @@ int64_t coord_submit(struct coord *, const char *kind, const char *path,
  */
 int coord_grant(struct coord *, int parent, const char *path,
     const json_t *grant, int eager, char *err, size_t errlen);
-/* Schedule a flush round (commit, deliver, pump, dispatch). */
 /*
  * A ticket for work done outside the task queue (a model call): its outcome
  * comes back through coord_deliver() and the sink's deliver callback, like
@@ -122,6 +121,7 @@ int64_t coord_ticket(struct coord *);
 void coord_deliver(struct coord *, int64_t ticket, json_t *result,
     json_t *error);
 
+/* Schedule a flush round (commit, deliver, pump, dispatch). */
 void coord_kick(struct coord *);
 /*
  * After the store refused a write (store_broken): the message for the

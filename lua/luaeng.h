@@ -70,10 +70,10 @@ int luaeng_servers_unconfined(struct luaeng *);
 /* Start the run with input (borrowed) on coordinator c; fills sink. */
 int luaeng_start(struct luaeng *, struct coord *c, json_t *input,
     json_t *budget, struct coord_sink *sink, char *err, size_t errlen);
-/* How the run ended; free output, error, state with luaeng_outcome_clear. */
 /* Model calls of the run go through gw (NULL: only "scripted" works). */
 void luaeng_set_gateway(struct luaeng *, struct gateway *);
 
+/* How the run ended; free output, error, state with luaeng_outcome_clear. */
 void luaeng_outcome(struct luaeng *, struct luaeng_outcome *);
 void luaeng_outcome_clear(struct luaeng_outcome *);
 

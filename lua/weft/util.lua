@@ -9,10 +9,8 @@ local string, table, math, coroutine = string, table, math, coroutine
 
 local U = {}
 
--- Where the workflow called us: "file:line".
--- A constructor tail-called by the chunk (`return w.fn{...}`) has no
--- caller frame left; then the file is all we can name.
--- A tail call (`return w.sequential{...}`) leaves no caller frame: then
+-- Where the workflow called us: "file:line".  A constructor tail-called
+-- by the chunk (`return w.sequential{...}`) leaves no caller frame: then
 -- the line of the workflow file that ran last is the call's (core.where).
 local function where(level)
   local at = core.where(level or 3)   -- not a tail call: it counts frames
