@@ -8,6 +8,8 @@
 #ifndef WEFT_CMD_H
 #define WEFT_CMD_H
 
+#include <stdio.h>
+
 #include <jansson.h>
 
 int cmd_run(int argc, char **argv);
@@ -42,5 +44,22 @@ const char *cmd_db_path(const char *opt);
  * with a message on stderr naming the bad part.
  */
 json_t *cmd_parse_budget(const char *text);
+
+struct mcps_opts;
+struct option;
+
+/*
+ * CLI helpers shared by `weft mcp` and `weft serve` (engine/cmd_mcp.c).
+ * cmd_serve_opts parses the common options (--db, --run-workers,
+ * --max-runs, -v, --help) and those in more (handled by more_cb, which
+ * returns 0 if it took the option); returns the index of the first
+ * workflow argument, -1 after --help, -2 on bad usage (message printed).
+ */
+int cmd_serve_opts(int argc, char **argv, struct mcps_opts *,
+    const char *unused, const struct option *more,
+    int (*more_cb)(int opt, const char *arg, void *cbarg), void *cbarg,
+    void (*usage)(FILE *));
+/* This binary's path (from /proc/self/exe), heap string, or NULL. */
+char *cmd_self_exe(void);
 
 #endif

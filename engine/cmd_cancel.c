@@ -25,6 +25,7 @@
 #include "engine/cmd.h"
 #include "engine/replay.h"
 #include "engine/store.h"
+#include "runtime/proc.h"
 #include "runtime/util.h"
 
 /* What the store says of the run. */
@@ -89,7 +90,7 @@ cancel_owner_alive(const struct crun *r)
 
 	if (r->pid <= 0 || r->owner[0] == '\0')
 		return 0;
-	if (replay_proc_identity(r->pid, now, sizeof now) != 0)
+	if (proc_identity(r->pid, now, sizeof now) != 0)
 		return 0;
 	return strcmp(now, r->owner) == 0;
 }

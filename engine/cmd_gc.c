@@ -22,6 +22,7 @@
 #include "engine/cmd.h"
 #include "engine/replay.h"
 #include "engine/store.h"
+#include "runtime/proc.h"
 #include "runtime/util.h"
 
 struct gc_walk {
@@ -76,7 +77,7 @@ gc_run_cb(void *arg, const struct store_run *r)
 	return 0;
 }
 
-/* Whether the process pid with identity owner (replay_proc_identity)
+/* Whether the process pid with identity owner (proc_identity)
    still runs. */
 static int
 gc_alive(long pid, const char *owner)
@@ -84,7 +85,7 @@ gc_alive(long pid, const char *owner)
 	char now[128];
 
 	if (pid <= 0 || owner == NULL ||
-	    replay_proc_identity(pid, now, sizeof now) != 0)
+	    proc_identity(pid, now, sizeof now) != 0)
 		return 0;
 	return strcmp(now, owner) == 0;
 }
@@ -337,7 +338,7 @@ cmd_gc(int argc, char **argv)
 		return 1;
 	}
 	g.pid = (long)getpid();
-	g.owner = replay_proc_identity(0, owner, sizeof owner) == 0 ? owner :
+	g.owner = proc_identity(0, owner, sizeof owner) == 0 ? owner :
 	    NULL;
 	g.alive = gc_alive;
 	w.ids = json_array();

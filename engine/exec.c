@@ -19,6 +19,7 @@
 #include "engine/gateway.h"
 #include "engine/replay.h"
 #include "engine/store.h"
+#include "runtime/proc.h"
 #include "runtime/util.h"
 #include "lua/luaeng.h"
 
@@ -219,7 +220,7 @@ prior_owner_alive(const struct exec_prior *r)
 
 	if (r->pid <= 0 || r->owner == NULL)
 		return 0;
-	if (replay_proc_identity(r->pid, now, sizeof now) != 0)
+	if (proc_identity(r->pid, now, sizeof now) != 0)
 		return 0;
 	return strcmp(now, r->owner) == 0;
 }
@@ -298,7 +299,7 @@ exec_owner(json_t *payload)
 	json_object_set_new(payload, "pid", json_integer(getpid()));
 	if (getcwd(cwd, sizeof cwd) != NULL)
 		json_object_set_new(payload, "cwd", json_string(cwd));
-	if (replay_proc_identity(0, id, sizeof id) == 0)
+	if (proc_identity(0, id, sizeof id) == 0)
 		json_object_set_new(payload, "owner", json_string(id));
 }
 
@@ -508,7 +509,7 @@ exec_claim(struct exec *x, char **cause)
 		    "starting (another weft resume?): look at it again with "
 		    "weft show %s", x->id, x->id);
 	else if (x->claim_pid > 0 && x->claim_owner != NULL &&
-	    replay_proc_identity(x->claim_pid, id, sizeof id) == 0 &&
+	    proc_identity(x->claim_pid, id, sizeof id) == 0 &&
 	    strcmp(id, x->claim_owner) == 0)
 		exec_cause(cause, "run %s is still running (its "
 		    "coordinator, pid %ld, is alive)", x->id, x->claim_pid);

@@ -109,19 +109,4 @@ void mcps_conn_handle(struct mcps_conn *, const struct jrpc_msg *msg);
 /* Is version a protocol revision this server speaks? */
 int mcps_version_ok(const char *version);
 
-/*
- * CLI helpers shared by `weft mcp` and `weft serve` (engine/cmd_mcp.c).
- * cmd_serve_opts parses the common options (--db, --run-workers,
- * --max-runs, -v, --help) and those in more (handled by more_cb, which
- * returns 0 if it took the option); returns the index of the first
- * workflow argument, -1 after --help, -2 on bad usage (message printed).
- */
-struct option;
-int cmd_serve_opts(int argc, char **argv, struct mcps_opts *,
-    const char *unused, const struct option *more,
-    int (*more_cb)(int opt, const char *arg, void *cbarg), void *cbarg,
-    void (*usage)(FILE *));
-/* This binary's path (from /proc/self/exe), heap string, or NULL. */
-char *cmd_self_exe(void);
-
 #endif

@@ -545,38 +545,3 @@ replay_hash(const char *a, const char *b, char out[65])
 	out[64] = '\0';
 }
 
-int
-replay_proc_identity(long pid, char *out, size_t outlen)
-{
-	char path[64], buf[1024], boot[64] = "";
-	unsigned long long start = 0;
-	FILE *f;
-	char *p;
-	size_t n;
-	int i;
-
-	if ((f = fopen("/proc/sys/kernel/random/boot_id", "r")) != NULL) {
-		if (fgets(boot, sizeof boot, f) == NULL)
-			boot[0] = '\0';
-		boot[strcspn(boot, "\n")] = '\0';
-		fclose(f);
-	}
-	if (pid > 0)
-		snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	else
-		snprintf(path, sizeof path, "/proc/self/stat");
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* Field 22, counted after the command name's closing paren. */
-	if ((p = strrchr(buf, ')')) == NULL)
-		return -1;
-	for (i = 2; i < 22 && p != NULL; i++)
-		p = strchr(p + 1, ' ');
-	if (p == NULL || sscanf(p + 1, "%llu", &start) != 1)
-		return -1;
-	snprintf(out, outlen, "%s:%llu", boot, start);
-	return 0;
-}

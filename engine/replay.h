@@ -92,10 +92,5 @@ int replay_check_unused(struct replay *);
  */
 void replay_hash(const char *a, const char *b, char out[65]);
 
-/*
- * This process's identity, for the run's owner: "BOOTID:STARTTIME" of
- * the process pid (0: self), in out.  Returns 0, or -1 if pid is gone.
- */
-int replay_proc_identity(long pid, char *out, size_t outlen);
 
 #endif

@@ -264,3 +264,19 @@ proc_start_time(pid_t pid)
 		t = strtoull(p, NULL, 10);
 	return t;
 }
+
+int
+proc_identity(pid_t pid, char *out, size_t outlen)
+{
+	char boot[64];
+	unsigned long long start;
+
+	if (read_small_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", boot,
+	    sizeof boot) < 0)
+		boot[0] = '\0';
+	boot[strcspn(boot, "\n")] = '\0';
+	if ((start = proc_start_time(pid > 0 ? pid : getpid())) == 0)
+		return -1;
+	snprintf(out, outlen, "%s:%llu", boot, start);
+	return 0;
+}

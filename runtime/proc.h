@@ -53,6 +53,13 @@ int proc_spawn(const struct proc_spec *, pid_t *pid, char *err, size_t errlen);
  */
 unsigned long long proc_start_time(pid_t pid);
 
+/*
+ * A process's identity across pid reuse and reboots, for a run's owner:
+ * "BOOTID:STARTTIME" of process pid (0: this one) in out.  Returns 0, or
+ * -1 if pid is gone.
+ */
+int proc_identity(pid_t pid, char *out, size_t outlen);
+
 /* Describe a wait status: "exited with status 3", "killed by signal 9". */
 void proc_status_str(int status, char *buf, size_t len);
 
