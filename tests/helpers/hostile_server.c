@@ -443,6 +443,23 @@ hs_env(json_t *args)
 	    cwd));
 }
 
+/* A REQ socket dialled to url, answers awaited up to ms; 0 or -1. */
+static int
+hs_dial(const char *url, int ms, nng_socket *out)
+{
+	nng_socket sock;
+
+	if (nng_req0_open(&sock) != 0)
+		return -1;
+	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, ms);
+	if (nng_dial(sock, url, NULL, 0) != 0) {
+		nng_close(sock);
+		return -1;
+	}
+	*out = sock;
+	return 0;
+}
+
 /* One request on the coordinator's wire; the answer, or NULL on error. */
 static json_t *
 hs_wire(nng_socket sock, const char *method, json_t *params)
@@ -567,13 +584,8 @@ hs_pose_as_worker(json_t *args)
 	for (i = 0; i < json_array_size(found) && !in; i++) {
 		snprintf(url, sizeof url, "ipc://%s",
 		    json_string_value(json_array_get(found, i)));
-		if (nng_req0_open(&sock) != 0)
+		if (hs_dial(url, 10000, &sock) != 0)
 			continue;
-		nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 10000);
-		if (nng_dial(sock, url, NULL, 0) != 0) {
-			nng_close(sock);
-			continue;
-		}
 		hello = hs_wire(sock, WIRE_HELLO, json_pack("{s:i, s:i, s:i, "
 		    "s:i, s:{}}", "version", WIRE_VERSION, "worker", wid,
 		    "pid", (int)getpid(), "slots", 64, "sandbox"));
@@ -645,13 +657,8 @@ hs_bad_wire(json_t *args)
 		    answers));
 	for (k = 0; k < g.gl_pathc; k++) {
 		snprintf(url, sizeof url, "ipc://%s", g.gl_pathv[k]);
-		if (nng_req0_open(&sock) != 0)
+		if (hs_dial(url, 30000, &sock) != 0)
 			continue;
-		nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 30000);
-		if (nng_dial(sock, url, NULL, 0) != 0) {
-			nng_close(sock);
-			continue;
-		}
 		for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 			if (nng_msg_alloc(&m, 0) != 0 ||
 			    nng_msg_append(m, bad[i], strlen(bad[i])) != 0 ||

@@ -92,7 +92,8 @@ ok "exit_loop ends only the nearest loop"
 # then calls noop; the server "gate" starts only once A's noop was called,
 # and C, after S's call on gate, must be offered 'late'.
 waitlog() {	# waitlog NAME: a server that starts once NAME is in the log
-	printf '"/bin/sh", "-c", "until grep -q ^%s %s/test.log 2>/dev/null; do sleep 0.01; done; exec %s"' \
+	# (it gives up after 2 minutes: the run then fails, saying so)
+	printf '"/bin/sh", "-c", "n=0; until grep -q ^%s %s/test.log 2>/dev/null; do n=$((n+1)); [ $n -lt 12000 ] || exit 1; sleep 0.01; done; exec %s"' \
 	    "$1" "$T" "$WEFT_TESTSERVER"
 }
 cat > "$T/stale.lua" <<EOF2
