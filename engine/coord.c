@@ -1,5 +1,6 @@
 /*
- * coord.c: the coordinator's loop, task queue, workers and flush step.
+ * coord.c: the coordinator's loop, its runs, the dispatch of their tasks to
+ * the workers, the flush step and the wire dispatch.
  *
  * Threads: nng runs aio callbacks on its own threads.  Those callbacks only
  * re-arm a receive or post the received message to the loop through the
@@ -42,6 +43,9 @@
 #define COORD_MAX_ITEMS		65536
 /* Refused wire requests recorded (worker.refused); later ones counted. */
 #define COORD_MAX_REFUSALS	64
+/* A task's wire id: its slot in the table, and a generation above. */
+#define COORD_SLOT_BITS		24
+#define COORD_SLOT_MASK		((1 << COORD_SLOT_BITS) - 1)
 
 
 /* What the coordinator knows of a worker's work (its process: sup). */
@@ -70,6 +74,30 @@ struct delivery {
 	json_t		*error;
 };
 
+/* A run in the coordinator (coord.h). */
+struct crun {
+	struct coord		*c;
+	const char		*run_id;	/* record_run(rec) */
+	struct record		*rec;		/* events, recorded answers */
+	struct grants		*grants;	/* the run's grants */
+	struct coord_sink	 sink;
+	int			 begun;		/* crun_begin */
+	struct queue		 q;		/* its tasks */
+	int			 nleased;	/* of its tasks, leased now */
+	int			 ntasks;	/* not ended */
+	int64_t			 tickets;	/* issued: the last task id */
+	struct delivery		*dl;
+	size_t			 ndl, dl_cap;
+	int			 dirty;		/* the pump has work */
+	int			 ended;		/* the graph ended */
+	int			 told;		/* sink.ended called */
+	int			 cancelled;
+	int			 failed;
+	char			 ferr[1536];
+	TAILQ_ENTRY(crun)	 entry;
+};
+TAILQ_HEAD(crun_list, crun);
+
 struct coord {
 	struct coord_opts	 opts;
 	struct store		*st;
@@ -91,20 +119,20 @@ struct coord {
 	int			 restarts;
 	int			 stopping;
 
-	struct qtask		**tasks;	/* by id; NULL once done */
-	size_t			 ntasks, tasks_cap;
-	struct queue		 q;		/* tasks, leases, backoff */
+	/* Tasks of every run by wire id (slot | generation); free slots
+	   are reused under a new generation. */
+	struct qtask		**tasks;
+	size_t			 nslots, slots_cap;
+	uint32_t		*free;
+	size_t			 nfree;
+	int64_t			 gen;
 
-	struct delivery		*dl;
-	size_t			 ndl, dl_cap;
-
-	const char		*run_id;	/* record_run(c->rec) */
-	struct record		*rec;		/* events, recorded answers */
+	struct crun_list	 runs;		/* dispatch turns through
+						   them in order */
+	int			 nruns;
 	struct captoken_keys	*keys;		/* signing keys */
-	struct grants		*grants;	/* the run's grants */
-	struct coord_sink	 sink;
-	int			 run_ended;
-	int			 cancelled;
+	int			 cancelled;	/* by a signal */
+	int			 stop;		/* coord_stop */
 	int			 failed;
 	char			 ferr[1536];
 };
@@ -113,8 +141,10 @@ static void	coord_rctx_loop_cb(struct chan *, nng_msg *);
 static void	coord_reply(struct rctx *, json_t *);
 static void	coord_reply_text(struct rctx *, const char *, size_t);
 static int	has_ctl(const char *);
-static void	coord_task_end(struct coord *, struct qtask *, json_t *,
+static void	coord_task_end(struct crun *, struct qtask *, json_t *,
 		    json_t *);
+static void	crun_fail(struct crun *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
 
 struct event_base *
 coord_base(struct coord *c)
@@ -134,6 +164,68 @@ coord_cancelled(struct coord *c)
 	return c->cancelled;
 }
 
+void
+coord_counts(struct coord *c, int *runs, int *queued, int *leased)
+{
+	struct crun *run;
+
+	*runs = c->nruns;
+	*queued = *leased = 0;
+	TAILQ_FOREACH(run, &c->runs, entry) {
+		*queued += (int)run->q.nqueued;
+		*leased += run->nleased;
+	}
+}
+
+void
+coord_stop(struct coord *c)
+{
+	c->stop = 1;
+	event_base_loopbreak(c->base);
+}
+
+struct coord *
+crun_coord(struct crun *run)
+{
+	return run->c;
+}
+
+const char *
+crun_id(const struct crun *run)
+{
+	return run->run_id;
+}
+
+int
+crun_cancelled(const struct crun *run)
+{
+	return run->cancelled;
+}
+
+int
+crun_failed(const struct crun *run, char *err, size_t errlen)
+{
+	if (run->failed)
+		errf(err, errlen, "%s", run->ferr);
+	return run->failed;
+}
+
+/* The run fails in the coordinator (a replay divergence): it ends. */
+static void
+crun_fail(struct crun *run, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (run->failed)
+		return;
+	run->failed = 1;
+	run->ended = 1;
+	va_start(ap, fmt);
+	vsnprintf(run->ferr, sizeof run->ferr, fmt, ap);
+	va_end(ap);
+	coord_kick(run->c);
+}
+
 /* Record a fatal coordinator error; the loop ends at the next flush. */
 static void
 coord_fail(struct coord *c, const char *fmt, ...)
@@ -150,9 +242,10 @@ coord_fail(struct coord *c, const char *fmt, ...)
 }
 
 void
-coord_store_message(struct coord *c, char *buf, size_t len)
+crun_store_message(struct crun *run, char *buf, size_t len)
 {
-	const char *id = c->run_id != NULL ? c->run_id : "?";
+	struct coord *c = run->c;
+	const char *id = run->run_id;
 	char what[1100];
 	int kind;
 
@@ -162,20 +255,25 @@ coord_store_message(struct coord *c, char *buf, size_t len)
 	}
 	errf(buf, len, "%s while recording event %lld of run %s; the run is "
 	    "left as recorded so far (%lld events) and can be resumed with "
-	    "`weft resume %s` once %s", what, (long long)record_seq(c->rec), id,
-	    (long long)store_event_count(c->st, id), id,
+	    "`weft resume %s` once %s", what, (long long)record_seq(run->rec),
+	    id, (long long)store_event_count(c->st, id), id,
 	    kind == STORE_BROKEN_FULL ? "space is freed" :
 	    "the storage is fixed");
 }
 
-/* The store refused a write: stop dispatching and end the loop. */
+/*
+ * The store refused a write: stop dispatching and end the loop.  Every
+ * run is left as recorded so far (crun_store_message says how much).
+ */
 static void
 coord_store_fail(struct coord *c)
 {
-	char msg[1536];
+	struct crun *run;
 
-	coord_store_message(c, msg, sizeof msg);
-	coord_fail(c, "%s", msg);
+	TAILQ_FOREACH(run, &c->runs, entry)
+		if (!run->failed)
+			crun_fail(run, "store");
+	coord_fail(c, "store: %s", store_error(c->st));
 }
 
 /* A task came back from its backoff: dispatch it. */
@@ -192,24 +290,37 @@ coord_kick(struct coord *c)
 		event_active(c->flush_ev, EV_TIMEOUT, 0);
 }
 
-/* The record could not write to the store. */
+/* A run's record could not write to the store. */
 static void
 coord_store_fail_cb(void *arg)
 {
-	coord_store_fail(arg);
+	struct crun *run = arg;
+
+	coord_store_fail(run->c);
+}
+
+/* Record ev in every open run (facts of the workers, which all share). */
+static void
+coord_event_all(struct coord *c, const char *kind, json_t *payload)
+{
+	struct crun *run;
+
+	TAILQ_FOREACH(run, &c->runs, entry)
+		if (!run->told)
+			crun_event(run, kind, 0, 0, "", 0, payload, 0, 0);
 }
 
 int64_t
-coord_event_text(struct coord *c, const char *kind, int64_t span,
+crun_event_text(struct crun *run, const char *kind, int64_t span,
     int64_t parent_span, const char *path, int attempt, const char *text,
     int64_t tokens, double cost)
 {
-	return record_event_text(c->rec, kind, span, parent_span, path,
+	return record_event_text(run->rec, kind, span, parent_span, path,
 	    attempt, text, tokens, cost);
 }
 
 int64_t
-coord_event(struct coord *c, const char *kind, int64_t span,
+crun_event(struct crun *run, const char *kind, int64_t span,
     int64_t parent_span, const char *path, int attempt, json_t *payload,
     int64_t tokens, double cost)
 {
@@ -218,23 +329,24 @@ coord_event(struct coord *c, const char *kind, int64_t span,
 
 	if (payload != NULL)
 		text = json_dumps(payload, JSON_COMPACT);
-	seq = coord_event_text(c, kind, span, parent_span, path, attempt, text,
-	    tokens, cost);
+	seq = crun_event_text(run, kind, span, parent_span, path, attempt,
+	    text, tokens, cost);
 	free(text);
 	return seq;
 }
 
 /* Record a task's lease row. */
 static void
-coord_task_row(struct coord *c, struct qtask *t, const char *state)
+coord_task_row(struct crun *run, struct qtask *t, const char *state)
 {
+	struct coord *c = run->c;
 	struct store_task row;
 	char id[32], key[128];
 
 	snprintf(id, sizeof id, "%lld", (long long)t->id);
-	snprintf(key, sizeof key, "%s:%lld", c->run_id, (long long)t->id);
+	snprintf(key, sizeof key, "%s:%lld", run->run_id, (long long)t->id);
 	memset(&row, 0, sizeof row);
-	row.run_id = c->run_id;
+	row.run_id = run->run_id;
 	row.task_id = id;
 	row.node_path = t->path;
 	row.kind = t->kind;
@@ -252,7 +364,7 @@ coord_task_row(struct coord *c, struct qtask *t, const char *state)
 static void
 coord_on_mint(void *arg, int id, const struct captoken *tok)
 {
-	struct coord *c = arg;
+	struct crun *run = arg;
 	const json_t *cl = captoken_claims(tok);
 	json_t *p;
 
@@ -266,28 +378,28 @@ coord_on_mint(void *arg, int id, const struct captoken *tok)
 		    captoken_parent(tok)));
 	if (json_object_get(cl, "args") != NULL)
 		json_object_set(p, "args", json_object_get(cl, "args"));
-	coord_event(c, "token.mint", 0, 0, captoken_node(tok), 0, p, 0, 0);
+	crun_event(run, "token.mint", 0, 0, captoken_node(tok), 0, p, 0, 0);
 	json_decref(p);
 }
 
 int
-coord_grant(struct coord *c, int parent, const char *path,
+crun_grant(struct crun *run, int parent, const char *path,
     const json_t *grant, int eager, char *err, size_t errlen)
 {
-	return grants_add(c->grants, parent, path, grant, eager, NULL, err,
+	return grants_add(run->grants, parent, path, grant, eager, NULL, err,
 	    errlen);
 }
 
 /* Record a refused token and fail its task (a permanent error). */
 static void
-coord_token_refused(struct coord *c, struct qtask *t, int reason,
+coord_token_refused(struct crun *run, struct qtask *t, int reason,
     const char *msg)
 {
 	json_t *p;
 
 	p = json_pack("{s:s, s:s, s:s}", "kind", FAIL_TOKEN, "reason",
 	    captoken_reason_name(reason), "message", msg);
-	coord_task_end(c, t, NULL, p);
+	coord_task_end(run, t, NULL, p);
 	json_decref(p);
 }
 
@@ -296,7 +408,7 @@ coord_token_refused(struct coord *c, struct qtask *t, int reason,
  * When that is refused the task fails (count) or NULL is returned.
  */
 static const char *
-coord_task_token(struct coord *c, struct qtask *t, int count)
+coord_task_token(struct crun *run, struct qtask *t, int count)
 {
 	const char *tok;
 	char err[512];
@@ -304,11 +416,11 @@ coord_task_token(struct coord *c, struct qtask *t, int count)
 
 	if (fault_hit("token.nocount"))
 		count = 0;
-	tok = grants_token(c->grants, t->grant, count &&
+	tok = grants_token(run->grants, t->grant, count &&
 	    strcmp(t->kind, TASK_MCP_CALL) == 0, captoken_now_ms(), &reason,
 	    err, sizeof err);
 	if (tok == NULL && count)
-		coord_token_refused(c, t, reason, err);
+		coord_token_refused(run, t, reason, err);
 	else if (tok != NULL && count)
 		t->size += strlen(tok);
 	return tok;
@@ -316,9 +428,9 @@ coord_task_token(struct coord *c, struct qtask *t, int count)
 
 /* A token like grant id's, minted for another run or already expired. */
 static char *
-coord_fault_mint(struct coord *c, int id, int expired)
+coord_fault_mint(struct crun *run, int id, int expired)
 {
-	const json_t *cl = grants_claims(c->grants, id);
+	const json_t *cl = grants_claims(run->grants, id);
 	struct captoken *tok;
 	int64_t now = captoken_now_ms();
 	json_t *g;
@@ -336,7 +448,8 @@ coord_fault_mint(struct coord *c, int id, int expired)
 		now -= 7200000;
 	} else
 		json_object_set_new(g, "run", json_string("another-run"));
-	s = captoken_mint(c->keys, g, NULL, now, &tok, err, sizeof err) == 0 ?
+	s = captoken_mint(run->c->keys, g, NULL, now, &tok, err,
+	    sizeof err) == 0 ?
 	    xstrdup(captoken_string(tok)) : xstrdup("");
 	if (*s != '\0')
 		captoken_free(tok);
@@ -349,7 +462,7 @@ coord_fault_mint(struct coord *c, int id, int expired)
  * for it (the tests of the workers' checks, docs/security.md).
  */
 static char *
-coord_fault_token(struct coord *c, struct qtask *t, const char *tok)
+coord_fault_token(struct crun *run, struct qtask *t, const char *tok)
 {
 	char *s;
 	size_t n;
@@ -357,9 +470,9 @@ coord_fault_token(struct coord *c, struct qtask *t, const char *tok)
 	if (tok == NULL)
 		return xstrdup("");
 	if (fault_hit("token.foreign_run"))
-		return coord_fault_mint(c, t->grant, 0);
+		return coord_fault_mint(run, t->grant, 0);
 	if (fault_hit("token.expired"))
-		return coord_fault_mint(c, t->grant, 1);
+		return coord_fault_mint(run, t->grant, 1);
 	if (fault_hit("token.garbage"))
 		return xstrdup("wct1.garbage.!!!.???");
 	s = xstrdup(tok);
@@ -400,7 +513,7 @@ coord_policy(struct coord *c, struct qtask *t, const char *params)
  * divergence, else 0.
  */
 static char *
-coord_task_key(struct coord *c, const char *kind, const char *path,
+coord_task_key(struct crun *run, const char *kind, const char *path,
     int64_t span, const char *srv, const char *tool, const char *summary,
     int64_t *ticket)
 {
@@ -408,16 +521,17 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 	char hash[65], *obj, *step, *meta, *key = NULL;
 	int call;
 
-	if (strcmp(kind, TASK_MCP_LIST) == 0 && !record_legacy_lists(c->rec))
+	if (strcmp(kind, TASK_MCP_LIST) == 0 &&
+	    !record_legacy_lists(run->rec))
 		path = key = xasprintf("(tools)/%s", srv);
-	call = coord_call_index(c, path);
+	call = crun_call_index(run, path);
 	step = xasprintf("%s:%s%s%s", kind, srv, tool ? "/" : "",
 	    tool ? tool : "");
 	replay_hash(summary, NULL, hash);
 	/* Only a record can be diverged from: a live run needs no text. */
-	obj = record_replay(c->rec) != NULL ? xasprintf("{%s}", summary) :
+	obj = record_replay(run->rec) != NULL ? xasprintf("{%s}", summary) :
 	    NULL;
-	*ticket = coord_recorded(c, path, span, call, step, hash, obj);
+	*ticket = crun_recorded(run, path, span, call, step, hash, obj);
 	free(obj);
 	if (*ticket != 0) {		/* answered: nothing to record */
 		free(step);
@@ -437,23 +551,64 @@ coord_task_key(struct coord *c, const char *kind, const char *path,
 	return meta;
 }
 
+/* Give t a wire id: a free slot of the table, under a new generation. */
+static void
+coord_task_slot(struct coord *c, struct qtask *t)
+{
+	size_t slot;
+
+	if (c->nfree > 0)
+		slot = c->free[--c->nfree];
+	else {
+		if (c->nslots + 1 >= c->slots_cap) {
+			c->slots_cap = c->slots_cap ? c->slots_cap * 2 : 256;
+			c->tasks = xrealloc(c->tasks, c->slots_cap *
+			    sizeof *c->tasks);
+			c->free = xrealloc(c->free, c->slots_cap *
+			    sizeof *c->free);
+		}
+		slot = ++c->nslots;	/* 0 is no task */
+		if (slot > COORD_SLOT_MASK)
+			fatalx(1, "more than %d tasks at once",
+			    COORD_SLOT_MASK);
+	}
+	c->tasks[slot] = t;
+	t->wire = (++c->gen << COORD_SLOT_BITS) | (int64_t)slot;
+}
+
+/* The task of wire id, or NULL (ended, or never was). */
+static struct qtask *
+coord_task_of(struct coord *c, json_int_t id)
+{
+	size_t slot = (size_t)(id & COORD_SLOT_MASK);
+	struct qtask *t;
+
+	if (id <= 0 || slot == 0 || slot > c->nslots)
+		return NULL;
+	t = c->tasks[slot];
+	return t != NULL && t->wire == id ? t : NULL;
+}
+
 int64_t
-coord_submit(struct coord *c, const char *kind, const char *path,
+crun_submit(struct crun *run, const char *kind, const char *path,
     int64_t span, const char *server, const char *tool, const char *params,
     const char *summary, int grant)
 {
+	struct coord *c = run->c;
 	struct qtask *t;
 	int64_t t_id;
 	json_t *p;
 	char *text, *meta;
 
-	meta = coord_task_key(c, kind, path, span, server, tool, summary,
+	meta = coord_task_key(run, kind, path, span, server, tool, summary,
 	    &t_id);
 	if (t_id != 0)
-		return t_id > 0 ? t_id : coord_ticket(c);
+		return t_id > 0 ? t_id : crun_ticket(run);
 	t = xcalloc(1, sizeof *t);
-	t->id = coord_ticket(c);
-	c->tasks[t->id] = t;
+	t->id = crun_ticket(run);
+	t->owner = run;
+	coord_task_slot(c, t);
+	run->ntasks++;
 	t->attempt = 1;
 	t->kind = xstrdup(kind);
 	t->path = xstrdup(path);
@@ -463,11 +618,11 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 	t->grant = grant;
 	t->size = strlen(params) + strlen(path) + 512;
 	coord_policy(c, t, params);
-	queue_add(&c->q, t);
+	queue_add(&run->q, t);
 	text = xasprintf("{\"task\":%lld,\"kind\":\"%s\",%s,%s}",
 	    (long long)t->id, kind, meta, summary);
 	free(meta);
-	coord_event_text(c, strcmp(kind, TASK_MCP_LIST) == 0 ? "tool.list" :
+	crun_event_text(run, strcmp(kind, TASK_MCP_LIST) == 0 ? "tool.list" :
 	    "tool.call", span, 0, path, 1, text, 0, 0);
 	free(text);
 	if (t->size > WIRE_MAX_MSG - 4096) {
@@ -476,12 +631,12 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 		p = json_pack("{s:s, s:o}", "kind", FAIL_TOO_LARGE, "message",
 		    json_sprintf("the task's arguments (%zu bytes) exceed the "
 		    "%d-byte message limit", t->size, WIRE_MAX_MSG));
-		coord_task_end(c, t, NULL, p);
+		coord_task_end(run, t, NULL, p);
 		json_decref(p);
 		return t_id;
 	}
 	t_id = t->id;		/* a refused token frees t */
-	if (coord_task_token(c, t, 1) == NULL)
+	if (coord_task_token(run, t, 1) == NULL)
 		return t_id;
 	coord_kick(c);
 	return t_id;
@@ -489,9 +644,9 @@ coord_submit(struct coord *c, const char *kind, const char *path,
 
 /* Record a refused token: the task, who refused, why; its id, not it. */
 static void
-coord_token_event(struct coord *c, struct qtask *t, json_t *error)
+coord_token_event(struct crun *run, struct qtask *t, json_t *error)
 {
-	const json_t *cl = grants_claims(c->grants, t->grant);
+	const json_t *cl = grants_claims(run->grants, t->grant);
 	json_t *p;
 
 	p = json_pack("{s:I, s:s, s:O, s:O}", "task", (json_int_t)t->id,
@@ -502,33 +657,39 @@ coord_token_event(struct coord *c, struct qtask *t, json_t *error)
 		return;
 	if (cl != NULL)
 		json_object_set(p, "jti", json_object_get(cl, "jti"));
-	coord_event(c, "token.reject", t->span, 0, t->path, t->attempt, p, 0,
+	crun_event(run, "token.reject", t->span, 0, t->path, t->attempt, p, 0,
 	    0);
 	json_decref(p);
 }
 
-/* Take a task out of the queue, the leased list or its backoff wait. */
+/* Take a task out of its queue, the leased list or its backoff wait. */
 static void
-coord_task_unlink(struct coord *c, struct qtask *t)
+coord_task_unlink(struct crun *run, struct qtask *t)
 {
-	int w = queue_unlink(&c->q, t);
+	struct coord *c = run->c;
+	int w = queue_unlink(&run->q, t);
 
-	if (w >= 0 && ALWAYS(w < c->nworkers))
+	if (w >= 0 && ALWAYS(w < c->nworkers)) {
 		c->workers[w].nleased--;
+		run->nleased--;
+	}
 }
 
 /* Finish a task: record its outcome and queue the delivery. */
 static void
-coord_task_end(struct coord *c, struct qtask *t, json_t *result, json_t *error)
+coord_task_end(struct crun *run, struct qtask *t, json_t *result,
+    json_t *error)
 {
+	struct coord *c = run->c;
 	const char *kind;
 	char *body, *text;
+	size_t slot = (size_t)(t->wire & COORD_SLOT_MASK);
 
 	if (error != NULL && json_is_string(json_object_get(error, "kind")) &&
 	    strcmp(json_string_value(json_object_get(error, "kind")),
 	    FAIL_TOKEN) == 0)
-		coord_token_event(c, t, error);
-	coord_task_unlink(c, t);
+		coord_token_event(run, t, error);
+	coord_task_unlink(run, t);
 	t->state = QT_DONE;
 	if (strcmp(t->kind, TASK_MCP_LIST) == 0)
 		kind = result != NULL ? "tool.list.result" : "tool.list.error";
@@ -540,51 +701,52 @@ coord_task_end(struct coord *c, struct qtask *t, json_t *result, json_t *error)
 	    "\"duration\":%.6f,\"%s\":%s}", (long long)t->id, t->attempt,
 	    t->worker, t->started > 0 ? now_mono() - t->started : 0.0,
 	    result != NULL ? "result" : "error", body);
-	coord_event_text(c, kind, t->span, 0, t->path, t->attempt, text, 0, 0);
+	crun_event_text(run, kind, t->span, 0, t->path, t->attempt, text, 0,
+	    0);
 	free(body);
 	free(text);
-	coord_task_row(c, t, result != NULL ? "done" : "failed");
-	coord_deliver(c, t->id, result, error);
-	c->tasks[t->id] = NULL;
+	coord_task_row(run, t, result != NULL ? "done" : "failed");
+	crun_deliver(run, t->id, result, error);
+	if (ALWAYS(c->tasks[slot] == t)) {
+		c->tasks[slot] = NULL;
+		c->free[c->nfree++] = (uint32_t)slot;
+	}
+	run->ntasks--;
 	qtask_free(t);
 }
 
 int64_t
-coord_ticket(struct coord *c)
+crun_ticket(struct crun *run)
 {
-	if (c->ntasks + 1 >= c->tasks_cap) {
-		c->tasks_cap = c->tasks_cap ? c->tasks_cap * 2 : 256;
-		c->tasks = xrealloc(c->tasks, c->tasks_cap * sizeof *c->tasks);
-	}
-	c->ntasks++;
-	c->tasks[c->ntasks] = NULL;
-	return (int64_t)c->ntasks;
+	return ++run->tickets;
 }
 
 void
-coord_deliver(struct coord *c, int64_t ticket, json_t *result, json_t *error)
+crun_deliver(struct crun *run, int64_t ticket, json_t *result,
+    json_t *error)
 {
 	struct delivery *d;
 
-	if (c->ndl == c->dl_cap) {
-		c->dl_cap = c->dl_cap ? c->dl_cap * 2 : 64;
-		c->dl = xrealloc(c->dl, c->dl_cap * sizeof *c->dl);
+	if (run->ndl == run->dl_cap) {
+		run->dl_cap = run->dl_cap ? run->dl_cap * 2 : 64;
+		run->dl = xrealloc(run->dl, run->dl_cap * sizeof *run->dl);
 	}
-	d = &c->dl[c->ndl++];
+	d = &run->dl[run->ndl++];
 	d->ticket = ticket;
 	d->result = result != NULL ? json_incref(result) : NULL;
 	d->error = error != NULL ? json_incref(error) : NULL;
-	coord_kick(c);
+	run->dirty = 1;
+	coord_kick(run->c);
 }
 
 /* End a task with error {kind, message}. */
 static void
-coord_task_fail(struct coord *c, struct qtask *t, const char *kind,
+coord_task_fail(struct crun *run, struct qtask *t, const char *kind,
     json_t *msg)
 {
 	json_t *err = json_pack("{s:s, s:o}", "kind", kind, "message", msg);
 
-	coord_task_end(c, t, NULL, err);
+	coord_task_end(run, t, NULL, err);
 	json_decref(err);
 }
 
@@ -600,7 +762,7 @@ coord_cancel_on_worker(struct coord *c, struct qtask *t)
 	w = &c->workers[t->worker];
 	if (w->cancel == NULL)
 		w->cancel = json_array();
-	json_array_append_new(w->cancel, json_integer(t->id));
+	json_array_append_new(w->cancel, json_integer(t->wire));
 }
 
 /*
@@ -610,7 +772,7 @@ coord_cancel_on_worker(struct coord *c, struct qtask *t)
  * call, where, and what to do.
  */
 static void
-coord_task_lost(struct coord *c, struct qtask *t, const char *why)
+coord_task_lost(struct crun *run, struct qtask *t, const char *why)
 {
 	json_t *p, *msg;
 
@@ -620,14 +782,14 @@ coord_task_lost(struct coord *c, struct qtask *t, const char *why)
 	    "server's side, then `weft resume %s --rerun-lost` calls it "
 	    "again", t->server,
 	    t->tool != NULL ? t->tool : "?", t->path, (long long)t->id,
-	    t->attempt, why, c->run_id);
+	    t->attempt, why, run->run_id);
 	p = json_pack("{s:I, s:i, s:s, s:s, s:s, s:O}", "task",
 	    (json_int_t)t->id, "attempt", t->attempt, "server", t->server,
 	    "tool", t->tool != NULL ? t->tool : "", "reason", why, "message",
 	    msg);
-	coord_event(c, "task.lost", t->span, 0, t->path, t->attempt, p, 0, 0);
+	crun_event(run, "task.lost", t->span, 0, t->path, t->attempt, p, 0, 0);
 	json_decref(p);
-	coord_task_fail(c, t, FAIL_NOT_IDEMPOTENT, msg);
+	coord_task_fail(run, t, FAIL_NOT_IDEMPOTENT, msg);
 }
 
 /*
@@ -637,29 +799,29 @@ coord_task_lost(struct coord *c, struct qtask *t, const char *why)
  * idempotent = false call is never re-run (coord_task_lost).
  */
 static void
-coord_task_retry(struct coord *c, struct qtask *t, const char *kind,
-    const char *why)
+coord_task_retry(struct qtask *t, const char *kind, const char *why)
 {
+	struct crun *run = t->owner;
 	json_t *p;
 	double delay;
 	int call = strcmp(t->kind, TASK_MCP_CALL) == 0;
 
 	if (call && !t->pol.idempotent &&
 	    strcmp(kind, FAIL_LOST_WORKER) == 0) {
-		coord_task_lost(c, t, why);
+		coord_task_lost(run, t, why);
 		return;
 	}
 	if (call && !t->pol.idempotent) {
-		coord_task_fail(c, t, kind, json_sprintf("%s (not retried: "
+		coord_task_fail(run, t, kind, json_sprintf("%s (not retried: "
 		    "the tool is idempotent = false)", why));
 		return;
 	}
 	if (!qpolicy_retries(&t->pol, kind)) {
-		coord_task_fail(c, t, kind, json_string(why));
+		coord_task_fail(run, t, kind, json_string(why));
 		return;
 	}
 	if (t->attempt >= t->pol.max_attempts) {
-		coord_task_fail(c, t, kind, json_sprintf("%s; gave up after "
+		coord_task_fail(run, t, kind, json_sprintf("%s; gave up after "
 		    "%d attempts", why, t->attempt));
 		return;
 	}
@@ -667,50 +829,52 @@ coord_task_retry(struct coord *c, struct qtask *t, const char *kind,
 	/* An attempt needs some time to be worth starting: a worker's timer
 	   can fire a hair before the deadline the coordinator keeps. */
 	if (now_mono() + delay + QPOLICY_MIN_ATTEMPT_S >= t->deadline) {
-		coord_task_fail(c, t, FAIL_TIMEOUT, json_sprintf("%s; no time "
+		coord_task_fail(run, t, FAIL_TIMEOUT, json_sprintf("%s; no time "
 		    "left for attempt %d within the total timeout of %gs", why,
 		    t->attempt + 1, t->pol.total_s));
 		return;
 	}
-	coord_task_unlink(c, t);
+	coord_task_unlink(run, t);
 	p = json_pack("{s:I, s:i, s:i, s:s, s:s, s:f}", "task",
 	    (json_int_t)t->id, "attempt", t->attempt, "next_attempt",
 	    t->attempt + 1, "kind", kind, "reason", why, "delay", delay);
-	coord_event(c, "task.retry", t->span, 0, t->path, t->attempt, p, 0, 0);
+	crun_event(run, "task.retry", t->span, 0, t->path, t->attempt, p, 0,
+	    0);
 	json_decref(p);
 	t->attempt++;
 	t->worker = -1;
-	coord_task_row(c, t, "queued");
-	queue_delay(&c->q, t, delay);
+	coord_task_row(run, t, "queued");
+	queue_delay(&run->q, t, delay);
 }
 
 /* A worker reported task t's attempt failed: retry or end it. */
 static void
-coord_task_failed(struct coord *c, struct qtask *t, json_t *error)
+coord_task_failed(struct qtask *t, json_t *error)
 {
 	const char *kind = json_string_value(json_object_get(error, "kind"));
 	const char *msg = json_string_value(json_object_get(error,
 	    "message"));
 
 	if (kind == NULL || !qpolicy_retries(&t->pol, kind)) {
-		coord_task_end(c, t, NULL, error);
+		coord_task_end(t->owner, t, NULL, error);
 		return;
 	}
-	coord_task_retry(c, t, kind, msg != NULL ? msg : kind);
+	coord_task_retry(t, kind, msg != NULL ? msg : kind);
 }
 
 /* Append the task as sent to a worker, JSON text, to buf. */
 static void
-coord_task_text(struct coord *c, struct qtask *t, struct evbuffer *buf)
+coord_task_text(struct qtask *t, struct evbuffer *buf)
 {
+	struct crun *run = t->owner;
 	double left;
 	json_t *js;
 	char *q, *token;
 
-	token = coord_fault_token(c, t, coord_task_token(c, t, 0));
+	token = coord_fault_token(run, t, coord_task_token(run, t, 0));
 
 	evbuffer_add_printf(buf, "{\"id\":%lld,\"run\":\"%s\",\"path\":",
-	    (long long)t->id, c->run_id);
+	    (long long)t->wire, run->run_id);
 	/* Node names are plain; quote through jansson only if needed. */
 	if (strpbrk(t->path, "\"\\") == NULL && !has_ctl(t->path))
 		evbuffer_add_printf(buf, "\"%s\"", t->path);
@@ -729,7 +893,7 @@ coord_task_text(struct coord *c, struct qtask *t, struct evbuffer *buf)
 		left = 0.001;
 	evbuffer_add_printf(buf, ",\"attempt\":%d,\"idem\":\"%s:%lld\","
 	    "\"deadline\":%.3f,\"timeout\":%.3f,\"kind\":\"%s\","
-	    "\"token\":\"%s\",\"params\":%s}", t->attempt, c->run_id,
+	    "\"token\":\"%s\",\"params\":%s}", t->attempt, run->run_id,
 	    (long long)t->id, now_wall() + left, left, t->kind, token,
 	    t->params);
 	free(token);
@@ -794,47 +958,114 @@ coord_other_holder(struct coord *c, struct rctx *r, const char *server)
 }
 
 /*
- * Hand queued tasks to parked polls.  The queue prefers a worker that
- * already holds the task's MCP server (no second server process, no
- * second initialize); a task whose server no waiting worker holds goes to
- * the first poll with room.
+ * The next task of run for the parked poll r of worker w, or NULL: the
+ * queue prefers a worker that already holds the task's MCP server (no
+ * second server process, no second initialize); a task whose server no
+ * waiting worker holds goes to the first poll with room.
  */
+static struct qtask *
+coord_next_task(struct coord *c, struct crun *run, struct rctx *r,
+    struct worker *w, size_t bytes, int n)
+{
+	struct qtask *t;
+
+	if (c->opts.run_cap > 0 && run->nleased >= c->opts.run_cap)
+		return NULL;
+	TAILQ_FOREACH(t, &run->q.queued, entry) {
+		if (!coord_holds(w, t->server) &&
+		    coord_other_holder(c, r, t->server))
+			continue;
+		/* A reply must fit the worker's message limit. */
+		if (n > 0 && bytes + t->size > WIRE_MAX_MSG - 4096)
+			return NULL;
+		return t;
+	}
+	return NULL;
+}
+
+/*
+ * Fill the reply to parked poll r with up to its slots of queued tasks,
+ * taking them from the runs in turn: each run with work gets an equal
+ * share of the poll per pass, and the run served first moves to the back,
+ * so one run's thousands of tasks cannot starve another's one.  Returns
+ * the tasks taken.
+ */
+static int
+coord_fill(struct coord *c, struct rctx *r, struct evbuffer *buf)
+{
+	struct worker *w = &c->workers[r->worker];
+	struct crun *run, *first;
+	struct qtask *t;
+	size_t bytes = 0;
+	int n = 0, share, k, nwork, took;
+
+	do {
+		nwork = 0;
+		TAILQ_FOREACH(run, &c->runs, entry)
+			if (run->q.nqueued > 0)
+				nwork++;
+		if (nwork == 0)
+			break;
+		share = (r->slots - n) / nwork;
+		if (share < 1)
+			share = 1;
+		took = 0;
+		first = NULL;
+		TAILQ_FOREACH(run, &c->runs, entry) {
+			for (k = 0; k < share && n < r->slots; k++) {
+				t = coord_next_task(c, run, r, w, bytes, n);
+				if (t == NULL)
+					break;
+				bytes += t->size;
+				queue_lease(&run->q, t, r->worker);
+				w->nleased++;
+				run->nleased++;
+				coord_hold(w, t->server);
+				if (n++ > 0)
+					evbuffer_add(buf, ",", 1);
+				coord_task_text(t, buf);
+				took++;
+				if (first == NULL)
+					first = run;
+			}
+			if (n >= r->slots)
+				break;
+		}
+		/* The run served first waits behind the others next time. */
+		if (first != NULL && c->nruns > 1) {
+			TAILQ_REMOVE(&c->runs, first, entry);
+			TAILQ_INSERT_TAIL(&c->runs, first, entry);
+		}
+	} while (took > 0 && n < r->slots);
+	return n;
+}
+
+/* Whether any run has a task queued. */
+static int
+coord_any_queued(struct coord *c)
+{
+	struct crun *run;
+
+	TAILQ_FOREACH(run, &c->runs, entry)
+		if (run->q.nqueued > 0)
+			return 1;
+	return 0;
+}
+
+/* Hand queued tasks to parked polls. */
 static void
 coord_dispatch(struct coord *c)
 {
 	struct rctx *r;
-	struct qtask *t, *next;
-	struct worker *w;
 	struct evbuffer *buf;
-	size_t bytes;
-	int n, rounds = 0;
+	int rounds = 0;
 
-	while (c->q.nqueued > 0 && (r = TAILQ_FIRST(&c->parked)) != NULL &&
+	while (coord_any_queued(c) && (r = TAILQ_FIRST(&c->parked)) != NULL &&
 	    rounds++ < 2 * (int)c->nrctx) {
 		TAILQ_REMOVE(&c->parked, r, entry);
-		w = &c->workers[r->worker];
 		buf = evbuffer_new();
 		evbuffer_add(buf, "{\"tasks\":[", 10);
-		bytes = 0;
-		n = 0;
-		TAILQ_FOREACH_SAFE(t, &c->q.queued, entry, next) {
-			if (n >= r->slots)
-				break;
-			if (!coord_holds(w, t->server) &&
-			    coord_other_holder(c, r, t->server))
-				continue;
-			/* A reply must fit the worker's message limit. */
-			if (n > 0 && bytes + t->size > WIRE_MAX_MSG - 4096)
-				break;
-			bytes += t->size;
-			queue_lease(&c->q, t, r->worker);
-			w->nleased++;
-			coord_hold(w, t->server);
-			if (n++ > 0)
-				evbuffer_add(buf, ",", 1);
-			coord_task_text(c, t, buf);
-		}
-		if (n == 0) {
+		if (coord_fill(c, r, buf) == 0) {
 			/* Everything queued waits for another worker. */
 			evbuffer_free(buf);
 			TAILQ_INSERT_TAIL(&c->parked, r, entry);
@@ -848,37 +1079,93 @@ coord_dispatch(struct coord *c)
 	}
 }
 
-/* Commit, deliver results to the graph, pump it, and dispatch. */
+/*
+ * Deliver run's outcomes to its graph and pump it.  Returns the pump's
+ * answer (coord_sink), or 0 for a run not begun or already ended.
+ */
+static int
+coord_pump(struct crun *run)
+{
+	struct delivery *dl;
+	size_t i, n;
+	int rc;
+
+	run->dirty = 0;
+	if (!run->begun || run->ended)
+		return 0;
+	dl = run->dl;
+	n = run->ndl;
+	run->dl = NULL;
+	run->ndl = run->dl_cap = 0;
+	for (i = 0; i < n; i++) {
+		run->sink.deliver(run->sink.arg, dl[i].ticket, dl[i].result,
+		    dl[i].error);
+		json_decref(dl[i].result);
+		json_decref(dl[i].error);
+	}
+	free(dl);
+	rc = run->sink.pump(run->sink.arg);
+	if (rc == 2)
+		run->ended = 1;
+	else if (rc == 1 || run->ndl > 0)
+		run->dirty = 1;
+	else if (record_discarding(run->rec))
+		/* Offline, every answer comes from the record at once: a
+		   graph that waits would wait for ever. */
+		crun_fail(run, "replay: the graph waits for an answer that "
+		    "cannot come offline (a bug in weft's runner)");
+	return rc;
+}
+
+/*
+ * Tell the owners of runs that ended (after the commit that made their
+ * end durable).  Returns whether every run has ended.
+ */
+static int
+coord_tell_ended(struct coord *c)
+{
+	struct crun *run, *next;
+	int all = 1;
+
+	TAILQ_FOREACH_SAFE(run, &c->runs, entry, next) {
+		if (!run->ended) {
+			all = 0;
+			continue;
+		}
+		if (run->told || run->sink.ended == NULL)
+			continue;
+		run->told = 1;
+		/* The owner may free the run here. */
+		run->sink.ended(run->sink.ended_arg, run);
+	}
+	return all;
+}
+
+/* Commit, deliver results to the graphs, pump them, and dispatch. */
 static void
 coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct coord *c = arg;
-	struct delivery *dl;
-	size_t i, n;
-	int rc;
+	struct crun *run;
+	int dirty, more;
 
 	for (;;) {
 		if (store_commit(c->st) != 0) {
 			coord_store_fail(c);
 			return;
 		}
-		if (c->failed || c->run_ended)
+		if (c->failed)
 			break;
-		dl = c->dl;
-		n = c->ndl;
-		c->dl = NULL;
-		c->ndl = c->dl_cap = 0;
-		for (i = 0; i < n; i++) {
-			c->sink.deliver(c->sink.arg, dl[i].ticket,
-			    dl[i].result, dl[i].error);
-			json_decref(dl[i].result);
-			json_decref(dl[i].error);
+		dirty = more = 0;
+		TAILQ_FOREACH(run, &c->runs, entry) {
+			if (!run->dirty)
+				continue;
+			if (coord_pump(run) == 1)
+				more = 1;
+			if (run->dirty)
+				dirty = 1;
 		}
-		free(dl);
-		rc = c->sink.pump(c->sink.arg);
-		if (rc == 2)
-			c->run_ended = 1;
-		else if (rc == 1) {
+		if (more) {
 			/* More graph work is ready: commit and dispatch what
 			   this round made, then yield to the loop so worker
 			   traffic and signals are served between rounds. */
@@ -888,26 +1175,19 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 			}
 			coord_dispatch(c);
 			coord_kick(c);
+			coord_tell_ended(c);
 			return;
-		} else if (rc == 0 && c->ndl == 0) {
-			if (store_commit(c->st) != 0) {
-				coord_store_fail(c);
-				return;
-			}
-			/* Offline, every answer comes from the record at
-			   once: a graph that waits would wait for ever. */
-			if (record_discarding(c->rec))
-				coord_fail(c, "replay: the graph waits for an "
-				    "answer that cannot come offline (a bug in "
-				    "weft's runner)");
-			break;
 		}
+		if (!dirty)
+			break;
 	}
-	if (c->run_ended || c->failed) {
+	if (c->failed) {
 		event_base_loopbreak(c->base);
 		return;
 	}
 	coord_dispatch(c);
+	if (coord_tell_ended(c))
+		event_base_loopbreak(c->base);
 }
 
 /*
@@ -1004,7 +1284,7 @@ coord_worker_of(struct coord *c, json_t *params)
  * 64 per message, fields checked (a worker is a trust boundary).
  */
 static void
-coord_progress(struct coord *c, struct qtask *t, json_t *items)
+coord_progress(struct qtask *t, json_t *items)
 {
 	json_t *it, *p, *v;
 	size_t i;
@@ -1021,7 +1301,7 @@ coord_progress(struct coord *c, struct qtask *t, json_t *items)
 		if (json_is_string(v = json_object_get(it, "message")) &&
 		    json_string_length(v) <= 512)
 			json_object_set(p, "message", v);
-		coord_event(c, "tool.progress", t->span, 0, t->path,
+		crun_event(t->owner, "tool.progress", t->span, 0, t->path,
 		    t->attempt, p, 0, 0);
 		json_decref(p);
 	}
@@ -1038,11 +1318,11 @@ coord_on_progress(struct coord *c, int wid, json_t *list)
 
 	json_array_foreach(list, i, it) {
 		id = json_integer_value(json_object_get(it, "id"));
-		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
+		t = coord_task_of(c, id);
 		if (t != NULL && t->state == QT_LEASED && t->worker == wid &&
 		    t->attempt == json_integer_value(json_object_get(it,
 		    "attempt")))
-			coord_progress(c, t, json_object_get(it, "progress"));
+			coord_progress(t, json_object_get(it, "progress"));
 	}
 }
 
@@ -1055,17 +1335,26 @@ static void
 coord_late(struct coord *c, struct qtask *t, json_int_t id, int attempt,
     int wid, int failed)
 {
+	struct crun *run;
 	json_t *p;
 
-	p = json_pack("{s:I, s:i, s:i, s:s, s:s}", "task", id, "attempt",
-	    attempt, "worker", wid, "outcome", failed ? "fail" : "complete",
-	    "now", t == NULL ? "ended" : t->state == QT_LEASED ?
-	    "leased" : "queued");
-	if (t != NULL)
+	p = json_pack("{s:I, s:i, s:i, s:s, s:s}", "task", t != NULL ?
+	    (json_int_t)t->id : id, "attempt", attempt, "worker", wid,
+	    "outcome", failed ? "fail" : "complete", "now", t == NULL ?
+	    "ended" : t->state == QT_LEASED ? "leased" : "queued");
+	if (t != NULL) {
 		json_object_set_new(p, "current_attempt", json_integer(
 		    t->attempt));
-	coord_event(c, "task.late", t != NULL ? t->span : 0, 0, t != NULL ?
-	    t->path : "", attempt, p, 0, 0);
+		crun_event(t->owner, "task.late", t->span, 0, t->path, attempt,
+		    p, 0, 0);
+	} else {
+		/* Its run is not known any more: every open run is told. */
+		json_object_set_new(p, "wire_id", json_integer(id));
+		TAILQ_FOREACH(run, &c->runs, entry)
+			if (!run->told)
+				crun_event(run, "task.late", 0, 0, "",
+				    attempt, p, 0, 0);
+	}
 	json_decref(p);
 }
 
@@ -1084,18 +1373,18 @@ coord_on_complete(struct coord *c, int wid, json_t *items, int failed)
 		attempt = (int)json_integer_value(json_object_get(it,
 		    "attempt"));
 		val = json_object_get(it, failed ? "error" : "result");
-		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
+		t = coord_task_of(c, id);
 		if (t == NULL || t->state != QT_LEASED ||
 		    t->attempt != attempt || t->worker != wid || val == NULL) {
 			coord_late(c, t, id, attempt, wid, failed);
 			continue;
 		}
 		fault_crash("coord.after_result");
-		coord_progress(c, t, json_object_get(it, "progress"));
+		coord_progress(t, json_object_get(it, "progress"));
 		if (failed)
-			coord_task_failed(c, t, val);
+			coord_task_failed(t, val);
 		else
-			coord_task_end(c, t, val, NULL);
+			coord_task_end(t->owner, t, val, NULL);
 	}
 }
 
@@ -1110,7 +1399,7 @@ coord_on_heartbeat(struct coord *c, int wid, json_t *ids)
 
 	json_array_foreach(ids, i, it) {
 		id = json_integer_value(it);
-		t = (id > 0 && (size_t)id <= c->ntasks) ? c->tasks[id] : NULL;
+		t = coord_task_of(c, id);
 		if (t != NULL && t->state == QT_LEASED && t->worker == wid)
 			t->lease_until = now_mono() + t->pol.lease_s;
 	}
@@ -1130,7 +1419,7 @@ coord_worker_sandbox(struct coord *c, int wid, json_t *report)
 		return;
 	p = json_pack("{s:i, s:I, s:O}", "worker", wid, "pid",
 	    (json_int_t)sup_pid(c->sup, wid), "sandbox", report);
-	coord_event(c, "worker.sandbox", 0, 0, "", 0, p, 0, 0);
+	coord_event_all(c, "worker.sandbox", p);
 	json_decref(p);
 }
 
@@ -1148,11 +1437,11 @@ coord_refuse(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
 	int pid = sup_peer_pid(pipe);
 
 	snprintf(msg, sizeof msg, "%s refused: %s", method, why);
-	if (c->nrefused++ < COORD_MAX_REFUSALS && c->run_id != NULL) {
+	if (c->nrefused++ < COORD_MAX_REFUSALS) {
 		p = json_pack("{s:i, s:i, s:s, s:s, s:i}", "worker", wid,
 		    "pipe", (int)pipe, "method", method, "reason", why,
 		    "peer_pid", pid);
-		coord_event(c, "worker.refused", 0, 0, "", 0, p, 0, 0);
+		coord_event_all(c, "worker.refused", p);
 		json_decref(p);
 		coord_kick(c);
 	}
@@ -1403,6 +1692,7 @@ coord_worker_died(void *arg, int wid, pid_t pid, int status)
 	struct worker *w = &c->workers[wid];
 	struct qtask *t, *next;
 	struct rctx *r, *rnext;
+	struct crun *run;
 	char how[128], why[256], err[256];
 	json_t *p;
 
@@ -1413,17 +1703,16 @@ coord_worker_died(void *arg, int wid, pid_t pid, int status)
 	if (c->stopping)
 		return;
 	snprintf(why, sizeof why, "worker %d (pid %d) %s", wid, (int)pid, how);
-	if (c->run_id != NULL) {
-		p = json_pack("{s:i, s:i, s:s}", "worker", wid, "pid",
-		    (int)pid, "status", how);
-		coord_event(c, "worker.exit", 0, 0, "", 0, p, 0, 0);
-		json_decref(p);
-	}
+	p = json_pack("{s:i, s:i, s:s}", "worker", wid, "pid", (int)pid,
+	    "status", how);
+	coord_event_all(c, "worker.exit", p);
+	json_decref(p);
 	if (c->opts.verbose)
 		fprintf(stderr, "weft: %s\n", why);
-	TAILQ_FOREACH_SAFE(t, &c->q.leased, entry, next)
-		if (t->worker == wid)
-			coord_task_retry(c, t, FAIL_LOST_WORKER, why);
+	TAILQ_FOREACH(run, &c->runs, entry)
+		TAILQ_FOREACH_SAFE(t, &run->q.leased, entry, next)
+			if (t->worker == wid)
+				coord_task_retry(t, FAIL_LOST_WORKER, why);
 	/* Polls parked by the dead worker go nowhere; answer and forget. */
 	TAILQ_FOREACH_SAFE(r, &c->parked, entry, rnext) {
 		if (r->worker == wid) {
@@ -1441,25 +1730,46 @@ coord_worker_died(void *arg, int wid, pid_t pid, int status)
 		coord_fail(c, "cannot restart worker %d: %s", wid, err);
 }
 
+void
+crun_cancel(struct crun *run, const char *why)
+{
+	struct coord *c = run->c;
+	size_t i;
+	struct qtask *t;
+
+	if (run->cancelled)
+		return;
+	for (i = 1; i <= c->nslots && run->ntasks > 0; i++)
+		if ((t = c->tasks[i]) != NULL && t->owner == run) {
+			coord_cancel_on_worker(c, t);
+			coord_task_fail(run, t, FAIL_CANCELLED, json_sprintf(
+			    "the run was cancelled (%s) during attempt %d",
+			    why, t->attempt));
+		}
+	run->cancelled = 1;
+	run->ended = 1;
+	coord_kick(c);
+}
+
 /*
- * SIGINT/SIGTERM (Ctrl-C, weft cancel): end the run as cancelled.  Every
+ * SIGINT/SIGTERM (Ctrl-C, weft cancel): end every run as cancelled.  Every
  * task not ended is recorded as failed with kind cancelled; the workers,
- * stopped by coord_free, send their servers notifications/cancelled.
+ * stopped by coord_free, send their servers notifications/cancelled.  With
+ * opts.on_signal (weft serve), that decides instead.
  */
 static void
 coord_int_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct coord *c = arg;
-	size_t i;
+	struct crun *run;
 
-	if (!c->cancelled && c->run_id != NULL)
-		for (i = 1; i <= c->ntasks; i++)
-			if (c->tasks[i] != NULL)
-				coord_task_fail(c, c->tasks[i], FAIL_CANCELLED,
-				    json_sprintf("the run was cancelled (%s) "
-				    "during attempt %d", sig == SIGINT ?
-				    "SIGINT" : "SIGTERM",
-				    c->tasks[i]->attempt));
+	if (c->opts.on_signal != NULL) {
+		c->opts.on_signal(c->opts.signal_arg, (int)sig);
+		return;
+	}
+	if (!c->cancelled)
+		TAILQ_FOREACH(run, &c->runs, entry)
+			crun_cancel(run, sig == SIGINT ? "SIGINT" : "SIGTERM");
 	c->cancelled = 1;
 	event_base_loopbreak(c->base);
 }
@@ -1476,20 +1786,20 @@ coord_tick_leased(struct coord *c, struct qtask *t, double now)
 
 	if (now > t->deadline) {
 		coord_cancel_on_worker(c, t);
-		coord_task_fail(c, t, FAIL_TIMEOUT, json_sprintf("attempt %d "
-		    "on worker %d outlived the total timeout of %gs (all "
-		    "attempts); it was cancelled", t->attempt, t->worker,
+		coord_task_fail(t->owner, t, FAIL_TIMEOUT, json_sprintf(
+		    "attempt %d on worker %d outlived the total timeout of %gs "
+		    "(all attempts); it was cancelled", t->attempt, t->worker,
 		    t->pol.total_s));
 	} else if (t->lease_until < now) {
 		snprintf(why, sizeof why, "lease of worker %d expired "
 		    "(no heartbeat for %.1fs)", t->worker, t->pol.lease_s);
-		coord_task_retry(c, t, FAIL_LOST_WORKER, why);
+		coord_task_retry(t, FAIL_LOST_WORKER, why);
 	} else if (now > t->started + t->pol.attempt_s + 5) {
 		coord_cancel_on_worker(c, t);
 		snprintf(why, sizeof why, "worker %d did not end attempt %d "
 		    "within its timeout of %gs; it was cancelled", t->worker,
 		    t->attempt, t->pol.attempt_s);
-		coord_task_retry(c, t, FAIL_TIMEOUT, why);
+		coord_task_retry(t, FAIL_TIMEOUT, why);
 	}
 }
 
@@ -1498,25 +1808,29 @@ static void
 coord_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct coord *c = arg;
+	struct crun *run;
 	struct qtask *t, *next;
 	double now = now_mono();
 
-	TAILQ_FOREACH_SAFE(t, &c->q.leased, entry, next)
-		coord_tick_leased(c, t, now);
-	TAILQ_FOREACH_SAFE(t, &c->q.queued, entry, next) {
-		if (now - t->queued_at > t->pol.queue_s)
-			coord_task_fail(c, t, FAIL_QUEUE_TIMEOUT, json_sprintf(
-			    "no worker took the task within its queue timeout "
-			    "of %gs (attempt %d)", t->pol.queue_s,
-			    t->attempt));
-		else if (now > t->deadline)
-			coord_task_fail(c, t, FAIL_TIMEOUT, json_sprintf(
-			    "attempt %d was still queued at the total timeout "
-			    "of %gs", t->attempt, t->pol.total_s));
+	TAILQ_FOREACH(run, &c->runs, entry) {
+		TAILQ_FOREACH_SAFE(t, &run->q.leased, entry, next)
+			coord_tick_leased(c, t, now);
+		TAILQ_FOREACH_SAFE(t, &run->q.queued, entry, next) {
+			if (now - t->queued_at > t->pol.queue_s)
+				coord_task_fail(run, t, FAIL_QUEUE_TIMEOUT,
+				    json_sprintf("no worker took the task "
+				    "within its queue timeout of %gs (attempt "
+				    "%d)", t->pol.queue_s, t->attempt));
+			else if (now > t->deadline)
+				coord_task_fail(run, t, FAIL_TIMEOUT,
+				    json_sprintf("attempt %d was still queued "
+				    "at the total timeout of %gs", t->attempt,
+				    t->pol.total_s));
+		}
 	}
 }
 
-/* Load (or create) the signing keys and the grant table. */
+/* Load (or create) the signing keys. */
 static int
 coord_keys(struct coord *c, const char *state_dir, char *err, size_t errlen)
 {
@@ -1527,11 +1841,8 @@ coord_keys(struct coord *c, const char *state_dir, char *err, size_t errlen)
 			return -1;
 		state_dir = dir;
 	}
-	if (captoken_keys_load_or_create(state_dir, &c->keys, err,
-	    errlen) != 0)
-		return -1;
-	c->grants = grants_new(c->keys, coord_on_mint, c);
-	return 0;
+	return captoken_keys_load_or_create(state_dir, &c->keys, err,
+	    errlen);
 }
 
 struct coord *
@@ -1547,12 +1858,11 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	c->opts = *o;
 	c->opts.state_dir = NULL;
 	c->st = st;
-	c->rec = record_new(st, coord_store_fail_cb, c);
+	TAILQ_INIT(&c->runs);
 	TAILQ_INIT(&c->parked);
 	c->base = event_base_new();
 	event_base_priority_init(c->base, 2);
 	c->bridge = bridge_new(c->base);
-	queue_init(&c->q, c->base, coord_ready_cb, c);
 	c->flush_ev = event_new(c->base, -1, 0, coord_flush_cb, c);
 	event_priority_set(c->flush_ev, 1);
 	c->tick_ev = event_new(c->base, -1, EV_PERSIST, coord_tick_cb, c);
@@ -1613,11 +1923,13 @@ void
 coord_free(struct coord *c)
 {
 	struct rctx *r;
-	struct qtask *t;
+	struct crun *run;
 	size_t i;
 
 	if (c == NULL)
 		return;
+	while ((run = TAILQ_FIRST(&c->runs)) != NULL)
+		crun_free(run);
 	__atomic_store_n(&c->stopping, 1, __ATOMIC_RELEASE);
 	/* Parked polls learn of the shutdown; workers exit on it. */
 	while ((r = TAILQ_FIRST(&c->parked)) != NULL) {
@@ -1644,23 +1956,13 @@ coord_free(struct coord *c)
 	}
 	free(c->rctxs);
 	sup_free(c->sup);
-	for (i = 1; i <= c->ntasks; i++) {
-		if ((t = c->tasks[i]) != NULL)
-			qtask_free(t);
-	}
 	free(c->tasks);
-	for (i = 0; i < c->ndl; i++) {
-		json_decref(c->dl[i].result);
-		json_decref(c->dl[i].error);
-	}
-	free(c->dl);
+	free(c->free);
 	for (i = 0; c->workers != NULL && i < (size_t)c->nworkers; i++) {
 		coord_forget(&c->workers[i]);
 		json_decref(c->workers[i].cancel);
 	}
 	free(c->workers);
-	record_free(c->rec);
-	grants_free(c->grants);
 	captoken_keys_free(c->keys);
 	if (c->base != NULL) {
 		bridge_free(c->bridge);
@@ -1679,22 +1981,89 @@ coord_enrolment(struct coord *c, int wid)
 	return c->opts.external ? sup_enrol_external(c->sup, wid) : NULL;
 }
 
-void
-coord_begin_run(struct coord *c, const char *run_id,
-    const struct coord_sink *sink)
+struct crun *
+coord_run_new(struct coord *c, const char *run_id)
 {
-	record_begin(c->rec, run_id);
-	c->run_id = record_run(c->rec);
-	grants_set_run(c->grants, run_id);
-	c->sink = *sink;
-	c->run_ended = 0;
+	struct crun *run = xcalloc(1, sizeof *run);
+
+	run->c = c;
+	run->rec = record_new(c->st, coord_store_fail_cb, run);
+	record_begin(run->rec, run_id);
+	run->run_id = record_run(run->rec);
+	run->grants = grants_new(c->keys, coord_on_mint, run);
+	grants_set_run(run->grants, run_id);
+	queue_init(&run->q, c->base, coord_ready_cb, c);
+	TAILQ_INSERT_TAIL(&c->runs, run, entry);
+	c->nruns++;
+	return run;
+}
+
+void
+crun_begin(struct crun *run, const struct coord_sink *sink)
+{
+	run->sink = *sink;
+	run->begun = 1;
+	run->dirty = 1;
+	coord_kick(run->c);
+}
+
+/* Drop task t of a run being freed: out of its lists and the table. */
+static void
+coord_task_drop(struct coord *c, struct qtask *t)
+{
+	size_t slot = (size_t)(t->wire & COORD_SLOT_MASK);
+
+	coord_cancel_on_worker(c, t);
+	coord_task_unlink(t->owner, t);
+	c->tasks[slot] = NULL;
+	c->free[c->nfree++] = (uint32_t)slot;
+	qtask_free(t);
+}
+
+void
+crun_free(struct crun *run)
+{
+	struct coord *c;
+	struct qtask *t;
+	size_t i;
+
+	if (run == NULL)
+		return;
+	c = run->c;
+	for (i = 1; i <= c->nslots && run->ntasks > 0; i++)
+		if ((t = c->tasks[i]) != NULL && t->owner == run) {
+			coord_task_drop(c, t);
+			run->ntasks--;
+		}
+	for (i = 0; i < run->ndl; i++) {
+		json_decref(run->dl[i].result);
+		json_decref(run->dl[i].error);
+	}
+	free(run->dl);
+	TAILQ_REMOVE(&c->runs, run, entry);
+	c->nruns--;
+	grants_free(run->grants);
+	record_free(run->rec);
+	free(run);
 }
 
 int
 coord_loop(struct coord *c, char *err, size_t errlen)
 {
+	struct crun *run;
+	int open;
+
 	coord_kick(c);
-	while (!c->run_ended && !c->failed && !c->cancelled) {
+	c->stop = 0;
+	for (;;) {
+		open = 0;
+		TAILQ_FOREACH(run, &c->runs, entry)
+			if (!run->ended || (!run->told &&
+			    run->sink.ended != NULL))
+				open = 1;
+		if (c->failed || c->cancelled || c->stop ||
+		    (!open && c->opts.on_signal == NULL))
+			break;
 		if (event_base_loop(c->base, EVLOOP_ONCE) == -1) {
 			errf(err, errlen, "event loop failed");
 			return -1;
@@ -1708,86 +2077,81 @@ coord_loop(struct coord *c, char *err, size_t errlen)
 }
 
 int
-coord_call_index(struct coord *c, const char *path)
+crun_call_index(struct crun *run, const char *path)
 {
-	return record_call_index(c->rec, path);
+	return record_call_index(run->rec, path);
 }
 
 void
-coord_set_replay(struct coord *c, struct replay *rec, int64_t last_seq)
+crun_set_replay(struct crun *run, struct replay *rec, int64_t last_seq)
 {
 	int64_t n = rec != NULL && last_seq > 0 ? replay_last_task(rec) : 0;
 
-	record_set_replay(c->rec, rec, last_seq);
+	record_set_replay(run->rec, rec, last_seq);
 	/* A resume's tickets go on after the run's last task id. */
-	if (n > (int64_t)c->ntasks && n < INT32_MAX) {
-		c->tasks = xrealloc(c->tasks, ((size_t)n + 256) *
-		    sizeof *c->tasks);
-		memset(c->tasks + c->ntasks, 0, ((size_t)n + 256 -
-		    c->ntasks) * sizeof *c->tasks);
-		c->tasks_cap = (size_t)n + 256;
-		c->ntasks = (size_t)n;
-	}
+	if (n > run->tickets)
+		run->tickets = n;
 }
 
 int64_t
-coord_span_base(struct coord *c)
+crun_span_base(struct crun *run)
 {
-	return record_span_base(c->rec);
+	return record_span_base(run->rec);
 }
 
 void
-coord_discard_events(struct coord *c)
+crun_discard_events(struct crun *run)
 {
-	record_discard(c->rec);
+	record_discard(run->rec);
 }
 
 int
-coord_may_bound(struct coord *c)
+crun_may_bound(struct crun *run)
 {
-	return record_may_bound(c->rec);
+	return record_may_bound(run->rec);
 }
 
 void
-coord_all_at_once(struct coord *c)
+crun_all_at_once(struct crun *run)
 {
-	record_all_at_once(c->rec);
+	record_all_at_once(run->rec);
 }
 
 int
-coord_went_bounded(const struct coord *c)
+crun_went_bounded(const struct crun *run)
 {
-	return record_went_bounded(c->rec);
+	return record_went_bounded(run->rec);
 }
 
 struct replay *
-coord_replay(struct coord *c)
+crun_replay(struct crun *run)
 {
-	return record_replay(c->rec);
+	return record_replay(run->rec);
 }
 
 int64_t
-coord_recorded(struct coord *c, const char *path, int64_t span, int call,
+crun_recorded(struct crun *run, const char *path, int64_t span, int call,
     const char *name, const char *hash, const char *desc_json)
 {
 	json_t *res, *err, *p;
 	int64_t from, t;
 
-	switch (record_answer(c->rec, path, call, name, hash, desc_json, &res,
-	    &err, &from)) {
+	switch (record_answer(run->rec, path, call, name, hash, desc_json,
+	    &res, &err, &from)) {
 	case 0:
 		return 0;
 	case -1:
-		coord_fail(c, "%s", replay_divergence(record_replay(c->rec)));
+		crun_fail(run, "%s", replay_divergence(record_replay(
+		    run->rec)));
 		return -1;
 	}
-	t = coord_ticket(c);
-	if (!record_discarding(c->rec)) {
+	t = crun_ticket(run);
+	if (!record_discarding(run->rec)) {
 		p = json_pack("{s:i, s:s, s:I}", "call", call, "step", name,
 		    "from", (json_int_t)from);
-		coord_event(c, "step.replayed", span, 0, path, 0, p, 0, 0);
+		crun_event(run, "step.replayed", span, 0, path, 0, p, 0, 0);
 		json_decref(p);
 	}
-	coord_deliver(c, t, res, err);
+	crun_deliver(run, t, res, err);
 	return t;
 }

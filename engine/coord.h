@@ -22,6 +22,7 @@
 
 struct store;
 struct coord;
+struct crun;
 
 struct coord_opts {
 	int		 workers;	/* worker processes, >= 1 */
@@ -35,6 +36,12 @@ struct coord_opts {
 					   without seccomp (sandbox_self) */
 	int		 external;	/* start no worker: each joins with
 					   coord_enrolment() (tests) */
+	int		 run_cap;	/* most tasks one run holds leased
+					   while others wait; 0: no cap */
+	/* SIGINT, SIGTERM: NULL cancels every run (weft run); else this
+	   is called on the loop (weft serve: a graceful stop) */
+	void		(*on_signal)(void *arg, int sig);
+	void		*signal_arg;
 };
 
 /* What the graph runner gives the coordinator to be told of results. */
@@ -49,6 +56,11 @@ struct coord_sink {
 	   ended. */
 	int	(*pump)(void *arg);
 	void	 *arg;
+	/* The run ended (its pump said so, it failed or was cancelled),
+	   and what it recorded is committed: called once, on the loop,
+	   after a flush.  NULL: coord_loop returns once every run ended. */
+	void	(*ended)(void *arg, struct crun *);
+	void	 *ended_arg;
 };
 
 /*
@@ -60,7 +72,7 @@ struct coord_sink {
 struct coord *coord_new(const struct coord_opts *, struct store *,
     char *err, size_t errlen);
 /* Stop workers (asking, then SIGTERM, then SIGKILL), remove the ipc
-   directory and free everything. */
+   directory and free everything (runs still open too). */
 void coord_free(struct coord *);
 struct event_base *coord_base(struct coord *);
 
@@ -71,100 +83,132 @@ struct event_base *coord_base(struct coord *);
  */
 char *coord_enrolment(struct coord *, int wid);
 
-/* Start recording events for run_id (the run row must exist). */
-void coord_begin_run(struct coord *, const char *run_id,
-    const struct coord_sink *);
+/* Schedule a flush round (commit, deliver, pump, dispatch). */
+void coord_kick(struct coord *);
 /*
- * Append an event of the current run and return its seq.  payload is
- * borrowed (may be NULL).  The event is durable at the next flush.
+ * Run the loop until every run has ended (runs whose sink has no ended
+ * callback), coord_stop, a signal (coord_opts.on_signal) or a fatal error
+ * of the coordinator.  Returns 0, or -1 with a message in err.
  */
-int64_t coord_event(struct coord *, const char *kind, int64_t span,
+int coord_loop(struct coord *, char *err, size_t errlen);
+/* Make coord_loop return at its next turn. */
+void coord_stop(struct coord *);
+/* Whether a signal cancelled every run (SIGINT, SIGTERM; weft run). */
+int coord_cancelled(struct coord *);
+/* Worker facts for the summary and /metrics. */
+int coord_worker_restarts(struct coord *);
+/* Runs open, and tasks queued and leased over all of them. */
+void coord_counts(struct coord *, int *runs, int *queued, int *leased);
+
+/*
+ * The runs.  Each has its own record (events, seqs, call indexes), its
+ * grants, its tickets (task ids) and its task queue; all share the loop,
+ * the store's batch, the workers and the dispatch, which takes tasks from
+ * the runs in turn so that one run's fan-out cannot starve another's
+ * single call (coord_opts.run_cap bounds what one run holds leased).
+ */
+
+/* Open run run_id (its row must exist) in the coordinator.  Events go to
+   it from now on; work starts at crun_begin. */
+struct crun *coord_run_new(struct coord *, const char *run_id);
+/* Give the run its graph (sink copied) and schedule its first pump. */
+void crun_begin(struct crun *, const struct coord_sink *);
+/* Take the run out of the coordinator (its tasks are dropped). */
+void crun_free(struct crun *);
+struct coord *crun_coord(struct crun *);
+const char *crun_id(const struct crun *);
+/*
+ * Whether the run failed in the coordinator (a replay divergence, the
+ * store) and why, in err; the graph's own outcome is the runner's.
+ */
+int crun_failed(const struct crun *, char *err, size_t errlen);
+/* Whether the run was cancelled (coord_cancelled or crun_cancel). */
+int crun_cancelled(const struct crun *);
+/* Cancel the run: every task not ended fails with kind cancelled and why;
+   the run ends. */
+void crun_cancel(struct crun *, const char *why);
+/*
+ * After the store refused a write (store_broken): the message for the
+ * user, naming the store, why, the event being recorded, the run, how
+ * much of it is recorded and how to resume it.  Otherwise "store: ERROR".
+ */
+void crun_store_message(struct crun *, char *buf, size_t len);
+
+/*
+ * Append an event of the run and return its seq.  payload is borrowed
+ * (may be NULL).  The event is durable at the next flush.
+ */
+int64_t crun_event(struct crun *, const char *kind, int64_t span,
     int64_t parent_span, const char *path, int attempt, json_t *payload,
     int64_t tokens, double cost);
 /* The same with the payload already encoded as JSON text (or NULL). */
-int64_t coord_event_text(struct coord *, const char *kind, int64_t span,
+int64_t crun_event_text(struct crun *, const char *kind, int64_t span,
     int64_t parent_span, const char *path, int attempt, const char *text,
     int64_t tokens, double cost);
 /*
  * Queue a task of kind for node path (span is the node's span) on the
  * MCP server named server (tool: the tool called, NULL for a tools/list)
  * and return its ticket.  params is the task's params as JSON text
- * (copied; sent to the worker as is); summary is the JSON members the tool.call event records besides task and kind
+ * (copied; sent to the worker as is); summary is the JSON members the
+ * tool.call event records besides task and kind
  * ("\"server\":\"s\",\"name\":...").  grant is the id of the node's
- * nearest grant (coord_grant): the task carries its token, and a tool
+ * nearest grant (crun_grant): the task carries its token, and a tool
  * call is counted against it; a refused count fails the task at once.
  * The call is recorded now and dispatched after the next commit.
  */
-int64_t coord_submit(struct coord *, const char *kind, const char *path,
+int64_t crun_submit(struct crun *, const char *kind, const char *path,
     int64_t span, const char *server, const char *tool, const char *params,
     const char *summary, int grant);
 /*
  * Add a capability grant for node path under grant parent (0 for the
- * run's own) for the run begun last; see engine/grant.h.  Returns its id
- * (>= 1), or -1 with a message in err (a malformed grant, or one wider
- * than its parent's when eager).
+ * run's own); see engine/grant.h.  Returns its id (>= 1), or -1 with a
+ * message in err (a malformed grant, or one wider than its parent's when
+ * eager).
  */
-int coord_grant(struct coord *, int parent, const char *path,
+int crun_grant(struct crun *, int parent, const char *path,
     const json_t *grant, int eager, char *err, size_t errlen);
 /*
  * A ticket for work done outside the task queue (a model call): its outcome
- * comes back through coord_deliver() and the sink's deliver callback, like
+ * comes back through crun_deliver() and the sink's deliver callback, like
  * a task's.
  */
-int64_t coord_ticket(struct coord *);
-
+int64_t crun_ticket(struct crun *);
 /*
  * Queue an outcome for the graph: result xor error (both borrowed; the
  * coordinator takes its own references).  Delivered on the next flush,
  * after everything recorded so far is committed.
  */
-void coord_deliver(struct coord *, int64_t ticket, json_t *result,
+void crun_deliver(struct crun *, int64_t ticket, json_t *result,
     json_t *error);
-
-/* Schedule a flush round (commit, deliver, pump, dispatch). */
-void coord_kick(struct coord *);
-/*
- * After the store refused a write (store_broken): the message for the
- * user, naming the store, why, the event being recorded, the run, how
- * much of it is recorded and how to resume it.  Otherwise "store: ERROR".
- */
-void coord_store_message(struct coord *, char *buf, size_t len);
-/* Run the loop until the sink's pump reports the run ended, or a fatal
-   error.  Returns 0, or -1 with a message in err. */
-int coord_loop(struct coord *, char *err, size_t errlen);
-/* Ask the loop to end the run as cancelled (SIGINT). */
-int coord_cancelled(struct coord *);
-/* Steps and worker facts for the summary. */
-int coord_worker_restarts(struct coord *);
 
 struct replay;
 /*
  * The call index of the next outside call (tool, model, w.now(),
- * w.random()) made by the node at path in the run begun last: 0, 1, ...
- * Part of a call's replay key (engine/replay.h).
+ * w.random()) made by the node at path: 0, 1, ...  Part of a call's
+ * replay key (engine/replay.h).
  */
-int coord_call_index(struct coord *, const char *path);
+int crun_call_index(struct crun *, const char *path);
 /*
  * Answer calls from rec (borrowed; NULL: none) from now on, and continue
  * the run's event seq after last_seq (resume appends to the same run);
  * with last_seq > 0 task ids go on after the record's last one too.
  */
-void coord_set_replay(struct coord *, struct replay *rec, int64_t last_seq);
-struct replay *coord_replay(struct coord *);
+void crun_set_replay(struct crun *, struct replay *rec, int64_t last_seq);
+struct replay *crun_replay(struct crun *);
 /* Where the graph's span ids start (after a resumed run's last one). */
-int64_t coord_span_base(struct coord *);
+int64_t crun_span_base(struct crun *);
 /* Keep no event from now on (seqs still count): an offline replay. */
-void coord_discard_events(struct coord *);
+void crun_discard_events(struct crun *);
 /*
  * Whether a wide parallel may run its branches a few at a time: yes in an
- * offline replay (coord_discard_events), where every call is answered at
+ * offline replay (crun_discard_events), where every call is answered at
  * once, unless the record keys tool lists by the node that asked first
  * (replay_legacy_lists: that node must ask first again) or
- * coord_all_at_once was called.  A yes is remembered: coord_went_bounded.
+ * crun_all_at_once was called.  A yes is remembered: crun_went_bounded.
  */
-int coord_may_bound(struct coord *);
-void coord_all_at_once(struct coord *);
-int coord_went_bounded(const struct coord *);
+int crun_may_bound(struct crun *);
+void crun_all_at_once(struct crun *);
+int crun_went_bounded(const struct crun *);
 /*
  * If the record answers the call (path, call, name, hash), record a
  * step.replayed event, queue its recorded outcome for delivery and return
@@ -172,7 +216,7 @@ int coord_went_bounded(const struct coord *);
  * offline replay's divergence (the run fails with the report, which
  * describes the call from desc_json: its payload as JSON text).
  */
-int64_t coord_recorded(struct coord *, const char *path, int64_t span,
+int64_t crun_recorded(struct crun *, const char *path, int64_t span,
     int call, const char *name, const char *hash, const char *desc_json);
 
 #endif

@@ -68,8 +68,16 @@ struct exec {
 	struct store	*rec_st;
 	char		 rec_err[512];
 	int		 offline;
-	int		 all_at_once;	/* coord_all_at_once */
-	int		 went_bounded;	/* coord_went_bounded */
+	int		 all_at_once;	/* crun_all_at_once */
+	int		 went_bounded;	/* crun_went_bounded */
+	/* While it runs: its Lua state, model gateway and run in the
+	   coordinator, and when it started */
+	struct luaeng	*le;
+	struct gateway	*gw;
+	struct crun	*run;
+	double		 t0;
+	int		 loopfail;	/* the loop or the start failed: */
+	char		 loop_err[1024];	/* why */
 	/* The run row: created here (a run, a fork of parent) ... */
 	int		 create;
 	const char	*parent;
@@ -80,6 +88,8 @@ struct exec {
 	long		 claim_pid;
 	const char	*claim_owner;
 };
+
+static void	exec_release(struct exec *);
 
 /* Set *cause to the message, or add it as a line of its own. */
 static void __attribute__((format(printf, 2, 3)))
@@ -437,11 +447,11 @@ exec_open(const struct exec_spec *s, int readonly, struct store **st,
  * so the run row is left as it is, as after a crash, and resumable.
  */
 static int
-exec_store_failed(struct coord *c, char **cause)
+exec_store_failed(struct crun *run, char **cause)
 {
 	char msg[1536];
 
-	coord_store_message(c, msg, sizeof msg);
+	crun_store_message(run, msg, sizeof msg);
 	exec_cause(cause, "%s", msg);
 	return EXEC_EXIT_STORE;
 }
@@ -529,7 +539,7 @@ exec_claim(struct exec *x, char **cause)
 /* Record how the run ended: the run.end event and the run row's final
    columns.  0, or the exit status with *cause. */
 static int
-exec_finish(struct exec *x, struct coord *c, char **cause)
+exec_finish(struct exec *x, struct crun *c, char **cause)
 {
 	struct luaeng_outcome *oc = &x->oc;
 	struct store_run run;
@@ -546,7 +556,7 @@ exec_finish(struct exec *x, struct coord *c, char **cause)
 		json_object_set_new(p, "answered_from_record",
 		    json_integer(replay_answered(x->rec)));
 	exec_end_state(x, p, oc->state);
-	coord_event(c, "run.end", 0, 0, "", 0, p, oc->tokens, oc->cost);
+	crun_event(c, "run.end", 0, 0, "", 0, p, oc->tokens, oc->cost);
 	json_decref(p);
 	out = oc->output ? json_dumps(oc->output, JSON_COMPACT |
 	    JSON_ENCODE_ANY) : NULL;
@@ -623,103 +633,163 @@ exec_await_record(struct exec *x, char **cause)
 }
 
 /*
- * The lifecycle: load the workflow at x->path, open the store if it is
- * not open yet (weft run: after the workflow loaded), start the
- * coordinator, create or claim the run row, answer calls from x->rec,
- * record x->start_kind, run the loop and record how the run ended (x->oc).
- * Returns 0 when the run ran and its end is recorded, else the exit
- * status with *cause: 2 when the workflow does not load, 1 when the
- * coordinator cannot start or the run cannot be claimed, 4 when the store
- * fails.
+ * Start the run x on coordinator c (its workflow loaded in x->le, its
+ * store open): the model gateway, the run row created or claimed, the run
+ * in the coordinator answered from x->rec, x->start_kind recorded and
+ * committed, the graph begun with sink (ended: NULL, or the owner's).
+ * Returns 0, or the exit status with *cause: 1 when the run cannot be
+ * claimed or the coordinator refuses it, 4 when the store fails.
  */
 static int
-exec_once(struct exec *x, char **cause)
+exec_begin(struct exec *x, struct coord *c, void (*ended)(void *,
+    struct crun *), void *ended_arg, char **cause)
 {
 	struct coord_sink sink;
-	struct coord *c = NULL;
-	struct gateway *gw = NULL;
-	struct luaeng *le;
 	char err[1024];
-	double t0;
-	int rc = 2, loopfail;
+	int rc;
 
-	le = luaeng_new(EXEC_LUA_MEM);
-	loopfail = luaeng_load(le, x->path, err, sizeof err);
-	/* An unreadable record is said first, as when it was read first. */
-	if (exec_await_record(x, cause) != 0) {
-		rc = 1;
-		goto out;
-	}
-	if (loopfail) {
-		exec_cause(cause, "%s", err);
-		goto out;
-	}
-	if (x->st == NULL && (rc = exec_open(x->spec, 0, &x->st, cause)) != 0)
-		goto out;
-	rc = 1;
-	x->co.worker_no_seccomp = luaeng_servers_unconfined(le);
-	if ((c = coord_new(&x->co, x->st, err, sizeof err)) == NULL) {
-		exec_cause(cause, "cannot start the coordinator: %s", err);
-		goto out;
-	}
-	if ((gw = gateway_new(c, x->st, err, sizeof err)) == NULL) {
-		exec_cause(cause, "%s", err);
-		goto out;
-	}
-	luaeng_set_gateway(le, gw);
 	if (x->create && (rc = exec_create(x, cause)) != 0)
-		goto out;
-	rc = 1;
+		return rc;
 	/* From here on the run is in the store: every way out records how
 	   it ended, or leaves it resumable. */
-	t0 = now_mono();
-	memset(&sink, 0, sizeof sink);
-	if (x->rec != NULL)	/* for luaeng_start */
-		coord_set_replay(c, x->rec, x->last_seq);
-	loopfail = luaeng_start(le, c, x->input, x->budget, &sink, err,
-	    sizeof err) != 0;
-	coord_begin_run(c, x->id, &sink);
+	x->t0 = now_mono();
+	x->run = coord_run_new(c, x->id);
+	if ((x->gw = gateway_new(x->run, x->st, err, sizeof err)) == NULL) {
+		exec_cause(cause, "%s", err);
+		return 1;
+	}
+	luaeng_set_gateway(x->le, x->gw);
 	if (x->rec != NULL)
-		coord_set_replay(c, x->rec, x->last_seq);
+		crun_set_replay(x->run, x->rec, x->last_seq);
 	if (x->offline)
-		coord_discard_events(c);
+		crun_discard_events(x->run);
 	if (x->all_at_once)
-		coord_all_at_once(c);
+		crun_all_at_once(x->run);
+	memset(&sink, 0, sizeof sink);
+	x->loopfail = luaeng_start(x->le, x->run, x->input, x->budget, &sink,
+	    x->loop_err, sizeof x->loop_err) != 0;
 	if (x->claim && exec_claim(x, cause) != 0)
-		goto out;
+		return 1;
 	exec_owner(x->start);
-	coord_event(c, x->start_kind, 0, 0, "", 0, x->start, 0, 0);
-	if (x->claim && store_commit(x->st) != 0) {
+	crun_event(x->run, x->start_kind, 0, 0, "", 0, x->start, 0, 0);
+	if (x->claim && store_commit(x->st) != 0)
 		/* The claim is not recorded: nothing ran. */
-		rc = exec_store_failed(c, cause);
-		goto out;
-	}
-	if (!loopfail && coord_loop(c, err, sizeof err) != 0)
-		loopfail = 1;
-	x->elapsed = now_mono() - t0;
+		return exec_store_failed(x->run, cause);
+	sink.ended = ended;
+	sink.ended_arg = ended_arg;
+	if (!x->loopfail)
+		crun_begin(x->run, &sink);
+	return 0;
+}
+
+/*
+ * The run x ended in its coordinator (or the loop failed with
+ * x->loop_err): take its outcome and record how it ended (exec_finish).
+ * Returns 0, or the exit status with *cause.  The run, its gateway and
+ * its Lua state are freed either way.
+ */
+static int
+exec_end(struct exec *x, char **cause)
+{
+	int rc;
+
+	x->elapsed = now_mono() - x->t0;
 	if (store_broken(x->st, NULL, 0) != 0) {
-		rc = exec_store_failed(c, cause);
+		rc = exec_store_failed(x->run, cause);
 		goto out;
 	}
-	if (loopfail) {
+	if (!x->loopfail && crun_failed(x->run, x->loop_err,
+	    sizeof x->loop_err))
+		x->loopfail = 1;
+	if (x->loopfail) {
 		x->oc.status = "failed";
-		x->oc.error = xstrdup(err);
+		x->oc.error = xstrdup(x->loop_err);
 	} else
-		luaeng_outcome(le, &x->oc);
-	if (coord_cancelled(c)) {
-		gateway_cancel(gw, "the run was cancelled");
+		luaeng_outcome(x->le, &x->oc);
+	if (crun_cancelled(x->run)) {
+		gateway_cancel(x->gw, "the run was cancelled");
 		x->oc.status = "cancelled";
 	}
 	if (strcmp(x->oc.status, "cancelled") == 0 && x->oc.error == NULL)
 		x->oc.error = xstrdup("cancelled by signal");
-	rc = exec_finish(x, c, cause);
+	rc = exec_finish(x, x->run, cause);
 out:
-	if (c != NULL)
-		x->went_bounded = coord_went_bounded(c);
+	exec_release(x);
+	return rc;
+}
+
+/* Free what a run held while it ran (exec_begin). */
+static void
+exec_release(struct exec *x)
+{
+	if (x->run != NULL)
+		x->went_bounded = crun_went_bounded(x->run);
 	/* Lua first: finalizers of the workflow must not reach a freed
-	   coordinator. */
-	luaeng_free(le);
-	gateway_free(gw);
+	   run. */
+	luaeng_free(x->le);
+	gateway_free(x->gw);
+	crun_free(x->run);
+	x->le = NULL;
+	x->gw = NULL;
+	x->run = NULL;
+}
+
+/*
+ * Load the workflow at x->path into x->le and open the store if it is not
+ * open yet (weft run: after the workflow loaded).  0, or the exit status
+ * with *cause: 2 when the workflow does not load, 1 when the record
+ * cannot be read, 4 when the store cannot be opened.
+ */
+static int
+exec_load(struct exec *x, char **cause)
+{
+	char err[1024];
+	int loadfail;
+
+	x->le = luaeng_new(EXEC_LUA_MEM);
+	loadfail = luaeng_load(x->le, x->path, err, sizeof err);
+	/* An unreadable record is said first, as when it was read first. */
+	if (exec_await_record(x, cause) != 0)
+		return 1;
+	if (loadfail) {
+		exec_cause(cause, "%s", err);
+		return 2;
+	}
+	if (x->st == NULL)
+		return exec_open(x->spec, 0, &x->st, cause);
+	return 0;
+}
+
+/*
+ * The lifecycle of weft run, resume, replay and fork: load the workflow,
+ * start a coordinator of its own, begin the run in it (exec_begin), run
+ * the loop and record how the run ended (exec_end, x->oc).  Returns 0 when
+ * the run ran and its end is recorded, else the exit status with *cause
+ * (exec_load, exec_begin; 1 when the coordinator cannot start).
+ */
+static int
+exec_once(struct exec *x, char **cause)
+{
+	struct coord *c = NULL;
+	char err[1024];
+	int rc;
+
+	if ((rc = exec_load(x, cause)) != 0)
+		goto out;
+	x->co.worker_no_seccomp = luaeng_servers_unconfined(x->le);
+	if ((c = coord_new(&x->co, x->st, err, sizeof err)) == NULL) {
+		exec_cause(cause, "cannot start the coordinator: %s", err);
+		rc = 1;
+		goto out;
+	}
+	if ((rc = exec_begin(x, c, NULL, NULL, cause)) != 0)
+		goto out;
+	if (!x->loopfail && coord_loop(c, x->loop_err,
+	    sizeof x->loop_err) != 0)
+		x->loopfail = 1;
+	rc = exec_end(x, cause);
+out:
+	exec_release(x);
 	coord_free(c);
 	return rc;
 }

@@ -116,7 +116,7 @@ struct gw_call {
 };
 
 struct gateway {
-	struct coord		*c;
+	struct crun		*run;	/* the run it calls models for */
 	struct store		*st;
 	struct http		*http;
 	struct event_base	*base;
@@ -198,13 +198,13 @@ gw_provider_add(struct gateway *g, const char *name, enum llm_api api,
 }
 
 struct gateway *
-gateway_new(struct coord *c, struct store *st, char *err, size_t errlen)
+gateway_new(struct crun *run, struct store *st, char *err, size_t errlen)
 {
 	struct gateway *g = xcalloc(1, sizeof *g);
 
-	g->c = c;
+	g->run = run;
 	g->st = st;
-	g->base = coord_base(c);
+	g->base = coord_base(crun_coord(run));
 	(void)err;
 	(void)errlen;
 	LIST_INIT(&g->providers);
@@ -457,7 +457,7 @@ gw_event(struct gw_call *k, const char *kind, json_t *payload,
 	json_object_set_new(payload, "call", json_integer(k->call));
 	text = json_dumps(payload, JSON_COMPACT);
 	gw_redact(k, text);
-	coord_event_text(k->g->c, kind, k->span, k->parent_span, k->path,
+	crun_event_text(k->g->run, kind, k->span, k->parent_span, k->path,
 	    k->attempts, text, tokens, cost);
 	free(text);
 	json_decref(payload);
@@ -467,7 +467,7 @@ gw_event(struct gw_call *k, const char *kind, json_t *payload,
 static void
 gw_finish(struct gw_call *k, json_t *result, json_t *error)
 {
-	coord_deliver(k->g->c, k->ticket, result, error);
+	crun_deliver(k->g->run, k->ticket, result, error);
 	json_decref(result);
 	json_decref(error);
 	gw_call_free(k);
@@ -1002,9 +1002,9 @@ static int64_t
 gw_recorded(struct gateway *g, const char *path, int64_t span, int call,
     const char *hash, const char *request)
 {
-	if (coord_replay(g->c) == NULL)
+	if (crun_replay(g->run) == NULL)
 		return 0;
-	return coord_recorded(g->c, path, span, call, "model", hash, request);
+	return crun_recorded(g->run, path, span, call, "model", hash, request);
 }
 
 int64_t
@@ -1022,10 +1022,10 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	int64_t t;
 	char hash[65];
 
-	call = coord_call_index(g->c, path);
+	call = crun_call_index(g->run, path);
 	replay_hash(opts, request, hash);
 	if ((t = gw_recorded(g, path, span, call, hash, request)) != 0)
-		return t > 0 ? t : coord_ticket(g->c);
+		return t > 0 ? t : crun_ticket(g->run);
 	/* The HTTP client (and libcurl) only once a model is called. */
 	if (g->http == NULL && (g->http = http_new(g->base, err, errlen)) ==
 	    NULL)
@@ -1094,7 +1094,7 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	}
 	k = xcalloc(1, sizeof *k);
 	k->g = g;
-	k->ticket = coord_ticket(g->c);
+	k->ticket = crun_ticket(g->run);
 	k->path = xstrdup(path);
 	k->span = span;
 	k->parent_span = parent_span;

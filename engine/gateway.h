@@ -1,13 +1,13 @@
 /*
  * gateway.h: the model gateway.  Calls LLM APIs from the coordinator.
  *
- * One gateway per coordinator.  A call names a chain of providers
+ * One gateway per run.  A call names a chain of providers
  * ("anthropic:claude-sonnet-4-5", then "openai:gpt-4o", ...); the gateway
  * sends the request to the first one whose circuit is closed, within that
  * provider's concurrency limit, retries transient failures with full-
  * jitter exponential backoff (honouring Retry-After and rate-limit
  * headers), falls back along the chain, and delivers one normalized
- * answer (or error) to the graph through coord_deliver().  Every attempt
+ * answer (or error) to the graph through crun_deliver().  Every attempt
  * is recorded; the messages are stored once each, by content hash.  API
  * keys are read from the environment here and never leave this module:
  * not in events, errors or logs.  See docs/providers.md.
@@ -20,12 +20,13 @@
 
 #include <jansson.h>
 
-struct coord;
+struct crun;
 struct store;
 struct gateway;
 
-/* A gateway on the coordinator's loop; NULL with err if libcurl fails. */
-struct gateway	*gateway_new(struct coord *, struct store *, char *err,
+/* The gateway of a run, on its coordinator's loop (a workflow declares
+   its own providers); NULL with err if libcurl fails. */
+struct gateway	*gateway_new(struct crun *, struct store *, char *err,
 		    size_t errlen);
 
 /* Cancel every call in flight (no delivery) and free. */

@@ -19,7 +19,7 @@ l_model(lua_State *L)
 	char err[512];
 	int64_t t;
 
-	luaeng_need_coord(L);
+	luaeng_need_run(L);
 	if (e->gw == NULL)
 		return luaL_error(L, "model calls are not available here");
 	t = gateway_call(e->gw, luaL_checkstring(L, 1), luaL_checkinteger(L, 2),

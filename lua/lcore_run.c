@@ -19,12 +19,12 @@ static int
 l_event(lua_State *L)
 {
 	struct luaeng *e = luaeng_of(L);
-	struct coord *c = luaeng_need_coord(L);
+	struct crun *c = luaeng_need_run(L);
 	int64_t seq;
 
 	if (!lua_isnoneornil(L, 6))
 		luaeng_check_json_text(L, 6, "event payload", &e->jb);
-	seq = coord_event_text(c, luaL_checkstring(L, 1),
+	seq = crun_event_text(c, luaL_checkstring(L, 1),
 	    luaL_optinteger(L, 2, 0), luaL_optinteger(L, 3, 0),
 	    luaL_optstring(L, 4, ""), (int)luaL_optinteger(L, 5, 0),
 	    lua_isnoneornil(L, 6) ? NULL : e->jb.p, luaL_optinteger(L, 7, 0),
@@ -38,9 +38,9 @@ l_event(lua_State *L)
 static int
 l_event_json(lua_State *L)
 {
-	struct coord *c = luaeng_need_coord(L);
+	struct crun *c = luaeng_need_run(L);
 
-	lua_pushinteger(L, coord_event_text(c, luaL_checkstring(L, 1),
+	lua_pushinteger(L, crun_event_text(c, luaL_checkstring(L, 1),
 	    luaL_optinteger(L, 2, 0), luaL_optinteger(L, 3, 0),
 	    luaL_optstring(L, 4, ""), (int)luaL_optinteger(L, 5, 0),
 	    luaL_checkstring(L, 6), luaL_optinteger(L, 7, 0),
@@ -58,7 +58,7 @@ static int
 l_event_kv(lua_State *L)
 {
 	struct luaeng *e = luaeng_of(L);
-	struct coord *c = luaeng_need_coord(L);
+	struct crun *c = luaeng_need_run(L);
 	struct jbuf *b = &e->jb;
 	int top = lua_gettop(L), i, first = 1;
 	const char *k;
@@ -81,7 +81,7 @@ l_event_kv(lua_State *L)
 			return luaL_error(L, "event payload: %s", err);
 	}
 	jbuf_put(b, "}", 1);
-	lua_pushinteger(L, coord_event_text(c, luaL_checkstring(L, 1),
+	lua_pushinteger(L, crun_event_text(c, luaL_checkstring(L, 1),
 	    luaL_optinteger(L, 2, 0), luaL_optinteger(L, 3, 0),
 	    luaL_optstring(L, 4, ""), 0, b->p, luaL_optinteger(L, 5, 0), 0));
 	return 1;
@@ -92,7 +92,7 @@ static int
 l_submit(lua_State *L)
 {
 	struct luaeng *e = luaeng_of(L);
-	struct coord *c = luaeng_need_coord(L);
+	struct crun *c = luaeng_need_run(L);
 	const char *sname;
 	struct jbuf *sv = &e->jbs[0], *nm = &e->jbs[1], *ar = &e->jbs[2];
 	struct jbuf *pa = &e->jbs[3], *su = &e->jbs[4];
@@ -144,7 +144,7 @@ l_submit(lua_State *L)
 		jbuf_put(su, ",\"arguments\":", 13);
 		jbuf_put(su, ar->p, ar->len);
 	}
-	lua_pushinteger(L, coord_submit(c, luaL_checkstring(L, 1),
+	lua_pushinteger(L, crun_submit(c, luaL_checkstring(L, 1),
 	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), sname,
 	    has_name ? lua_tostring(L, 7) : NULL, pa->p, su->p, grant));
 	return 1;
@@ -157,7 +157,7 @@ l_submit(lua_State *L)
 static int
 l_grant(lua_State *L)
 {
-	struct coord *c = luaeng_need_coord(L);
+	struct crun *c = luaeng_need_run(L);
 	char err[512];
 	json_t *g;
 	int id;
@@ -165,7 +165,7 @@ l_grant(lua_State *L)
 	luaL_checktype(L, 3, LUA_TTABLE);
 	if ((g = luajson_tree(L, 3, err, sizeof err)) == NULL)
 		return luaL_error(L, "grant: %s", err);
-	id = coord_grant(c, (int)luaL_checkinteger(L, 1), luaL_checkstring(L,
+	id = crun_grant(c, (int)luaL_checkinteger(L, 1), luaL_checkstring(L,
 	    2), g, lua_toboolean(L, 4), err, sizeof err);
 	json_decref(g);
 	if (id < 0) {
@@ -181,16 +181,16 @@ l_grant(lua_State *L)
 static int
 l_span_base(lua_State *L)
 {
-	lua_pushinteger(L, coord_span_base(luaeng_need_coord(L)));
+	lua_pushinteger(L, crun_span_base(luaeng_need_run(L)));
 	return 1;
 }
 
 /* core.may_bound() -> whether a wide parallel may run its branches a few
-   at a time (coord_may_bound) */
+   at a time (crun_may_bound) */
 static int
 l_may_bound(lua_State *L)
 {
-	lua_pushboolean(L, coord_may_bound(luaeng_need_coord(L)));
+	lua_pushboolean(L, crun_may_bound(luaeng_need_run(L)));
 	return 1;
 }
 

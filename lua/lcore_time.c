@@ -32,14 +32,14 @@ l_mono(lua_State *L)
  * diverges raises the divergence as a Lua error.
  */
 static int
-luaeng_value(lua_State *L, struct coord *c, const char *path,
+luaeng_value(lua_State *L, struct crun *c, const char *path,
     const char *name, const char *args, json_t **key)
 {
-	struct replay *rec = coord_replay(c);
+	struct replay *rec = crun_replay(c);
 	json_t *res = NULL, *err = NULL;
 	int64_t from;
 	char hash[65], *desc;
-	int call = coord_call_index(c, path), rv = 0;
+	int call = crun_call_index(c, path), rv = 0;
 
 	replay_hash(args, NULL, hash);
 	if (rec != NULL) {
@@ -69,7 +69,7 @@ luaeng_value(lua_State *L, struct coord *c, const char *path,
 static int
 l_runner_now(lua_State *L)
 {
-	struct coord *c = luaeng_need_coord(L);
+	struct crun *c = luaeng_need_run(L);
 	const char *path = luaL_optstring(L, 1, "");
 	json_t *p = NULL;
 	double t;
@@ -78,7 +78,7 @@ l_runner_now(lua_State *L)
 		return 1;
 	t = now_wall();
 	json_object_set_new(p, "value", json_real(t));
-	coord_event(c, "clock", 0, 0, path, 0, p, 0, 0);
+	crun_event(c, "clock", 0, 0, path, 0, p, 0, 0);
 	json_decref(p);
 	lua_pushnumber(L, t);
 	return 1;
@@ -90,7 +90,7 @@ static int
 l_runner_random(lua_State *L)
 {
 	struct luaeng *e = luaeng_of(L);
-	struct coord *c = luaeng_need_coord(L);
+	struct crun *c = luaeng_need_run(L);
 	const char *path = luaL_optstring(L, 1, "");
 	lua_Integer lo, hi;
 	uint64_t x, span;
@@ -131,7 +131,7 @@ l_runner_random(lua_State *L)
 		json_object_set_new(p, "value", json_integer((json_int_t)lo));
 		lua_pushinteger(L, lo);
 	}
-	coord_event(c, "random", 0, 0, path, 0, p, 0, 0);
+	crun_event(c, "random", 0, 0, path, 0, p, 0, 0);
 	json_decref(p);
 	return 1;
 }

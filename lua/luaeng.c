@@ -194,15 +194,15 @@ luaeng_check_json_text(lua_State *L, int idx, const char *what, struct jbuf *b)
 		luaL_error(L, "%s: %s", what, err);
 }
 
-/* The run's coordinator, or raise "no run is in progress". */
-struct coord *
-luaeng_need_coord(lua_State *L)
+/* The run in the coordinator, or raise "no run is in progress". */
+struct crun *
+luaeng_need_run(lua_State *L)
 {
 	struct luaeng *e = luaeng_of(L);
 
-	if (e->coord == NULL)
+	if (e->run == NULL)
 		luaL_error(L, "no run is in progress");
-	return e->coord;
+	return e->run;
 }
 
 /* Return true, or nil and err (when rv != 0): Lua's usual failure shape. */
@@ -348,7 +348,7 @@ void
 luaeng_detach(struct luaeng *e)
 {
 	if (e != NULL)
-		e->coord = NULL;
+		e->run = NULL;
 }
 
 void
@@ -358,7 +358,7 @@ luaeng_free(struct luaeng *e)
 
 	if (e == NULL)
 		return;
-	e->coord = NULL;
+	e->run = NULL;
 	lua_close(e->L);
 	luaeng_chain(e, 0);
 	pool_free_all(&e->pool);
@@ -633,12 +633,12 @@ luaeng_pump_cb(void *arg)
 }
 
 int
-luaeng_start(struct luaeng *e, struct coord *c, json_t *input,
+luaeng_start(struct luaeng *e, struct crun *c, json_t *input,
     json_t *budget, struct coord_sink *sink, char *err, size_t errlen)
 {
 	lua_State *L = e->L;
 
-	e->coord = c;
+	e->run = c;
 	luaeng_chain(e, 1);
 	lua_pushcfunction(L, l_push_json_trampoline);
 	lua_pushlightuserdata(L, input);

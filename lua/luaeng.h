@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
-struct coord;
+struct crun;
 struct coord_sink;
 struct gateway;
 struct luaeng;
@@ -67,8 +67,9 @@ json_t *luaeng_meta(struct luaeng *, char *err, size_t errlen);
 /* 1 if a declared MCP server has sandbox = false or debug = true (the
    workers then leave seccomp out of their own confinement), else 0. */
 int luaeng_servers_unconfined(struct luaeng *);
-/* Start the run with input (borrowed) on coordinator c; fills sink. */
-int luaeng_start(struct luaeng *, struct coord *c, json_t *input,
+/* Start the run with input (borrowed) as run c of the coordinator; fills
+   sink. */
+int luaeng_start(struct luaeng *, struct crun *c, json_t *input,
     json_t *budget, struct coord_sink *sink, char *err, size_t errlen);
 /* Model calls of the run go through gw (NULL: only "scripted" works). */
 void luaeng_set_gateway(struct luaeng *, struct gateway *);

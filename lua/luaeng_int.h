@@ -27,7 +27,7 @@
 
 #include "lua/luajson.h"
 
-struct coord;
+struct crun;
 struct gateway;
 
 #define POOL_STEP	16
@@ -66,7 +66,7 @@ struct luaeng {
 					   last, else 0 */
 	int		 chunk_ref;	/* that chunk, while it runs */
 	int		 trace_lines;	/* load with the line hook on */
-	struct coord	*coord;
+	struct crun	*run;
 	struct gateway	*gw;		/* model calls, NULL offline */
 	uint64_t	 rng;
 	int		 internal_error;
@@ -83,8 +83,8 @@ luaeng_of(lua_State *L)
 }
 
 /* Helpers of the core functions (lua/luaeng.c). */
-/* The run's coordinator, or raise "no run is in progress". */
-struct coord *luaeng_need_coord(lua_State *);
+/* The run in the coordinator, or raise "no run is in progress". */
+struct crun *luaeng_need_run(lua_State *);
 /* Return true, or nil and err (when rv != 0): Lua's usual failure shape. */
 int luaeng_ok_or_err(lua_State *, int rv, const char *err);
 /* The value at idx as a new JSON reference, or raise naming what. */

@@ -58,7 +58,10 @@ enum qtask_state { QT_QUEUED, QT_LEASED, QT_DELAYED, QT_DONE };
 struct queue;
 
 struct qtask {
-	int64_t			 id;
+	int64_t			 id;		/* in its run (recorded) */
+	int64_t			 wire;		/* on the wire: unique in the
+						   coordinator */
+	void			*owner;		/* its run */
 	int			 attempt;
 	enum qtask_state	 state;
 	char			*kind;		/* mcp.call, mcp.list */

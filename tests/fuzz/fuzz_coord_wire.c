@@ -35,6 +35,7 @@
 static char fz_dir[] = "/tmp/weft-fuzz-wire.XXXXXX";
 static struct store *fz_st;
 static struct coord *fz_c;
+static struct crun *fz_run;
 static nng_socket fz_me, fz_stranger;
 static int fz_grant;
 
@@ -86,9 +87,9 @@ fz_ask(nng_socket sock, const char *text, size_t len)
 static void
 fz_queue(void)
 {
-	coord_submit(fz_c, "mcp.list", "fz/l", 0, "srv", NULL,
+	crun_submit(fz_run, "mcp.list", "fz/l", 0, "srv", NULL,
 	    "{\"server\":\"srv\"}", "\"server\":\"srv\"", fz_grant);
-	coord_submit(fz_c, "mcp.call", "fz/c", 0, "srv", "echo",
+	crun_submit(fz_run, "mcp.call", "fz/c", 0, "srv", "echo",
 	    "{\"server\":\"srv\",\"name\":\"echo\",\"arguments\":{}}",
 	    "\"server\":\"srv\",\"name\":\"echo\"", fz_grant);
 }
@@ -115,7 +116,7 @@ fz_init(void)
 	    "\"complete\",\"params\":{\"worker\":0,\"results\":[{\"id\":1,"
 	    "\"attempt\":\"1\",\"result\":{}}]}}";
 	struct coord_opts o;
-	struct coord_sink sink = { fz_deliver, fz_pump, NULL };
+	struct coord_sink sink = { fz_deliver, fz_pump, NULL, NULL, NULL };
 	struct store_run run;
 	char err[1024], *path, *enrol, *hello;
 	json_t *e, *ans, *g;
@@ -151,9 +152,10 @@ fz_init(void)
 		fprintf(stderr, "fuzz_coord_wire: %s\n", err);
 		exit(1);
 	}
-	coord_begin_run(fz_c, run.id, &sink);
+	fz_run = coord_run_new(fz_c, run.id);
+	crun_begin(fz_run, &sink);
 	g = json_pack("{s:[s]}", "tools", "srv.*");
-	fz_grant = coord_grant(fz_c, 0, "fz", g, 1, err, sizeof err);
+	fz_grant = crun_grant(fz_run, 0, "fz", g, 1, err, sizeof err);
 	json_decref(g);
 	FZ_CHECK(fz_grant > 0, "grant: %s", err);
 	enrol = coord_enrolment(fz_c, 0);
