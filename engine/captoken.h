@@ -114,6 +114,13 @@ const char *captoken_reason_name(int reason);
 int64_t captoken_now_ms(void);
 
 /*
+ * The state directory (signing keys): $WEFT_STATE_DIR, else
+ * $XDG_STATE_HOME/weft, else $HOME/.local/state/weft; the parents of the
+ * default ones are made (0700) if missing.  0, or -1 with err.
+ */
+int state_dir_path(char *out, size_t outlen, char *err, size_t errlen);
+
+/*
  * Load the signing keys kept in state_dir/keys, creating them on first
  * use: state_dir (if missing) and keys/ are made mode 0700, a new Ed25519
  * key pair is written as keys/<kid>.key (the 32-byte seed in hex, 0600)

@@ -566,6 +566,47 @@ keys_create(struct captoken_keys *k, int dfd, int first, char *err,
 	return 0;
 }
 
+/* The default state directory, its parents made (captoken.h). */
+int
+state_dir_path(char *out, size_t outlen, char *err, size_t errlen)
+{
+	const char *env, *base;
+	char *p;
+	int n;
+
+	if ((env = getenv("WEFT_STATE_DIR")) != NULL && *env != '\0') {
+		n = snprintf(out, outlen, "%s", env);
+		base = NULL;
+	} else if ((env = getenv("XDG_STATE_HOME")) != NULL && *env == '/') {
+		n = snprintf(out, outlen, "%s/weft", env);
+		base = env;
+	} else if ((env = getenv("HOME")) != NULL && *env == '/') {
+		n = snprintf(out, outlen, "%s/.local/state/weft", env);
+		base = env;
+	} else {
+		errf(err, errlen, "no state directory: set WEFT_STATE_DIR "
+		    "(or HOME) or pass --state-dir");
+		return -1;
+	}
+	if (n < 0 || (size_t)n >= outlen) {
+		errf(err, errlen, "state directory path too long");
+		return -1;
+	}
+	if (base == NULL)
+		return 0;
+	/* Make the parents below the base, not the directory itself. */
+	for (p = out + strlen(base) + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = '\0';
+		if (mkdir(out, 0700) != 0 && errno != EEXIST) {
+			errf(err, errlen, "%s: %s", out, strerror(errno));
+			*p = '/';
+			return -1;
+		}
+		*p = '/';
+	}
+	return 0;
+}
+
 int
 captoken_keys_load_or_create(const char *state_dir,
     struct captoken_keys **keysp, char *err, size_t errlen)

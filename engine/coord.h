@@ -65,7 +65,7 @@ struct coord_sink {
 
 /*
  * Create the coordinator: signing keys (loaded from, or created in, the
- * state directory: state_dir_path in runtime/util.h), event base, private
+ * state directory: state_dir_path in engine/captoken.h), event base, private
  * ipc directory, nng listener, and the worker processes.  Returns NULL
  * with a message in err.
  */

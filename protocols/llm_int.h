@@ -1,6 +1,7 @@
 /*
  * llm_int.h: the private half of llm.h, shared by protocols/llm*.c (the
- * common decoder and one codec per model API) and their unit test only.
+ * common parts: llm.c, llm_check.c, llm_stream.c, llm_error.c; one codec
+ * per model API) and their unit test only.
  */
 #ifndef WEFT_LLM_INT_H
 #define WEFT_LLM_INT_H
@@ -158,5 +159,14 @@ long llm_retry_after_ms(const char *retry_after, const char *ms,
 
 /* Copy s into dst[size] whole UTF-8 characters at a time. */
 void llm_copy_utf8(char *dst, size_t size, const char *s);
+/* Length of the valid UTF-8 sequence at p (n bytes available), or 0. */
+size_t llm_utf8_len(const unsigned char *p, size_t n);
+/* True if a and b are both set and equal. */
+int llm_eq(const char *a, const char *b);
+/* A string member of o, or NULL. */
+const char *llm_str(const json_t *o, const char *key);
+/* The "code" member of o as text (a string, or an integer written into
+   buf), or NULL. */
+const char *llm_code(const json_t *o, char *buf, size_t size);
 
 #endif

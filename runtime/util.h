@@ -85,11 +85,4 @@ void rmtree_at(int dfd, const char *name);
 /* Free a NULL-terminated vector of heap strings and the vector; NULL ok. */
 void strv_free(char **);
 
-/*
- * The state directory (signing keys): $WEFT_STATE_DIR, else
- * $XDG_STATE_HOME/weft, else $HOME/.local/state/weft; the parents of the
- * default ones are made (0700) if missing.  0, or -1 with err.
- */
-int state_dir_path(char *out, size_t outlen, char *err, size_t errlen);
-
 #endif

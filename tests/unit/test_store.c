@@ -1,4 +1,4 @@
-/* test_store.c: unit tests for the trajectory store (engine/store.c). */
+/* test_store.c: unit tests for the trajectory store (engine/store*.c). */
 #include "config.h"
 
 #include <dirent.h>
