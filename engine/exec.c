@@ -25,9 +25,6 @@
 
 #define EXEC_LUA_MEM	(512u * 1024 * 1024)
 
-/* The exit status when the store cannot be opened or written. */
-#define EXEC_EXIT_STORE	4
-
 /* A recorded run's row, copied out of the store. */
 struct exec_prior {
 	char		*id, *workflow, *hash, *input, *budget, *status;
@@ -429,7 +426,8 @@ exec_open(const struct exec_spec *s, int readonly, struct store **st,
 	exec_cause(cause, "%s", err);
 	/* The storage failed (full, I/O): as during a run.  A read-only
 	   open (an offline replay) writes nothing. */
-	return rc == STORE_OPEN_STORAGE && !readonly ? EXEC_EXIT_STORE : 1;
+	return rc == STORE_OPEN_STORAGE && !readonly ? WEFT_EXIT_STORE :
+	    WEFT_EXIT_FAILED;
 }
 
 /*
@@ -443,7 +441,7 @@ exec_store_failed(struct coord *c, char **cause)
 
 	coord_store_message(c, msg, sizeof msg);
 	exec_cause(cause, "%s", msg);
-	return EXEC_EXIT_STORE;
+	return WEFT_EXIT_STORE;
 }
 
 /* Create the run row of a new run (a run, a fork); 0 or the status. */
@@ -468,10 +466,10 @@ exec_create(struct exec *x, char **cause)
 		if (store_broken(x->st, err, sizeof err) != 0) {
 			exec_cause(cause, "%s: run %s was not started", err,
 			    x->id);
-			rc = EXEC_EXIT_STORE;
+			rc = WEFT_EXIT_STORE;
 		} else {
 			exec_cause(cause, "%s", store_error(x->st));
-			rc = 1;
+			rc = WEFT_EXIT_FAILED;
 		}
 	}
 	free(btext);
@@ -568,7 +566,7 @@ exec_finish(struct exec *x, struct coord *c, char **cause)
 			rc = exec_store_failed(c, cause);
 		else {
 			exec_cause(cause, "%s", store_error(x->st));
-			rc = 1;
+			rc = WEFT_EXIT_FAILED;
 		}
 	}
 	free(out);
@@ -641,13 +639,13 @@ exec_once(struct exec *x, char **cause)
 	struct luaeng *le;
 	char err[1024];
 	double t0;
-	int rc = 2, loopfail;
+	int rc = WEFT_EXIT_USAGE, loopfail;
 
 	le = luaeng_new(EXEC_LUA_MEM);
 	loopfail = luaeng_load(le, x->path, err, sizeof err);
 	/* An unreadable record is said first, as when it was read first. */
 	if (exec_await_record(x, cause) != 0) {
-		rc = 1;
+		rc = WEFT_EXIT_FAILED;
 		goto out;
 	}
 	if (loopfail) {
@@ -656,7 +654,7 @@ exec_once(struct exec *x, char **cause)
 	}
 	if (x->st == NULL && (rc = exec_open(x->spec, 0, &x->st, cause)) != 0)
 		goto out;
-	rc = 1;
+	rc = WEFT_EXIT_FAILED;
 	x->co.worker_no_seccomp = luaeng_servers_unconfined(le);
 	if ((c = coord_new(&x->co, x->st, err, sizeof err)) == NULL) {
 		exec_cause(cause, "cannot start the coordinator: %s", err);
@@ -669,7 +667,7 @@ exec_once(struct exec *x, char **cause)
 	luaeng_set_gateway(le, gw);
 	if (x->create && (rc = exec_create(x, cause)) != 0)
 		goto out;
-	rc = 1;
+	rc = WEFT_EXIT_FAILED;
 	/* From here on the run is in the store: every way out records how
 	   it ended, or leaves it resumable. */
 	t0 = now_mono();
@@ -759,11 +757,11 @@ exec_prepare_run(struct exec *x, char **cause)
 	size_t slen;
 
 	if (exec_inputs(x, NULL, cause) != 0)
-		return 2;
+		return WEFT_EXIT_USAGE;
 	if ((script = read_file(s->workflow, &slen)) == NULL) {
 		exec_cause(cause, "cannot read workflow '%s': %s",
 		    s->workflow, strerror(errno));
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	sha256_hex(script, slen, x->hash);
 	free(script);
@@ -810,25 +808,25 @@ exec_prepare_resume(struct exec *x, struct exec_prior *r, char **cause)
 	if ((rc = exec_open(s, 0, &x->st, cause)) != 0)
 		return rc;
 	if (prior_find(x->st, s->run, r, cause) != 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	if ((x->claim_events = store_event_count(x->st, r->id)) < 0) {
 		exec_cause(cause, "%s", store_error(x->st));
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	if (prior_check(x->st, r, s->rerun_lost, cause) != 0 ||
 	    exec_prior_script(x, r, &changed, cause) != 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	if (changed)
 		fprintf(stderr, "weft: note: workflow '%s' changed since the "
 		    "run (sha256 %.12s... then, %.12s... now): calls that "
 		    "differ from the record run live\n", r->workflow,
 		    r->hash ? r->hash : "?", x->hash);
 	if (exec_inputs(x, r, cause) != 0)
-		return 2;
+		return WEFT_EXIT_USAGE;
 	if ((x->rec = replay_load(x->st, r->id, REPLAY_RESUME, 0, err,
 	    sizeof err)) == NULL) {
 		exec_cause(cause, "%s", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	x->claim = 1;
 	x->claim_pid = r->pid;
@@ -856,19 +854,19 @@ exec_prepare_fork(struct exec *x, struct exec_prior *r, char **cause)
 		return rc;
 	if (prior_find(x->st, s->run, r, cause) != 0 ||
 	    exec_prior_script(x, r, &changed, cause) != 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	if (s->fork_seq > (events = store_event_count(x->st, r->id))) {
 		exec_cause(cause, "run %s has %lld events: --fork %lld is "
 		    "past its end", r->id, (long long)events,
 		    (long long)s->fork_seq);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (exec_inputs(x, r, cause) != 0)
-		return 2;
+		return WEFT_EXIT_USAGE;
 	if ((x->rec = replay_load(x->st, r->id, REPLAY_RESUME, s->fork_seq,
 	    err, sizeof err)) == NULL) {
 		exec_cause(cause, "%s", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	random_hex(x->idbuf, 8);
 	x->id = x->idbuf;
@@ -896,14 +894,14 @@ replay_attempt(struct exec *x, struct store *st, struct exec_prior *r,
 	char err[512];
 
 	if (exec_inputs(x, r, cause) != 0)
-		return 2;
+		return WEFT_EXIT_USAGE;
 	/* The record is read while the workflow loads; st is the loader's
 	   until exec_await_record. */
 	x->id = r->id;
 	exec_start_record(x, st);
 	if (store_open(":memory:", &x->st, err, sizeof err) != 0) {
 		exec_cause(cause, "%s", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	memset(&row, 0, sizeof row);
 	row.id = r->id;
@@ -914,7 +912,7 @@ replay_attempt(struct exec *x, struct store *st, struct exec_prior *r,
 	row.started = now_wall();
 	if (store_run_create(x->st, &row) != 0) {
 		exec_cause(cause, "%s", store_error(x->st));
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	x->path = r->workflow;
 	x->start_kind = "run.start";
@@ -977,7 +975,7 @@ exec_replay(const struct exec_spec *s, struct exec_result *res,
 		return rc;
 	if (prior_find(st, s->run, &r, cause) != 0 ||
 	    exec_prior_script(&x, &r, &res->script_changed, cause) != 0) {
-		rc = 1;
+		rc = WEFT_EXIT_FAILED;
 		goto out;
 	}
 	memcpy(res->hash, x.hash, sizeof res->hash);
@@ -1010,7 +1008,7 @@ exec_replay(const struct exec_spec *s, struct exec_result *res,
 out:
 	/* A record that could not be read is said too (as exec_once does). */
 	if (exec_await_record(&x, cause) != 0 && rc == 0)
-		rc = 1;
+		rc = WEFT_EXIT_FAILED;
 	exec_clear(&x);
 	prior_clear(&r);
 	store_close(st);
@@ -1091,14 +1089,14 @@ int
 exec_exit_status(const char *status)
 {
 	if (strcmp(status, "succeeded") == 0)
-		return 0;
+		return WEFT_EXIT_OK;
 	if (strcmp(status, "budget_exceeded") == 0)
-		return 3;
+		return WEFT_EXIT_BUDGET;
 	if (strcmp(status, "paused") == 0)
-		return 5;
+		return WEFT_EXIT_PAUSED;
 	if (strcmp(status, "cancelled") == 0)
-		return 130;
-	return 1;
+		return WEFT_EXIT_CANCELLED;
+	return WEFT_EXIT_FAILED;
 }
 
 /* Print an output value: strings raw, the rest as JSON. */
@@ -1221,7 +1219,7 @@ exec_report_verdict(const struct exec_spec *s, const struct exec_result *res)
 			printf("run %s diverges from its record\n%s\n",
 			    res->id, div);
 	}
-	return div == NULL ? 0 : 1;
+	return div == NULL ? WEFT_EXIT_OK : WEFT_EXIT_FAILED;
 }
 
 int
