@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/cmd.h"
+#include "runtime/util.h"
 #include "workers/worker.h"
 
 static const struct {
@@ -64,6 +65,7 @@ main(int argc, char **argv)
 {
 	size_t i;
 
+	xjson_init();
 	if (argc < 2) {
 		usage(stderr);
 		return WEFT_EXIT_USAGE;

@@ -267,8 +267,11 @@ sup_enrolment_text(struct supervisor *s, int wid)
 	    "url", s->url, "worker", wid, "secret", secret, "scratch",
 	    s->scratch);
 	OPENSSL_cleanse(secret, sizeof secret);
-	if (e == NULL || (text = json_dumps(e, JSON_COMPACT)) == NULL)
-		fatalx(1, "out of memory");
+	/* NULL only for a path that is not UTF-8 (xjson_init). */
+	if (e == NULL)
+		fatalx(1, "worker %d: the coordinator's address or scratch "
+		    "directory is not UTF-8: %s, %s", wid, s->url, s->scratch);
+	text = json_dumps(e, JSON_COMPACT);
 	json_decref(e);
 	return text;
 }
