@@ -1,9 +1,9 @@
 /*
  * cmd.h: the weft subcommands, one file each (tmux cmd-*.c style).
  * Each takes argc/argv after the command name (argv[0] is the command)
- * and returns the process exit code: 0 success, 1 the run or lookup
- * failed, 2 bad usage or input.  run, resume and replay fill a
- * struct exec_spec and leave the run to engine/exec.h.
+ * and returns the process exit status, one of enum weft_exit.  run,
+ * resume and replay fill a struct exec_spec and leave the run to
+ * engine/exec.h.
  */
 #ifndef WEFT_CMD_H
 #define WEFT_CMD_H
@@ -11,6 +11,21 @@
 #include <stdio.h>
 
 #include <jansson.h>
+
+/*
+ * The exit statuses of every weft command, defined here only.  They are
+ * documented in README.md ("Exit status") and `weft run --help`; a
+ * command's --help says which of them it can return.
+ */
+enum weft_exit {
+	WEFT_EXIT_OK = 0,		/* succeeded (replay: identical) */
+	WEFT_EXIT_FAILED = 1,		/* the run or lookup failed */
+	WEFT_EXIT_USAGE = 2,		/* bad usage, input or workflow */
+	WEFT_EXIT_BUDGET = 3,		/* a budget was exceeded */
+	WEFT_EXIT_STORE = 4,		/* the store cannot be opened/written */
+	WEFT_EXIT_PAUSED = 5,		/* paused at a budget limit */
+	WEFT_EXIT_CANCELLED = 130	/* cancelled (SIGINT, SIGTERM) */
+};
 
 int cmd_run(int argc, char **argv);
 int cmd_show(int argc, char **argv);

@@ -143,30 +143,31 @@ cancel_run(struct store *st, struct crun *r, double wait)
 	if (strcmp(r->status, "running") != 0) {
 		fprintf(stderr, "weft: cancel: run %s is not running (status: "
 		    "%s); nothing to cancel\n", r->id, r->status);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	if (!cancel_owner_alive(r)) {
 		fprintf(stderr, "weft: cancel: run %s is recorded as running "
 		    "but its coordinator (pid %ld) is gone; `weft resume %s` "
 		    "continues it\n", r->id, r->pid, r->id);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	if (kill((pid_t)r->pid, SIGTERM) == -1) {
 		fprintf(stderr, "weft: cancel: cannot signal the coordinator "
 		    "of run %s (pid %ld): %s\n", r->id, r->pid,
 		    strerror(errno));
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	if ((rc = cancel_wait(st, r, wait)) < 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	if (rc > 0) {
 		fprintf(stderr, "weft: cancel: run %s was asked to stop (pid "
 		    "%ld) but is still running after %gs\n", r->id, r->pid,
 		    wait);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	printf("run %s %s\n", r->id, r->status);
-	return strcmp(r->status, "cancelled") == 0 ? 0 : 1;
+	return strcmp(r->status, "cancelled") == 0 ? WEFT_EXIT_OK :
+	    WEFT_EXIT_FAILED;
 }
 
 int
@@ -198,24 +199,24 @@ cmd_cancel(int argc, char **argv)
 				fprintf(stderr, "weft: cancel: --wait: not a "
 				    "number of seconds from 0 to 86400: %s\n",
 				    optarg);
-				return 2;
+				return WEFT_EXIT_USAGE;
 			}
 			break;
 		case 'h':
 			cancel_usage(stdout);
-			return 0;
+			return WEFT_EXIT_OK;
 		default:
 			cancel_usage(stderr);
-			return 2;
+			return WEFT_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 1) {
 		cancel_usage(stderr);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (store_open(cmd_db_path(db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: cancel: %s\n", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	memset(&r, 0, sizeof r);
 	rc = cancel_find(st, argv[optind], &r, 1) != 0 ? 1 :

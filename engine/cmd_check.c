@@ -23,7 +23,7 @@ check_args(int argc, char **argv, const char *usage, int *dot, int *rc)
 	int ch;
 
 	optind = 1;
-	*rc = 2;
+	*rc = WEFT_EXIT_USAGE;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'D':
@@ -33,7 +33,7 @@ check_args(int argc, char **argv, const char *usage, int *dot, int *rc)
 			break;
 		case 'h':
 			fputs(usage, stdout);
-			*rc = 0;
+			*rc = WEFT_EXIT_OK;
 			return NULL;
 		default:
 			goto bad;
@@ -66,11 +66,11 @@ cmd_validate(int argc, char **argv)
 	if (luaeng_load(le, path, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		luaeng_free(le);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	printf("%s: ok\n", path);
 	luaeng_free(le);
-	return 0;
+	return WEFT_EXIT_OK;
 }
 
 int
@@ -93,13 +93,13 @@ cmd_graph(int argc, char **argv)
 	if (luaeng_load(le, path, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		luaeng_free(le);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	g = luaeng_graph(le, dot);
 	fputs(g, stdout);
 	free(g);
 	luaeng_free(le);
-	return 0;
+	return WEFT_EXIT_OK;
 }
 
 /* Memory for the Lua state that reads a served workflow's metadata. */

@@ -343,7 +343,7 @@ cmd_diff(int argc, char **argv)
 	const char *db = NULL;
 	char err[512];
 	long width = 140, ctx = -1;
-	int ch, json = 0, rc = 2;
+	int ch, json = 0, rc = WEFT_EXIT_USAGE;
 
 	memset(&d, 0, sizeof d);
 	optind = 1;
@@ -354,30 +354,30 @@ cmd_diff(int argc, char **argv)
 			break;
 		case 'w':
 			if (diff_number("width", optarg, 40, 1000, &width))
-				return 2;
+				return WEFT_EXIT_USAGE;
 			break;
 		case 'c':
 			if (diff_number("context", optarg, 0, 1000000, &ctx))
-				return 2;
+				return WEFT_EXIT_USAGE;
 			break;
 		case 'd':
 			db = optarg;
 			break;
 		case 'h':
 			diff_usage(stdout);
-			return 0;
+			return WEFT_EXIT_OK;
 		default:
 			diff_usage(stderr);
-			return 2;
+			return WEFT_EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 2) {
 		diff_usage(stderr);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (store_open_read(cmd_db_path(db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (eval_run_load(st, argv[optind], &d.ra, err, sizeof err) != 0 ||
 	    eval_run_load(st, argv[optind + 1], &d.rb, err, sizeof err) != 0 ||
@@ -389,7 +389,7 @@ cmd_diff(int argc, char **argv)
 		diff_print_json(&d);
 	else
 		diff_print(&d, (int)width, ctx);
-	rc = d.first < 0 ? 0 : 1;
+	rc = d.first < 0 ? WEFT_EXIT_OK : WEFT_EXIT_FAILED;
 out:
 	eval_run_free(&d.ra);
 	eval_run_free(&d.rb);

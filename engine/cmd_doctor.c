@@ -159,15 +159,15 @@ cmd_doctor(int argc, char **argv)
 			break;
 		case 'h':
 			doctor_usage(stdout);
-			return 0;
+			return WEFT_EXIT_OK;
 		default:
 			doctor_usage(stderr);
-			return 2;
+			return WEFT_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
 		doctor_usage(stderr);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (uname(&u) != 0)
 		memset(&u, 0, sizeof u);
@@ -201,7 +201,7 @@ cmd_doctor(int argc, char **argv)
 		printf("%s\n", s);
 		free(s);
 		json_decref(o);
-		return 0;
+		return WEFT_EXIT_OK;
 	}
 	printf("sandbox layers for MCP servers on %s %s %s%s:\n", u.sysname,
 	    u.release, u.machine, geteuid() == 0 ? " (running as root)" : "");
@@ -220,5 +220,5 @@ cmd_doctor(int argc, char **argv)
 	    "processes %d, open files %d, file size %lld MiB\n",
 	    SB_DEF_MEMORY >> 20, SB_DEF_CPU, SB_DEF_PROCESSES, SB_DEF_FILES,
 	    SB_DEF_FILE_SIZE >> 20);
-	return 0;
+	return WEFT_EXIT_OK;
 }

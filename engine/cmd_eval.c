@@ -421,7 +421,7 @@ make_golden(struct store *st, const char *id, int match, int args,
 	if (eval_run_load(st, id, &r, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		json_decref(calls);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	for (i = 0; i < r.n; i++)
 		if (strcmp(r.steps[i].kind, "tool") == 0)
@@ -444,7 +444,7 @@ make_golden(struct store *st, const char *id, int match, int args,
 	free(text);
 	json_decref(doc);
 	eval_run_free(&r);
-	return 0;
+	return WEFT_EXIT_OK;
 }
 
 static void
@@ -553,7 +553,7 @@ eval_runs(struct store *st, const struct eval_opts *o, struct golden *g,
 	struct eval_sums s;
 	char err[512];
 	size_t i, done = 0;
-	int rc = 2, pass;
+	int rc = WEFT_EXIT_USAGE, pass;
 
 	for (i = 0; i < n; i++, done++)
 		if (row_eval(st, ids[i], g, &rows[i], err, sizeof err) != 0) {
@@ -568,7 +568,7 @@ eval_runs(struct store *st, const struct eval_opts *o, struct golden *g,
 		print_json(o->golden, g, rows, &s, o->min_f1, pass);
 	else
 		print_table(o->golden, g, rows, &s, o->min_f1, pass);
-	rc = pass ? 0 : 1;
+	rc = pass ? WEFT_EXIT_OK : WEFT_EXIT_FAILED;
 out:
 	for (i = 0; i < done; i++)
 		row_free(&rows[i]);
@@ -588,24 +588,24 @@ cmd_eval(int argc, char **argv)
 	if ((rc = eval_getopt(argc, argv, &o)) != 0) {
 		if (rc != -2)
 			eval_usage(rc > 0 ? stdout : stderr);
-		return rc > 0 ? 0 : 2;
+		return rc > 0 ? WEFT_EXIT_OK : WEFT_EXIT_USAGE;
 	}
 	if (o.make != NULL ? (o.golden != NULL || optind != argc) :
 	    (o.golden == NULL || optind == argc)) {
 		eval_usage(stderr);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (o.golden != NULL && golden_load(o.golden, &g, err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		golden_free(&g);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (store_open_read(cmd_db_path(o.db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		if (o.golden != NULL)
 			golden_free(&g);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (o.make != NULL)
 		rc = make_golden(st, o.make, o.match, o.args, o.with_output);

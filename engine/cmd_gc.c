@@ -330,19 +330,19 @@ cmd_gc(int argc, char **argv)
 	if ((rc = gc_getopt(argc, argv, &g, &w, &vacuum, &db)) != 0) {
 		if (rc != -2)
 			gc_usage(rc > 0 ? stdout : stderr);
-		return rc > 0 ? 0 : 2;
+		return rc > 0 ? WEFT_EXIT_OK : WEFT_EXIT_USAGE;
 	}
 	path = cmd_db_path(db);
 	if (store_open(path, &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	g.pid = (long)getpid();
 	g.owner = proc_identity(0, owner, sizeof owner) == 0 ? owner :
 	    NULL;
 	g.alive = gc_alive;
 	w.ids = json_array();
-	rc = 1;
+	rc = WEFT_EXIT_FAILED;
 	if (store_gc(st, &g, gc_run_cb, &w) != 0) {
 		fprintf(stderr, "weft: gc: %s\n", store_error(st));
 		goto out;
@@ -354,17 +354,17 @@ cmd_gc(int argc, char **argv)
 				fprintf(stderr, "weft: gc: %s\n",
 				    store_error(st));
 			gc_report(&g, &w, 0, &v);
-			rc = 1;
+			rc = WEFT_EXIT_FAILED;
 			goto out;
 		}
 		if (store_vacuum(st, &v) != 0) {
 			fprintf(stderr, "weft: gc: %s\n", store_error(st));
-			rc = 1;
+			rc = WEFT_EXIT_FAILED;
 			goto out;
 		}
 	}
 	gc_report(&g, &w, vacuum && !g.dry_run, &v);
-	rc = 0;
+	rc = WEFT_EXIT_OK;
 out:
 	json_decref(w.ids);
 	store_close(st);

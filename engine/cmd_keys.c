@@ -64,7 +64,7 @@ keys_list(const struct captoken_keys *k, int json)
 			    "current" : "kept", json_string_value(json_object_get(v,
 			    "public_key")));
 	json_decref(out);
-	return 0;
+	return WEFT_EXIT_OK;
 }
 
 int
@@ -79,7 +79,7 @@ cmd_keys(int argc, char **argv)
 	struct captoken_keys *k;
 	const char *dir = NULL, *action = "list";
 	char path[PATH_MAX], err[512], kid[CAPTOKEN_KID_LEN + 1];
-	int ch, json = 0, rc = 0;
+	int ch, json = 0, rc = WEFT_EXIT_OK;
 
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
@@ -91,10 +91,10 @@ cmd_keys(int argc, char **argv)
 			break;
 		case 'h':
 			keys_usage(stdout);
-			return 0;
+			return WEFT_EXIT_OK;
 		default:
 			keys_usage(stderr);
-			return 2;
+			return WEFT_EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
@@ -103,35 +103,35 @@ cmd_keys(int argc, char **argv)
 	    strcmp(action, "retire") != 0) {
 		fprintf(stderr, "weft keys: unknown action '%s' (list, rotate, "
 		    "retire)\n", action);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (argc - optind != (strcmp(action, "retire") == 0 ? 1 : 0)) {
 		keys_usage(stderr);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (dir == NULL) {
 		if (state_dir_path(path, sizeof path, err, sizeof err) != 0) {
 			fprintf(stderr, "weft keys: %s\n", err);
-			return 2;
+			return WEFT_EXIT_USAGE;
 		}
 		dir = path;
 	}
 	if (captoken_keys_load_or_create(dir, &k, err, sizeof err) != 0) {
 		fprintf(stderr, "weft keys: %s\n", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	if (strcmp(action, "list") == 0)
 		rc = keys_list(k, json);
 	else if (strcmp(action, "rotate") == 0) {
 		if (captoken_keys_rotate(k, kid, err, sizeof err) != 0) {
 			fprintf(stderr, "weft keys: rotate: %s\n", err);
-			rc = 1;
+			rc = WEFT_EXIT_FAILED;
 		} else
 			printf("new signing key %s\n", kid);
 	} else if (captoken_keys_retire(k, argv[optind], err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "weft keys: retire: %s\n", err);
-		rc = 1;
+		rc = WEFT_EXIT_FAILED;
 	} else
 		printf("retired key %s\n", argv[optind]);
 	captoken_keys_free(k);

@@ -209,7 +209,7 @@ cmd_mcp(int argc, char **argv)
 	struct mcps *srv = NULL;
 	struct stdio_srv ss;
 	char err[1024], *exe;
-	int first, rc = 1;
+	int first, rc = WEFT_EXIT_FAILED;
 
 	memset(&o, 0, sizeof o);
 	o.load_meta = cmd_workflow_meta;
@@ -217,16 +217,16 @@ cmd_mcp(int argc, char **argv)
 	first = cmd_serve_opts(argc, argv, &o, NULL, NULL, NULL, NULL,
 	    mcp_usage);
 	if (first < 0)
-		return first == -1 ? 0 : 2;
+		return first == -1 ? WEFT_EXIT_OK : WEFT_EXIT_USAGE;
 	if (first >= argc) {
 		fprintf(stderr, "weft mcp: which workflows? (weft mcp "
 		    "FILE.lua|DIR...)\n");
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if ((exe = cmd_self_exe()) == NULL) {
 		fprintf(stderr, "weft: cannot find my own binary: %s\n",
 		    strerror(errno));
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	o.exe = exe;
 	signal(SIGPIPE, SIG_IGN);
@@ -234,7 +234,7 @@ cmd_mcp(int argc, char **argv)
 	if (mcps_new(ss.base, &o, argv + first, argc - first, &srv, err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
-		rc = 2;
+		rc = WEFT_EXIT_USAGE;
 		goto out;
 	}
 	ss.srv = srv;
@@ -254,7 +254,7 @@ cmd_mcp(int argc, char **argv)
 		fprintf(stderr, "weft: serving %d workflow(s) on stdio\n",
 		    mcps_tool_count(srv));
 	event_base_dispatch(ss.base);
-	rc = 0;
+	rc = WEFT_EXIT_OK;
 out:
 	if (ss.conn != NULL)
 		mcps_conn_free(ss.conn);

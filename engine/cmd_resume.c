@@ -178,7 +178,8 @@ replay_usage(FILE *f)
 "  -q, --quiet         print only the answer (--fork)\n"
 "\n"
 "exit status: 0 identical (a fork: succeeded), 1 diverged (a fork: failed),\n"
-"2 bad usage\n");
+"2 bad usage; a fork also as weft run: 3 budget exceeded, 4 the store could\n"
+"not be written, 5 paused at a budget limit, 130 cancelled\n");
 }
 
 /* Execute s and report: the exit status. */
@@ -212,7 +213,7 @@ cmd_resume(int argc, char **argv)
 		else
 			resume_usage(stderr);
 		json_decref(s.budget);
-		return ai == -2 ? 0 : 2;
+		return ai == -2 ? WEFT_EXIT_OK : WEFT_EXIT_USAGE;
 	}
 	s.run = argv[ai];
 	rc = resume_exec(&s);
@@ -233,13 +234,13 @@ cmd_replay(int argc, char **argv)
 		else
 			replay_usage(stderr);
 		json_decref(s.budget);
-		return ai == -2 ? 0 : 2;
+		return ai == -2 ? WEFT_EXIT_OK : WEFT_EXIT_USAGE;
 	}
 	if (s.fork_seq == 0 && (s.input_text || s.input_file || s.budget)) {
 		fprintf(stderr, "weft replay: --input, --input-file and "
 		    "--budget apply to --fork only\n");
 		json_decref(s.budget);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	s.mode = s.fork_seq > 0 ? EXEC_FORK : EXEC_REPLAY;
 	s.run = argv[ai];

@@ -165,7 +165,7 @@ cmd_run(int argc, char **argv)
 			if (spec.co.workers < 1 || spec.co.workers > 256) {
 				fprintf(stderr, "weft: --workers must be "
 				    "1..256\n");
-				return 2;
+				return WEFT_EXIT_USAGE;
 			}
 			break;
 		case 's':
@@ -173,7 +173,7 @@ cmd_run(int argc, char **argv)
 			if (spec.co.slots < 1 || spec.co.slots > 4096) {
 				fprintf(stderr, "weft: --slots must be "
 				    "1..4096\n");
-				return 2;
+				return WEFT_EXIT_USAGE;
 			}
 			break;
 		case 'l':
@@ -181,7 +181,7 @@ cmd_run(int argc, char **argv)
 			if (spec.co.lease_s < 0.1) {
 				fprintf(stderr, "weft: --lease must be at "
 				    "least 0.1 seconds\n");
-				return 2;
+				return WEFT_EXIT_USAGE;
 			}
 			if (spec.co.heartbeat_s > spec.co.lease_s / 3)
 				spec.co.heartbeat_s = spec.co.lease_s / 3;
@@ -191,7 +191,7 @@ cmd_run(int argc, char **argv)
 			if (spec.co.max_attempts < 1) {
 				fprintf(stderr, "weft: --max-attempts must be "
 				    "at least 1\n");
-				return 2;
+				return WEFT_EXIT_USAGE;
 			}
 			break;
 		case 'j':
@@ -202,14 +202,14 @@ cmd_run(int argc, char **argv)
 			    strspn(optarg, "0123456789abcdef") != 16) {
 				fprintf(stderr, "weft: --run-id must be 16 "
 				    "lowercase hex digits\n");
-				return 2;
+				return WEFT_EXIT_USAGE;
 			}
 			spec.run_id = optarg;
 			break;
 		case 'b':
 			json_decref(budget);
 			if ((budget = cmd_parse_budget(optarg)) == NULL)
-				return 2;
+				return WEFT_EXIT_USAGE;
 			break;
 		case 'S':
 			spec.co.state_dir = optarg;
@@ -222,10 +222,10 @@ cmd_run(int argc, char **argv)
 			break;
 		case 'h':
 			run_usage(stdout);
-			return 0;
+			return WEFT_EXIT_OK;
 		default:
 			run_usage(stderr);
-			return 2;
+			return WEFT_EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {
@@ -235,7 +235,7 @@ cmd_run(int argc, char **argv)
 		else
 			fprintf(stderr, "weft run: unexpected argument '%s'\n",
 			    argv[optind + 1]);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	spec.workflow = argv[optind];
 	spec.budget = budget;

@@ -1051,7 +1051,7 @@ cmd_serve(int argc, char **argv)
 	struct event *sweep = NULL, *term = NULL, *intr = NULL;
 	struct timeval tv = { SERVE_SWEEP_S, 0 };
 	char err[1024], *exe = NULL, *host = NULL;
-	int first, i, rc = 2;
+	int first, i, rc = WEFT_EXIT_USAGE;
 
 	memset(&sv, 0, sizeof sv);
 	memset(&cl, 0, sizeof cl);
@@ -1068,11 +1068,11 @@ cmd_serve(int argc, char **argv)
 	first = cmd_serve_opts(argc, argv, &o, NULL, more, serve_opt_cb, &cl,
 	    serve_usage);
 	if (first < 0)
-		return first == -1 ? 0 : 2;
+		return first == -1 ? WEFT_EXIT_OK : WEFT_EXIT_USAGE;
 	if (first >= argc) {
 		fprintf(stderr, "weft serve: which workflows? (weft serve "
 		    "FILE.lua|DIR...)\n");
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (serve_load_tokens(&sv, cl.token_file) != 0)
 		goto out;
@@ -1128,7 +1128,7 @@ cmd_serve(int argc, char **argv)
 	event_add(term, NULL);
 	event_add(intr, NULL);
 	event_base_dispatch(sv.base);
-	rc = 0;
+	rc = WEFT_EXIT_OK;
 out:
 	while ((ss = TAILQ_FIRST(&sv.sessions)) != NULL)
 		serve_sess_free(ss);

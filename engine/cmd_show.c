@@ -420,7 +420,7 @@ cmd_show(int argc, char **argv)
 	char err[512], when[32], *text;
 	json_t *doc;
 	size_t i;
-	int ch, rc = 1;
+	int ch, rc = WEFT_EXIT_FAILED;
 
 	memset(&s, 0, sizeof s);
 	memset(&f, 0, sizeof f);
@@ -435,19 +435,19 @@ cmd_show(int argc, char **argv)
 			break;
 		case 'h':
 			show_usage(stdout);
-			return 0;
+			return WEFT_EXIT_OK;
 		default:
 			show_usage(stderr);
-			return 2;
+			return WEFT_EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1) {
 		show_usage(stderr);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (store_open_read(cmd_db_path(db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	if (store_run_find(st, argv[optind], show_found_cb, &f) != 0) {
 		fprintf(stderr, "weft: %s\n", store_error(st));
@@ -478,7 +478,7 @@ cmd_show(int argc, char **argv)
 		printf("\n");
 		show_tree(&s, 0, 0, f.ended > 0 ? f.ended : now_wall());
 	}
-	rc = 0;
+	rc = WEFT_EXIT_OK;
 out:
 	for (i = 0; i < s.n; i++) {
 		free(s.spans[i].path);
@@ -551,7 +551,7 @@ cmd_runs(int argc, char **argv)
 	struct store *st;
 	const char *db = NULL;
 	char err[512], *text;
-	int ch, limit = 20, rc = 0;
+	int ch, limit = 20, rc = WEFT_EXIT_OK;
 
 	memset(&w, 0, sizeof w);
 	optind = 1;
@@ -568,19 +568,19 @@ cmd_runs(int argc, char **argv)
 			break;
 		case 'h':
 			runs_usage(stdout);
-			return 0;
+			return WEFT_EXIT_OK;
 		default:
 			runs_usage(stderr);
-			return 2;
+			return WEFT_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
 		runs_usage(stderr);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (store_open_read(cmd_db_path(db), &st, err, sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	w.list = json_array();
 	if (!w.want_json)
@@ -589,7 +589,7 @@ cmd_runs(int argc, char **argv)
 		    "WORKFLOW");
 	if (store_runs_list(st, limit, runs_cb, &w) != 0) {
 		fprintf(stderr, "weft: %s\n", store_error(st));
-		rc = 1;
+		rc = WEFT_EXIT_FAILED;
 	} else if (w.want_json) {
 		text = json_dumps(w.list, JSON_INDENT(2));
 		printf("%s\n", text);

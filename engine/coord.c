@@ -690,7 +690,7 @@ coord_task_end(struct crun *run, struct qtask *t, json_t *result,
 	    FAIL_TOKEN) == 0)
 		coord_token_event(run, t, error);
 	coord_task_unlink(run, t);
-	t->state = QT_DONE;
+	queue_end(&run->q, t);
 	if (strcmp(t->kind, TASK_MCP_LIST) == 0)
 		kind = result != NULL ? "tool.list.result" : "tool.list.error";
 	else
@@ -1213,8 +1213,7 @@ coord_send_json(struct rctx *r, json_t *msg)
 
 	buf = jrpc_dump(msg, &len, 0);
 	json_decref(msg);
-	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
-		fatalx(1, "out of memory");
+	m = chan_msg(buf, len);
 	free(buf);
 	coord_send(r, m);
 }
@@ -1242,7 +1241,7 @@ coord_reply_text(struct rctx *r, const char *res, size_t reslen)
 	    JSON_ENCODE_ANY | JSON_COMPACT);
 	json_decref(r->id);
 	r->id = NULL;
-	if (id == NULL || nng_msg_alloc(&m, 0) != 0 ||
+	if (nng_msg_alloc(&m, 0) != 0 ||
 	    nng_msg_append(m, pre, sizeof pre - 1) != 0 ||
 	    nng_msg_append(m, id, strlen(id)) != 0 ||
 	    nng_msg_append(m, mid, sizeof mid - 1) != 0 ||

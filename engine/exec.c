@@ -25,9 +25,6 @@
 
 #define EXEC_LUA_MEM	(512u * 1024 * 1024)
 
-/* The exit status when the store cannot be opened or written. */
-#define EXEC_EXIT_STORE	4
-
 /* A recorded run's row, copied out of the store. */
 struct exec_prior {
 	char		*id, *workflow, *hash, *input, *budget, *status;
@@ -439,7 +436,8 @@ exec_open(const struct exec_spec *s, int readonly, struct store **st,
 	exec_cause(cause, "%s", err);
 	/* The storage failed (full, I/O): as during a run.  A read-only
 	   open (an offline replay) writes nothing. */
-	return rc == STORE_OPEN_STORAGE && !readonly ? EXEC_EXIT_STORE : 1;
+	return rc == STORE_OPEN_STORAGE && !readonly ? WEFT_EXIT_STORE :
+	    WEFT_EXIT_FAILED;
 }
 
 /*
@@ -453,7 +451,7 @@ exec_store_failed(struct crun *run, char **cause)
 
 	crun_store_message(run, msg, sizeof msg);
 	exec_cause(cause, "%s", msg);
-	return EXEC_EXIT_STORE;
+	return WEFT_EXIT_STORE;
 }
 
 /* Create the run row of a new run (a run, a fork); 0 or the status. */
@@ -478,10 +476,10 @@ exec_create(struct exec *x, char **cause)
 		if (store_broken(x->st, err, sizeof err) != 0) {
 			exec_cause(cause, "%s: run %s was not started", err,
 			    x->id);
-			rc = EXEC_EXIT_STORE;
+			rc = WEFT_EXIT_STORE;
 		} else {
 			exec_cause(cause, "%s", store_error(x->st));
-			rc = 1;
+			rc = WEFT_EXIT_FAILED;
 		}
 	}
 	free(btext);
@@ -578,7 +576,7 @@ exec_finish(struct exec *x, struct crun *c, char **cause)
 			rc = exec_store_failed(c, cause);
 		else {
 			exec_cause(cause, "%s", store_error(x->st));
-			rc = 1;
+			rc = WEFT_EXIT_FAILED;
 		}
 	}
 	free(out);
@@ -656,7 +654,7 @@ exec_begin(struct exec *x, struct coord *c, void (*ended)(void *,
 	x->run = coord_run_new(c, x->id);
 	if ((x->gw = gateway_new(x->run, x->st, err, sizeof err)) == NULL) {
 		exec_cause(cause, "%s", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	luaeng_set_gateway(x->le, x->gw);
 	if (x->rec != NULL)
@@ -669,7 +667,7 @@ exec_begin(struct exec *x, struct coord *c, void (*ended)(void *,
 	x->loopfail = luaeng_start(x->le, x->run, x->input, x->budget, &sink,
 	    x->loop_err, sizeof x->loop_err) != 0;
 	if (x->claim && exec_claim(x, cause) != 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	exec_owner(x->start);
 	crun_event(x->run, x->start_kind, 0, 0, "", 0, x->start, 0, 0);
 	if (x->claim && store_commit(x->st) != 0)
@@ -750,10 +748,10 @@ exec_load(struct exec *x, char **cause)
 	loadfail = luaeng_load(x->le, x->path, err, sizeof err);
 	/* An unreadable record is said first, as when it was read first. */
 	if (exec_await_record(x, cause) != 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	if (loadfail) {
 		exec_cause(cause, "%s", err);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (x->st == NULL)
 		return exec_open(x->spec, 0, &x->st, cause);
@@ -779,7 +777,7 @@ exec_once(struct exec *x, char **cause)
 	x->co.worker_no_seccomp = luaeng_servers_unconfined(x->le);
 	if ((c = coord_new(&x->co, x->st, err, sizeof err)) == NULL) {
 		exec_cause(cause, "cannot start the coordinator: %s", err);
-		rc = 1;
+		rc = WEFT_EXIT_FAILED;
 		goto out;
 	}
 	if ((rc = exec_begin(x, c, NULL, NULL, cause)) != 0)
@@ -829,11 +827,11 @@ exec_prepare_run(struct exec *x, char **cause)
 	size_t slen;
 
 	if (exec_inputs(x, NULL, cause) != 0)
-		return 2;
+		return WEFT_EXIT_USAGE;
 	if ((script = read_file(s->workflow, &slen)) == NULL) {
 		exec_cause(cause, "cannot read workflow '%s': %s",
 		    s->workflow, strerror(errno));
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	sha256_hex(script, slen, x->hash);
 	free(script);
@@ -860,7 +858,7 @@ exec_prior_script(struct exec *x, const struct exec_prior *r, int *changed,
 	if ((*changed = prior_changed(r, x->hash)) < 0) {
 		exec_cause(cause, "cannot read workflow '%s': %s",
 		    r->workflow, strerror(errno));
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	x->path = r->workflow;
 	return 0;
@@ -880,25 +878,25 @@ exec_prepare_resume(struct exec *x, struct exec_prior *r, char **cause)
 	if ((rc = exec_open(s, 0, &x->st, cause)) != 0)
 		return rc;
 	if (prior_find(x->st, s->run, r, cause) != 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	if ((x->claim_events = store_event_count(x->st, r->id)) < 0) {
 		exec_cause(cause, "%s", store_error(x->st));
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	if (prior_check(x->st, r, s->rerun_lost, cause) != 0 ||
 	    exec_prior_script(x, r, &changed, cause) != 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	if (changed)
 		fprintf(stderr, "weft: note: workflow '%s' changed since the "
 		    "run (sha256 %.12s... then, %.12s... now): calls that "
 		    "differ from the record run live\n", r->workflow,
 		    r->hash ? r->hash : "?", x->hash);
 	if (exec_inputs(x, r, cause) != 0)
-		return 2;
+		return WEFT_EXIT_USAGE;
 	if ((x->rec = replay_load(x->st, r->id, REPLAY_RESUME, 0, err,
 	    sizeof err)) == NULL) {
 		exec_cause(cause, "%s", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	x->claim = 1;
 	x->claim_pid = r->pid;
@@ -926,19 +924,19 @@ exec_prepare_fork(struct exec *x, struct exec_prior *r, char **cause)
 		return rc;
 	if (prior_find(x->st, s->run, r, cause) != 0 ||
 	    exec_prior_script(x, r, &changed, cause) != 0)
-		return 1;
+		return WEFT_EXIT_FAILED;
 	if (s->fork_seq > (events = store_event_count(x->st, r->id))) {
 		exec_cause(cause, "run %s has %lld events: --fork %lld is "
 		    "past its end", r->id, (long long)events,
 		    (long long)s->fork_seq);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (exec_inputs(x, r, cause) != 0)
-		return 2;
+		return WEFT_EXIT_USAGE;
 	if ((x->rec = replay_load(x->st, r->id, REPLAY_RESUME, s->fork_seq,
 	    err, sizeof err)) == NULL) {
 		exec_cause(cause, "%s", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	random_hex(x->idbuf, 8);
 	x->id = x->idbuf;
@@ -966,14 +964,14 @@ replay_attempt(struct exec *x, struct store *st, struct exec_prior *r,
 	char err[512];
 
 	if (exec_inputs(x, r, cause) != 0)
-		return 2;
+		return WEFT_EXIT_USAGE;
 	/* The record is read while the workflow loads; st is the loader's
 	   until exec_await_record. */
 	x->id = r->id;
 	exec_start_record(x, st);
 	if (store_open(":memory:", &x->st, err, sizeof err) != 0) {
 		exec_cause(cause, "%s", err);
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	memset(&row, 0, sizeof row);
 	row.id = r->id;
@@ -984,7 +982,7 @@ replay_attempt(struct exec *x, struct store *st, struct exec_prior *r,
 	row.started = now_wall();
 	if (store_run_create(x->st, &row) != 0) {
 		exec_cause(cause, "%s", store_error(x->st));
-		return 1;
+		return WEFT_EXIT_FAILED;
 	}
 	x->path = r->workflow;
 	x->start_kind = "run.start";
@@ -1047,7 +1045,7 @@ exec_replay(const struct exec_spec *s, struct exec_result *res,
 		return rc;
 	if (prior_find(st, s->run, &r, cause) != 0 ||
 	    exec_prior_script(&x, &r, &res->script_changed, cause) != 0) {
-		rc = 1;
+		rc = WEFT_EXIT_FAILED;
 		goto out;
 	}
 	memcpy(res->hash, x.hash, sizeof res->hash);
@@ -1080,7 +1078,7 @@ exec_replay(const struct exec_spec *s, struct exec_result *res,
 out:
 	/* A record that could not be read is said too (as exec_once does). */
 	if (exec_await_record(&x, cause) != 0 && rc == 0)
-		rc = 1;
+		rc = WEFT_EXIT_FAILED;
 	exec_clear(&x);
 	prior_clear(&r);
 	store_close(st);
@@ -1161,14 +1159,14 @@ int
 exec_exit_status(const char *status)
 {
 	if (strcmp(status, "succeeded") == 0)
-		return 0;
+		return WEFT_EXIT_OK;
 	if (strcmp(status, "budget_exceeded") == 0)
-		return 3;
+		return WEFT_EXIT_BUDGET;
 	if (strcmp(status, "paused") == 0)
-		return 5;
+		return WEFT_EXIT_PAUSED;
 	if (strcmp(status, "cancelled") == 0)
-		return 130;
-	return 1;
+		return WEFT_EXIT_CANCELLED;
+	return WEFT_EXIT_FAILED;
 }
 
 /* Print an output value: strings raw, the rest as JSON. */
@@ -1291,7 +1289,7 @@ exec_report_verdict(const struct exec_spec *s, const struct exec_result *res)
 			printf("run %s diverges from its record\n%s\n",
 			    res->id, div);
 	}
-	return div == NULL ? 0 : 1;
+	return div == NULL ? WEFT_EXIT_OK : WEFT_EXIT_FAILED;
 }
 
 int

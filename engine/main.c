@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/cmd.h"
+#include "runtime/util.h"
 #include "workers/worker.h"
 
 static const struct {
@@ -50,6 +51,10 @@ usage(FILE *f)
 "  weft COMMAND --help   help for one command\n"
 "  weft --version        print the version\n"
 "\n"
+"exit status: 0 success, 1 the run failed, 2 bad usage, input or workflow,\n"
+"3 a budget was exceeded, 4 the store could not be opened or written, 5\n"
+"paused at a budget limit, 130 cancelled (each command's --help says which)\n"
+"\n"
 "example:\n"
 "  weft run examples/quickstart.lua --input '{\"topic\":\"tides\"}'\n"
 "  weft show RUN_ID\n");
@@ -60,24 +65,25 @@ main(int argc, char **argv)
 {
 	size_t i;
 
+	xjson_init();
 	if (argc < 2) {
 		usage(stderr);
-		return 2;
+		return WEFT_EXIT_USAGE;
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		usage(stdout);
-		return 0;
+		return WEFT_EXIT_OK;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0 ||
 	    strcmp(argv[1], "version") == 0) {
 		printf("weft %s\n", PACKAGE_VERSION);
-		return 0;
+		return WEFT_EXIT_OK;
 	}
 	for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(argv[1], cmds[i].name) == 0)
 			return cmds[i].fn(argc - 1, argv + 1);
 	fprintf(stderr, "weft: unknown command '%s' (see weft --help)\n",
 	    argv[1]);
-	return 2;
+	return WEFT_EXIT_USAGE;
 }

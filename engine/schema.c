@@ -614,8 +614,7 @@ check_required(struct schema_walk *w, const json_t *v)
 	if (!json_is_array(v))
 		return walk_fail(w, "must be an array of property names, "
 		    "got %s", json_type_name(v));
-	if ((seen = json_object()) == NULL)
-		fatalx(1, "out of memory");
+	seen = json_object();
 	json_array_foreach(v, i, name) {
 		walk_push_idx(w, i);
 		if (!json_is_string(name))
@@ -628,9 +627,9 @@ check_required(struct schema_walk *w, const json_t *v)
 			ebuf_value(&b, name);
 			ebuf_str(&b, " is listed twice");
 			rc = -1;
-		} else if (json_object_setn_new(seen, json_string_value(name),
-		    json_string_length(name), json_null()) != 0)
-			fatalx(1, "out of memory");
+		} else
+			json_object_setn_new(seen, json_string_value(name),
+			    json_string_length(name), json_null());
 		walk_pop(w);
 		if (rc != 0)
 			break;

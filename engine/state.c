@@ -1,6 +1,7 @@
 /* state.c: run state views, forks and the reducer merge of parallel joins. */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,15 +15,6 @@ struct state {
 	json_t		*delta;		/* keys written in this view */
 };
 
-/* Abort on a jansson allocation failure (the coordinator's OOM rule). */
-static json_t *
-jcheck(json_t *j)
-{
-	if (j == NULL)
-		fatalx(1, "out of memory");
-	return j;
-}
-
 /* A root view whose initial content is a copy of obj. */
 struct state *
 state_new(json_t *obj)
@@ -30,9 +22,9 @@ state_new(json_t *obj)
 	struct state *st = xcalloc(1, sizeof *st);
 
 	if (obj != NULL && json_is_object(obj))
-		st->delta = jcheck(json_deep_copy(obj));
+		st->delta = json_deep_copy(obj);
 	else
-		st->delta = jcheck(json_object());
+		st->delta = json_object();
 	return st;
 }
 
@@ -43,7 +35,7 @@ state_fork(struct state *parent)
 	struct state *st = xcalloc(1, sizeof *st);
 
 	st->parent = parent;
-	st->delta = jcheck(json_object());
+	st->delta = json_object();
 	return st;
 }
 
@@ -138,14 +130,12 @@ state_snapshot(const struct state *st)
 		}
 		v[n++] = s;
 	}
-	flat = jcheck(json_object());
-	for (i = n; i > 0; i--) {
-		if (json_object_update(flat, v[i - 1]->delta) != 0)
-			fatalx(1, "out of memory");
-	}
+	flat = json_object();
+	for (i = n; i > 0; i--)
+		json_object_update(flat, v[i - 1]->delta);
 	if (v != chain)
 		free(v);
-	out = jcheck(json_deep_copy(flat));
+	out = json_deep_copy(flat);
 	json_decref(flat);
 	return out;
 }
@@ -255,21 +245,18 @@ merge_append(struct merge *m, const char *key, json_t *base)
 		    "reducer but its value is not an array", m->par, key);
 		return NULL;
 	}
-	out = jcheck(json_array());
-	if (base != NULL && json_array_extend(out, base) != 0)
-		fatalx(1, "out of memory");
+	out = json_array();
+	if (base != NULL)
+		json_array_extend(out, base);
 	blen = json_array_size(base);
 	for (i = 0; i < m->n; i++) {
 		if ((v = merge_val(m, i, key)) == NULL)
 			continue;
 		if (merge_has_prefix(v, base)) {
-			for (j = blen; j < json_array_size(v); j++) {
-				if (json_array_append(out,
-				    json_array_get(v, j)) != 0)
-					fatalx(1, "out of memory");
-			}
-		} else if (json_array_append(out, v) != 0)
-			fatalx(1, "out of memory");
+			for (j = blen; j < json_array_size(v); j++)
+				json_array_append(out, json_array_get(v, j));
+		} else
+			json_array_append(out, v);
 	}
 	return out;
 }
@@ -318,7 +305,13 @@ merge_sum(struct merge *m, const char *key, json_t *base)
 			return NULL;
 		}
 	}
-	return jcheck(ints ? json_integer(isum) : json_real(rsum));
+	/* json_real refuses an infinity: say so rather than lose the key. */
+	if (!ints && !isfinite(rsum)) {
+		errf(m->err, m->errlen, "parallel '%s': the sum of '%s' "
+		    "overflows", m->par, key);
+		return NULL;
+	}
+	return ints ? json_integer(isum) : json_real(rsum);
 }
 
 /* The keys of object o, sorted (borrowed strings). */
@@ -359,8 +352,8 @@ merge_object(struct merge *m, const char *key, json_t *base)
 			return NULL;
 		}
 	}
-	out = jcheck(base != NULL ? json_copy(base) : json_object());
-	setter = jcheck(json_object());	/* sub-key -> index of its branch */
+	out = base != NULL ? json_copy(base) : json_object();
+	setter = json_object();	/* sub-key -> index of its branch */
 	for (i = 0; i < m->n; i++) {
 		if ((v = merge_val(m, i, key)) == NULL)
 			continue;
@@ -373,7 +366,7 @@ merge_object(struct merge *m, const char *key, json_t *base)
 			if (s == NULL) {
 				json_object_set(out, sub[j], bv);
 				json_object_set_new(setter, sub[j],
-				    jcheck(json_integer((json_int_t)i)));
+				    json_integer((json_int_t)i));
 				continue;
 			}
 			if (json_equal(bv, json_object_get(out, sub[j])))

@@ -334,8 +334,6 @@ jrpc_envelope(json_t *id)
 {
 	json_t *o = json_object();
 
-	if (o == NULL)
-		fatalx(1, "out of memory");
 	json_object_set_new(o, "jsonrpc", json_string("2.0"));
 	if (id != NULL)
 		json_object_set_new(o, "id", id);

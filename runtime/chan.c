@@ -3,6 +3,7 @@
 
 #include "runtime/bridge.h"
 #include "runtime/chan.h"
+#include "runtime/util.h"
 
 /* Loop thread: trampoline from the bridge. */
 static void
@@ -89,6 +90,16 @@ chan_open(struct chan *ch, nng_socket sock, int rep, struct bridge *b,
 		nng_ctx_recv(ch->ctx, ch->aio);
 	}
 	return 0;
+}
+
+nng_msg *
+chan_msg(const void *buf, size_t len)
+{
+	nng_msg *m;
+
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
+		fatalx(1, "out of memory");
+	return m;
 }
 
 void

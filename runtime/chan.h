@@ -49,6 +49,8 @@ struct chan {
  */
 int chan_open(struct chan *, nng_socket sock, int rep, struct bridge *,
     chan_cb cb, const int *stopping, void *arg);
+/* A new message holding len bytes of buf; aborts if out of memory. */
+nng_msg *chan_msg(const void *buf, size_t len);
 /* Send m (taken): a REP channel's answer, or a REQ channel's request. */
 void chan_send(struct chan *, nng_msg *m);
 /* Wait for the operation in flight to end (no callback runs after). */

@@ -156,6 +156,9 @@ queue_init(struct queue *q, struct event_base *base, void (*ready)(void *),
 void
 queue_add(struct queue *q, struct qtask *t)
 {
+	if (NEVER(t->linked))
+		return;
+	t->linked = 1;
 	t->q = q;
 	t->state = QT_QUEUED;
 	t->worker = -1;
@@ -168,7 +171,7 @@ queue_add(struct queue *q, struct qtask *t)
 void
 queue_lease(struct queue *q, struct qtask *t, int worker)
 {
-	if (NEVER(t->state != QT_QUEUED))
+	if (NEVER(t->state != QT_QUEUED || !t->linked))
 		return;
 	TAILQ_REMOVE(&q->queued, t, entry);
 	q->nqueued--;
@@ -184,6 +187,10 @@ queue_unlink(struct queue *q, struct qtask *t)
 {
 	int holder = -1;
 
+	/* Out of a list twice would corrupt it: the caller lost track. */
+	if (NEVER(!t->linked))
+		return -1;
+	t->linked = 0;
 	switch (t->state) {
 	case QT_LEASED:
 		TAILQ_REMOVE(&q->leased, t, entry);
@@ -211,6 +218,8 @@ queue_retry_cb(evutil_socket_t fd, short what, void *arg)
 	struct qtask *t = arg;
 	struct queue *q = t->q;
 
+	if (NEVER(t->state != QT_DELAYED))
+		return;
 	t->state = QT_QUEUED;
 	t->queued_at = now_mono();
 	TAILQ_INSERT_HEAD(&q->queued, t, entry);
@@ -223,17 +232,28 @@ queue_delay(struct queue *q, struct qtask *t, double delay)
 {
 	struct timeval tv;
 
+	if (NEVER(t->linked || t->state == QT_DONE))
+		return;
+	t->linked = 1;
 	t->worker = -1;
+	t->state = QT_DELAYED;
 	if (delay < 0.001) {
 		queue_retry_cb(-1, 0, t);
 		return;
 	}
-	t->state = QT_DELAYED;
 	if (t->retry_ev == NULL)
 		t->retry_ev = evtimer_new(q->base, queue_retry_cb, t);
 	tv.tv_sec = (time_t)delay;
 	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
 	evtimer_add(t->retry_ev, &tv);
+}
+
+void
+queue_end(struct queue *q, struct qtask *t)
+{
+	if (NEVER(t->linked))
+		return;
+	t->state = QT_DONE;
 }
 
 void

@@ -10,6 +10,9 @@
  * QT_LEASED (queue_lease: a worker holds its attempt) -> QT_DONE, or
  * QT_DELAYED (queue_delay: its next attempt waits out the backoff) and
  * back to QT_QUEUED.  Everything runs on the loop thread of the event base.
+ * A call out of this order (leasing a task that is not queued, unlinking
+ * one twice, delaying one still in a list, ending one in a list) is a bug:
+ * NEVER() asserts, and in a build without asserts the call does nothing.
  */
 #ifndef WEFT_QUEUE_H
 #define WEFT_QUEUE_H
@@ -80,6 +83,7 @@ struct qtask {
 	size_t			 size;		/* encoded params, bytes */
 	struct queue		*q;
 	struct event		*retry_ev;	/* QT_DELAYED: the backoff */
+	int			 linked;	/* in a list or its backoff */
 	TAILQ_ENTRY(qtask)	 entry;		/* queued or leased list */
 };
 TAILQ_HEAD(qtask_list, qtask);
@@ -113,6 +117,8 @@ void queue_lease(struct queue *, struct qtask *, int worker);
  * no list: the caller ends it (QT_DONE) or delays it (queue_delay).
  */
 int queue_unlink(struct queue *, struct qtask *);
+/* Unlinked t has ended (QT_DONE): it goes in no list again. */
+void queue_end(struct queue *, struct qtask *);
 /* Queue unlinked t for its next attempt after delay seconds (at the head
    of the queue: it waited already). */
 void queue_delay(struct queue *, struct qtask *, double delay);

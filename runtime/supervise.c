@@ -30,7 +30,27 @@
  */
 #define SUP_OWNER	"owner"
 
-enum sup_state { SUP_STARTING, SUP_READY, SUP_DEAD };
+/*
+ * A worker slot's life (supervise.h), as tmux's job.c: STARTING and READY
+ * are running; a worker is finished (CLOSED, and its slot free for a new
+ * start) only once it is both reaped and its channel closed.
+ */
+enum sup_state {
+	SUP_CLOSED,	/* no process, no channel: never started, or finished */
+	SUP_STARTING,	/* running: started or enrolled, no hello yet */
+	SUP_READY,	/* running: its hello accepted, bound to its pipe */
+	SUP_DEAD	/* reaped, its channel not closed yet */
+};
+
+/* The states each state may go to (bit 1 << state). */
+static const unsigned sup_next[] = {
+	[SUP_CLOSED] = 1u << SUP_STARTING,
+	/* STARTING -> STARTING: an external worker enrolled again */
+	[SUP_STARTING] = 1u << SUP_STARTING | 1u << SUP_READY |
+	    1u << SUP_DEAD,
+	[SUP_READY] = 1u << SUP_STARTING | 1u << SUP_DEAD,
+	[SUP_DEAD] = 1u << SUP_CLOSED
+};
 
 struct sup_worker {
 	pid_t			 pid;
@@ -52,6 +72,40 @@ struct supervisor {
 	char			**env;		/* the allowlisted environment */
 	int			 stopped;
 };
+
+/* Move worker w to state to; a transition not in sup_next is a bug. */
+static void
+sup_set_state(struct sup_worker *w, enum sup_state to)
+{
+	if (ALWAYS(sup_next[w->state] & 1u << to))
+		w->state = to;
+}
+
+/* Whether worker w is running (started or enrolled, not yet reaped). */
+static int
+sup_running(const struct sup_worker *w)
+{
+	return w->state == SUP_STARTING || w->state == SUP_READY;
+}
+
+/*
+ * Worker w was reaped: DEAD; then its channel is closed (a message its
+ * process left in flight is not taken any more: the pipe is unbound) and
+ * the slot is CLOSED, free for a new start.
+ */
+static void
+sup_reaped(struct sup_worker *w)
+{
+	nng_pipe p;
+
+	sup_set_state(w, SUP_DEAD);
+	if (w->pipe != 0) {
+		p.id = w->pipe;
+		nng_pipe_close(p);	/* NNG_ECLOSED if nng saw it go */
+		w->pipe = 0;
+	}
+	sup_set_state(w, SUP_CLOSED);
+}
 
 /*
  * The environment workers (and so tool servers) get: an allowlist, so
@@ -167,11 +221,11 @@ sup_reap(struct supervisor *s, double secs)
 	for (;;) {
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			for (i = 0; i < s->opts.workers; i++)
-				if (s->w[i].pid == pid)
-					s->w[i].state = SUP_DEAD;
+				if (s->w[i].pid == pid && sup_running(&s->w[i]))
+					sup_reaped(&s->w[i]);
 		alive = 0;
 		for (i = 0; i < s->opts.workers; i++)
-			alive += s->w[i].pid > 0 && s->w[i].state != SUP_DEAD;
+			alive += s->w[i].pid > 0 && sup_running(&s->w[i]);
 		if (alive == 0 || now_mono() > until)
 			return alive;
 		usleep(5000);
@@ -185,7 +239,7 @@ sup_signal(struct supervisor *s, int sig)
 	int i;
 
 	for (i = 0; i < s->opts.workers; i++)
-		if (s->w[i].pid > 0 && s->w[i].state != SUP_DEAD)
+		if (s->w[i].pid > 0 && sup_running(&s->w[i]))
 			kill(s->w[i].pid, sig);
 }
 
@@ -199,10 +253,9 @@ sup_chld_cb(evutil_socket_t sig, short what, void *arg)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		for (i = 0; i < s->opts.workers; i++) {
-			if (s->w[i].pid != pid || s->w[i].state == SUP_DEAD)
+			if (s->w[i].pid != pid || !sup_running(&s->w[i]))
 				continue;
-			s->w[i].state = SUP_DEAD;
-			s->w[i].pipe = 0;
+			sup_reaped(&s->w[i]);
 			if (!s->stopped)
 				s->exit_cb(s->arg, i, pid, status);
 			break;
@@ -217,14 +270,11 @@ sup_new(struct event_base *base, const struct sup_opts *o, sup_exit_cb cb,
 	struct supervisor *s = xcalloc(1, sizeof *s);
 	const char *tmp = getenv("TMPDIR");
 	ssize_t n;
-	int i;
 
 	s->opts = *o;
 	s->exit_cb = cb;
 	s->arg = arg;
 	s->w = xcalloc(o->workers > 0 ? o->workers : 1, sizeof *s->w);
-	for (i = 0; i < o->workers; i++)
-		s->w[i].state = SUP_DEAD;
 	if ((n = readlink("/proc/self/exe", s->self, sizeof s->self - 1)) < 0)
 		fatal("readlink /proc/self/exe");
 	s->self[n] = '\0';
@@ -267,8 +317,11 @@ sup_enrolment_text(struct supervisor *s, int wid)
 	    "url", s->url, "worker", wid, "secret", secret, "scratch",
 	    s->scratch);
 	OPENSSL_cleanse(secret, sizeof secret);
-	if (e == NULL || (text = json_dumps(e, JSON_COMPACT)) == NULL)
-		fatalx(1, "out of memory");
+	/* NULL only for a path that is not UTF-8 (xjson_init). */
+	if (e == NULL)
+		fatalx(1, "worker %d: the coordinator's address or scratch "
+		    "directory is not UTF-8: %s, %s", wid, s->url, s->scratch);
+	text = json_dumps(e, JSON_COMPACT);
 	json_decref(e);
 	return text;
 }
@@ -322,7 +375,8 @@ sup_start(struct supervisor *s, int wid, char *err, size_t errlen)
 	struct proc_spec ps;
 	int fd, rv;
 
-	if (wid < 0 || wid >= s->opts.workers || s->w[wid].state != SUP_DEAD) {
+	if (wid < 0 || wid >= s->opts.workers ||
+	    s->w[wid].state != SUP_CLOSED) {
 		errf(err, errlen, "worker %d: no such worker, or it lives",
 		    wid);
 		return -1;
@@ -342,8 +396,7 @@ sup_start(struct supervisor *s, int wid, char *err, size_t errlen)
 	close(fd);
 	if (rv != 0)
 		return -1;
-	s->w[wid].state = SUP_STARTING;
-	s->w[wid].pipe = 0;
+	sup_set_state(&s->w[wid], SUP_STARTING);
 	return 0;
 }
 
@@ -352,7 +405,7 @@ sup_enrol_external(struct supervisor *s, int wid)
 {
 	if (wid < 0 || wid >= s->opts.workers || s->w[wid].pid > 0)
 		return NULL;
-	s->w[wid].state = SUP_STARTING;
+	sup_set_state(&s->w[wid], SUP_STARTING);
 	s->w[wid].pipe = 0;
 	return sup_enrolment_text(s, wid);
 }
@@ -366,7 +419,7 @@ sup_pid(const struct supervisor *s, int wid)
 int
 sup_alive(const struct supervisor *s, int wid)
 {
-	return s->w[wid].state != SUP_DEAD;
+	return sup_running(&s->w[wid]);
 }
 
 int
@@ -394,7 +447,7 @@ sup_hello(struct supervisor *s, int wid, const char *secret, uint32_t pipe,
 	char hash[65];
 	int pid;
 
-	if (secret == NULL || w->state == SUP_DEAD) {
+	if (secret == NULL || !sup_running(w)) {
 		errf(why, whylen, "no enrolment secret");
 		return -1;
 	}
@@ -413,8 +466,10 @@ sup_hello(struct supervisor *s, int wid, const char *secret, uint32_t pipe,
 		    (int)w->pid, pid);
 		return -1;
 	}
+	if (NEVER(w->state != SUP_STARTING))
+		return -1;
 	w->pipe = pipe;
-	w->state = SUP_READY;
+	sup_set_state(w, SUP_READY);
 	return 0;
 }
 

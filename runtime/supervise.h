@@ -10,11 +10,13 @@
  * keeps its hash, checks the secret a hello presents and binds the worker
  * to the nng pipe it said it on.
  *
- * A worker's life: STARTING (spawned, or enrolled to join from elsewhere:
- * sup_enrol_external) -> READY (its hello was accepted) ->
- * DEAD (reaped: the owner's exit callback has run).  Workers are reaped on
- * SIGCHLD through the event base given to sup_new; everything runs on the
- * loop thread.
+ * A worker's life, as tmux's job.c: CLOSED (no process) -> STARTING
+ * (spawned, or enrolled to join from elsewhere: sup_enrol_external) ->
+ * READY (its hello was accepted, bound to its pipe) -> DEAD (reaped) ->
+ * CLOSED (reaped and its pipe closed: finished, then the owner's exit
+ * callback runs and may start the slot again).  A transition outside this
+ * is a bug (ALWAYS).  Workers are reaped on SIGCHLD through the event base
+ * given to sup_new; everything runs on the loop thread.
  */
 #ifndef WEFT_SUPERVISE_H
 #define WEFT_SUPERVISE_H
@@ -45,7 +47,8 @@ struct supervisor *sup_new(struct event_base *, const struct sup_opts *,
 /* The address workers dial: ipc://DIR/coord.ipc. */
 const char *sup_url(const struct supervisor *);
 
-/* Start (or restart, once DEAD) worker wid, enrolled.  0, or -1 with err. */
+/* Start (or restart, once CLOSED) worker wid, enrolled.  0, or -1 with
+   err. */
 int sup_start(struct supervisor *, int wid, char *err, size_t errlen);
 
 /*

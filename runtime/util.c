@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "runtime/util.h"
@@ -30,6 +31,12 @@ xmalloc(size_t n)
 	if (p == NULL)
 		oom();
 	return p;
+}
+
+void
+xjson_init(void)
+{
+	json_set_alloc_funcs(xmalloc, free);
 }
 
 void *

@@ -2,7 +2,8 @@
  * util.h: small helpers shared by every module of weft.
  *
  * Allocation failure in the coordinator or a worker is fatal (tmux xmalloc
- * rule): x*() functions never return NULL.  Lua allocations go through the
+ * rule): x*() functions never return NULL, nor do jansson's once
+ * xjson_init() has run.  Lua allocations go through the
  * budgeted allocator in lua/luaeng.c instead.
  */
 #ifndef WEFT_UTIL_H
@@ -43,6 +44,12 @@ char *xstrndup(const char *, size_t);
 /* printf into a new heap string; never NULL. */
 char *xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *, va_list);
+/*
+ * Make jansson allocate through xmalloc, so that no jansson call returns
+ * NULL for lack of memory (a NULL then means bad input: a format, a
+ * string that is not UTF-8).  main() calls it before any JSON is made.
+ */
+void xjson_init(void);
 
 /* Print "weft: message" to stderr and exit(code). */
 void fatalx(int code, const char *, ...)

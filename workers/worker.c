@@ -98,8 +98,7 @@ worker_send(struct worker *w, struct wreq *q, const char *method,
 		free(buf);
 		return -1;
 	}
-	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0)
-		fatalx(1, "out of memory");
+	m = chan_msg(buf, len);
 	free(buf);
 	q->busy = 1;
 	chan_send(&q->ch, m);
@@ -442,8 +441,7 @@ worker_hello(struct worker *w)
 		OPENSSL_clear_free(w->secret, strlen(w->secret));
 		w->secret = NULL;
 	}
-	nng_msg_alloc(&nm, 0);
-	nng_msg_append(nm, buf, len);
+	nm = chan_msg(buf, len);
 	OPENSSL_clear_free(buf, len);
 	if ((rv = nng_sendmsg(w->sock, nm, 0)) != 0 ||
 	    (rv = nng_recvmsg(w->sock, &reply, 0)) != 0) {

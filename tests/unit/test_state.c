@@ -488,6 +488,27 @@ test_merge_sum_non_number_names_key_and_branch(void **unused)
 	fx_free(&fx);
 }
 
+/* Reals that sum past the double range: an error naming the key (json_real
+   has no infinity), not an abort as if memory were short. */
+static void
+test_merge_sum_past_double_range_is_error(void **unused)
+{
+	struct fixture fx;
+	struct state_reducers r;
+	struct tred t;
+
+	fx_init(&fx, "{\"usd\":0.5}");
+	r = tred_init(&t, "{\"usd\":\"sum\"}");
+	fx_set(&fx, 0, "usd", "1e308");
+	fx_set(&fx, 1, "usd", "1e308");
+	assert_int_equal(state_merge(fx.parent, "p", fx.br, 3, &r,
+	    fx.err, sizeof fx.err), -1);
+	assert_non_null(strstr(fx.err, "the sum of 'usd' overflows"));
+	assert_json(state_get(fx.parent, "usd"), "0.5");
+	json_decref(t.kinds);
+	fx_free(&fx);
+}
+
 static void
 test_merge_object_takes_changed_subkeys(void **unused)
 {
@@ -697,6 +718,7 @@ main(void)
 		cmocka_unit_test(test_merge_sum_with_real_is_real),
 		cmocka_unit_test(
 		    test_merge_sum_non_number_names_key_and_branch),
+		cmocka_unit_test(test_merge_sum_past_double_range_is_error),
 		cmocka_unit_test(test_merge_object_takes_changed_subkeys),
 		cmocka_unit_test(
 		    test_merge_object_conflict_names_subkey_and_branches),
