@@ -14,6 +14,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "engine/cmd.h"
 #include "engine/exec.h"
 #include "engine/gateway.h"
@@ -75,6 +77,16 @@ struct exec {
 	double		 t0;
 	int		 loopfail;	/* the loop or the start failed: */
 	char		 loop_err[1024];	/* why */
+	/* Begun in a coordinator that outlives it (exec_start): the spec's
+	   copy, the recorded run resumed, core.var values, the store
+	   borrowed, and whom to tell when it ended */
+	struct exec_spec own;
+	struct exec_prior prior;
+	json_t		*vars;
+	int		 st_borrowed;
+	exec_done_fn	 done;
+	void		*done_arg;
+	struct event	*fail_ev;	/* the graph failed to start */
 	/* The run row: created here (a run, a fork of parent) ... */
 	int		 create;
 	const char	*parent;
@@ -87,6 +99,7 @@ struct exec {
 };
 
 static void	exec_release(struct exec *);
+static void	exec_result_of(struct exec *, struct exec_result *);
 
 /* Set *cause to the message, or add it as a line of its own. */
 static void __attribute__((format(printf, 2, 3)))
@@ -744,7 +757,12 @@ exec_load(struct exec *x, char **cause)
 	char err[1024];
 	int loadfail;
 
+	const char *k;
+	json_t *v;
+
 	x->le = luaeng_new(EXEC_LUA_MEM);
+	json_object_foreach(x->vars, k, v)
+		luaeng_set_var(x->le, k, json_string_value(v));
 	loadfail = luaeng_load(x->le, x->path, err, sizeof err);
 	/* An unreadable record is said first, as when it was read first. */
 	if (exec_await_record(x, cause) != 0)
@@ -814,7 +832,8 @@ exec_clear(struct exec *x)
 	json_decref(x->start);
 	free(x->input_text);
 	replay_free(x->rec);
-	store_close(x->st);
+	if (!x->st_borrowed)
+		store_close(x->st);
 	memset(x, 0, sizeof *x);
 }
 
@@ -875,7 +894,7 @@ exec_prepare_resume(struct exec *x, struct exec_prior *r, char **cause)
 	char err[512];
 	int rc, changed;
 
-	if ((rc = exec_open(s, 0, &x->st, cause)) != 0)
+	if (x->st == NULL && (rc = exec_open(s, 0, &x->st, cause)) != 0)
 		return rc;
 	if (prior_find(x->st, s->run, r, cause) != 0)
 		return WEFT_EXIT_FAILED;
@@ -1126,14 +1145,7 @@ exec_run(const struct exec_spec *s, struct exec_result *res, char **cause)
 	if (rc == 0)
 		rc = exec_once(&x, cause);
 	if (rc == 0) {
-		snprintf(res->id, sizeof res->id, "%s", x.id);
-		res->oc = x.oc;
-		memset(&x.oc, 0, sizeof x.oc);
-		res->elapsed = x.elapsed;
-		if (x.rec != NULL) {
-			res->answered = replay_answered(x.rec);
-			res->recorded = replay_recorded(x.rec);
-		}
+		exec_result_of(&x, res);
 		if (s->mode == EXEC_RESUME)
 			res->prior_status = xstrdup(r.status);
 		if (s->mode == EXEC_FORK)
@@ -1142,6 +1154,140 @@ exec_run(const struct exec_spec *s, struct exec_result *res, char **cause)
 	exec_clear(&x);
 	prior_clear(&r);
 	return rc;
+}
+
+/* The result of execution x that ran, for its caller. */
+static void
+exec_result_of(struct exec *x, struct exec_result *res)
+{
+	memset(res, 0, sizeof *res);
+	snprintf(res->id, sizeof res->id, "%s", x->id);
+	res->oc = x->oc;
+	memset(&x->oc, 0, sizeof x->oc);
+	res->elapsed = x->elapsed;
+	if (x->rec != NULL) {
+		res->answered = replay_answered(x->rec);
+		res->recorded = replay_recorded(x->rec);
+	}
+}
+
+/* Free an execution begun by exec_start. */
+static void
+exec_free(struct exec *x)
+{
+	struct exec_spec *own = &x->own;
+	struct exec_prior prior = x->prior;
+	json_t *vars = x->vars;
+
+	if (x->fail_ev != NULL)
+		event_free(x->fail_ev);
+	exec_release(x);
+	exec_clear(x);
+	prior_clear(&prior);
+	json_decref(vars);
+	free((char *)own->workflow);
+	free((char *)own->run_id);
+	free((char *)own->run);
+	free((char *)own->input_text);
+	json_decref(own->budget);
+	free(x);
+}
+
+/* A started run ended (the coordinator's sink): record it, tell, free. */
+static void
+exec_ended_cb(void *arg, struct crun *run)
+{
+	struct exec *x = arg;
+	struct exec_result res;
+	char *cause = NULL;
+	int rc;
+
+	(void)run;
+	rc = exec_end(x, &cause);
+	exec_result_of(x, &res);
+	x->done(x->done_arg, x, &res, rc, cause);
+	free(cause);
+	exec_result_clear(&res);
+	exec_free(x);
+}
+
+/* The graph failed as it started (x->loop_err): end it on the loop. */
+static void
+exec_fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	exec_ended_cb(arg, NULL);
+}
+
+struct exec *
+exec_start(const struct exec_spec *s, struct coord *c, struct store *st,
+    const json_t *vars, exec_done_fn done, void *arg, int *rc,
+    char **cause)
+{
+	struct exec *x = xcalloc(1, sizeof *x);
+
+	*cause = NULL;
+	exec_init(x, &x->own);
+	x->own = *s;
+	x->own.workflow = s->workflow ? xstrdup(s->workflow) : NULL;
+	x->own.run_id = s->run_id ? xstrdup(s->run_id) : NULL;
+	x->own.run = s->run ? xstrdup(s->run) : NULL;
+	x->own.input_text = s->input_text ? xstrdup(s->input_text) : NULL;
+	x->own.input_file = NULL;
+	x->co = s->co;
+	if (s->budget != NULL)
+		json_incref(s->budget);
+	x->st = st;
+	x->st_borrowed = 1;
+	x->vars = vars != NULL ? json_deep_copy(vars) : NULL;
+	x->done = done;
+	x->done_arg = arg;
+	switch (s->mode) {
+	case EXEC_RUN:
+		*rc = exec_prepare_run(x, cause);
+		break;
+	case EXEC_RESUME:
+		*rc = exec_prepare_resume(x, &x->prior, cause);
+		break;
+	default:
+		exec_cause(cause, "a served run is a run or a resume");
+		*rc = WEFT_EXIT_USAGE;
+		break;
+	}
+	if (*rc == 0)
+		*rc = exec_load(x, cause);
+	if (*rc == 0)
+		*rc = exec_begin(x, c, exec_ended_cb, x, cause);
+	if (*rc != 0) {
+		exec_free(x);
+		return NULL;
+	}
+	if (x->loopfail) {
+		/* Recorded as begun; it ends on the loop, as any run. */
+		x->fail_ev = event_new(coord_base(c), -1, 0, exec_fail_cb, x);
+		event_active(x->fail_ev, EV_TIMEOUT, 0);
+	}
+	return x;
+}
+
+void
+exec_cancel(struct exec *x, const char *why)
+{
+	if (x->run != NULL)
+		crun_cancel(x->run, why);
+}
+
+void
+exec_abandon(struct exec *x)
+{
+	exec_free(x);
+}
+
+const char *
+exec_id(const struct exec *x)
+{
+	return x->id;
 }
 
 void

@@ -107,6 +107,31 @@ int exec_run(const struct exec_spec *, struct exec_result *res,
 int exec_report(const struct exec_spec *, const struct exec_result *);
 void exec_result_clear(struct exec_result *);
 
+/*
+ * Runs begun in a coordinator that outlives them (weft serve, weft mcp):
+ * exec_start prepares spec (EXEC_RUN or EXEC_RESUME; input as text, no
+ * input file) as exec_run does, in store st (borrowed, open), loads its
+ * workflow with the core.var values vars (an object of strings; may be
+ * NULL), creates or claims its run row and begins it in c.  When the run
+ * has ended and how is recorded, done(arg, x, res, rc, cause) is called on
+ * the loop (res and cause are freed after it returns; rc and cause as
+ * exec_run's) and x is freed.  Returns x, or NULL with the exit status in
+ * *rc and the reason in *cause (the caller frees it) when it could not
+ * begin.
+ */
+struct exec;
+typedef void (*exec_done_fn)(void *arg, struct exec *x,
+    const struct exec_result *res, int rc, const char *cause);
+struct exec *exec_start(const struct exec_spec *, struct coord *,
+    struct store *st, const json_t *vars, exec_done_fn done, void *arg,
+    int *rc, char **cause);
+/* End the run as cancelled, why recorded in its tasks; done follows. */
+void exec_cancel(struct exec *, const char *why);
+/* Free x without recording an end: the run stays as recorded so far,
+   resumable (a server stopping).  done is not called. */
+void exec_abandon(struct exec *);
+const char *exec_id(const struct exec *);
+
 /* The exit status of a run that ended with status (weft run --help). */
 int exec_exit_status(const char *status);
 

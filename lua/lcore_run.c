@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <lua.h>
@@ -227,7 +228,29 @@ l_script_dir(lua_State *L)
 	return 1;
 }
 
+/*
+ * core.var(name) -> a value the run was given (luaeng_set_var: weft serve
+ * gives each run the URL of its MCP client), else the environment's,
+ * else nil
+ */
+static int
+l_var(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+	const char *name = luaL_checkstring(L, 1), *v;
+	json_t *j = json_object_get(e->vars, name);
+
+	if (json_is_string(j))
+		lua_pushstring(L, json_string_value(j));
+	else if ((v = getenv(name)) != NULL)
+		lua_pushstring(L, v);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
 static const luaL_Reg run_funcs[] = {
+	{ "var", l_var },
 	{ "event", l_event },
 	{ "event_json", l_event_json },
 	{ "event_kv", l_event_kv },

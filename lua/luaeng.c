@@ -345,6 +345,14 @@ luaeng_new(size_t mem_limit)
 }
 
 void
+luaeng_set_var(struct luaeng *e, const char *name, const char *value)
+{
+	if (e->vars == NULL)
+		e->vars = json_object();
+	json_object_set_new(e->vars, name, json_string(value));
+}
+
+void
 luaeng_detach(struct luaeng *e)
 {
 	if (e != NULL)
@@ -360,6 +368,7 @@ luaeng_free(struct luaeng *e)
 		return;
 	e->run = NULL;
 	lua_close(e->L);
+	json_decref(e->vars);
 	luaeng_chain(e, 0);
 	pool_free_all(&e->pool);
 	free(e->jb.p);

@@ -46,6 +46,9 @@ struct luaeng_outcome {
 /* A fresh interpreter whose allocations are capped at mem_limit bytes. */
 struct luaeng *luaeng_new(size_t mem_limit);
 void luaeng_free(struct luaeng *);
+/* Give the run a value that core.var(name) returns before the
+   environment's (copied; before luaeng_load). */
+void luaeng_set_var(struct luaeng *, const char *name, const char *value);
 /* Forget the coordinator: after this, core functions that need a run
    raise "no run is in progress" (finalizers run after the run ended). */
 void luaeng_detach(struct luaeng *);

@@ -67,6 +67,7 @@ struct luaeng {
 	int		 chunk_ref;	/* that chunk, while it runs */
 	int		 trace_lines;	/* load with the line hook on */
 	struct crun	*run;
+	json_t		*vars;		/* core.var: name -> string */
 	struct gateway	*gw;		/* model calls, NULL offline */
 	uint64_t	 rng;
 	int		 internal_error;

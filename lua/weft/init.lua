@@ -343,8 +343,8 @@ function w.mcp_client(opts)
   for k in pairs(opts) do
     if k ~= "name" and k ~= "timeout" then fail(at, "w.mcp_client: unknown field '%s' (name, timeout)", tostring(k)) end
   end
-  local url = os.getenv("WEFT_MCP_CLIENT_URL") or "http://127.0.0.1:9/no-mcp-client-outside-weft-mcp-or-serve"
-  local token = os.getenv("WEFT_MCP_CLIENT_TOKEN") or "none"
+  local url = core.var("WEFT_MCP_CLIENT_URL") or "http://127.0.0.1:9/no-mcp-client-outside-weft-mcp-or-serve"
+  local token = core.var("WEFT_MCP_CLIENT_TOKEN") or "none"
   return w.mcp_server{ name = opts.name or "mcp_client", url = url,
                        headers = { Authorization = "Bearer " .. token }, timeout = opts.timeout or 600 }
 end
