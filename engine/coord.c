@@ -177,6 +177,14 @@ coord_counts(struct coord *c, int *runs, int *queued, int *leased)
 	}
 }
 
+int
+coord_error(struct coord *c, char *err, size_t errlen)
+{
+	if (c->failed)
+		errf(err, errlen, "%s", c->ferr);
+	return c->failed;
+}
+
 void
 coord_stop(struct coord *c)
 {

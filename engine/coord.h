@@ -91,6 +91,9 @@ void coord_kick(struct coord *);
  * of the coordinator.  Returns 0, or -1 with a message in err.
  */
 int coord_loop(struct coord *, char *err, size_t errlen);
+/* Whether the coordinator failed (the store, workers that keep dying)
+   and why, in err; its loop was broken then. */
+int coord_error(struct coord *, char *err, size_t errlen);
 /* Make coord_loop return at its next turn. */
 void coord_stop(struct coord *);
 /* Whether a signal cancelled every run (SIGINT, SIGTERM; weft run). */
