@@ -144,8 +144,8 @@ cmd_serve_opt_cb(int ch, const char *arg, void *cbarg)
 		return 0;
 	case 'S':
 		cl->http.max_sessions = atoi(arg);
-		return cl->http.max_sessions >= 1 && cl->http.max_sessions <= 100000 ?
-		    0 : (fprintf(stderr, "weft: --max-sessions must be "
+		return cl->http.max_sessions >= 1 &&
+		    cl->http.max_sessions <= 100000 ? 0 : (fprintf(stderr, "weft: --max-sessions must be "
 		    "1..100000\n"), -1);
 	case 'I':
 		cl->http.idle_s = atof(arg);
@@ -164,11 +164,13 @@ cmd_serve_opt_cb(int ch, const char *arg, void *cbarg)
 	case OPT_IDLE:
 		return cmd_serve_secs(arg, "--idle-timeout", &cl->lim.idle_s);
 	case OPT_HEADER:
-		return cmd_serve_secs(arg, "--header-timeout", &cl->lim.header_s);
+		return cmd_serve_secs(arg, "--header-timeout",
+		    &cl->lim.header_s);
 	case OPT_BODY:
 		return cmd_serve_secs(arg, "--body-timeout", &cl->lim.body_s);
 	case OPT_WRITE:
-		return cmd_serve_secs(arg, "--write-timeout", &cl->lim.write_s);
+		return cmd_serve_secs(arg, "--write-timeout",
+		    &cl->lim.write_s);
 	case OPT_OUTPUT:
 		v = strtoull(arg, &end, 10);
 		if (end == arg || *end != '\0' || v < 65536 ||
@@ -252,8 +254,8 @@ cmd_serve(int argc, char **argv)
 	cl.listen = "127.0.0.1:8765";
 	cl.max_body = MCPS_MAX_MESSAGE;
 	cl.lim = lim;
-	first = cmd_serve_opts(argc, argv, &o, NULL, more, cmd_serve_opt_cb, &cl,
-	    cmd_serve_usage);
+	first = cmd_serve_opts(argc, argv, &o, NULL, more, cmd_serve_opt_cb,
+	    &cl, cmd_serve_usage);
 	if (first < 0)
 		return first == -1 ? 0 : 2;
 	if (first >= argc) {

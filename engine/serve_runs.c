@@ -76,7 +76,8 @@ run_event_cb(void *arg, const struct store_event *e)
 	    strncmp(e->kind, "run.", 4) == 0 ? MCPS_LOG_INFO : MCPS_LOG_DEBUG;
 	r->sent += mcps_call_log(r->call, level, json_pack("{s:s, s:I, s:s, "
 	    "s:s, s:s}", "run", r->id, "seq", (json_int_t)e->seq, "kind",
-	    e->kind, "path", e->node_path ? e->node_path : "", "message", msg));
+	    e->kind, "path", e->node_path ? e->node_path : "", "message",
+	    msg));
 	free(msg);
 	return 0;
 }

@@ -115,7 +115,8 @@ mcps_http_room(struct mcps_http *sv, struct evhttp_request *req, size_t n)
 
 /* One SSE event if there is room for it; mcps_http_room()'s answer. */
 static int
-mcps_http_sse_event(struct mcps_http *sv, struct evhttp_request *req, json_t *msg)
+mcps_http_sse_event(struct mcps_http *sv, struct evhttp_request *req,
+    json_t *msg)
 {
 	struct evbuffer *b = evbuffer_new();
 	size_t dlen;
@@ -133,7 +134,8 @@ mcps_http_sse_event(struct mcps_http *sv, struct evhttp_request *req, json_t *ms
 /* An event that is not an answer: too large for the limit, it ends the
    stream's connection. */
 static void
-mcps_http_sse_notify(struct mcps_http *sv, struct evhttp_request *req, json_t *msg)
+mcps_http_sse_notify(struct mcps_http *sv, struct evhttp_request *req,
+    json_t *msg)
 {
 	if (mcps_http_sse_event(sv, req, msg) < 0)
 		httpd_drop(sv->guard, req, "a message larger than "
@@ -190,10 +192,11 @@ mcps_http_pending_done(struct mcps_http_sess *ss, struct mcps_http_pending *p,
 		evhttp_add_header(evhttp_request_get_output_headers(p->req),
 		    "Mcp-Session-Id", ss->id);
 		if (room == 0)
-			mcps_http_text(p->req, 503, "Service Unavailable", NULL,
-			    NULL);
+			mcps_http_text(p->req, 503, "Service Unavailable",
+			    NULL, NULL);
 		else
-			mcps_http_text(p->req, 200, "OK", "application/json", s);
+			mcps_http_text(p->req, 200, "OK", "application/json",
+			    s);
 		free(s);
 	} else
 		mcps_http_text(p->req, 202, "Accepted", NULL, NULL);
@@ -246,8 +249,8 @@ mcps_http_sess_new(struct mcps_http *sv, const struct httpd_client *tok)
 	random_hex(ss->id, 32);
 	TAILQ_INIT(&ss->pending);
 	ss->conn = mcps_conn_new(sv->srv, mcps_http_send_cb, ss);
-	mcps_conn_set_owner(ss->conn, tok != NULL ? tok->id : MCPS_HTTP_ANONYMOUS,
-	    tok != NULL && tok->operator);
+	mcps_conn_set_owner(ss->conn, tok != NULL ? tok->id :
+	    MCPS_HTTP_ANONYMOUS, tok != NULL && tok->operator);
 	ss->used = now_mono();
 	TAILQ_INSERT_TAIL(&sv->sessions, ss, entry);
 	sv->nsessions++;
@@ -394,7 +397,8 @@ mcps_http_post(struct mcps_http *sv, struct evhttp_request *req,
 	}
 	if (!mcps_http_accepts(req, "application/json") &&
 	    !mcps_http_accepts(req, "text/event-stream")) {
-		mcps_http_error(req, 406, "Not Acceptable", JRPC_INVALID_REQUEST,
+		mcps_http_error(req, 406, "Not Acceptable",
+		    JRPC_INVALID_REQUEST,
 		    "Accept must allow application/json and "
 		    "text/event-stream");
 		return;
@@ -419,7 +423,8 @@ mcps_http_get(struct mcps_http *sv, struct evhttp_request *req,
 	struct mcps_http_sess *ss;
 
 	if (!mcps_http_accepts(req, "text/event-stream")) {
-		mcps_http_error(req, 406, "Not Acceptable", JRPC_INVALID_REQUEST,
+		mcps_http_error(req, 406, "Not Acceptable",
+		    JRPC_INVALID_REQUEST,
 		    "GET /mcp opens an event stream: Accept text/event-stream");
 		return;
 	}

@@ -1,6 +1,7 @@
 /*
  * fuzz_mcp_server.c: fuzz the MCP server's message handling
- * (protocols/mcp_server.c, behind engine/serve.c) with the workflows of tests/interop/workflows.
+ * (protocols/mcp_server.c, behind engine/serve.c) with the workflows of
+ * tests/interop/workflows.
  *
  * The first byte of an input says whether the session is initialized
  * first (odd) or not (even); the rest is one client message.  Invariants:
