@@ -203,8 +203,9 @@ client_call(struct serve_run *r, struct evhttp_request *req,
 	q->tool_id = json_deep_copy(m->id);
 	q->req = req;
 	q->elicit = elicit;
-	mcps_call_request(c, elicit ? "elicitation/create" :
-	    "sampling/createMessage", params, client_answer_cb, q);
+	if (mcps_call_request(c, elicit ? "elicitation/create" :
+	    "sampling/createMessage", params, client_answer_cb, q) != 0)
+		client_answer_cb(q, NULL);
 }
 
 static void

@@ -91,6 +91,7 @@ void mcps_free(struct mcps *);
  * tool's index, the i of mcps_backend.call.
  */
 int mcps_tool_add(struct mcps *, const char *name, json_t *decl);
+/* Tools served, and the name of tool i (for a startup banner). */
 int mcps_tool_count(const struct mcps *);
 const char *mcps_tool_name(const struct mcps *, int i);
 /* Calls not yet done (for a clean shutdown). */
@@ -113,6 +114,7 @@ int mcps_conn_initialized(const struct mcps_conn *);
  */
 void mcps_conn_set_owner(struct mcps_conn *, const char *owner,
     int operator);
+/* The session's owner (NULL: none) and whether it is an operator's. */
 const char *mcps_conn_owner(const struct mcps_conn *);
 int mcps_conn_operator(const struct mcps_conn *);
 /* Did the client declare this capability ("sampling", "elicitation")? */
@@ -162,6 +164,7 @@ json_t *mcps_tool_error(const char *fmt, ...)
  */
 struct mcps_stdio *mcps_stdio_new(struct mcps *, struct event_base *,
     int in_fd);
+/* End the session (its calls are cancelled) and free the transport. */
 void mcps_stdio_free(struct mcps_stdio *);
 
 /*

@@ -72,6 +72,7 @@ int httpd_routes_token(struct httpd_routes *, const char *where,
  */
 int httpd_routes_tokens_load(struct httpd_routes *, const char *file,
     const char *env, char *err, size_t errlen);
+/* Tokens accepted: 0 means the listener wants none. */
 int httpd_routes_ntokens(const struct httpd_routes *);
 /* Also accept this Host name, or this Origin. */
 void httpd_routes_allow_host(struct httpd_routes *, const char *host);
