@@ -187,7 +187,7 @@ cmd_serve_opt_cb(int ch, const char *arg, void *cbarg)
 
 /*
  * The connection limit: as given, else the default lowered to what the
- * open-files limit leaves after the store, the bridge and the runs.
+ * open-files limit leaves after the store, serve_client.c and the runs.
  */
 static void
 cmd_serve_fit_conns(struct cmd_serve_cli *cl, int max_runs)

@@ -42,7 +42,7 @@ struct serve_run {
 	struct mcps_call *call;		/* the tools/call it answers */
 	struct serve_tool *tool;
 	char		 id[17];
-	char		 secret[65];	/* the run's key to the bridge */
+	char		 secret[65];	/* its key to serve_client.c */
 	pid_t		 pid;
 	int		 fd[2];		/* stdout, stderr of the child */
 	struct event	*ev[2];
