@@ -47,7 +47,7 @@ int cmd_cancel(int argc, char **argv);
  * Load the workflow file path in a scratch Lua state and return its
  * metadata {name?, description?, input_schema?} (a new object), or NULL
  * with "FILE:LINE: ..." in err (weft mcp and weft serve offer it as a
- * tool: mcps_opts.load_meta).
+ * tool: serve_opts.load_meta).
  */
 json_t *cmd_workflow_meta(const char *path, char *err, size_t errlen);
 
@@ -60,7 +60,7 @@ const char *cmd_db_path(const char *opt);
  */
 json_t *cmd_parse_budget(const char *text);
 
-struct mcps_opts;
+struct serve_opts;
 struct option;
 
 /*
@@ -70,7 +70,7 @@ struct option;
  * returns 0 if it took the option); returns the index of the first
  * workflow argument, -1 after --help, -2 on bad usage (message printed).
  */
-int cmd_serve_opts(int argc, char **argv, struct mcps_opts *,
+int cmd_serve_opts(int argc, char **argv, struct serve_opts *,
     const char *unused, const struct option *more,
     int (*more_cb)(int opt, const char *arg, void *cbarg), void *cbarg,
     void (*usage)(FILE *));

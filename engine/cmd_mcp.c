@@ -9,8 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "engine/cmd.h"
-#include "engine/mcp_server.h"
+#include "engine/serve.h"
+#include "protocols/mcp_server.h"
 #include "runtime/util.h"
 
 static void
@@ -36,7 +39,7 @@ mcp_usage(FILE *f)
 }
 
 int
-cmd_serve_opts(int argc, char **argv, struct mcps_opts *o, const char *extra,
+cmd_serve_opts(int argc, char **argv, struct serve_opts *o, const char *extra,
     const struct option *more, int (*more_cb)(int, const char *, void *),
     void *arg, void (*usage)(FILE *))
 {
@@ -113,107 +116,28 @@ cmd_self_exe(void)
 	return xstrdup(buf);
 }
 
-struct stdio_srv {
-	struct event_base	*base;
-	struct mcps		*srv;
-	struct mcps_conn	*conn;
-	struct linebuf		*lb;
-	struct event		*in_ev, *term_ev, *int_ev;
-	int			 eof;
-};
-
-/* One message per line on stdout. */
+/* SIGTERM, SIGINT: end the loop (runs still going are cancelled). */
 static void
-stdio_send_cb(void *arg, json_t *msg, const json_t *req_id, int final)
+mcp_term_cb(evutil_socket_t fd, short what, void *arg)
 {
-	char *line;
-	size_t len;
-
-	(void)arg;
-	(void)req_id;
-	(void)final;
-	if (msg == NULL || (line = jrpc_dump(msg, &len, 1)) == NULL)
-		return;
-	if (fwrite(line, 1, len, stdout) != len || fflush(stdout) != 0)
-		fprintf(stderr, "weft: cannot write to stdout: %s\n",
-		    strerror(errno));
-	free(line);
-}
-
-/* After stdin closed: end once no run is left. */
-static void
-stdio_idle_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct stdio_srv *ss = arg;
-	struct timeval tv = { 0, 100 * 1000 };
-
 	(void)fd;
 	(void)what;
-	if (mcps_busy(ss->srv) == 0)
-		event_base_loopbreak(ss->base);
-	else
-		event_base_once(ss->base, -1, EV_TIMEOUT, stdio_idle_cb, ss,
-		    &tv);
-}
-
-static void
-stdio_read_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct stdio_srv *ss = arg;
-	char buf[65536];
-	const char *line;
-	size_t len;
-	ssize_t n;
-	int rv;
-
-	(void)what;
-	n = read(fd, buf, sizeof buf);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		/* stdin closed: answer the calls still running, then end. */
-		ss->eof = 1;
-		event_del(ss->in_ev);
-		stdio_idle_cb(-1, 0, ss);
-		return;
-	}
-	linebuf_feed(ss->lb, buf, n);
-	while ((rv = linebuf_next(ss->lb, &line, &len)) != 0) {
-		if (rv < 0) {
-			json_t *e = jrpc_error(json_null(),
-			    JRPC_INVALID_REQUEST, "message longer than the "
-			    "limit (4 MiB)", NULL);
-
-			stdio_send_cb(ss, e, NULL, 1);
-			json_decref(e);
-			continue;
-		}
-		mcps_conn_input(ss->conn, line, len);
-	}
-}
-
-static void
-stdio_term_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct stdio_srv *ss = arg;
-
-	(void)fd;
-	(void)what;
-	event_base_loopbreak(ss->base);
+	event_base_loopbreak(arg);
 }
 
 int
 cmd_mcp(int argc, char **argv)
 {
-	struct mcps_opts o;
-	struct mcps *srv = NULL;
-	struct stdio_srv ss;
+	struct serve_opts o;
+	struct serve *srv = NULL;
+	struct mcps_stdio *io = NULL;
+	struct event_base *base;
+	struct event *term_ev = NULL, *int_ev = NULL;
 	char err[1024], *exe;
 	int first, rc = WEFT_EXIT_FAILED;
 
 	memset(&o, 0, sizeof o);
 	o.load_meta = cmd_workflow_meta;
-	memset(&ss, 0, sizeof ss);
 	first = cmd_serve_opts(argc, argv, &o, NULL, NULL, NULL, NULL,
 	    mcp_usage);
 	if (first < 0)
@@ -230,43 +154,31 @@ cmd_mcp(int argc, char **argv)
 	}
 	o.exe = exe;
 	signal(SIGPIPE, SIG_IGN);
-	ss.base = event_base_new();
-	if (mcps_new(ss.base, &o, argv + first, argc - first, &srv, err,
+	base = event_base_new();
+	if (serve_new(base, &o, argv + first, argc - first, &srv, err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
 		rc = WEFT_EXIT_USAGE;
 		goto out;
 	}
-	ss.srv = srv;
-	ss.lb = linebuf_new(MCPS_MAX_MESSAGE);
-	ss.conn = mcps_conn_new(srv, stdio_send_cb, &ss);
-	/* stdin stays blocking: it may share its file description with
-	   stdout (a socket), which must not turn non-blocking under
-	   fwrite.  The read callback only runs when data is ready. */
-	ss.in_ev = event_new(ss.base, 0, EV_READ | EV_PERSIST, stdio_read_cb,
-	    &ss);
-	ss.term_ev = evsignal_new(ss.base, SIGTERM, stdio_term_cb, &ss);
-	ss.int_ev = evsignal_new(ss.base, SIGINT, stdio_term_cb, &ss);
-	event_add(ss.in_ev, NULL);
-	event_add(ss.term_ev, NULL);
-	event_add(ss.int_ev, NULL);
+	io = mcps_stdio_new(serve_mcps(srv), base, 0);
+	term_ev = evsignal_new(base, SIGTERM, mcp_term_cb, base);
+	int_ev = evsignal_new(base, SIGINT, mcp_term_cb, base);
+	event_add(term_ev, NULL);
+	event_add(int_ev, NULL);
 	if (o.verbose)
 		fprintf(stderr, "weft: serving %d workflow(s) on stdio\n",
-		    mcps_tool_count(srv));
-	event_base_dispatch(ss.base);
+		    mcps_tool_count(serve_mcps(srv)));
+	event_base_dispatch(base);
 	rc = WEFT_EXIT_OK;
 out:
-	if (ss.conn != NULL)
-		mcps_conn_free(ss.conn);
-	mcps_free(srv);
-	if (ss.in_ev != NULL)
-		event_free(ss.in_ev);
-	if (ss.term_ev != NULL)
-		event_free(ss.term_ev);
-	if (ss.int_ev != NULL)
-		event_free(ss.int_ev);
-	linebuf_free(ss.lb);
-	event_base_free(ss.base);
+	mcps_stdio_free(io);
+	serve_free(srv);
+	if (term_ev != NULL)
+		event_free(term_ev);
+	if (int_ev != NULL)
+		event_free(int_ev);
+	event_base_free(base);
 	free(exe);
 	return rc;
 }

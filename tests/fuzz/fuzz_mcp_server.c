@@ -1,6 +1,7 @@
 /*
  * fuzz_mcp_server.c: fuzz the MCP server's message handling
- * (engine/mcp_server.c) with the workflows of tests/interop/workflows.
+ * (protocols/mcp_server.c, behind engine/serve.c) with the workflows of
+ * tests/interop/workflows.
  *
  * The first byte of an input says whether the session is initialized
  * first (odd) or not (even); the rest is one client message.  Invariants:
@@ -21,15 +22,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "engine/cmd.h"
-#include "engine/mcp_server.h"
+#include "engine/serve.h"
+#include "protocols/mcp_server.h"
 #include "runtime/util.h"
 #include "tests/fuzz/fuzz_driver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static struct event_base *fz_base;
-static struct mcps *fz_srv;
+static struct serve *fz_srv;
 static char fz_dir[] = "/tmp/weft-fuzz-mcp.XXXXXX";
 static int fz_finals;
 
@@ -62,7 +66,7 @@ fz_cleanup(void)
 {
 	char *p;
 
-	mcps_free(fz_srv);
+	serve_free(fz_srv);
 	event_base_free(fz_base);
 	p = xasprintf("%s/fuzz.db", fz_dir);
 	unlink(p);
@@ -80,7 +84,7 @@ static void
 fz_init(void)
 {
 	const char *src = getenv("WEFT_SRCDIR");
-	struct mcps_opts o;
+	struct serve_opts o;
 	char err[1024], *dir, *paths[1];
 
 	if (fz_srv != NULL)
@@ -100,7 +104,7 @@ fz_init(void)
 	dir = xasprintf("%s/tests/interop/workflows", src);
 	paths[0] = dir;
 	fz_base = event_base_new();
-	if (mcps_new(fz_base, &o, paths, 1, &fz_srv, err, sizeof err) != 0) {
+	if (serve_new(fz_base, &o, paths, 1, &fz_srv, err, sizeof err) != 0) {
 		fprintf(stderr, "fuzz_mcp_server: %s\n", err);
 		exit(1);
 	}
@@ -124,7 +128,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_init();
 	if (size < 1)
 		return 0;
-	cn = mcps_conn_new(fz_srv, fz_send_cb, NULL);
+	cn = mcps_conn_new(serve_mcps(fz_srv), fz_send_cb, NULL);
 	if (data[0] & 1)
 		mcps_conn_input(cn, init, strlen(init));
 	fz_finals = 0;

@@ -1,5 +1,5 @@
 /*
- * mcp_runs.c: an MCP tools/call as a recorded weft run in a child process.
+ * serve_runs.c: an MCP tools/call as a recorded weft run in a child process.
  *
  * The child is `weft run FILE --json --run-id ID --input-file /dev/stdin`
  * with the arguments in a memfd as its stdin: its stdout carries the
@@ -24,7 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/mcp_server_int.h"
+#include <event2/event.h>
+
+#include "engine/serve_int.h"
 #include "engine/schema.h"
 #include "engine/store.h"
 #include "runtime/util.h"
@@ -34,74 +36,54 @@
 #define RUN_MAX_STDERR	(8u * 1024)
 #define RUN_POLL_MS	100
 
-struct mcps_run {
-	TAILQ_ENTRY(mcps_run) entry;
-	struct mcps	*srv;
-	struct mcps_conn *conn;		/* NULL once the session left */
-	struct mcps_tool *tool;
-	json_t		*req_id;
-	json_t		*token;		/* progressToken or NULL */
+struct serve_run {
+	TAILQ_ENTRY(serve_run) entry;
+	struct serve	*srv;
+	struct mcps_call *call;		/* the tools/call it answers */
+	struct serve_tool *tool;
 	char		 id[17];
-	char		 secret[65];	/* the run's key to the bridge */
+	char		 secret[65];	/* its key to serve_client.c */
 	pid_t		 pid;
 	int		 fd[2];		/* stdout, stderr of the child */
 	struct event	*ev[2];
 	char		*buf[2];
 	size_t		 len[2];
 	int		 reaped, status, cancelled, done;
-	int64_t		 seen, progress;
+	int64_t		 seen;
 	int		 sent;		/* notifications sent by the last poll */
 	struct event	*answer_ev;
 };
 
-static void run_finish(struct mcps_run *);
+static void run_finish(struct serve_run *);
 
-/* Send a notification about run r to its session. */
-static void
-run_notify(struct mcps_run *r, const char *method, json_t *params)
-{
-	json_t *msg = jrpc_notification(method, params);
-
-	if (r->conn != NULL && !r->cancelled) {
-		r->conn->send(r->conn->arg, msg, r->req_id, 0);
-		r->sent++;
-	}
-	json_decref(msg);
-}
-
+/* A new event of the run: progress and a log message for its client. */
 static int
 run_event_cb(void *arg, const struct store_event *e)
 {
-	struct mcps_run *r = arg;
-	struct mcps_conn *cn = r->conn;
+	struct serve_run *r = arg;
 	int level;
 	char *msg;
 
 	if (e->seq <= r->seen)
 		return 0;
 	r->seen = e->seq;
-	if (cn == NULL || r->cancelled)
+	if (mcps_call_conn(r->call) == NULL)
 		return 0;
 	msg = xasprintf("%s %s", e->kind, e->node_path && *e->node_path ?
 	    e->node_path : r->tool->name);
-	if (r->token != NULL)
-		run_notify(r, "notifications/progress", json_pack("{s:O, s:I, "
-		    "s:s}", "progressToken", r->token, "progress",
-		    (json_int_t)++r->progress, "message", msg));
+	r->sent += mcps_call_progress(r->call, msg);
 	level = strncmp(e->kind, "node.", 5) == 0 ||
-	    strncmp(e->kind, "run.", 4) == 0 ? 1 : 0;
-	if (cn->log_level >= 0 && level >= cn->log_level)
-		run_notify(r, "notifications/message", json_pack("{s:s, s:s, "
-		    "s:{s:s, s:I, s:s, s:s, s:s}}", "level", mcps_levels[level],
-		    "logger", "weft", "data", "run", r->id, "seq",
-		    (json_int_t)e->seq, "kind", e->kind, "path",
-		    e->node_path ? e->node_path : "", "message", msg));
+	    strncmp(e->kind, "run.", 4) == 0 ? MCPS_LOG_INFO : MCPS_LOG_DEBUG;
+	r->sent += mcps_call_log(r->call, level, json_pack("{s:s, s:I, s:s, "
+	    "s:s, s:s}", "run", r->id, "seq", (json_int_t)e->seq, "kind",
+	    e->kind, "path", e->node_path ? e->node_path : "", "message",
+	    msg));
 	free(msg);
 	return 0;
 }
 
 static void
-run_poll(struct mcps_run *r)
+run_poll(struct serve_run *r)
 {
 	store_events_foreach(r->srv->st, r->id, run_event_cb, r);
 }
@@ -109,8 +91,8 @@ run_poll(struct mcps_run *r)
 static void
 run_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct mcps *s = arg;
-	struct mcps_run *r;
+	struct serve *s = arg;
+	struct serve_run *r;
 
 	(void)fd;
 	(void)what;
@@ -123,7 +105,7 @@ run_poll_cb(evutil_socket_t fd, short what, void *arg)
 static void
 run_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct mcps_run *r = arg;
+	struct serve_run *r = arg;
 	int i = fd == r->fd[0] ? 0 : 1;
 	size_t cap = i == 0 ? RUN_MAX_STDOUT : RUN_MAX_STDERR;
 	char tmp[65536];
@@ -155,7 +137,7 @@ run_read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* The tool result for a succeeded run's output. */
 static json_t *
-run_output_result(struct mcps_run *r, json_t *out)
+run_output_result(struct serve_run *r, json_t *out)
 {
 	json_t *meta = r->tool->meta, *osch = json_object_get(meta,
 	    "output_schema"), *c, *b, *res;
@@ -197,7 +179,7 @@ run_output_result(struct mcps_run *r, json_t *out)
 
 /* The tool result for a finished child. */
 static json_t *
-run_result(struct mcps_run *r)
+run_result(struct serve_run *r)
 {
 	json_t *o = NULL, *res;
 	const char *status, *error;
@@ -224,7 +206,7 @@ run_result(struct mcps_run *r)
 }
 
 static void
-run_free(struct mcps_run *r)
+run_free(struct serve_run *r)
 {
 	int i;
 
@@ -237,8 +219,6 @@ run_free(struct mcps_run *r)
 	}
 	if (r->answer_ev != NULL)
 		event_free(r->answer_ev);
-	json_decref(r->req_id);
-	json_decref(r->token);
 	free(r);
 }
 
@@ -246,9 +226,9 @@ run_free(struct mcps_run *r)
 static void
 run_answer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct mcps_run *r = arg;
-	struct mcps *s = r->srv;
-	json_t *msg;
+	struct serve_run *r = arg;
+	struct serve *s = r->srv;
+	struct mcps_conn *cn = mcps_call_conn(r->call);
 	char *uri;
 
 	(void)fd;
@@ -256,18 +236,10 @@ run_answer_cb(evutil_socket_t fd, short what, void *arg)
 	TAILQ_REMOVE(&s->runs, r, entry);
 	if (--s->nruns == 0)
 		evtimer_del(s->poll_ev);
-	if (r->conn != NULL && r->cancelled)
-		r->conn->send(r->conn->arg, NULL, r->req_id, 1);
-	else if (r->conn != NULL) {
-		msg = run_result(r);
-		mcps_reply(r->conn, r->req_id, msg);
-		uri = xasprintf("weft://runs/%s", r->id);
-		if (json_object_get(r->conn->subs, uri) != NULL) {
-			msg = jrpc_notification("notifications/resources/"
-			    "updated", json_pack("{s:s}", "uri", uri));
-			r->conn->send(r->conn->arg, msg, NULL, 0);
-			json_decref(msg);
-		}
+	mcps_call_done(r->call, cn != NULL ? run_result(r) : NULL);
+	if (cn != NULL) {
+		uri = xasprintf(SERVE_RUN_PREFIX "%s", r->id);
+		mcps_conn_updated(cn, uri);
 		free(uri);
 	}
 	run_free(r);
@@ -281,7 +253,7 @@ run_answer_cb(evutil_socket_t fd, short what, void *arg)
  * "unknown token": when the last poll sent any, the answer waits 20 ms.
  */
 static void
-run_finish(struct mcps_run *r)
+run_finish(struct serve_run *r)
 {
 	struct timeval tv = { 0, 20 * 1000 };
 
@@ -304,8 +276,8 @@ run_finish(struct mcps_run *r)
 static void
 run_chld_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct mcps *s = arg;
-	struct mcps_run *r, *next;
+	struct serve *s = arg;
+	struct serve_run *r, *next;
 	pid_t pid;
 	int st;
 
@@ -352,10 +324,10 @@ run_input_fd(json_t *args)
 /*
  * The child's environment: ours, without the variables of a server we may
  * run under, plus the run's URL and secret for reaching its client
- * (mcp_bridge.c, w.mcp_client()).
+ * (serve_client.c, w.mcp_client()).
  */
 static char **
-run_env(struct mcps_run *r)
+run_env(struct serve_run *r)
 {
 	extern char **environ;
 	char **env;
@@ -368,16 +340,16 @@ run_env(struct mcps_run *r)
 		if (strncmp(environ[i], "WEFT_MCP_CLIENT_", 16) != 0)
 			env[n++] = xstrdup(environ[i]);
 	env[n++] = xasprintf("WEFT_MCP_CLIENT_URL=http://127.0.0.1:%d/client/%s",
-	    r->srv->bridge_port, r->id);
+	    r->srv->client_port, r->id);
 	env[n++] = xasprintf("WEFT_MCP_CLIENT_TOKEN=%s", r->secret);
 	return env;
 }
 
 /* Start the child; 0, or -1 with a message in err. */
 static int
-run_spawn(struct mcps_run *r, json_t *args, char *err, size_t errlen)
+run_spawn(struct serve_run *r, json_t *args, char *err, size_t errlen)
 {
-	struct mcps *s = r->srv;
+	struct serve *s = r->srv;
 	struct proc_spec ps;
 	char workers[16];
 	char *argv[] = { s->exe, "run", r->tool->path, "--json", "--run-id",
@@ -421,40 +393,39 @@ out:
 }
 
 void
-mcps_run_start(struct mcps_conn *cn, struct mcps_tool *t, const json_t *id,
-    json_t *args, json_t *tok)
+serve_run_start(struct serve *s, struct mcps_call *c, struct serve_tool *t,
+    json_t *args)
 {
-	struct mcps *s = cn->srv;
-	struct mcps_run *r;
+	struct mcps_conn *cn = mcps_call_conn(c);
+	const char *owner = cn != NULL ? mcps_conn_owner(cn) : NULL;
+	struct serve_run *r;
 	struct timeval tv = { 0, RUN_POLL_MS * 1000 };
 	char err[512];
 	int i;
 
 	if (s->nruns >= s->opts.max_runs) {
-		mcps_reply(cn, id, mcps_tool_error("the server is running %d "
+		mcps_call_done(c, mcps_tool_error("the server is running %d "
 		    "workflows, its limit (weft mcp/serve --max-runs); try "
 		    "again later", s->nruns));
 		return;
 	}
 	r = xcalloc(1, sizeof *r);
 	r->srv = s;
-	r->conn = cn;
+	r->call = c;
 	r->tool = t;
-	r->req_id = json_deep_copy(id);
-	r->token = tok ? json_deep_copy(tok) : NULL;
 	r->fd[0] = r->fd[1] = -1;
 	random_hex(r->id, 8);
 	random_hex(r->secret, 32);
 	/* The owner first: a run of a session is never without one. */
-	if (cn->owner != NULL && mcps_owner_put(s, r->id, cn->owner, err,
+	if (owner != NULL && serve_owner_put(s, r->id, owner, err,
 	    sizeof err) != 0) {
-		mcps_reply(cn, id, mcps_tool_error("cannot start workflow "
+		mcps_call_done(c, mcps_tool_error("cannot start workflow "
 		    "'%s': %s", t->name, err));
 		run_free(r);
 		return;
 	}
 	if (run_spawn(r, args, err, sizeof err) != 0) {
-		mcps_reply(cn, id, mcps_tool_error("cannot start workflow "
+		mcps_call_done(c, mcps_tool_error("cannot start workflow "
 		    "'%s': %s", t->name, err));
 		run_free(r);
 		return;
@@ -473,10 +444,10 @@ mcps_run_start(struct mcps_conn *cn, struct mcps_tool *t, const json_t *id,
 		    t->name, r->id, (int)r->pid);
 }
 
-struct mcps_run *
-mcps_run_find(struct mcps *s, const char *id)
+struct serve_run *
+serve_run_find(struct serve *s, const char *id)
 {
-	struct mcps_run *r;
+	struct serve_run *r;
 
 	TAILQ_FOREACH(r, &s->runs, entry)
 		if (!r->done && strcmp(r->id, id) == 0)
@@ -484,21 +455,15 @@ mcps_run_find(struct mcps *s, const char *id)
 	return NULL;
 }
 
-struct mcps_conn *
-mcps_run_conn(struct mcps_run *r)
+struct mcps_call *
+serve_run_call(struct serve_run *r)
 {
-	return r->cancelled ? NULL : r->conn;
-}
-
-const json_t *
-mcps_run_req_id(struct mcps_run *r)
-{
-	return r->req_id;
+	return r->call;
 }
 
 /* Constant-time comparison with the run's secret. */
 int
-mcps_run_secret_ok(struct mcps_run *r, const char *secret)
+serve_run_secret_ok(struct serve_run *r, const char *secret)
 {
 	unsigned char d = 0;
 	size_t i;
@@ -510,40 +475,34 @@ mcps_run_secret_ok(struct mcps_run *r, const char *secret)
 	return d == 0;
 }
 
-void
-mcps_run_cancel(struct mcps_conn *cn, const json_t *req_id)
+int
+serve_run_cancel(struct serve *s, struct mcps_call *c, int gone)
 {
-	struct mcps_run *r;
-
-	if (req_id == NULL)
-		return;
-	TAILQ_FOREACH(r, &cn->srv->runs, entry)
-		if (r->conn == cn && json_equal(r->req_id, req_id) &&
-		    !r->cancelled && !r->done) {
-			r->cancelled = 1;
-			kill(r->pid, SIGTERM);
-			if (cn->srv->opts.verbose)
-				fprintf(stderr, "weft: run %s cancelled by the "
-				    "client\n", r->id);
-		}
-}
-
-void
-mcps_runs_detach(struct mcps *s, struct mcps_conn *cn)
-{
-	struct mcps_run *r;
+	struct serve_run *r;
 
 	TAILQ_FOREACH(r, &s->runs, entry)
-		if (r->conn == cn) {
-			r->conn = NULL;
-			if (!r->cancelled && !r->reaped)
-				kill(r->pid, SIGTERM);
-			r->cancelled = 1;
-		}
+		if (r->call == c)
+			break;
+	if (r == NULL)
+		return 0;
+	if (gone) {
+		/* The session left: the run's answer has nowhere to go. */
+		if (!r->cancelled && !r->reaped)
+			kill(r->pid, SIGTERM);
+		r->cancelled = 1;
+		return 1;
+	}
+	if (r->cancelled || r->done)
+		return 0;
+	r->cancelled = 1;
+	kill(r->pid, SIGTERM);
+	if (s->opts.verbose)
+		fprintf(stderr, "weft: run %s cancelled by the client\n", r->id);
+	return 1;
 }
 
 int
-mcps_runs_init(struct mcps *s)
+serve_runs_init(struct serve *s)
 {
 	s->chld_ev = evsignal_new(s->base, SIGCHLD, run_chld_cb, s);
 	s->poll_ev = event_new(s->base, -1, EV_PERSIST, run_poll_cb, s);
@@ -554,9 +513,9 @@ mcps_runs_init(struct mcps *s)
 }
 
 void
-mcps_runs_free(struct mcps *s)
+serve_runs_free(struct serve *s)
 {
-	struct mcps_run *r;
+	struct serve_run *r;
 	struct timespec ts = { 0, 50 * 1000 * 1000 };
 	int i, st, left;
 
@@ -583,6 +542,7 @@ mcps_runs_free(struct mcps *s)
 			waitpid(r->pid, &st, 0);
 		}
 		TAILQ_REMOVE(&s->runs, r, entry);
+		mcps_call_done(r->call, NULL);
 		run_free(r);
 	}
 	s->nruns = 0;

@@ -1,5 +1,5 @@
 /*
- * mcp_owners.c: who started each run served over MCP (docs/security.md,
+ * serve_owners.c: who started each run served over MCP (docs/security.md,
  * "Who sees which runs").
  *
  * The server keeps a table of its own in the store's file:
@@ -18,7 +18,9 @@
 
 #include <sqlite3.h>
 
-#include "engine/mcp_server_int.h"
+#include <event2/event.h>
+
+#include "engine/serve_int.h"
 #include "engine/store.h"
 #include "runtime/util.h"
 
@@ -35,7 +37,7 @@ static const char own_schema[] =
     "  ON mcp_run_owners (owner, started);";
 
 int
-mcps_owners_open(struct mcps *s, char *err, size_t errlen)
+serve_owners_open(struct serve *s, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
 
@@ -70,12 +72,12 @@ fail:
 	    "%s", s->db, s->odb != NULL ? sqlite3_errmsg(s->odb) :
 	    "out of memory");
 	sqlite3_finalize(st);
-	mcps_owners_close(s);
+	serve_owners_close(s);
 	return -1;
 }
 
 void
-mcps_owners_close(struct mcps *s)
+serve_owners_close(struct serve *s)
 {
 	sqlite3_finalize(s->o_put);
 	sqlite3_finalize(s->o_get);
@@ -86,7 +88,7 @@ mcps_owners_close(struct mcps *s)
 }
 
 int
-mcps_owner_put(struct mcps *s, const char *run, const char *owner,
+serve_owner_put(struct serve *s, const char *run, const char *owner,
     char *err, size_t errlen)
 {
 	int rc;
@@ -106,7 +108,7 @@ mcps_owner_put(struct mcps *s, const char *run, const char *owner,
 
 /* The owner of run id into buf (empty if none); -1 on a database error. */
 static int
-own_get(struct mcps *s, const char *id, char *buf, size_t len)
+own_get(struct serve *s, const char *id, char *buf, size_t len)
 {
 	const unsigned char *o;
 	int rc;
@@ -130,15 +132,15 @@ own_parent_cb(void *arg, const struct store_run *r)
 }
 
 int
-mcps_run_visible(struct mcps_conn *cn, const char *id)
+serve_run_visible(struct serve *s, struct mcps_conn *cn, const char *id)
 {
-	struct mcps *s = cn->srv;
+	const char *mine = mcps_conn_owner(cn);
 	char cur[17], parent[17], owner[80];
 	int depth;
 
-	if (cn->operator)
+	if (mcps_conn_operator(cn))
 		return 1;
-	if (cn->owner == NULL || s->odb == NULL || strlen(id) != 16 ||
+	if (mine == NULL || s->odb == NULL || strlen(id) != 16 ||
 	    strspn(id, "0123456789abcdef") != 16)
 		return 0;
 	snprintf(cur, sizeof cur, "%s", id);
@@ -147,7 +149,7 @@ mcps_run_visible(struct mcps_conn *cn, const char *id)
 		if (own_get(s, cur, owner, sizeof owner) != 0)
 			return 0;
 		if (owner[0] != '\0')
-			return strcmp(owner, cn->owner) == 0;
+			return strcmp(owner, mine) == 0;
 		parent[0] = '\0';
 		if (store_run_find(s->st, cur, own_parent_cb, parent) != 0)
 			return 0;
@@ -157,7 +159,7 @@ mcps_run_visible(struct mcps_conn *cn, const char *id)
 }
 
 int
-mcps_owner_runs(struct mcps *s, const char *owner, int limit,
+serve_owner_runs(struct serve *s, const char *owner, int limit,
     int (*cb)(void *, const struct store_run *), void *arg)
 {
 	char (*ids)[17] = xcalloc(limit > 0 ? limit : 1, sizeof *ids);

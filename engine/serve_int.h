@@ -1,0 +1,90 @@
+/*
+ * serve_int.h: what engine/serve.c (workflows as tools, the MCP backend),
+ * serve_runs.c (a tools/call as a child run), serve_owners.c (who started
+ * which run) and serve_client.c (the calling client offered to its runs)
+ * share.  Not a public surface: use engine/serve.h.
+ */
+#ifndef WEFT_SERVE_INT_H
+#define WEFT_SERVE_INT_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+
+#include "engine/serve.h"
+#include "protocols/mcp_server.h"
+
+#define SERVE_RUN_PREFIX	"weft://runs/"
+
+struct store;
+struct store_run;
+struct evhttp;
+struct httpd;
+struct sqlite3;
+struct sqlite3_stmt;
+
+struct serve_tool {
+	char		*name;
+	char		*path;		/* the workflow file */
+	json_t		*meta;		/* luaeng_meta(): w.workflow fields */
+	json_t		*checked_input;	/* input_schema weft validates, or NULL */
+};
+
+struct serve_run;
+TAILQ_HEAD(serve_runs, serve_run);
+
+struct serve {
+	struct event_base	*base;
+	struct serve_opts	 opts;
+	char			*db;
+	char			*exe;
+	struct mcps		*mcps;
+	struct store		*st;
+	struct serve_tool	*tools;
+	int			 ntools;
+	struct serve_runs	 runs;
+	int			 nruns;
+	struct event		*poll_ev;	/* reads events of live runs */
+	struct event		*chld_ev;
+	struct evhttp		*client;	/* serve_client.c */
+	struct httpd		*client_guard;
+	int			 client_port;
+	struct sqlite3		*odb;		/* serve_owners.c */
+	struct sqlite3_stmt	*o_put, *o_get, *o_mine;
+};
+
+/* serve_runs.c: run tool t for call with arguments (borrowed). */
+void serve_run_start(struct serve *, struct mcps_call *, struct serve_tool *,
+    json_t *args);
+/* Stop the run of call (mcps_backend.cancel). */
+int serve_run_cancel(struct serve *, struct mcps_call *, int gone);
+/* Start the SIGCHLD watch and the event poll timer. */
+int serve_runs_init(struct serve *);
+/* Kill and reap every run (server shutdown). */
+void serve_runs_free(struct serve *);
+/* The live run with this id, or NULL; its call, and a check of its
+   client secret. */
+struct serve_run *serve_run_find(struct serve *, const char *id);
+struct mcps_call *serve_run_call(struct serve_run *);
+int serve_run_secret_ok(struct serve_run *, const char *secret);
+
+/* serve_client.c: the loopback tool server through which runs reach
+   their client (sampling, elicitation).  init listens on 127.0.0.1:0. */
+int serve_client_init(struct serve *);
+void serve_client_free(struct serve *);
+
+/*
+ * serve_owners.c: who started each run (the table mcp_run_owners in the
+ * store's file).  open prepares it at server start; put records owner as
+ * the owner of run before the run starts (0, or -1 with a message);
+ * visible says whether cn may see run id; runs calls cb for the newest
+ * limit runs of owner found in the store.
+ */
+int serve_owners_open(struct serve *, char *err, size_t errlen);
+void serve_owners_close(struct serve *);
+int serve_owner_put(struct serve *, const char *run, const char *owner,
+    char *err, size_t errlen);
+int serve_run_visible(struct serve *, struct mcps_conn *, const char *id);
+int serve_owner_runs(struct serve *, const char *owner, int limit,
+    int (*cb)(void *, const struct store_run *), void *arg);
+
+#endif
