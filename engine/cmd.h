@@ -70,6 +70,17 @@ struct option;
  * returns 0 if it took the option); returns the index of the first
  * workflow argument, -1 after --help, -2 on bad usage (message printed).
  */
+/* The help lines of the options cmd_serve_opts parses. */
+#define CMD_SERVE_OPTS_HELP \
+"  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n" \
+"  --workers N         worker processes of the server's coordinator, kept\n" \
+"                      warm between calls (default: the number of cores;\n" \
+"                      --run-workers is the old name)\n" \
+"  --max-runs N        runs at once (default 64)\n" \
+"  --max-queued N      calls that wait for a run slot, in order, told so\n" \
+"                      by a progress notification; more are refused\n" \
+"                      (default 256)\n" \
+"  -v, --verbose       log calls to stderr\n"
 int cmd_serve_opts(int argc, char **argv, struct serve_opts *,
     const char *unused, const struct option *more,
     int (*more_cb)(int opt, const char *arg, void *cbarg), void *cbarg,

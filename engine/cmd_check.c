@@ -111,8 +111,11 @@ cmd_workflow_meta(const char *path, char *err, size_t errlen)
 	struct luaeng *le = luaeng_new(CMD_META_LUA_MEM);
 	json_t *meta = NULL;
 
-	if (luaeng_load(le, path, err, errlen) == 0)
-		meta = luaeng_meta(le, err, errlen);
+	if (luaeng_load(le, path, err, errlen) == 0 &&
+	    (meta = luaeng_meta(le, err, errlen)) != NULL &&
+	    luaeng_servers_unconfined(le))
+		/* Its servers need workers without seccomp (weft serve). */
+		json_object_set_new(meta, "unconfined", json_true());
 	luaeng_free(le);
 	return meta;
 }

@@ -25,14 +25,14 @@ mcp_usage(FILE *f)
 "Serve workflows as MCP tools over stdio (MCP revision 2025-11-25): one\n"
 "JSON-RPC message per line on stdin and stdout, logs on stderr.  Each\n"
 "workflow file (or each *.lua file of a directory) is one tool, named and\n"
-"described by its w.workflow{}; tools/call runs it as a recorded run.\n"
-"Run trajectories are resources weft://runs/{id}.  See docs/mcp.md.\n"
+"described by its w.workflow{}; tools/call runs it as a recorded run in\n"
+"the server's coordinator, whose workers (and their MCP servers) stay\n"
+"warm between calls.  Run trajectories are resources weft://runs/{id}.\n"
+"See docs/mcp.md.\n"
 "\n"
 "options:\n"
-"  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n"
-"  --run-workers N     worker processes of each run (default 1)\n"
-"  --max-runs N        runs at once; more calls are refused (default 8)\n"
-"  -v, --verbose       log calls to stderr\n"
+"%s", CMD_SERVE_OPTS_HELP);
+	fprintf(f,
 "\n"
 "The server ends when stdin closes or on SIGTERM; runs still going are\n"
 "cancelled (recorded as cancelled).\n");
@@ -49,8 +49,10 @@ cmd_serve_opts(int argc, char **argv, struct serve_opts *o, const char *extra,
 
 	static const struct option base[] = {
 		{ "db", required_argument, NULL, 'd' },
+		{ "workers", required_argument, NULL, 'W' },
 		{ "run-workers", required_argument, NULL, 'W' },
 		{ "max-runs", required_argument, NULL, 'M' },
+		{ "max-queued", required_argument, NULL, 'Q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 	};
@@ -60,8 +62,9 @@ cmd_serve_opts(int argc, char **argv, struct serve_opts *o, const char *extra,
 		longopts[n++] = more[i];
 	memset(&longopts[n], 0, sizeof longopts[n]);
 	(void)extra;
-	o->run_workers = 1;
-	o->max_runs = 8;
+	o->workers = 0;
+	o->max_runs = 64;
+	o->max_queued = 256;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -69,18 +72,26 @@ cmd_serve_opts(int argc, char **argv, struct serve_opts *o, const char *extra,
 			db = optarg;
 			break;
 		case 'W':
-			o->run_workers = atoi(optarg);
-			if (o->run_workers < 1 || o->run_workers > 64) {
-				fprintf(stderr, "weft: --run-workers must be "
+			o->workers = atoi(optarg);
+			if (o->workers < 1 || o->workers > 64) {
+				fprintf(stderr, "weft: --workers must be "
 				    "1..64\n");
 				return -2;
 			}
 			break;
 		case 'M':
 			o->max_runs = atoi(optarg);
-			if (o->max_runs < 1 || o->max_runs > 1024) {
+			if (o->max_runs < 1 || o->max_runs > 100000) {
 				fprintf(stderr, "weft: --max-runs must be "
-				    "1..1024\n");
+				    "1..100000\n");
+				return -2;
+			}
+			break;
+		case 'Q':
+			o->max_queued = atoi(optarg);
+			if (o->max_queued < 0 || o->max_queued > 1000000) {
+				fprintf(stderr, "weft: --max-queued must be "
+				    "0..1000000\n");
 				return -2;
 			}
 			break;

@@ -80,14 +80,19 @@ cmd_serve_usage(FILE *f)
 "  --max-output BYTES    output that may wait for one connection's\n"
 "                        client; past it the connection is closed, and a\n"
 "                        larger answer is an error (default 4194304)\n"
-"  --db PATH             trajectory store (default $WEFT_DB or ./weft.db)\n"
-"  --run-workers N       worker processes of each run (default 1)\n"
-"  --max-runs N          runs at once; more calls are refused (default 8)\n"
-"  -v, --verbose         log calls and closed connections to stderr\n"
+"%s"
+"\n"
+"One coordinator serves the server's life: every call is a recorded run\n"
+"in it, with a Lua state of its own, on the same warm workers (their MCP\n"
+"servers stay started).  SIGTERM or SIGINT stops the server: waiting\n"
+"calls get no answer and the runs still going are left as recorded so\n"
+"far; started again on the same store, the server resumes them (so does\n"
+"one killed with -9), without repeating a recorded call.\n"
 "\n"
 "Requests whose Host is not the bound loopback name (localhost,\n"
 "127.0.0.1, [::1]) or an --allow-host, or whose Origin is present and not\n"
-"one of those hosts or an --allow-origin, are refused with 403.\n");
+"one of those hosts or an --allow-origin, are refused with 403.\n",
+	    CMD_SERVE_OPTS_HELP);
 }
 
 enum {
@@ -270,7 +275,7 @@ cmd_serve(int argc, char **argv)
 	ro.max_body = cl.max_body;
 	ro.not_found = "weft serves MCP at /mcp\n";
 	ro.refuse = mcps_http_refuse;
-	cmd_serve_fit_conns(&cl, o.max_runs);
+	cmd_serve_fit_conns(&cl, o.workers > 0 ? o.workers : 4);
 	ro.lim = cl.lim;
 	routes = httpd_routes_new(base, &ro);
 	if (httpd_routes_tokens_load(routes, cl.token_file, SERVE_TOKEN_ENV,
@@ -286,6 +291,7 @@ cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	o.exe = exe;
+	o.resume = 1;
 	if (serve_new(base, &o, argv + first, argc - first, &srv, err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);

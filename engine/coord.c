@@ -133,6 +133,7 @@ struct coord {
 	struct captoken_keys	*keys;		/* signing keys */
 	int			 cancelled;	/* by a signal */
 	int			 stop;		/* coord_stop */
+	int			 in_loop;	/* coord_loop runs */
 	int			 failed;
 	char			 ferr[1536];
 };
@@ -1194,7 +1195,9 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	coord_dispatch(c);
-	if (coord_tell_ended(c))
+	/* coord_loop returns once every run ended; a loop the owner runs
+	   itself (weft serve) goes on. */
+	if (coord_tell_ended(c) && c->in_loop)
 		event_base_loopbreak(c->base);
 }
 
@@ -1761,8 +1764,7 @@ crun_cancel(struct crun *run, const char *why)
 /*
  * SIGINT/SIGTERM (Ctrl-C, weft cancel): end every run as cancelled.  Every
  * task not ended is recorded as failed with kind cancelled; the workers,
- * stopped by coord_free, send their servers notifications/cancelled.  With
- * opts.on_signal (weft serve), that decides instead.
+ * stopped by coord_free, send their servers notifications/cancelled.
  */
 static void
 coord_int_cb(evutil_socket_t sig, short what, void *arg)
@@ -1770,10 +1772,6 @@ coord_int_cb(evutil_socket_t sig, short what, void *arg)
 	struct coord *c = arg;
 	struct crun *run;
 
-	if (c->opts.on_signal != NULL) {
-		c->opts.on_signal(c->opts.signal_arg, (int)sig);
-		return;
-	}
 	if (!c->cancelled)
 		TAILQ_FOREACH(run, &c->runs, entry)
 			crun_cancel(run, sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -1867,17 +1865,24 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	c->st = st;
 	TAILQ_INIT(&c->runs);
 	TAILQ_INIT(&c->parked);
-	c->base = event_base_new();
-	event_base_priority_init(c->base, 2);
+	c->base = o->base != NULL ? o->base : event_base_new();
+	if (event_base_priority_init(c->base, 2) != 0) {
+		/* The caller's loop has events active already. */
+		errf(err, errlen, "cannot set the loop's priorities");
+		free(c);
+		return NULL;
+	}
 	c->bridge = bridge_new(c->base);
 	c->flush_ev = event_new(c->base, -1, 0, coord_flush_cb, c);
 	event_priority_set(c->flush_ev, 1);
 	c->tick_ev = event_new(c->base, -1, EV_PERSIST, coord_tick_cb, c);
 	event_add(c->tick_ev, &one);
-	c->int_ev = evsignal_new(c->base, SIGINT, coord_int_cb, c);
-	event_add(c->int_ev, NULL);
-	c->term_ev = evsignal_new(c->base, SIGTERM, coord_int_cb, c);
-	event_add(c->term_ev, NULL);
+	if (!o->no_signals) {
+		c->int_ev = evsignal_new(c->base, SIGINT, coord_int_cb, c);
+		event_add(c->int_ev, NULL);
+		c->term_ev = evsignal_new(c->base, SIGTERM, coord_int_cb, c);
+		event_add(c->term_ev, NULL);
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	if (coord_keys(c, o->state_dir, err, errlen) != 0)
@@ -1975,9 +1980,12 @@ coord_free(struct coord *c)
 		bridge_free(c->bridge);
 		event_free(c->flush_ev);
 		event_free(c->tick_ev);
-		event_free(c->int_ev);
-		event_free(c->term_ev);
-		event_base_free(c->base);
+		if (c->int_ev != NULL)
+			event_free(c->int_ev);
+		if (c->term_ev != NULL)
+			event_free(c->term_ev);
+		if (c->opts.base == NULL)
+			event_base_free(c->base);
 	}
 	free(c);
 }
@@ -2062,20 +2070,22 @@ coord_loop(struct coord *c, char *err, size_t errlen)
 
 	coord_kick(c);
 	c->stop = 0;
+	c->in_loop = 1;
 	for (;;) {
 		open = 0;
 		TAILQ_FOREACH(run, &c->runs, entry)
 			if (!run->ended || (!run->told &&
 			    run->sink.ended != NULL))
 				open = 1;
-		if (c->failed || c->cancelled || c->stop ||
-		    (!open && c->opts.on_signal == NULL))
+		if (c->failed || c->cancelled || c->stop || !open)
 			break;
 		if (event_base_loop(c->base, EVLOOP_ONCE) == -1) {
+			c->in_loop = 0;
 			errf(err, errlen, "event loop failed");
 			return -1;
 		}
 	}
+	c->in_loop = 0;
 	if (c->failed) {
 		errf(err, errlen, "%s", c->ferr);
 		return -1;

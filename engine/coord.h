@@ -38,10 +38,11 @@ struct coord_opts {
 					   coord_enrolment() (tests) */
 	int		 run_cap;	/* most tasks one run holds leased
 					   while others wait; 0: no cap */
-	/* SIGINT, SIGTERM: NULL cancels every run (weft run); else this
-	   is called on the loop (weft serve: a graceful stop) */
-	void		(*on_signal)(void *arg, int sig);
-	void		*signal_arg;
+	struct event_base *base;	/* the loop to run on (the caller's,
+					   not freed); NULL: a new one */
+	int		 no_signals;	/* the caller handles SIGINT and
+					   SIGTERM (weft serve); else they
+					   cancel every run (weft run) */
 };
 
 /* What the graph runner gives the coordinator to be told of results. */
@@ -86,9 +87,9 @@ char *coord_enrolment(struct coord *, int wid);
 /* Schedule a flush round (commit, deliver, pump, dispatch). */
 void coord_kick(struct coord *);
 /*
- * Run the loop until every run has ended (runs whose sink has no ended
- * callback), coord_stop, a signal (coord_opts.on_signal) or a fatal error
- * of the coordinator.  Returns 0, or -1 with a message in err.
+ * Run the loop until every run has ended and its owner was told,
+ * coord_stop, a signal (unless coord_opts.no_signals) or a fatal error of
+ * the coordinator.  Returns 0, or -1 with a message in err.
  */
 int coord_loop(struct coord *, char *err, size_t errlen);
 /* Whether the coordinator failed (the store, workers that keep dying)

@@ -864,6 +864,8 @@ exec_prepare_run(struct exec *x, char **cause)
 	x->start_kind = "run.start";
 	x->start = json_pack("{s:s, s:s}", "workflow", x->path, "hash",
 	    x->hash);
+	if (s->served)
+		json_object_set_new(x->start, "served", json_true());
 	exec_start_input(x, x->start);
 	return 0;
 }

@@ -54,6 +54,8 @@ struct exec_spec {
 	   run's */
 	json_t		*budget;
 	struct coord_opts co;		/* workers, slots, lease ... */
+	int		 served;	/* begun by weft serve (run.start
+					   says so: a restart resumes it) */
 	int		 json;		/* report one JSON object */
 	int		 quiet;		/* report only the answer */
 };

@@ -14,6 +14,8 @@
 
 #include <event2/event.h>
 
+#include "engine/coord.h"
+#include "engine/exec.h"
 #include "engine/serve_int.h"
 #include "engine/schema.h"
 #include "engine/store.h"
@@ -306,6 +308,38 @@ static const struct mcps_backend serve_backend = {
 
 /* ---- the server -------------------------------------------------------- */
 
+/*
+ * The coordinator of every run, on the server's loop: weft run's defaults
+ * (exec_spec_init), opts.workers, and workers without seccomp when a
+ * served workflow's servers need it (as weft run decides for one).
+ */
+static int
+serve_coord_new(struct serve *s, char *err, size_t errlen)
+{
+	struct exec_spec sp;
+	char e2[900];
+	int i;
+
+	exec_spec_init(&sp, EXEC_RUN);
+	if (s->opts.workers > 0)
+		sp.co.workers = s->opts.workers;
+	sp.co.verbose = s->opts.verbose;
+	sp.co.base = s->base;
+	sp.co.no_signals = 1;
+	sp.co.external = s->opts.no_workers;
+	/* One run's fan-out leaves room for the others' calls. */
+	sp.co.run_cap = sp.co.workers * sp.co.slots * 3 / 4;
+	for (i = 0; i < s->ntools; i++)
+		if (json_is_true(json_object_get(s->tools[i].meta,
+		    "unconfined")))
+			sp.co.worker_no_seccomp = 1;
+	if ((s->coord = coord_new(&sp.co, s->st, e2, sizeof e2)) == NULL) {
+		errf(err, errlen, "cannot start the coordinator: %s", e2);
+		return -1;
+	}
+	return 0;
+}
+
 int
 serve_new(struct event_base *base, const struct serve_opts *o,
     char *const *paths, int npaths, struct serve **out, char *err,
@@ -338,9 +372,11 @@ serve_new(struct event_base *base, const struct serve_opts *o,
 	    serve_owners_open(s, err, errlen) != 0)
 		goto fail;
 	if (serve_runs_init(s) != 0) {
-		errf(err, errlen, "cannot watch child processes");
+		errf(err, errlen, "cannot make the run events");
 		goto fail;
 	}
+	if (serve_coord_new(s, err, errlen) != 0)
+		goto fail;
 	if (serve_client_init(s) != 0) {
 		errf(err, errlen, "cannot listen on 127.0.0.1 for runs");
 		goto fail;
@@ -348,6 +384,8 @@ serve_new(struct event_base *base, const struct serve_opts *o,
 	if (s->opts.verbose)
 		fprintf(stderr, "weft: runs reach their MCP client at "
 		    "http://127.0.0.1:%d/client/\n", s->client_port);
+	if (s->opts.resume)
+		serve_runs_resume(s);
 	*out = s;
 	return 0;
 fail:
@@ -362,8 +400,11 @@ serve_free(struct serve *s)
 
 	if (s == NULL)
 		return;
+	if (s->coord != NULL)
+		serve_runs_stop(s, !s->opts.resume);
 	serve_client_free(s);
 	serve_runs_free(s);
+	coord_free(s->coord);
 	mcps_free(s->mcps);
 	for (i = 0; i < s->ntools; i++) {
 		free(s->tools[i].name);
@@ -383,4 +424,10 @@ struct mcps *
 serve_mcps(struct serve *s)
 {
 	return s->mcps;
+}
+
+struct coord *
+serve_coord(struct serve *s)
+{
+	return s->coord;
 }

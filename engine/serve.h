@@ -7,15 +7,19 @@
  * gives its name, description and schemas, and the resources and prompts
  * the server publishes.  Run trajectories are resources weft://runs/{id}.
  *
- * A tools/call runs the workflow as a recorded run in a child process
- * (`weft run --json --run-id ID`, serve_runs.c), so runs of one server are
- * concurrent, isolated from each other and from the server (a run that
- * crashes or is killed is a failed call, never a dead server).  While a
- * run goes, the server reads its new events from the store and turns them
- * into progress notifications and log messages.  notifications/cancelled
- * sends the child SIGTERM: the run ends recorded as cancelled and the
- * request gets no answer.  A run reaches its calling client (sampling,
- * elicitation) through serve_client.c.
+ * One coordinator serves the server's life (engine/coord.h): a tools/call
+ * runs the workflow as a recorded run in it (serve_runs.c), with a Lua
+ * state of its own, on the shared workers, whose MCP server sessions stay
+ * warm between calls.  Runs past opts.max_runs wait in an admission queue
+ * of opts.max_queued.  While a run goes, the server reads its new events
+ * from the store and turns them into progress notifications and log
+ * messages.  notifications/cancelled ends the run recorded as cancelled
+ * and the request gets no answer; a run whose client left goes on.  A run
+ * reaches its calling client (sampling, elicitation) through
+ * serve_client.c.  With opts.resume (weft serve), runs a server started
+ * and did not finish (it was killed) are resumed when it starts again,
+ * and a stopping server leaves the runs still going resumable; without
+ * it (weft mcp) they are cancelled.
  *
  * Who may see a run: a session has an owner (a fingerprint of its
  * client's credentials, set by the transport) recorded with every run it
@@ -31,15 +35,20 @@
 #include <stddef.h>
 #include <jansson.h>
 
+struct coord;
 struct event_base;
 struct mcps;
 struct serve;
 
 struct serve_opts {
 	const char	*db;		/* trajectory store path */
-	const char	*exe;		/* the weft binary that runs workflows */
-	int		 run_workers;	/* --workers of each run */
+	const char	*exe;		/* the weft binary (its workers) */
+	int		 workers;	/* worker processes; 0: cores */
 	int		 max_runs;	/* runs at once over the whole server */
+	int		 max_queued;	/* calls waiting for a run slot */
+	int		 resume;	/* resume a killed server's runs */
+	int		 no_workers;	/* start none (coord_opts.external:
+					   tests) */
 	int		 verbose;	/* log calls to stderr */
 	size_t		 max_resource;	/* text of a run resource; 0: default */
 	/* A workflow file's name, description and input_schema (a new
@@ -58,10 +67,15 @@ int serve_new(struct event_base *base, const struct serve_opts *,
     char *const *paths, int npaths, struct serve **out, char *err,
     size_t errlen);
 /*
- * Cancel every run, wait for the children and free the server.  The
- * transports' sessions must be gone first.
+ * Stop the server: no call is admitted from now on; calls waiting for a
+ * slot get no answer; without opts.resume the runs still going are
+ * cancelled (this runs the loop until their end is recorded).  Then free
+ * it: runs still going are left resumable.  The transports' sessions must
+ * be gone first.
  */
 void serve_free(struct serve *);
+/* The coordinator of the server's runs. */
+struct coord *serve_coord(struct serve *);
 /* The MCP server to give transports (owned by the serve). */
 struct mcps *serve_mcps(struct serve *);
 

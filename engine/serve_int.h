@@ -39,12 +39,15 @@ struct serve {
 	char			*exe;
 	struct mcps		*mcps;
 	struct store		*st;
+	struct coord		*coord;		/* of every run */
 	struct serve_tool	*tools;
 	int			 ntools;
-	struct serve_runs	 runs;
-	int			 nruns;
+	struct serve_runs	 runs;		/* running and waiting */
+	int			 nruns;		/* running */
+	int			 nwaiting;	/* in the admission queue */
+	int			 stopping;
 	struct event		*poll_ev;	/* reads events of live runs */
-	struct event		*chld_ev;
+	struct event		*admit_ev;	/* starts waiting calls */
 	struct evhttp		*client;	/* serve_client.c */
 	struct httpd		*client_guard;
 	int			 client_port;
@@ -52,15 +55,21 @@ struct serve {
 	struct sqlite3_stmt	*o_put, *o_get, *o_mine;
 };
 
-/* serve_runs.c: run tool t for call with arguments (borrowed). */
+/* serve_runs.c: run tool t for call with arguments (borrowed), or queue
+   it for a slot. */
 void serve_run_start(struct serve *, struct mcps_call *, struct serve_tool *,
     json_t *args);
 /* Stop the run of call (mcps_backend.cancel). */
 int serve_run_cancel(struct serve *, struct mcps_call *, int gone);
-/* Start the SIGCHLD watch and the event poll timer. */
+/* Make the event poll timer and the admission event. */
 int serve_runs_init(struct serve *);
-/* Kill and reap every run (server shutdown). */
+/* Admit no more calls; drop the waiting ones; with cancel, cancel the
+   runs going and run the loop until their end is recorded. */
+void serve_runs_stop(struct serve *, int cancel);
+/* Free every run: those still going are left resumable. */
 void serve_runs_free(struct serve *);
+/* Resume the runs a killed server started (opts.resume). */
+void serve_runs_resume(struct serve *);
 /* The live run with this id, or NULL; its call, and a check of its
    client secret. */
 struct serve_run *serve_run_find(struct serve *, const char *id);

@@ -1,39 +1,32 @@
 /*
- * serve_runs.c: an MCP tools/call as a recorded weft run in a child process.
+ * serve_runs.c: an MCP tools/call as a recorded weft run in the server's
+ * coordinator (engine/exec.h, exec_start).
  *
- * The child is `weft run FILE --json --run-id ID --input-file /dev/stdin`
- * with the arguments in a memfd as its stdin: its stdout carries the
- * outcome object, its stderr the reason when it could not start.  While it
- * runs, a 100 ms timer reads the run's new events from the store and sends
- * them as progress notifications and log messages; the last read happens
- * after the child exited, so a fast run still reports every step before
- * its answer.
+ * Every run of the server shares one coordinator: its loop (the server's),
+ * its store, its task queue and its warm workers; each run has its own Lua
+ * state.  At most opts.max_runs run at once; calls past that wait, in the
+ * order they came, in an admission queue of opts.max_queued (the client is
+ * told by a progress notification), and are refused only when it is full.
+ * While a run goes, a 100 ms timer reads its new events from the store and
+ * sends them as progress notifications and log messages; the last read
+ * happens when it ended, so a fast run still reports every step before its
+ * answer.  A run whose client left goes on to its end and stays readable
+ * by id; notifications/cancelled ends it as cancelled.
  */
 #include "config.h"
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1
-#endif
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
+#include "engine/coord.h"
+#include "engine/exec.h"
 #include "engine/serve_int.h"
 #include "engine/schema.h"
 #include "engine/store.h"
 #include "runtime/util.h"
-#include "runtime/proc.h"
 
-#define RUN_MAX_STDOUT	(16u * 1024 * 1024)
-#define RUN_MAX_STDERR	(8u * 1024)
 #define RUN_POLL_MS	100
 
 struct serve_run {
@@ -43,18 +36,31 @@ struct serve_run {
 	struct serve_tool *tool;
 	char		 id[17];
 	char		 secret[65];	/* its key to serve_client.c */
-	pid_t		 pid;
-	int		 fd[2];		/* stdout, stderr of the child */
-	struct event	*ev[2];
-	char		*buf[2];
-	size_t		 len[2];
-	int		 reaped, status, cancelled, done;
+	char		*input;		/* JSON text, while it waits */
+	struct exec	*x;		/* while it runs */
+	int		 waiting;	/* in the admission queue */
+	int		 cancelled, done;
 	int64_t		 seen;
 	int		 sent;		/* notifications sent by the last poll */
+	json_t		*answer;	/* its tool result, once it ended */
 	struct event	*answer_ev;
 };
 
-static void run_finish(struct serve_run *);
+static void	run_admit(struct serve *);
+
+/* The session of r's call, NULL if it left (or r has no call: resumed). */
+static struct mcps_conn *
+run_conn(struct serve_run *r)
+{
+	return r->call != NULL ? mcps_call_conn(r->call) : NULL;
+}
+
+/* The tool name of r, for messages. */
+static const char *
+run_name(struct serve_run *r)
+{
+	return r->tool != NULL ? r->tool->name : "(resumed)";
+}
 
 /* A new event of the run: progress and a log message for its client. */
 static int
@@ -67,10 +73,10 @@ run_event_cb(void *arg, const struct store_event *e)
 	if (e->seq <= r->seen)
 		return 0;
 	r->seen = e->seq;
-	if (mcps_call_conn(r->call) == NULL)
+	if (run_conn(r) == NULL)
 		return 0;
 	msg = xasprintf("%s %s", e->kind, e->node_path && *e->node_path ?
-	    e->node_path : r->tool->name);
+	    e->node_path : run_name(r));
 	r->sent += mcps_call_progress(r->call, msg);
 	level = strncmp(e->kind, "node.", 5) == 0 ||
 	    strncmp(e->kind, "run.", 4) == 0 ? MCPS_LOG_INFO : MCPS_LOG_DEBUG;
@@ -97,42 +103,8 @@ run_poll_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	TAILQ_FOREACH(r, &s->runs, entry)
-		if (!r->done)
+		if (r->x != NULL && !r->done)
 			run_poll(r);
-}
-
-/* Read what the child wrote on stdout (i = 0) or stderr (i = 1). */
-static void
-run_read_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct serve_run *r = arg;
-	int i = fd == r->fd[0] ? 0 : 1;
-	size_t cap = i == 0 ? RUN_MAX_STDOUT : RUN_MAX_STDERR;
-	char tmp[65536];
-	ssize_t n;
-
-	(void)what;
-	n = read(fd, tmp, sizeof tmp);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n > 0) {
-		/* Past the cap, read on and drop: closing the pipe would
-		   kill the child with SIGPIPE. */
-		if (r->len[i] + (size_t)n > cap)
-			n = (ssize_t)(cap - r->len[i]);
-		if (n == 0)
-			return;
-		r->buf[i] = xrealloc(r->buf[i], r->len[i] + n + 1);
-		memcpy(r->buf[i] + r->len[i], tmp, n);
-		r->len[i] += n;
-		r->buf[i][r->len[i]] = '\0';
-		return;
-	}
-	event_free(r->ev[i]);
-	r->ev[i] = NULL;
-	close(r->fd[i]);
-	r->fd[i] = -1;
-	run_finish(r);
 }
 
 /* The tool result for a succeeded run's output. */
@@ -177,48 +149,34 @@ run_output_result(struct serve_run *r, json_t *out)
 	return res;
 }
 
-/* The tool result for a finished child. */
+/* The tool result for a run that ended (rc, cause: as exec_run's). */
 static json_t *
-run_result(struct serve_run *r)
+run_result(struct serve_run *r, const struct exec_result *res, int rc,
+    const char *cause)
 {
-	json_t *o = NULL, *res;
-	const char *status, *error;
-	char how[64];
+	const char *status = rc == 0 ? res->oc.status : NULL;
+	json_t *out;
 
-	if (r->buf[0] != NULL)
-		o = json_loads(r->buf[0], 0, NULL);
-	status = json_string_value(json_object_get(o, "status"));
-	if (status == NULL) {
-		proc_status_str(r->status, how, sizeof how);
-		res = mcps_tool_error("workflow '%s' did not run (%s): %s",
-		    r->tool->name, how, r->buf[1] ? r->buf[1] : "no message");
-	} else if (strcmp(status, "succeeded") == 0)
-		res = run_output_result(r, json_object_get(o, "output"));
-	else {
-		error = json_string_value(json_object_get(o, "error"));
-		res = mcps_tool_error("run %s %s: %s", r->id, status,
-		    error ? error : "no message");
-	}
-	json_object_set_new(res, "_meta", json_pack("{s:s, s:s}", "weft/run",
+	if (status == NULL)
+		out = mcps_tool_error("workflow '%s' did not run: %s",
+		    r->tool->name, cause != NULL ? cause : "no message");
+	else if (strcmp(status, "succeeded") == 0)
+		out = run_output_result(r, res->oc.output);
+	else
+		out = mcps_tool_error("run %s %s: %s", r->id, status,
+		    res->oc.error != NULL ? res->oc.error : "no message");
+	json_object_set_new(out, "_meta", json_pack("{s:s, s:s}", "weft/run",
 	    r->id, "weft/status", status ? status : "not started"));
-	json_decref(o);
-	return res;
+	return out;
 }
 
 static void
 run_free(struct serve_run *r)
 {
-	int i;
-
-	for (i = 0; i < 2; i++) {
-		if (r->ev[i] != NULL)
-			event_free(r->ev[i]);
-		if (r->fd[i] >= 0)
-			close(r->fd[i]);
-		free(r->buf[i]);
-	}
 	if (r->answer_ev != NULL)
 		event_free(r->answer_ev);
+	json_decref(r->answer);
+	free(r->input);
 	free(r);
 }
 
@@ -228,15 +186,15 @@ run_answer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct serve_run *r = arg;
 	struct serve *s = r->srv;
-	struct mcps_conn *cn = mcps_call_conn(r->call);
+	struct mcps_conn *cn = run_conn(r);
 	char *uri;
 
 	(void)fd;
 	(void)what;
 	TAILQ_REMOVE(&s->runs, r, entry);
-	if (--s->nruns == 0)
-		evtimer_del(s->poll_ev);
-	mcps_call_done(r->call, cn != NULL ? run_result(r) : NULL);
+	if (r->call != NULL)
+		mcps_call_done(r->call, cn != NULL && !r->cancelled ?
+		    json_incref(r->answer) : NULL);
 	if (cn != NULL) {
 		uri = xasprintf(SERVE_RUN_PREFIX "%s", r->id);
 		mcps_conn_updated(cn, uri);
@@ -246,150 +204,106 @@ run_answer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * The child has exited and closed its pipes: report its last steps, then
- * answer.  The TypeScript SDK handles notifications a microtask later but
- * responses at once, so an answer read together with progress
+ * The run ended and how is recorded (exec_done_fn): report its last steps,
+ * then answer.  The TypeScript SDK handles notifications a microtask later
+ * but responses at once, so an answer sent right after progress
  * notifications would overtake them and the client would drop them as
  * "unknown token": when the last poll sent any, the answer waits 20 ms.
  */
 static void
-run_finish(struct serve_run *r)
+run_done(void *arg, struct exec *x, const struct exec_result *res, int rc,
+    const char *cause)
 {
+	struct serve_run *r = arg;
+	struct serve *s = r->srv;
 	struct timeval tv = { 0, 20 * 1000 };
 
-	if (!r->reaped || r->fd[0] >= 0 || r->fd[1] >= 0 || r->done)
-		return;
+	(void)x;
+	r->x = NULL;
 	r->done = 1;
+	if (--s->nruns == 0)
+		evtimer_del(s->poll_ev);
+	if (r->call != NULL)
+		r->answer = run_result(r, res, rc, cause);
 	r->sent = 0;
 	run_poll(r);
-	if (r->srv->opts.verbose)
-		fprintf(stderr, "weft: tool %s: run %s ended\n", r->tool->name,
-		    r->id);
-	if (r->sent == 0) {
-		run_answer_cb(-1, 0, r);
+	if (s->opts.verbose || (r->call == NULL && rc != 0))
+		fprintf(stderr, "weft: tool %s: run %s ended %s%s%s\n",
+		    run_name(r), r->id, rc == 0 ? res->oc.status :
+		    "unrecorded", cause ? ": " : "", cause ? cause : "");
+	/* The next waiting call starts on the loop, not inside the
+	   coordinator's flush. */
+	if (s->nwaiting > 0)
+		event_active(s->admit_ev, EV_TIMEOUT, 0);
+	r->answer_ev = evtimer_new(s->base, run_answer_cb, r);
+	if (r->sent == 0)
+		event_active(r->answer_ev, EV_TIMEOUT, 0);
+	else
+		evtimer_add(r->answer_ev, &tv);
+}
+
+/* Begin run r in the server's coordinator. */
+static void
+run_begin(struct serve_run *r)
+{
+	struct serve *s = r->srv;
+	struct timeval tv = { 0, RUN_POLL_MS * 1000 };
+	struct exec_spec sp;
+	json_t *vars;
+	char *cause = NULL;
+	int rc;
+
+	exec_spec_init(&sp, EXEC_RUN);
+	sp.workflow = r->tool->path;
+	sp.run_id = r->id;
+	sp.input_text = r->input;
+	sp.served = 1;
+	vars = json_pack("{s:o, s:s}", "WEFT_MCP_CLIENT_URL",
+	    json_sprintf("http://127.0.0.1:%d/client/%s", s->client_port,
+	    r->id), "WEFT_MCP_CLIENT_TOKEN", r->secret);
+	r->x = exec_start(&sp, s->coord, s->st, vars, run_done, r, &rc,
+	    &cause);
+	json_decref(vars);
+	free(r->input);
+	r->input = NULL;
+	if (r->x == NULL) {
+		TAILQ_REMOVE(&s->runs, r, entry);
+		mcps_call_done(r->call, mcps_tool_error("cannot start workflow "
+		    "'%s': %s", run_name(r), cause ? cause : "no message"));
+		free(cause);
+		run_free(r);
 		return;
 	}
-	r->answer_ev = evtimer_new(r->srv->base, run_answer_cb, r);
-	evtimer_add(r->answer_ev, &tv);
+	if (s->nruns++ == 0)
+		evtimer_add(s->poll_ev, &tv);
+	if (s->opts.verbose)
+		fprintf(stderr, "weft: tool %s: run %s started\n",
+		    run_name(r), r->id);
+}
+
+/* Start waiting calls while there is room, in the order they came. */
+static void
+run_admit(struct serve *s)
+{
+	struct serve_run *r, *next;
+
+	TAILQ_FOREACH_SAFE(r, &s->runs, entry, next) {
+		if (s->nruns >= s->opts.max_runs || s->nwaiting == 0)
+			break;
+		if (!r->waiting)
+			continue;
+		r->waiting = 0;
+		s->nwaiting--;
+		run_begin(r);
+	}
 }
 
 static void
-run_chld_cb(evutil_socket_t fd, short what, void *arg)
+run_admit_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct serve *s = arg;
-	struct serve_run *r, *next;
-	pid_t pid;
-	int st;
-
 	(void)fd;
 	(void)what;
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-		TAILQ_FOREACH_SAFE(r, &s->runs, entry, next)
-			if (r->pid == pid) {
-				r->reaped = 1;
-				r->status = st;
-				run_finish(r);
-				break;
-			}
-}
-
-/* A memfd holding the run's input, positioned at its start. */
-static int
-run_input_fd(json_t *args)
-{
-	char *text = json_dumps(args, JSON_COMPACT);
-	size_t len = strlen(text), off = 0;
-	ssize_t n;
-	int fd;
-
-	if ((fd = memfd_create("weft-input", MFD_CLOEXEC)) < 0) {
-		free(text);
-		return -1;
-	}
-	while (off < len) {
-		if ((n = write(fd, text + off, len - off)) < 0) {
-			if (errno == EINTR)
-				continue;
-			close(fd);
-			free(text);
-			return -1;
-		}
-		off += n;
-	}
-	free(text);
-	lseek(fd, 0, SEEK_SET);
-	return fd;
-}
-
-/*
- * The child's environment: ours, without the variables of a server we may
- * run under, plus the run's URL and secret for reaching its client
- * (serve_client.c, w.mcp_client()).
- */
-static char **
-run_env(struct serve_run *r)
-{
-	extern char **environ;
-	char **env;
-	size_t n = 0, i;
-
-	for (i = 0; environ[i] != NULL; i++)
-		;
-	env = xcalloc(i + 3, sizeof *env);
-	for (i = 0; environ[i] != NULL; i++)
-		if (strncmp(environ[i], "WEFT_MCP_CLIENT_", 16) != 0)
-			env[n++] = xstrdup(environ[i]);
-	env[n++] = xasprintf("WEFT_MCP_CLIENT_URL=http://127.0.0.1:%d/client/%s",
-	    r->srv->client_port, r->id);
-	env[n++] = xasprintf("WEFT_MCP_CLIENT_TOKEN=%s", r->secret);
-	return env;
-}
-
-/* Start the child; 0, or -1 with a message in err. */
-static int
-run_spawn(struct serve_run *r, json_t *args, char *err, size_t errlen)
-{
-	struct serve *s = r->srv;
-	struct proc_spec ps;
-	char workers[16];
-	char *argv[] = { s->exe, "run", r->tool->path, "--json", "--run-id",
-	    r->id, "--db", s->db, "--workers", workers, "--input-file",
-	    "/dev/stdin", NULL };
-	int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, in, rv = -1;
-	char **envp = NULL;
-
-	snprintf(workers, sizeof workers, "%d", s->opts.run_workers);
-	if ((in = run_input_fd(args)) < 0 || pipe2(out, O_CLOEXEC) != 0 ||
-	    pipe2(errp, O_CLOEXEC) != 0) {
-		errf(err, errlen, "cannot set up the run: %s", strerror(errno));
-		goto out;
-	}
-	memset(&ps, 0, sizeof ps);
-	ps.envp = envp = run_env(r);
-	ps.argv = argv;
-	ps.stdin_fd = in;
-	ps.stdout_fd = out[1];
-	ps.stderr_fd = errp[1];
-	ps.pdeathsig = SIGTERM;
-	if (proc_spawn(&ps, &r->pid, err, errlen) != 0)
-		goto out;
-	r->fd[0] = out[0];
-	r->fd[1] = errp[0];
-	out[0] = errp[0] = -1;
-	rv = 0;
-out:
-	strv_free(envp);
-	if (in >= 0)
-		close(in);
-	if (out[0] >= 0)
-		close(out[0]);
-	if (errp[0] >= 0)
-		close(errp[0]);
-	if (out[1] >= 0)
-		close(out[1]);
-	if (errp[1] >= 0)
-		close(errp[1]);
-	return rv;
+	run_admit(arg);
 }
 
 void
@@ -399,23 +313,28 @@ serve_run_start(struct serve *s, struct mcps_call *c, struct serve_tool *t,
 	struct mcps_conn *cn = mcps_call_conn(c);
 	const char *owner = cn != NULL ? mcps_conn_owner(cn) : NULL;
 	struct serve_run *r;
-	struct timeval tv = { 0, RUN_POLL_MS * 1000 };
-	char err[512];
-	int i;
+	char err[512], *msg;
 
-	if (s->nruns >= s->opts.max_runs) {
+	if (s->stopping) {
+		mcps_call_done(c, mcps_tool_error("the server is stopping; "
+		    "try again when it is back"));
+		return;
+	}
+	if (s->nruns >= s->opts.max_runs &&
+	    s->nwaiting >= s->opts.max_queued) {
 		mcps_call_done(c, mcps_tool_error("the server is running %d "
-		    "workflows, its limit (weft mcp/serve --max-runs); try "
-		    "again later", s->nruns));
+		    "workflows and %d calls wait, its limits (weft serve "
+		    "--max-runs, --max-queued); try again later", s->nruns,
+		    s->nwaiting));
 		return;
 	}
 	r = xcalloc(1, sizeof *r);
 	r->srv = s;
 	r->call = c;
 	r->tool = t;
-	r->fd[0] = r->fd[1] = -1;
 	random_hex(r->id, 8);
 	random_hex(r->secret, 32);
+	r->input = json_dumps(args, JSON_COMPACT);
 	/* The owner first: a run of a session is never without one. */
 	if (owner != NULL && serve_owner_put(s, r->id, owner, err,
 	    sizeof err) != 0) {
@@ -424,24 +343,17 @@ serve_run_start(struct serve *s, struct mcps_call *c, struct serve_tool *t,
 		run_free(r);
 		return;
 	}
-	if (run_spawn(r, args, err, sizeof err) != 0) {
-		mcps_call_done(c, mcps_tool_error("cannot start workflow "
-		    "'%s': %s", t->name, err));
-		run_free(r);
+	TAILQ_INSERT_TAIL(&s->runs, r, entry);
+	if (s->nruns < s->opts.max_runs && s->nwaiting == 0) {
+		run_begin(r);
 		return;
 	}
-	for (i = 0; i < 2; i++) {
-		evutil_make_socket_nonblocking(r->fd[i]);
-		r->ev[i] = event_new(s->base, r->fd[i], EV_READ | EV_PERSIST,
-		    run_read_cb, r);
-		event_add(r->ev[i], NULL);
-	}
-	TAILQ_INSERT_TAIL(&s->runs, r, entry);
-	if (s->nruns++ == 0)
-		evtimer_add(s->poll_ev, &tv);
-	if (s->opts.verbose)
-		fprintf(stderr, "weft: tool %s: run %s started (pid %d)\n",
-		    t->name, r->id, (int)r->pid);
+	r->waiting = 1;
+	s->nwaiting++;
+	msg = xasprintf("waiting for a free run slot (%d running, %d "
+	    "waiting)", s->nruns, s->nwaiting);
+	mcps_call_progress(c, msg);
+	free(msg);
 }
 
 struct serve_run *
@@ -450,7 +362,7 @@ serve_run_find(struct serve *s, const char *id)
 	struct serve_run *r;
 
 	TAILQ_FOREACH(r, &s->runs, entry)
-		if (!r->done && strcmp(r->id, id) == 0)
+		if (r->x != NULL && !r->done && strcmp(r->id, id) == 0)
 			return r;
 	return NULL;
 }
@@ -483,19 +395,22 @@ serve_run_cancel(struct serve *s, struct mcps_call *c, int gone)
 	TAILQ_FOREACH(r, &s->runs, entry)
 		if (r->call == c)
 			break;
-	if (r == NULL)
+	if (r == NULL || r->done || r->cancelled)
 		return 0;
-	if (gone) {
-		/* The session left: the run's answer has nowhere to go. */
-		if (!r->cancelled && !r->reaped)
-			kill(r->pid, SIGTERM);
-		r->cancelled = 1;
+	if (r->waiting) {
+		/* Never started: nothing to record. */
+		TAILQ_REMOVE(&s->runs, r, entry);
+		s->nwaiting--;
+		mcps_call_done(c, NULL);
+		run_free(r);
 		return 1;
 	}
-	if (r->cancelled || r->done)
-		return 0;
+	if (gone)
+		/* The session left: the run goes on to its end, readable
+		   by id; its answer is dropped. */
+		return 1;
 	r->cancelled = 1;
-	kill(r->pid, SIGTERM);
+	exec_cancel(r->x, "the client cancelled the call");
 	if (s->opts.verbose)
 		fprintf(stderr, "weft: run %s cancelled by the client\n", r->id);
 	return 1;
@@ -504,51 +419,125 @@ serve_run_cancel(struct serve *s, struct mcps_call *c, int gone)
 int
 serve_runs_init(struct serve *s)
 {
-	s->chld_ev = evsignal_new(s->base, SIGCHLD, run_chld_cb, s);
 	s->poll_ev = event_new(s->base, -1, EV_PERSIST, run_poll_cb, s);
-	if (s->chld_ev == NULL || s->poll_ev == NULL ||
-	    event_add(s->chld_ev, NULL) != 0)
-		return -1;
-	return 0;
+	s->admit_ev = event_new(s->base, -1, 0, run_admit_cb, s);
+	return s->poll_ev != NULL && s->admit_ev != NULL ? 0 : -1;
+}
+
+void
+serve_runs_stop(struct serve *s, int cancel)
+{
+	struct serve_run *r, *next;
+	char err[256];
+
+	s->stopping = 1;
+	TAILQ_FOREACH_SAFE(r, &s->runs, entry, next) {
+		if (r->waiting) {
+			TAILQ_REMOVE(&s->runs, r, entry);
+			s->nwaiting--;
+			mcps_call_done(r->call, NULL);
+			run_free(r);
+		} else if (r->x != NULL && !r->done && cancel) {
+			r->cancelled = 1;
+			exec_cancel(r->x, "the server stopped");
+		}
+	}
+	/* Cancelled runs record their end on the loop. */
+	if (cancel && s->nruns > 0 && coord_loop(s->coord, err,
+	    sizeof err) != 0)
+		fprintf(stderr, "weft: %s\n", err);
 }
 
 void
 serve_runs_free(struct serve *s)
 {
 	struct serve_run *r;
-	struct timespec ts = { 0, 50 * 1000 * 1000 };
-	int i, st, left;
 
-	if (s->runs.tqh_first == NULL && s->chld_ev == NULL)
-		return;
-	TAILQ_FOREACH(r, &s->runs, entry)
-		if (!r->reaped)
-			kill(r->pid, SIGTERM);
-	/* The runs record themselves as cancelled; give them 10 s. */
-	for (i = 0; i < 200; i++) {
-		left = 0;
-		TAILQ_FOREACH(r, &s->runs, entry)
-			if (!r->reaped && waitpid(r->pid, &st, WNOHANG) == 0)
-				left++;
-			else
-				r->reaped = 1;
-		if (left == 0)
-			break;
-		nanosleep(&ts, NULL);
-	}
+	s->stopping = 1;
 	while ((r = TAILQ_FIRST(&s->runs)) != NULL) {
-		if (!r->reaped) {
-			kill(r->pid, SIGKILL);
-			waitpid(r->pid, &st, 0);
-		}
 		TAILQ_REMOVE(&s->runs, r, entry);
-		mcps_call_done(r->call, NULL);
+		if (r->x != NULL)
+			/* Left as recorded so far: resumable. */
+			exec_abandon(r->x);
+		if (r->call != NULL)
+			mcps_call_done(r->call, NULL);
 		run_free(r);
 	}
-	s->nruns = 0;
-	if (s->chld_ev != NULL)
-		event_free(s->chld_ev);
+	s->nruns = s->nwaiting = 0;
 	if (s->poll_ev != NULL)
 		event_free(s->poll_ev);
-	s->chld_ev = s->poll_ev = NULL;
+	if (s->admit_ev != NULL)
+		event_free(s->admit_ev);
+	s->poll_ev = s->admit_ev = NULL;
+}
+
+/* Collect the ids of runs still running (store_runs_list). */
+static int
+run_running_cb(void *arg, const struct store_run *sr)
+{
+	if (strcmp(sr->status, "running") == 0)
+		json_array_append_new(arg, json_string(sr->id));
+	return 0;
+}
+
+/* Whether the run's first event says a server started it. */
+static int
+run_served_cb(void *arg, const struct store_event *e)
+{
+	json_t *p;
+
+	if (e->seq == 1 && strcmp(e->kind, "run.start") == 0 &&
+	    e->payload != NULL && (p = json_loads(e->payload, 0,
+	    NULL)) != NULL) {
+		*(int *)arg = json_is_true(json_object_get(p, "served"));
+		json_decref(p);
+	}
+	return 1;
+}
+
+void
+serve_runs_resume(struct serve *s)
+{
+	struct exec_spec sp;
+	struct serve_run *r;
+	json_t *ids = json_array(), *v;
+	char *cause = NULL;
+	size_t i;
+	int rc, served;
+
+	store_runs_list(s->st, 0, run_running_cb, ids);
+	json_array_foreach(ids, i, v) {
+		served = 0;
+		store_events_foreach(s->st, json_string_value(v),
+		    run_served_cb, &served);
+		if (!served)
+			continue;
+		r = xcalloc(1, sizeof *r);
+		r->srv = s;
+		snprintf(r->id, sizeof r->id, "%s", json_string_value(v));
+		exec_spec_init(&sp, EXEC_RESUME);
+		sp.run = r->id;
+		r->x = exec_start(&sp, s->coord, s->st, NULL, run_done, r, &rc,
+		    &cause);
+		if (r->x == NULL) {
+			/* Its owner lives (another server), or it cannot go
+			   on: said once, left as it is. */
+			fprintf(stderr, "weft: run %s was not resumed: %s\n",
+			    r->id, cause ? cause : "no message");
+			free(cause);
+			cause = NULL;
+			run_free(r);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(&s->runs, r, entry);
+		s->nruns++;
+		fprintf(stderr, "weft: resuming run %s, which a server "
+		    "started and did not finish\n", r->id);
+	}
+	if (s->nruns > 0) {
+		struct timeval tv = { 0, RUN_POLL_MS * 1000 };
+
+		evtimer_add(s->poll_ev, &tv);
+	}
+	json_decref(ids);
 }

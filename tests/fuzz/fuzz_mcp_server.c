@@ -99,7 +99,8 @@ fz_init(void)
 	o.load_meta = cmd_workflow_meta;
 	o.db = xasprintf("%s/fuzz.db", fz_dir);
 	o.exe = "/nonexistent";
-	o.run_workers = 1;
+	o.workers = 1;
+	o.no_workers = 1;	/* this binary is no weft worker */
 	o.max_runs = 0;
 	dir = xasprintf("%s/tests/interop/workflows", src);
 	paths[0] = dir;
