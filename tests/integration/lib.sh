@@ -120,3 +120,14 @@ stop_fake() {
 	fi
 }
 
+
+# wait_for_grep FILE ERE WHAT: wait until FILE has a line matching ERE
+# (polling; the bound of 120 s is only a safety net, never an ordering).
+wait_for_grep() {
+	_n=0
+	until grep -Eq -- "$2" "$1" 2>/dev/null; do
+		_n=$((_n + 1))
+		[ "$_n" -lt 1200 ] || fail "$3: no line /$2/ in $1 after 120 s"
+		sleep 0.1
+	done
+}

@@ -54,12 +54,26 @@ INIT='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":
 	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}'
 	sleep 1
 	printf '%s\n' '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text"}}'
-} | "$WEFT" mcp "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --max-runs 1 >"$T/raw" 2>"$T/raw.err" ||
+} | "$WEFT" mcp "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --max-runs 1 --max-queued 0 >"$T/raw" 2>"$T/raw.err" ||
 	fail "weft mcp --max-runs 1 exited with $?"
-expect_grep "$T/raw" '"id":2,"result":\{"content":\[\{"type":"text","text":"the server is running 1 workflows, its limit' "a call over --max-runs is refused"
+expect_grep "$T/raw" '"id":2,"result":\{"content":\[\{"type":"text","text":"the server is running 1 workflows and 0 calls wait, its limits' "a call over --max-runs with no room to wait is refused"
 expect_no_grep "$T/raw" '"id":1,' "a cancelled call gets no answer"
 expect_grep "$T/raw" '"id":3,"result":\{"content":\[\{"type":"text","text":"This is a simple' "a cancelled run frees its place"
 ok "--max-runs bounds the runs; cancelling frees a place"
+
+# Over --max-runs, a call waits in the admission queue (told so by a
+# progress notification) and runs when a place is free.
+{
+	printf '%s\n' "$INIT" \
+	    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"label":"busy"}}}' \
+	    '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text","_meta":{"progressToken":"q"}}}'
+	wait_for_grep "$T/raw2" '"progressToken":"q".*waiting for a free run slot' "the waiting call is told it waits"
+	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}'
+	wait_for_grep "$T/raw2" '"id":2,"result"' "the waiting call's answer"
+} | "$WEFT" mcp "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --max-runs 1 >"$T/raw2" 2>"$T/raw2.err" ||
+	fail "weft mcp --max-runs 1 (queue) exited with $?"
+expect_grep "$T/raw2" '"id":2,"result":\{"content":\[\{"type":"text","text":"This is a simple' "a waiting call runs once a place is free"
+ok "over --max-runs a call waits in order, then runs"
 
 # A workflow that does not load is refused at start with FILE:LINE.
 printf 'local w = require "weft"\nlocal wf = w.workflow{ name = "x", input_schema = 3, w.fn{ function() end } }\nreturn wf\n' > "$T/bad.lua"
