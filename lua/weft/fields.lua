@@ -21,6 +21,7 @@ local fields = {
   parallel = set{ "reducers" },
   loop = set{ "max_iterations", "until", "reducers" },
   fn = set{ "output_key", "run" },
+  map = set{ "over", "as", "concurrency", "on_error", "output_key", "reducers", "node" },
   tool = set{ "server", "tool", "args", "output_key", "timeout", "retry", "idempotent" },
 }
 for _, f in pairs(fields) do

@@ -23,6 +23,9 @@ function w._internal.graph(root, dot)
       d[#d + 1] = "max_turns=" .. n.max_turns
     elseif n.kind == "loop" then
       d[#d + 1] = "max_iterations=" .. n.max_iterations
+    elseif n.kind == "map" then
+      d[#d + 1] = "over=" .. (type(n.over) == "string" and n.over or "function") ..
+                  " concurrency=" .. n.concurrency
     elseif n.kind == "tool" then
       d[#d + 1] = n.server .. "." .. n.tool
     end

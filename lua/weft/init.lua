@@ -68,6 +68,24 @@ local AGENT_OPTS = {
     "a non-negative integer" },
 }
 
+-- The turns of a scripted agent from a JSON file (a list of turns),
+-- relative to the workflow file.
+local function script_file(path, at, name)
+  local full = path:sub(1, 1) == "/" and path or (core.script_dir() .. "/" .. path)
+  local f, oerr = io.open(full, "r")
+  if not f then fail(at, "agent '%s': script file: %s", name, oerr) end
+  local text = f:read("a")
+  f:close()
+  local ok, turns, jerr = pcall(core.json_decode, text)
+  if not ok or turns == nil then
+    fail(at, "agent '%s': script file %s is not JSON: %s", name, path, tostring(jerr or turns))
+  end
+  if type(turns) ~= "table" or (next(turns) ~= nil and #turns == 0) then
+    fail(at, "agent '%s': script file %s must hold a JSON list of turns", name, path)
+  end
+  return turns
+end
+
 function w.agent(t)
   local at = where()
   check("agent", t, at, false)
@@ -78,8 +96,10 @@ function w.agent(t)
     fail(at, "agent '%s' needs model = \"provider:model\" (or \"scripted\", or a list for fallback)", t.name)
   end
   if t.model == "scripted" then
+    if type(t.script) == "string" then t.script = script_file(t.script, at, t.name) end
     if type(t.script) ~= "table" and type(t.script) ~= "function" then
-      fail(at, "agent '%s': model \"scripted\" needs script = { turn, ... } or a function", t.name)
+      fail(at, "agent '%s': model \"scripted\" needs script = { turn, ... }, \"turns.json\" or a function",
+           t.name)
     end
     if type(t.script) == "table" then
       for i, turn in ipairs(t.script) do
@@ -258,21 +278,25 @@ function w.hooks(t)
   end
 end
 
+-- Reducers of a container or map: state key -> "append" | "merge" | "sum" | function.
+local function check_reducers(kind, t, at)
+  if t.reducers == nil then return end
+  if type(t.reducers) ~= "table" then fail(at, "%s: reducers must be a table", kind) end
+  for k, r in pairs(t.reducers) do
+    if type(k) ~= "string" or not (r == "append" or r == "merge" or r == "sum"
+        or type(r) == "function") then
+      fail(at, "%s '%s': reducer for '%s' must be \"append\", \"merge\", \"sum\" or a function",
+           kind, t.name or kind, tostring(k))
+    end
+  end
+end
+
 local function container(kind)
   return function(t)
     local at = where()
     check(kind, t, at, true)
     if #t == 0 then fail(at, "%s '%s' has no children", kind, t.name or kind) end
-    if t.reducers ~= nil then
-      if type(t.reducers) ~= "table" then fail(at, "%s: reducers must be a table", kind) end
-      for k, r in pairs(t.reducers) do
-        if type(k) ~= "string" or not (r == "append" or r == "merge" or r == "sum"
-            or type(r) == "function") then
-          fail(at, "%s '%s': reducer for '%s' must be \"append\", \"merge\", \"sum\" or a function",
-               kind, t.name or kind, tostring(k))
-        end
-      end
-    end
+    check_reducers(kind, t, at)
     local n = node(kind, t, at)
     if kind == "loop" then
       if math.type(t.max_iterations) ~= "integer" or t.max_iterations < 1 then
@@ -288,6 +312,47 @@ end
 w.sequential = container("sequential")
 w.parallel = container("parallel")
 w.loop = container("loop")
+
+-- Fan out over a list known at run time:
+-- w.map{ name = ..., over = "key" | function(state), as = "item",
+--        concurrency = N, on_error = "fail" | "collect", node }.
+function w.map(t)
+  local at = where()
+  check("map", t, at, true)
+  local label = t.name or "map"
+  local child = t.node
+  if child ~= nil and #t > 0 then
+    fail(at, "map '%s': give the node as node = ... or as its one positional entry, not both", label)
+  end
+  if child == nil then
+    if #t ~= 1 then fail(at, "map '%s' needs exactly one node to run per item (node = w.agent{...})", label) end
+    child = t[1]
+  end
+  if not is_node(child) then fail(at, "map '%s': node must be a node (w.agent, w.sequential, ...)", label) end
+  if type(t.over) ~= "string" and type(t.over) ~= "function" then
+    fail(at, "map '%s' needs over = \"state key\" (a list) or a function(state) returning a list", label)
+  end
+  if type(t.over) == "string" and not t.over:match("^[%a_][%w_]*$") then
+    fail(at, "map '%s': over must name a state key (an identifier), got '%s'", label, t.over)
+  end
+  if t.as ~= nil and (type(t.as) ~= "string" or not t.as:match("^[%a_][%w_]*$") or t.as == "index") then
+    fail(at, "map '%s': as must be an identifier other than 'index'", label)
+  end
+  if t.concurrency ~= nil and (math.type(t.concurrency) ~= "integer" or t.concurrency < 1) then
+    fail(at, "map '%s': concurrency must be a positive integer", label)
+  end
+  if t.on_error ~= nil and t.on_error ~= "fail" and t.on_error ~= "collect" then
+    fail(at, "map '%s': on_error must be \"fail\" or \"collect\", got %s", label,
+         type(t.on_error) == "string" and ("'" .. t.on_error .. "'") or type(t.on_error))
+  end
+  check_reducers("map", t, at)
+  local n = node("map", { name = t.name, description = t.description, budget = t.budget,
+                          grant = t.grant, output_key = t.output_key, reducers = t.reducers,
+                          child }, at)
+  n.over, n.as = t.over, t.as or "item"
+  n.concurrency, n.on_error = t.concurrency or 8, t.on_error or "fail"
+  return n
+end
 
 function w.fn(t)
   local at = where()

@@ -278,6 +278,91 @@ function exec.parallel(n, ctx)
   return outputs, signal
 end
 
+local NULL = core.json_decode("null")
+
+-- The list a map runs over: a state key's value or what over(state) gives.
+local function map_list(n, ctx)
+  local list
+  if type(n.over) == "function" then
+    coroutine.yield(COMMIT)     -- workflow code: see exec.fn
+    local ok, r = pcall(n.over, state_proxy(ctx))
+    if not ok then raise(ctx, "over: %s", getmetatable(r) == ERR and r.msg or tostring(r)) end
+    list = r
+    if type(list) ~= "table" then raise(ctx, "over returned %s, not a list", type(list)) end
+  else
+    list = core.state_get(ctx.state, n.over)
+    if list == nil then raise(ctx, "over: state key '%s' is missing", n.over) end
+    if type(list) ~= "table" then
+      raise(ctx, "over: state key '%s' is %s, not a list", n.over, type(list))
+    end
+  end
+  local k = next(list)
+  if k ~= nil and #list == 0 then raise(ctx, "over: the value is an object, not a list") end
+  return list
+end
+
+-- One branch per item, at most n.concurrency at once, each made when it
+-- starts and gone when it ends: memory follows the concurrency, not the
+-- list.  Item i runs under the path MAP/i (calls are matched by it on
+-- resume and replay) on a fork of the map's state holding the item and
+-- its index; only what a branch wrote is kept for the merge.
+function exec.map(n, ctx)
+  local list = map_list(n, ctx)
+  local total, child, as = #list, n.children[1], n.as
+  ev("map.start", ctx, { items = total, concurrency = n.concurrency, on_error = n.on_error })
+  local writes, signals = {}, {}
+  local function make(i)
+    return function()
+      local scope = core.state_fork(ctx.state)
+      local ok, err = core.state_set(scope, as, list[i])
+      if not ok then raise(ctx, "item %d is not JSON: %s", i, err) end
+      core.state_set(scope, "index", i)
+      local st = core.state_fork(scope)
+      local bctx = { state = st, path = ctx.path .. "/" .. i, span = ctx.span, grant = ctx.grant,
+                     iteration = ctx.iteration, kind = ctx.kind, env = ctx.env, depth = ctx.depth }
+      local out, sig = run_node(child, bctx)
+      writes[i] = core.state_delta(st)
+      signals[i] = sig
+      return out
+    end
+  end
+  local j = coroutine.yield({ op = "join", count = total, make = make, limit = n.concurrency,
+                              failfast = n.on_error ~= "collect" })
+  local out, failed = {}, 0
+  for i = 1, total do
+    local e = j.errors[i]
+    if e and n.on_error ~= "collect" then error(e, 0) end
+    if e then
+      failed = failed + 1
+      out[i] = { error = e.msg, index = i }
+    else
+      local r = j.results[i]
+      if r == nil then r = NULL end
+      out[i] = r
+    end
+  end
+  -- What the items wrote merges in item order, by the map's reducers.
+  local names, states = {}, {}
+  for i = 1, total do
+    local d = writes[i]
+    if d then
+      local f = core.state_fork(ctx.state)
+      for _, k in ipairs(sorted_keys(d)) do core.state_set(f, k, d[k]) end
+      names[#names + 1] = string.format("%s/%d", child.name, i)
+      states[#states + 1] = f
+    end
+  end
+  if #states > 0 then
+    local ok, err = core.state_merge(ctx.state, n.name, names, states, n.reducers or {})
+    if not ok then raise(ctx, "%s", err) end
+    ev("state.merge", ctx, { branches = core.array(names) })
+  end
+  ev("map.end", ctx, { items = total, failed = failed })
+  local signal
+  for i = 1, total do signal = signal or signals[i] end
+  return core.array(out), signal
+end
+
 function exec.fn(n, ctx)
   -- A round ends before workflow code computes, so what the run did so
   -- far (this node's start) is committed: the store's write lock is free
@@ -404,9 +489,14 @@ end
 -- crosses the limit.
 local OFFLINE_BRANCHES = 64
 
+-- Start branch i of a join: its function from the list, or made now (a
+-- map makes each item's branch when it starts, so only the running ones
+-- exist).
 local function start_branch(j, i)
-  local c = coroutine.create(j.fns[i])
+  local c = coroutine.create(j.make and j.make(i) or j.fns[i])
   joins[c] = { join = j, i = i }
+  j.n = j.n + 1
+  j.next = i + 1
   push(ready, c, nil)
 end
 
@@ -443,14 +533,20 @@ local function handle_yield(co, req)
       push(nextwave, co, { ok = ok, res = res })
     end
   elseif req.op == "join" then
+    -- fns: the branches; or count and make(i) (a map), limit: how many
+    -- run at once, failfast: start no more once one failed.
     local fns = req.fns
-    local j = { co = co, n = #fns, results = {}, errors = {}, fns = fns }
-    local start = #fns
-    if start > OFFLINE_BRANCHES and not req.shared_env and core.may_bound() then
+    local total = req.count or #fns
+    local j = { co = co, n = 0, results = {}, errors = {}, fns = fns, make = req.make,
+                total = total, next = 1, failfast = req.failfast }
+    local start = total
+    if req.limit then
+      start = math.min(total, req.limit)
+    elseif start > OFFLINE_BRANCHES and not req.shared_env and core.may_bound() then
       start = OFFLINE_BRANCHES
     end
     for i = 1, start do start_branch(j, i) end
-    j.next = start + 1
+    if total == 0 then push(ready, co, j) end
   elseif req.op == "commit" then
     push(nextwave, co, nil)
   elseif req.op ~= "park" then
@@ -468,12 +564,14 @@ local function finish_co(co, ok, val)
   if jr == nil then return end
   joins[co] = nil
   local j = jr.join
-  if ok then j.results[jr.i] = val else j.errors[jr.i] = as_err(val) end
-  if j.next <= #j.fns then
-    start_branch(j, j.next)
-    j.next = j.next + 1
+  if ok then
+    j.results[jr.i] = val
+  else
+    j.errors[jr.i] = as_err(val)
+    j.failed = true
   end
   j.n = j.n - 1
+  if j.next <= j.total and not (j.failfast and j.failed) then start_branch(j, j.next) end
   if j.n == 0 then push(ready, j.co, j) end
 end
 
