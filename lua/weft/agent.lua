@@ -245,13 +245,16 @@ local function tool_dispatch(n, ctx, a, resp)
     elseif b == nil then
       results[i] = string.format("ERROR: tool '%s' does not exist; available tools: %s",
                                  tc.name, table.concat(a.offered, ", "))
+    elseif b.builtin == "escalate" then
+      D.escalate(ctx, type(args.reason) == "string" and args.reason or "escalated by the model")
     elseif b.builtin then
       a.signal = { exit_loop = true, by = ctx.path }
       ev("loop.exit_requested", ctx, { by = ctx.path })
       results[i] = "ok: the enclosing loop ends after this agent answers"
     else
       calls[#calls + 1] = { kind = "mcp.call", path = ctx.path, span = ctx.span, grant = ctx.grant,
-                            params = { server = server_spec(b.server), name = b.name,
+                            params = { server = server_spec(b.server, D.deadline_policy(ctx)),
+                                       name = b.name,
                                        arguments = args } }
       index[#calls] = i
     end
@@ -275,7 +278,8 @@ local function tool_run(ctx, resp, results, calls, index)
           results[i] = "ERROR: " .. tostring(rr.err.message)
           failed[i] = true
         else
-          raise(ctx, "tool '%s': %s", resp.tool_calls[i].name, tostring(rr.err.message))
+          D.raise_kind(ctx, rr.err.kind, "tool '%s': %s", resp.tool_calls[i].name,
+                       tostring(rr.err.message))
         end
       else
         note_tools_changed(ctx, calls[k].params.server.name, rr.result)
@@ -389,7 +393,7 @@ local function run_agent(n, ctx)
         end
       end
       ctx.stop = "model_error"
-      raise(ctx, "model: %s", tostring(merr.message))
+      D.raise_kind(ctx, merr.kind, "model: %s", tostring(merr.message))
     end
     resp = after_model(n, ctx, resp, turn)
     if resp.stop_reason == "max_tokens" and not resp.tool_calls and n.chain then

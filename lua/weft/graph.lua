@@ -17,6 +17,7 @@ function w._internal.graph(root, dot)
       local tools = {}
       for _, ts in ipairs(n.tools) do
         if ts == w.exit_loop then tools[#tools + 1] = "exit_loop"
+        elseif ts == w.escalate then tools[#tools + 1] = "escalate"
         else tools[#tools + 1] = ts.server .. (ts.only and ("{" .. table.concat(ts.only, ",") .. "}") or ".*") end
       end
       if #tools > 0 then d[#d + 1] = "tools=" .. table.concat(tools, " ") end

@@ -20,6 +20,7 @@ local fields, check, check_grant = F.fields, F.check, F.check_grant
 local check_strings, check_resources, check_prompts = F.check_strings, F.check_resources,
   F.check_prompts
 local check_policy, check_sandbox, seconds = F.check_policy, F.check_sandbox, F.seconds
+local check_node_policy = F.check_node_policy
 
 local w = {}
 local servers = {}        -- name -> server declared with w.mcp_server
@@ -32,6 +33,7 @@ local HOOKS = { before_model = true, after_model = true, before_tool = true, aft
 
 local NODE = {}           -- metatable marking node tables
 local EXIT = setmetatable({}, { __tostring = function() return "w.exit_loop" end })
+local ESCALATE = {}       -- metatable of what w.escalate(reason) returns
 local TOOLSET = {}        -- metatable marking w.mcp(...) tool sets
 
 local function is_node(v) return type(v) == "table" and getmetatable(v) == NODE end
@@ -174,8 +176,9 @@ function w.agent(t)
   if t.tools ~= nil then
     if type(t.tools) ~= "table" then fail(at, "agent '%s': tools must be a list", t.name) end
     for i, tool in ipairs(t.tools) do
-      if tool ~= w.exit_loop and getmetatable(tool) ~= TOOLSET then
-        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\") or w.exit_loop", t.name, i)
+      if tool ~= w.exit_loop and tool ~= w.escalate and getmetatable(tool) ~= TOOLSET then
+        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\"), w.exit_loop or w.escalate",
+             t.name, i)
       end
     end
   end
@@ -298,6 +301,7 @@ local function container(kind)
     if #t == 0 then fail(at, "%s '%s' has no children", kind, t.name or kind) end
     check_reducers(kind, t, at)
     local n = node(kind, t, at)
+    n.policy = check_node_policy(t, at, kind .. " '" .. (t.name or kind) .. "'")
     if kind == "loop" then
       if math.type(t.max_iterations) ~= "integer" or t.max_iterations < 1 then
         fail(at, "loop '%s' needs max_iterations, a positive integer", t.name or "loop")
@@ -349,6 +353,7 @@ function w.map(t)
   local n = node("map", { name = t.name, description = t.description, budget = t.budget,
                           grant = t.grant, output_key = t.output_key, reducers = t.reducers,
                           child }, at)
+  n.policy = check_node_policy(t, at, "map '" .. label .. "'")
   n.over, n.as = t.over, t.as or "item"
   n.concurrency, n.on_error = t.concurrency or 8, t.on_error or "fail"
   return n
@@ -363,6 +368,7 @@ function w.fn(t)
   if type(f) ~= "function" then fail(at, "w.fn needs a function: w.fn{ name = ..., function(ctx) ... end }") end
   local n = node("fn", t, at)
   n.run = f
+  n.policy = check_node_policy(t, at, "fn '" .. (t.name or "fn") .. "'")
   return n
 end
 
@@ -542,6 +548,16 @@ w.exit_loop = setmetatable({}, {
   __tostring = function() return "w.exit_loop" end,
 })
 
+-- w.escalate(reason) returned from a fn, or w.escalate offered to an
+-- agent as a tool: fail upward, through every enclosing node (a loop does
+-- not consume it, a map does not collect it, a retry does not retry it).
+w.escalate = setmetatable({}, {
+  __call = function(_, reason)
+    return setmetatable({ reason = reason ~= nil and tostring(reason) or "escalated" }, ESCALATE)
+  end,
+  __tostring = function() return "w.escalate" end,
+})
+
 -- Marks a table to be encoded as a JSON array even when empty.
 function w.array(t) return core.array(t or {}) end
 
@@ -552,7 +568,7 @@ function w.random(m, n) return core.runner_random(w._internal.current_path(), m,
 w._internal = {
   is_node = is_node, servers = servers, server_order = server_order,
   providers = providers, provider_order = provider_order, run_hooks = run_hooks,
-  EXIT = EXIT, EXIT_TOOL = w.exit_loop, TOOLSET = TOOLSET, fail = fail,
+  EXIT = EXIT, EXIT_TOOL = w.exit_loop, ESCALATE = ESCALATE, TOOLSET = TOOLSET, fail = fail,
 }
 
 -- Whether a declared server runs unconfined (sandbox = false) or in debug

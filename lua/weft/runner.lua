@@ -43,6 +43,12 @@ local function raise(ctx, fmt, ...)
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
   error(setmetatable({ path = ctx.path, kind = ctx.kind, msg = msg }, ERR), 0)
 end
+-- The same with a failure kind (timeout, lost_worker, ...): what a retry
+-- policy looks at.
+local function raise_kind(ctx, failure, fmt, ...)
+  local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  error(setmetatable({ path = ctx.path, kind = ctx.kind, msg = msg, failure = failure }, ERR), 0)
+end
 local function as_err(e, ctx)
   if getmetatable(e) == ERR then return e end
   return setmetatable({ path = ctx and ctx.path or "", kind = ctx and ctx.kind or "run",
@@ -71,6 +77,14 @@ end
 local function ev(kind, ctx, payload, tokens)
   return core.event(kind, ctx.span or 0, ctx.parent_span or 0, ctx.path or "", 0,
                     payload, tokens or 0, 0)
+end
+
+-- w.escalate: fail upward, recorded; no map collects it, no retry retries it.
+local function escalate(ctx, reason)
+  reason = tostring(reason or "escalated")
+  ev("escalate", ctx, { by = ctx.path, reason = reason })
+  error(setmetatable({ path = ctx.path, kind = ctx.kind, msg = "escalated: " .. reason,
+                      escalated = true }, ERR), 0)
 end
 
 -- Write a state key; nil and why when the value cannot be JSON.
@@ -177,6 +191,18 @@ local function call_tasks(list)
   return coroutine.yield({ op = "tasks", list = list })
 end
 
+-- A node policy's deadline over a task's: the task's total timeout cut to
+-- the time the enclosing nodes have left (nil when none has a timeout).
+local function deadline_policy(ctx, np)
+  if not ctx.deadline then return np end
+  local left = ctx.deadline - core.mono()
+  if left <= 0 then raise_kind(ctx, "timeout", "the node's timeout passed") end
+  local p = { timeout = {}, retry = np and np.retry, idempotent = np and np.idempotent }
+  for k, v in pairs(np and np.timeout or {}) do p.timeout[k] = v end
+  p.timeout.total = math.min(p.timeout.total or left, left)
+  return p
+end
+
 -- MCP tool lists and agents' tools: lua/weft/tools.lua.
 local T = core.module("weft.tools", core, w, raise, ERR, ev,
   function(co) push(ready, co, nil) end, call_tasks, server_spec)
@@ -209,6 +235,7 @@ exec.agent = core.module("weft.agent", core, w, {
   budget_reserve = budget_reserve, budget_settle = budget_settle,
   model_reserve = model_reserve, usage_spent = usage_spent,
   input_text = function() return run_input_text end,
+  raise_kind = raise_kind, escalate = escalate, deadline_policy = deadline_policy,
 })
 
 function exec.sequential(n, ctx)
@@ -226,7 +253,7 @@ function exec.loop(n, ctx)
   for i = 1, n.max_iterations do
     ev("loop.iteration", ctx, { iteration = i })
     local ictx = { state = ctx.state, path = ctx.path, span = ctx.span, grant = ctx.grant, iteration = i,
-                   kind = ctx.kind, env = ctx.env, depth = ctx.depth }
+                   kind = ctx.kind, env = ctx.env, depth = ctx.depth, deadline = ctx.deadline }
     local sig
     for _, c in ipairs(n.children) do
       local o, s = run_node(c, ictx)
@@ -259,7 +286,7 @@ function exec.parallel(n, ctx)
     states[i] = st
     names[i] = c.name
     local bctx = { state = st, path = ctx.path, span = ctx.span, grant = ctx.grant, iteration = ctx.iteration,
-                   kind = ctx.kind, env = ctx.env, depth = ctx.depth }
+                   kind = ctx.kind, env = ctx.env, depth = ctx.depth, deadline = ctx.deadline }
     fns[i] = function() return table.pack(run_node(c, bctx)) end
   end
   local j = coroutine.yield({ op = "join", fns = fns, shared_env = ctx.env ~= nil })
@@ -319,7 +346,8 @@ function exec.map(n, ctx)
       core.state_set(scope, "index", i)
       local st = core.state_fork(scope)
       local bctx = { state = st, path = ctx.path .. "/" .. i, span = ctx.span, grant = ctx.grant,
-                     iteration = ctx.iteration, kind = ctx.kind, env = ctx.env, depth = ctx.depth }
+                     iteration = ctx.iteration, kind = ctx.kind, env = ctx.env, depth = ctx.depth,
+                     deadline = ctx.deadline }
       local out, sig = run_node(child, bctx)
       writes[i] = core.state_delta(st)
       signals[i] = sig
@@ -331,7 +359,7 @@ function exec.map(n, ctx)
   local out, failed = {}, 0
   for i = 1, total do
     local e = j.errors[i]
-    if e and n.on_error ~= "collect" then error(e, 0) end
+    if e and (n.on_error ~= "collect" or e.escalated) then error(e, 0) end
     if e then
       failed = failed + 1
       out[i] = { error = e.msg, index = i }
@@ -373,6 +401,7 @@ function exec.fn(n, ctx)
   local api = { state = state_proxy(ctx), path = ctx.path, input = core.json_copy(run_input) }
   local r = n.run(api)
   if r == I.EXIT then return nil, { exit_loop = true, by = ctx.path } end
+  if getmetatable(r) == I.ESCALATE then escalate(ctx, r.reason) end
   return r
 end
 
@@ -391,12 +420,13 @@ function exec.tool(n, ctx)
   local args = render_args(ctx, n.args)
   local rsv = ctx.env and budget_reserve(ctx, { tool_calls = 1 })
   local r = call_tasks({ { kind = "mcp.call", path = ctx.path, span = ctx.span, grant = ctx.grant,
-                           params = { server = server_spec(n.server, n.policy), name = n.tool,
+                           params = { server = server_spec(n.server, deadline_policy(ctx, n.policy)),
+                                      name = n.tool,
                                       arguments = args } } })[1]
   stats.tool_calls = stats.tool_calls + 1
   stats.steps = stats.steps + 1
   if rsv then budget_settle(ctx, rsv, { tool_calls = 1 }) end
-  if r.err then raise(ctx, "tool '%s': %s", n.tool, tostring(r.err.message)) end
+  if r.err then raise_kind(ctx, r.err.kind, "tool '%s': %s", n.tool, tostring(r.err.message)) end
   note_tools_changed(ctx, n.server, r.result)
   if r.result.isError then
     raise(ctx, "tool '%s' failed: %s", n.tool, result_text(r.result))
@@ -422,6 +452,43 @@ end
 local G = core.module("weft.grants", core, w, raise)
 local open_grant = G.open
 
+-- Failure kinds a node's retry policy retries unless it names its own
+-- (the tool calls' default, docs/workflows.md).
+local RETRIED = { timeout = true, lost_worker = true, server_exited = true, transport = true,
+                  rate_limited = true }
+
+-- A node with retry or timeout: attempts until one succeeds, an error
+-- that is not retried, or the attempts or the total time run out.  Each
+-- attempt's deadline cuts the tool calls made under it (deadline_policy).
+local function run_policy(n, ctx)
+  local p = n.policy
+  local t = p.timeout or {}
+  local max = p.retry and p.retry.max_attempts or 1
+  local on = RETRIED
+  if p.retry and p.retry.on then
+    on = {}
+    for _, k in ipairs(p.retry.on) do on[k] = true end
+  end
+  local outer = ctx.deadline
+  local total = t.total and core.mono() + t.total
+  for attempt = 1, max do
+    local dl = outer
+    if total and (not dl or total < dl) then dl = total end
+    if t.attempt and (not dl or core.mono() + t.attempt < dl) then dl = core.mono() + t.attempt end
+    ctx.deadline = dl
+    local ok, o, sig = pcall(run_body, n, ctx)
+    ctx.deadline = outer
+    if ok then return o, sig end
+    local e = as_err(o, ctx)
+    if e.failure == nil and dl and core.mono() >= dl then e.failure = "timeout" end
+    if attempt == max or e.escalated or e.budget or not on[e.failure or ""] or
+        (total and core.mono() >= total) then
+      error(e, 0)
+    end
+    ev("node.retry", ctx, { attempt = attempt, error = e.msg, failure = e.failure })
+  end
+end
+
 -- A node inside run_node's pcall: its envelope, limits, then its work.
 local function node_body(n, ctx)
   open_grant(n, ctx)
@@ -436,6 +503,10 @@ local function node_body(n, ctx)
     end
     budget_check_time(ctx)
   end
+  if ctx.deadline and core.mono() >= ctx.deadline then
+    raise_kind(ctx, "timeout", "the enclosing node's timeout passed before this node started")
+  end
+  if n.policy then return run_policy(n, ctx) end
   return run_body(n, ctx)
 end
 
@@ -445,7 +516,7 @@ function run_node(n, parent)
   span_seq = span_seq + 1
   local ctx = { state = parent.state, path = path, span = span_seq, parent_span = parent.span,
                 iteration = parent.iteration, kind = n.kind, env = parent.env, grant = parent.grant,
-                depth = (parent.depth or 0) + 1 }
+                depth = (parent.depth or 0) + 1, deadline = parent.deadline }
   core.event_kv("node.start", ctx.span, parent.span or 0, path, 0,
                 "iteration", parent.iteration, "kind", n.kind, "name", n.name)
   local t0 = core.mono()
@@ -571,7 +642,10 @@ local function finish_co(co, ok, val)
     j.failed = true
   end
   j.n = j.n - 1
-  if j.next <= j.total and not (j.failfast and j.failed) then start_branch(j, j.next) end
+  if not ok and j.errors[jr.i].escalated then j.escalated = true end
+  if j.next <= j.total and not (j.failfast and j.failed) and not j.escalated then
+    start_branch(j, j.next)
+  end
   if j.n == 0 then push(ready, j.co, j) end
 end
 

@@ -89,6 +89,11 @@ local EXIT_LOOP_DEF = { name = "exit_loop",
                 "The loop stops after you give your final answer.",
   input_schema = { type = "object", properties = {} } }
 
+local ESCALATE_DEF = { name = "escalate",
+  description = "Give up: fail this agent and everything above it, with a reason. " ..
+                "Use it only when the task cannot be done.",
+  input_schema = { type = "object", properties = { reason = { type = "string" } } } }
+
 -- What an agent's tool sets say, as a string (made once per node).
 local function toolset_key(n)
   if n.tools_key then return n.tools_key end
@@ -96,6 +101,8 @@ local function toolset_key(n)
   for i, ts in ipairs(n.tools) do
     if ts == w.exit_loop then
       parts[i] = "\1exit_loop"
+    elseif ts == w.escalate then
+      parts[i] = "\1escalate"
     else
       parts[i] = ts.server .. "\1" .. (ts.prefix or "") .. "\1" ..
                  (ts.only and table.concat(ts.only, "\2") or "\3")
@@ -126,6 +133,10 @@ local function resolve_tools(n, ctx)
       offered[#offered + 1] = "exit_loop"
       byname.exit_loop = { builtin = true }
       defs[#defs + 1] = EXIT_LOOP_DEF
+    elseif ts == w.escalate then
+      offered[#offered + 1] = "escalate"
+      byname.escalate = { builtin = "escalate" }
+      defs[#defs + 1] = ESCALATE_DEF
     else
       local c = list_tools(ts.server, ctx)
       local only

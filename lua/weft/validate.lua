@@ -40,7 +40,9 @@ function w._internal.validate(root, file)
       end
       local tnames = {}
       for _, ts in ipairs(n.tools) do
-        if ts == w.exit_loop then
+        if ts == w.escalate then
+          -- built in, allowed anywhere
+        elseif ts == w.exit_loop then
           if not in_loop then
             fail(n.where, "agent '%s' is offered w.exit_loop but is not inside a w.loop", n.name)
           end
