@@ -301,7 +301,7 @@ local function container(kind)
     if #t == 0 then fail(at, "%s '%s' has no children", kind, t.name or kind) end
     check_reducers(kind, t, at)
     local n = node(kind, t, at)
-    n.policy = check_node_policy(t, at, kind .. " '" .. (t.name or kind) .. "'")
+    n.node_policy = check_node_policy(t, at, kind .. " '" .. (t.name or kind) .. "'")
     if kind == "loop" then
       if math.type(t.max_iterations) ~= "integer" or t.max_iterations < 1 then
         fail(at, "loop '%s' needs max_iterations, a positive integer", t.name or "loop")
@@ -353,7 +353,7 @@ function w.map(t)
   local n = node("map", { name = t.name, description = t.description, budget = t.budget,
                           grant = t.grant, output_key = t.output_key, reducers = t.reducers,
                           child }, at)
-  n.policy = check_node_policy(t, at, "map '" .. label .. "'")
+  n.node_policy = check_node_policy(t, at, "map '" .. label .. "'")
   n.over, n.as = t.over, t.as or "item"
   n.concurrency, n.on_error = t.concurrency or 8, t.on_error or "fail"
   return n
@@ -368,7 +368,7 @@ function w.fn(t)
   if type(f) ~= "function" then fail(at, "w.fn needs a function: w.fn{ name = ..., function(ctx) ... end }") end
   local n = node("fn", t, at)
   n.run = f
-  n.policy = check_node_policy(t, at, "fn '" .. (t.name or "fn") .. "'")
+  n.node_policy = check_node_policy(t, at, "fn '" .. (t.name or "fn") .. "'")
   return n
 end
 

@@ -461,7 +461,7 @@ local RETRIED = { timeout = true, lost_worker = true, server_exited = true, tran
 -- that is not retried, or the attempts or the total time run out.  Each
 -- attempt's deadline cuts the tool calls made under it (deadline_policy).
 local function run_policy(n, ctx)
-  local p = n.policy
+  local p = n.node_policy
   local t = p.timeout or {}
   local max = p.retry and p.retry.max_attempts or 1
   local on = RETRIED
@@ -506,7 +506,7 @@ local function node_body(n, ctx)
   if ctx.deadline and core.mono() >= ctx.deadline then
     raise_kind(ctx, "timeout", "the enclosing node's timeout passed before this node started")
   end
-  if n.policy then return run_policy(n, ctx) end
+  if n.node_policy then return run_policy(n, ctx) end
   return run_body(n, ctx)
 end
 
