@@ -119,10 +119,17 @@ local function agent_start(n, ctx)
              n.schema_text
   end
   a.system = system
-  a.messages = {
-    { role = "system", content = system },
-    { role = "user", content = n.input and render(ctx, "input", n.input) or D.input_text() },
-  }
+  if ctx.handoff then
+    -- Handed over by a transfer: the conversation so far, this agent's instruction.
+    a.messages = copy_list(ctx.handoff)
+    a.messages[1] = { role = "system", content = system }
+  else
+    a.messages = {
+      { role = "system", content = system },
+      { role = "user", content = ctx.call_input or
+                                 (n.input and render(ctx, "input", n.input) or D.input_text()) },
+    }
+  end
   a.recorded = 0
   a.conv = { bytes = 0, toolstxt = tools.offered_text }
   a.req = { op = "model", node = n, ctx = ctx, conv = a.conv }
@@ -247,6 +254,11 @@ local function tool_dispatch(n, ctx, a, resp)
                                  tc.name, table.concat(a.offered, ", "))
     elseif b.builtin == "escalate" then
       D.escalate(ctx, type(args.reason) == "string" and args.reason or "escalated by the model")
+    elseif b.builtin == "agent" then
+      results[i] = D.agent_tool_call(ctx, b, tc, args)
+    elseif b.builtin == "transfer" then
+      a.transfer = a.transfer or b.node
+      results[i] = "ok: the conversation goes to the agent '" .. b.node.name .. "'"
     elseif b.builtin then
       a.signal = { exit_loop = true, by = ctx.path }
       ev("loop.exit_requested", ctx, { by = ctx.path })
@@ -412,6 +424,7 @@ local function run_agent(n, ctx)
     if resp.tool_calls and #resp.tool_calls > 0 then
       tool_turn(n, ctx, a, resp)
       stop = "tool_use"
+      if a.transfer then return D.transfer(n, ctx, a) end
     else
       local done
       out, done = final_answer(n, ctx, a, resp, turn)

@@ -34,6 +34,7 @@ local HOOKS = { before_model = true, after_model = true, before_tool = true, aft
 local NODE = {}           -- metatable marking node tables
 local EXIT = setmetatable({}, { __tostring = function() return "w.exit_loop" end })
 local ESCALATE = {}       -- metatable of what w.escalate(reason) returns
+local AGENTTOOL = {}      -- metatable of w.agent_tool(agent)
 local TOOLSET = {}        -- metatable marking w.mcp(...) tool sets
 
 local function is_node(v) return type(v) == "table" and getmetatable(v) == NODE end
@@ -176,11 +177,30 @@ function w.agent(t)
   if t.tools ~= nil then
     if type(t.tools) ~= "table" then fail(at, "agent '%s': tools must be a list", t.name) end
     for i, tool in ipairs(t.tools) do
-      if tool ~= w.exit_loop and tool ~= w.escalate and getmetatable(tool) ~= TOOLSET then
-        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\"), w.exit_loop or w.escalate",
+      if tool ~= w.exit_loop and tool ~= w.escalate and getmetatable(tool) ~= TOOLSET and
+          getmetatable(tool) ~= AGENTTOOL then
+        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\"), w.agent_tool(agent), w.exit_loop or w.escalate",
              t.name, i)
       end
     end
+  end
+  if t.sub_agents ~= nil then
+    if type(t.sub_agents) ~= "table" or #t.sub_agents == 0 then
+      fail(at, "agent '%s': sub_agents must be a list of agents", t.name)
+    end
+    local seen = {}
+    for i, s in ipairs(t.sub_agents) do
+      if not is_node(s) or s.kind ~= "agent" then
+        fail(at, "agent '%s': sub_agents[%d] must be an agent (w.agent{...})", t.name, i)
+      end
+      if seen[s.name] or s.name == t.name then
+        fail(at, "agent '%s': sub_agents[%d]: a second agent named '%s'", t.name, i, s.name)
+      end
+      seen[s.name] = true
+    end
+  end
+  if t.max_transfers ~= nil and (math.type(t.max_transfers) ~= "integer" or t.max_transfers < 1) then
+    fail(at, "agent '%s': max_transfers must be a positive integer", t.name)
   end
   local n = node("agent", t, at)
   n.max_turns = t.max_turns or 10
@@ -548,6 +568,24 @@ w.exit_loop = setmetatable({}, {
   __tostring = function() return "w.exit_loop" end,
 })
 
+-- An agent offered to another as a tool: w.agent_tool(agent, { name =
+-- ..., description = ..., budget = {...} }).  The caller's model asks it
+-- with { request = "..." }; it runs as a child node, in its own envelope
+-- (budget, carved from the caller's) and on a fork of the state.
+function w.agent_tool(agent, opts)
+  local at = where()
+  if not is_node(agent) or agent.kind ~= "agent" then
+    fail(at, "w.agent_tool needs an agent (w.agent{...}), got %s", is_node(agent) and agent.kind or type(agent))
+  end
+  opts = opts or {}
+  check("agent_tool", opts, at, false)
+  return setmetatable({ agent = agent, name = opts.name or agent.name, budget = opts.budget,
+                        description = opts.description or agent.description or
+                          string.format("Ask the agent '%s'. Give it the whole request: it sees only what you send.",
+                                        agent.name),
+                        where = at }, AGENTTOOL)
+end
+
 -- w.escalate(reason) returned from a fn, or w.escalate offered to an
 -- agent as a tool: fail upward, through every enclosing node (a loop does
 -- not consume it, a map does not collect it, a retry does not retry it).
@@ -568,7 +606,7 @@ function w.random(m, n) return core.runner_random(w._internal.current_path(), m,
 w._internal = {
   is_node = is_node, servers = servers, server_order = server_order,
   providers = providers, provider_order = provider_order, run_hooks = run_hooks,
-  EXIT = EXIT, EXIT_TOOL = w.exit_loop, ESCALATE = ESCALATE, TOOLSET = TOOLSET, fail = fail,
+  EXIT = EXIT, EXIT_TOOL = w.exit_loop, ESCALATE = ESCALATE, AGENTTOOL = AGENTTOOL, TOOLSET = TOOLSET, fail = fail,
 }
 
 -- Whether a declared server runs unconfined (sandbox = false) or in debug

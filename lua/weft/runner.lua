@@ -236,7 +236,56 @@ exec.agent = core.module("weft.agent", core, w, {
   model_reserve = model_reserve, usage_spent = usage_spent,
   input_text = function() return run_input_text end,
   raise_kind = raise_kind, escalate = escalate, deadline_policy = deadline_policy,
+  agent_tool_call = function(...) return exec.agent_tool_call(...) end,
+  transfer = function(...) return exec.transfer(...) end,
 })
+
+-- An agent offered as a tool (w.agent_tool), called by the model: a child
+-- node under the caller's path, on a fork of the state, in its own budget
+-- envelope within the caller's.  Its answer, or its error, goes back to
+-- the model as the tool result; an escalation or a budget stop goes up.
+function exec.agent_tool_call(ctx, b, tc, args)
+  local child = b.node
+  local cctx = { state = core.state_fork(ctx.state), path = ctx.path, span = ctx.span,
+                 grant = ctx.grant, iteration = ctx.iteration, kind = ctx.kind, env = ctx.env,
+                 depth = ctx.depth, deadline = ctx.deadline, call_for = child,
+                 call_input = type(args.request) == "string" and args.request or core.json_encode(args) }
+  if b.budget then
+    cctx.path = ctx.path .. "/" .. child.name    -- the envelope is the child's
+    cctx.env = budget_open(cctx, b.budget, ctx.env)
+    cctx.path = ctx.path
+  end
+  ev("agent_tool.call", ctx, { tool = tc.name, call_id = tc.id, node = ctx.path .. "/" .. child.name })
+  local ok, out = pcall(run_node, child, cctx)
+  if not ok then
+    local e = as_err(out, ctx)
+    if e.escalated or e.budget then error(e, 0) end
+    return "ERROR: the agent '" .. child.name .. "' failed: " .. e.msg
+  end
+  if type(out) ~= "string" then out = core.json_encode(out) end
+  return out
+end
+
+-- A transfer to a sub-agent: it goes on with the conversation, under the
+-- caller's path, and its answer is the caller's.  Transfers along one
+-- chain are counted; beyond the first agent's max_transfers the agent fails.
+function exec.transfer(n, ctx, a)
+  local target = a.transfer
+  local count = (ctx.transfers or 0) + 1
+  local limit = ctx.transfer_limit or n.max_transfers or 4
+  ev("agent.transfer", ctx, { from = n.name, to = target.name, count = count, limit = limit })
+  if count > limit then
+    ctx.stop = "transfer_limit"
+    raise(ctx, "transfer to '%s' refused: %d transfers in one conversation (max_transfers = %d)",
+          target.name, count, limit)
+  end
+  ctx.stop = "transfer"
+  local out, sig = run_node(target, { state = ctx.state, path = ctx.path, span = ctx.span,
+    grant = ctx.grant, iteration = ctx.iteration, kind = ctx.kind, env = ctx.env,
+    depth = ctx.depth, deadline = ctx.deadline, handoff = a.messages, handoff_for = target,
+    transfers = count, transfer_limit = limit })
+  return out, sig or a.signal
+end
 
 function exec.sequential(n, ctx)
   local out
@@ -517,6 +566,11 @@ function run_node(n, parent)
   local ctx = { state = parent.state, path = path, span = span_seq, parent_span = parent.span,
                 iteration = parent.iteration, kind = n.kind, env = parent.env, grant = parent.grant,
                 depth = (parent.depth or 0) + 1, deadline = parent.deadline }
+  if parent.call_for == n then ctx.call_input = parent.call_input end
+  if parent.handoff_for == n then
+    ctx.handoff, ctx.transfers, ctx.transfer_limit = parent.handoff, parent.transfers,
+      parent.transfer_limit
+  end
   core.event_kv("node.start", ctx.span, parent.span or 0, path, 0,
                 "iteration", parent.iteration, "kind", n.kind, "name", n.name)
   local t0 = core.mono()
