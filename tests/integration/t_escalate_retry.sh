@@ -121,5 +121,5 @@ bad 'fn{ name = "f", retry = { max_attempts = 0 }, function() end }' \
 bad 'map{ name = "m", over = "xs", timeout = -1, w.fn{ function() end } }' \
     "map 'm': timeout must be a number of seconds"
 bad 'agent{ name = "a", model = "scripted", script = {}, tools = { 3 } }' \
-    "agent 'a': tools\[1\] must be w.mcp\(\"server\"\), w.exit_loop or w.escalate"
+    "agent 'a': tools\[1\] must be w.mcp\(\"server\"\), w.agent_tool\(agent\), w.exit_loop or w.escalate"
 ok "node policies: what only tool calls take is refused at load, naming the node"
