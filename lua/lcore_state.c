@@ -118,6 +118,24 @@ l_state_snapshot(lua_State *L)
 	return 1;
 }
 
+/*
+ * core.state_delta(st) -> the keys this view wrote and their values, or
+ * nil when it wrote none (a map keeps only the writes of its ended items,
+ * not their views).
+ */
+static int
+l_state_delta(lua_State *L)
+{
+	struct state **sp = check_state(L, 1);
+	json_t *d = state_delta(*sp);
+
+	if (json_object_size(d) == 0)
+		lua_pushnil(L);
+	else
+		luajson_push(L, d);
+	return 1;
+}
+
 /* Reducers for state_merge: a Lua table key -> name or function. */
 struct lua_reducers {
 	lua_State	*L;
@@ -236,6 +254,7 @@ static const luaL_Reg state_funcs[] = {
 	{ "state_set", l_state_set },
 	{ "state_snapshot", l_state_snapshot },
 	{ "state_merge", l_state_merge },
+	{ "state_delta", l_state_delta },
 	{ "render", l_render },
 	{ NULL, NULL }
 };

@@ -119,10 +119,17 @@ local function agent_start(n, ctx)
              n.schema_text
   end
   a.system = system
-  a.messages = {
-    { role = "system", content = system },
-    { role = "user", content = n.input and render(ctx, "input", n.input) or D.input_text() },
-  }
+  if ctx.handoff then
+    -- Handed over by a transfer: the conversation so far, this agent's instruction.
+    a.messages = copy_list(ctx.handoff)
+    a.messages[1] = { role = "system", content = system }
+  else
+    a.messages = {
+      { role = "system", content = system },
+      { role = "user", content = ctx.call_input or
+                                 (n.input and render(ctx, "input", n.input) or D.input_text()) },
+    }
+  end
   a.recorded = 0
   a.conv = { bytes = 0, toolstxt = tools.offered_text }
   a.req = { op = "model", node = n, ctx = ctx, conv = a.conv }
@@ -245,13 +252,21 @@ local function tool_dispatch(n, ctx, a, resp)
     elseif b == nil then
       results[i] = string.format("ERROR: tool '%s' does not exist; available tools: %s",
                                  tc.name, table.concat(a.offered, ", "))
+    elseif b.builtin == "escalate" then
+      D.escalate(ctx, type(args.reason) == "string" and args.reason or "escalated by the model")
+    elseif b.builtin == "agent" then
+      results[i] = D.agent_tool_call(ctx, b, tc, args)
+    elseif b.builtin == "transfer" then
+      a.transfer = a.transfer or b.node
+      results[i] = "ok: the conversation goes to the agent '" .. b.node.name .. "'"
     elseif b.builtin then
       a.signal = { exit_loop = true, by = ctx.path }
       ev("loop.exit_requested", ctx, { by = ctx.path })
       results[i] = "ok: the enclosing loop ends after this agent answers"
     else
       calls[#calls + 1] = { kind = "mcp.call", path = ctx.path, span = ctx.span, grant = ctx.grant,
-                            params = { server = server_spec(b.server), name = b.name,
+                            params = { server = server_spec(b.server, D.deadline_policy(ctx)),
+                                       name = b.name,
                                        arguments = args } }
       index[#calls] = i
     end
@@ -275,7 +290,8 @@ local function tool_run(ctx, resp, results, calls, index)
           results[i] = "ERROR: " .. tostring(rr.err.message)
           failed[i] = true
         else
-          raise(ctx, "tool '%s': %s", resp.tool_calls[i].name, tostring(rr.err.message))
+          D.raise_kind(ctx, rr.err.kind, "tool '%s': %s", resp.tool_calls[i].name,
+                       tostring(rr.err.message))
         end
       else
         note_tools_changed(ctx, calls[k].params.server.name, rr.result)
@@ -389,7 +405,7 @@ local function run_agent(n, ctx)
         end
       end
       ctx.stop = "model_error"
-      raise(ctx, "model: %s", tostring(merr.message))
+      D.raise_kind(ctx, merr.kind, "model: %s", tostring(merr.message))
     end
     resp = after_model(n, ctx, resp, turn)
     if resp.stop_reason == "max_tokens" and not resp.tool_calls and n.chain then
@@ -408,6 +424,7 @@ local function run_agent(n, ctx)
     if resp.tool_calls and #resp.tool_calls > 0 then
       tool_turn(n, ctx, a, resp)
       stop = "tool_use"
+      if a.transfer then return D.transfer(n, ctx, a) end
     else
       local done
       out, done = final_answer(n, ctx, a, resp, turn)

@@ -16,11 +16,14 @@ local fields = {
   agent = set{ "model", "instruction", "tools", "output_key", "max_turns",
                "script", "input", "max_tokens", "temperature", "stream", "retry",
                "timeout", "stall_timeout", "output_schema", "output_retries", "hooks",
-               "budget_in_prompt" },
-  sequential = set{ "reducers" },
-  parallel = set{ "reducers" },
-  loop = set{ "max_iterations", "until", "reducers" },
-  fn = set{ "output_key", "run" },
+               "budget_in_prompt", "sub_agents", "max_transfers" },
+  agent_tool = set{},
+  sequential = set{ "reducers", "retry", "timeout" },
+  parallel = set{ "reducers", "retry", "timeout" },
+  loop = set{ "max_iterations", "until", "reducers", "retry", "timeout" },
+  fn = set{ "output_key", "run", "retry", "timeout" },
+  map = set{ "over", "as", "concurrency", "on_error", "output_key", "reducers", "node",
+              "retry", "timeout" },
   tool = set{ "server", "tool", "args", "output_key", "timeout", "retry", "idempotent" },
 }
 for _, f in pairs(fields) do
@@ -349,7 +352,25 @@ local function seconds(t, k, at)
   return v
 end
 
-return { fields = fields, check = check, check_grant = check_grant,
+-- The policy of a node that is not a tool call: the tool fields, less
+-- what only the coordinator's task queue can do.
+local function check_node_policy(t, at, what)
+  local p = check_policy(t, at, what)
+  if not p then return nil end
+  for _, k in ipairs{ "backoff", "max_backoff", "multiplier" } do
+    if p.retry and p.retry[k] then
+      fail(at, "%s: retry.%s applies to tool calls; a node's attempts start at once", what, k)
+    end
+  end
+  for _, k in ipairs{ "queue", "heartbeat" } do
+    if p.timeout and p.timeout[k] then
+      fail(at, "%s: timeout.%s applies to tool calls; a node takes attempt and total", what, k)
+    end
+  end
+  return p
+end
+
+return { fields = fields, check_node_policy = check_node_policy, check = check, check_grant = check_grant,
   check_strings = check_strings, check_resources = check_resources,
   check_prompts = check_prompts, check_policy = check_policy,
   check_sandbox = check_sandbox, seconds = seconds }

@@ -11,7 +11,7 @@ local I = w._internal
 local function agent_tool_patterns(n)
   local pats = {}
   for _, ts in ipairs(n.tools) do
-    if ts ~= w.exit_loop then
+    if type(ts.server) == "string" then
       if ts.only then
         for _, name in ipairs(ts.only) do pats[#pats + 1] = ts.server .. "." .. name end
       else

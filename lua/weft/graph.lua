@@ -17,12 +17,22 @@ function w._internal.graph(root, dot)
       local tools = {}
       for _, ts in ipairs(n.tools) do
         if ts == w.exit_loop then tools[#tools + 1] = "exit_loop"
+        elseif ts == w.escalate then tools[#tools + 1] = "escalate"
+        elseif ts.agent then tools[#tools + 1] = "agent:" .. ts.agent.name
         else tools[#tools + 1] = ts.server .. (ts.only and ("{" .. table.concat(ts.only, ",") .. "}") or ".*") end
       end
       if #tools > 0 then d[#d + 1] = "tools=" .. table.concat(tools, " ") end
+      if n.sub_agents then
+        local subs = {}
+        for i, s in ipairs(n.sub_agents) do subs[i] = s.name end
+        d[#d + 1] = "sub_agents=" .. table.concat(subs, ",")
+      end
       d[#d + 1] = "max_turns=" .. n.max_turns
     elseif n.kind == "loop" then
       d[#d + 1] = "max_iterations=" .. n.max_iterations
+    elseif n.kind == "map" then
+      d[#d + 1] = "over=" .. (type(n.over) == "string" and n.over or "function") ..
+                  " concurrency=" .. n.concurrency
     elseif n.kind == "tool" then
       d[#d + 1] = n.server .. "." .. n.tool
     end

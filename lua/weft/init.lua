@@ -20,6 +20,7 @@ local fields, check, check_grant = F.fields, F.check, F.check_grant
 local check_strings, check_resources, check_prompts = F.check_strings, F.check_resources,
   F.check_prompts
 local check_policy, check_sandbox, seconds = F.check_policy, F.check_sandbox, F.seconds
+local check_node_policy = F.check_node_policy
 
 local w = {}
 local servers = {}        -- name -> server declared with w.mcp_server
@@ -32,6 +33,8 @@ local HOOKS = { before_model = true, after_model = true, before_tool = true, aft
 
 local NODE = {}           -- metatable marking node tables
 local EXIT = setmetatable({}, { __tostring = function() return "w.exit_loop" end })
+local ESCALATE = {}       -- metatable of what w.escalate(reason) returns
+local AGENTTOOL = {}      -- metatable of w.agent_tool(agent)
 local TOOLSET = {}        -- metatable marking w.mcp(...) tool sets
 
 local function is_node(v) return type(v) == "table" and getmetatable(v) == NODE end
@@ -68,6 +71,24 @@ local AGENT_OPTS = {
     "a non-negative integer" },
 }
 
+-- The turns of a scripted agent from a JSON file (a list of turns),
+-- relative to the workflow file.
+local function script_file(path, at, name)
+  local full = path:sub(1, 1) == "/" and path or (core.script_dir() .. "/" .. path)
+  local f, oerr = io.open(full, "r")
+  if not f then fail(at, "agent '%s': script file: %s", name, oerr) end
+  local text = f:read("a")
+  f:close()
+  local ok, turns, jerr = pcall(core.json_decode, text)
+  if not ok or turns == nil then
+    fail(at, "agent '%s': script file %s is not JSON: %s", name, path, tostring(jerr or turns))
+  end
+  if type(turns) ~= "table" or (next(turns) ~= nil and #turns == 0) then
+    fail(at, "agent '%s': script file %s must hold a JSON list of turns", name, path)
+  end
+  return turns
+end
+
 function w.agent(t)
   local at = where()
   check("agent", t, at, false)
@@ -78,8 +99,10 @@ function w.agent(t)
     fail(at, "agent '%s' needs model = \"provider:model\" (or \"scripted\", or a list for fallback)", t.name)
   end
   if t.model == "scripted" then
+    if type(t.script) == "string" then t.script = script_file(t.script, at, t.name) end
     if type(t.script) ~= "table" and type(t.script) ~= "function" then
-      fail(at, "agent '%s': model \"scripted\" needs script = { turn, ... } or a function", t.name)
+      fail(at, "agent '%s': model \"scripted\" needs script = { turn, ... }, \"turns.json\" or a function",
+           t.name)
     end
     if type(t.script) == "table" then
       for i, turn in ipairs(t.script) do
@@ -154,10 +177,30 @@ function w.agent(t)
   if t.tools ~= nil then
     if type(t.tools) ~= "table" then fail(at, "agent '%s': tools must be a list", t.name) end
     for i, tool in ipairs(t.tools) do
-      if tool ~= w.exit_loop and getmetatable(tool) ~= TOOLSET then
-        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\") or w.exit_loop", t.name, i)
+      if tool ~= w.exit_loop and tool ~= w.escalate and getmetatable(tool) ~= TOOLSET and
+          getmetatable(tool) ~= AGENTTOOL then
+        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\"), w.agent_tool(agent), w.exit_loop or w.escalate",
+             t.name, i)
       end
     end
+  end
+  if t.sub_agents ~= nil then
+    if type(t.sub_agents) ~= "table" or #t.sub_agents == 0 then
+      fail(at, "agent '%s': sub_agents must be a list of agents", t.name)
+    end
+    local seen = {}
+    for i, s in ipairs(t.sub_agents) do
+      if not is_node(s) or s.kind ~= "agent" then
+        fail(at, "agent '%s': sub_agents[%d] must be an agent (w.agent{...})", t.name, i)
+      end
+      if seen[s.name] or s.name == t.name then
+        fail(at, "agent '%s': sub_agents[%d]: a second agent named '%s'", t.name, i, s.name)
+      end
+      seen[s.name] = true
+    end
+  end
+  if t.max_transfers ~= nil and (math.type(t.max_transfers) ~= "integer" or t.max_transfers < 1) then
+    fail(at, "agent '%s': max_transfers must be a positive integer", t.name)
   end
   local n = node("agent", t, at)
   n.max_turns = t.max_turns or 10
@@ -258,22 +301,27 @@ function w.hooks(t)
   end
 end
 
+-- Reducers of a container or map: state key -> "append" | "merge" | "sum" | function.
+local function check_reducers(kind, t, at)
+  if t.reducers == nil then return end
+  if type(t.reducers) ~= "table" then fail(at, "%s: reducers must be a table", kind) end
+  for k, r in pairs(t.reducers) do
+    if type(k) ~= "string" or not (r == "append" or r == "merge" or r == "sum"
+        or type(r) == "function") then
+      fail(at, "%s '%s': reducer for '%s' must be \"append\", \"merge\", \"sum\" or a function",
+           kind, t.name or kind, tostring(k))
+    end
+  end
+end
+
 local function container(kind)
   return function(t)
     local at = where()
     check(kind, t, at, true)
     if #t == 0 then fail(at, "%s '%s' has no children", kind, t.name or kind) end
-    if t.reducers ~= nil then
-      if type(t.reducers) ~= "table" then fail(at, "%s: reducers must be a table", kind) end
-      for k, r in pairs(t.reducers) do
-        if type(k) ~= "string" or not (r == "append" or r == "merge" or r == "sum"
-            or type(r) == "function") then
-          fail(at, "%s '%s': reducer for '%s' must be \"append\", \"merge\", \"sum\" or a function",
-               kind, t.name or kind, tostring(k))
-        end
-      end
-    end
+    check_reducers(kind, t, at)
     local n = node(kind, t, at)
+    n.node_policy = check_node_policy(t, at, kind .. " '" .. (t.name or kind) .. "'")
     if kind == "loop" then
       if math.type(t.max_iterations) ~= "integer" or t.max_iterations < 1 then
         fail(at, "loop '%s' needs max_iterations, a positive integer", t.name or "loop")
@@ -289,6 +337,48 @@ w.sequential = container("sequential")
 w.parallel = container("parallel")
 w.loop = container("loop")
 
+-- Fan out over a list known at run time:
+-- w.map{ name = ..., over = "key" | function(state), as = "item",
+--        concurrency = N, on_error = "fail" | "collect", node }.
+function w.map(t)
+  local at = where()
+  check("map", t, at, true)
+  local label = t.name or "map"
+  local child = t.node
+  if child ~= nil and #t > 0 then
+    fail(at, "map '%s': give the node as node = ... or as its one positional entry, not both", label)
+  end
+  if child == nil then
+    if #t ~= 1 then fail(at, "map '%s' needs exactly one node to run per item (node = w.agent{...})", label) end
+    child = t[1]
+  end
+  if not is_node(child) then fail(at, "map '%s': node must be a node (w.agent, w.sequential, ...)", label) end
+  if type(t.over) ~= "string" and type(t.over) ~= "function" then
+    fail(at, "map '%s' needs over = \"state key\" (a list) or a function(state) returning a list", label)
+  end
+  if type(t.over) == "string" and not t.over:match("^[%a_][%w_]*$") then
+    fail(at, "map '%s': over must name a state key (an identifier), got '%s'", label, t.over)
+  end
+  if t.as ~= nil and (type(t.as) ~= "string" or not t.as:match("^[%a_][%w_]*$") or t.as == "index") then
+    fail(at, "map '%s': as must be an identifier other than 'index'", label)
+  end
+  if t.concurrency ~= nil and (math.type(t.concurrency) ~= "integer" or t.concurrency < 1) then
+    fail(at, "map '%s': concurrency must be a positive integer", label)
+  end
+  if t.on_error ~= nil and t.on_error ~= "fail" and t.on_error ~= "collect" then
+    fail(at, "map '%s': on_error must be \"fail\" or \"collect\", got %s", label,
+         type(t.on_error) == "string" and ("'" .. t.on_error .. "'") or type(t.on_error))
+  end
+  check_reducers("map", t, at)
+  local n = node("map", { name = t.name, description = t.description, budget = t.budget,
+                          grant = t.grant, output_key = t.output_key, reducers = t.reducers,
+                          child }, at)
+  n.node_policy = check_node_policy(t, at, "map '" .. label .. "'")
+  n.over, n.as = t.over, t.as or "item"
+  n.concurrency, n.on_error = t.concurrency or 8, t.on_error or "fail"
+  return n
+end
+
 function w.fn(t)
   local at = where()
   if type(t) == "function" then t = { t } end
@@ -298,6 +388,7 @@ function w.fn(t)
   if type(f) ~= "function" then fail(at, "w.fn needs a function: w.fn{ name = ..., function(ctx) ... end }") end
   local n = node("fn", t, at)
   n.run = f
+  n.node_policy = check_node_policy(t, at, "fn '" .. (t.name or "fn") .. "'")
   return n
 end
 
@@ -477,6 +568,34 @@ w.exit_loop = setmetatable({}, {
   __tostring = function() return "w.exit_loop" end,
 })
 
+-- An agent offered to another as a tool: w.agent_tool(agent, { name =
+-- ..., description = ..., budget = {...} }).  The caller's model asks it
+-- with { request = "..." }; it runs as a child node, in its own envelope
+-- (budget, carved from the caller's) and on a fork of the state.
+function w.agent_tool(agent, opts)
+  local at = where()
+  if not is_node(agent) or agent.kind ~= "agent" then
+    fail(at, "w.agent_tool needs an agent (w.agent{...}), got %s", is_node(agent) and agent.kind or type(agent))
+  end
+  opts = opts or {}
+  check("agent_tool", opts, at, false)
+  return setmetatable({ agent = agent, name = opts.name or agent.name, budget = opts.budget,
+                        description = opts.description or agent.description or
+                          string.format("Ask the agent '%s'. Give it the whole request: it sees only what you send.",
+                                        agent.name),
+                        where = at }, AGENTTOOL)
+end
+
+-- w.escalate(reason) returned from a fn, or w.escalate offered to an
+-- agent as a tool: fail upward, through every enclosing node (a loop does
+-- not consume it, a map does not collect it, a retry does not retry it).
+w.escalate = setmetatable({}, {
+  __call = function(_, reason)
+    return setmetatable({ reason = reason ~= nil and tostring(reason) or "escalated" }, ESCALATE)
+  end,
+  __tostring = function() return "w.escalate" end,
+})
+
 -- Marks a table to be encoded as a JSON array even when empty.
 function w.array(t) return core.array(t or {}) end
 
@@ -487,7 +606,7 @@ function w.random(m, n) return core.runner_random(w._internal.current_path(), m,
 w._internal = {
   is_node = is_node, servers = servers, server_order = server_order,
   providers = providers, provider_order = provider_order, run_hooks = run_hooks,
-  EXIT = EXIT, EXIT_TOOL = w.exit_loop, TOOLSET = TOOLSET, fail = fail,
+  EXIT = EXIT, EXIT_TOOL = w.exit_loop, ESCALATE = ESCALATE, AGENTTOOL = AGENTTOOL, TOOLSET = TOOLSET, fail = fail,
 }
 
 -- Whether a declared server runs unconfined (sandbox = false) or in debug

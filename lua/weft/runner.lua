@@ -43,6 +43,12 @@ local function raise(ctx, fmt, ...)
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
   error(setmetatable({ path = ctx.path, kind = ctx.kind, msg = msg }, ERR), 0)
 end
+-- The same with a failure kind (timeout, lost_worker, ...): what a retry
+-- policy looks at.
+local function raise_kind(ctx, failure, fmt, ...)
+  local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  error(setmetatable({ path = ctx.path, kind = ctx.kind, msg = msg, failure = failure }, ERR), 0)
+end
 local function as_err(e, ctx)
   if getmetatable(e) == ERR then return e end
   return setmetatable({ path = ctx and ctx.path or "", kind = ctx and ctx.kind or "run",
@@ -71,6 +77,14 @@ end
 local function ev(kind, ctx, payload, tokens)
   return core.event(kind, ctx.span or 0, ctx.parent_span or 0, ctx.path or "", 0,
                     payload, tokens or 0, 0)
+end
+
+-- w.escalate: fail upward, recorded; no map collects it, no retry retries it.
+local function escalate(ctx, reason)
+  reason = tostring(reason or "escalated")
+  ev("escalate", ctx, { by = ctx.path, reason = reason })
+  error(setmetatable({ path = ctx.path, kind = ctx.kind, msg = "escalated: " .. reason,
+                      escalated = true }, ERR), 0)
 end
 
 -- Write a state key; nil and why when the value cannot be JSON.
@@ -177,6 +191,18 @@ local function call_tasks(list)
   return coroutine.yield({ op = "tasks", list = list })
 end
 
+-- A node policy's deadline over a task's: the task's total timeout cut to
+-- the time the enclosing nodes have left (nil when none has a timeout).
+local function deadline_policy(ctx, np)
+  if not ctx.deadline then return np end
+  local left = ctx.deadline - core.mono()
+  if left <= 0 then raise_kind(ctx, "timeout", "the node's timeout passed") end
+  local p = { timeout = {}, retry = np and np.retry, idempotent = np and np.idempotent }
+  for k, v in pairs(np and np.timeout or {}) do p.timeout[k] = v end
+  p.timeout.total = math.min(p.timeout.total or left, left)
+  return p
+end
+
 -- MCP tool lists and agents' tools: lua/weft/tools.lua.
 local T = core.module("weft.tools", core, w, raise, ERR, ev,
   function(co) push(ready, co, nil) end, call_tasks, server_spec)
@@ -209,7 +235,57 @@ exec.agent = core.module("weft.agent", core, w, {
   budget_reserve = budget_reserve, budget_settle = budget_settle,
   model_reserve = model_reserve, usage_spent = usage_spent,
   input_text = function() return run_input_text end,
+  raise_kind = raise_kind, escalate = escalate, deadline_policy = deadline_policy,
+  agent_tool_call = function(...) return exec.agent_tool_call(...) end,
+  transfer = function(...) return exec.transfer(...) end,
 })
+
+-- An agent offered as a tool (w.agent_tool), called by the model: a child
+-- node under the caller's path, on a fork of the state, in its own budget
+-- envelope within the caller's.  Its answer, or its error, goes back to
+-- the model as the tool result; an escalation or a budget stop goes up.
+function exec.agent_tool_call(ctx, b, tc, args)
+  local child = b.node
+  local cctx = { state = core.state_fork(ctx.state), path = ctx.path, span = ctx.span,
+                 grant = ctx.grant, iteration = ctx.iteration, kind = ctx.kind, env = ctx.env,
+                 depth = ctx.depth, deadline = ctx.deadline, call_for = child,
+                 call_input = type(args.request) == "string" and args.request or core.json_encode(args) }
+  if b.budget then
+    cctx.path = ctx.path .. "/" .. child.name    -- the envelope is the child's
+    cctx.env = budget_open(cctx, b.budget, ctx.env)
+    cctx.path = ctx.path
+  end
+  ev("agent_tool.call", ctx, { tool = tc.name, call_id = tc.id, node = ctx.path .. "/" .. child.name })
+  local ok, out = pcall(run_node, child, cctx)
+  if not ok then
+    local e = as_err(out, ctx)
+    if e.escalated or e.budget then error(e, 0) end
+    return "ERROR: the agent '" .. child.name .. "' failed: " .. e.msg
+  end
+  if type(out) ~= "string" then out = core.json_encode(out) end
+  return out
+end
+
+-- A transfer to a sub-agent: it goes on with the conversation, under the
+-- caller's path, and its answer is the caller's.  Transfers along one
+-- chain are counted; beyond the first agent's max_transfers the agent fails.
+function exec.transfer(n, ctx, a)
+  local target = a.transfer
+  local count = (ctx.transfers or 0) + 1
+  local limit = ctx.transfer_limit or n.max_transfers or 4
+  ev("agent.transfer", ctx, { from = n.name, to = target.name, count = count, limit = limit })
+  if count > limit then
+    ctx.stop = "transfer_limit"
+    raise(ctx, "transfer to '%s' refused: %d transfers in one conversation (max_transfers = %d)",
+          target.name, count, limit)
+  end
+  ctx.stop = "transfer"
+  local out, sig = run_node(target, { state = ctx.state, path = ctx.path, span = ctx.span,
+    grant = ctx.grant, iteration = ctx.iteration, kind = ctx.kind, env = ctx.env,
+    depth = ctx.depth, deadline = ctx.deadline, handoff = a.messages, handoff_for = target,
+    transfers = count, transfer_limit = limit })
+  return out, sig or a.signal
+end
 
 function exec.sequential(n, ctx)
   local out
@@ -226,7 +302,7 @@ function exec.loop(n, ctx)
   for i = 1, n.max_iterations do
     ev("loop.iteration", ctx, { iteration = i })
     local ictx = { state = ctx.state, path = ctx.path, span = ctx.span, grant = ctx.grant, iteration = i,
-                   kind = ctx.kind, env = ctx.env, depth = ctx.depth }
+                   kind = ctx.kind, env = ctx.env, depth = ctx.depth, deadline = ctx.deadline }
     local sig
     for _, c in ipairs(n.children) do
       local o, s = run_node(c, ictx)
@@ -259,7 +335,7 @@ function exec.parallel(n, ctx)
     states[i] = st
     names[i] = c.name
     local bctx = { state = st, path = ctx.path, span = ctx.span, grant = ctx.grant, iteration = ctx.iteration,
-                   kind = ctx.kind, env = ctx.env, depth = ctx.depth }
+                   kind = ctx.kind, env = ctx.env, depth = ctx.depth, deadline = ctx.deadline }
     fns[i] = function() return table.pack(run_node(c, bctx)) end
   end
   local j = coroutine.yield({ op = "join", fns = fns, shared_env = ctx.env ~= nil })
@@ -278,6 +354,92 @@ function exec.parallel(n, ctx)
   return outputs, signal
 end
 
+local NULL = core.json_decode("null")
+
+-- The list a map runs over: a state key's value or what over(state) gives.
+local function map_list(n, ctx)
+  local list
+  if type(n.over) == "function" then
+    coroutine.yield(COMMIT)     -- workflow code: see exec.fn
+    local ok, r = pcall(n.over, state_proxy(ctx))
+    if not ok then raise(ctx, "over: %s", getmetatable(r) == ERR and r.msg or tostring(r)) end
+    list = r
+    if type(list) ~= "table" then raise(ctx, "over returned %s, not a list", type(list)) end
+  else
+    list = core.state_get(ctx.state, n.over)
+    if list == nil then raise(ctx, "over: state key '%s' is missing", n.over) end
+    if type(list) ~= "table" then
+      raise(ctx, "over: state key '%s' is %s, not a list", n.over, type(list))
+    end
+  end
+  local k = next(list)
+  if k ~= nil and #list == 0 then raise(ctx, "over: the value is an object, not a list") end
+  return list
+end
+
+-- One branch per item, at most n.concurrency at once, each made when it
+-- starts and gone when it ends: memory follows the concurrency, not the
+-- list.  Item i runs under the path MAP/i (calls are matched by it on
+-- resume and replay) on a fork of the map's state holding the item and
+-- its index; only what a branch wrote is kept for the merge.
+function exec.map(n, ctx)
+  local list = map_list(n, ctx)
+  local total, child, as = #list, n.children[1], n.as
+  ev("map.start", ctx, { items = total, concurrency = n.concurrency, on_error = n.on_error })
+  local writes, signals = {}, {}
+  local function make(i)
+    return function()
+      local scope = core.state_fork(ctx.state)
+      local ok, err = core.state_set(scope, as, list[i])
+      if not ok then raise(ctx, "item %d is not JSON: %s", i, err) end
+      core.state_set(scope, "index", i)
+      local st = core.state_fork(scope)
+      local bctx = { state = st, path = ctx.path .. "/" .. i, span = ctx.span, grant = ctx.grant,
+                     iteration = ctx.iteration, kind = ctx.kind, env = ctx.env, depth = ctx.depth,
+                     deadline = ctx.deadline }
+      local out, sig = run_node(child, bctx)
+      writes[i] = core.state_delta(st)
+      signals[i] = sig
+      return out
+    end
+  end
+  local j = coroutine.yield({ op = "join", count = total, make = make, limit = n.concurrency,
+                              failfast = n.on_error ~= "collect" })
+  local out, failed = {}, 0
+  for i = 1, total do
+    local e = j.errors[i]
+    if e and (n.on_error ~= "collect" or e.escalated) then error(e, 0) end
+    if e then
+      failed = failed + 1
+      out[i] = { error = e.msg, index = i }
+    else
+      local r = j.results[i]
+      if r == nil then r = NULL end
+      out[i] = r
+    end
+  end
+  -- What the items wrote merges in item order, by the map's reducers.
+  local names, states = {}, {}
+  for i = 1, total do
+    local d = writes[i]
+    if d then
+      local f = core.state_fork(ctx.state)
+      for _, k in ipairs(sorted_keys(d)) do core.state_set(f, k, d[k]) end
+      names[#names + 1] = string.format("%s/%d", child.name, i)
+      states[#states + 1] = f
+    end
+  end
+  if #states > 0 then
+    local ok, err = core.state_merge(ctx.state, n.name, names, states, n.reducers or {})
+    if not ok then raise(ctx, "%s", err) end
+    ev("state.merge", ctx, { branches = core.array(names) })
+  end
+  ev("map.end", ctx, { items = total, failed = failed })
+  local signal
+  for i = 1, total do signal = signal or signals[i] end
+  return core.array(out), signal
+end
+
 function exec.fn(n, ctx)
   -- A round ends before workflow code computes, so what the run did so
   -- far (this node's start) is committed: the store's write lock is free
@@ -288,6 +450,7 @@ function exec.fn(n, ctx)
   local api = { state = state_proxy(ctx), path = ctx.path, input = core.json_copy(run_input) }
   local r = n.run(api)
   if r == I.EXIT then return nil, { exit_loop = true, by = ctx.path } end
+  if getmetatable(r) == I.ESCALATE then escalate(ctx, r.reason) end
   return r
 end
 
@@ -306,12 +469,13 @@ function exec.tool(n, ctx)
   local args = render_args(ctx, n.args)
   local rsv = ctx.env and budget_reserve(ctx, { tool_calls = 1 })
   local r = call_tasks({ { kind = "mcp.call", path = ctx.path, span = ctx.span, grant = ctx.grant,
-                           params = { server = server_spec(n.server, n.policy), name = n.tool,
+                           params = { server = server_spec(n.server, deadline_policy(ctx, n.policy)),
+                                      name = n.tool,
                                       arguments = args } } })[1]
   stats.tool_calls = stats.tool_calls + 1
   stats.steps = stats.steps + 1
   if rsv then budget_settle(ctx, rsv, { tool_calls = 1 }) end
-  if r.err then raise(ctx, "tool '%s': %s", n.tool, tostring(r.err.message)) end
+  if r.err then raise_kind(ctx, r.err.kind, "tool '%s': %s", n.tool, tostring(r.err.message)) end
   note_tools_changed(ctx, n.server, r.result)
   if r.result.isError then
     raise(ctx, "tool '%s' failed: %s", n.tool, result_text(r.result))
@@ -337,6 +501,43 @@ end
 local G = core.module("weft.grants", core, w, raise)
 local open_grant = G.open
 
+-- Failure kinds a node's retry policy retries unless it names its own
+-- (the tool calls' default, docs/workflows.md).
+local RETRIED = { timeout = true, lost_worker = true, server_exited = true, transport = true,
+                  rate_limited = true }
+
+-- A node with retry or timeout: attempts until one succeeds, an error
+-- that is not retried, or the attempts or the total time run out.  Each
+-- attempt's deadline cuts the tool calls made under it (deadline_policy).
+local function run_policy(n, ctx)
+  local p = n.node_policy
+  local t = p.timeout or {}
+  local max = p.retry and p.retry.max_attempts or 1
+  local on = RETRIED
+  if p.retry and p.retry.on then
+    on = {}
+    for _, k in ipairs(p.retry.on) do on[k] = true end
+  end
+  local outer = ctx.deadline
+  local total = t.total and core.mono() + t.total
+  for attempt = 1, max do
+    local dl = outer
+    if total and (not dl or total < dl) then dl = total end
+    if t.attempt and (not dl or core.mono() + t.attempt < dl) then dl = core.mono() + t.attempt end
+    ctx.deadline = dl
+    local ok, o, sig = pcall(run_body, n, ctx)
+    ctx.deadline = outer
+    if ok then return o, sig end
+    local e = as_err(o, ctx)
+    if e.failure == nil and dl and core.mono() >= dl then e.failure = "timeout" end
+    if attempt == max or e.escalated or e.budget or not on[e.failure or ""] or
+        (total and core.mono() >= total) then
+      error(e, 0)
+    end
+    ev("node.retry", ctx, { attempt = attempt, error = e.msg, failure = e.failure })
+  end
+end
+
 -- A node inside run_node's pcall: its envelope, limits, then its work.
 local function node_body(n, ctx)
   open_grant(n, ctx)
@@ -351,6 +552,10 @@ local function node_body(n, ctx)
     end
     budget_check_time(ctx)
   end
+  if ctx.deadline and core.mono() >= ctx.deadline then
+    raise_kind(ctx, "timeout", "the enclosing node's timeout passed before this node started")
+  end
+  if n.node_policy then return run_policy(n, ctx) end
   return run_body(n, ctx)
 end
 
@@ -360,7 +565,12 @@ function run_node(n, parent)
   span_seq = span_seq + 1
   local ctx = { state = parent.state, path = path, span = span_seq, parent_span = parent.span,
                 iteration = parent.iteration, kind = n.kind, env = parent.env, grant = parent.grant,
-                depth = (parent.depth or 0) + 1 }
+                depth = (parent.depth or 0) + 1, deadline = parent.deadline }
+  if parent.call_for == n then ctx.call_input = parent.call_input end
+  if parent.handoff_for == n then
+    ctx.handoff, ctx.transfers, ctx.transfer_limit = parent.handoff, parent.transfers,
+      parent.transfer_limit
+  end
   core.event_kv("node.start", ctx.span, parent.span or 0, path, 0,
                 "iteration", parent.iteration, "kind", n.kind, "name", n.name)
   local t0 = core.mono()
@@ -404,9 +614,14 @@ end
 -- crosses the limit.
 local OFFLINE_BRANCHES = 64
 
+-- Start branch i of a join: its function from the list, or made now (a
+-- map makes each item's branch when it starts, so only the running ones
+-- exist).
 local function start_branch(j, i)
-  local c = coroutine.create(j.fns[i])
+  local c = coroutine.create(j.make and j.make(i) or j.fns[i])
   joins[c] = { join = j, i = i }
+  j.n = j.n + 1
+  j.next = i + 1
   push(ready, c, nil)
 end
 
@@ -443,14 +658,20 @@ local function handle_yield(co, req)
       push(nextwave, co, { ok = ok, res = res })
     end
   elseif req.op == "join" then
+    -- fns: the branches; or count and make(i) (a map), limit: how many
+    -- run at once, failfast: start no more once one failed.
     local fns = req.fns
-    local j = { co = co, n = #fns, results = {}, errors = {}, fns = fns }
-    local start = #fns
-    if start > OFFLINE_BRANCHES and not req.shared_env and core.may_bound() then
+    local total = req.count or #fns
+    local j = { co = co, n = 0, results = {}, errors = {}, fns = fns, make = req.make,
+                total = total, next = 1, failfast = req.failfast }
+    local start = total
+    if req.limit then
+      start = math.min(total, req.limit)
+    elseif start > OFFLINE_BRANCHES and not req.shared_env and core.may_bound() then
       start = OFFLINE_BRANCHES
     end
     for i = 1, start do start_branch(j, i) end
-    j.next = start + 1
+    if total == 0 then push(ready, co, j) end
   elseif req.op == "commit" then
     push(nextwave, co, nil)
   elseif req.op ~= "park" then
@@ -468,12 +689,17 @@ local function finish_co(co, ok, val)
   if jr == nil then return end
   joins[co] = nil
   local j = jr.join
-  if ok then j.results[jr.i] = val else j.errors[jr.i] = as_err(val) end
-  if j.next <= #j.fns then
-    start_branch(j, j.next)
-    j.next = j.next + 1
+  if ok then
+    j.results[jr.i] = val
+  else
+    j.errors[jr.i] = as_err(val)
+    j.failed = true
   end
   j.n = j.n - 1
+  if not ok and j.errors[jr.i].escalated then j.escalated = true end
+  if j.next <= j.total and not (j.failfast and j.failed) and not j.escalated then
+    start_branch(j, j.next)
+  end
   if j.n == 0 then push(ready, j.co, j) end
 end
 

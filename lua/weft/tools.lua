@@ -89,6 +89,15 @@ local EXIT_LOOP_DEF = { name = "exit_loop",
                 "The loop stops after you give your final answer.",
   input_schema = { type = "object", properties = {} } }
 
+local ESCALATE_DEF = { name = "escalate",
+  description = "Give up: fail this agent and everything above it, with a reason. " ..
+                "Use it only when the task cannot be done.",
+  input_schema = { type = "object", properties = { reason = { type = "string" } } } }
+
+local AGENT_INPUT = { type = "object", required = { "request" },
+  properties = { request = { type = "string", description = "What to ask the agent" } } }
+core.array(AGENT_INPUT.required)
+
 -- What an agent's tool sets say, as a string (made once per node).
 local function toolset_key(n)
   if n.tools_key then return n.tools_key end
@@ -96,11 +105,16 @@ local function toolset_key(n)
   for i, ts in ipairs(n.tools) do
     if ts == w.exit_loop then
       parts[i] = "\1exit_loop"
+    elseif ts == w.escalate then
+      parts[i] = "\1escalate"
+    elseif ts.agent then
+      parts[i] = "\1agent\1" .. tostring(ts)
     else
       parts[i] = ts.server .. "\1" .. (ts.prefix or "") .. "\1" ..
                  (ts.only and table.concat(ts.only, "\2") or "\3")
     end
   end
+  for _, s in ipairs(n.sub_agents or {}) do parts[#parts + 1] = "\1transfer\1" .. tostring(s) end
   n.tools_key = table.concat(parts, "\4")
   return n.tools_key
 end
@@ -126,6 +140,17 @@ local function resolve_tools(n, ctx)
       offered[#offered + 1] = "exit_loop"
       byname.exit_loop = { builtin = true }
       defs[#defs + 1] = EXIT_LOOP_DEF
+    elseif ts == w.escalate then
+      offered[#offered + 1] = "escalate"
+      byname.escalate = { builtin = "escalate" }
+      defs[#defs + 1] = ESCALATE_DEF
+    elseif ts.agent then
+      if byname[ts.name] then
+        raise(ctx, "agent '%s' is offered two tools named '%s'; give w.agent_tool a name", n.name, ts.name)
+      end
+      offered[#offered + 1] = ts.name
+      byname[ts.name] = { builtin = "agent", node = ts.agent, budget = ts.budget }
+      defs[#defs + 1] = { name = ts.name, description = ts.description, input_schema = AGENT_INPUT }
     else
       local c = list_tools(ts.server, ctx)
       local only
@@ -152,6 +177,15 @@ local function resolve_tools(n, ctx)
         end
       end
     end
+  end
+  for _, s in ipairs(n.sub_agents or {}) do
+    local name = "transfer_to_" .. s.name
+    offered[#offered + 1] = name
+    byname[name] = { builtin = "transfer", node = s }
+    defs[#defs + 1] = { name = name, input_schema = { type = "object", properties = {} },
+                        description = "Hand this conversation to the agent '" .. s.name .. "'" ..
+                          (s.description and (": " .. s.description) or "") ..
+                          ". It answers in your place from then on." }
   end
   core.array(offered)
   core.array(defs)

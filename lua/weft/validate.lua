@@ -16,7 +16,7 @@ function w._internal.validate(root, file)
     error(file .. ": the workflow must return a node (w.sequential{...}, w.agent{...}, ...), got " ..
           type(root), 0)
   end
-  local seen_node = {}
+  local seen_node, pending = {}, {}
   local function walk(n, path, in_loop)
     if seen_node[n] then
       fail(n.where, "%s '%s' is used twice in the graph; make a second node", n.kind, n.name or n.kind)
@@ -30,6 +30,7 @@ function w._internal.validate(root, file)
       end
       names[c.name] = true
     end
+    local refs = {}
     if n.kind == "agent" then
       for _, m in ipairs(n.chain or {}) do
         local pname = m:match("^([%w_%-]+):")
@@ -40,7 +41,11 @@ function w._internal.validate(root, file)
       end
       local tnames = {}
       for _, ts in ipairs(n.tools) do
-        if ts == w.exit_loop then
+        if ts == w.escalate then
+          -- built in, allowed anywhere
+        elseif getmetatable(ts) == I.AGENTTOOL then
+          refs[#refs + 1] = ts.agent
+        elseif ts == w.exit_loop then
           if not in_loop then
             fail(n.where, "agent '%s' is offered w.exit_loop but is not inside a w.loop", n.name)
           end
@@ -52,6 +57,9 @@ function w._internal.validate(root, file)
         end
       end
       n.tnames = tnames
+      for _, s in ipairs(n.sub_agents or {}) do refs[#refs + 1] = s end
+      -- Agents offered as tools or sub-agents: checked once the graph is.
+      for _, r in ipairs(refs) do pending[#pending + 1] = r end
     elseif n.kind == "tool" then
       if not servers[n.server] then
         fail(n.where, "tool '%s' uses MCP server '%s', which is not declared", n.name, n.server)
@@ -63,6 +71,11 @@ function w._internal.validate(root, file)
   end
   root.name = root.name or root.kind
   walk(root, root.name, false)
+  local k = 1
+  while pending[k] do
+    if not seen_node[pending[k]] then walk(pending[k], pending[k].name, false) end
+    k = k + 1
+  end
   return root
 end
 

@@ -142,12 +142,12 @@ ok "sandbox"
 # Fields the design has but this build does not: refused, not ignored.
 wf later <<'EOF2'
 local w = require "weft"
-local f = w.fn{ name = "f", timeout = 5, function() end }
+local f = w.fn{ name = "f", sandbox = {}, function() end }
 return f
 EOF2
 run_weft "$T/out" "$T/err" validate "$T/later.lua"
 expect_rc 2 "unsupported field"
-expect_grep "$T/err" "later.lua:2: fn 'f': 'timeout' \(timeouts\) is not supported yet" "unsupported field named"
+expect_grep "$T/err" "later.lua:2: fn 'f': 'sandbox' \(sandbox profiles\) is not supported yet" "unsupported field named"
 ok "unsupported fields refused"
 
 # Children given to a node that takes none, and a misspelt field next to a
