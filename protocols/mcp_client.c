@@ -376,7 +376,7 @@ mcpc_stop(struct mcpc *s, const char *kind, const char *why)
 {
 	struct mcpc_req_list reqs;
 	struct mcpc_req *r;
-	char msg[1024];
+	char msg[8192];
 
 	if (s->state == MCPC_IDLE)
 		return;

@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +28,8 @@
 #include "runtime/wire.h"
 
 #define MCPS_MAX_LINE	(64 * 1024 * 1024)
-#define MCPS_ERR_TAIL	1024
+#define MCPS_ERR_TAIL	4096	/* bytes of stderr quoted at most */
+#define MCPS_ERR_LINES	20	/* and lines */
 
 extern char **environ;
 
@@ -43,6 +46,13 @@ struct mcps {
 	int			 notify_fd;	/* debug sandbox: listener */
 	struct event		*notify_ev;
 	json_t			*denied;	/* names of denied calls */
+	json_t			*paths;		/* sandbox_paths of the start */
+	unsigned		 inits0;	/* mcpc_inits at the start */
+	uint64_t		 prev_sig;	/* how the last start failed
+						   before initialize; 0: not */
+	int			 repeat;	/* this start failed the same
+						   way: not started again */
+	int			 collected;	/* the ending is collected */
 	pid_t			 pid;
 	int			 status;	/* wait status once reaped */
 	int			 reaped;
@@ -77,6 +87,12 @@ mcps_in_cb(evutil_socket_t fd, short what, void *arg)
 	int n;
 
 	n = evbuffer_write(t->outbuf, fd);
+	if (n < 0 && errno == EPIPE) {
+		/* The server is going: its stdout's end says how. */
+		evbuffer_drain(t->outbuf, evbuffer_get_length(t->outbuf));
+		event_del(t->in_ev);
+		return;
+	}
 	if (n < 0 && errno != EAGAIN && errno != EINTR) {
 		mcpc_stop(t->s, FAIL_SERVER_EXITED, "its stdin was closed");
 		return;
@@ -85,25 +101,21 @@ mcps_in_cb(evutil_socket_t fd, short what, void *arg)
 		event_del(t->in_ev);
 }
 
-/* Keep the tail of the server's stderr for error messages. */
-static void
-mcps_err_cb(evutil_socket_t fd, short what, void *arg)
+/* Read the server's stderr once, keeping its tail; read's result. */
+static ssize_t
+mcps_err_read(struct mcps *t)
 {
-	struct mcps *t = arg;
 	char buf[4096];
 	ssize_t n;
 	size_t keep;
 
-	n = read(fd, buf, sizeof buf);
-	if (n <= 0) {
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
-			event_del(t->err_ev);
-		return;
-	}
+	n = read(t->err_fd, buf, sizeof buf);
+	if (n <= 0)
+		return n;
 	if ((size_t)n >= MCPS_ERR_TAIL) {
 		memcpy(t->errtail, buf + n - MCPS_ERR_TAIL, MCPS_ERR_TAIL);
 		t->errlen = MCPS_ERR_TAIL;
-		return;
+		return n;
 	}
 	keep = MCPS_ERR_TAIL - (size_t)n;
 	if (t->errlen > keep) {
@@ -112,26 +124,108 @@ mcps_err_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	memcpy(t->errtail + t->errlen, buf, n);
 	t->errlen += n;
+	return n;
 }
 
-/* The last line the server wrote to stderr, for messages. */
+/* Keep the tail of the server's stderr for error messages. */
 static void
-mcps_last_err(struct mcps *t, char *out, size_t len)
+mcps_err_cb(evutil_socket_t fd, short what, void *arg)
 {
-	size_t end = t->errlen, start;
+	struct mcps *t = arg;
+	ssize_t n;
 
+	n = mcps_err_read(t);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		event_del(t->err_ev);
+}
+
+/*
+ * Copy n bytes of stderr to out as text a terminal and JSON can carry:
+ * valid UTF-8 stays, other bytes and control characters become '?'.
+ */
+static size_t
+mcps_clean(const char *in, size_t n, char *out, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t i = 0, o = 0, k, seq;
+
+	while (i < n && o + 5 < len) {
+		seq = p[i] < 0x80 ? 1 : (p[i] & 0xe0) == 0xc0 ? 2 :
+		    (p[i] & 0xf0) == 0xe0 ? 3 : (p[i] & 0xf8) == 0xf0 ? 4 : 0;
+		for (k = 1; seq > 1 && k < seq; k++)
+			if (i + k >= n || (p[i + k] & 0xc0) != 0x80 ||
+			    (seq == 2 && p[i] < 0xc2))
+				seq = 0;
+		if (seq == 1 && (p[i] < 0x20 || p[i] == 0x7f) &&
+		    p[i] != '\t')
+			seq = 0;
+		if (seq == 0) {
+			out[o++] = '?';
+			i++;
+			continue;
+		}
+		memcpy(out + o, p + i, seq);
+		o += seq;
+		i += seq;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/*
+ * The last lines the server wrote to stderr (MCPS_ERR_LINES at most),
+ * each on a line of its own, indented: "; its stderr ended with:\n  ...".
+ */
+static void
+mcps_tail(struct mcps *t, char *out, size_t len)
+{
+	size_t end = t->errlen, start, o, le;
+	int lines = 0;
+
+	out[0] = '\0';
 	while (end > 0 && (t->errtail[end - 1] == '\n' ||
 	    t->errtail[end - 1] == '\r' || t->errtail[end - 1] == ' '))
 		end--;
-	start = end;
-	while (start > 0 && t->errtail[start - 1] != '\n')
-		start--;
-	if (end == start) {
-		out[0] = '\0';
+	if (end == 0)
 		return;
+	/* The first of the last lines. */
+	for (start = end; start > 0; start--)
+		if (t->errtail[start - 1] == '\n' &&
+		    ++lines == MCPS_ERR_LINES)
+			break;
+	o = snprintf(out, len, "; its stderr ended with:");
+	while (start < end && o + 8 < len) {
+		for (le = start; le < end && t->errtail[le] != '\n'; le++)
+			;
+		o += snprintf(out + o, len - o, "\n  ");
+		if (o < len)
+			o += mcps_clean(t->errtail + start, le - start,
+			    out + o, len - o);
+		start = le + 1;
 	}
-	snprintf(out, len, "; its stderr said: %.*s", (int)(end - start),
-	    t->errtail + start);
+}
+
+/* How the server ended: its status and its stderr with numbers left out
+   (pids, times), hashed; two starts ending alike hash alike. */
+static uint64_t
+mcps_sig(struct mcps *t)
+{
+	uint64_t h = 1469598103934665603ULL;
+	size_t i;
+	int digit = 0;
+
+	h = (h ^ (uint64_t)(t->reaped ? t->status : -1)) * 1099511628211ULL;
+	for (i = 0; i < t->errlen; i++) {
+		if (t->errtail[i] >= '0' && t->errtail[i] <= '9') {
+			if (digit++)
+				continue;
+			h = (h ^ '#') * 1099511628211ULL;
+			continue;
+		}
+		digit = 0;
+		h = (h ^ (unsigned char)t->errtail[i]) * 1099511628211ULL;
+	}
+	return h | 1;
 }
 
 /* Debug sandbox: the server made a denied call; name it, answer EPERM. */
@@ -175,6 +269,79 @@ mcps_notify_drain(struct mcps *t)
 	}
 }
 
+/*
+ * Close the pipes of the server and reap it, once per start: stdin is
+ * closed, so give the server a moment to exit, then TERM and KILL it;
+ * reaping it here lets the message say how it died.
+ */
+static void
+mcps_collect(struct mcps *t)
+{
+	int i, status;
+
+	if (t->collected)
+		return;
+	t->collected = 1;
+	event_free(t->in_ev);
+	event_free(t->out_ev);
+	event_free(t->err_ev);
+	t->in_ev = t->out_ev = t->err_ev = NULL;
+	if (t->notify_ev != NULL) {
+		/* Answer what is pending, so the server is not stuck. */
+		mcps_notify_drain(t);
+		if (t->notify_ev != NULL)
+			event_free(t->notify_ev);
+		t->notify_ev = NULL;
+	}
+	if (t->notify_fd >= 0) {
+		close(t->notify_fd);
+		t->notify_fd = -1;
+	}
+	close(t->in_fd);
+	close(t->out_fd);
+	for (i = 0; i < 100 && !t->reaped; i++) {
+		if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
+			t->reaped = 1;
+			t->status = status;
+			break;
+		}
+		if (i == 25)
+			kill(t->pid, SIGTERM);
+		if (i == 75)
+			kill(t->pid, SIGKILL);
+		usleep(2000);
+	}
+	/* The rest of its stderr, written as it died (a child it left
+	   may hold the pipe: read what is there, do not wait). */
+	for (i = 0; i < 64 && mcps_err_read(t) > 0; i++)
+		;
+	close(t->err_fd);
+}
+
+/*
+ * The server closed its stdout: it is gone.  A server that ends before
+ * initialize the same way as at its previous start (status and stderr)
+ * fails with server_start, which is not retried: a third start would
+ * end the same way again.
+ */
+static void
+mcps_lost(struct mcps *t)
+{
+	uint64_t sig;
+
+	mcps_collect(t);
+	if (mcpc_inits(t->s) != t->inits0) {
+		t->prev_sig = 0;
+		mcpc_stop(t->s, FAIL_SERVER_EXITED, NULL);
+		return;
+	}
+	sig = mcps_sig(t);
+	t->repeat = sig == t->prev_sig;
+	t->prev_sig = sig;
+	mcpc_stop(t->s, t->repeat ? FAIL_SERVER_START : FAIL_SERVER_EXITED,
+	    NULL);
+}
+
 /* The server's stdout is readable: hand each line to the session. */
 static void
 mcps_out_cb(evutil_socket_t fd, short what, void *arg)
@@ -194,7 +361,7 @@ mcps_out_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (n == 0) {
-		mcpc_stop(t->s, FAIL_SERVER_EXITED, NULL);
+		mcps_lost(t);
 		return;
 	}
 	linebuf_feed(t->lb, buf, n);
@@ -250,8 +417,13 @@ mcps_start(void *arg, char *err, size_t errlen)
 		sandbox_free(sb);
 		goto fail;
 	}
+	json_decref(t->paths);
+	t->paths = sb != NULL ? sandbox_paths(sb) : NULL;
 	sandbox_free(sb);
 	t->starts++;
+	t->inits0 = mcpc_inits(t->s);
+	t->collected = 0;
+	t->repeat = 0;
 	if (t->notify_fd >= 0) {
 		t->notify_ev = event_new(t->base, t->notify_fd,
 		    EV_READ | EV_PERSIST, mcps_notify_cb, t);
@@ -306,61 +478,41 @@ mcps_limit_hint(struct mcps *t, char *out, size_t len)
 		    "architecture: the sandbox's seccomp filter kills it)");
 }
 
-/* Close the pipes of the server and reap it; describe how it ended. */
+/* Stop the server and describe how it ended. */
 static void
 mcps_stop(void *arg, const char *why, char *msg, size_t msglen)
 {
 	struct mcps *t = arg;
-	char how[128], tail[300];
-	int i, status;
+	char how[128], hint[200], tail[MCPS_ERR_TAIL + 4 * MCPS_ERR_LINES +
+	    64], cause[PATH_MAX * 2 + 160];
+	int early = mcpc_inits(t->s) == t->inits0;
 
-	event_free(t->in_ev);
-	event_free(t->out_ev);
-	mcps_err_cb(t->err_fd, EV_READ, t);
-	event_free(t->err_ev);
-	t->in_ev = t->out_ev = t->err_ev = NULL;
-	if (t->notify_ev != NULL) {
-		/* Answer what is pending, so the server is not stuck. */
-		mcps_notify_drain(t);
-		if (t->notify_ev != NULL)
-			event_free(t->notify_ev);
-		t->notify_ev = NULL;
-	}
-	if (t->notify_fd >= 0) {
-		close(t->notify_fd);
-		t->notify_fd = -1;
-	}
-	close(t->in_fd);
-	close(t->out_fd);
-	close(t->err_fd);
-	/* stdin is closed: give the server a moment to exit, then TERM and
-	   KILL it; reaping it here lets the message say how it died. */
-	for (i = 0; i < 100 && !t->reaped; i++) {
-		if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
-			t->reaped = 1;
-			t->status = status;
-			break;
-		}
-		if (i == 25)
-			kill(t->pid, SIGTERM);
-		if (i == 75)
-			kill(t->pid, SIGKILL);
-		usleep(2000);
-	}
-	mcps_last_err(t, tail, sizeof tail);
+	mcps_collect(t);
+	mcps_tail(t, tail, sizeof tail);
+	hint[0] = cause[0] = '\0';
 	if (why == NULL && t->reaped)
-		mcps_limit_hint(t, tail + strlen(tail),
-		    sizeof tail - strlen(tail));
+		mcps_limit_hint(t, hint, sizeof hint);
+	/* A path the sandbox refused, named in its stderr. */
+	if (t->sb != NULL && (t->sbrep.enforced & SB_LANDLOCK)) {
+		cause[0] = ':';
+		cause[1] = ' ';
+		if (sandbox_explain(t->paths, t->errtail, t->errlen,
+		    cause + 2, sizeof cause - 2) == 0)
+			cause[0] = '\0';
+	}
 	if (why != NULL) {
-		snprintf(msg, msglen, "MCP server '%s' %s%s", t->name, why,
-		    tail);
+		snprintf(msg, msglen, "MCP server '%s' %s%s%s", t->name, why,
+		    cause, tail);
 	} else {
 		if (t->reaped)
 			proc_status_str(t->status, how, sizeof how);
 		else
 			snprintf(how, sizeof how, "closed its stdout");
-		snprintf(msg, msglen, "MCP server '%s' %s during the "
-		    "call%s", t->name, how, tail);
+		snprintf(msg, msglen, "MCP server '%s' %s %s%s%s%s%s",
+		    t->name, how, early ? "before initialize" :
+		    "during the call", hint, cause, t->repeat ? "; it "
+		    "ended the same way at its previous start, so it is not "
+		    "started again" : "", tail);
 	}
 	linebuf_free(t->lb);
 	t->lb = NULL;
@@ -604,6 +756,7 @@ mcps_fini(void *arg)
 	free(t->cwd);
 	sandbox_profile_free(t->sb);
 	json_decref(t->denied);
+	json_decref(t->paths);
 	free(t);
 }
 

@@ -112,6 +112,65 @@ sb_fs_rights(int abi)
 	return r;
 }
 
+/* Note a rule's path, resolved, in sb->paths (to explain denials). */
+static void
+sb_ll_note(struct sandbox *sb, const char *path, int write)
+{
+	char real[PATH_MAX];
+
+	if (sb->paths == NULL)
+		sb->paths = json_pack("{s:[], s:[]}", "read", "write");
+	if (realpath(path, real) == NULL)
+		snprintf(real, sizeof real, "%s", path);
+	json_array_append_new(json_object_get(sb->paths, write ? "write" :
+	    "read"), json_string(real));
+}
+
+/* Whether dir is a home directory: $HOME, /root, or /home/NAME. */
+static int
+sb_is_home(const char *dir)
+{
+	const char *home = getenv("HOME");
+	char real[PATH_MAX];
+
+	if (strcmp(dir, "/root") == 0 || (strncmp(dir, "/home/", 6) == 0 &&
+	    strchr(dir + 6, '/') == NULL))
+		return 1;
+	return home != NULL && *home == '/' && realpath(home, real) != NULL &&
+	    strcmp(real, dir) == 0;
+}
+
+void
+sb_package_root(const char *file, char *out, size_t len)
+{
+	static const char *const marks[] = { "package.json",
+	    "pyproject.toml", "setup.py", ".git", NULL };
+	char dir[PATH_MAX], probe[PATH_MAX + 32], *slash;
+	int i;
+
+	snprintf(dir, sizeof dir, "%s", file);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir) {
+		snprintf(out, len, "%s", file);
+		return;
+	}
+	*slash = '\0';
+	snprintf(out, len, "%s", dir);
+	while (dir[0] == '/' && dir[1] != '\0' && !sb_is_home(dir)) {
+		for (i = 0; marks[i] != NULL; i++) {
+			snprintf(probe, sizeof probe, "%s/%s", dir, marks[i]);
+			if (access(probe, F_OK) == 0) {
+				snprintf(out, len, "%s", dir);
+				return;
+			}
+		}
+		if ((slash = strrchr(dir, '/')) == NULL)
+			break;
+		if (slash == dir)
+			break;
+		*slash = '\0';
+	}
+}
+
 /*
  * Allow rights beneath path.  A path that does not exist is skipped when
  * optional, an error otherwise.
@@ -149,6 +208,7 @@ sb_ll_allow(struct sandbox *sb, const char *path, uint64_t rights,
 		return -1;
 	}
 	close(fd);
+	sb_ll_note(sb, path, (rights & LL_FS_WRITE_FILE) != 0);
 	return 0;
 }
 
@@ -381,4 +441,10 @@ sb_landlock_enter(const struct sandbox *sb, struct sandbox_report *rep)
 		    "landlock_restrict_self");
 	}
 	close(sb->ruleset_fd);
+}
+
+json_t *
+sandbox_paths(const struct sandbox *sb)
+{
+	return sb->paths != NULL ? json_incref(sb->paths) : NULL;
 }

@@ -356,6 +356,7 @@ sandbox_free(struct sandbox *sb)
 	if (sb->ruleset_fd >= 0)
 		close(sb->ruleset_fd);
 	free(sb->prog.filter);
+	json_decref(sb->paths);
 	free(sb);
 }
 

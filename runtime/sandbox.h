@@ -103,6 +103,23 @@ void sandbox_profile_free(struct sandbox_profile *);
 int sandbox_prepare(const struct sandbox_profile *p, const char *argv0,
     const char *path, const char *cwd, struct sandbox **out, char *err,
     size_t errlen);
+/*
+ * The paths sb's Landlock rules let the server read and write, resolved,
+ * as {"read": [...], "write": [...]} (new reference); NULL when Landlock
+ * is not in the profile or the kernel.  Kept to explain a later denial.
+ */
+json_t *sandbox_paths(const struct sandbox *);
+
+/*
+ * Say why a sandboxed server failed when text (textlen bytes, the tail of
+ * its stderr) shows it was refused a path (EACCES, EPERM, "Permission
+ * denied", ...) that paths (from sandbox_paths) does not allow: writes in
+ * buf "the sandbox does not let it read /p: add sandbox = { read = {
+ * \"/dir\" } }" (or write) and returns 1; 0 when it finds no denial.
+ */
+int sandbox_explain(json_t *paths, const char *text, size_t textlen,
+    char *buf, size_t len);
+
 /* Release what sandbox_prepare made (in the parent, after the fork). */
 void sandbox_free(struct sandbox *);
 

@@ -54,6 +54,8 @@ struct sandbox {
 	char				 uid_map[32];
 	char				 gid_map[32];
 	struct sandbox_report		 rep;	/* what the parent found */
+	json_t				*paths;	/* {"read":[], "write":[]}:
+						   the rules, resolved */
 };
 
 /*
@@ -81,6 +83,14 @@ int sb_landlock_abi(void);
  */
 int sb_prepare_landlock(struct sandbox *sb, const char *argv0,
     const char *path, const char *cwd, char *err, size_t errlen);
+
+/*
+ * The root of the package that holds file, into out: the nearest
+ * directory above it, up to and including one with package.json,
+ * pyproject.toml, setup.py or .git, never / or a home directory; without
+ * one, the file's own directory.
+ */
+void sb_package_root(const char *file, char *out, size_t len);
 
 /*
  * In the child, system calls only: add our own /proc entry to the

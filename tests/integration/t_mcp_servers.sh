@@ -1,0 +1,81 @@
+#!/bin/sh
+# MCP servers as people configure them (issue 16), under the default
+# sandbox: the errors say why a server died (the last lines of its stderr,
+# the path the sandbox refused and the line that allows it), a server that
+# dies the same way twice before initialize is not started a third time.
+. "$(dirname "$0")/lib.sh"
+
+command -v python3 >/dev/null 2>&1 || { echo "SKIP: needs python3" >&2; exit 77; }
+# A python3 outside any shim manager (shims are tested further down).
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+run_weft "$T/doctor" "$T/err" doctor --json
+grep -q '"landlock": *{ *"available": *true' "$T/doctor" ||
+    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["layers"]["landlock"]["available"] else 1)' "$T/doctor" ||
+    { echo "SKIP: this kernel has no Landlock" >&2; exit 77; }
+
+# A Python server that dies at start as the script in $T/srv says.
+mkdir -p "$T/srv" "$T/secret" "$T/out"
+echo hidden > "$T/secret/data.txt"
+cat > "$T/srv/server.py" <<'PY'
+import os, sys
+what = os.environ["WHAT"]
+if what == "read":
+    open(os.environ["DATA"]).read()
+elif what == "write":
+    open(os.environ["DATA"], "w").write("x")
+elif what == "lines":
+    for i in range(1, 31):
+        sys.stderr.write("line %d\n" % i)
+    sys.stderr.write("colour \033[31mred\033[0m\n")
+    sys.exit(3)
+PY
+# die NAME WHAT DATA SANDBOX: a workflow whose server dies at start.
+die() {
+	cat > "$T/$1.lua" <<LUA
+local w = require "weft"
+w.mcp_server{ name = "$1", command = { "$PY", "server.py" }, cwd = "$T/srv",
+  env = { WHAT = "$2", DATA = "$3" }${4:+, sandbox = $4} }
+return w.tool{ name = "t", server = "$1", tool = "x", args = {} }
+LUA
+	run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/$1.lua"
+	expect_rc 1 "server $1 dies"
+}
+
+# A read the sandbox refuses: the path, the fix, the stderr before it.
+die rd read "$T/secret/data.txt"
+expect_grep "$T/err" "tool 't': MCP server 'rd' exited with status 1 before initialize: the sandbox does not let it read $T/secret/data.txt: add sandbox = \{ read = \{ \"$T/secret\" \} \}" "read denial named with its fix"
+expect_grep "$T/err" "^  Traceback \(most recent call last\):" "the stderr's earlier lines are quoted"
+expect_grep "$T/err" "^  PermissionError: \[Errno 13\] Permission denied: '$T/secret/data.txt'" "the stderr's last line is quoted"
+ok "a read refused by the sandbox is named, with the line that allows it"
+
+# Failing the same way twice before initialize: no third start.
+id=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.retry'")" = 1 ] ||
+    fail "one retry, then no third start"
+expect_grep "$T/err" "it ended the same way at its previous start, so it is not started again" "why it was not retried"
+expect_no_grep "$T/err" "gave up after" "not retried to the policy's end"
+ok "a server that dies the same way twice before initialize is not started a third time"
+
+# The fix the message names works.
+die rd2 read "$T/secret/data.txt" "{ read = { \"$T/secret\" } }"
+expect_no_grep "$T/err" "sandbox does not let" "read allowed: no denial"
+ok "the read list the message names lets the server read"
+
+# A write the sandbox refuses (the directory is readable, not writable).
+die wr write "$T/out/file.txt" "{ read = { \"$T/out\" } }"
+expect_grep "$T/err" "MCP server 'wr' exited with status 1 before initialize: the sandbox does not let it write $T/out/file.txt: add sandbox = \{ write = \{ \"$T/out\" \} \}" "write denial named with its fix"
+die wr2 write "$T/out/file.txt" "{ write = { \"$T/out\" } }"
+[ -f "$T/out/file.txt" ] || fail "with the write list the server wrote"
+ok "a write refused by the sandbox is named, with the line that allows it"
+
+# The last 20 lines of stderr, control characters shown as '?'.
+die lines lines ""
+expect_grep "$T/err" "MCP server 'lines' exited with status 3 before initialize;.* its stderr ended with:$" "stderr introduced"
+expect_grep "$T/err" "^  line 12$" "line 12 of 31 kept"
+expect_grep "$T/err" "^  colour \?\[31mred\?\[0m" "escape characters neutralised"
+expect_no_grep "$T/err" "^  line 11$" "line 11 of 31 dropped (20 lines)"
+expect_no_grep "$T/err" "sandbox does not let" "no denial claimed without one"
+ok "the last 20 lines of a dying server's stderr are quoted"
+
+expect_no_orphans
