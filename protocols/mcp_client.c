@@ -104,6 +104,13 @@ mcpc_denied(const struct mcpc *s)
 	return s->ops->denied != NULL ? s->ops->denied(s->t) : NULL;
 }
 
+int
+mcpc_explain(const struct mcpc *s, const char *text, char *buf, size_t len)
+{
+	return s->ops->explain != NULL ? s->ops->explain(s->t, text, buf,
+	    len) : 0;
+}
+
 const char *
 mcpc_version(const struct mcpc *s)
 {

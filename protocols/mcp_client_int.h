@@ -101,6 +101,9 @@ struct mcpc_transport {
 	const struct sandbox_report *(*sandbox)(void *,
 			    const struct sandbox_profile **, unsigned *starts);
 	json_t		*(*denied)(void *);
+	/* See mcpc_explain (stdio only). */
+	int		 (*explain)(void *, const char *text, char *buf,
+			    size_t len);
 };
 
 extern const struct mcpc_transport mcpc_stdio_transport;

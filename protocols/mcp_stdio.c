@@ -405,7 +405,7 @@ mcps_start(void *arg, char *err, size_t errlen)
 		for (i = 0; t->envp != NULL && t->envp[i] != NULL; i++)
 			if (strncmp(t->envp[i], "PATH=", 5) == 0)
 				path = t->envp[i] + 5;
-		if (sandbox_prepare(t->sb, t->argv[0], path, t->cwd, &sb, err,
+		if (sandbox_prepare(t->sb, t->argv, path, t->cwd, &sb, err,
 		    errlen) != 0)
 			goto fail;
 		memset(&t->sbrep, 0, sizeof t->sbrep);
@@ -575,6 +575,17 @@ mcps_denied(void *arg)
 	struct mcps *t = arg;
 
 	return t->denied;
+}
+
+/* A path the sandbox refused, named in text: see mcpc_explain. */
+static int
+mcps_explain(void *arg, const char *text, char *buf, size_t len)
+{
+	struct mcps *t = arg;
+
+	if (t->sb == NULL || !(t->sbrep.enforced & SB_LANDLOCK))
+		return 0;
+	return sandbox_explain(t->paths, text, strlen(text), buf, len);
 }
 
 /* Copy a JSON array of strings into a NULL-terminated vector. */
@@ -775,4 +786,5 @@ const struct mcpc_transport mcpc_stdio_transport = {
 	.reaped = mcps_reaped,
 	.sandbox = mcps_sandbox,
 	.denied = mcps_denied,
+	.explain = mcps_explain,
 };

@@ -154,7 +154,8 @@ sb_package_root(const char *file, char *out, size_t len)
 		return;
 	}
 	*slash = '\0';
-	snprintf(out, len, "%s", dir);
+	/* Never a home directory: then the file alone. */
+	snprintf(out, len, "%s", sb_is_home(dir) ? file : dir);
 	while (dir[0] == '/' && dir[1] != '\0' && !sb_is_home(dir)) {
 		for (i = 0; marks[i] != NULL; i++) {
 			snprintf(probe, sizeof probe, "%s/%s", dir, marks[i]);
@@ -252,6 +253,45 @@ sb_ll_allow_prefix(struct sandbox *sb, const char *file, uint64_t rr)
 	return 0;
 }
 
+/*
+ * A version manager's shim (pyenv, rbenv, nodenv, asdf and mise keep them
+ * in ROOT/shims, volta in ~/.volta/bin) runs the manager, which picks the
+ * real interpreter under ROOT: make ROOT readable, and the version files
+ * the managers read from the home directory.  Never a home directory or /
+ * as ROOT.
+ */
+static void
+sb_ll_shim(struct sandbox *sb, const char *file, uint64_t rr)
+{
+	static const char *const vfiles[] = { ".tool-versions",
+	    ".python-version", ".node-version", ".nvmrc", ".config/mise",
+	    NULL };
+	const char *home = getenv("HOME");
+	char root[PATH_MAX], sub[PATH_MAX + 32], *slash, err[16];
+	size_t n;
+	int i;
+
+	snprintf(root, sizeof root, "%s", file);
+	if ((slash = strrchr(root, '/')) == NULL || slash == root)
+		return;
+	*slash = '\0';
+	n = strlen(root);
+	if (n > 6 && strcmp(root + n - 6, "/shims") == 0)
+		root[n - 6] = '\0';
+	else if (n > 10 && strcmp(root + n - 10, "/.volta/bin") == 0)
+		root[n - 4] = '\0';
+	else
+		return;
+	if (root[0] == '\0' || sb_is_home(root))
+		return;
+	sb_ll_allow(sb, root, rr, 1, err, sizeof err);
+	for (i = 0; home != NULL && *home == '/' && vfiles[i] != NULL; i++) {
+		snprintf(sub, sizeof sub, "%s/%s", home, vfiles[i]);
+		sb_ll_allow(sb, sub, LL_FS_READ_FILE | LL_FS_READ_DIR, 1, err,
+		    sizeof err);
+	}
+}
+
 /* Look prog up in path as execvp would; into out. */
 static int
 sb_which(const char *prog, const char *path, char *out, size_t len)
@@ -296,6 +336,7 @@ sb_ll_command(struct sandbox *sb, const char *argv0, const char *path,
 	if (sb_which(argv0, path, file, sizeof file) != 0)
 		return;
 	for (depth = 0; depth < 3; depth++) {
+		sb_ll_shim(sb, file, rr);
 		sb_ll_allow_prefix(sb, file, rr);
 		if (realpath(file, real) == NULL)
 			return;
@@ -326,9 +367,65 @@ sb_ll_command(struct sandbox *sb, const char *argv0, const char *path,
 	}
 }
 
+/*
+ * An argument of the command that names an existing file (a script, its
+ * package's entry point) makes its package readable: sb_package_root,
+ * and the node_modules directories above it, where node looks for the
+ * package's dependencies.  One that names a directory (the server's data)
+ * makes it readable, not executable; never / itself.  "--opt=/p" names
+ * /p; a relative name is taken from cwd.
+ */
+static void
+sb_ll_arg(struct sandbox *sb, const char *arg, const char *cwd, uint64_t rr)
+{
+	char path[PATH_MAX], real[PATH_MAX], root[PATH_MAX];
+	char nm[PATH_MAX + 16], *slash;
+	const char *eq;
+	struct stat st;
+	char err[16];
+
+	if (arg[0] == '-' && (eq = strchr(arg, '=')) != NULL)
+		arg = eq + 1;
+	if (arg[0] == '\0' || arg[0] == '-')
+		return;
+	if (arg[0] == '/')
+		snprintf(path, sizeof path, "%s", arg);
+	else if (cwd != NULL && snprintf(path, sizeof path, "%s/%s", cwd,
+	    arg) >= (int)sizeof path)
+		return;
+	else if (cwd == NULL)
+		return;
+	if (realpath(path, real) == NULL || stat(real, &st) != 0 ||
+	    strcmp(real, "/") == 0)
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		sb_ll_allow(sb, real, LL_FS_READ_FILE | LL_FS_READ_DIR, 1,
+		    err, sizeof err);
+		return;
+	}
+	if (!S_ISREG(st.st_mode))
+		return;
+	sb_package_root(real, root, sizeof root);
+	sb_ll_allow(sb, root, rr, 1, err, sizeof err);
+	/* In a node_modules tree: the outermost, with its dependencies. */
+	if ((slash = strstr(real, "/node_modules/")) != NULL) {
+		snprintf(nm, sizeof nm, "%.*s/node_modules", (int)(slash -
+		    real), real);
+		sb_ll_allow(sb, nm, rr, 1, err, sizeof err);
+	}
+	snprintf(path, sizeof path, "%s", root);
+	while ((slash = strrchr(path, '/')) != NULL && slash != path) {
+		*slash = '\0';
+		if (sb_is_home(path))
+			break;
+		snprintf(nm, sizeof nm, "%s/node_modules", path);
+		sb_ll_allow(sb, nm, rr, 1, err, sizeof err);
+	}
+}
+
 /* Build the Landlock ruleset; on an old or Landlock-less kernel, note it. */
 int
-sb_prepare_landlock(struct sandbox *sb, const char *argv0, const char *path,
+sb_prepare_landlock(struct sandbox *sb, char *const *argv, const char *path,
     const char *cwd, char *err, size_t errlen)
 {
 	const struct sandbox_profile *p = sb->p;
@@ -393,7 +490,9 @@ sb_prepare_landlock(struct sandbox *sb, const char *argv0, const char *path,
 		/* resolv.conf often points here (systemd-resolved). */
 		sb_ll_allow(sb, "/run/systemd/resolve", rr, 1, err, errlen);
 	}
-	sb_ll_command(sb, argv0, path, rr);
+	sb_ll_command(sb, argv[0], path, rr);
+	for (i = 1; argv[i] != NULL; i++)
+		sb_ll_arg(sb, argv[i], cwd, rr);
 	/* The working directory is readable (not executable). */
 	if (cwd != NULL)
 		sb_ll_allow(sb, cwd, LL_FS_READ_FILE | LL_FS_READ_DIR, 1, err,

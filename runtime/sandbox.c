@@ -285,7 +285,7 @@ sb_rlimit(struct sandbox *sb, int res, long long soft, long long hard)
 }
 
 int
-sandbox_prepare(const struct sandbox_profile *p, const char *argv0,
+sandbox_prepare(const struct sandbox_profile *p, char *const *argv,
     const char *path, const char *cwd, struct sandbox **out, char *err,
     size_t errlen)
 {
@@ -319,7 +319,7 @@ sandbox_prepare(const struct sandbox_profile *p, const char *argv0,
 	    (unsigned)getegid(), (unsigned)getegid());
 
 	if ((sb->want & SB_LANDLOCK) &&
-	    sb_prepare_landlock(sb, argv0, path, cwd, err, errlen) != 0)
+	    sb_prepare_landlock(sb, argv, path, cwd, err, errlen) != 0)
 		goto fail;
 	if (sb->want & SB_SECCOMP)
 		sb_prepare_seccomp(sb);

@@ -95,12 +95,14 @@ void sandbox_profile_free(struct sandbox_profile *);
 
 /*
  * In the parent, before fork: prepare the layers of profile p for the
- * command argv0 (looked up in path, the child's $PATH, when it has no
- * '/') run in cwd (may be NULL).  Returns 0 and sets *out, or -1 with a
- * message in err: a required layer the kernel lacks, a read or write path
- * that does not exist.  The profile is borrowed and must outlive *out.
+ * command argv (argv[0] looked up in path, the child's $PATH, when it has
+ * no '/') run in cwd (may be NULL).  Its arguments widen the default
+ * reads (docs/mcp-servers.md): a file makes its package readable, a
+ * directory is readable.  Returns 0 and sets *out, or -1 with a message
+ * in err: a required layer the kernel lacks, a read or write path that
+ * does not exist.  The profile is borrowed and must outlive *out.
  */
-int sandbox_prepare(const struct sandbox_profile *p, const char *argv0,
+int sandbox_prepare(const struct sandbox_profile *p, char *const *argv,
     const char *path, const char *cwd, struct sandbox **out, char *err,
     size_t errlen);
 /*

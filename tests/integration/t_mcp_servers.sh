@@ -78,4 +78,81 @@ expect_no_grep "$T/err" "^  line 11$" "line 11 of 31 dropped (20 lines)"
 expect_no_grep "$T/err" "sandbox does not let" "no denial claimed without one"
 ok "the last 20 lines of a dying server's stderr are quoted"
 
+# --- Default reads follow the command line (issue 16, item 1).
+
+# A Python server started as `python3 /elsewhere/server.py`, python3 as
+# found in PATH (a pyenv shim on some machines): the script is readable.
+mkdir -p "$T/elsewhere"
+cat > "$T/elsewhere/server.py" <<'PY'
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    r = {}
+    if m["method"] == "initialize":
+        r = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+             "serverInfo": {"name": "py", "version": "1"}}
+    elif m["method"] == "tools/list":
+        r = {"tools": [{"name": "hi", "inputSchema": {"type": "object"}}]}
+    elif m["method"] == "tools/call":
+        text = "hello"
+        if os.environ.get("STATE_FILE"):
+            f = os.environ["STATE_FILE"]
+            n = int(open(f).read()) + 1 if os.path.exists(f) else 1
+            open(f, "w").write(str(n))
+            text = "call %d" % n
+        r = {"content": [{"type": "text", "text": text}]}
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+PY
+# call NAME DECL TOOL ARGS: one tool call on a server declared by DECL.
+call() {
+	cat > "$T/$1.lua" <<LUA
+local w = require "weft"
+$2
+return w.tool{ name = "t", server = "$1", tool = "$3", args = $4 }
+LUA
+	run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/$1.lua"
+}
+call py "w.mcp_server{ name = \"py\", command = { \"python3\", \"$T/elsewhere/server.py\" } }" hi '{}'
+expect_rc 0 "python3 /elsewhere/server.py"
+expect_grep "$T/out.txt" "hello" "the python server answered"
+ok "python3 /elsewhere/server.py runs under the default sandbox"
+
+# An interpreter reached through a version manager's shim: the manager's
+# root is readable (here a made-up one, as pyenv's: shims/python3 execs
+# libexec/mgr, which execs the interpreter).
+mkdir -p "$T/mgr/shims" "$T/mgr/libexec"
+printf '#!/bin/sh\nexec "%s/mgr/libexec/mgr" "$@"\n' "$T" > "$T/mgr/shims/python3"
+printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v $PY)" > "$T/mgr/libexec/mgr"
+chmod +x "$T/mgr/shims/python3" "$T/mgr/libexec/mgr"
+call shim "w.mcp_server{ name = \"shim\", command = { \"$T/mgr/shims/python3\", \"$T/elsewhere/server.py\" } }" hi '{}'
+expect_rc 0 "python3 through a shim"
+expect_grep "$T/out.txt" "hello" "the server behind the shim answered"
+ok "an interpreter's shim is followed to the manager's root"
+
+# Reference servers as `node path/index.js`, as in their READMEs.
+NM="$WEFT_SRCDIR/node_modules/@modelcontextprotocol"
+if command -v node >/dev/null 2>&1 && [ -d "$NM/server-memory" ] &&
+    [ -d "$NM/server-filesystem" ]; then
+	call mem "w.mcp_server{ name = \"mem\", command = { \"node\", \"$NM/server-memory/dist/index.js\" } }" read_graph '{}'
+	expect_rc 0 "node server-memory/dist/index.js"
+	expect_grep "$T/out.txt" "entities" "the memory server answered"
+	ok "node server-memory/dist/index.js: its package and node_modules are readable"
+
+	# Its data directory, named as an argument, is readable, not writable.
+	mkdir -p "$T/data"
+	echo "tide tables" > "$T/data/notes.txt"
+	call fs "w.mcp_server{ name = \"fs\", command = { \"node\", \"$NM/server-filesystem/dist/index.js\", \"$T/data\" } }" read_text_file "{ path = \"$T/data/notes.txt\" }"
+	expect_rc 0 "server-filesystem reads its data directory"
+	expect_grep "$T/out.txt" "tide tables" "the file's text"
+	call fs "w.mcp_server{ name = \"fs\", command = { \"node\", \"$NM/server-filesystem/dist/index.js\", \"$T/data\" } }" write_file "{ path = \"$T/data/new.txt\", content = \"x\" }"
+	expect_rc 1 "server-filesystem may not write its data directory"
+	expect_grep "$T/err" "weft: MCP server 'fs': the sandbox does not let it write $T/data/new.txt: add sandbox = \{ write = \{ \"$T/data\" \} \}" "a refused write in a tool error is named"
+	[ ! -e "$T/data/new.txt" ] || fail "the data directory stayed read-only"
+	ok "a data directory argument is readable, writable by grant only"
+else
+	echo "WARNING: node or node_modules missing: the node servers are SKIPPED" >&2
+fi
+
 expect_no_orphans
