@@ -503,6 +503,9 @@ sb_prepare_landlock(struct sandbox *sb, char *const *argv, const char *path,
 	if (p->scratch != NULL &&
 	    sb_ll_allow(sb, p->scratch, rw, 0, err, errlen) != 0)
 		return -1;
+	if (p->state != NULL &&
+	    sb_ll_allow(sb, p->state, rw, 0, err, errlen) != 0)
+		return -1;
 	for (i = 0; p->write != NULL && p->write[i] != NULL; i++)
 		if (sb_ll_allow(sb, p->write[i], rw, 0, err, errlen) != 0)
 			return -1;

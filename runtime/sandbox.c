@@ -90,6 +90,7 @@ sandbox_profile_free(struct sandbox_profile *p)
 	strv_free(p->write);
 	strv_free(p->env_allow);
 	free(p->scratch);
+	free(p->state);
 	free(p);
 }
 
@@ -554,6 +555,9 @@ sandbox_report_json(const struct sandbox_report *rep,
 		if (p->scratch != NULL)
 			json_object_set_new(o, "scratch",
 			    json_string(p->scratch));
+		if (p->state != NULL)
+			json_object_set_new(o, "state",
+			    json_string(p->state));
 		if (p->debug)
 			json_object_set_new(o, "debug", json_true());
 	} else

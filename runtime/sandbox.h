@@ -54,6 +54,9 @@ struct sandbox_profile {
 	char		**write;	/* extra writable paths, absolute */
 	char		 *scratch;	/* the per-run writable dir, set by
 					   the worker; NULL for none */
+	char		 *state;	/* the writable dir kept between
+					   runs (state = true), set by the
+					   worker; NULL for none */
 	int		  network;	/* 1: network allowed */
 	long long	  memory;	/* limits; -1: no limit */
 	long long	  cpu;

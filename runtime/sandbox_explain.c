@@ -173,7 +173,9 @@ sandbox_explain(json_t *paths, const char *text, size_t textlen,
 				*slash = '\0';
 		}
 		snprintf(buf, len, "the sandbox does not let it write %s: "
-		    "add sandbox = { write = { \"%s\" } }", path, dir);
+		    "add sandbox = { write = { \"%s\" } }, or state = true "
+		    "for a directory of its own kept between runs "
+		    "($WEFT_STATE)", path, dir);
 		return 1;
 	}
 	if (eperm_only) {

@@ -253,6 +253,21 @@ local LAYERS = set{ "rlimits", "no_new_privs", "landlock", "landlock_net", "land
 local OPTIONAL_LAYERS = set{ "landlock", "landlock_net", "landlock_scope", "seccomp", "userns", "netns" }
 local SIZE_UNITS = { [""] = 1, K = 1024, M = 1024 ^ 2, G = 1024 ^ 3, T = 1024 ^ 4 }
 
+-- state = true on an mcp_server: a directory of its own, per workflow file
+-- and server, that outlives runs ($WEFT_STATE).  The worker makes it under
+-- the state directory, keyed by the workflow file's path, returned here.
+local function check_state(t, at)
+  if t.state == nil or t.state == false then return nil end
+  if t.state ~= true then
+    fail(at, "mcp_server '%s': state must be true or false, got %s", t.name, tostring(t.state))
+  end
+  if t.url ~= nil then
+    fail(at, "mcp_server '%s': state applies to a command server, not to a url one", t.name)
+  end
+  local file = at:match("^(.*):%d+$") or at
+  return core.script_dir() .. "/" .. (file:match("([^/]+)$") or file)
+end
+
 local function check_sandbox(sb, at, server)
   if sb == nil then return nil end
   if sb == false then return false end
@@ -352,4 +367,4 @@ end
 return { fields = fields, check = check, check_grant = check_grant,
   check_strings = check_strings, check_resources = check_resources,
   check_prompts = check_prompts, check_policy = check_policy,
-  check_sandbox = check_sandbox, seconds = seconds }
+  check_sandbox = check_sandbox, seconds = seconds, check_state = check_state }

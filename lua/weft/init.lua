@@ -428,11 +428,11 @@ local function server_transport(t, at, s)
   s.sandbox = check_sandbox(t.sandbox, at, t.name)
 end
 
-function w.mcp_server(t)
-  local at = where()
+function w.mcp_server(t, at)
+  at = type(at) == "string" and at or where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
   local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping",
-                       "retry", "idempotent" }
+                       "retry", "idempotent", "state" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
@@ -449,6 +449,7 @@ function w.mcp_server(t)
               timeout = policy and policy.timeout and policy.timeout.attempt,
               ping = seconds(t, "ping", at) }
   server_transport(t, at, s)
+  s.state = F.check_state(t, at)
   servers[t.name] = s
   server_order[#server_order + 1] = t.name
   return s

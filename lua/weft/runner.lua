@@ -126,7 +126,7 @@ local function server_spec(name, node_policy)
              policy = policy }
   else
     spec = { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd,
-             sandbox = s.sandbox, timeout = timeout, ping = s.ping, policy = policy }
+             sandbox = s.sandbox, state = s.state, timeout = timeout, ping = s.ping, policy = policy }
   end
   if not node_policy then spec_cache[name] = spec end
   return spec

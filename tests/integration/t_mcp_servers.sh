@@ -151,8 +151,55 @@ if command -v node >/dev/null 2>&1 && [ -d "$NM/server-memory" ] &&
 	expect_grep "$T/err" "weft: MCP server 'fs': the sandbox does not let it write $T/data/new.txt: add sandbox = \{ write = \{ \"$T/data\" \} \}" "a refused write in a tool error is named"
 	[ ! -e "$T/data/new.txt" ] || fail "the data directory stayed read-only"
 	ok "a data directory argument is readable, writable by grant only"
+	# The memory server keeps its memory between runs with state = true.
+	for step in create read; do
+		if [ $step = create ]; then
+			tool=create_entities
+			args='{ entities = { { name = "tides", entityType = "topic", observations = { "twice a day" } } } }'
+		else
+			tool=read_graph args='{}'
+		fi
+		call memory "w.mcp_server{ name = \"memory\", command = { \"node\", \"$NM/server-memory/dist/index.js\" }, state = true,
+  env = { MEMORY_FILE_PATH = \"\${WEFT_STATE}/memory.jsonl\" } }" $tool "$args"
+		expect_rc 0 "memory server with state = true: $step"
+	done
+	expect_grep "$T/out.txt" '"twice a day"' "the second run read what the first stored"
+	ls "$WEFT_STATE_DIR"/servers/memory-*/memory/memory.jsonl >/dev/null ||
+	    fail "the memory file is in the state directory"
+	ok "server-memory keeps its memory between runs with state = true"
 else
 	echo "WARNING: node or node_modules missing: the node servers are SKIPPED" >&2
 fi
+
+# --- state = true (issue 16, item 4): a directory per workflow file and
+# server, kept between runs, $WEFT_STATE; with or without the sandbox.
+for sb in default false; do
+	for n in 1 2; do
+		call count "w.mcp_server{ name = \"count\", command = { \"$PY\", \"$T/elsewhere/server.py\" }, state = true,
+  env = { STATE_FILE = \"\${WEFT_STATE}/n\" }$([ $sb = false ] && echo ', sandbox = false') }" hi '{}'
+		expect_rc 0 "state = true, sandbox $sb, run $n"
+	done
+	expect_grep "$T/out.txt" "call 2" "the second run saw the first's file (sandbox $sb)"
+	rm -rf "$WEFT_STATE_DIR/servers"
+done
+# The directory: STATE/servers/STEM-HASH/NAME, 0700; another workflow file
+# with the same server name has its own.
+call count "w.mcp_server{ name = \"count\", command = { \"$PY\", \"$T/elsewhere/server.py\" }, state = true,
+  env = { STATE_FILE = \"\${WEFT_STATE}/n\" } }" hi '{}'
+mkdir -p "$T/other"
+cp "$T/count.lua" "$T/other/count.lua"
+run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/other/count.lua"
+expect_rc 0 "the same server in another workflow file"
+expect_grep "$T/out.txt" "call 1" "another workflow file starts afresh"
+[ "$(ls -d "$WEFT_STATE_DIR"/servers/count-*/count | wc -l)" = 2 ] ||
+    fail "one state directory per workflow file"
+[ "$(stat -c %a "$WEFT_STATE_DIR"/servers/count-*/count | sort -u)" = 700 ] ||
+    fail "state directories are 0700"
+# Mistakes are refused with file:line.
+printf 'local w = require "weft"\nw.mcp_server{ name = "s", command = { "x" }, state = "yes" }\nreturn w.tool{ name = "t", server = "s", tool = "x" }\n' > "$T/bad.lua"
+run_weft "$T/out.txt" "$T/err" validate "$T/bad.lua"
+expect_rc 2 "state must be a boolean"
+expect_grep "$T/err" "^weft: $T/bad.lua:2: mcp_server 's': state must be true or false, got yes$" "state's type named with file:line"
+ok "state = true: a directory per workflow and server, kept between runs, \$WEFT_STATE"
 
 expect_no_orphans
