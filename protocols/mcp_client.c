@@ -486,11 +486,14 @@ mcpc_new(struct event_base *base, json_t *spec, struct sandbox_profile *sb,
 {
 	json_t *name = json_object_get(spec, "name");
 	json_t *ping = json_object_get(spec, "ping");
+	json_t *tr = json_object_get(spec, "transport");
 	const struct mcpc_transport *ops;
 	struct mcpc *s;
 
-	ops = json_object_get(spec, "url") != NULL ? &mcpc_http_transport :
-	    &mcpc_stdio_transport;
+	ops = json_object_get(spec, "url") == NULL ? &mcpc_stdio_transport :
+	    json_is_string(tr) && strcmp(json_string_value(tr), "sse") == 0 ?
+	    &mcpc_sse_transport :
+	    &mcpc_http_transport;
 	if (!json_is_string(name)) {
 		errf(err, errlen, "/server/name: must be a string");
 		return NULL;

@@ -108,6 +108,7 @@ struct mcpc_transport {
 
 extern const struct mcpc_transport mcpc_stdio_transport;
 extern const struct mcpc_transport mcpc_http_transport;
+extern const struct mcpc_transport mcpc_sse_transport;
 
 /*
  * The core, for transports.  All run on the session's loop, never from

@@ -388,6 +388,11 @@ local function server_transport(t, at, s)
       end
     end
     s.url = t.url
+    if t.transport ~= nil and t.transport ~= "sse" and t.transport ~= "streamable_http" then
+      fail(at, "mcp_server '%s': transport must be \"streamable_http\" or \"sse\", got %s", t.name,
+           tostring(t.transport))
+    end
+    s.transport = t.transport == "sse" and "sse" or nil
     if t.headers ~= nil then
       if type(t.headers) ~= "table" then fail(at, "mcp_server '%s': headers must be a table", t.name) end
       local h = {}
@@ -403,6 +408,7 @@ local function server_transport(t, at, s)
     return
   end
   if t.headers ~= nil then fail(at, "mcp_server '%s': headers apply to a url server", t.name) end
+  if t.transport ~= nil then fail(at, "mcp_server '%s': transport applies to a url server", t.name) end
   if type(t.command) ~= "table" or #t.command == 0 then
     fail(at, "mcp_server '%s' needs command = { \"program\", \"arg\", ... } or url = \"http://...\"", t.name)
   end
@@ -432,7 +438,7 @@ function w.mcp_server(t, at)
   at = type(at) == "string" and at or where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
   local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping",
-                       "retry", "idempotent", "state" }
+                       "retry", "idempotent", "state", "transport" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))

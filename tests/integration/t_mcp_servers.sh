@@ -96,7 +96,7 @@ for line in sys.stdin:
     elif m["method"] == "tools/list":
         r = {"tools": [{"name": "hi", "inputSchema": {"type": "object"}}]}
     elif m["method"] == "tools/call":
-        text = "hello"
+        text = os.environ.get("ECHO", "hello")
         if os.environ.get("STATE_FILE"):
             f = os.environ["STATE_FILE"]
             n = int(open(f).read()) + 1 if os.path.exists(f) else 1
@@ -201,5 +201,83 @@ run_weft "$T/out.txt" "$T/err" validate "$T/bad.lua"
 expect_rc 2 "state must be a boolean"
 expect_grep "$T/err" "^weft: $T/bad.lua:2: mcp_server 's': state must be true or false, got yes$" "state's type named with file:line"
 ok "state = true: a directory per workflow and server, kept between runs, \$WEFT_STATE"
+
+# --- Host config files (issue 16, item 5): VS Code's form in .vscode/,
+# "disabled", ${env:NAME}, ${workspaceFolder}, ${userHome}, ~, and
+# options per server by name.
+mkdir -p "$T/proj/.vscode"
+cat > "$T/proj/.vscode/mcp.json" <<JSON
+{ "servers": {
+    "echo": { "type": "stdio", "command": "$PY", "args": ["$T/elsewhere/server.py"],
+              "env": { "ECHO": "~/x|\${env:WEFT_T_VAR}|\${workspaceFolder}|\${userHome}" } },
+    "off": { "command": "/nonexistent/server", "disabled": true },
+    "rd": { "command": "$PY", "args": ["$T/srv/server.py"],
+            "env": { "WHAT": "read", "DATA": "$T/secret/data.txt" } } } }
+JSON
+cat > "$T/host.lua" <<LUA
+local w = require "weft"
+local s = w.mcp_config("proj/.vscode/mcp.json", { only = { "echo", "off" } })
+assert(s.off == nil, "a disabled server is not declared")
+return w.tool{ name = "t", server = s.echo, tool = "hi", args = {} }
+LUA
+WEFT_T_VAR=from-env run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/host.lua"
+expect_rc 0 "a VS Code config with variables"
+expect_grep "$T/out.txt" "^$HOME/x\|from-env\|$T/proj\|$HOME\$" "\${env:NAME}, \${workspaceFolder}, \${userHome} and ~ expanded"
+ok "host configs: VS Code's servers/type, disabled, \${env:NAME}, \${workspaceFolder}, \${userHome}, ~"
+
+# An unset variable, or one weft cannot expand, is named with its place.
+run_weft "$T/out.txt" "$T/err" validate "$T/host.lua"
+expect_rc 2 "an unset \${env:NAME}"
+expect_grep "$T/err" "^weft: $T/host.lua:2: w.mcp_config: $T/proj/.vscode/mcp.json: /servers/echo/env/ECHO: \\\$\{env:WEFT_T_VAR\} is not set in weft's environment$" "unset variable named"
+sed 's/env:WEFT_T_VAR/input:token/' "$T/proj/.vscode/mcp.json" > "$T/input.json"
+printf 'local w = require "weft"\nlocal s = w.mcp_config("input.json")\nreturn w.tool{ name = "t", server = s.echo, tool = "hi" }\n' > "$T/input.lua"
+run_weft "$T/out.txt" "$T/err" validate "$T/input.lua"
+expect_rc 2 "\${input:...}"
+expect_grep "$T/err" "/servers/echo/env/ECHO: \\\$\{input:token\} cannot be expanded by weft" "\${input:...} refused by name"
+ok "variables weft cannot expand are named with their JSON pointer"
+
+# Sandbox settings per server, by name; an unknown name is refused.
+cat > "$T/per.lua" <<LUA
+local w = require "weft"
+local s = w.mcp_config("proj/.vscode/mcp.json", { only = { "rd" },
+  servers = { rd = { sandbox = { read = { "$T/secret" } } } } })
+return w.tool{ name = "t", server = s.rd, tool = "x", args = {} }
+LUA
+run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/per.lua"
+expect_grep "$T/err" "MCP server 'rd' exited with status 0 before initialize" "it read the file and ended (it speaks no MCP)"
+expect_no_grep "$T/err" "sandbox does not let" "the server's own sandbox applied"
+sed 's/servers = { rd =/servers = { rdd =/' "$T/per.lua" > "$T/per2.lua"
+run_weft "$T/out.txt" "$T/err" validate "$T/per2.lua"
+expect_rc 2 "an unknown server in servers"
+expect_grep "$T/err" "w.mcp_config: servers.rdd: $T/proj/.vscode/mcp.json has no server 'rdd' \(it has echo, off, rd\) \(did you mean 'rd'\?\)" "unknown server named"
+ok "sandbox settings per server by name"
+
+# "type": "sse": the 2024-11-05 HTTP+SSE transport (server-everything sse).
+if command -v node >/dev/null 2>&1 && [ -d "$NM/server-everything" ]; then
+	SSE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	PORT=$SSE_PORT node "$NM/server-everything/dist/index.js" sse >"$T/sse.log" 2>&1 &
+	SSE_PID=$!
+	trap 'rc=$?; kill $SSE_PID 2>/dev/null; (exit $rc); cleanup' EXIT
+	i=0
+	until grep -q "running on port $SSE_PORT" "$T/sse.log"; do
+		i=$((i + 1))
+		[ $i -lt 200 ] || { cat "$T/sse.log" >&2; fail "server-everything sse did not start"; }
+		sleep 0.05
+	done
+	printf '{ "mcpServers": { "ev": { "type": "sse", "url": "http://127.0.0.1:%s/sse" } } }\n' "$SSE_PORT" > "$T/sse.json"
+	cat > "$T/sse.lua" <<'LUA'
+local w = require "weft"
+local s = w.mcp_config("sse.json")
+return w.tool{ name = "t", server = s.ev, tool = "echo", args = { message = "over sse" } }
+LUA
+	run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/sse.lua"
+	expect_rc 0 "an HTTP+SSE server"
+	expect_grep "$T/out.txt" "Echo: over sse" "the SSE server's answer"
+	kill $SSE_PID; wait $SSE_PID 2>/dev/null
+	run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/sse.lua"
+	expect_rc 1 "the SSE server gone"
+	expect_grep "$T/err" "MCP server 'ev' \(http://127.0.0.1:$SSE_PORT/sse, HTTP\+SSE\) cannot be reached" "an unreachable SSE server named"
+	ok "\"type\": \"sse\" servers are reached over HTTP+SSE"
+fi
 
 expect_no_orphans
