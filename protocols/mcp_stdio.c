@@ -53,6 +53,14 @@ struct mcps {
 	int			 repeat;	/* this start failed the same
 						   way: not started again */
 	int			 collected;	/* the ending is collected */
+	int			 spawned;	/* a server process runs */
+	char			*npm;		/* npm package: run from */
+	char			*npm_cache;	/* the cache, after an */
+	char			*npm_bin;	/* install if need be */
+	char			**npm_args;
+	char			*npm_tmp;	/* an install under way */
+	pid_t			 npm_pid;	/* -1: none */
+	int			 npm_status;	/* -1: not reaped */
 	pid_t			 pid;
 	int			 status;	/* wait status once reaped */
 	int			 reaped;
@@ -177,7 +185,7 @@ mcps_clean(const char *in, size_t n, char *out, size_t len)
  * each on a line of its own, indented: "; its stderr ended with:\n  ...".
  */
 static void
-mcps_tail(struct mcps *t, char *out, size_t len)
+mcps_tail(struct mcps *t, const char *what, char *out, size_t len)
 {
 	size_t end = t->errlen, start, o, le;
 	int lines = 0;
@@ -193,7 +201,7 @@ mcps_tail(struct mcps *t, char *out, size_t len)
 		if (t->errtail[start - 1] == '\n' &&
 		    ++lines == MCPS_ERR_LINES)
 			break;
-	o = snprintf(out, len, "; its stderr ended with:");
+	o = snprintf(out, len, "; %s ended with:", what);
 	while (start < end && o + 8 < len) {
 		for (le = start; le < end && t->errtail[le] != '\n'; le++)
 			;
@@ -377,11 +385,10 @@ mcps_out_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Start the server process, under its sandbox if it has one. */
+/* Spawn the server process, under its sandbox if it has one. */
 static int
-mcps_start(void *arg, char *err, size_t errlen)
+mcps_spawn(struct mcps *t, char *err, size_t errlen)
 {
-	struct mcps *t = arg;
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	struct proc_spec ps;
 	struct sandbox *sb = NULL;
@@ -439,11 +446,12 @@ mcps_start(void *arg, char *err, size_t errlen)
 	fcntl(t->out_fd, F_SETFL, O_NONBLOCK);
 	fcntl(t->err_fd, F_SETFL, O_NONBLOCK);
 	t->reaped = 0;
+	t->spawned = 1;
 	t->errlen = 0;
-	t->lb = linebuf_new(MCPS_MAX_LINE);
-	t->outbuf = evbuffer_new();
 	t->in_ev = event_new(t->base, t->in_fd, EV_WRITE | EV_PERSIST,
 	    mcps_in_cb, t);
+	if (evbuffer_get_length(t->outbuf) > 0)
+		event_add(t->in_ev, NULL);	/* queued while installing */
 	t->out_ev = event_new(t->base, t->out_fd, EV_READ | EV_PERSIST,
 	    mcps_out_cb, t);
 	t->err_ev = event_new(t->base, t->err_fd, EV_READ | EV_PERSIST,
@@ -456,6 +464,157 @@ fail:
 	if (out[0] >= 0) { close(out[0]); close(out[1]); }
 	if (ep[0] >= 0) { close(ep[0]); close(ep[1]); }
 	return -1;
+}
+
+/* argv of an npm server: its program, then its arguments. */
+static void
+mcps_npm_argv(struct mcps *t, const char *prog)
+{
+	size_t n = 0, i;
+
+	while (t->npm_args[n] != NULL)
+		n++;
+	strv_free(t->argv);
+	t->argv = xcalloc(n + 2, sizeof *t->argv);
+	t->argv[0] = xstrdup(prog);
+	for (i = 0; i < n; i++)
+		t->argv[i + 1] = xstrdup(t->npm_args[i]);
+}
+
+/* The npm install is over (its output closed): run the server, or fail. */
+static void
+mcps_npm_done(struct mcps *t)
+{
+	char prog[PATH_MAX], why[600], msg[MCPS_ERR_TAIL + 900];
+	char tail[MCPS_ERR_TAIL + 4 * MCPS_ERR_LINES + 64];
+	int status, r;
+
+	event_free(t->err_ev);
+	t->err_ev = NULL;
+	close(t->err_fd);
+	t->err_fd = -1;
+	/* The worker's SIGCHLD may have reaped it (mcps_reaped). */
+	while ((r = waitpid(t->npm_pid, &status, 0)) == -1 && errno == EINTR)
+		;
+	if (r == t->npm_pid)
+		t->npm_status = status;
+	t->npm_pid = -1;
+	r = mcpn_install_done(t->npm_cache, t->npm, t->npm_tmp, why,
+	    sizeof why);
+	free(t->npm_tmp);
+	t->npm_tmp = NULL;
+	if (r == 0 && (r = mcpn_lookup(t->npm_cache, t->npm, t->npm_bin,
+	    prog, sizeof prog, why, sizeof why)) == 1) {
+		snprintf(why, sizeof why, "npm installed %s, yet it is not in "
+		    "the cache", t->npm);
+		r = -1;
+	}
+	if (r == 0) {
+		mcps_npm_argv(t, prog);
+		if (mcps_spawn(t, why, sizeof why) == 0)
+			return;
+	}
+	mcps_tail(t, "npm's output", tail, sizeof tail);
+	snprintf(msg, sizeof msg, "cannot install npm package %s into %s: "
+	    "%s (is the npm registry reachable? weft installs a package "
+	    "once, outside the sandbox, then runs it offline)%s", t->npm,
+	    t->npm_cache, why, tail);
+	t->errlen = 0;
+	mcpc_stop(t->s, FAIL_SERVER_START, msg);
+}
+
+/* npm's output, while it installs; its end is the install's. */
+static void
+mcps_npm_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mcps *t = arg;
+	ssize_t n;
+
+	n = mcps_err_read(t);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		mcps_npm_done(t);
+}
+
+/*
+ * Install the npm package in the background (outside the sandbox, with
+ * the network): npm writes to one pipe, whose end starts the server.
+ */
+static int
+mcps_npm_install(struct mcps *t, char *err, size_t errlen)
+{
+	struct proc_spec ps;
+	int ep[2];
+	char **argv;
+
+	if ((argv = mcpn_install_argv(t->npm_cache, t->npm, &t->npm_tmp, err,
+	    errlen)) == NULL)
+		return -1;
+	if (pipe2(ep, O_CLOEXEC) == -1) {
+		errf(err, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	memset(&ps, 0, sizeof ps);
+	ps.argv = argv;
+	ps.cwd = t->npm_tmp;
+	ps.stdin_fd = -1;
+	ps.stdout_fd = ep[1];
+	ps.stderr_fd = ep[1];
+	ps.pdeathsig = SIGKILL;
+	if (proc_spawn(&ps, &t->npm_pid, err, errlen) != 0) {
+		close(ep[0]);
+		close(ep[1]);
+		goto fail;
+	}
+	strv_free(argv);
+	close(ep[1]);
+	t->npm_status = -1;
+	t->errlen = 0;
+	t->err_fd = ep[0];
+	fcntl(t->err_fd, F_SETFL, O_NONBLOCK);
+	t->err_ev = event_new(t->base, t->err_fd, EV_READ | EV_PERSIST,
+	    mcps_npm_cb, t);
+	event_add(t->err_ev, NULL);
+	return 0;
+fail:
+	strv_free(argv);
+	rmtree(t->npm_tmp);
+	free(t->npm_tmp);
+	t->npm_tmp = NULL;
+	return -1;
+}
+
+/*
+ * Start the server: an npm server runs from the cache, installed there
+ * first when it is not (the messages wait in the buffer meanwhile).
+ */
+static int
+mcps_start(void *arg, char *err, size_t errlen)
+{
+	struct mcps *t = arg;
+	char prog[PATH_MAX];
+	int r;
+
+	t->lb = linebuf_new(MCPS_MAX_LINE);
+	t->outbuf = evbuffer_new();
+	t->collected = 0;
+	if (t->npm != NULL) {
+		r = mcpn_lookup(t->npm_cache, t->npm, t->npm_bin, prog,
+		    sizeof prog, err, errlen);
+		if (r == 1)
+			r = mcps_npm_install(t, err, errlen);
+		else if (r == 0) {
+			mcps_npm_argv(t, prog);
+			r = mcps_spawn(t, err, errlen);
+		}
+	} else
+		r = mcps_spawn(t, err, errlen);
+	if (r != 0) {
+		linebuf_free(t->lb);
+		t->lb = NULL;
+		evbuffer_free(t->outbuf);
+		t->outbuf = NULL;
+	}
+	return r;
 }
 
 /* Say which sandbox limit a death by signal points to. */
@@ -478,6 +637,30 @@ mcps_limit_hint(struct mcps *t, char *out, size_t len)
 		    "architecture: the sandbox's seccomp filter kills it)");
 }
 
+/* Stop an npm install under way, and close what the session holds. */
+static void
+mcps_npm_abort(struct mcps *t)
+{
+	if (t->err_ev != NULL)
+		event_free(t->err_ev);
+	t->err_ev = NULL;
+	if (t->err_fd >= 0)
+		close(t->err_fd);
+	t->err_fd = -1;
+	if (t->npm_pid > 0) {
+		kill(t->npm_pid, SIGKILL);
+		(void)waitpid(t->npm_pid, NULL, 0);
+	}
+	t->npm_pid = -1;
+	if (t->npm_tmp != NULL)
+		rmtree(t->npm_tmp);
+	free(t->npm_tmp);
+	t->npm_tmp = NULL;
+	if (t->in_fd >= 0)
+		close(t->in_fd);
+	t->in_fd = -1;
+}
+
 /* Stop the server and describe how it ended. */
 static void
 mcps_stop(void *arg, const char *why, char *msg, size_t msglen)
@@ -487,8 +670,20 @@ mcps_stop(void *arg, const char *why, char *msg, size_t msglen)
 	    64], cause[PATH_MAX * 2 + 160];
 	int early = mcpc_inits(t->s) == t->inits0;
 
+	if (!t->spawned) {
+		/* No server yet: an npm install failed or was cut short. */
+		mcps_npm_abort(t);
+		snprintf(msg, msglen, "MCP server '%s' %s", t->name,
+		    why != NULL ? why : "was stopped while npm installed it");
+		linebuf_free(t->lb);
+		t->lb = NULL;
+		evbuffer_free(t->outbuf);
+		t->outbuf = NULL;
+		return;
+	}
 	mcps_collect(t);
-	mcps_tail(t, tail, sizeof tail);
+	t->spawned = 0;
+	mcps_tail(t, "its stderr", tail, sizeof tail);
 	hint[0] = cause[0] = '\0';
 	if (why == NULL && t->reaped)
 		mcps_limit_hint(t, hint, sizeof hint);
@@ -698,7 +893,29 @@ mcps_check(json_t *spec, const struct sandbox_profile *sb, char *err,
 	const char *k;
 	size_t i;
 
-	if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
+	json_t *npm = json_object_get(spec, "npm");
+	json_t *args = json_object_get(spec, "args");
+
+	if (npm != NULL) {
+		if (!json_is_string(npm) || !json_is_string(json_object_get(
+		    spec, "npm_cache"))) {
+			errf(err, errlen, "/server/npm: must be a package name, "
+			    "with a cache to install it in");
+			return -1;
+		}
+		if (args != NULL && !(json_is_array(args) ||
+		    (json_is_object(args) && json_object_size(args) == 0))) {
+			errf(err, errlen, "/server/args: must be an array");
+			return -1;
+		}
+		for (i = 0; i < json_array_size(args); i++)
+			if (!json_is_string(json_array_get(args, i))) {
+				errf(err, errlen, "/server/args/%zu: must be a "
+				    "string", i);
+				return -1;
+			}
+		cmd = NULL;
+	} else if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
 		errf(err, errlen, "/server/command: must be a non-empty array "
 		    "(or give url)");
 		return -1;
@@ -741,6 +958,19 @@ mcps_init(struct mcpc *s, struct event_base *base, json_t *spec,
 	t->base = base;
 	t->name = mcpc_name(s);
 	t->argv = mcps_strv(json_object_get(spec, "command"));
+	if (json_is_string(json_object_get(spec, "npm"))) {
+		t->npm = xstrdup(json_string_value(json_object_get(spec,
+		    "npm")));
+		t->npm_cache = xstrdup(json_string_value(json_object_get(spec,
+		    "npm_cache")));
+		if (json_is_string(json_object_get(spec, "bin")))
+			t->npm_bin = xstrdup(json_string_value(
+			    json_object_get(spec, "bin")));
+		t->npm_args = mcps_strv(json_is_array(json_object_get(spec,
+		    "args")) ? json_object_get(spec, "args") : NULL);
+	}
+	t->in_fd = t->out_fd = t->err_fd = -1;
+	t->npm_pid = -1;
 	if (sb != NULL)
 		t->envp = mcps_sandbox_env(sb, env);
 	else
@@ -764,6 +994,10 @@ mcps_fini(void *arg)
 
 	strv_free(t->argv);
 	strv_free(t->envp);
+	free(t->npm);
+	free(t->npm_cache);
+	free(t->npm_bin);
+	strv_free(t->npm_args);
 	free(t->cwd);
 	sandbox_profile_free(t->sb);
 	json_decref(t->denied);

@@ -232,6 +232,24 @@ worker_expand(const char *s, const char *state, const char *scratch)
 }
 
 /*
+ * An npm server: spec's npm_cache is STATE/npm, where the package is
+ * installed once (made 0700 here).  Without a state directory it stays
+ * unset, and the server fails to start saying so.
+ */
+static void
+worker_npm_cache(json_t *spec)
+{
+	char root[PATH_MAX], why[256], *dir;
+
+	if (state_dir_path(root, sizeof root, why, sizeof why) != 0)
+		return;
+	dir = xasprintf("%s/npm", root);
+	if (worker_mkdirs(dir) == 0)
+		json_object_set_new(spec, "npm_cache", json_string(dir));
+	free(dir);
+}
+
+/*
  * The spec the server starts from (new reference): with state, $WEFT_STATE
  * in its environment and the state directory as its working directory
  * unless it has one; ${WEFT_STATE} and ${WEFT_SCRATCH} expanded in its
@@ -255,6 +273,8 @@ worker_spec(json_t *spec, const char *state, const char *scratch)
 		if (json_object_get(s, "cwd") == NULL)
 			json_object_set_new(s, "cwd", json_string(state));
 	}
+	if (json_object_get(s, "npm") != NULL)
+		worker_npm_cache(s);
 	json_array_foreach(cmd, i, v)
 		if (json_is_string(v))
 			json_array_set_new(cmd, i, worker_expand(

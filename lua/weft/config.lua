@@ -56,6 +56,18 @@ local function expand(v, ptr, ctx)
   end))
 end
 
+-- `npx [-y|--yes] PKG ARGS...` as an npm package the worker installs once
+-- and runs without npx: PKG and ARGS, or nil when the command is another.
+local function npx_package(cmd)
+  if cmd[1] ~= "npx" and not cmd[1]:match("/npx$") then return nil end
+  local i = 2
+  while cmd[i] == "-y" or cmd[i] == "--yes" or cmd[i] == "-q" or cmd[i] == "--quiet" do i = i + 1 end
+  if cmd[i] == nil or cmd[i]:sub(1, 1) == "-" then return nil end
+  local args = {}
+  for j = i + 1, #cmd do args[#args + 1] = cmd[j] end
+  return cmd[i], args
+end
+
 function w.mcp_config(path, opts)
   local at = where()
   if type(path) ~= "string" then fail(at, "w.mcp_config expects a file name") end
@@ -144,6 +156,8 @@ function w.mcp_config(path, opts)
         for i, a in ipairs(type(e.args) == "table" and e.args or {}) do
           t.command[i + 1] = expand(a, ptr .. "/args/" .. (i - 1), ctx)
         end
+        t.npm, t.args = npx_package(t.command)
+        if t.npm then t.command = nil end
         t.sandbox = pick("sandbox")
         t.state = o.state
       end

@@ -268,6 +268,30 @@ local function check_state(t, at)
   return core.script_dir() .. "/" .. (file:match("([^/]+)$") or file)
 end
 
+-- npm = "@scope/pkg@1.2.3", args = {...}, bin = "name": a server the
+-- worker installs once into its cache and runs without npx; returns the
+-- package, its arguments and the bin to run.
+local function check_npm(t, at)
+  local what = "mcp_server '" .. t.name .. "'"
+  if t.npm == nil then fail(at, "%s: args and bin go with npm = \"package@version\"", what) end
+  if t.command ~= nil then fail(at, "%s: give command or npm, not both", what) end
+  if type(t.npm) ~= "string" or not (t.npm:match("^@[%w._-]+/[%w._-]+@?[%w.^~<>=*|_ -]*$")
+      or t.npm:match("^[%w._-]+@?[%w.^~<>=*|_ -]*$")) or t.npm:find("^[._]") then
+    fail(at, "%s: npm must name a package, \"name\" or \"@scope/name\", with an optional @version, got %s",
+         what, tostring(t.npm))
+  end
+  local args = {}
+  if t.args ~= nil and type(t.args) ~= "table" then fail(at, "%s: args must be a list of strings", what) end
+  for i, a in ipairs(t.args or {}) do
+    if type(a) ~= "string" then fail(at, "%s: args[%d] must be a string", what, i) end
+    args[i] = a
+  end
+  if t.bin ~= nil and (type(t.bin) ~= "string" or not t.bin:match("^[%w@._-]+$")) then
+    fail(at, "%s: bin must name one of the package's programs", what)
+  end
+  return t.npm, core.array(args), t.bin
+end
+
 local function check_sandbox(sb, at, server)
   if sb == nil then return nil end
   if sb == false then return false end
@@ -367,4 +391,4 @@ end
 return { fields = fields, check = check, check_grant = check_grant,
   check_strings = check_strings, check_resources = check_resources,
   check_prompts = check_prompts, check_policy = check_policy,
-  check_sandbox = check_sandbox, seconds = seconds, check_state = check_state }
+  check_sandbox = check_sandbox, seconds = seconds, check_state = check_state, check_npm = check_npm }

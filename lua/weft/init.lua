@@ -381,7 +381,7 @@ local function server_transport(t, at, s)
     if type(t.url) ~= "string" or not t.url:match("^https?://[^%s]+$") then
       fail(at, "mcp_server '%s': url must be an http:// or https:// URL, got %s", t.name, tostring(t.url))
     end
-    for _, k in ipairs{ "env", "cwd", "sandbox" } do
+    for _, k in ipairs{ "env", "cwd", "sandbox", "npm", "args", "bin" } do
       if t[k] ~= nil then
         fail(at, "mcp_server '%s': %s applies to a command server, not to a url one " ..
              "(a remote server runs elsewhere: weft cannot confine or configure its process)", t.name, k)
@@ -409,17 +409,19 @@ local function server_transport(t, at, s)
   end
   if t.headers ~= nil then fail(at, "mcp_server '%s': headers apply to a url server", t.name) end
   if t.transport ~= nil then fail(at, "mcp_server '%s': transport applies to a url server", t.name) end
-  if type(t.command) ~= "table" or #t.command == 0 then
+  if t.npm ~= nil or t.args ~= nil or t.bin ~= nil then
+    s.npm, s.args, s.bin = F.check_npm(t, at)
+  elseif type(t.command) ~= "table" or #t.command == 0 then
     fail(at, "mcp_server '%s' needs command = { \"program\", \"arg\", ... } or url = \"http://...\"", t.name)
   end
   local cmd = {}
-  for i, a in ipairs(t.command) do
+  for i, a in ipairs(t.command or {}) do
     if type(a) ~= "string" then fail(at, "mcp_server '%s': command[%d] must be a string", t.name, i) end
     cmd[i] = a
   end
   -- A relative program path is relative to the workflow file, so the
   -- workflow runs the same from any directory.
-  if cmd[1]:find("/") and cmd[1]:sub(1, 1) ~= "/" then
+  if cmd[1] and cmd[1]:find("/") and cmd[1]:sub(1, 1) ~= "/" then
     cmd[1] = core.script_dir() .. "/" .. cmd[1]
   end
   local env = {}
@@ -438,7 +440,7 @@ function w.mcp_server(t, at)
   at = type(at) == "string" and at or where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
   local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping",
-                       "retry", "idempotent", "state", "transport" }
+                       "retry", "idempotent", "state", "transport", "npm", "args", "bin" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))

@@ -280,4 +280,72 @@ LUA
 	ok "\"type\": \"sse\" servers are reached over HTTP+SSE"
 fi
 
+# --- npm packages without npx at run time (issue 16, item 2).  The test
+# runs offline: a stand-in npm in PATH "installs" by linking the tree the
+# test setup installed (node_modules/), so the cache, the pin and the run
+# from the cache are weft's own; the real npm shows the unreachable
+# registry.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+    [ -d "$NM/server-memory" ] && [ -d "$NM/server-filesystem" ]; then
+	mkdir -p "$T/bin"
+	cat > "$T/bin/npm" <<SH
+#!/bin/sh
+echo "\$@" >> "$T/npm.log"
+while [ \$# -gt 0 ]; do [ "\$1" = --prefix ] && prefix=\$2; shift; done
+mkdir -p "\$prefix" && ln -s "$WEFT_SRCDIR/node_modules" "\$prefix/node_modules"
+SH
+	chmod +x "$T/bin/npm"
+	printf '{ "mcpServers": { "memory": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"] } } }\n' > "$T/npx.json"
+	cat > "$T/npx.lua" <<'LUA'
+local w = require "weft"
+local s = w.mcp_config("npx.json")
+return w.tool{ name = "t", server = s.memory, tool = "read_graph", args = {} }
+LUA
+	for n in 1 2; do
+		PATH="$T/bin:$PATH" run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/npx.lua"
+		expect_rc 0 "npx -y @modelcontextprotocol/server-memory, run $n"
+		expect_grep "$T/out.txt" "entities" "the memory server answered (run $n)"
+	done
+	[ "$(wc -l < "$T/npm.log")" = 1 ] || fail "npm ran once, for the first run only"
+	expect_grep "$T/npm.log" "^install --prefix $WEFT_STATE_DIR/npm/\.install-.* --ignore-scripts .*@modelcontextprotocol/server-memory$" "npm install --ignore-scripts into weft's cache"
+	[ "$(cat "$WEFT_STATE_DIR/npm/@modelcontextprotocol+server-memory@latest.pin")" = 2026.8.31 ] ||
+	    fail "the version installed is pinned"
+	[ -d "$WEFT_STATE_DIR/npm/@modelcontextprotocol+server-memory@2026.8.31" ] ||
+	    fail "the package is in the cache under its version"
+	ok "npx -y PKG from a host config: installed once into the cache, pinned, run without npx"
+
+	mkdir -p "$T/data2"
+	echo "in data2" > "$T/data2/f.txt"
+	OLDPATH=$PATH
+	PATH="$T/bin:$PATH"
+	call fs "w.mcp_server{ name = \"fs\", npm = \"@modelcontextprotocol/server-filesystem@2026.8.31\", args = { \"$T/data2\" } }" list_directory "{ path = \"$T/data2\" }"
+	PATH=$OLDPATH
+	expect_rc 0 "w.mcp_server{ npm = ..., args = ... }"
+	expect_grep "$T/out.txt" "f.txt" "the filesystem server listed its data directory"
+	ok "w.mcp_server{ npm = \"pkg@version\", args = {...} } runs the package's bin under the sandbox"
+
+	# A bin the package does not have, with file:line-free worker errors.
+	[ "$(wc -l < "$T/npm.log")" = 2 ] || fail "npm ran for the filesystem server"
+	call bad "w.mcp_server{ name = \"bad\", npm = \"@modelcontextprotocol/server-memory@2026.8.31\", bin = \"nope\" }" read_graph '{}'
+	expect_rc 1 "a bin the package lacks"
+	expect_grep "$T/err" "MCP server 'bad': npm package @modelcontextprotocol/server-memory has no program 'nope' \(it has mcp-server-memory\)" "the bins it has are named"
+
+	# Not in the cache and the registry unreachable: an error at once.
+	DEAD=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	mkdir -p "$T/home"
+	printf 'registry=http://127.0.0.1:%s/\n' "$DEAD" > "$T/home/.npmrc"
+	call ev "w.mcp_server{ name = \"ev\", npm = \"@modelcontextprotocol/server-everything@2026.8.31\" }" echo '{ message = "x" }'
+	HOME="$T/home" run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/ev.lua"
+	expect_rc 1 "an npm package that cannot be installed"
+	expect_grep "$T/err" "MCP server 'ev' cannot install npm package @modelcontextprotocol/server-everything@2026.8.31 into $WEFT_STATE_DIR/npm: npm install failed \(is the npm registry reachable\?" "the install failure named"
+	expect_grep "$T/err" "ECONNREFUSED" "npm's own words quoted"
+	id=$(last_run)
+	[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.retry'")" = 0 ] ||
+	    fail "an install failure is not retried"
+	ls "$WEFT_STATE_DIR"/npm/.install-* >/dev/null 2>&1 && fail "the failed install left nothing behind"
+	ok "an npm package not in the cache, with no registry, fails at once, saying why"
+else
+	echo "WARNING: node or npm missing: the npm servers are SKIPPED" >&2
+fi
+
 expect_no_orphans
