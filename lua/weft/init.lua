@@ -458,6 +458,7 @@ function w.mcp_server(t, at)
               ping = seconds(t, "ping", at) }
   server_transport(t, at, s)
   s.state = F.check_state(t, at)
+  if not s.url then F.sandbox_warnings(s, at) end
   servers[t.name] = s
   server_order[#server_order + 1] = t.name
   return s

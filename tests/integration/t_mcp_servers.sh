@@ -348,4 +348,24 @@ else
 	echo "WARNING: node or npm missing: the npm servers are SKIPPED" >&2
 fi
 
+# --- weft validate warns about what the sandbox will stop (issue 16,
+# item 3): npx, paths that do not exist, files the server may not write.
+cat > "$T/warn.lua" <<LUA
+local w = require "weft"
+w.mcp_server{ name = "fs", command = { "npx", "-p", "x", "@modelcontextprotocol/server-filesystem", "/Users/username/Desktop" } }
+w.mcp_server{ name = "mem", command = { "$PY", "$T/elsewhere/server.py" },
+  env = { MEMORY_FILE_PATH = "$T/data/memory.jsonl" }, sandbox = { write = { "$T/nonexistent" } } }
+return w.tool{ name = "t", server = "fs", tool = "x" }
+LUA
+run_weft "$T/out.txt" "$T/err" validate "$T/warn.lua"
+expect_rc 0 "warnings are not errors"
+expect_grep "$T/out.txt" "warn.lua: ok" "validate says ok"
+expect_grep "$T/err" "^weft: warning: $T/warn.lua:2: mcp_server 'fs': npx fetches its package at every start, and the sandbox gives it no network: use npm = \"PKG@VERSION\"" "npx warned about"
+expect_grep "$T/err" "^weft: warning: $T/warn.lua:2: mcp_server 'fs': argument '/Users/username/Desktop' does not exist" "a path that does not exist"
+expect_grep "$T/err" "^weft: warning: $T/warn.lua:3: mcp_server 'mem': sandbox.write path '$T/nonexistent' does not exist: the server will not start" "a sandbox path that does not exist"
+expect_grep "$T/err" "^weft: warning: $T/warn.lua:3: mcp_server 'mem': env MEMORY_FILE_PATH names $T/data/memory.jsonl, which the sandbox does not let the server write: add sandbox = \{ write = \{ \"$T/data\" \} \}, or state = true and MEMORY_FILE_PATH = \"\\\$\{WEFT_STATE\}/memory.jsonl\"" "a file the server may not write"
+run_weft "$T/out.txt" "$T/err" validate "$T/py.lua"
+expect_no_grep "$T/err" "warning" "no warning for a server that needs none"
+ok "weft validate warns about what the sandbox will stop"
+
 expect_no_orphans
