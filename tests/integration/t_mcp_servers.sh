@@ -326,6 +326,39 @@ LUA
 
 	# A bin the package does not have, with file:line-free worker errors.
 	[ "$(wc -l < "$T/npm.log")" = 2 ] || fail "npm ran for the filesystem server"
+	# The reference servers' README configs as they stand, one file.
+	cat > "$T/readme.json" <<JSON
+{
+  "mcpServers": {
+    "everything": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"] },
+    "filesystem": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "$T/data2"] },
+    "memory": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"] }
+  }
+}
+JSON
+	readme() {	# readme LUA-OPTIONS: every server of the README config.
+		cat > "$T/readme.lua" <<LUA
+local w = require "weft"
+local s = w.mcp_config("readme.json"$1)
+return w.sequential{ name = "all",
+  w.tool{ name = "e", server = s.everything, tool = "echo", args = { message = "from the README" } },
+  w.tool{ name = "f", server = s.filesystem, tool = "read_text_file", args = { path = "$T/data2/f.txt" } },
+  w.tool{ name = "m", server = s.memory, tool = "create_entities",
+          args = { entities = { { name = "tides", entityType = "topic", observations = { "x" } } } } } }
+LUA
+		PATH="$T/bin:$PATH" run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/readme.lua"
+	}
+	readme ""
+	expect_rc 1 "the memory server may not write beside its code"
+	expect_grep "$T/err" "weft: MCP server 'memory': the sandbox does not let it write .*/server-memory/dist/memory.jsonl.*, or state = true" "the write named, with state = true"
+	readme ', { servers = { memory = { state = true, env = { MEMORY_FILE_PATH = "${WEFT_STATE}/memory.jsonl" } } } }'
+	expect_rc 0 "the README config with the memory server given state"
+	sql "SELECT payload FROM events WHERE run_id='$(last_run)' AND kind='tool.result'" > "$T/results"
+	expect_grep "$T/results" "Echo: from the README" "server-everything answered"
+	expect_grep "$T/results" "in data2" "server-filesystem read the file"
+	ls "$WEFT_STATE_DIR"/servers/readme-*/memory/memory.jsonl >/dev/null || fail "the memory is kept"
+	ok "the reference servers' README configs (everything, filesystem, memory) run under the sandbox"
+
 	call bad "w.mcp_server{ name = \"bad\", npm = \"@modelcontextprotocol/server-memory@2026.8.31\", bin = \"nope\" }" read_graph '{}'
 	expect_rc 1 "a bin the package lacks"
 	expect_grep "$T/err" "MCP server 'bad': npm package @modelcontextprotocol/server-memory has no program 'nope' \(it has mcp-server-memory\)" "the bins it has are named"
@@ -334,10 +367,10 @@ LUA
 	DEAD=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	mkdir -p "$T/home"
 	printf 'registry=http://127.0.0.1:%s/\n' "$DEAD" > "$T/home/.npmrc"
-	call ev "w.mcp_server{ name = \"ev\", npm = \"@modelcontextprotocol/server-everything@2026.8.31\" }" echo '{ message = "x" }'
+	call ev "w.mcp_server{ name = \"ev\", npm = \"@modelcontextprotocol/server-sequential-thinking@2025.7.1\" }" sequentialthinking '{ message = "x" }'
 	HOME="$T/home" run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/ev.lua"
 	expect_rc 1 "an npm package that cannot be installed"
-	expect_grep "$T/err" "MCP server 'ev' cannot install npm package @modelcontextprotocol/server-everything@2026.8.31 into $WEFT_STATE_DIR/npm: npm install failed \(is the npm registry reachable\?" "the install failure named"
+	expect_grep "$T/err" "MCP server 'ev' cannot install npm package @modelcontextprotocol/server-sequential-thinking@2025.7.1 into $WEFT_STATE_DIR/npm: npm install failed \(is the npm registry reachable\?" "the install failure named"
 	expect_grep "$T/err" "ECONNREFUSED" "npm's own words quoted"
 	id=$(last_run)
 	[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.retry'")" = 0 ] ||
