@@ -126,6 +126,25 @@ sb_ll_note(struct sandbox *sb, const char *path, int write)
 	    "read"), json_string(real));
 }
 
+/*
+ * Whether dir is a directory no argument opens as a whole: / and the
+ * system's own (/etc would bring /etc/shadow), and any directory right
+ * under /, which is never a package's root.
+ */
+static int
+sb_is_system(const char *dir)
+{
+	static const char *const sys[] = { "/", "/etc", "/proc", "/sys",
+	    "/dev", "/boot", "/run", NULL };
+	int i;
+
+	for (i = 0; sys[i] != NULL; i++)
+		if (strcmp(dir, sys[i]) == 0 || (i > 0 && strncmp(dir, sys[i],
+		    strlen(sys[i])) == 0 && dir[strlen(sys[i])] == '/'))
+			return 1;
+	return 0;
+}
+
 /* Whether dir is a home directory: $HOME, /root, or /home/NAME. */
 static int
 sb_is_home(const char *dir)
@@ -154,9 +173,12 @@ sb_package_root(const char *file, char *out, size_t len)
 		return;
 	}
 	*slash = '\0';
-	/* Never a home directory: then the file alone. */
-	snprintf(out, len, "%s", sb_is_home(dir) ? file : dir);
-	while (dir[0] == '/' && dir[1] != '\0' && !sb_is_home(dir)) {
+	/* Never a home directory, a system one or one right under /:
+	   then the file alone. */
+	snprintf(out, len, "%s", sb_is_home(dir) || sb_is_system(dir) ||
+	    strchr(dir + 1, '/') == NULL ? file : dir);
+	while (dir[0] == '/' && strchr(dir + 1, '/') != NULL &&
+	    !sb_is_home(dir) && !sb_is_system(dir)) {
 		for (i = 0; marks[i] != NULL; i++) {
 			snprintf(probe, sizeof probe, "%s/%s", dir, marks[i]);
 			if (access(probe, F_OK) == 0) {
@@ -396,7 +418,7 @@ sb_ll_arg(struct sandbox *sb, const char *arg, const char *cwd, uint64_t rr)
 	else if (cwd == NULL)
 		return;
 	if (realpath(path, real) == NULL || stat(real, &st) != 0 ||
-	    strcmp(real, "/") == 0)
+	    (S_ISDIR(st.st_mode) && sb_is_system(real)))
 		return;
 	if (S_ISDIR(st.st_mode)) {
 		sb_ll_allow(sb, real, LL_FS_READ_FILE | LL_FS_READ_DIR, 1,

@@ -131,6 +131,22 @@ expect_rc 0 "python3 through a shim"
 expect_grep "$T/out.txt" "hello" "the server behind the shim answered"
 ok "an interpreter's shim is followed to the manager's root"
 
+# An argument in a system directory opens the file only: /etc/hosts or
+# /etc itself named on the command line leave /etc/shadow closed.
+if [ -r /etc/shadow ]; then
+	for arg in /etc/hosts /etc; do
+		cat > "$T/sys.lua" <<LUA
+local w = require "weft"
+w.mcp_server{ name = "sys", command = { "$PY", "server.py", "$arg" }, cwd = "$T/srv",
+  env = { WHAT = "read", DATA = "/etc/shadow" } }
+return w.tool{ name = "t", server = "sys", tool = "x", args = {} }
+LUA
+		run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/sys.lua"
+		expect_grep "$T/err" "the sandbox does not let it read /etc/shadow" "/etc/shadow stays closed with $arg as an argument"
+	done
+	ok "arguments in system directories open the file only, never /etc"
+fi
+
 # Reference servers as `node path/index.js`, as in their READMEs.
 NM="$WEFT_SRCDIR/node_modules/@modelcontextprotocol"
 if command -v node >/dev/null 2>&1 && [ -d "$NM/server-memory" ] &&
