@@ -141,8 +141,9 @@ mcpn_bin(const char *dir, const char *name, const char *bin, char *out,
 			errf(err, errlen, "npm package %s has no program "
 			    "'%s' (it has %s)", name, bin, names);
 		else
-			errf(err, errlen, "npm package %s has several programs "
-			    "(%s): say which with bin = \"...\"", name, names);
+			errf(err, errlen, "npm package %s has several "
+			    "programs (%s): say which with bin = \"...\"",
+			    name, names);
 		json_decref(pj);
 		return -1;
 	}

@@ -96,7 +96,8 @@ mcpe_resolve(struct mcpe *e, const char *data, size_t len, char *why,
 	    strncmp(data, "https://", 8) == 0) {
 		if (mcpe_origin(data) != o || strncmp(data, e->url, o) != 0) {
 			snprintf(why, whylen, "named an endpoint on another "
-			    "origin: %.*s", (int)(len > 200 ? 200 : len), data);
+			    "origin: %.*s", (int)(len > 200 ? 200 : len),
+			    data);
 			return NULL;
 		}
 		return xasprintf("%.*s", (int)len, data);

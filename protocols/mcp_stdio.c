@@ -46,7 +46,7 @@ struct mcps {
 	int			 notify_fd;	/* debug sandbox: listener */
 	struct event		*notify_ev;
 	json_t			*denied;	/* names of denied calls */
-	json_t			*paths;		/* sandbox_paths of the start */
+	json_t			*paths;		/* sandbox_paths of a start */
 	unsigned		 inits0;	/* mcpc_inits at the start */
 	uint64_t		 prev_sig;	/* how the last start failed
 						   before initialize; 0: not */
@@ -899,8 +899,8 @@ mcps_check(json_t *spec, const struct sandbox_profile *sb, char *err,
 	if (npm != NULL) {
 		if (!json_is_string(npm) || !json_is_string(json_object_get(
 		    spec, "npm_cache"))) {
-			errf(err, errlen, "/server/npm: must be a package name, "
-			    "with a cache to install it in");
+			errf(err, errlen, "/server/npm: must be a package "
+			    "name, with a cache to install it in");
 			return -1;
 		}
 		if (args != NULL && !(json_is_array(args) ||
@@ -910,8 +910,8 @@ mcps_check(json_t *spec, const struct sandbox_profile *sb, char *err,
 		}
 		for (i = 0; i < json_array_size(args); i++)
 			if (!json_is_string(json_array_get(args, i))) {
-				errf(err, errlen, "/server/args/%zu: must be a "
-				    "string", i);
+				errf(err, errlen, "/server/args/%zu: must be "
+				    "a string", i);
 				return -1;
 			}
 		cmd = NULL;

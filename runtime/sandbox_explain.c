@@ -79,7 +79,8 @@ sbx_path(const char *line, size_t len, size_t at, char *out, size_t outlen)
 	if (best == NULL)
 		return -1;
 	if (*best == '~')
-		snprintf(out, outlen, "%s%.*s", home, (int)bestn - 1, best + 1);
+		snprintf(out, outlen, "%s%.*s", home, (int)bestn - 1,
+		    best + 1);
 	else
 		snprintf(out, outlen, "%.*s", (int)bestn, best);
 	return 0;
