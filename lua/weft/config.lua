@@ -147,6 +147,9 @@ function w.mcp_config(path, opts)
                   cwd = expand(o.cwd or e.cwd, ptr .. "/cwd", ctx),
                   timeout = pick("timeout"), retry = pick("retry"), idempotent = pick("idempotent"),
                   ping = pick("ping") }
+      -- Without a type, a URL ending in /sse is the HTTP+SSE transport's
+      -- stream, as hosts that guess take it.
+      if kind == nil and type(e.url) == "string" and e.url:match("/sse/?$") then kind = "sse" end
       if kind == "sse" then t.transport = "sse" end
       if e.command ~= nil then
         if type(e.command) ~= "string" then

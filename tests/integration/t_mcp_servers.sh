@@ -280,7 +280,7 @@ if command -v node >/dev/null 2>&1 && [ -d "$NM/server-everything" ]; then
 		[ $i -lt 200 ] || { cat "$T/sse.log" >&2; fail "server-everything sse did not start"; }
 		sleep 0.05
 	done
-	printf '{ "mcpServers": { "ev": { "type": "sse", "url": "http://127.0.0.1:%s/sse" } } }\n' "$SSE_PORT" > "$T/sse.json"
+	printf '{ "mcpServers": { "ev": { "url": "http://127.0.0.1:%s/sse" } } }\n' "$SSE_PORT" > "$T/sse.json"
 	cat > "$T/sse.lua" <<'LUA'
 local w = require "weft"
 local s = w.mcp_config("sse.json")
