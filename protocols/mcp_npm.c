@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -179,6 +181,31 @@ mcpn_lookup(const char *cache, const char *spec, const char *bin, char *out,
 	return mcpn_bin(dir, name, bin, out, len, err, errlen) == 0 ? 0 : -1;
 }
 
+/*
+ * Remove what installs cut short left in cache (a worker killed during
+ * one): .install-* directories a day old.
+ */
+static void
+mcpn_sweep(const char *cache)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	if ((d = opendir(cache)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, ".install-", 9) != 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", cache, de->d_name);
+		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+		    st.st_mtime < time(NULL) - 86400)
+			rmtree(path);
+	}
+	closedir(d);
+}
+
 char **
 mcpn_install_argv(const char *cache, const char *spec, char **tmp,
     char *err, size_t errlen)
@@ -191,6 +218,7 @@ mcpn_install_argv(const char *cache, const char *spec, char **tmp,
 		    strerror(errno));
 		return NULL;
 	}
+	mcpn_sweep(cache);
 	dir = xasprintf("%s/.install-XXXXXX", cache);
 	if (mkdtemp(dir) == NULL) {
 		errf(err, errlen, "cannot create a directory in %s: %s",

@@ -348,12 +348,18 @@ local w = require "weft"
 local s = w.mcp_config("npx.json")
 return w.tool{ name = "t", server = s.memory, tool = "read_graph", args = {} }
 LUA
+	# What a killed install left a day ago is swept; a recent one stays.
+	mkdir -p "$WEFT_STATE_DIR/npm/.install-stale" "$WEFT_STATE_DIR/npm/.install-recent"
+	touch -d '2 days ago' "$WEFT_STATE_DIR/npm/.install-stale"
 	for n in 1 2; do
 		PATH="$T/bin:$PATH" run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/npx.lua"
 		expect_rc 0 "npx -y @modelcontextprotocol/server-memory, run $n"
 		expect_grep "$T/out.txt" "entities" "the memory server answered (run $n)"
 	done
 	[ "$(wc -l < "$T/npm.log")" = 1 ] || fail "npm ran once, for the first run only"
+	[ ! -e "$WEFT_STATE_DIR/npm/.install-stale" ] && [ -d "$WEFT_STATE_DIR/npm/.install-recent" ] ||
+	    fail "a day-old unfinished install is swept, a recent one kept"
+	rmdir "$WEFT_STATE_DIR/npm/.install-recent"
 	expect_grep "$T/npm.log" "^install --prefix $WEFT_STATE_DIR/npm/\.install-.* --ignore-scripts .*@modelcontextprotocol/server-memory$" "npm install --ignore-scripts into weft's cache"
 	[ "$(cat "$WEFT_STATE_DIR/npm/@modelcontextprotocol+server-memory@latest.pin")" = 2026.8.31 ] ||
 	    fail "the version installed is pinned"
