@@ -253,12 +253,12 @@ worker_npm_cache(json_t *spec)
  * The spec the server starts from (new reference): with state, $WEFT_STATE
  * in its environment and the state directory as its working directory
  * unless it has one; ${WEFT_STATE} and ${WEFT_SCRATCH} expanded in its
- * command and environment.
+ * command (or an npm server's args) and environment.
  */
 static json_t *
 worker_spec(json_t *spec, const char *state, const char *scratch)
 {
-	json_t *s = json_deep_copy(spec), *cmd, *env, *v;
+	json_t *s = json_deep_copy(spec), *cmd, *env, *args, *v;
 	const char *k;
 	size_t i;
 
@@ -278,6 +278,11 @@ worker_spec(json_t *spec, const char *state, const char *scratch)
 	json_array_foreach(cmd, i, v)
 		if (json_is_string(v))
 			json_array_set_new(cmd, i, worker_expand(
+			    json_string_value(v), state, scratch));
+	args = json_object_get(s, "args");	/* an npm server's */
+	json_array_foreach(args, i, v)
+		if (json_is_string(v))
+			json_array_set_new(args, i, worker_expand(
 			    json_string_value(v), state, scratch));
 	json_object_foreach(env, k, v)
 		if (json_is_string(v))

@@ -375,6 +375,13 @@ LUA
 	PATH=$OLDPATH
 	expect_rc 0 "w.mcp_server{ npm = ..., args = ... }"
 	expect_grep "$T/out.txt" "f.txt" "the filesystem server listed its data directory"
+	# ${WEFT_STATE} in an npm server's args.
+	OLDPATH=$PATH
+	PATH="$T/bin:$PATH"
+	call fsst "w.mcp_server{ name = \"fsst\", npm = \"@modelcontextprotocol/server-filesystem@2026.8.31\", args = { \"\${WEFT_STATE}\" }, state = true }" list_allowed_directories '{}'
+	PATH=$OLDPATH
+	expect_rc 0 "an npm server with \${WEFT_STATE} in its args"
+	expect_grep "$T/out.txt" "$WEFT_STATE_DIR/servers/fsst-[0-9a-f]{16}/fsst" "its state directory is its argument"
 	ok "w.mcp_server{ npm = \"pkg@version\", args = {...} } runs the package's bin under the sandbox"
 
 	# A bin the package does not have, with file:line-free worker errors.
