@@ -485,7 +485,7 @@ mcps_npm_argv(struct mcps *t, const char *prog)
 static void
 mcps_npm_done(struct mcps *t)
 {
-	char prog[PATH_MAX], why[600], msg[MCPS_ERR_TAIL + 900];
+	char prog[PATH_MAX], why[600], msg[MCPS_ERR_TAIL + 900], how[128];
 	char tail[MCPS_ERR_TAIL + 4 * MCPS_ERR_LINES + 64];
 	int status, r;
 
@@ -498,27 +498,39 @@ mcps_npm_done(struct mcps *t)
 		;
 	if (r == t->npm_pid)
 		t->npm_status = status;
+	else if (t->reaped)
+		t->npm_status = t->status;	/* reaped by the worker */
 	t->npm_pid = -1;
 	r = mcpn_install_done(t->npm_cache, t->npm, t->npm_tmp, why,
 	    sizeof why);
 	free(t->npm_tmp);
 	t->npm_tmp = NULL;
-	if (r == 0 && (r = mcpn_lookup(t->npm_cache, t->npm, t->npm_bin,
-	    prog, sizeof prog, why, sizeof why)) == 1) {
-		snprintf(why, sizeof why, "npm installed %s, yet it is not in "
-		    "the cache", t->npm);
-		r = -1;
+	if (r != 0) {
+		/* npm failed: say how, with its own words. */
+		how[0] = '\0';
+		if (t->npm_status != -1)
+			proc_status_str(t->npm_status, how, sizeof how);
+		mcps_tail(t, "npm's output", tail, sizeof tail);
+		snprintf(msg, sizeof msg, "cannot install npm package %s into "
+		    "%s: %s%s%s (is the npm registry reachable? weft installs "
+		    "a package once, outside the sandbox, then runs it "
+		    "offline)%s", t->npm, t->npm_cache, why, how[0] ?
+		    ", npm " : "", how, tail);
+		t->errlen = 0;
+		mcpc_stop(t->s, FAIL_SERVER_START, msg);
+		return;
 	}
+	if ((r = mcpn_lookup(t->npm_cache, t->npm, t->npm_bin, prog,
+	    sizeof prog, why, sizeof why)) == 1)
+		snprintf(why, sizeof why, "npm installed %s, yet it is not in "
+		    "the cache %s", t->npm, t->npm_cache);
 	if (r == 0) {
 		mcps_npm_argv(t, prog);
 		if (mcps_spawn(t, why, sizeof why) == 0)
 			return;
 	}
-	mcps_tail(t, "npm's output", tail, sizeof tail);
-	snprintf(msg, sizeof msg, "cannot install npm package %s into %s: "
-	    "%s (is the npm registry reachable? weft installs a package "
-	    "once, outside the sandbox, then runs it offline)%s", t->npm,
-	    t->npm_cache, why, tail);
+	snprintf(msg, sizeof msg, "cannot start after npm installed it: %s",
+	    why);
 	t->errlen = 0;
 	mcpc_stop(t->s, FAIL_SERVER_START, msg);
 }
@@ -568,6 +580,7 @@ mcps_npm_install(struct mcps *t, char *err, size_t errlen)
 	strv_free(argv);
 	close(ep[1]);
 	t->npm_status = -1;
+	t->reaped = 0;
 	t->errlen = 0;
 	t->err_fd = ep[0];
 	fcntl(t->err_fd, F_SETFL, O_NONBLOCK);
@@ -731,13 +744,13 @@ mcps_shutdown(void *arg, int flush)
 	t->in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-/* The pid of the last start. */
+/* The pid of the last start: npm's while it installs the server. */
 static pid_t
 mcps_pid(void *arg)
 {
 	struct mcps *t = arg;
 
-	return t->pid;
+	return t->npm_pid > 0 ? t->npm_pid : t->pid;
 }
 
 /* The owner reaped the server: stop need not wait for it. */

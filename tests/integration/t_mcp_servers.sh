@@ -430,7 +430,7 @@ LUA
 	call ev "w.mcp_server{ name = \"ev\", npm = \"@modelcontextprotocol/server-sequential-thinking@2025.7.1\" }" sequentialthinking '{ message = "x" }'
 	HOME="$T/home" run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/ev.lua"
 	expect_rc 1 "an npm package that cannot be installed"
-	expect_grep "$T/err" "MCP server 'ev' cannot install npm package @modelcontextprotocol/server-sequential-thinking@2025.7.1 into $WEFT_STATE_DIR/npm: npm install failed \(is the npm registry reachable\?" "the install failure named"
+	expect_grep "$T/err" "MCP server 'ev' cannot install npm package @modelcontextprotocol/server-sequential-thinking@2025.7.1 into $WEFT_STATE_DIR/npm: npm install failed, npm exited with status 1 \(is the npm registry reachable\?" "the install failure named"
 	expect_grep "$T/err" "ECONNREFUSED" "npm's own words quoted"
 	id=$(last_run)
 	[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='task.retry'")" = 0 ] ||
