@@ -104,6 +104,13 @@ mcpc_denied(const struct mcpc *s)
 	return s->ops->denied != NULL ? s->ops->denied(s->t) : NULL;
 }
 
+int
+mcpc_explain(const struct mcpc *s, const char *text, char *buf, size_t len)
+{
+	return s->ops->explain != NULL ? s->ops->explain(s->t, text, buf,
+	    len) : 0;
+}
+
 const char *
 mcpc_version(const struct mcpc *s)
 {
@@ -376,7 +383,7 @@ mcpc_stop(struct mcpc *s, const char *kind, const char *why)
 {
 	struct mcpc_req_list reqs;
 	struct mcpc_req *r;
-	char msg[1024];
+	char msg[8192];
 
 	if (s->state == MCPC_IDLE)
 		return;
@@ -479,11 +486,14 @@ mcpc_new(struct event_base *base, json_t *spec, struct sandbox_profile *sb,
 {
 	json_t *name = json_object_get(spec, "name");
 	json_t *ping = json_object_get(spec, "ping");
+	json_t *tr = json_object_get(spec, "transport");
 	const struct mcpc_transport *ops;
 	struct mcpc *s;
 
-	ops = json_object_get(spec, "url") != NULL ? &mcpc_http_transport :
-	    &mcpc_stdio_transport;
+	ops = json_object_get(spec, "url") == NULL ? &mcpc_stdio_transport :
+	    json_is_string(tr) && strcmp(json_string_value(tr), "sse") == 0 ?
+	    &mcpc_sse_transport :
+	    &mcpc_http_transport;
 	if (!json_is_string(name)) {
 		errf(err, errlen, "/server/name: must be a string");
 		return NULL;

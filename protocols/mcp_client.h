@@ -73,6 +73,13 @@ const struct sandbox_report *mcpc_sandbox(const struct mcpc *,
  */
 json_t *mcpc_denied(const struct mcpc *);
 /*
+ * When text (a failed call's message from the server) names a path the
+ * server's sandbox refused, write in buf "the sandbox does not let it
+ * read /p: add ..." and return 1; else 0 (and always 0 over HTTP).
+ */
+int mcpc_explain(const struct mcpc *, const char *text, char *buf,
+    size_t len);
+/*
  * End the session: requests in flight are cancelled at the server
  * (notifications/cancelled), a stdio server is stopped (close stdin,
  * SIGTERM, then SIGKILL), and pending requests fail with "cancelled".

@@ -101,10 +101,32 @@ struct mcpc_transport {
 	const struct sandbox_report *(*sandbox)(void *,
 			    const struct sandbox_profile **, unsigned *starts);
 	json_t		*(*denied)(void *);
+	/* See mcpc_explain (stdio only). */
+	int		 (*explain)(void *, const char *text, char *buf,
+			    size_t len);
 };
 
 extern const struct mcpc_transport mcpc_stdio_transport;
 extern const struct mcpc_transport mcpc_http_transport;
+extern const struct mcpc_transport mcpc_sse_transport;
+
+/*
+ * mcp_npm.c, for the stdio transport: npm packages run from weft's cache.
+ * mcpn_lookup: the program of package spec ("name[@version]") installed
+ * in cache, the one named bin (may be NULL) or the package's own, into
+ * out: 0; 1 when it is not installed; -1 with err.
+ * mcpn_install_argv: the npm command that installs spec into a new
+ * directory of cache (*tmp, to free): NULL-terminated, free with
+ * strv_free; NULL with err.
+ * mcpn_install_done: npm has ended: move *tmp into the cache as
+ * NAME@VERSION and pin spec to VERSION: 0, or -1 with err.
+ */
+int	 mcpn_lookup(const char *cache, const char *spec, const char *bin,
+	    char *out, size_t len, char *err, size_t errlen);
+char	**mcpn_install_argv(const char *cache, const char *spec, char **tmp,
+	    char *err, size_t errlen);
+int	 mcpn_install_done(const char *cache, const char *spec,
+	    const char *tmp, char *err, size_t errlen);
 
 /*
  * The core, for transports.  All run on the session's loop, never from

@@ -112,6 +112,88 @@ sb_fs_rights(int abi)
 	return r;
 }
 
+/* Note a rule's path, resolved, in sb->paths (to explain denials). */
+static void
+sb_ll_note(struct sandbox *sb, const char *path, int write)
+{
+	char real[PATH_MAX];
+
+	if (sb->paths == NULL)
+		sb->paths = json_pack("{s:[], s:[]}", "read", "write");
+	if (realpath(path, real) == NULL)
+		snprintf(real, sizeof real, "%s", path);
+	json_array_append_new(json_object_get(sb->paths, write ? "write" :
+	    "read"), json_string(real));
+}
+
+/*
+ * Whether dir is a directory no argument opens as a whole: / and the
+ * system's own (/etc would bring /etc/shadow), and any directory right
+ * under /, which is never a package's root.
+ */
+static int
+sb_is_system(const char *dir)
+{
+	static const char *const sys[] = { "/", "/etc", "/proc", "/sys",
+	    "/dev", "/boot", "/run", NULL };
+	int i;
+
+	for (i = 0; sys[i] != NULL; i++)
+		if (strcmp(dir, sys[i]) == 0 || (i > 0 && strncmp(dir, sys[i],
+		    strlen(sys[i])) == 0 && dir[strlen(sys[i])] == '/'))
+			return 1;
+	return 0;
+}
+
+/* Whether dir is a home directory: $HOME, /root, or /home/NAME. */
+static int
+sb_is_home(const char *dir)
+{
+	const char *home = getenv("HOME");
+	char real[PATH_MAX];
+
+	if (strcmp(dir, "/root") == 0 || (strncmp(dir, "/home/", 6) == 0 &&
+	    strchr(dir + 6, '/') == NULL))
+		return 1;
+	return home != NULL && *home == '/' && realpath(home, real) != NULL &&
+	    strcmp(real, dir) == 0;
+}
+
+void
+sb_package_root(const char *file, char *out, size_t len)
+{
+	static const char *const marks[] = { "package.json",
+	    "pyproject.toml", "setup.py", ".git", NULL };
+	char dir[PATH_MAX], probe[PATH_MAX + 32], *slash;
+	int i;
+
+	snprintf(dir, sizeof dir, "%s", file);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir) {
+		snprintf(out, len, "%s", file);
+		return;
+	}
+	*slash = '\0';
+	/* Never a home directory, a system one or one right under /:
+	   then the file alone. */
+	snprintf(out, len, "%s", sb_is_home(dir) || sb_is_system(dir) ||
+	    strchr(dir + 1, '/') == NULL ? file : dir);
+	while (dir[0] == '/' && strchr(dir + 1, '/') != NULL &&
+	    !sb_is_home(dir) && !sb_is_system(dir)) {
+		for (i = 0; marks[i] != NULL; i++) {
+			snprintf(probe, sizeof probe, "%s/%s", dir, marks[i]);
+			if (access(probe, F_OK) == 0) {
+				snprintf(out, len, "%s", dir);
+				return;
+			}
+		}
+		if ((slash = strrchr(dir, '/')) == NULL)
+			break;
+		if (slash == dir)
+			break;
+		*slash = '\0';
+	}
+}
+
 /*
  * Allow rights beneath path.  A path that does not exist is skipped when
  * optional, an error otherwise.
@@ -149,6 +231,7 @@ sb_ll_allow(struct sandbox *sb, const char *path, uint64_t rights,
 		return -1;
 	}
 	close(fd);
+	sb_ll_note(sb, path, (rights & LL_FS_WRITE_FILE) != 0);
 	return 0;
 }
 
@@ -190,6 +273,45 @@ sb_ll_allow_prefix(struct sandbox *sb, const char *file, uint64_t rr)
 		sb_ll_allow(sb, sub, rr, 1, err, sizeof err);
 	}
 	return 0;
+}
+
+/*
+ * A version manager's shim (pyenv, rbenv, nodenv, asdf and mise keep them
+ * in ROOT/shims, volta in ~/.volta/bin) runs the manager, which picks the
+ * real interpreter under ROOT: make ROOT readable, and the version files
+ * the managers read from the home directory.  Never a home directory or /
+ * as ROOT.
+ */
+static void
+sb_ll_shim(struct sandbox *sb, const char *file, uint64_t rr)
+{
+	static const char *const vfiles[] = { ".tool-versions",
+	    ".python-version", ".node-version", ".nvmrc", ".config/mise",
+	    NULL };
+	const char *home = getenv("HOME");
+	char root[PATH_MAX], sub[PATH_MAX + 32], *slash, err[16];
+	size_t n;
+	int i;
+
+	snprintf(root, sizeof root, "%s", file);
+	if ((slash = strrchr(root, '/')) == NULL || slash == root)
+		return;
+	*slash = '\0';
+	n = strlen(root);
+	if (n > 6 && strcmp(root + n - 6, "/shims") == 0)
+		root[n - 6] = '\0';
+	else if (n > 10 && strcmp(root + n - 10, "/.volta/bin") == 0)
+		root[n - 4] = '\0';
+	else
+		return;
+	if (root[0] == '\0' || sb_is_home(root))
+		return;
+	sb_ll_allow(sb, root, rr, 1, err, sizeof err);
+	for (i = 0; home != NULL && *home == '/' && vfiles[i] != NULL; i++) {
+		snprintf(sub, sizeof sub, "%s/%s", home, vfiles[i]);
+		sb_ll_allow(sb, sub, LL_FS_READ_FILE | LL_FS_READ_DIR, 1, err,
+		    sizeof err);
+	}
 }
 
 /* Look prog up in path as execvp would; into out. */
@@ -236,6 +358,7 @@ sb_ll_command(struct sandbox *sb, const char *argv0, const char *path,
 	if (sb_which(argv0, path, file, sizeof file) != 0)
 		return;
 	for (depth = 0; depth < 3; depth++) {
+		sb_ll_shim(sb, file, rr);
 		sb_ll_allow_prefix(sb, file, rr);
 		if (realpath(file, real) == NULL)
 			return;
@@ -266,9 +389,65 @@ sb_ll_command(struct sandbox *sb, const char *argv0, const char *path,
 	}
 }
 
+/*
+ * An argument of the command that names an existing file (a script, its
+ * package's entry point) makes its package readable: sb_package_root,
+ * and the node_modules directories above it, where node looks for the
+ * package's dependencies.  One that names a directory (the server's data)
+ * makes it readable, not executable; never / itself.  "--opt=/p" names
+ * /p; a relative name is taken from cwd.
+ */
+static void
+sb_ll_arg(struct sandbox *sb, const char *arg, const char *cwd, uint64_t rr)
+{
+	char path[PATH_MAX], real[PATH_MAX], root[PATH_MAX];
+	char nm[PATH_MAX + 16], *slash;
+	const char *eq;
+	struct stat st;
+	char err[16];
+
+	if (arg[0] == '-' && (eq = strchr(arg, '=')) != NULL)
+		arg = eq + 1;
+	if (arg[0] == '\0' || arg[0] == '-')
+		return;
+	if (arg[0] == '/')
+		snprintf(path, sizeof path, "%s", arg);
+	else if (cwd != NULL && snprintf(path, sizeof path, "%s/%s", cwd,
+	    arg) >= (int)sizeof path)
+		return;
+	else if (cwd == NULL)
+		return;
+	if (realpath(path, real) == NULL || stat(real, &st) != 0 ||
+	    (S_ISDIR(st.st_mode) && sb_is_system(real)))
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		sb_ll_allow(sb, real, LL_FS_READ_FILE | LL_FS_READ_DIR, 1,
+		    err, sizeof err);
+		return;
+	}
+	if (!S_ISREG(st.st_mode))
+		return;
+	sb_package_root(real, root, sizeof root);
+	sb_ll_allow(sb, root, rr, 1, err, sizeof err);
+	/* In a node_modules tree: the outermost, with its dependencies. */
+	if ((slash = strstr(real, "/node_modules/")) != NULL) {
+		snprintf(nm, sizeof nm, "%.*s/node_modules", (int)(slash -
+		    real), real);
+		sb_ll_allow(sb, nm, rr, 1, err, sizeof err);
+	}
+	snprintf(path, sizeof path, "%s", root);
+	while ((slash = strrchr(path, '/')) != NULL && slash != path) {
+		*slash = '\0';
+		if (sb_is_home(path))
+			break;
+		snprintf(nm, sizeof nm, "%s/node_modules", path);
+		sb_ll_allow(sb, nm, rr, 1, err, sizeof err);
+	}
+}
+
 /* Build the Landlock ruleset; on an old or Landlock-less kernel, note it. */
 int
-sb_prepare_landlock(struct sandbox *sb, const char *argv0, const char *path,
+sb_prepare_landlock(struct sandbox *sb, char *const *argv, const char *path,
     const char *cwd, char *err, size_t errlen)
 {
 	const struct sandbox_profile *p = sb->p;
@@ -333,7 +512,9 @@ sb_prepare_landlock(struct sandbox *sb, const char *argv0, const char *path,
 		/* resolv.conf often points here (systemd-resolved). */
 		sb_ll_allow(sb, "/run/systemd/resolve", rr, 1, err, errlen);
 	}
-	sb_ll_command(sb, argv0, path, rr);
+	sb_ll_command(sb, argv[0], path, rr);
+	for (i = 1; argv[i] != NULL; i++)
+		sb_ll_arg(sb, argv[i], cwd, rr);
 	/* The working directory is readable (not executable). */
 	if (cwd != NULL)
 		sb_ll_allow(sb, cwd, LL_FS_READ_FILE | LL_FS_READ_DIR, 1, err,
@@ -343,6 +524,9 @@ sb_prepare_landlock(struct sandbox *sb, const char *argv0, const char *path,
 			return -1;
 	if (p->scratch != NULL &&
 	    sb_ll_allow(sb, p->scratch, rw, 0, err, errlen) != 0)
+		return -1;
+	if (p->state != NULL &&
+	    sb_ll_allow(sb, p->state, rw, 0, err, errlen) != 0)
 		return -1;
 	for (i = 0; p->write != NULL && p->write[i] != NULL; i++)
 		if (sb_ll_allow(sb, p->write[i], rw, 0, err, errlen) != 0)
@@ -381,4 +565,10 @@ sb_landlock_enter(const struct sandbox *sb, struct sandbox_report *rep)
 		    "landlock_restrict_self");
 	}
 	close(sb->ruleset_fd);
+}
+
+json_t *
+sandbox_paths(const struct sandbox *sb)
+{
+	return sb->paths != NULL ? json_incref(sb->paths) : NULL;
 }

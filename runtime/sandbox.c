@@ -90,6 +90,7 @@ sandbox_profile_free(struct sandbox_profile *p)
 	strv_free(p->write);
 	strv_free(p->env_allow);
 	free(p->scratch);
+	free(p->state);
 	free(p);
 }
 
@@ -285,7 +286,7 @@ sb_rlimit(struct sandbox *sb, int res, long long soft, long long hard)
 }
 
 int
-sandbox_prepare(const struct sandbox_profile *p, const char *argv0,
+sandbox_prepare(const struct sandbox_profile *p, char *const *argv,
     const char *path, const char *cwd, struct sandbox **out, char *err,
     size_t errlen)
 {
@@ -319,7 +320,7 @@ sandbox_prepare(const struct sandbox_profile *p, const char *argv0,
 	    (unsigned)getegid(), (unsigned)getegid());
 
 	if ((sb->want & SB_LANDLOCK) &&
-	    sb_prepare_landlock(sb, argv0, path, cwd, err, errlen) != 0)
+	    sb_prepare_landlock(sb, argv, path, cwd, err, errlen) != 0)
 		goto fail;
 	if (sb->want & SB_SECCOMP)
 		sb_prepare_seccomp(sb);
@@ -356,6 +357,7 @@ sandbox_free(struct sandbox *sb)
 	if (sb->ruleset_fd >= 0)
 		close(sb->ruleset_fd);
 	free(sb->prog.filter);
+	json_decref(sb->paths);
 	free(sb);
 }
 
@@ -553,6 +555,9 @@ sandbox_report_json(const struct sandbox_report *rep,
 		if (p->scratch != NULL)
 			json_object_set_new(o, "scratch",
 			    json_string(p->scratch));
+		if (p->state != NULL)
+			json_object_set_new(o, "state",
+			    json_string(p->state));
 		if (p->debug)
 			json_object_set_new(o, "debug", json_true());
 	} else

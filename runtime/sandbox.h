@@ -54,6 +54,9 @@ struct sandbox_profile {
 	char		**write;	/* extra writable paths, absolute */
 	char		 *scratch;	/* the per-run writable dir, set by
 					   the worker; NULL for none */
+	char		 *state;	/* the writable dir kept between
+					   runs (state = true), set by the
+					   worker; NULL for none */
 	int		  network;	/* 1: network allowed */
 	long long	  memory;	/* limits; -1: no limit */
 	long long	  cpu;
@@ -95,14 +98,33 @@ void sandbox_profile_free(struct sandbox_profile *);
 
 /*
  * In the parent, before fork: prepare the layers of profile p for the
- * command argv0 (looked up in path, the child's $PATH, when it has no
- * '/') run in cwd (may be NULL).  Returns 0 and sets *out, or -1 with a
- * message in err: a required layer the kernel lacks, a read or write path
- * that does not exist.  The profile is borrowed and must outlive *out.
+ * command argv (argv[0] looked up in path, the child's $PATH, when it has
+ * no '/') run in cwd (may be NULL).  Its arguments widen the default
+ * reads (docs/mcp-servers.md): a file makes its package readable, a
+ * directory is readable.  Returns 0 and sets *out, or -1 with a message
+ * in err: a required layer the kernel lacks, a read or write path that
+ * does not exist.  The profile is borrowed and must outlive *out.
  */
-int sandbox_prepare(const struct sandbox_profile *p, const char *argv0,
+int sandbox_prepare(const struct sandbox_profile *p, char *const *argv,
     const char *path, const char *cwd, struct sandbox **out, char *err,
     size_t errlen);
+/*
+ * The paths sb's Landlock rules let the server read and write, resolved,
+ * as {"read": [...], "write": [...]} (new reference); NULL when Landlock
+ * is not in the profile or the kernel.  Kept to explain a later denial.
+ */
+json_t *sandbox_paths(const struct sandbox *);
+
+/*
+ * Say why a sandboxed server failed when text (textlen bytes, the tail of
+ * its stderr) shows it was refused a path (EACCES, EPERM, "Permission
+ * denied", ...) that paths (from sandbox_paths) does not allow: writes in
+ * buf "the sandbox does not let it read /p: add sandbox = { read = {
+ * \"/dir\" } }" (or write) and returns 1; 0 when it finds no denial.
+ */
+int sandbox_explain(json_t *paths, const char *text, size_t textlen,
+    char *buf, size_t len);
+
 /* Release what sandbox_prepare made (in the parent, after the fork). */
 void sandbox_free(struct sandbox *);
 

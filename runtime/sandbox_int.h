@@ -54,6 +54,8 @@ struct sandbox {
 	char				 uid_map[32];
 	char				 gid_map[32];
 	struct sandbox_report		 rep;	/* what the parent found */
+	json_t				*paths;	/* {"read":[], "write":[]}:
+						   the rules, resolved */
 };
 
 /*
@@ -73,14 +75,24 @@ int sb_landlock_abi(void);
 
 /*
  * In the parent: build sb's Landlock ruleset (sb->ruleset_fd) for the
- * command argv0 (looked up in path) run in cwd: the system paths a
- * program needs to start, the command and its interpreter, the profile's
- * read, write and scratch paths, TCP and scoping by the ABI.  A kernel
+ * command argv (argv[0] looked up in path) run in cwd: the system paths a
+ * program needs to start, the command and its interpreter (through
+ * version managers' shims), the files and directories its arguments name,
+ * the profile's read, write and scratch paths, TCP and scoping by the
+ * ABI.  A kernel
  * without Landlock, or too old for a part, is noted in sb->rep and is not
  * an error; 0, or -1 with err for a profile path that does not exist.
  */
-int sb_prepare_landlock(struct sandbox *sb, const char *argv0,
+int sb_prepare_landlock(struct sandbox *sb, char *const *argv,
     const char *path, const char *cwd, char *err, size_t errlen);
+
+/*
+ * The root of the package that holds file, into out: the nearest
+ * directory above it, up to and including one with package.json,
+ * pyproject.toml, setup.py or .git, never / or a home directory; without
+ * one, the file's own directory.
+ */
+void sb_package_root(const char *file, char *out, size_t len);
 
 /*
  * In the child, system calls only: add our own /proc entry to the

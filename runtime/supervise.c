@@ -117,7 +117,8 @@ sup_env(void)
 {
 	static const char *const keep[] = { "PATH", "HOME", "USER", "LOGNAME",
 	    "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SHELL", "ASAN_OPTIONS",
-	    "UBSAN_OPTIONS", "LSAN_OPTIONS", "WEFT_FAULT", NULL };
+	    "UBSAN_OPTIONS", "LSAN_OPTIONS", "WEFT_FAULT", "WEFT_STATE_DIR",
+	    "XDG_STATE_HOME", NULL };
 	extern char **environ;
 	char **env;
 	size_t n = 0, i, k, len;

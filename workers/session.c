@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -139,6 +140,157 @@ worker_scratch(struct worker *w, const char *run, const char *name,
 	return dir;
 }
 
+/* mkdir -p path, mode 0700; 0, or -1 with errno. */
+static int
+worker_mkdirs(char *path)
+{
+	char *p;
+
+	for (p = path + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = '\0';
+		if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+			*p = '/';
+			return -1;
+		}
+		*p = '/';
+	}
+	return mkdir(path, 0700) == -1 && errno != EEXIST ? -1 : 0;
+}
+
+/*
+ * The state directory of server name for the workflow file key (state =
+ * true): STATE/servers/STEM-HASH/NAME, made 0700, where STATE is the
+ * state directory (state_dir_path), STEM the file's name without .lua and
+ * HASH 16 hex digits of its path.  Kept between runs: never removed here.
+ */
+static char *
+worker_state(const char *key, const char *name, char *err, size_t errlen)
+{
+	char root[PATH_MAX], stem[65], why[256], *dir;
+	const char *base = strrchr(key, '/');
+	uint64_t h = 1469598103934665603ULL;
+	size_t i, n;
+
+	if (state_dir_path(root, sizeof root, why, sizeof why) != 0) {
+		errf(err, errlen, "/params/server/state: %s", why);
+		return NULL;
+	}
+	for (i = 0; key[i] != '\0'; i++)
+		h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+	base = base != NULL ? base + 1 : key;
+	n = strlen(base);
+	if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
+		n -= 4;
+	for (i = 0; i < n && i + 1 < sizeof stem; i++)
+		stem[i] = isalnum((unsigned char)base[i]) || base[i] == '-' ||
+		    base[i] == '_' ? base[i] : '_';
+	stem[i] = '\0';
+	dir = xasprintf("%s/servers/%s-%016llx/%s", root, stem,
+	    (unsigned long long)h, name);
+	if (worker_mkdirs(dir) != 0) {
+		errf(err, errlen, "MCP server '%s': cannot create its state "
+		    "directory %s: %s", name, dir, strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+/* s with each ${WEFT_STATE} and ${WEFT_SCRATCH} replaced (new string). */
+static json_t *
+worker_expand(const char *s, const char *state, const char *scratch)
+{
+	static const char *const names[] = { "${WEFT_STATE}",
+	    "${WEFT_SCRATCH}" };
+	const char *vals[2], *p = s;
+	char *out;
+	size_t n = 0, cap, len, k;
+	json_t *r;
+
+	vals[0] = state;
+	vals[1] = scratch;
+	cap = strlen(s) + 1;
+	out = xmalloc(cap);
+	while (*p != '\0') {
+		for (k = 0; k < 2; k++)
+			if (vals[k] != NULL && strncmp(p, names[k],
+			    strlen(names[k])) == 0)
+				break;
+		len = k < 2 ? strlen(vals[k]) : 1;
+		if (n + len + 1 > cap) {
+			cap = (n + len + 1) * 2;
+			out = xrealloc(out, cap);
+		}
+		memcpy(out + n, k < 2 ? vals[k] : p, len);
+		n += len;
+		p += k < 2 ? strlen(names[k]) : 1;
+	}
+	out[n] = '\0';
+	r = json_string(out);
+	free(out);
+	return r;
+}
+
+/*
+ * An npm server: spec's npm_cache is STATE/npm, where the package is
+ * installed once (made 0700 here).  Without a state directory it stays
+ * unset, and the server fails to start saying so.
+ */
+static void
+worker_npm_cache(json_t *spec)
+{
+	char root[PATH_MAX], why[256], *dir;
+
+	if (state_dir_path(root, sizeof root, why, sizeof why) != 0)
+		return;
+	dir = xasprintf("%s/npm", root);
+	if (worker_mkdirs(dir) == 0)
+		json_object_set_new(spec, "npm_cache", json_string(dir));
+	free(dir);
+}
+
+/*
+ * The spec the server starts from (new reference): with state, $WEFT_STATE
+ * in its environment and the state directory as its working directory
+ * unless it has one; ${WEFT_STATE} and ${WEFT_SCRATCH} expanded in its
+ * command (or an npm server's args) and environment.
+ */
+static json_t *
+worker_spec(json_t *spec, const char *state, const char *scratch)
+{
+	json_t *s = json_deep_copy(spec), *cmd, *env, *args, *v;
+	const char *k;
+	size_t i;
+
+	cmd = json_object_get(s, "command");
+	env = json_object_get(s, "env");
+	if (state != NULL) {
+		if (!json_is_object(env)) {
+			env = json_object();
+			json_object_set_new(s, "env", env);
+		}
+		json_object_set_new(env, "WEFT_STATE", json_string(state));
+		if (json_object_get(s, "cwd") == NULL)
+			json_object_set_new(s, "cwd", json_string(state));
+	}
+	if (json_object_get(s, "npm") != NULL)
+		worker_npm_cache(s);
+	json_array_foreach(cmd, i, v)
+		if (json_is_string(v))
+			json_array_set_new(cmd, i, worker_expand(
+			    json_string_value(v), state, scratch));
+	args = json_object_get(s, "args");	/* an npm server's */
+	json_array_foreach(args, i, v)
+		if (json_is_string(v))
+			json_array_set_new(args, i, worker_expand(
+			    json_string_value(v), state, scratch));
+	json_object_foreach(env, k, v)
+		if (json_is_string(v))
+			json_object_set_new(env, k, worker_expand(
+			    json_string_value(v), state, scratch));
+	return s;
+}
+
 /*
  * notifications/progress: queue it on the task whose token it names, for
  * the next heartbeat or the outcome (the coordinator records them as
@@ -207,7 +359,8 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 	struct wsession *s, *next;
 	struct sandbox_profile *sb;
 	struct mcpc *m;
-	char *scratch = NULL;
+	char *scratch = NULL, *state = NULL;
+	json_t *key = json_object_get(spec, "state"), *run_spec;
 
 	if (name == NULL) {
 		errf(err, errlen, "/params/server/name: must be a string");
@@ -241,13 +394,23 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 		}
 		sb->scratch = xstrdup(scratch);
 	}
-	if ((m = mcpc_new(w->base, spec, sb, err, errlen)) == NULL) {
-		sandbox_profile_free(sb);
-		if (scratch != NULL)
-			rmtree(scratch);
-		free(scratch);
-		return NULL;
+	if (key != NULL && (!json_is_string(key) || json_object_get(spec,
+	    "url") != NULL)) {
+		errf(err, errlen, "/params/server/state: must be the "
+		    "workflow's path, for a command server");
+		goto fail;
 	}
+	if (key != NULL && (state = worker_state(json_string_value(key),
+	    name, err, errlen)) == NULL)
+		goto fail;
+	if (sb != NULL && state != NULL)
+		sb->state = xstrdup(state);
+	run_spec = worker_spec(spec, state, scratch);
+	m = mcpc_new(w->base, run_spec, sb, err, errlen);
+	json_decref(run_spec);
+	free(state);
+	if (m == NULL)
+		goto fail;	/* sb is still ours */
 	s = xcalloc(1, sizeof *s);
 	s->w = w;
 	s->mcpc = m;
@@ -257,4 +420,10 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 	s->scratch = scratch;
 	LIST_INSERT_HEAD(&w->sessions, s, entry);
 	return s;
+fail:
+	sandbox_profile_free(sb);
+	if (scratch != NULL)
+		rmtree(scratch);
+	free(scratch);
+	return NULL;
 }

@@ -136,6 +136,33 @@ worker_sandbox_meta(struct wtask *t, json_t *result, int always)
 }
 
 /*
+ * A failed call (isError) whose text names a path the sandbox refused:
+ * add a text block that says so and names the profile line to add.
+ */
+static void
+worker_call_explain(struct wtask *t, json_t *result)
+{
+	json_t *content = json_object_get(result, "content"), *b;
+	const char *text;
+	char why[PATH_MAX * 2 + 200];
+	size_t i;
+
+	if (t->ws == NULL || !json_is_true(json_object_get(result,
+	    "isError")) || !json_is_array(content))
+		return;
+	json_array_foreach(content, i, b) {
+		text = json_string_value(json_object_get(b, "text"));
+		if (text == NULL || mcpc_explain(t->ws->mcpc, text, why,
+		    sizeof why) == 0)
+			continue;
+		json_array_append_new(content, json_pack("{s:s, s:o}",
+		    "type", "text", "text", json_sprintf("weft: MCP server "
+		    "'%s': %s", t->ws->name, why)));
+		return;
+	}
+}
+
+/*
  * tools/call answered.  After the server said its tool list changed, the
  * next result carries _meta["weft/tools_changed"], so the graph lists the
  * tools again before an agent's next turn.
@@ -148,6 +175,7 @@ worker_call_cb(void *arg, json_t *result, json_t *error)
 
 	if (result != NULL && json_is_object(result)) {
 		worker_sandbox_meta(t, result, 0);
+		worker_call_explain(t, result);
 		meta = json_object_get(result, "_meta");
 		if (json_is_object(meta))
 			json_object_del(meta, "weft/tools_changed");

@@ -256,6 +256,109 @@ local LAYERS = set{ "rlimits", "no_new_privs", "landlock", "landlock_net", "land
 local OPTIONAL_LAYERS = set{ "landlock", "landlock_net", "landlock_scope", "seccomp", "userns", "netns" }
 local SIZE_UNITS = { [""] = 1, K = 1024, M = 1024 ^ 2, G = 1024 ^ 3, T = 1024 ^ 4 }
 
+-- state = true on an mcp_server: a directory of its own, per workflow file
+-- and server, that outlives runs ($WEFT_STATE).  The worker makes it under
+-- the state directory, keyed by the workflow file's path, returned here.
+local function check_state(t, at)
+  if t.state == nil or t.state == false then return nil end
+  if t.state ~= true then
+    fail(at, "mcp_server '%s': state must be true or false, got %s", t.name, tostring(t.state))
+  end
+  if t.url ~= nil then
+    fail(at, "mcp_server '%s': state applies to a command server, not to a url one", t.name)
+  end
+  local file = at:match("^(.*):%d+$") or at
+  return core.script_dir() .. "/" .. (file:match("([^/]+)$") or file)
+end
+
+-- npm = "@scope/pkg@1.2.3", args = {...}, bin = "name": a server the
+-- worker installs once into its cache and runs without npx; returns the
+-- package, its arguments and the bin to run.
+local function check_npm(t, at)
+  local what = "mcp_server '" .. t.name .. "'"
+  if t.npm == nil then fail(at, "%s: args and bin go with npm = \"package@version\"", what) end
+  if t.command ~= nil then fail(at, "%s: give command or npm, not both", what) end
+  if type(t.npm) ~= "string" or not (t.npm:match("^@[%w._-]+/[%w._-]+@?[%w.^~<>=*|_ -]*$")
+      or t.npm:match("^[%w._-]+@?[%w.^~<>=*|_ -]*$")) or t.npm:find("^[._]") then
+    fail(at, "%s: npm must name a package, \"name\" or \"@scope/name\", with an optional @version, got %s",
+         what, tostring(t.npm))
+  end
+  local args = {}
+  if t.args ~= nil and type(t.args) ~= "table" then fail(at, "%s: args must be a list of strings", what) end
+  for i, a in ipairs(t.args or {}) do
+    if type(a) ~= "string" then fail(at, "%s: args[%d] must be a string", what, i) end
+    args[i] = a
+  end
+  if t.bin ~= nil and (type(t.bin) ~= "string" or not t.bin:match("^[%w@._-]+$")) then
+    fail(at, "%s: bin must name one of the package's programs", what)
+  end
+  return t.npm, core.array(args), t.bin
+end
+
+-- Warnings about a command server under its sandbox, found without running
+-- it: npx, paths in its command line or sandbox lists that do not exist,
+-- env variables naming files it may not write (docs/mcp-servers.md).
+local function exists(p)
+  local f = io.open(p, "r")
+  if f then f:close() return true end
+  return false
+end
+
+local function beneath(p, list)
+  for _, d in ipairs(list or {}) do
+    if p == d or p:sub(1, #d + 1) == d .. "/" or d == "/" then return true end
+  end
+  return false
+end
+
+local function sandbox_warnings(s, at)
+  local sb, out = s.sandbox, {}
+  local function warn(fmt, ...) out[#out + 1] = string.format(fmt, ...) end
+  local what = "mcp_server '" .. s.name .. "'"
+  local cmd = s.command or {}
+  if sb ~= false and cmd[1] and (cmd[1] == "npx" or cmd[1]:match("/npx$")) then
+    warn("%s: npx fetches its package at every start, and the sandbox gives it no network: " ..
+         "use npm = \"PKG@VERSION\" (installed once, run without npx)", what)
+  end
+  local args = {}
+  for i = 2, #cmd do args[#args + 1] = cmd[i] end
+  for _, a in ipairs(s.args or {}) do args[#args + 1] = a end
+  for _, a in ipairs(args) do
+    local p = a:match("^%-[%w-]*=(/.*)$") or a:match("^/.*$")
+    if p == "/" and sb ~= false then
+      warn("%s: argument '/' is not made readable by the sandbox: name the directories the server needs",
+           what)
+    elseif p and not p:find("${", 1, true) and not exists(p) then
+      warn("%s: argument '%s' does not exist (a path copied from an example?)", what, p)
+    end
+  end
+  if type(sb) == "table" then
+    for _, k in ipairs{ "read", "write" } do
+      for _, p in ipairs(sb[k] or {}) do
+        if not exists(p) then
+          warn("%s: sandbox.%s path '%s' does not exist: the server will not start", what, k, p)
+        end
+      end
+    end
+  end
+  if sb ~= false then
+    local names = {}
+    for k in pairs(s.env or {}) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      local v = s.env[k]
+      if k ~= "PATH" and (k:match("PATH$") or k:match("FILE$") or k:match("DIR$") or k:match("ROOT$"))
+          and v:match("^/[^:]*$") and not beneath(v, sb and sb.write) then
+        local dir = v:match("^(.*)/[^/]*$")
+        warn("%s: env %s names %s, which the sandbox does not let the server write: " ..
+             "add sandbox = { write = { \"%s\" } }, or state = true and %s = \"${WEFT_STATE}/%s\"",
+             what, k, v, exists(v) and v or (dir ~= "" and dir or "/"), k, v:match("([^/]*)$"))
+      end
+    end
+  end
+  for _, m in ipairs(out) do io.stderr:write("weft: warning: ", at, ": ", m, "\n") end
+end
+
 local function check_sandbox(sb, at, server)
   if sb == nil then return nil end
   if sb == false then return false end
@@ -373,4 +476,5 @@ end
 return { fields = fields, check_node_policy = check_node_policy, check = check, check_grant = check_grant,
   check_strings = check_strings, check_resources = check_resources,
   check_prompts = check_prompts, check_policy = check_policy,
-  check_sandbox = check_sandbox, seconds = seconds }
+  check_sandbox = check_sandbox, seconds = seconds, check_state = check_state, check_npm = check_npm,
+  sandbox_warnings = sandbox_warnings }

@@ -472,13 +472,18 @@ local function server_transport(t, at, s)
     if type(t.url) ~= "string" or not t.url:match("^https?://[^%s]+$") then
       fail(at, "mcp_server '%s': url must be an http:// or https:// URL, got %s", t.name, tostring(t.url))
     end
-    for _, k in ipairs{ "env", "cwd", "sandbox" } do
+    for _, k in ipairs{ "env", "cwd", "sandbox", "npm", "args", "bin" } do
       if t[k] ~= nil then
         fail(at, "mcp_server '%s': %s applies to a command server, not to a url one " ..
              "(a remote server runs elsewhere: weft cannot confine or configure its process)", t.name, k)
       end
     end
     s.url = t.url
+    if t.transport ~= nil and t.transport ~= "sse" and t.transport ~= "streamable_http" then
+      fail(at, "mcp_server '%s': transport must be \"streamable_http\" or \"sse\", got %s", t.name,
+           tostring(t.transport))
+    end
+    s.transport = t.transport == "sse" and "sse" or nil
     if t.headers ~= nil then
       if type(t.headers) ~= "table" then fail(at, "mcp_server '%s': headers must be a table", t.name) end
       local h = {}
@@ -494,17 +499,20 @@ local function server_transport(t, at, s)
     return
   end
   if t.headers ~= nil then fail(at, "mcp_server '%s': headers apply to a url server", t.name) end
-  if type(t.command) ~= "table" or #t.command == 0 then
+  if t.transport ~= nil then fail(at, "mcp_server '%s': transport applies to a url server", t.name) end
+  if t.npm ~= nil or t.args ~= nil or t.bin ~= nil then
+    s.npm, s.args, s.bin = F.check_npm(t, at)
+  elseif type(t.command) ~= "table" or #t.command == 0 then
     fail(at, "mcp_server '%s' needs command = { \"program\", \"arg\", ... } or url = \"http://...\"", t.name)
   end
   local cmd = {}
-  for i, a in ipairs(t.command) do
+  for i, a in ipairs(t.command or {}) do
     if type(a) ~= "string" then fail(at, "mcp_server '%s': command[%d] must be a string", t.name, i) end
     cmd[i] = a
   end
   -- A relative program path is relative to the workflow file, so the
   -- workflow runs the same from any directory.
-  if cmd[1]:find("/") and cmd[1]:sub(1, 1) ~= "/" then
+  if cmd[1] and cmd[1]:find("/") and cmd[1]:sub(1, 1) ~= "/" then
     cmd[1] = core.script_dir() .. "/" .. cmd[1]
   end
   local env = {}
@@ -519,11 +527,11 @@ local function server_transport(t, at, s)
   s.sandbox = check_sandbox(t.sandbox, at, t.name)
 end
 
-function w.mcp_server(t)
-  local at = where()
+function w.mcp_server(t, at)
+  at = type(at) == "string" and at or where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
   local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping",
-                       "retry", "idempotent" }
+                       "retry", "idempotent", "state", "transport", "npm", "args", "bin" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
@@ -540,6 +548,8 @@ function w.mcp_server(t)
               timeout = policy and policy.timeout and policy.timeout.attempt,
               ping = seconds(t, "ping", at) }
   server_transport(t, at, s)
+  s.state = F.check_state(t, at)
+  if not s.url then F.sandbox_warnings(s, at) end
   servers[t.name] = s
   server_order[#server_order + 1] = t.name
   return s

@@ -136,11 +136,12 @@ local function server_spec(name, node_policy)
   local timeout = policy and policy.timeout.attempt or s.timeout
   local spec
   if s.url then
-    spec = { name = s.name, url = s.url, headers = s.headers, timeout = timeout, ping = s.ping,
-             policy = policy }
+    spec = { name = s.name, url = s.url, transport = s.transport, headers = s.headers, timeout = timeout,
+             ping = s.ping, policy = policy }
   else
-    spec = { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd,
-             sandbox = s.sandbox, timeout = timeout, ping = s.ping, policy = policy }
+    spec = { name = s.name, command = core.array(s.command), npm = s.npm, args = s.args, bin = s.bin,
+             env = s.env, cwd = s.cwd,
+             sandbox = s.sandbox, state = s.state, timeout = timeout, ping = s.ping, policy = policy }
   end
   if not node_policy then spec_cache[name] = spec end
   return spec

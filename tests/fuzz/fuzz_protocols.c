@@ -5,7 +5,8 @@
  * answers, whole and streamed, in both model APIs.
  *
  * The mode byte picks the parser: 0 JSON-RPC lines, 1 SSE, 2 an OpenAI
- * answer, 3 an Anthropic answer, 4 an OpenAI stream, 5 an Anthropic stream.
+ * answer, 3 an Anthropic answer, 4 an OpenAI stream, 5 an Anthropic stream,
+ * 6 a dead tool server's stderr read for a refusal (runtime/sandbox.h).
  * Besides not crashing, each checks what its callers rely on: a parsed
  * message encodes and parses again to the same kind; an SSE event's data is
  * never more than was fed; a decoded answer is an object with a text, a
@@ -25,7 +26,25 @@
 #include "protocols/jsonrpc.h"
 #include "protocols/llm.h"
 #include "protocols/sse.h"
+#include "runtime/sandbox.h"
 #include "tests/fuzz/fuzz_driver.h"
+
+/*
+ * A server's stderr, as sandbox_explain reads it for a refusal: the
+ * sentence, when there is one, is a whole NUL-terminated string.
+ */
+static void
+fz_explain(const char *p, size_t n)
+{
+	json_t *paths = json_pack("{s:[s, s], s:[s]}", "read", "/usr", "/tmp",
+	    "write", "/dev/null");
+	char buf[512];
+
+	if (sandbox_explain(paths, p, n, buf, sizeof buf) != 0 &&
+	    strnlen(buf, sizeof buf) == sizeof buf)
+		abort();
+	json_decref(paths);
+}
 
 /* JSON-RPC: each line alone, as the MCP stdio client reads them. */
 static void
@@ -170,7 +189,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	n = size - 1;
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0:
 		fz_jsonrpc(p, n);
 		break;
@@ -186,8 +205,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 4:
 		fz_stream(LLM_OPENAI, p, n);
 		break;
-	default:
+	case 5:
 		fz_stream(LLM_ANTHROPIC, p, n);
+		break;
+	default:
+		fz_explain(p, n);
 		break;
 	}
 	return 0;
@@ -205,6 +227,9 @@ static const char *const fz_corpus[] = {
 	"\4data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"he\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"t\",\"function\":{\"name\":\"echo\",\"arguments\":\"{\\\"m\\\":\"}}]}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"1}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
 	"\5event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":2}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"echo\",\"input\":{}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"m\\\":1}\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":5}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
 	"\5event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n",
+	"\6node:fs:448\n\nError: EACCES: permission denied, open '/etc/x/index.js'\n    at y\nNode.js v20\n",
+	"\6PermissionError: [Errno 13] Permission denied: '/tmp/out.txt'\n",
+	"\6/bin/sh: 1: /opt/x/bin/y: Permission denied\n~/z: Operation not permitted\nEPERM\n",
 };
 
 int

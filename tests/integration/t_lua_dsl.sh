@@ -41,7 +41,7 @@ check_err 2 "w.mcp_config: $T/cmd.json: /mcpServers/fs/command must be a string"
 ok "a server entry of the wrong shape names its JSON pointer"
 
 printf '{"mcpServers": {"fs": {"command": "ls"}}}' >"$T/ok.json"
-check_err 2 "w.mcp_config: unknown option 'sandbx' (sandbox, timeout, retry, idempotent, ping, only) (did you mean 'sandbox'?)" \
+check_err 2 "w.mcp_config: unknown option 'sandbx' (sandbox, timeout, retry, idempotent, ping, only, servers) (did you mean 'sandbox'?)" \
     "$HEAD" 'w.mcp_config("ok.json", { sandbx = false })' "$TAIL"
 ok "a misspelt option gets a hint"
 
