@@ -432,7 +432,7 @@ function w.mcp_server(t)
   local at = where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
   local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping",
-                       "retry", "idempotent" }
+                       "retry", "idempotent", "on" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
@@ -449,6 +449,10 @@ function w.mcp_server(t)
               timeout = policy and policy.timeout and policy.timeout.attempt,
               ping = seconds(t, "ping", at) }
   server_transport(t, at, s)
+  if t.on ~= nil and (type(t.on) ~= "string" or not t.on:match("^[%w_%-%.]+$") or #t.on > 64) then
+    fail(at, "mcp_server '%s': on must be a worker label (letters, digits, '_', '-', '.'), got %s", t.name, tostring(t.on))
+  end
+  s.on = t.on
   servers[t.name] = s
   server_order[#server_order + 1] = t.name
   return s

@@ -123,10 +123,10 @@ local function server_spec(name, node_policy)
   local spec
   if s.url then
     spec = { name = s.name, url = s.url, headers = s.headers, timeout = timeout, ping = s.ping,
-             policy = policy }
+             policy = policy, on = s.on }
   else
     spec = { name = s.name, command = core.array(s.command), env = s.env, cwd = s.cwd,
-             sandbox = s.sandbox, timeout = timeout, ping = s.ping, policy = policy }
+             sandbox = s.sandbox, timeout = timeout, ping = s.ping, policy = policy, on = s.on }
   end
   if not node_policy then spec_cache[name] = spec end
   return spec
