@@ -549,6 +549,8 @@ worker_dial_remote(struct worker *w, const char *ca)
 		    (rv = nng_tls_config_server_name(cfg, host)) != 0) {
 			fprintf(stderr, "weft worker: tls: %s\n",
 			    nng_strerror(rv));
+			if (cfg != NULL)
+				nng_tls_config_free(cfg);
 			return -1;
 		}
 		if ((rv = nng_tls_config_ca_file(cfg, ca)) != 0) {
@@ -626,6 +628,25 @@ worker_enroll_file(const char *path)
 		return -1;
 	}
 	return fd;
+}
+
+/* Exit before the loop ran: free what was made so far; returns rc. */
+static int
+worker_early_exit(struct worker *w, int rc)
+{
+	if (w->secret != NULL)
+		OPENSSL_clear_free(w->secret, strlen(w->secret));
+	w->secret = NULL;
+	json_decref(worker_labels);
+	worker_labels = NULL;
+	if (w->keys == NULL)
+		return rc;
+	worker_scratch_sweep(w);
+	captoken_keys_free(w->keys);
+	captoken_uses_free(w->uses);
+	json_decref(w->results);
+	json_decref(w->failures);
+	return rc;
 }
 
 static void
@@ -716,7 +737,7 @@ worker_main(int argc, char **argv)
 			break;
 		case 'L':
 			if (worker_add_label(optarg) != 0)
-				return 2;
+				return worker_early_exit(&w, 2);
 			break;
 		case 's':
 			w.slots = atoi(optarg);
@@ -732,24 +753,24 @@ worker_main(int argc, char **argv)
 			return 0;
 		default:
 			worker_usage(stderr);
-			return 2;
+			return worker_early_exit(&w, 2);
 		}
 	}
 	if ((fd < 0) == (efile == NULL) || w.slots < 1 ||
 	    (efile == NULL && (connect != NULL || ca != NULL ||
 	    worker_labels != NULL))) {
 		worker_usage(stderr);
-		return 2;
+		return worker_early_exit(&w, 2);
 	}
 	if (efile != NULL) {
 		snprintf(from, sizeof from, "--enroll-file %s", efile);
 		if ((fd = worker_enroll_file(efile)) == -1)
-			return 2;
+			return worker_early_exit(&w, 2);
 	} else
 		snprintf(from, sizeof from, "--enroll-fd %ld", fd);
 	if ((enrolment = worker_enrolment(&w, (int)fd, from,
 	    &scratch)) == NULL)
-		return 2;
+		return worker_early_exit(&w, 2);
 	if (connect != NULL && strlen(connect) < sizeof w.url)
 		snprintf(w.url, sizeof w.url, "%s", connect);
 	/* A local worker must not outlive the coordinator that started it. */
@@ -771,7 +792,7 @@ worker_main(int argc, char **argv)
 	nng_socket_set_ms(w.sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_size(w.sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
 	if (efile != NULL && worker_dial_remote(&w, ca) != 0)
-		return 1;
+		return worker_early_exit(&w, 1);
 	for (tries = 0; efile == NULL &&
 	    (rv = nng_dial(w.sock, w.url, NULL, 0)) != 0; tries++) {
 		if (tries == 50)
@@ -781,7 +802,7 @@ worker_main(int argc, char **argv)
 	}
 	worker_confine(&w);
 	if (worker_hello(&w) != 0)
-		return 1;
+		return worker_early_exit(&w, 1);
 	w.base = event_base_new();
 	w.bridge = bridge_new(w.base);
 	worker_wreq_init(&w, &w.poll, worker_poll_answer);

@@ -35,8 +35,9 @@ wait_for() {
 		sleep 0.05
 	done
 }
-joined() { grep -q "remote workers join at" "$T/err" 2>/dev/null; }
-port() { sed -n 's/.*join at tls+tcp:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$T/err"; }
+port() { sed -n 's/.*join at tls+tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\) (worker ids.*/\1/p' "$T/err" 2>/dev/null; }
+# The listener is up once its line, with the port bound, is whole.
+joined() { [ -n "$(port)" ]; }
 has_event() {
 	[ "$(sql "SELECT count(*) FROM events WHERE kind='$1'" 2>/dev/null)" -ge "${2:-1}" ] 2>/dev/null
 }
