@@ -16,8 +16,9 @@
  * CLOSED (reaped and its pipe closed: finished, then the owner's exit
  * callback runs and may start the slot again).  A transition outside this
  * is a bug (ALWAYS).  A remote slot has no process: it goes STARTING ->
- * READY at hello and back to STARTING when its connection is removed.  Workers are reaped on SIGCHLD through the event base
- * given to sup_new; everything runs on the loop thread.
+ * READY at hello and back to STARTING when its connection is removed.
+ * Workers are reaped on SIGCHLD through the event base given to sup_new;
+ * everything runs on the loop thread.
  */
 #ifndef WEFT_SUPERVISE_H
 #define WEFT_SUPERVISE_H
