@@ -85,6 +85,32 @@ int cmd_serve_opts(int argc, char **argv, struct serve_opts *,
     const char *unused, const struct option *more,
     int (*more_cb)(int opt, const char *arg, void *cbarg), void *cbarg,
     void (*usage)(FILE *));
+/*
+ * The options of remote workers (engine/cmd_workers.c), shared by weft run
+ * and weft serve: put CMD_REMOTE_LONGOPTS in the longopts table, hand
+ * each option to cmd_remote_opt (1: taken into the coord_opts, 0: not
+ * one of them, -1: bad value, message printed), then call
+ * cmd_remote_check once (0, or -1 with a message: they go together).
+ * cmd_remote_help is their --help text.
+ */
+struct coord_opts;
+enum {
+	CMD_OPT_LISTEN = 0x1100,
+	CMD_OPT_TLS_CERT,
+	CMD_OPT_TLS_KEY,
+	CMD_OPT_REMOTE,
+	CMD_OPT_ENROLL_DIR
+};
+#define CMD_REMOTE_LONGOPTS \
+	{ "workers-listen", required_argument, NULL, CMD_OPT_LISTEN }, \
+	{ "tls-cert", required_argument, NULL, CMD_OPT_TLS_CERT }, \
+	{ "tls-key", required_argument, NULL, CMD_OPT_TLS_KEY }, \
+	{ "remote-workers", required_argument, NULL, CMD_OPT_REMOTE }, \
+	{ "enroll-dir", required_argument, NULL, CMD_OPT_ENROLL_DIR }
+int cmd_remote_opt(int ch, const char *arg, struct coord_opts *);
+int cmd_remote_check(const struct coord_opts *);
+extern const char cmd_remote_help[];
+
 /* This binary's path (from /proc/self/exe), heap string, or NULL. */
 char *cmd_self_exe(void);
 

@@ -45,6 +45,9 @@ run_usage(FILE *f)
 "  -q, --quiet         print only the answer\n"
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
+"remote workers (docs/PROTOCOL.md, \"Remote enrolment\"; README.md):\n"
+"%s"
+"\n"
 "Tool calls' policy defaults (override per server or tool node: timeout =\n"
 "{ attempt, total, queue, heartbeat }, retry = {...}, idempotent = false):\n"
 "attempt 600 s, total 1800 s, queue 300 s, heartbeat --lease; retries after\n"
@@ -56,7 +59,8 @@ run_usage(FILE *f)
 "full, I/O error: the run is left as recorded so far, resume it with `weft\n"
 "resume RUN` once the disk is fixed; see docs/durability.md), 5 paused at a\n"
 "budget limit (on_exceed=pause; continue with weft resume RUN --budget ...),\n"
-"130 cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n");
+"130 cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n",
+	    cmd_remote_help);
 }
 
 /*
@@ -139,6 +143,7 @@ cmd_run(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		CMD_REMOTE_LONGOPTS,
 		{ NULL, 0, NULL, 0 }
 	};
 	struct exec_spec spec;
@@ -150,6 +155,11 @@ cmd_run(int argc, char **argv)
 	exec_spec_init(&spec, EXEC_RUN);
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "qvh", longopts, NULL)) != -1) {
+		if ((rc = cmd_remote_opt(ch, optarg, &spec.co)) != 0) {
+			if (rc < 0)
+				return WEFT_EXIT_USAGE;
+			continue;
+		}
 		switch (ch) {
 		case 'i':
 			spec.input_text = optarg;
@@ -228,6 +238,8 @@ cmd_run(int argc, char **argv)
 			return WEFT_EXIT_USAGE;
 		}
 	}
+	if (cmd_remote_check(&spec.co) != 0)
+		return WEFT_EXIT_USAGE;
 	if (optind != argc - 1) {
 		if (optind >= argc)
 			fprintf(stderr, "weft run: which workflow? "

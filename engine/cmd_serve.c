@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "engine/cmd.h"
+#include "engine/coord.h"
 #include "engine/serve.h"
 #include "protocols/mcp_server.h"
 #include "runtime/util.h"
@@ -41,6 +42,7 @@ struct cmd_serve_cli {
 	int			 nhosts;
 	const char		*origins[SERVE_MAX_HOSTS];
 	int			 norigins;
+	struct coord_opts	 remote;	/* remote workers' options */
 };
 
 static void
@@ -91,8 +93,11 @@ cmd_serve_usage(FILE *f)
 "\n"
 "Requests whose Host is not the bound loopback name (localhost,\n"
 "127.0.0.1, [::1]) or an --allow-host, or whose Origin is present and not\n"
-"one of those hosts or an --allow-origin, are refused with 403.\n",
-	    CMD_SERVE_OPTS_HELP);
+"one of those hosts or an --allow-origin, are refused with 403.\n"
+"\n"
+"remote workers (docs/PROTOCOL.md, \"Remote enrolment\"):\n"
+"%s",
+	    CMD_SERVE_OPTS_HELP, cmd_remote_help);
 }
 
 enum {
@@ -126,7 +131,10 @@ cmd_serve_opt_cb(int ch, const char *arg, void *cbarg)
 	struct cmd_serve_cli *cl = cbarg;
 	unsigned long long v;
 	char *end;
+	int rv;
 
+	if ((rv = cmd_remote_opt(ch, arg, &cl->remote)) != 0)
+		return rv > 0 ? 0 : -1;
 	switch (ch) {
 	case 'L':
 		cl->listen = arg;
@@ -234,6 +242,7 @@ cmd_serve(int argc, char **argv)
 		{ "body-timeout", required_argument, NULL, OPT_BODY },
 		{ "write-timeout", required_argument, NULL, OPT_WRITE },
 		{ "max-output", required_argument, NULL, OPT_OUTPUT },
+		CMD_REMOTE_LONGOPTS,
 		{ NULL, 0, NULL, 0 }
 	};
 	static const struct httpd_limits lim = { "weft", HTTPD_MAX_CONNS,
@@ -263,6 +272,9 @@ cmd_serve(int argc, char **argv)
 	    &cl, cmd_serve_usage);
 	if (first < 0)
 		return first == -1 ? WEFT_EXIT_OK : WEFT_EXIT_USAGE;
+	if (cmd_remote_check(&cl.remote) != 0)
+		return WEFT_EXIT_USAGE;
+	o.remote = &cl.remote;
 	if (first >= argc) {
 		fprintf(stderr, "weft serve: which workflows? (weft serve "
 		    "FILE.lua|DIR...)\n");

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,10 +17,13 @@
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include <event2/buffer.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
+#include <openssl/crypto.h>
 
 #include "engine/captoken.h"
 #include "engine/coord.h"
@@ -46,6 +50,9 @@
 /* A task's wire id: its slot in the table, and a generation above. */
 #define COORD_SLOT_BITS		24
 #define COORD_SLOT_MASK		((1 << COORD_SLOT_BITS) - 1)
+/* Labels a worker may give at hello, and their longest. */
+#define COORD_MAX_LABELS	16
+#define COORD_LABEL_MAX		64
 
 
 /* What the coordinator knows of a worker's work (its process: sup). */
@@ -55,6 +62,8 @@ struct worker {
 	json_t			*cancel;	/* task ids to abandon */
 	char			**servers;	/* MCP servers it holds */
 	size_t			 nservers;
+	char			**labels;	/* its hello's (--label) */
+	size_t			 nlabels;
 };
 
 /* One nng REP context (runtime/chan.h): one request in flight at a time. */
@@ -111,6 +120,11 @@ struct coord {
 	int			 nrefused;	/* wire refusals recorded */
 	nng_socket		 sock;
 	int			 sock_open;
+	nng_listener		 rl;		/* remote workers' listener */
+	int			 rl_open;
+	nng_tls_config		*tls;
+	char			 rurl[320];	/* its address, port bound */
+	int			 on_tasks;	/* live tasks with a label */
 	struct rctx		*rctxs;
 	size_t			 nrctx;
 	struct rctx_list	 parked;
@@ -142,6 +156,7 @@ static void	coord_rctx_loop_cb(struct chan *, nng_msg *);
 static void	coord_reply(struct rctx *, json_t *);
 static void	coord_reply_text(struct rctx *, const char *, size_t);
 static int	has_ctl(const char *);
+static void	coord_peer(uint32_t, char *, size_t);
 static void	coord_task_end(struct crun *, struct qtask *, json_t *,
 		    json_t *);
 static void	crun_fail(struct crun *, const char *, ...)
@@ -507,6 +522,13 @@ coord_policy(struct coord *c, struct qtask *t, const char *params)
 	if (json_is_string(json_object_get(js, "name")))
 		t->tool = xstrdup(json_string_value(json_object_get(js,
 		    "name")));
+	/* w.mcp_server{ on = "gpu" }: only workers labelled gpu take it. */
+	if (json_is_string(json_object_get(json_object_get(js, "server"),
+	    "on"))) {
+		t->on = xstrdup(json_string_value(json_object_get(
+		    json_object_get(js, "server"), "on")));
+		c->on_tasks++;
+	}
 	json_decref(js);
 }
 
@@ -721,6 +743,8 @@ coord_task_end(struct crun *run, struct qtask *t, json_t *result,
 		c->free[c->nfree++] = (uint32_t)slot;
 	}
 	run->ntasks--;
+	if (t->on != NULL)
+		c->on_tasks--;
 	qtask_free(t);
 }
 
@@ -954,6 +978,70 @@ coord_forget(struct worker *w)
 	w->nservers = 0;
 }
 
+/* Whether worker w gave label at its hello. */
+static int
+coord_labelled(const struct worker *w, const char *label)
+{
+	size_t i;
+
+	for (i = 0; i < w->nlabels; i++)
+		if (strcmp(w->labels[i], label) == 0)
+			return 1;
+	return 0;
+}
+
+/* Forget worker w's labels (it left). */
+static void
+coord_unlabel(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nlabels; i++)
+		free(w->labels[i]);
+	free(w->labels);
+	w->labels = NULL;
+	w->nlabels = 0;
+}
+
+/*
+ * Record task.waiting, once per task, for each queued task whose label
+ * no connected worker has: it waits (up to its queue timeout) for one to
+ * join.  Only looked at while some task has a label.
+ */
+static void
+coord_waiting(struct coord *c)
+{
+	struct crun *run;
+	struct qtask *t;
+	json_t *p;
+	int wid;
+
+	if (c->on_tasks == 0)
+		return;
+	TAILQ_FOREACH(run, &c->runs, entry)
+		TAILQ_FOREACH(t, &run->q.queued, entry) {
+			if (t->on == NULL || t->waited)
+				continue;
+			for (wid = 0; wid < c->nworkers; wid++)
+				if (sup_ready(c->sup, wid) &&
+				    coord_labelled(&c->workers[wid], t->on))
+					break;
+			if (wid < c->nworkers)
+				continue;
+			t->waited = 1;
+			p = json_pack("{s:I, s:s, s:s, s:o}", "task",
+			    (json_int_t)t->id, "server", t->server, "on",
+			    t->on, "reason", json_sprintf("no connected "
+			    "worker is labelled %s (weft worker --label %s); "
+			    "the task waits for one up to its queue timeout "
+			    "of %gs", t->on, t->on, t->pol.queue_s));
+			crun_event(run, "task.waiting", t->span, 0, t->path,
+			    t->attempt, p, 0, 0);
+			json_decref(p);
+			coord_kick(c);
+		}
+}
+
 /* Whether a parked poll other than r comes from a holder of server. */
 static int
 coord_other_holder(struct coord *c, struct rctx *r, const char *server)
@@ -981,6 +1069,8 @@ coord_next_task(struct coord *c, struct crun *run, struct rctx *r,
 	if (c->opts.run_cap > 0 && run->nleased >= c->opts.run_cap)
 		return NULL;
 	TAILQ_FOREACH(t, &run->q.queued, entry) {
+		if (t->on != NULL && !coord_labelled(w, t->on))
+			continue;
 		if (!coord_holds(w, t->server) &&
 		    coord_other_holder(c, r, t->server))
 			continue;
@@ -1069,6 +1159,7 @@ coord_dispatch(struct coord *c)
 	struct evbuffer *buf;
 	int rounds = 0;
 
+	coord_waiting(c);
 	while (coord_any_queued(c) && (r = TAILQ_FIRST(&c->parked)) != NULL &&
 	    rounds++ < 2 * (int)c->nrctx) {
 		TAILQ_REMOVE(&c->parked, r, entry);
@@ -1421,16 +1512,108 @@ coord_on_heartbeat(struct coord *c, int wid, json_t *ids)
 
 /* Record how worker wid confined itself (its hello's report). */
 static void
-coord_worker_sandbox(struct coord *c, int wid, json_t *report)
+coord_worker_sandbox(struct coord *c, int wid, uint32_t pipe,
+    json_t *report)
 {
-	json_t *p;
+	struct worker *w = &c->workers[wid];
+	char peer[80];
+	json_t *p, *l;
+	size_t i;
 
 	if (!json_is_object(report))
 		return;
 	p = json_pack("{s:i, s:I, s:O}", "worker", wid, "pid",
 	    (json_int_t)sup_pid(c->sup, wid), "sandbox", report);
+	if (sup_is_remote(c->sup, wid)) {
+		coord_peer(pipe, peer, sizeof peer);
+		json_object_set_new(p, "remote", json_string(peer));
+		l = json_array();
+		for (i = 0; i < w->nlabels; i++)
+			json_array_append_new(l, json_string(w->labels[i]));
+		json_object_set_new(p, "labels", l);
+		if (c->opts.verbose)
+			fprintf(stderr, "weft: remote worker %d joined from "
+			    "%s\n", wid, peer);
+	}
 	coord_event_all(c, "worker.sandbox", p);
 	json_decref(p);
+}
+
+/*
+ * The labels of a hello (/params/labels: at most COORD_MAX_LABELS
+ * strings of letters, digits, '_', '-', '.'), as a new vector in *out
+ * (*n set); -1 with err.
+ */
+static int
+coord_hello_labels(json_t *params, char ***out, size_t *n, char *err,
+    size_t errlen)
+{
+	json_t *list = json_object_get(params, "labels"), *it;
+	const char *l;
+	size_t i;
+
+	*out = NULL;
+	*n = 0;
+	if (list == NULL)
+		return 0;
+	if (!json_is_array(list) || json_array_size(list) >
+	    COORD_MAX_LABELS) {
+		errf(err, errlen, "/params/labels: must be an array of at "
+		    "most %d labels", COORD_MAX_LABELS);
+		return -1;
+	}
+	json_array_foreach(list, i, it) {
+		l = json_string_value(it);
+		if (l == NULL || *l == '\0' || strlen(l) > COORD_LABEL_MAX ||
+		    strspn(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS"
+		    "TUVWXYZ0123456789_-.") != strlen(l)) {
+			errf(err, errlen, "/params/labels/%zu: a label is 1 to "
+			    "%d letters, digits, '_', '-' or '.'", i,
+			    COORD_LABEL_MAX);
+			return -1;
+		}
+	}
+	*out = xcalloc(json_array_size(list) + 1, sizeof **out);
+	json_array_foreach(list, i, it)
+		(*out)[(*n)++] = xstrdup(json_string_value(it));
+	return 0;
+}
+
+/* Whether pipe came through the remote workers' listener. */
+static int
+coord_pipe_remote(struct coord *c, uint32_t pipe)
+{
+	nng_pipe p;
+
+	p.id = pipe;
+	return c->rl_open && nng_listener_id(nng_pipe_listener(p)) ==
+	    nng_listener_id(c->rl);
+}
+
+/* Who is at the other end of pipe: "pid N" (ipc) or "HOST:PORT" (tcp). */
+static void
+coord_peer(uint32_t pipe, char *buf, size_t len)
+{
+	nng_sockaddr sa;
+	nng_pipe p;
+	char host[64];
+	int pid;
+
+	if ((pid = sup_peer_pid(pipe)) != 0) {
+		snprintf(buf, len, "pid %d", pid);
+		return;
+	}
+	p.id = pipe;
+	if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 &&
+	    sa.s_family == NNG_AF_INET &&
+	    inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof host) != NULL)
+		snprintf(buf, len, "%s:%u", host, ntohs(sa.s_in.sa_port));
+	else if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 &&
+	    sa.s_family == NNG_AF_INET6 &&
+	    inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof host) != NULL)
+		snprintf(buf, len, "[%s]:%u", host, ntohs(sa.s_in6.sa_port));
+	else
+		snprintf(buf, len, "pipe %u", pipe);
 }
 
 /*
@@ -1442,22 +1625,23 @@ static void
 coord_refuse(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
     const char *method, const char *why)
 {
-	char msg[256];
+	char msg[256], peer[80];
 	json_t *p;
 	int pid = sup_peer_pid(pipe);
 
 	snprintf(msg, sizeof msg, "%s refused: %s", method, why);
+	coord_peer(pipe, peer, sizeof peer);
 	if (c->nrefused++ < COORD_MAX_REFUSALS) {
-		p = json_pack("{s:i, s:i, s:s, s:s, s:i}", "worker", wid,
+		p = json_pack("{s:i, s:i, s:s, s:s, s:i, s:s}", "worker", wid,
 		    "pipe", (int)pipe, "method", method, "reason", why,
-		    "peer_pid", pid);
+		    "peer_pid", pid, "peer", peer);
 		coord_event_all(c, "worker.refused", p);
 		json_decref(p);
 		coord_kick(c);
 	}
 	if (c->nrefused == 1 || c->opts.verbose)
-		fprintf(stderr, "weft: a connection (pid %d) claiming worker "
-		    "%d was refused: %s\n", pid, wid, why);
+		fprintf(stderr, "weft: a connection (%s) claiming worker "
+		    "%d was refused: %s\n", peer, wid, why);
 	coord_reply_error(r, WIRE_E_REFUSED, msg);
 }
 
@@ -1472,7 +1656,9 @@ coord_on_hello(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
 {
 	json_t *v = json_object_get(params, "version");
 	const char *secret;
-	char err[256];
+	char err[256], **labels;
+	size_t nlabels;
+	int remote;
 
 	if (!json_is_integer(v) || json_integer_value(v) != WIRE_VERSION) {
 		snprintf(err, sizeof err, "/params/version: protocol version "
@@ -1481,12 +1667,33 @@ coord_on_hello(struct coord *c, struct rctx *r, int wid, uint32_t pipe,
 		coord_reply_error(r, JRPC_INVALID_PARAMS, err);
 		return;
 	}
-	secret = json_string_value(json_object_get(params, "secret"));
-	if (sup_hello(c->sup, wid, secret, pipe, err, sizeof err) != 0) {
-		coord_refuse(c, r, wid, pipe, WIRE_HELLO, err);
+	if (coord_hello_labels(params, &labels, &nlabels, err,
+	    sizeof err) != 0) {
+		coord_reply_error(r, JRPC_INVALID_PARAMS, err);
 		return;
 	}
-	coord_worker_sandbox(c, wid, json_object_get(params, "sandbox"));
+	remote = coord_pipe_remote(c, pipe);
+	secret = json_string_value(json_object_get(params, "secret"));
+	if (remote != sup_is_remote(c->sup, wid)) {
+		snprintf(err, sizeof err, remote ? "worker %d is a local "
+		    "worker: it cannot join over the network" : "worker %d is "
+		    "a remote worker: it joins over the network listener",
+		    wid);
+		coord_refuse(c, r, wid, pipe, WIRE_HELLO, err);
+		strv_free(labels);
+		return;
+	}
+	if (sup_hello(c->sup, wid, secret, pipe, err, sizeof err) != 0) {
+		coord_refuse(c, r, wid, pipe, WIRE_HELLO, err);
+		strv_free(labels);
+		return;
+	}
+	coord_unlabel(&c->workers[wid]);
+	c->workers[wid].labels = labels;
+	c->workers[wid].nlabels = nlabels;
+	coord_worker_sandbox(c, wid, pipe, json_object_get(params,
+	    "sandbox"));
+	coord_kick(c);	/* a label may be what queued tasks wait for */
 	coord_reply(r, json_pack("{s:i, s:i, s:i, s:o}", "version",
 	    WIRE_VERSION, "heartbeat_ms", (int)(c->opts.heartbeat_s * 1000),
 	    "lease_ms", (int)(c->opts.lease_s * 1000), "keys",
@@ -1693,30 +1900,25 @@ coord_rctx_loop_cb(struct chan *ch, nng_msg *msg)
 	jrpc_msg_clear(&m);
 }
 
-/* A worker process ended (sup_exit_cb): retry its tasks elsewhere and
-   restart it. */
+/*
+ * Worker wid is gone (why says how): the tasks it held are retried
+ * elsewhere by their policy, its parked polls answered, its sessions,
+ * cancels and labels forgotten.
+ */
 static void
-coord_worker_died(void *arg, int wid, pid_t pid, int status)
+coord_worker_lost(struct coord *c, int wid, const char *why)
 {
-	struct coord *c = arg;
 	struct worker *w = &c->workers[wid];
 	struct qtask *t, *next;
 	struct rctx *r, *rnext;
 	struct crun *run;
-	char how[128], why[256], err[256];
-	json_t *p;
 
-	proc_status_str(status, how, sizeof how);
 	coord_forget(w);
+	coord_unlabel(w);
 	json_decref(w->cancel);
 	w->cancel = NULL;
 	if (c->stopping)
 		return;
-	snprintf(why, sizeof why, "worker %d (pid %d) %s", wid, (int)pid, how);
-	p = json_pack("{s:i, s:i, s:s}", "worker", wid, "pid", (int)pid,
-	    "status", how);
-	coord_event_all(c, "worker.exit", p);
-	json_decref(p);
 	if (c->opts.verbose)
 		fprintf(stderr, "weft: %s\n", why);
 	TAILQ_FOREACH(run, &c->runs, entry)
@@ -1730,6 +1932,52 @@ coord_worker_died(void *arg, int wid, pid_t pid, int status)
 			coord_reply(r, json_pack("{s:[]}", "tasks"));
 		}
 	}
+	coord_kick(c);
+}
+
+/*
+ * A remote worker's connection was removed (sup_gone_cb): it loses its
+ * leases, and its slot may join again with the same enrolment.
+ */
+static void
+coord_worker_gone(void *arg, int wid, uint32_t pipe)
+{
+	struct coord *c = arg;
+	char why[256];
+	json_t *p;
+
+	snprintf(why, sizeof why, "remote worker %d disconnected", wid);
+	if (!c->stopping) {
+		p = json_pack("{s:i, s:i, s:s}", "worker", wid, "pipe",
+		    (int)pipe, "status", "disconnected");
+		coord_event_all(c, "worker.exit", p);
+		json_decref(p);
+	}
+	coord_worker_lost(c, wid, why);
+	c->workers[wid].nleased = 0;
+}
+
+/* A worker process ended (sup_exit_cb): retry its tasks elsewhere and
+   restart it. */
+static void
+coord_worker_died(void *arg, int wid, pid_t pid, int status)
+{
+	struct coord *c = arg;
+	struct worker *w = &c->workers[wid];
+	char how[128], why[256], err[256];
+	json_t *p;
+
+	proc_status_str(status, how, sizeof how);
+	snprintf(why, sizeof why, "worker %d (pid %d) %s", wid, (int)pid, how);
+	if (!c->stopping) {
+		p = json_pack("{s:i, s:i, s:s}", "worker", wid, "pid",
+		    (int)pid, "status", how);
+		coord_event_all(c, "worker.exit", p);
+		json_decref(p);
+	}
+	coord_worker_lost(c, wid, why);
+	if (c->stopping)
+		return;
 	if (++c->restarts > COORD_MAX_RESTARTS) {
 		coord_fail(c, "workers keep dying (%d restarts); last: %s",
 		    c->restarts - 1, why);
@@ -1850,6 +2098,173 @@ coord_keys(struct coord *c, const char *state_dir, char *err, size_t errlen)
 	    errlen);
 }
 
+/*
+ * Listen for remote workers on o->listen: tls+tcp:// with the certificate
+ * and key of o->tls_cert and o->tls_key, or tcp:// on loopback.  c->rurl
+ * gets the address with the port bound.
+ */
+static int
+coord_listen_remote(struct coord *c, const struct coord_opts *o, char *err,
+    size_t errlen)
+{
+	char host[256], why[256], *cert = NULL, *key = NULL;
+	size_t klen = 0;
+	int tls, rv, port = 0;
+
+	if (sup_url_check(o->listen, &tls, host, sizeof host, why,
+	    sizeof why) != 0) {
+		errf(err, errlen, "--workers-listen %s", why);
+		return -1;
+	}
+	if (o->remote > 0 && o->enroll_dir == NULL) {
+		errf(err, errlen, "--remote-workers needs --enroll-dir DIR "
+		    "(where their enrolment files are written)");
+		return -1;
+	}
+	if (tls && (o->tls_cert == NULL || o->tls_key == NULL)) {
+		errf(err, errlen, "--workers-listen %s needs --tls-cert FILE "
+		    "and --tls-key FILE (the coordinator's certificate and its "
+		    "private key, PEM)", o->listen);
+		return -1;
+	}
+	if ((rv = nng_listener_create(&c->rl, c->sock, o->listen)) != 0) {
+		errf(err, errlen, "--workers-listen %s: %s", o->listen,
+		    nng_strerror(rv));
+		return -1;
+	}
+	c->rl_open = 1;
+	if (tls) {
+		if ((cert = read_file(o->tls_cert, NULL)) == NULL ||
+		    (key = read_file(o->tls_key, &klen)) == NULL) {
+			errf(err, errlen, "cannot read %s: %s", cert == NULL ?
+			    o->tls_cert : o->tls_key, strerror(errno));
+			free(cert);
+			return -1;
+		}
+		if ((rv = nng_tls_config_alloc(&c->tls,
+		    NNG_TLS_MODE_SERVER)) == 0 &&
+		    (rv = nng_tls_config_auth_mode(c->tls,
+		    NNG_TLS_AUTH_MODE_NONE)) == 0 &&
+		    (rv = nng_tls_config_own_cert(c->tls, cert, key,
+		    NULL)) != 0)
+			errf(err, errlen, "--tls-cert %s, --tls-key %s: not a "
+			    "PEM certificate and its private key (%s)",
+			    o->tls_cert, o->tls_key, nng_strerror(rv));
+		else if (rv == 0 && (rv = nng_listener_set_ptr(c->rl,
+		    NNG_OPT_TLS_CONFIG, c->tls)) != 0)
+			errf(err, errlen, "nng: %s", nng_strerror(rv));
+		else if (rv != 0)
+			errf(err, errlen, "nng tls: %s", nng_strerror(rv));
+		free(cert);
+		OPENSSL_clear_free(key, klen);
+		if (rv != 0)
+			return -1;
+	}
+	if ((rv = nng_listener_start(c->rl, 0)) != 0) {
+		errf(err, errlen, "cannot listen on %s: %s", o->listen,
+		    nng_strerror(rv));
+		return -1;
+	}
+	nng_listener_get_int(c->rl, NNG_OPT_TCP_BOUND_PORT, &port);
+	snprintf(c->rurl, sizeof c->rurl, "%s://%s%s%s:%d", tls ? "tls+tcp" :
+	    "tcp", strchr(host, ':') ? "[" : "", host, strchr(host, ':') ?
+	    "]" : "", port);
+	return 0;
+}
+
+/* Write len bytes of text to path, a new 0600 file (replacing one). */
+static int
+coord_write_secret_file(const char *path, const char *text, size_t len,
+    char *err, size_t errlen)
+{
+	int fd;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+	    O_NOFOLLOW, 0600)) == -1 || fchmod(fd, 0600) == -1 ||
+	    write(fd, text, len) != (ssize_t)len || close(fd) != 0) {
+		errf(err, errlen, "cannot write %s: %s", path,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Enrol the remote slots, ids first .. first+n-1 (docs/PROTOCOL.md,
+ * "Remote enrolment").  DIR/enrolled keeps the SHA-256 of each slot's
+ * secret, so a slot keeps its secret across restarts of the coordinator;
+ * a slot not listed there gets a new secret, written with the address and
+ * its id to DIR/worker-ID.enroll (0600) for its worker to present.
+ */
+static int
+coord_enrol_remote(struct coord *c, const char *dir, int first, int n,
+    char *err, size_t errlen)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], secret[65], line[160];
+	char (*hash)[65] = xcalloc((size_t)n, sizeof *hash);
+	struct evbuffer *buf;
+	char *text;
+	FILE *f;
+	int i, wid, made = 0, rv = -1;
+
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		errf(err, errlen, "--enroll-dir %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/enrolled", dir);
+	if ((f = fopen(path, "r")) != NULL) {
+		while (fgets(line, sizeof line, f) != NULL)
+			if (sscanf(line, "%d %64[0-9a-f]", &wid, secret) == 2 &&
+			    wid >= first && wid < first + n &&
+			    strlen(secret) == 64)
+				memcpy(hash[wid - first], secret, 65);
+		fclose(f);
+	}
+	for (i = 0; i < n; i++) {
+		if (hash[i][0] == '\0') {
+			random_hex(secret, 32);
+			sha256_hex(secret, 64, hash[i]);
+			text = xasprintf("{\"version\":%d,\"url\":\"%s\","
+			    "\"worker\":%d,\"secret\":\"%s\"}\n",
+			    WIRE_VERSION, c->rurl, first + i, secret);
+			OPENSSL_cleanse(secret, sizeof secret);
+			snprintf(tmp, sizeof tmp, "%s/worker-%d.enroll", dir,
+			    first + i);
+			made++;
+			if (coord_write_secret_file(tmp, text, strlen(text),
+			    err, errlen) != 0) {
+				OPENSSL_clear_free(text, strlen(text));
+				goto out;
+			}
+			OPENSSL_clear_free(text, strlen(text));
+		}
+		sup_remote(c->sup, first + i, hash[i]);
+	}
+	if (made > 0) {
+		buf = evbuffer_new();
+		for (i = 0; i < n; i++)
+			evbuffer_add_printf(buf, "%d %s\n", first + i, hash[i]);
+		snprintf(tmp, sizeof tmp, "%s/enrolled.tmp", dir);
+		i = coord_write_secret_file(tmp, (const char *)
+		    evbuffer_pullup(buf, -1), evbuffer_get_length(buf), err,
+		    errlen);
+		evbuffer_free(buf);
+		if (i != 0)
+			goto out;
+		if (rename(tmp, path) == -1) {
+			errf(err, errlen, "cannot write %s: %s", path,
+			    strerror(errno));
+			goto out;
+		}
+	}
+	rv = 0;
+out:
+	free(hash);
+	return rv;
+}
+
 struct coord *
 coord_new(const struct coord_opts *o, struct store *st, char *err,
     size_t errlen)
@@ -1889,6 +2304,7 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 		goto fail;
 	memset(&so, 0, sizeof so);
 	so.workers = o->workers;
+	so.remote = o->listen != NULL ? o->remote : 0;
 	so.slots = o->slots;
 	so.no_seccomp = o->worker_no_seccomp;
 	if ((c->sup = sup_new(c->base, &so, coord_worker_died, c, err,
@@ -1905,8 +2321,21 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 		    nng_strerror(rv));
 		goto fail;
 	}
+	c->nworkers = o->workers + so.remote;
+	if (o->listen != NULL && (coord_listen_remote(c, o, err,
+	    errlen) != 0 || sup_watch(c->sup, c->sock, c->bridge,
+	    coord_worker_gone) != 0 || (so.remote > 0 &&
+	    coord_enrol_remote(c, o->enroll_dir, o->workers, so.remote, err,
+	    errlen) != 0)))
+		goto fail;
+	if (o->listen != NULL)
+		fprintf(stderr, "weft: remote workers join at %s (worker ids "
+		    "%d..%d, enrolments in %s)\n", c->rurl, o->workers,
+		    c->nworkers - 1, o->enroll_dir);
+	c->opts.listen = c->opts.tls_cert = c->opts.tls_key = NULL;
+	c->opts.enroll_dir = NULL;
 	/* Each worker has at most poll, heartbeat and complete in flight. */
-	c->nrctx = (size_t)o->workers * 4 + 4;
+	c->nrctx = (size_t)c->nworkers * 4 + 4;
 	c->rctxs = xcalloc(c->nrctx, sizeof *c->rctxs);
 	for (i = 0; i < c->nrctx; i++) {
 		struct rctx *r = &c->rctxs[i];
@@ -1918,11 +2347,11 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 			goto fail;
 		}
 	}
-	c->nworkers = o->workers;
 	c->workers = xcalloc(c->nworkers, sizeof *c->workers);
 	for (w = 0; w < c->nworkers; w++) {
 		c->workers[w].id = w;
-		if (!o->external && sup_start(c->sup, w, err, errlen) != 0)
+		if (!o->external && w < o->workers &&
+		    sup_start(c->sup, w, err, errlen) != 0)
 			goto fail;
 	}
 	return c;
@@ -1962,6 +2391,8 @@ coord_free(struct coord *c)
 		chan_stop(&c->rctxs[i].ch);
 	if (c->sock_open)
 		nng_close(c->sock);
+	if (c->tls != NULL)
+		nng_tls_config_free(c->tls);
 	for (i = 0; i < c->nrctx; i++) {
 		chan_close(&c->rctxs[i].ch);
 		json_decref(c->rctxs[i].id);
@@ -1972,6 +2403,7 @@ coord_free(struct coord *c)
 	free(c->free);
 	for (i = 0; c->workers != NULL && i < (size_t)c->nworkers; i++) {
 		coord_forget(&c->workers[i]);
+		coord_unlabel(&c->workers[i]);
 		json_decref(c->workers[i].cancel);
 	}
 	free(c->workers);
@@ -1988,6 +2420,12 @@ coord_free(struct coord *c)
 			event_base_free(c->base);
 	}
 	free(c);
+}
+
+const char *
+coord_listen_url(struct coord *c)
+{
+	return c->rurl[0] != '\0' ? c->rurl : NULL;
 }
 
 char *
@@ -2032,6 +2470,8 @@ coord_task_drop(struct coord *c, struct qtask *t)
 	coord_task_unlink(t->owner, t);
 	c->tasks[slot] = NULL;
 	c->free[c->nfree++] = (uint32_t)slot;
+	if (t->on != NULL)
+		c->on_tasks--;
 	qtask_free(t);
 }
 

@@ -5,7 +5,11 @@
  * The coordinator listens with an nng REP socket on an ipc:// path in a
  * private 0700 directory, starts N `weft worker` children that dial it,
  * supervises them (a dead worker's leased tasks go back to the queue and
- * the worker is restarted) and hands them tasks when they poll.  The graph
+ * the worker is restarted) and hands them tasks when they poll.  With
+ * opts.listen it listens on the network too, for remote workers: enrolled
+ * by files, labelled (a task of a server declared with on = "gpu" goes
+ * only to a worker labelled gpu), and a remote worker whose connection
+ * goes loses its leases as a dead local one does.  The graph
  * runner (lua/luaeng.c) submits tasks and records events through this
  * module and is told of results through the sink.
  *
@@ -43,6 +47,18 @@ struct coord_opts {
 	int		 no_signals;	/* the caller handles SIGINT and
 					   SIGTERM (weft serve); else they
 					   cancel every run (weft run) */
+	/*
+	 * Remote workers (docs/PROTOCOL.md, "Remote enrolment"): listen also
+	 * on listen (tls+tcp://ADDR:PORT with tls_cert and tls_key, PEM
+	 * files; tcp:// only on loopback; port 0: any free one) for remote
+	 * slots, ids workers .. workers+remote-1, whose enrolment files are
+	 * written to enroll_dir.  Only read by coord_new.
+	 */
+	const char	*listen;
+	const char	*tls_cert;
+	const char	*tls_key;
+	int		 remote;
+	const char	*enroll_dir;
 };
 
 /* What the graph runner gives the coordinator to be told of results. */
@@ -76,6 +92,12 @@ struct coord *coord_new(const struct coord_opts *, struct store *,
    directory and free everything (runs still open too). */
 void coord_free(struct coord *);
 struct event_base *coord_base(struct coord *);
+
+/*
+ * The address remote workers dial (opts.listen, with the port bound when
+ * it asked for 0), or NULL without a listener.
+ */
+const char *coord_listen_url(struct coord *);
 
 /*
  * With opts.external: a new enrolment for worker wid (JSON text with the

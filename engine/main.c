@@ -28,7 +28,9 @@ static const struct {
 	{ "mcp", cmd_mcp, "serve workflows as MCP tools on stdio" },
 	{ "serve", cmd_serve, "serve workflows over MCP Streamable HTTP (/mcp)" },
 	{ "keys", cmd_keys, "list or rotate the keys that sign capability tokens" },
-	{ "worker", worker_main, "run a worker process (started by weft run)" },
+	{ "worker", worker_main, "run a worker (weft run starts its own; "
+	    "--connect joins\n"
+	    "             from another machine)" },
 };
 
 static void

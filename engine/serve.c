@@ -327,6 +327,13 @@ serve_coord_new(struct serve *s, char *err, size_t errlen)
 	sp.co.base = s->base;
 	sp.co.no_signals = 1;
 	sp.co.external = s->opts.no_workers;
+	if (s->opts.remote != NULL) {
+		sp.co.listen = s->opts.remote->listen;
+		sp.co.tls_cert = s->opts.remote->tls_cert;
+		sp.co.tls_key = s->opts.remote->tls_key;
+		sp.co.remote = s->opts.remote->remote;
+		sp.co.enroll_dir = s->opts.remote->enroll_dir;
+	}
 	/* One run's fan-out leaves room for the others' calls. */
 	sp.co.run_cap = sp.co.workers * sp.co.slots * 3 / 4;
 	for (i = 0; i < s->ntools; i++)

@@ -36,6 +36,7 @@
 #include <jansson.h>
 
 struct coord;
+struct coord_opts;
 struct event_base;
 struct mcps;
 struct serve;
@@ -49,6 +50,9 @@ struct serve_opts {
 	int		 resume;	/* resume a killed server's runs */
 	int		 no_workers;	/* start none (coord_opts.external:
 					   tests) */
+	/* remote workers: listen, tls_cert, tls_key, remote, enroll_dir
+	   of the coordinator (NULL: none) */
+	const struct coord_opts *remote;
 	int		 verbose;	/* log calls to stderr */
 	size_t		 max_resource;	/* text of a run resource; 0: default */
 	/* A workflow file's name, description and input_schema (a new

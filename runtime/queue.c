@@ -264,6 +264,7 @@ qtask_free(struct qtask *t)
 	free(t->params);
 	free(t->server);
 	free(t->tool);
+	free(t->on);
 	free(t->kind);
 	free(t->path);
 	free(t);

@@ -73,6 +73,8 @@ struct qtask {
 	char			*params;	/* JSON text, sent as is */
 	char			*server;	/* MCP server name */
 	char			*tool;		/* mcp.call: tool name, or NULL */
+	char			*on;		/* worker label it needs, or NULL */
+	int			 waited;	/* task.waiting recorded */
 	int			 grant;		/* its token's grant id */
 	int			 worker;	/* lease holder, -1 */
 	double			 lease_until;	/* monotonic */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +13,14 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include <event2/event.h>
 #include <jansson.h>
 #include <nng/nng.h>
 #include <openssl/crypto.h>
 
+#include "runtime/bridge.h"
 #include "runtime/util.h"
 #include "runtime/proc.h"
 #include "runtime/supervise.h"
@@ -71,6 +74,14 @@ struct supervisor {
 	char			 url[PATH_MAX + 16];
 	char			**env;		/* the allowlisted environment */
 	int			 stopped;
+	int			 n;		/* slots: local and remote */
+	/* Pipes nng removed, handed from its threads (sup_watch). */
+	pthread_mutex_t		 gmtx;
+	uint32_t		*gone;
+	size_t			 ngone, gone_cap;
+	int			 posted;	/* a drain is queued */
+	struct bridge		*bridge;
+	sup_gone_cb		 gone_cb;
 };
 
 /* Move worker w to state to; a transition not in sup_next is a bug. */
@@ -275,7 +286,9 @@ sup_new(struct event_base *base, const struct sup_opts *o, sup_exit_cb cb,
 	s->opts = *o;
 	s->exit_cb = cb;
 	s->arg = arg;
-	s->w = xcalloc(o->workers > 0 ? o->workers : 1, sizeof *s->w);
+	s->n = o->workers + (o->remote > 0 ? o->remote : 0);
+	s->w = xcalloc(s->n > 0 ? (size_t)s->n : 1, sizeof *s->w);
+	pthread_mutex_init(&s->gmtx, NULL);
 	if ((n = readlink("/proc/self/exe", s->self, sizeof s->self - 1)) < 0)
 		fatal("readlink /proc/self/exe");
 	s->self[n] = '\0';
@@ -411,6 +424,135 @@ sup_enrol_external(struct supervisor *s, int wid)
 	return sup_enrolment_text(s, wid);
 }
 
+void
+sup_remote(struct supervisor *s, int wid, const char *hash)
+{
+	struct sup_worker *w;
+
+	if (NEVER(!sup_is_remote(s, wid)))
+		return;
+	w = &s->w[wid];
+	snprintf(w->secret_hash, sizeof w->secret_hash, "%s", hash);
+	if (w->state == SUP_CLOSED)
+		sup_set_state(w, SUP_STARTING);
+}
+
+int
+sup_url_check(const char *url, int *tls, char *host, size_t hostlen,
+    char *err, size_t errlen)
+{
+	const char *h, *end;
+	struct in_addr a4;
+	size_t n;
+
+	if (strncmp(url, "tls+tcp://", 10) == 0) {
+		*tls = 1;
+		h = url + 10;
+	} else if (strncmp(url, "tcp://", 6) == 0) {
+		*tls = 0;
+		h = url + 6;
+	} else {
+		errf(err, errlen, "%s: not a tls+tcp://HOST:PORT address",
+		    url);
+		return -1;
+	}
+	if (*h == '[') {
+		end = strchr(h, ']');
+		h++;
+	} else
+		end = strrchr(h, ':');
+	if (end == NULL || (n = (size_t)(end - h)) >= hostlen ||
+	    strchr(end, ':') == NULL) {
+		errf(err, errlen, "%s: not a tls+tcp://HOST:PORT address",
+		    url);
+		return -1;
+	}
+	memcpy(host, h, n);
+	host[n] = '\0';
+	if (*tls)
+		return 0;
+	if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
+	    (inet_pton(AF_INET, host, &a4) == 1 &&
+	    (ntohl(a4.s_addr) >> 24) == 127))
+		return 0;
+	errf(err, errlen, "%s: plain tcp is only allowed on a loopback "
+	    "address (127.0.0.1, ::1, localhost): over a network the wire "
+	    "must be tls+tcp://", url);
+	return -1;
+}
+
+int
+sup_is_remote(const struct supervisor *s, int wid)
+{
+	return wid >= s->opts.workers && wid < s->n;
+}
+
+int
+sup_ready(const struct supervisor *s, int wid)
+{
+	return wid >= 0 && wid < s->n && s->w[wid].state == SUP_READY;
+}
+
+static void	sup_gone_drain(void *);
+
+/* nng's thread: a pipe was removed; hand its id to the loop. */
+static void
+sup_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct supervisor *s = arg;
+	int post;
+
+	pthread_mutex_lock(&s->gmtx);
+	if (s->ngone == s->gone_cap) {
+		s->gone_cap = s->gone_cap ? s->gone_cap * 2 : 16;
+		s->gone = xrealloc(s->gone, s->gone_cap * sizeof *s->gone);
+	}
+	s->gone[s->ngone++] = (uint32_t)nng_pipe_id(p);
+	post = !s->posted;
+	s->posted = 1;
+	pthread_mutex_unlock(&s->gmtx);
+	if (post)
+		bridge_post(s->bridge, sup_gone_drain, s);
+}
+
+/* Loop: the remote workers whose pipes were removed lose their binding. */
+static void
+sup_gone_drain(void *arg)
+{
+	struct supervisor *s = arg;
+	uint32_t *gone;
+	size_t n, i;
+	int wid;
+
+	pthread_mutex_lock(&s->gmtx);
+	gone = s->gone;
+	n = s->ngone;
+	s->gone = NULL;
+	s->ngone = s->gone_cap = 0;
+	s->posted = 0;
+	pthread_mutex_unlock(&s->gmtx);
+	for (i = 0; i < n; i++)
+		for (wid = s->opts.workers; wid < s->n; wid++) {
+			if (s->w[wid].state != SUP_READY ||
+			    s->w[wid].pipe != gone[i])
+				continue;
+			s->w[wid].pipe = 0;
+			sup_set_state(&s->w[wid], SUP_STARTING);
+			if (!s->stopped)
+				s->gone_cb(s->arg, wid, gone[i]);
+		}
+	free(gone);
+}
+
+int
+sup_watch(struct supervisor *s, nng_socket sock, struct bridge *b,
+    sup_gone_cb cb)
+{
+	s->bridge = b;
+	s->gone_cb = cb;
+	return nng_pipe_notify(sock, NNG_PIPE_EV_REM_POST, sup_pipe_cb, s);
+}
+
 pid_t
 sup_pid(const struct supervisor *s, int wid)
 {
@@ -505,5 +647,7 @@ sup_free(struct supervisor *s)
 		event_free(s->chld_ev);
 	strv_free(s->env);
 	free(s->w);
+	free(s->gone);
+	pthread_mutex_destroy(&s->gmtx);
 	free(s);
 }

@@ -15,8 +15,10 @@
  * READY (its hello was accepted, bound to its pipe) -> DEAD (reaped) ->
  * CLOSED (reaped and its pipe closed: finished, then the owner's exit
  * callback runs and may start the slot again).  A transition outside this
- * is a bug (ALWAYS).  Workers are reaped on SIGCHLD through the event base
- * given to sup_new; everything runs on the loop thread.
+ * is a bug (ALWAYS).  A remote slot has no process: it goes STARTING ->
+ * READY at hello and back to STARTING when its connection is removed.
+ * Workers are reaped on SIGCHLD through the event base given to sup_new;
+ * everything runs on the loop thread.
  */
 #ifndef WEFT_SUPERVISE_H
 #define WEFT_SUPERVISE_H
@@ -25,11 +27,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <nng/nng.h>
+
 struct event_base;
 struct supervisor;
 
 struct sup_opts {
 	int		 workers;	/* how many, ids 0 .. workers-1 */
+	int		 remote;	/* remote slots, ids workers ..
+					   workers+remote-1 (sup_remote) */
 	int		 slots;		/* --slots of each */
 	int		 no_seccomp;	/* pass --no-seccomp */
 };
@@ -58,6 +64,38 @@ int sup_start(struct supervisor *, int wid, char *err, size_t errlen);
  * new call replaces the secret.  NULL if wid is a started worker.
  */
 char *sup_enrol_external(struct supervisor *, int wid);
+
+/*
+ * Enrol remote slot wid (an id at or above sup_opts.workers) with the
+ * secret whose SHA-256 is hash (64 hex digits): a worker on another
+ * machine joins with it over the network listener.  The slot stays
+ * enrolled: when its connection goes (sup_watch) it may join again.
+ */
+void sup_remote(struct supervisor *, int wid, const char *hash);
+/* Whether wid is a remote slot. */
+int sup_is_remote(const struct supervisor *, int wid);
+/* Whether worker wid's hello was accepted and its connection lives. */
+int sup_ready(const struct supervisor *, int wid);
+
+/* Called on the loop when remote worker wid's connection (pipe) went. */
+typedef void (*sup_gone_cb)(void *arg, int wid, uint32_t pipe);
+/*
+ * Watch sock's connections: when the pipe a remote worker is bound to is
+ * removed, its slot goes back to enrolled (STARTING) and cb runs on the
+ * loop (through bridge).  A local worker's end is its reaping, not this.
+ */
+struct bridge;
+int sup_watch(struct supervisor *, nng_socket, struct bridge *,
+    sup_gone_cb cb);
+
+/*
+ * Check a network address of the coordinator<->worker wire: tls+tcp://
+ * (sets *tls) or tcp:// on a loopback host (127.0.0.0/8, ::1, localhost).
+ * host gets the host part (the name a certificate is checked against).
+ * 0, or -1 with err ("plain tcp is only allowed on loopback ...").
+ */
+int sup_url_check(const char *url, int *tls, char *host, size_t hostlen,
+    char *err, size_t errlen);
 
 /* The process of worker wid (its latest start), and whether it lives. */
 pid_t sup_pid(const struct supervisor *, int wid);

@@ -28,6 +28,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 #include <openssl/crypto.h>
 
 #include "engine/captoken.h"
@@ -38,9 +39,15 @@
 #include "runtime/bridge.h"
 #include "runtime/chan.h"
 #include "runtime/sandbox.h"
+#include "runtime/supervise.h"
 #include "runtime/wire.h"
 #include "workers/worker.h"
 #include "workers/worker_int.h"
+
+/* A remote worker's labels (--label), sent at hello; NULL: none. */
+static json_t *worker_labels;
+/* A remote worker lost its connection to the coordinator. */
+static int worker_lost;
 
 /* Loop thread: an answer (or a transport error) for q. */
 static void
@@ -111,7 +118,8 @@ worker_send(struct worker *w, struct wreq *q, const char *method,
  * returned object, which the caller frees); -1 with a message on stderr.
  */
 static json_t *
-worker_enrolment(struct worker *w, int fd, const char **scratch)
+worker_enrolment(struct worker *w, int fd, const char *from,
+    const char **scratch)
 {
 	char buf[8192];
 	json_error_t je;
@@ -125,7 +133,7 @@ worker_enrolment(struct worker *w, int fd, const char **scratch)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			fprintf(stderr, "weft worker: --enroll-fd %d: %s\n", fd,
+			fprintf(stderr, "weft worker: %s: %s\n", from,
 			    strerror(errno));
 			return NULL;
 		}
@@ -135,16 +143,16 @@ worker_enrolment(struct worker *w, int fd, const char **scratch)
 	e = json_loadb(buf, off, 0, &je);
 	OPENSSL_cleanse(buf, sizeof buf);
 	if (e == NULL) {
-		fprintf(stderr, "weft worker: --enroll-fd %d: not an "
-		    "enrolment: %s\n", fd, je.text);
+		fprintf(stderr, "weft worker: %s: not an enrolment: %s\n",
+		    from, je.text);
 		return NULL;
 	}
 	url = json_string_value(json_object_get(e, "url"));
 	secret = json_string_value(json_object_get(e, "secret"));
 	if (url == NULL || secret == NULL || strlen(url) >= sizeof w->url ||
 	    !json_is_integer(json_object_get(e, "worker"))) {
-		fprintf(stderr, "weft worker: --enroll-fd %d: the enrolment "
-		    "lacks %s\n", fd, url == NULL ? "/url" : secret == NULL ?
+		fprintf(stderr, "weft worker: %s: the enrolment lacks %s\n",
+		    from, url == NULL ? "/url" : secret == NULL ?
 		    "/secret" : "/worker");
 		json_decref(e);
 		return NULL;
@@ -432,6 +440,9 @@ worker_hello(struct worker *w)
 	if (w->secret != NULL)
 		json_object_set_new(json_object_get(msg, "params"), "secret",
 		    json_string(w->secret));
+	if (worker_labels != NULL)
+		json_object_set(json_object_get(msg, "params"), "labels",
+		    worker_labels);
 	buf = jrpc_dump(msg, &len, 0);
 	json_decref(msg);
 	if (fault_hit("worker.second_hello"))
@@ -457,7 +468,8 @@ worker_hello(struct worker *w)
 		return -1;
 	}
 	if (m.kind == JRPC_ERROR_RESPONSE) {
-		fprintf(stderr, "weft worker %d: %s\n", w->id, m.error_message);
+		fprintf(stderr, "weft worker %d: the coordinator at %s refused "
+		    "it: %s\n", w->id, w->url, m.error_message);
 		jrpc_msg_clear(&m);
 		return -1;
 	}
@@ -475,21 +487,196 @@ worker_hello(struct worker *w)
 	return 0;
 }
 
+static void	worker_lost_cb(void *);
+
+/* nng's thread: our connection to the coordinator was removed. */
+static void
+worker_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct worker *w = arg;
+
+	bridge_post(w->bridge, worker_lost_cb, w);
+}
+
+/* Loop: a remote worker lost the coordinator: it stops. */
+static void
+worker_lost_cb(void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->stopping)
+		return;
+	fprintf(stderr, "weft worker %d: lost the coordinator at %s; start "
+	    "the worker again to rejoin\n", w->id, w->url);
+	worker_lost = 1;
+	w->stopping = 1;
+	event_base_loopbreak(w->base);
+}
+
+/*
+ * Dial a coordinator on the network (--connect): tls+tcp:// checks the
+ * coordinator's certificate against the CA in ca and the host name; plain
+ * tcp:// only on loopback.  0, or -1 with a message on stderr.
+ */
+static int
+worker_dial_remote(struct worker *w, const char *ca)
+{
+	nng_tls_config *cfg = NULL;
+	nng_dialer d;
+	char host[256], err[512];
+	int tls, rv;
+
+	if (sup_url_check(w->url, &tls, host, sizeof host, err,
+	    sizeof err) != 0) {
+		fprintf(stderr, "weft worker: --connect %s\n", err);
+		return -1;
+	}
+	if (tls && ca == NULL) {
+		fprintf(stderr, "weft worker: --connect %s needs --ca FILE: "
+		    "the certificate of the CA that signed the coordinator's\n",
+		    w->url);
+		return -1;
+	}
+	if ((rv = nng_dialer_create(&d, w->sock, w->url)) != 0) {
+		fprintf(stderr, "weft worker: --connect %s: %s\n", w->url,
+		    nng_strerror(rv));
+		return -1;
+	}
+	if (tls) {
+		if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT)) != 0 ||
+		    (rv = nng_tls_config_auth_mode(cfg,
+		    NNG_TLS_AUTH_MODE_REQUIRED)) != 0 ||
+		    (rv = nng_tls_config_server_name(cfg, host)) != 0) {
+			fprintf(stderr, "weft worker: tls: %s\n",
+			    nng_strerror(rv));
+			if (cfg != NULL)
+				nng_tls_config_free(cfg);
+			return -1;
+		}
+		if ((rv = nng_tls_config_ca_file(cfg, ca)) != 0) {
+			fprintf(stderr, "weft worker: --ca %s: not a readable "
+			    "PEM certificate (%s)\n", ca, nng_strerror(rv));
+			nng_tls_config_free(cfg);
+			return -1;
+		}
+		rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
+		nng_tls_config_free(cfg);	/* the dialer holds it */
+		if (rv != 0) {
+			fprintf(stderr, "weft worker: tls: %s\n",
+			    nng_strerror(rv));
+			return -1;
+		}
+	}
+	if ((rv = nng_dialer_start(d, 0)) == 0)
+		return 0;
+	if (rv == NNG_EPEERAUTH || rv == NNG_ECRYPTO)
+		fprintf(stderr, "weft worker: cannot connect to %s: the "
+		    "coordinator's certificate was refused: it is not signed by "
+		    "the CA in --ca %s, or not made for the host %s (%s)\n",
+		    w->url, ca, host, nng_strerror(rv));
+	else
+		fprintf(stderr, "weft worker: cannot connect to %s: %s\n",
+		    w->url, nng_strerror(rv));
+	return -1;
+}
+
+/* Check and keep one --label; -1 with a message on stderr. */
+static int
+worker_add_label(const char *l)
+{
+	if (*l == '\0' || strlen(l) > 64 || strspn(l, "abcdefghijklmnopqrst"
+	    "uvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != strlen(l)) {
+		fprintf(stderr, "weft worker: --label '%s': a label is 1 to 64 "
+		    "letters, digits, '_', '-' or '.'\n", l);
+		return -1;
+	}
+	if (worker_labels == NULL)
+		worker_labels = json_array();
+	if (json_array_size(worker_labels) == 16) {
+		fprintf(stderr, "weft worker: at most 16 --label\n");
+		return -1;
+	}
+	json_array_append_new(worker_labels, json_string(l));
+	return 0;
+}
+
+/*
+ * Open an enrolment file (--enroll-file): it holds a secret, so it must be
+ * a regular file that only its owner can read.  The descriptor, or -1
+ * with a message on stderr.
+ */
+static int
+worker_enroll_file(const char *path)
+{
+	struct stat st;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		fprintf(stderr, "weft worker: --enroll-file %s: %s\n", path,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+		fprintf(stderr, "weft worker: --enroll-file %s: %s (mode "
+		    "%04o): it holds a secret; chmod 600 %s\n", path,
+		    S_ISREG(st.st_mode) ? "readable by others" :
+		    "not a regular file", (unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Exit before the loop ran: free what was made so far; returns rc. */
+static int
+worker_early_exit(struct worker *w, int rc)
+{
+	if (w->secret != NULL)
+		OPENSSL_clear_free(w->secret, strlen(w->secret));
+	w->secret = NULL;
+	json_decref(worker_labels);
+	worker_labels = NULL;
+	if (w->keys == NULL)
+		return rc;
+	worker_scratch_sweep(w);
+	captoken_keys_free(w->keys);
+	captoken_uses_free(w->uses);
+	json_decref(w->results);
+	json_decref(w->failures);
+	return rc;
+}
+
 static void
 worker_usage(FILE *f)
 {
 	fprintf(f,
 "usage: weft worker --enroll-fd N [--slots K] [--no-seccomp] [-v]\n"
+"       weft worker --connect tls+tcp://HOST:PORT --ca FILE\n"
+"                   --enroll-file FILE [--label L]... [--slots K] [-v]\n"
 "\n"
 "Run a worker: dial the coordinator, prove who it is with the secret of\n"
 "its enrolment, take tasks (MCP tool calls) and report their outcomes.\n"
-"`weft run` starts and enrols its own workers; there is no need to run\n"
-"this by hand.  (Workers joining `weft serve` from another machine are\n"
-"not supported yet.)\n"
+"`weft run` and `weft serve` start and enrol their own local workers;\n"
+"the second form joins a coordinator from another machine (one started\n"
+"with --workers-listen, --remote-workers and --enroll-dir; README.md,\n"
+"\"A remote worker joining in three commands\").\n"
 "\n"
 "  --enroll-fd N   read the enrolment from descriptor N: the coordinator's\n"
 "                  address, the worker id and a one-time secret, written\n"
 "                  by the coordinator that started it (docs/PROTOCOL.md)\n"
+"  --connect URL   the coordinator's tls+tcp://HOST:PORT (tcp:// only on\n"
+"                  a loopback address); HOST must be a name in its\n"
+"                  certificate.  Default: the url of the enrolment file\n"
+"  --ca FILE       the CA certificate (PEM) that signed the coordinator's;\n"
+"                  a coordinator whose certificate it did not sign is\n"
+"                  refused\n"
+"  --enroll-file FILE  the enrolment the coordinator wrote to its\n"
+"                  --enroll-dir (worker-ID.enroll, mode 0600)\n"
+"  --label L       offer label L (repeatable): tasks of a server declared\n"
+"                  with on = \"L\" go only to workers labelled L\n"
 "  --slots K       tasks run concurrently (default 256)\n"
 "  --no-seccomp    confine itself without its seccomp filter (weft run\n"
 "                  passes it when a server has sandbox = false or debug)\n"
@@ -505,6 +692,10 @@ worker_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "enroll-fd", required_argument, NULL, 'e' },
+		{ "enroll-file", required_argument, NULL, 'E' },
+		{ "connect", required_argument, NULL, 'c' },
+		{ "ca", required_argument, NULL, 'C' },
+		{ "label", required_argument, NULL, 'L' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -516,7 +707,8 @@ worker_main(int argc, char **argv)
 	json_t *enrolment = NULL;
 	struct wsession *s;
 	struct timeval tv;
-	char *end;
+	char *end, from[PATH_MAX + 32];
+	const char *connect = NULL, *ca = NULL, *efile = NULL;
 	long fd = -1;
 	int ch, rv, tries;
 
@@ -534,6 +726,19 @@ worker_main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'E':
+			efile = optarg;
+			break;
+		case 'c':
+			connect = optarg;
+			break;
+		case 'C':
+			ca = optarg;
+			break;
+		case 'L':
+			if (worker_add_label(optarg) != 0)
+				return worker_early_exit(&w, 2);
+			break;
 		case 's':
 			w.slots = atoi(optarg);
 			break;
@@ -548,17 +753,31 @@ worker_main(int argc, char **argv)
 			return 0;
 		default:
 			worker_usage(stderr);
-			return 2;
+			return worker_early_exit(&w, 2);
 		}
 	}
-	if (fd < 0 || w.slots < 1) {
+	if ((fd < 0) == (efile == NULL) || w.slots < 1 ||
+	    (efile == NULL && (connect != NULL || ca != NULL ||
+	    worker_labels != NULL))) {
 		worker_usage(stderr);
-		return 2;
+		return worker_early_exit(&w, 2);
 	}
-	if ((enrolment = worker_enrolment(&w, (int)fd, &scratch)) == NULL)
-		return 2;
+	if (efile != NULL) {
+		snprintf(from, sizeof from, "--enroll-file %s", efile);
+		if ((fd = worker_enroll_file(efile)) == -1)
+			return worker_early_exit(&w, 2);
+	} else
+		snprintf(from, sizeof from, "--enroll-fd %ld", fd);
+	if ((enrolment = worker_enrolment(&w, (int)fd, from,
+	    &scratch)) == NULL)
+		return worker_early_exit(&w, 2);
+	if (connect != NULL && strlen(connect) < sizeof w.url)
+		snprintf(w.url, sizeof w.url, "%s", connect);
 	/* A local worker must not outlive the coordinator that started it. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (efile == NULL)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	else
+		scratch = NULL;		/* its own, on its machine */
 	signal(SIGPIPE, SIG_IGN);
 	TAILQ_INIT(&w.running);
 	LIST_INIT(&w.sessions);
@@ -572,8 +791,10 @@ worker_main(int argc, char **argv)
 		fatalx(1, "worker: nng: %s", nng_strerror(rv));
 	nng_socket_set_ms(w.sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_size(w.sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
-	for (tries = 0; (rv = nng_dial(w.sock, w.url, NULL, 0)) != 0;
-	    tries++) {
+	if (efile != NULL && worker_dial_remote(&w, ca) != 0)
+		return worker_early_exit(&w, 1);
+	for (tries = 0; efile == NULL &&
+	    (rv = nng_dial(w.sock, w.url, NULL, 0)) != 0; tries++) {
 		if (tries == 50)
 			fatalx(1, "worker %d: cannot connect to %s: %s", w.id,
 			    w.url, nng_strerror(rv));
@@ -581,7 +802,7 @@ worker_main(int argc, char **argv)
 	}
 	worker_confine(&w);
 	if (worker_hello(&w) != 0)
-		return 1;
+		return worker_early_exit(&w, 1);
 	w.base = event_base_new();
 	w.bridge = bridge_new(w.base);
 	worker_wreq_init(&w, &w.poll, worker_poll_answer);
@@ -595,9 +816,14 @@ worker_main(int argc, char **argv)
 	event_add(w.chld_ev, NULL);
 	w.term_ev = evsignal_new(w.base, SIGTERM, worker_term_cb, &w);
 	event_add(w.term_ev, NULL);
+	if (efile != NULL)
+		nng_pipe_notify(w.sock, NNG_PIPE_EV_REM_POST, worker_pipe_cb,
+		    &w);
 	worker_pump(&w);
 	event_base_dispatch(w.base);
 
+	if (efile != NULL)	/* no more posts to the bridge */
+		nng_pipe_notify(w.sock, NNG_PIPE_EV_REM_POST, NULL, NULL);
 	while ((s = LIST_FIRST(&w.sessions)) != NULL)
 		worker_session_free(s);
 	worker_scratch_sweep(&w);
@@ -607,5 +833,6 @@ worker_main(int argc, char **argv)
 	 * for seconds after the coordinator went away; the process exits
 	 * now and the kernel closes the connection.
 	 */
-	return 0;
+	json_decref(worker_labels);
+	return worker_lost ? 1 : 0;
 }

@@ -531,7 +531,7 @@ function w.mcp_server(t, at)
   at = type(at) == "string" and at or where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
   local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping",
-                       "retry", "idempotent", "state", "transport", "npm", "args", "bin" }
+                       "retry", "idempotent", "state", "transport", "npm", "args", "bin", "on" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
@@ -550,6 +550,10 @@ function w.mcp_server(t, at)
   server_transport(t, at, s)
   s.state = F.check_state(t, at)
   if not s.url then F.sandbox_warnings(s, at) end
+  if t.on ~= nil and (type(t.on) ~= "string" or not t.on:match("^[%w_%-%.]+$") or #t.on > 64) then
+    fail(at, "mcp_server '%s': on must be a worker label (letters, digits, '_', '-', '.'), got %s", t.name, tostring(t.on))
+  end
+  s.on = t.on
   servers[t.name] = s
   server_order[#server_order + 1] = t.name
   return s
