@@ -359,19 +359,35 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 	struct wsession *s, *next;
 	struct sandbox_profile *sb;
 	struct mcpc *m;
-	char *scratch = NULL, *state = NULL;
+	char *scratch = NULL, *state = NULL, owner[80], hash[65];
 	json_t *key = json_object_get(spec, "state"), *run_spec;
+	json_t *keep = json_object_get(spec, "keep");
+	int kept = 0;
 
 	if (name == NULL) {
 		errf(err, errlen, "/params/server/name: must be a string");
 		return NULL;
+	}
+	if (keep != NULL && !json_is_string(keep)) {
+		errf(err, errlen, "/params/server/keep: must be the "
+		    "workflow's path");
+		return NULL;
+	}
+	/* Whose session: the run's (isolation, the default), or with
+	   keep the workflow's, shared by its runs and kept warm. */
+	if (keep != NULL) {
+		sha256_hex(json_string_value(keep), json_string_length(keep),
+		    hash);
+		snprintf(owner, sizeof owner, "keep%.16s", hash);
+		run = owner;
+		kept = 1;
 	}
 	LIST_FOREACH(s, &w->sessions, entry)
 		if (strcmp(s->name, name) == 0 && strcmp(s->run, run) == 0)
 			return s;
 	for (s = LIST_FIRST(&w->sessions); s != NULL; s = next) {
 		next = LIST_NEXT(s, entry);
-		if (strcmp(s->run, run) != 0 && s->nactive == 0)
+		if (strcmp(s->run, run) != 0 && s->nactive == 0 && !s->kept)
 			worker_session_free(s);
 	}
 	if (json_object_get(spec, "url") != NULL) {
@@ -417,6 +433,7 @@ worker_session(struct worker *w, json_t *spec, const char *run, char *err,
 	mcpc_set_notify(m, worker_note_cb, s);
 	s->name = xstrdup(name);
 	s->run = xstrdup(run);
+	s->kept = kept;
 	s->scratch = scratch;
 	LIST_INSERT_HEAD(&w->sessions, s, entry);
 	return s;

@@ -68,6 +68,8 @@ struct wsession {
 	char			*run;
 	char			*scratch;	/* NULL: none */
 	int			 nactive;	/* tasks using it */
+	int			 kept;		/* keep = "workflow": outlives
+						   runs */
 	unsigned		 reported;	/* starts already reported */
 	int			 warned;
 	LIST_ENTRY(wsession)	 entry;

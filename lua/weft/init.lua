@@ -531,7 +531,8 @@ function w.mcp_server(t, at)
   at = type(at) == "string" and at or where()
   if type(t) ~= "table" then fail(at, "w.mcp_server expects a table") end
   local allowed = set{ "name", "command", "env", "cwd", "url", "headers", "sandbox", "timeout", "ping",
-                       "retry", "idempotent", "state", "transport", "npm", "args", "bin", "on" }
+                       "retry", "idempotent", "state", "transport", "npm", "args", "bin", "on",
+                       "keep" }
   for k in pairs(t) do
     if type(k) ~= "string" or not allowed[k] then
       fail(at, "unknown field '%s' in mcp_server%s", tostring(k), suggest(tostring(k), allowed))
@@ -554,6 +555,15 @@ function w.mcp_server(t, at)
     fail(at, "mcp_server '%s': on must be a worker label (letters, digits, '_', '-', '.'), got %s", t.name, tostring(t.on))
   end
   s.on = t.on
+  -- keep = "workflow": one warm server process for the runs of this
+  -- workflow (stateless servers); the default, "run", starts one per run.
+  if t.keep ~= nil and t.keep ~= "run" and t.keep ~= "workflow" then
+    fail(at, "mcp_server '%s': keep must be \"run\" (a server process for each run, the default) or \"workflow\" (one shared by the runs of this workflow, for stateless servers), got %s", t.name, tostring(t.keep))
+  end
+  if t.keep == "workflow" then
+    local file = at:match("^(.*):%d+$") or at
+    s.keep = core.script_dir() .. "/" .. (file:match("([^/]+)$") or file)
+  end
   servers[t.name] = s
   server_order[#server_order + 1] = t.name
   return s

@@ -137,11 +137,12 @@ local function server_spec(name, node_policy)
   local spec
   if s.url then
     spec = { name = s.name, url = s.url, transport = s.transport, headers = s.headers, timeout = timeout,
-             ping = s.ping, policy = policy, on = s.on }
+             ping = s.ping, policy = policy, on = s.on, keep = s.keep }
   else
     spec = { name = s.name, command = core.array(s.command), npm = s.npm, args = s.args, bin = s.bin,
              env = s.env, cwd = s.cwd,
-             sandbox = s.sandbox, state = s.state, timeout = timeout, ping = s.ping, policy = policy, on = s.on }
+             sandbox = s.sandbox, state = s.state, timeout = timeout, ping = s.ping, policy = policy, on = s.on,
+             keep = s.keep }
   end
   if not node_policy then spec_cache[name] = spec end
   return spec

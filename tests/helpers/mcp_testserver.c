@@ -80,11 +80,13 @@ static struct ts_tool {
 	{ "sleep", "Answer after ms milliseconds without blocking other "
 	  "calls; marker names a file that gets the server's parent pid "
 	  "when the call starts; once names a file: when it exists the "
-	  "call answers at once, else it is created and the call sleeps.",
+	  "call answers at once, else it is created and the call sleeps; "
+	  "until names a file: the call answers only once it exists.",
 	  "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\","
 	  "\"minimum\":0,\"maximum\":86400000},\"marker\":{\"type\":"
 	  "\"string\"},\"text\":{\"type\":\"string\"},\"once\":{\"type\":"
-	  "\"string\"}},\"required\":[\"ms\"]}",
+	  "\"string\"},\"until\":{\"type\":\"string\"}},"
+	  "\"required\":[\"ms\"]}",
 	  ts_sleep_cb, 1 },
 	{ "fail", "Fail with a tool error (isError) carrying the message.",
 	  "{\"type\":\"object\",\"properties\":{\"message\":"
@@ -110,6 +112,7 @@ struct ts_sleep {
 	uint64_t seq;		/* equal deadlines answer in call order */
 	json_t	*id;
 	json_t	*result;
+	char	*until;		/* answer once this file exists */
 };
 
 static struct {
@@ -434,6 +437,7 @@ ts_sleep_free(struct ts_sleep *s)
 {
 	json_decref(s->id);
 	json_decref(s->result);
+	free(s->until);
 	free(s);
 }
 
@@ -449,6 +453,12 @@ ts_fire_timers(void)
 	now = ts_now();
 	while (ts.nheap > 0 && ts.heap[0]->deadline <= now) {
 		s = ts_heap_remove(0);
+		if (s->until != NULL && access(s->until, F_OK) != 0) {
+			/* Not released yet: look again in 10 ms. */
+			s->deadline = now + 10000000;
+			ts_heap_push(s);
+			continue;
+		}
 		ts_result(s->id, s->result);
 		s->result = NULL;
 		ts_sleep_free(s);
@@ -484,6 +494,7 @@ ts_sleep_cb(json_t *id, json_t *args)
 	json_t *marker = json_object_get(args, "marker");
 	json_t *text = json_object_get(args, "text");
 	json_t *once = json_object_get(args, "once");
+	json_t *until = json_object_get(args, "until");
 	struct ts_sleep *s;
 	char buf[PATH_MAX + 128];
 	json_int_t v;
@@ -495,8 +506,10 @@ ts_sleep_cb(json_t *id, json_t *args)
 	}
 	if ((marker != NULL && !json_is_string(marker)) ||
 	    (text != NULL && !json_is_string(text)) ||
-	    (once != NULL && !json_is_string(once))) {
-		ts_bad_args(id, "'marker', 'text' and 'once' must be strings");
+	    (once != NULL && !json_is_string(once)) ||
+	    (until != NULL && !json_is_string(until))) {
+		ts_bad_args(id, "'marker', 'text', 'once' and 'until' must be "
+		    "strings");
 		return;
 	}
 	/* once: only the first call (of any server process) sleeps. */
@@ -514,6 +527,8 @@ ts_sleep_cb(json_t *id, json_t *args)
 	s->deadline = ts_now() + (int64_t)v * 1000000;
 	s->seq = ts.seq++;
 	s->id = json_incref(id);
+	if (until != NULL)
+		s->until = xstrdup(json_string_value(until));
 	if (text != NULL)
 		s->result = ts_text(json_string_value(text), 0);
 	else {
