@@ -160,8 +160,9 @@ approve_write(struct store *st, struct target *t, int reject,
 	printf("run %s: approval at '%s' %s\n", t->id, t->path, reject ?
 	    "rejected" : "approved");
 	if (strcmp(t->status, "running") == 0)
-		printf("the run waits in a live coordinator and goes on by "
-		    "itself\n");
+		printf("a run waiting in a live coordinator (weft serve, a "
+		    "terminal) goes on by itself; if its coordinator is "
+		    "gone: weft resume %s\n", t->id);
 	else
 		printf("continue the run with: weft resume %s\n", t->id);
 	return WEFT_EXIT_OK;

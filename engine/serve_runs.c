@@ -103,8 +103,12 @@ run_poll_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	TAILQ_FOREACH(r, &s->runs, entry)
-		if (r->x != NULL && !r->done)
+		if (r->x != NULL && !r->done) {
 			run_poll(r);
+			/* A run waiting for approval: weft approve's answer
+			   in the store, or its deadline (engine/approval.h). */
+			exec_poll(r->x);
+		}
 }
 
 /* The tool result for a succeeded run's output. */
