@@ -659,6 +659,9 @@ exec_mark(struct exec *x, const char *status)
 	row.status = status;
 	store_run_finish(x->st, &row);
 	x->marked_waiting = strcmp(status, "waiting") == 0;
+	/* Another flush round commits it (and the approval.wait event)
+	   while the run waits. */
+	coord_kick(crun_coord(x->run));
 }
 
 static void
@@ -695,7 +698,10 @@ exec_pump_cb(void *arg)
 			exec_mark(x, "waiting");
 		return 0;
 	}
+	/* Durable before visible: the wait is committed before it is
+	   asked on the terminal. */
 	if (!x->offline && isatty(STDIN_FILENO) && isatty(STDERR_FILENO) &&
+	    store_commit(x->st) == 0 &&
 	    approvals_prompt(x->ap, stdin, stderr) == 0)
 		return 0;
 	return 2;

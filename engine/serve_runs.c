@@ -75,6 +75,8 @@ run_event_cb(void *arg, const struct store_event *e)
 	r->seen = e->seq;
 	if (run_conn(r) == NULL)
 		return 0;
+	if (strcmp(e->kind, "approval.wait") == 0)
+		serve_approval_ask(r->srv->st, r->id, r->call, e);
 	msg = xasprintf("%s %s", e->kind, e->node_path && *e->node_path ?
 	    e->node_path : run_name(r));
 	r->sent += mcps_call_progress(r->call, msg);

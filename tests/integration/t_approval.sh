@@ -111,6 +111,8 @@ wait_for_grep "$T/tty.out" "answer with JSON matching" "the terminal prompt"
 R3=$(last_run)
 CPID=$(sql "SELECT json_extract(payload, '$.pid') FROM events WHERE run_id = '$R3' AND kind = 'run.start'")
 [ "$(sql "SELECT status FROM approvals WHERE run_id = '$R3'")" = waiting ] || fail "the approval waits in the store"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$R3' AND kind = 'approval.wait'")" = 1 ] ||
+	fail "the wait is committed before the terminal asks"
 kill -9 "$CPID"
 exec 3>&-
 wait "$SPID" 2>/dev/null
