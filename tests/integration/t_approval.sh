@@ -182,4 +182,15 @@ expect_rc 2 "a bad timeout"
 expect_grep "$T/err" "timeout must be seconds or a duration" "says the form"
 ok "w.approval's fields are checked at load"
 
+# weft gc keeps a waiting run; once finished and collected, its approvals
+# go with it.
+run_weft "$T/out" "$T/err" run "$T/wf.lua" --input '{"service":"kept"}' --workers 1 </dev/null
+expect_rc 6 "a run left waiting"
+RW=$(last_run)
+run_weft "$T/out" "$T/err" gc --keep 0
+expect_rc 0 "weft gc"
+[ "$(sql "SELECT count(*) FROM approvals WHERE run_id = '$RW'")" = 1 ] || fail "gc kept the waiting run's approval"
+[ "$(sql "SELECT count(*) FROM approvals WHERE run_id = '$R'")" = 0 ] || fail "gc removed a collected run's approvals"
+ok "weft gc keeps waiting runs and removes collected runs' approvals"
+
 expect_no_orphans
