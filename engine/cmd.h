@@ -24,6 +24,7 @@ enum weft_exit {
 	WEFT_EXIT_BUDGET = 3,		/* a budget was exceeded */
 	WEFT_EXIT_STORE = 4,		/* the store cannot be opened/written */
 	WEFT_EXIT_PAUSED = 5,		/* paused at a budget limit */
+	WEFT_EXIT_WAITING = 6,		/* waiting for an approval */
 	WEFT_EXIT_CANCELLED = 130	/* cancelled (SIGINT, SIGTERM) */
 };
 
@@ -42,6 +43,8 @@ int cmd_keys(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_approve(int argc, char **argv);
+int cmd_reject(int argc, char **argv);
 
 /*
  * Load the workflow file path in a scratch Lua state and return its

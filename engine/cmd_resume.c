@@ -144,7 +144,7 @@ resume_usage(FILE *f)
 "\n"
 "exit status: as weft run (0 succeeded, 1 failed or refused, 2 bad usage,\n"
 "3 budget exceeded, 4 the store could not be opened or written, 5 paused\n"
-"again at a budget limit, 130 cancelled)\n");
+"again at a budget limit, 6 waiting for an approval, 130 cancelled)\n");
 }
 
 static void
@@ -179,7 +179,8 @@ replay_usage(FILE *f)
 "\n"
 "exit status: 0 identical (a fork: succeeded), 1 diverged (a fork: failed),\n"
 "2 bad usage; a fork also as weft run: 3 budget exceeded, 4 the store could\n"
-"not be written, 5 paused at a budget limit, 130 cancelled\n");
+"not be written, 5 paused at a budget limit, 6 waiting for an approval,\n"
+"130 cancelled\n");
 }
 
 /* Execute s and report: the exit status. */

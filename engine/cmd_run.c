@@ -59,7 +59,9 @@ run_usage(FILE *f)
 "full, I/O error: the run is left as recorded so far, resume it with `weft\n"
 "resume RUN` once the disk is fixed; see docs/durability.md), 5 paused at a\n"
 "budget limit (on_exceed=pause; continue with weft resume RUN --budget ...),\n"
-"130 cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n",
+"6 waiting for an approval (w.approval without a terminal to ask on: answer\n"
+"with weft approve RUN or weft reject RUN, then weft resume RUN), 130\n"
+"cancelled (SIGINT or SIGTERM; the run is recorded as cancelled)\n",
 	    cmd_remote_help);
 }
 

@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "engine/approval.h"
 #include "engine/cmd.h"
 #include "engine/exec.h"
 #include "engine/gateway.h"
@@ -75,6 +76,10 @@ struct exec {
 	struct gateway	*gw;
 	struct crun	*run;
 	double		 t0;
+	/* Its approvals, and the graph's own sink under exec_pump_cb */
+	struct approvals *ap;
+	struct coord_sink gsink;
+	int		 marked_waiting;	/* the row says waiting */
 	int		 loopfail;	/* the loop or the start failed: */
 	char		 loop_err[1024];	/* why */
 	/* Begun in a coordinator that outlives it (exec_start): the spec's
@@ -643,6 +648,73 @@ exec_await_record(struct exec *x, char **cause)
 	return 0;
 }
 
+/* Set the run row's status while the run goes on (waiting, running). */
+static void
+exec_mark(struct exec *x, const char *status)
+{
+	struct store_run row;
+
+	memset(&row, 0, sizeof row);
+	row.id = x->id;
+	row.status = status;
+	store_run_finish(x->st, &row);
+	x->marked_waiting = strcmp(status, "waiting") == 0;
+	/* Another flush round commits it (and the approval.wait event)
+	   while the run waits. */
+	coord_kick(crun_coord(x->run));
+}
+
+static void
+exec_deliver_cb(void *arg, int64_t ticket, json_t *result, json_t *error)
+{
+	struct exec *x = arg;
+
+	x->gsink.deliver(x->gsink.arg, ticket, result, error);
+}
+
+/*
+ * Sink: the graph's pump, and what to do when all it waits for are
+ * approvals (its pump says 3): settle those answered meanwhile; a served
+ * run waits in place (weft serve polls, exec_poll); weft run on a terminal
+ * asks there; otherwise the run stops as waiting (exit status 6) and a
+ * resume goes on once it is answered (docs/workflows.md, w.approval).
+ */
+static int
+exec_pump_cb(void *arg)
+{
+	struct exec *x = arg;
+	int rc = x->gsink.pump(x->gsink.arg);
+
+	if (rc != 3) {
+		if (x->marked_waiting && rc != 2)
+			exec_mark(x, "running");
+		return rc;
+	}
+	/* Answered meanwhile, or at once (its answer is on its way). */
+	if (approvals_poll(x->ap) > 0 || approvals_waiting(x->ap) == 0)
+		return 0;
+	if (x->done != NULL) {
+		if (!x->marked_waiting)
+			exec_mark(x, "waiting");
+		return 0;
+	}
+	/* Durable before visible: the wait is committed before it is
+	   asked on the terminal. */
+	if (!x->offline && isatty(STDIN_FILENO) && isatty(STDERR_FILENO) &&
+	    store_commit(x->st) == 0 &&
+	    approvals_prompt(x->ap, stdin, stderr) == 0)
+		return 0;
+	return 2;
+}
+
+int
+exec_poll(struct exec *x)
+{
+	if (x->ap == NULL || approvals_waiting(x->ap) == 0)
+		return 0;
+	return approvals_poll(x->ap);
+}
+
 /*
  * Start the run x on coordinator c (its workflow loaded in x->le, its
  * store open): the model gateway, the run row created or claimed, the run
@@ -670,6 +742,8 @@ exec_begin(struct exec *x, struct coord *c, void (*ended)(void *,
 		return WEFT_EXIT_FAILED;
 	}
 	luaeng_set_gateway(x->le, x->gw);
+	x->ap = approvals_new(x->run, x->st, x->id);
+	luaeng_set_approvals(x->le, x->ap);
 	if (x->rec != NULL)
 		crun_set_replay(x->run, x->rec, x->last_seq);
 	if (x->offline)
@@ -688,6 +762,10 @@ exec_begin(struct exec *x, struct coord *c, void (*ended)(void *,
 		return exec_store_failed(x->run, cause);
 	sink.ended = ended;
 	sink.ended_arg = ended_arg;
+	x->gsink = sink;
+	sink.deliver = exec_deliver_cb;
+	sink.pump = exec_pump_cb;
+	sink.arg = x;
 	if (!x->loopfail)
 		crun_begin(x->run, &sink);
 	return 0;
@@ -738,6 +816,8 @@ exec_release(struct exec *x)
 	/* Lua first: finalizers of the workflow must not reach a freed
 	   run. */
 	luaeng_free(x->le);
+	approvals_free(x->ap);
+	x->ap = NULL;
 	gateway_free(x->gw);
 	crun_free(x->run);
 	x->le = NULL;
@@ -1312,6 +1392,8 @@ exec_exit_status(const char *status)
 		return WEFT_EXIT_BUDGET;
 	if (strcmp(status, "paused") == 0)
 		return WEFT_EXIT_PAUSED;
+	if (strcmp(status, "waiting") == 0)
+		return WEFT_EXIT_WAITING;
 	if (strcmp(status, "cancelled") == 0)
 		return WEFT_EXIT_CANCELLED;
 	return WEFT_EXIT_FAILED;
@@ -1463,6 +1545,13 @@ exec_report(const struct exec_spec *s, const struct exec_result *res)
 		    "weft: nothing is lost; continue it with a larger "
 		    "envelope: weft resume %s --budget DIM=LIMIT,...\n", id,
 		    oc->error ? oc->error : "a budget limit was reached", id);
+	else if (strcmp(oc->status, "waiting") == 0)
+		fprintf(stderr, "weft: run %s is %s\n"
+		    "weft: nothing is lost; answer it with: weft approve %s "
+		    "[--answer JSON]  or  weft reject %s --reason TEXT\n"
+		    "weft: then continue it with: weft resume %s\n", id,
+		    oc->error ? oc->error : "waiting for approval", id, id,
+		    id);
 	else if (strcmp(oc->status, "cancelled") == 0)
 		fprintf(stderr, "weft: run %s cancelled; everything so far is "
 		    "recorded (weft show %s)\n", id, id);

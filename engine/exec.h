@@ -127,6 +127,12 @@ typedef void (*exec_done_fn)(void *arg, struct exec *x,
 struct exec *exec_start(const struct exec_spec *, struct coord *,
     struct store *st, const json_t *vars, exec_done_fn done, void *arg,
     int *rc, char **cause);
+/*
+ * Settle the started run's approvals answered in the store (weft approve,
+ * from any process) or past their deadline; weft serve calls it on its
+ * poll.  Returns how many were settled.
+ */
+int exec_poll(struct exec *);
 /* End the run as cancelled, why recorded in its tasks; done follows. */
 void exec_cancel(struct exec *, const char *why);
 /* Free x without recording an end: the run stays as recorded so far,

@@ -17,6 +17,8 @@ static const struct {
 	{ "resume", cmd_resume, "resume a crashed, failed or cancelled run" },
 	{ "replay", cmd_replay, "replay a run offline, or fork it (--fork SEQ)" },
 	{ "cancel", cmd_cancel, "cancel a running run (from another terminal)" },
+	{ "approve", cmd_approve, "answer the approval a run waits for" },
+	{ "reject", cmd_reject, "reject the approval a run waits for" },
 	{ "show", cmd_show, "show a run's trajectory as a tree (or --json)" },
 	{ "runs", cmd_runs, "list recent runs" },
 	{ "eval", cmd_eval, "score runs' tool calls against a golden file" },
@@ -55,7 +57,8 @@ usage(FILE *f)
 "\n"
 "exit status: 0 success, 1 the run failed, 2 bad usage, input or workflow,\n"
 "3 a budget was exceeded, 4 the store could not be opened or written, 5\n"
-"paused at a budget limit, 130 cancelled (each command's --help says which)\n"
+"paused at a budget limit, 6 waiting for an approval, 130 cancelled (each\n"
+"command's --help says which)\n"
 "\n"
 "example:\n"
 "  weft run examples/quickstart.lua --input '{\"topic\":\"tides\"}'\n"

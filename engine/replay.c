@@ -278,7 +278,8 @@ replay_event_cb(void *arg, const struct store_event *ev)
 		json_object_clear(r->tasks);
 	is_call = kind_in(ev->kind, call_kinds);
 	is_value = strcmp(ev->kind, "clock") == 0 ||
-	    strcmp(ev->kind, "random") == 0;
+	    strcmp(ev->kind, "random") == 0 ||
+	    strcmp(ev->kind, "approval.answer") == 0;
 	if (!is_call && !is_value && !kind_in(ev->kind, outcome_kinds))
 		return 0;
 	if (ev->payload == NULL || (p = json_loads(ev->payload, 0, NULL)) ==

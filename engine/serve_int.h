@@ -79,6 +79,11 @@ int serve_run_secret_ok(struct serve_run *, const char *secret);
 /* serve_client.c: the loopback tool server through which runs reach
    their client (sampling, elicitation).  init listens on 127.0.0.1:0. */
 int serve_client_init(struct serve *);
+/* serve_approval.c: a served run's approval.wait event e: ask the user of
+   call's client (elicitation/create) if it can; the answer goes to st. */
+struct store_event;
+void serve_approval_ask(struct store *st, const char *run_id,
+    struct mcps_call *call, const struct store_event *e);
 void serve_client_free(struct serve *);
 
 /*

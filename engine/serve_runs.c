@@ -75,6 +75,8 @@ run_event_cb(void *arg, const struct store_event *e)
 	r->seen = e->seq;
 	if (run_conn(r) == NULL)
 		return 0;
+	if (strcmp(e->kind, "approval.wait") == 0)
+		serve_approval_ask(r->srv->st, r->id, r->call, e);
 	msg = xasprintf("%s %s", e->kind, e->node_path && *e->node_path ?
 	    e->node_path : run_name(r));
 	r->sent += mcps_call_progress(r->call, msg);
@@ -103,8 +105,12 @@ run_poll_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	TAILQ_FOREACH(r, &s->runs, entry)
-		if (r->x != NULL && !r->done)
+		if (r->x != NULL && !r->done) {
 			run_poll(r);
+			/* A run waiting for approval: weft approve's answer
+			   in the store, or its deadline (engine/approval.h). */
+			exec_poll(r->x);
+		}
 }
 
 /* The tool result for a succeeded run's output. */

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store;
 
@@ -199,6 +199,43 @@ int store_events_foreach(struct store *, const char *run_id, store_event_cb cb,
     void *arg);
 /* Number of events of a run, pending ones included. */
 int64_t store_event_count(struct store *, const char *run_id);
+
+/*
+ * Approvals (w.approval): one row per approval a run waits for, keyed by
+ * (run_id, path, call), written at once (not in the batch) so another
+ * process sees it.  status: waiting, approved, rejected or timed_out;
+ * answer: the answer as JSON text ({"approved":..., ...}); deadline and
+ * answered are wall-clock seconds (deadline 0: none).  The strings a
+ * callback sees are valid during the call only.
+ */
+struct store_approval {
+	const char	*run_id;
+	const char	*path;
+	int		 call;
+	const char	*prompt;
+	const char	*schema;	/* JSON text or NULL */
+	const char	*on_timeout;	/* reject, approve, fail */
+	double		 deadline;
+	double		 waited;
+	const char	*status;
+	const char	*answer;
+	double		 answered;
+};
+typedef int (*store_approval_cb)(void *arg, const struct store_approval *);
+/* Record that a run waits (a row that exists already is kept). */
+int store_approval_wait(struct store *, const struct store_approval *);
+/* The row of one approval to cb: 1 when there is one, 0 none, -1. */
+int store_approval_get(struct store *, const char *run_id, const char *path,
+    int call, store_approval_cb cb, void *arg);
+/* Every approval of a run, oldest first, to cb (non-zero stops): how
+   many, or -1. */
+int store_approvals_list(struct store *, const char *run_id,
+    store_approval_cb cb, void *arg);
+/* Answer an approval that still waits: 1, 0 when it waits no more (or
+   there is none), -1 on failure. */
+int store_approval_answer(struct store *, const char *run_id,
+    const char *path, int call, const char *status, const char *answer,
+    double when);
 
 /*
  * Retention (weft gc).  The unit is a top-level run with all its child

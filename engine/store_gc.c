@@ -118,6 +118,8 @@ static const char gc_pending_events[] = "DELETE FROM events WHERE rowid IN "
 static const char gc_pending_tasks[] = "DELETE FROM tasks WHERE "
 	"(run_id, task_id) IN (SELECT run_id, task_id FROM tasks "
 	"WHERE run_id = ?1 LIMIT ?2)";
+static const char gc_pending_approvals[] = "DELETE FROM approvals WHERE "
+	"run_id = ?1";
 static const char gc_pending_done[] = "DELETE FROM gc_pending "
 	"WHERE run_id = ?1";
 
@@ -530,6 +532,10 @@ gc_delete_rows(struct store *s, struct store_gc *g)
 				break;
 			g->tasks += done;
 			if ((budget -= done) <= 0)
+				break;
+			/* A run's approvals are few: in one go. */
+			if ((rc = gc_step(s, gc_pending_approvals, a, 1, NULL,
+			    NULL, NULL)) != 0)
 				break;
 			rc = gc_step(s, gc_pending_done, a, 1, NULL, NULL,
 			    NULL);

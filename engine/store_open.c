@@ -90,6 +90,21 @@ static const char *store_migrations[STORE_SCHEMA_VERSION] = {
 	");"
 	"CREATE TABLE gc_touched (hash TEXT PRIMARY KEY) WITHOUT ROWID;"
 	"CREATE TABLE gc_pending (run_id TEXT PRIMARY KEY) WITHOUT ROWID;",
+	/* 2 -> 3: approvals (engine/store_approval.c) */
+	"CREATE TABLE approvals ("
+	"  run_id TEXT NOT NULL,"
+	"  path TEXT NOT NULL,"
+	"  call INTEGER NOT NULL,"
+	"  prompt TEXT,"
+	"  schema TEXT,"
+	"  on_timeout TEXT,"
+	"  deadline REAL,"
+	"  waited REAL,"
+	"  status TEXT NOT NULL,"
+	"  answer TEXT,"
+	"  answered REAL,"
+	"  PRIMARY KEY (run_id, path, call)"
+	") WITHOUT ROWID;",
 };
 
 /*

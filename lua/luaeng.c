@@ -31,7 +31,7 @@
 #define LUAENG_MAX_SECONDS	10
 
 /* Room in the core table: its functions and core.null. */
-#define LUAENG_CORE_SIZE	31
+#define LUAENG_CORE_SIZE	32
 
 /*
  * The core libraries, opened in turn into the `core` table, as linit.c
@@ -44,6 +44,7 @@ static const luaL_Reg core_libs[] = {
 	{ "json", lcore_open_json },
 	{ "state", lcore_open_state },
 	{ "model", lcore_open_model },
+	{ "approval", lcore_open_approval },
 	{ NULL, NULL }
 };
 
@@ -685,6 +686,12 @@ luaeng_set_gateway(struct luaeng *e, struct gateway *gw)
 }
 
 void
+luaeng_set_approvals(struct luaeng *e, struct approvals *ap)
+{
+	e->ap = ap;
+}
+
+void
 luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
 {
 	lua_State *L = e->L;
@@ -707,7 +714,8 @@ luaeng_outcome(struct luaeng *e, struct luaeng_outcome *o)
 	    "succeeded" : strcmp(status ? status : "", "running") == 0 ?
 	    "cancelled" : strcmp(status ? status : "", "budget_exceeded") == 0 ?
 	    "budget_exceeded" : strcmp(status ? status : "", "paused") == 0 ?
-	    "paused" : "failed";
+	    "paused" : strcmp(status ? status : "", "waiting") == 0 ?
+	    "waiting" : "failed";
 	if (!lua_isnil(L, -3)) {
 		o->output = luajson_tree(L, -3, err, sizeof err);
 		if (o->output == NULL)

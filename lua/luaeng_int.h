@@ -29,6 +29,7 @@
 
 struct crun;
 struct gateway;
+struct approvals;
 
 #define POOL_STEP	16
 #define POOL_MAX	512
@@ -69,6 +70,7 @@ struct luaeng {
 	struct crun	*run;
 	json_t		*vars;		/* core.var: name -> string */
 	struct gateway	*gw;		/* model calls, NULL offline */
+	struct approvals *ap;		/* w.approval, NULL: none */
 	uint64_t	 rng;
 	int		 internal_error;
 	char		*internal_msg;
@@ -116,5 +118,6 @@ int lcore_open_time(lua_State *);
 int lcore_open_json(lua_State *);
 int lcore_open_state(lua_State *);
 int lcore_open_model(lua_State *);
+int lcore_open_approval(lua_State *);
 
 #endif

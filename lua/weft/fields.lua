@@ -25,6 +25,7 @@ local fields = {
   map = set{ "over", "as", "concurrency", "on_error", "output_key", "reducers", "node",
               "retry", "timeout" },
   tool = set{ "server", "tool", "args", "output_key", "timeout", "retry", "idempotent" },
+  approval = set{ "prompt", "schema", "timeout", "on_timeout", "output_key" },
 }
 for _, f in pairs(fields) do
   for _, c in ipairs(common) do f[c] = true end

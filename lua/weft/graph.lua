@@ -35,6 +35,8 @@ function w._internal.graph(root, dot)
                   " concurrency=" .. n.concurrency
     elseif n.kind == "tool" then
       d[#d + 1] = n.server .. "." .. n.tool
+    elseif n.kind == "approval" then
+      d[#d + 1] = "on_timeout=" .. n.on_timeout
     end
     if n.output_key then d[#d + 1] = "-> " .. n.output_key end
     return table.concat(d, " ")

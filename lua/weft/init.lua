@@ -392,6 +392,45 @@ function w.fn(t)
   return n
 end
 
+-- A human's answer, asked while the run waits (docs/workflows.md):
+-- w.approval{ name, prompt = "Deploy {plan}?", schema = {...},
+--             timeout = "24h" | seconds, on_timeout = "reject" | "approve" | "fail" }.
+local UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
+function w.approval(t)
+  local at = where()
+  check("approval", t, at, false)
+  local label = t.name or "approval"
+  if type(t.prompt) ~= "string" or t.prompt == "" then
+    fail(at, "approval '%s' needs prompt = \"...\" (the question; {key} reads the state)", label)
+  end
+  if t.schema ~= nil then
+    if type(t.schema) ~= "table" then fail(at, "approval '%s': schema must be a table (a JSON Schema)", label) end
+    local ok, err = core.schema_check(t.schema, "schema")
+    if not ok then fail(at, "approval '%s': %s", label, err) end
+  end
+  local secs = t.timeout
+  if type(secs) == "string" then
+    local num, unit = secs:match("^(%d+%.?%d*)([smhd])$")
+    secs = num and tonumber(num) * UNITS[unit] or nil
+    if not secs then
+      fail(at, "approval '%s': timeout must be seconds or a duration like \"90s\", \"30m\", \"24h\", \"7d\", got '%s'",
+           label, t.timeout)
+    end
+  end
+  if secs ~= nil and (type(secs) ~= "number" or secs <= 0) then
+    fail(at, "approval '%s': timeout must be a positive number of seconds or a duration like \"24h\"", label)
+  end
+  local on = t.on_timeout or "reject"
+  if on ~= "reject" and on ~= "approve" and on ~= "fail" then
+    fail(at, "approval '%s': on_timeout must be \"reject\", \"approve\" or \"fail\", got %s", label,
+         type(on) == "string" and ("'" .. on .. "'") or type(on))
+  end
+  local n = node("approval", { name = t.name, description = t.description, budget = t.budget,
+                               grant = t.grant, output_key = t.output_key }, at)
+  n.prompt, n.schema, n.timeout, n.on_timeout = t.prompt, t.schema, secs, on
+  return n
+end
+
 function w.workflow(t)
   local at = where()
   check("workflow", t, at, true)

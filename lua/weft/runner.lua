@@ -24,6 +24,9 @@ local R = {}
 -- per resume.
 local ready, nextwave = { n = 0 }, { n = 0 }
 local waiting = {}        -- ticket -> { group, index }
+-- Tickets in waiting, and how many of them are approvals: when they are
+-- all approvals the run waits for people (R.pump returns 3).
+local nwait, napprovals = 0, 0
 local joins = {}          -- branch coroutine -> { join, index }
 local main, finished, outcome, run_root
 local span_seq = 0
@@ -456,6 +459,24 @@ function exec.fn(n, ctx)
   return r
 end
 
+-- w.approval: the question, rendered from the state, waits for its answer
+-- (engine/approval.c); the answer is the node's output.
+function exec.approval(n, ctx)
+  local prompt = render(ctx, "prompt", n.prompt)
+  local spec = core.json_encode({ prompt = prompt, schema = n.schema, timeout = n.timeout,
+                                  on_timeout = n.on_timeout })
+  local r = coroutine.yield({ op = "approval", ctx = ctx, spec = spec, prompt = prompt })[1]
+  local a = r.result
+  if r.err or type(a) ~= "table" then
+    raise(ctx, "approval '%s': %s", n.name, r.err and tostring(r.err.message) or "no answer")
+  end
+  if a.timed_out and a.on_timeout == "fail" then
+    raise_kind(ctx, "timeout", "approval '%s': no answer before the deadline (on_timeout = \"fail\")", n.name)
+  end
+  ctx.stop = a.timed_out and "timed_out" or a.approved and "approved" or "rejected"
+  return a
+end
+
 -- Render string arguments of a tool node from the state, recursively.
 local function render_args(ctx, v)
   if type(v) == "string" then return render(ctx, "args", v) end
@@ -639,6 +660,7 @@ local function handle_yield(co, req)
       local ok, ticket = pcall(core.submit, t.kind, t.path, t.span, t.params, t.grant)
       if ok then
         waiting[ticket] = { group = group, i = i }
+        nwait = nwait + 1
       else
         group.results[i] = { err = { kind = "invalid", message = tostring(ticket) } }
         group.n = group.n - 1
@@ -654,6 +676,7 @@ local function handle_yield(co, req)
         push(nextwave, co, { ok = false, res = as_err(err, ctx) })
       else
         waiting[ticket] = { group = { co = co, n = 1, results = {} }, i = 1 }
+        nwait = nwait + 1
       end
     else
       local ok, res = pcall(model_call, req)
@@ -674,6 +697,12 @@ local function handle_yield(co, req)
     end
     for i = 1, start do start_branch(j, i) end
     if total == 0 then push(ready, co, j) end
+  elseif req.op == "approval" then
+    local ctx = req.ctx
+    local ticket = core.approval(ctx.path, ctx.span, ctx.parent_span or 0, req.spec)
+    waiting[ticket] = { group = { co = co, n = 1, results = {} }, i = 1, approval = req.prompt,
+                        path = ctx.path }
+    nwait, napprovals = nwait + 1, napprovals + 1
   elseif req.op == "commit" then
     push(nextwave, co, nil)
   elseif req.op ~= "park" then
@@ -709,6 +738,8 @@ function R.deliver(ticket, result, err)
   local wt = waiting[ticket]
   if wt == nil then return end
   waiting[ticket] = nil
+  nwait = nwait - 1
+  if wt.approval then napprovals = napprovals - 1 end
   local g = wt.group
   g.results[wt.i] = { result = result, err = err }
   g.n = g.n - 1
@@ -737,6 +768,7 @@ function R.pump()
     ready, nextwave = nextwave, { n = 0 }
     return 1
   end
+  if napprovals > 0 and nwait == napprovals then return 3 end
   return 0
 end
 
@@ -783,6 +815,14 @@ end
 
 -- status, output, error message, stats
 function R.result()
+  if not finished and napprovals > 0 then
+    local list = {}
+    for _, wt in pairs(waiting) do
+      if wt.approval then list[#list + 1] = string.format("'%s': %s", wt.path, wt.approval) end
+    end
+    table.sort(list)
+    return "waiting", nil, "waiting for approval at " .. table.concat(list, "; "), stats
+  end
   if not finished then return "running", nil, nil, stats end
   if outcome.ok then
     local ok, why = core.json_check(outcome.val)
