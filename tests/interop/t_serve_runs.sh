@@ -108,7 +108,9 @@ for i in 1 2 3 4 5 6; do
 	node "$CALLS" "$URL" keep_workflow '{}' 1 >> "$T/keep.out" 2>&1 || fail "keep_workflow call $i"
 	node "$CALLS" "$URL" keep_run '{}' 1 >> "$T/keep.out" 2>&1 || fail "keep_run call $i"
 done
-[ "$(wc -l < "$T/starts.run")" -eq 6 ] || fail "keep = run: 6 server starts, got $(wc -l < "$T/starts.run")"
+# A run's tool list and call may go to either worker: at least one start a
+# run (never one process for two runs).
+[ "$(wc -l < "$T/starts.run")" -ge 6 ] || fail "keep = run: a server start per run (6), got $(wc -l < "$T/starts.run")"
 [ "$(wc -l < "$T/starts.workflow")" -le 2 ] ||
 	fail "keep = workflow: at most one start per worker (2), got $(wc -l < "$T/starts.workflow")"
 ok "keep = \"workflow\" keeps a warm server for the workflow's runs; the default starts one per run"
