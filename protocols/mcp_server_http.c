@@ -61,20 +61,6 @@ struct mcps_http_sess {
 	double			 used;
 };
 
-static void
-mcps_http_text(struct evhttp_request *req, int code, const char *reason,
-    const char *ctype, const char *body)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	if (ctype != NULL)
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", ctype);
-	if (body != NULL)
-		evbuffer_add(b, body, strlen(body));
-	evhttp_send_reply(req, code, reason, b);
-	evbuffer_free(b);
-}
 
 /* An HTTP error carrying a JSON-RPC error object. */
 static void
@@ -85,7 +71,7 @@ mcps_http_error(struct evhttp_request *req, int http, const char *reason,
 	size_t dlen;
 	char *s = jrpc_dump(e, &dlen, 0);
 
-	mcps_http_text(req, http, reason, "application/json", s);
+	httpd_reply_text(req, http, reason, "application/json", s);
 	free(s);
 	json_decref(e);
 }
@@ -192,14 +178,14 @@ mcps_http_pending_done(struct mcps_http_sess *ss, struct mcps_http_pending *p,
 		evhttp_add_header(evhttp_request_get_output_headers(p->req),
 		    "Mcp-Session-Id", ss->id);
 		if (room == 0)
-			mcps_http_text(p->req, 503, "Service Unavailable",
+			httpd_reply_text(p->req, 503, "Service Unavailable",
 			    NULL, NULL);
 		else
-			mcps_http_text(p->req, 200, "OK", "application/json",
+			httpd_reply_text(p->req, 200, "OK", "application/json",
 			    s);
 		free(s);
 	} else
-		mcps_http_text(p->req, 202, "Accepted", NULL, NULL);
+		httpd_reply_text(p->req, 202, "Accepted", NULL, NULL);
 	json_decref(err);
 	json_decref(p->req_id);
 	free(p);
@@ -363,7 +349,7 @@ mcps_http_post_msg(struct mcps_http *sv, struct evhttp_request *req,
 		return;
 	if (m->kind != JRPC_REQUEST) {
 		mcps_conn_handle(ss->conn, m);
-		mcps_http_text(req, 202, "Accepted", NULL, NULL);
+		httpd_reply_text(req, 202, "Accepted", NULL, NULL);
 		return;
 	}
 	p = xcalloc(1, sizeof *p);
@@ -463,7 +449,7 @@ mcps_http_cb(struct evhttp_request *req, const struct httpd_client *tok,
 	case EVHTTP_REQ_DELETE:
 		if ((ss = mcps_http_session_of(sv, req, tok)) != NULL) {
 			mcps_http_sess_free(ss);
-			mcps_http_text(req, 200, "OK", NULL, NULL);
+			httpd_reply_text(req, 200, "OK", NULL, NULL);
 		}
 		break;
 	default:

@@ -53,9 +53,8 @@ struct httpd_routes {
 	int			 nroutes;
 };
 
-/* A plain reply. */
-static void
-routes_text(struct evhttp_request *req, int code, const char *reason,
+void
+httpd_reply_text(struct evhttp_request *req, int code, const char *reason,
     const char *ctype, const char *body)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -80,7 +79,7 @@ routes_refuse(struct httpd_routes *r, struct evhttp_request *req, int code,
 		return;
 	}
 	line = xasprintf("%s\n", msg);
-	routes_text(req, code, reason, "text/plain", line);
+	httpd_reply_text(req, code, reason, "text/plain", line);
 	free(line);
 }
 
@@ -227,7 +226,7 @@ routes_other_cb(struct evhttp_request *req, void *arg)
 	const struct httpd_client *who;
 
 	if (routes_guard(r, req, &who) == 0)
-		routes_text(req, 404, "Not Found", "text/plain",
+		httpd_reply_text(req, 404, "Not Found", "text/plain",
 		    r->opts.not_found ? r->opts.not_found : "not found\n");
 }
 

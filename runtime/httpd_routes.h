@@ -91,4 +91,9 @@ char *httpd_host_part(const char *);
 /* Is host a loopback name or address? */
 int httpd_is_loopback(const char *host);
 
+/* Answer req with code and reason, a Content-Type (NULL: none) and body
+   (NULL: empty). */
+void httpd_reply_text(struct evhttp_request *, int code, const char *reason,
+    const char *ctype, const char *body);
+
 #endif
