@@ -192,4 +192,34 @@ expect_grep "$T/why" "^remote worker $vid disconnected$" "the retry names the lo
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind='worker.exit' AND json_extract(payload,'\$.status')='disconnected'")" -ge 1 ] ||
     fail "worker.exit of the lost connection"
 ok "a remote worker killed mid-task: retried on the other one; its slot enrolled again"
+
+# 4. weft serve takes remote workers as weft run does: a served call's
+#    labelled server runs on a remote worker (the MCP SDK client calls it).
+if command -v node >/dev/null 2>&1 &&
+    [ -d "$WEFT_SRCDIR/node_modules/@modelcontextprotocol/sdk" ]; then
+	mkdir -p "$T/sv"
+	cp "$T/gpu.lua" "$T/sv/gpu.lua"
+	"$WEFT" serve "$T/sv" --listen 127.0.0.1:0 --db "$T/serve.db" --workers 1 \
+	    --workers-listen tls+tcp://127.0.0.1:0 $TLS --remote-workers 1 \
+	    --enroll-dir "$T/senroll" 2> "$T/err" &
+	spid=$!
+	wait_for "the listener" joined
+	wait_for "the server" grep -q 'serving .* at http' "$T/err"
+	P=$(port)
+	url=$(sed -n 's/.*serving .* at \(http[^ ]*\)$/\1/p' "$T/err")
+	"$WEFT" worker --connect "tls+tcp://127.0.0.1:$P" --ca "$T/ca.crt" \
+	    --enroll-file "$T/senroll/worker-1.enroll" --label gpu 2> "$T/sw.err" &
+	sw=$!
+	node "$WEFT_SRCDIR/tests/interop/serve_calls.mjs" "$url" gpu '{}' 1 > "$T/call.out" 2>&1 ||
+		{ cat "$T/call.out" "$T/err" >&2; fail "the served call"; }
+	expect_grep "$T/call.out" '^ok [0-9a-f]+ succeeded Echo: on gpu' "the served call's answer"
+	[ "$(sqlite3 -batch -noheader "$T/serve.db" "SELECT json_extract(payload,'\$.worker') FROM events WHERE kind='tool.result'")" = 1 ] ||
+		fail "the served call's tool ran on remote worker 1"
+	kill "$spid"
+	wait "$spid" 2>/dev/null
+	wait "$sw" || { cat "$T/sw.err" >&2; fail "the remote worker's exit when the server stopped"; }
+	ok "weft serve: a remote worker joins and serves a served call's labelled server"
+else
+	echo "SKIP (section 4): node or the MCP SDK is missing; weft serve with a remote worker is not tested"
+fi
 expect_no_orphans
