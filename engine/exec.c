@@ -1257,7 +1257,8 @@ exec_result_of(struct exec *x, struct exec_result *res)
 static void
 exec_free(struct exec *x)
 {
-	struct exec_spec *own = &x->own;
+	/* Copied out: exec_clear clears all of x. */
+	struct exec_spec ownc = x->own, *own = &ownc;
 	struct exec_prior prior = x->prior;
 	json_t *vars = x->vars;
 
