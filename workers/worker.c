@@ -210,6 +210,11 @@ worker_hb_answer(struct worker *w, json_t *result, json_t *error)
 	/* Steps the coordinator cancelled: tell their servers. */
 	json_array_foreach(json_object_get(result, "cancel"), i, it) {
 		TAILQ_FOREACH_SAFE(t, &w->running, entry, next) {
+			if (t->id == json_integer_value(it) &&
+			    t->a2a != NULL) {
+				worker_a2a_cancel(t);
+				break;
+			}
 			if (t->id != json_integer_value(it) ||
 			    t->handle == 0)
 				continue;

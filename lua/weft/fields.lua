@@ -25,6 +25,8 @@ local fields = {
   map = set{ "over", "as", "concurrency", "on_error", "output_key", "reducers", "node",
               "retry", "timeout" },
   tool = set{ "server", "tool", "args", "output_key", "timeout", "retry", "idempotent" },
+  remote = set{ "agent", "input", "output_key", "auth", "headers", "timeout", "retry",
+                "idempotent", "context_id", "max_response", "stream_seconds" },
 }
 for _, f in pairs(fields) do
   for _, c in ipairs(common) do f[c] = true end

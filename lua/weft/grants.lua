@@ -63,9 +63,16 @@ end
 local function open_run_grant(root, budget)
   local pats = {}
   for _, name in ipairs(I.server_order) do pats[#pats + 1] = name .. ".*" end
+  -- Remote agents (w.remote): "NAME.send", to the agent's host only.
+  local args
+  for _, name in ipairs(I.remote_order) do
+    pats[#pats + 1] = name .. ".send"
+    args = args or {}
+    args[name .. ".send"] = { agent = { hosts = { I.remotes[name] } } }
+  end
   local grant
   if #pats > 0 then
-    local g = { tools = pats }
+    local g = { tools = pats, args = args }
     if budget and budget.tool_calls then g.max_calls = math.max(1, math.floor(budget.tool_calls)) end
     local err
     grant, err = core.grant(0, root.name, g, false)
