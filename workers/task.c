@@ -452,7 +452,7 @@ worker_start_task(struct worker *w, json_t *task)
 		return;
 	}
 	if (strcmp(t->kind, TASK_A2A_SEND) == 0) {
-		worker_a2a_start(t, params);
+		worker_a2a_start(t, task, params);
 		return;
 	}
 	t->ws = worker_session(w, json_object_get(params, "server"),

@@ -95,14 +95,14 @@ worker_a2a_headers(json_t *hdrs, char **h, size_t n, char *err,
 }
 
 void
-worker_a2a_start(struct wtask *t, json_t *params)
+worker_a2a_start(struct wtask *t, json_t *task, json_t *params)
 {
 	struct worker *w = t->w;
 	json_t *srv = json_object_get(params, "server");
 	json_t *args = json_object_get(params, "arguments"), *v;
 	struct a2ac_opts o;
 	struct timeval tv;
-	char *hdrs[33], err[512], idem[64];
+	char *hdrs[33], err[512], *idem = NULL;
 	size_t i;
 
 	memset(&o, 0, sizeof o);
@@ -123,11 +123,16 @@ worker_a2a_start(struct wtask *t, json_t *params)
 		worker_task_fail(t, FAIL_BAD_TASK, err);
 		goto out;
 	}
-	snprintf(idem, sizeof idem, "weft-%lld", (long long)t->id);
+	/* run/path#n: the same for every attempt and after a resume. */
+	idem = xasprintf("%s/%s#%lld", json_string_value(json_object_get(task,
+	    "run")) ? json_string_value(json_object_get(task, "run")) : "",
+	    json_string_value(json_object_get(task, "path")) ?
+	    json_string_value(json_object_get(task, "path")) : "",
+	    (long long)json_integer_value(json_object_get(args, "n")));
 	o.base = w->base;
 	o.hc = w->hc;
 	o.headers = (const char *const *)hdrs;
-	o.message_id = t->idem != NULL ? t->idem : idem;
+	o.message_id = idem;
 	o.context_id = json_string_value(json_object_get(args, "contextId"));
 	o.text = json_string_value(json_object_get(args, "text"));
 	o.data = json_object_get(args, "data");
@@ -157,6 +162,7 @@ worker_a2a_start(struct wtask *t, json_t *params)
 		evtimer_add(t->timer, &tv);
 	}
 out:
+	free(idem);
 	for (i = 0; hdrs[i] != NULL; i++)
 		free(hdrs[i]);
 }

@@ -115,7 +115,7 @@ void worker_outcome(struct wtask *t, json_t *result, json_t *error);
 void worker_task_fail(struct wtask *t, const char *kind, const char *msg);
 
 /* task_a2a.c: an a2a.send task, and its cancel by the coordinator. */
-void worker_a2a_start(struct wtask *t, json_t *params);
+void worker_a2a_start(struct wtask *t, json_t *task, json_t *params);
 void worker_a2a_cancel(struct wtask *t);
 
 /* session.c: the scratch root, and the MCP server session of (run,

@@ -6,6 +6,8 @@ local core, h = ...
 local type, tostring, ipairs, pairs = type, tostring, ipairs, pairs
 local coroutine, table = coroutine, table
 
+local sent = {}           -- node path -> messages sent from it
+
 -- The data parts of an answer: the direct message's, else the artifacts'.
 local function data_parts(res)
   local out = {}
@@ -63,7 +65,10 @@ return function(n, ctx)
   -- The secret is read by the coordinator as the task is sent; only the
   -- variable's name is here, and neither is recorded.
   if n.auth then server.bearer_env = n.auth.bearer_env end
-  local args = { text = text, data = data }
+  -- The message's number at this path: with the run and the path it
+  -- makes the messageId, the same when a resume sends it again.
+  sent[ctx.path] = (sent[ctx.path] or 0) + 1
+  local args = { text = text, data = data, n = sent[ctx.path] }
   if n.context_id then args.contextId = h.render(ctx, "context_id", n.context_id) end
   local rsv = ctx.env and h.budget_reserve(ctx, { tool_calls = 1 })
   local r = h.call_tasks({ { kind = "a2a.send", path = ctx.path, span = ctx.span, grant = ctx.grant,
