@@ -312,6 +312,7 @@ cmd_serve(int argc, char **argv)
 	mh = mcps_http_new(serve_mcps(srv), base, httpd_routes_guard(routes),
 	    &cl.http);
 	httpd_routes_add(routes, "/mcp", mcps_http_cb, mh);
+	serve_a2a_init(srv, routes);
 	for (i = 0; i < cl.nhosts; i++)
 		httpd_routes_allow_host(routes, cl.hosts[i]);
 	for (i = 0; i < cl.norigins; i++)
@@ -332,6 +333,9 @@ cmd_serve(int argc, char **argv)
 	fprintf(stderr, "weft: serving %d workflow(s) at http://%s%s%s:%d/mcp\n",
 	    mcps_tool_count(serve_mcps(srv)), strchr(host, ':') ? "[" : "",
 	    host, strchr(host, ':') ? "]" : "", port);
+	fprintf(stderr, "weft: A2A agents at http://%s%s%s:%d/a2a/NAME "
+	    "(card: /.well-known/agent-card.json)\n", strchr(host, ':') ?
+	    "[" : "", host, strchr(host, ':') ? "]" : "", port);
 	term = evsignal_new(base, SIGTERM, cmd_serve_term_cb, base);
 	intr = evsignal_new(base, SIGINT, cmd_serve_term_cb, base);
 	event_add(term, NULL);
@@ -340,6 +344,7 @@ cmd_serve(int argc, char **argv)
 	rc = WEFT_EXIT_OK;
 out:
 	mcps_http_free(mh);
+	serve_a2a_free(srv);
 	httpd_routes_free(routes);
 	serve_free(srv);
 	if (term != NULL)

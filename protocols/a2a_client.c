@@ -168,9 +168,8 @@ a2ac_part(json_t *p)
 	return json_pack("{s:o}", "file", out);
 }
 
-/* The normalised parts of an object's "parts". */
-static json_t *
-a2ac_parts(json_t *obj)
+json_t *
+a2a_parts(json_t *obj)
 {
 	json_t *out = json_array(), *p, *n;
 	size_t i;
@@ -212,7 +211,7 @@ a2ac_artifact(struct a2ac *c, json_t *a, int append)
 
 	if (!json_is_object(a))
 		return;
-	parts = a2ac_parts(a);
+	parts = a2a_parts(a);
 	json_array_foreach(c->artifacts, i, old) {
 		if (!json_is_string(id) || !json_equal(json_object_get(old,
 		    "artifactId"), id))
@@ -247,7 +246,7 @@ a2ac_status(struct a2ac *c, json_t *status, json_t *id, json_t *ctx)
 	m = json_object_get(status, "message");
 	json_object_del(c->task, "message");
 	if (json_is_object(m)) {
-		json_t *parts = a2ac_parts(m);
+		json_t *parts = a2a_parts(m);
 
 		txt = a2ac_parts_text(parts);
 		json_object_set_new(c->task, "message", json_string(txt));
@@ -292,11 +291,11 @@ a2ac_take(struct a2ac *c, json_t *r)
 	} else if ((v = json_object_get(r, "message")) != NULL &&
 	    json_object_get(v, "parts") != NULL) {
 		json_decref(c->message);
-		c->message = json_pack("{s:o}", "parts", a2ac_parts(v));
+		c->message = json_pack("{s:o}", "parts", a2a_parts(v));
 		return 1;
 	} else if (kind != NULL && strcmp(kind, "message") == 0) {
 		json_decref(c->message);
-		c->message = json_pack("{s:o}", "parts", a2ac_parts(r));
+		c->message = json_pack("{s:o}", "parts", a2a_parts(r));
 		return 1;
 	} else if ((v = json_object_get(r, "statusUpdate")) != NULL ||
 	    (kind != NULL && strcmp(kind, "status-update") == 0)) {

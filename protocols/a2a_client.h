@@ -79,6 +79,13 @@ int		 a2a_url_host(const char *url, char *host, size_t hostlen);
 /* A task state of either version in its v0.3 spelling, a static string. */
 const char	*a2a_state_norm(const char *state);
 
+/*
+ * The parts of a message or artifact of either version, normalised to
+ * {"text"}, {"data"} or {"file": {bytes|uri, name?, mediaType?}} (parts
+ * of no known kind are left out): a new array.
+ */
+json_t		*a2a_parts(json_t *obj);
+
 /* Whether a (normalised) state is terminal. */
 int		 a2a_state_terminal(const char *state);
 
