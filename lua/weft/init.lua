@@ -179,7 +179,7 @@ function w.agent(t)
     for i, tool in ipairs(t.tools) do
       if tool ~= w.exit_loop and tool ~= w.escalate and getmetatable(tool) ~= TOOLSET and
           getmetatable(tool) ~= AGENTTOOL then
-        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\"), w.agent_tool(agent), w.exit_loop or w.escalate",
+        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\"), w.agent_tool(agent), w.a2a(remote), w.exit_loop or w.escalate",
              t.name, i)
       end
     end
@@ -467,7 +467,7 @@ end
 -- URL, input = "template {key}" | function(ctx), output_key, auth = {
 -- bearer_env = "NAME" }, headers, timeout, retry }.  Its name is also the
 -- grant's tool "NAME.send", limited to the agent's host.
-local remotes, remote_order = {}, {}
+local remotes, remote_order, remote_nodes = {}, {}, {}
 function w.remote(t)
   local at = where()
   check("remote", t, at, false)
@@ -515,7 +515,33 @@ function w.remote(t)
   end
   if not remotes[t.name] then remote_order[#remote_order + 1] = t.name end
   remotes[t.name] = n.host
+  remote_nodes[t.name] = n
   return n
+end
+
+-- A remote agent offered to an LLM agent as a tool taking a message:
+-- w.a2a(remote_node_or_name, { name = ..., description = ... }).
+local A2A_INPUT = { type = "object", required = core.array{ "message" },
+  properties = { message = { type = "string", description = "The message to send to the agent" } } }
+function w.a2a(remote, opts)
+  local at = where()
+  if type(remote) == "string" then remote = remote_nodes[remote] or remote end
+  if not is_node(remote) or remote.kind ~= "remote" then
+    fail(at, "w.a2a needs a w.remote{...} node or the name of one declared before, got %s",
+         type(remote) == "string" and ("'" .. remote .. "'") or type(remote))
+  end
+  if opts ~= nil and type(opts) ~= "table" then fail(at, "w.a2a: options must be a table") end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "name" and k ~= "description" then
+      fail(at, "w.a2a: unknown option '%s' (name, description)", tostring(k))
+    end
+  end
+  return setmetatable({ agent = remote, name = opts.name or remote.name, input_schema = A2A_INPUT,
+                        description = opts.description or remote.description or
+                          string.format("Send a message to the remote agent '%s' (%s); it answers with text or JSON.",
+                                        remote.name, remote.agent),
+                        where = at }, AGENTTOOL)
 end
 
 -- The transport fields of an mcp_server: command (stdio) xor url (HTTP).

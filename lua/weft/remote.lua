@@ -36,7 +36,12 @@ end
 
 -- The message's text and data parts from the node's input.
 local function message_of(n, ctx)
-  if type(n.input) == "function" then
+  if ctx.call_input then
+    -- Offered as a tool (w.a2a): the model's { message = ... }.
+    local ok, v = pcall(core.json_decode, ctx.call_input)
+    if ok and type(v) == "table" and type(v.message) == "string" then return v.message end
+    return ctx.call_input
+  elseif type(n.input) == "function" then
     -- Workflow code runs after a commit, as a fn node's does.
     coroutine.yield(h.COMMIT)
     local v = n.input({ state = h.state_proxy(ctx), path = ctx.path, input = h.run_input() })

@@ -145,6 +145,24 @@ run_weft "$T/out" "$T/err" run "$T/grant.lua" --input '{}'
 expect_grep "$T/err" 'grant refused' "the grant's host is checked"
 ok "the capability grant names the agent's host"
 
+# w.a2a: the remote agent as an LLM agent's tool taking a message.
+cat > "$T/tool.lua" <<LUA
+local w = require "weft"
+local peer = w.remote{ name = "peer", agent = "http://127.0.0.1:$P_v1", description = "Echoes what it is sent." }
+return w.sequential{ name = "main",
+  w.agent{ name = "caller", model = "scripted", tools = { w.a2a("peer") },
+    script = function(req, turn)
+      if turn == 1 then
+        return { tool_calls = { { name = req.tools[1], args = { message = "echo from a tool" } } } }
+      end
+      return { text = "caller got: " .. req.messages[#req.messages].content }
+    end } }
+LUA
+run_weft "$T/out" "$T/err" run "$T/tool.lua" --input '{}'
+expect_rc 0 "w.a2a tool"
+expect_grep "$T/out" '^echo: echo from a tool$' "the tool's answer reached the model"
+ok "w.a2a: a remote agent as an agent's tool (message in, answer back)"
+
 # Offline replay answers from the record: no message reaches the agent.
 RUN=$(sql "SELECT id FROM runs WHERE workflow LIKE '%plain.lua' LIMIT 1")
 before=$(grep -c messageId "$T/plain.log")
