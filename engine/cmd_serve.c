@@ -55,6 +55,9 @@ cmd_serve_usage(FILE *f)
 "2025-11-25) at http://HOST:PORT/mcp.  Each workflow file (or each *.lua\n"
 "file of a directory) is one tool; tools/call runs it as a recorded run.\n"
 "Run trajectories are resources weft://runs/{id}.  See docs/mcp.md.\n"
+"Each workflow is also an A2A agent (v1.0 and v0.3): JSON-RPC at\n"
+"/a2a/NAME, its card at /a2a/NAME/.well-known/agent-card.json, the first\n"
+"one's at /.well-known/agent-card.json.  See docs/a2a.md.\n"
 "\n"
 "options:\n"
 "  --listen HOST:PORT    address (default 127.0.0.1:8765; port 0 picks\n"
@@ -285,7 +288,7 @@ cmd_serve(int argc, char **argv)
 	base = event_base_new();
 	memset(&ro, 0, sizeof ro);
 	ro.max_body = cl.max_body;
-	ro.not_found = "weft serves MCP at /mcp\n";
+	ro.not_found = "weft serves MCP at /mcp and A2A agents at /a2a/NAME\n";
 	ro.refuse = mcps_http_refuse;
 	cmd_serve_fit_conns(&cl, o.workers > 0 ? o.workers : 4);
 	ro.lim = cl.lim;
