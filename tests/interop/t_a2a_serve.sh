@@ -93,4 +93,14 @@ expect_rc 0 "weft's w.remote against weft serve"
 expect_grep "$T/out" '^notes on otters$' "the served workflow's output"
 ok "a weft workflow calls a served workflow with w.remote"
 stop_serve
+
+# examples/a2a as docs/a2a.md runs them (on a free port here).
+start_serve "$WEFT_SRCDIR/examples/a2a/researcher.lua" --db "$T/ex.db"
+sed "s|http://127.0.0.1:8765|http://$HOSTPORT|" "$WEFT_SRCDIR/examples/a2a/caller.lua" >"$T/ex_caller.lua"
+run_weft "$T/out" "$T/err" run "$T/ex_caller.lua" --input '{"topic":"tides"}' --db "$T/ex2.db"
+expect_rc 0 "examples/a2a/caller.lua"
+expect_grep "$T/out" 'From the node: .*1\. tides are old' "the node's answer"
+expect_grep "$T/out" '1\. moons are old' "the tool's answer"
+ok "examples/a2a: the served researcher, called as a node and as a tool"
+stop_serve
 expect_no_orphans
