@@ -74,7 +74,7 @@ local function open_run_grant(root, budget)
   for _, name in ipairs(I.server_order) do pats[#pats + 1] = name .. ".*" end
   -- Remote agents (w.remote): "NAME.send", to the agent's host only.
   local args
-  for _, name in ipairs(I.remote_order) do
+  for _, name in ipairs(I.remote_order or {}) do
     pats[#pats + 1] = name .. ".send"
     args = args or {}
     args[name .. ".send"] = { agent = { hosts = { I.remotes[name] } } }

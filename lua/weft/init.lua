@@ -179,7 +179,7 @@ function w.agent(t)
     for i, tool in ipairs(t.tools) do
       if tool ~= w.exit_loop and tool ~= w.escalate and getmetatable(tool) ~= TOOLSET and
           getmetatable(tool) ~= AGENTTOOL then
-        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\"), w.agent_tool(agent), w.a2a(remote), w.exit_loop or w.escalate",
+        fail(at, "agent '%s': tools[%d] must be w.mcp(\"server\"), w.agent_tool(agent), w.exit_loop or w.escalate",
              t.name, i)
       end
     end
