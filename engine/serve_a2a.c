@@ -149,7 +149,7 @@ a2as_sse(struct a2as_waiter *wt, json_t *res)
 	json_decref(m);
 }
 
-/* ---- tasks as JSON -------------------------------------------------------- */
+/* ---- tasks as JSON ------------------------------------------------------ */
 
 /* A state in a version's spelling. */
 static json_t *
@@ -324,7 +324,7 @@ a2as_artifact_event(struct a2as_task *t, int v1)
 	return e;
 }
 
-/* ---- runs ------------------------------------------------------------------- */
+/* ---- runs --------------------------------------------------------------- */
 
 /* A status update (say: its message) to every stream of the task. */
 static void
@@ -365,7 +365,8 @@ a2as_poll_cb(evutil_socket_t fd, short what, void *arg)
 
 	TAILQ_FOREACH(t, &a->tasks, entry)
 		if (t->x != NULL && !TAILQ_EMPTY(&t->waiters))
-			store_events_foreach(a->s->st, t->id, a2as_event_cb, t);
+			store_events_foreach(a->s->st, t->id, a2as_event_cb,
+			    t);
 }
 
 /* Answer and free every waiter of an ended task. */
@@ -454,7 +455,7 @@ a2as_begin(struct a2as_task *t, char *err, size_t errlen)
 	return 0;
 }
 
-/* ---- finding tasks ------------------------------------------------------- */
+/* ---- finding tasks ------------------------------------------------------ */
 
 static void
 a2as_task_free(struct a2as_task *t)
@@ -539,7 +540,7 @@ a2as_find(struct a2as *a, const char *id, const struct httpd_client *who,
 	return t;
 }
 
-/* ---- methods ----------------------------------------------------------------- */
+/* ---- methods ------------------------------------------------------------ */
 
 /*
  * The run input from a message's (normalised) parts: a data part that is
@@ -803,7 +804,7 @@ a2as_list(struct a2as_route *ro, struct evhttp_request *req, json_t *id,
 	    "totalSize", (json_int_t)json_array_size(list))));
 }
 
-/* ---- the card ------------------------------------------------------------ */
+/* ---- the card ----------------------------------------------------------- */
 
 /* The agent card of a workflow, in a version's shape. */
 static json_t *
@@ -905,7 +906,7 @@ a2as_card_cb(struct evhttp_request *req, const struct httpd_client *who,
 	json_decref(card);
 }
 
-/* ---- JSON-RPC -------------------------------------------------------------- */
+/* ---- JSON-RPC ----------------------------------------------------------- */
 
 static void
 a2as_rpc_cb(struct evhttp_request *req, const struct httpd_client *who,
@@ -929,9 +930,9 @@ a2as_rpc_cb(struct evhttp_request *req, const struct httpd_client *who,
 	}
 	if (n > A2AS_MAX_BODY || jrpc_parse((const char *)evbuffer_pullup(in,
 	    -1), n, &m, &code, err, sizeof err) != 0) {
-		a2as_error(req, NULL, n > A2AS_MAX_BODY ? JRPC_INVALID_REQUEST :
-		    code, "%s", n > A2AS_MAX_BODY ? "the request is too large" :
-		    err);
+		a2as_error(req, NULL, n > A2AS_MAX_BODY ?
+		    JRPC_INVALID_REQUEST : code, "%s", n > A2AS_MAX_BODY ?
+		    "the request is too large" : err);
 		return;
 	}
 	if (m.kind != JRPC_REQUEST) {
@@ -942,8 +943,8 @@ a2as_rpc_cb(struct evhttp_request *req, const struct httpd_client *who,
 	}
 	me = m.method;
 	if (m.params != NULL && !json_is_object(m.params)) {
-		a2as_error(req, m.id, JRPC_INVALID_PARAMS, "/params: must be an "
-		    "object");
+		a2as_error(req, m.id, JRPC_INVALID_PARAMS, "/params: must be "
+		    "an object");
 	} else if (strcmp(me, v1 ? "SendMessage" : "message/send") == 0)
 		a2as_send_msg(ro, req, m.id, m.params, who, v1, 0);
 	else if (strcmp(me, v1 ? "SendStreamingMessage" : "message/stream") ==

@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +55,28 @@ struct a2ac {
 	json_t			*message;	/* a direct answer */
 	json_t			*err;		/* the end's error */
 	char			*cancel_kind, *cancel_msg;
-	char			 ferr[1024];	/* a failure seen in a callback */
+	char			 ferr[1024];	/* a failure seen */
 	const char		*fkind;
 };
 
 static void a2ac_step_cb(evutil_socket_t, short, void *);
+
+static void
+a2ac_ferr(struct a2ac *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A failure's message into ferr, after "A2A agent AGENT: ". */
+static void
+a2ac_ferr(struct a2ac *c, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	n = snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: ", c->agent);
+	va_start(ap, fmt);
+	vsnprintf(c->ferr + n, sizeof c->ferr - (size_t)n, fmt, ap);
+	va_end(ap);
+}
 
 int
 a2a_url_host(const char *url, char *host, size_t hostlen)
@@ -105,7 +123,8 @@ a2a_state_norm(const char *s)
 	if (n >= sizeof buf)
 		return "unknown";
 	for (i = 0; i <= n; i++)
-		buf[i] = s[i] == '_' ? '-' : (char)tolower((unsigned char)s[i]);
+		buf[i] = s[i] == '_' ? '-' :
+		    (char)tolower((unsigned char)s[i]);
 	if (strcmp(buf, "cancelled") == 0)
 		return "canceled";
 	for (i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -217,7 +236,8 @@ a2ac_artifact(struct a2ac *c, json_t *a, int append)
 		    "artifactId"), id))
 			continue;
 		if (append)
-			json_array_extend(json_object_get(old, "parts"), parts);
+			json_array_extend(json_object_get(old, "parts"),
+			    parts);
 		else
 			json_object_set(old, "parts", parts);
 		json_decref(parts);
@@ -326,8 +346,7 @@ a2ac_take(struct a2ac *c, json_t *r)
 	    "unknown") ? 1 : 0;
 bad:
 	c->fkind = FAIL_PROTOCOL;
-	snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: the answer is not "
-	    "a task, a message or a task update", c->agent);
+	a2ac_ferr(c, "the answer is not a task, a message or a task update");
 	return -1;
 }
 
@@ -344,14 +363,12 @@ a2ac_rpc(struct a2ac *c, const char *p, size_t n)
 
 	if (m == NULL) {
 		c->fkind = FAIL_PROTOCOL;
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: the answer "
-		    "is not JSON: %s", c->agent, je.text);
+		a2ac_ferr(c, "the answer is not JSON: %s", je.text);
 		return -1;
 	}
 	if (json_is_object(e = json_object_get(m, "error"))) {
 		c->fkind = FAIL_RPC;
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: error %lld: "
-		    "%s", c->agent, (long long)json_integer_value(
+		a2ac_ferr(c, "error %lld: %s", (long long)json_integer_value(
 		    json_object_get(e, "code")), json_string_value(
 		    json_object_get(e, "message")) ? json_string_value(
 		    json_object_get(e, "message")) : "(no message)");
@@ -424,8 +441,7 @@ a2ac_data_cb(void *arg, const char *p, size_t n)
 		if (c->stream_end == 0) {
 			c->stream_end = -1;
 			c->fkind = FAIL_PROTOCOL;
-			snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: "
-			    "stream: %s", c->agent, err);
+			a2ac_ferr(c, "stream: %s", err);
 		}
 		return -1;
 	}
@@ -466,8 +482,7 @@ a2ac_request(struct a2ac *c, const char *url, int stream)
 	c->req = http_start(c->o.hc, &ho, err, sizeof err);
 	if (c->req == NULL) {
 		c->fkind = FAIL_TRANSPORT;
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: %s", c->agent,
-		    err);
+		a2ac_ferr(c, "%s", err);
 		return -1;
 	}
 	return 0;
@@ -580,8 +595,8 @@ a2ac_card(struct a2ac *c, const char *p, size_t n)
 
 	if (!json_is_object(card)) {
 		c->fkind = FAIL_PROTOCOL;
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: the agent "
-		    "card at %s is not a JSON object", c->agent, c->card_url);
+		a2ac_ferr(c, "the agent card at %s is not a JSON object",
+		    c->card_url);
 		json_decref(card);
 		return -1;
 	}
@@ -612,19 +627,17 @@ a2ac_card(struct a2ac *c, const char *p, size_t n)
 	}
 	if (url == NULL) {
 		c->fkind = FAIL_PROTOCOL;
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: the agent "
-		    "card offers no JSON-RPC interface of v1.0 or v0.3",
-		    c->agent);
+		a2ac_ferr(c, "the agent card offers no JSON-RPC interface of "
+		    "v1.0 or v0.3");
 		json_decref(card);
 		return -1;
 	}
 	if (a2a_url_host(url, host, sizeof host) != 0 ||
 	    strcmp(host, c->host) != 0) {
 		c->fkind = FAIL_BAD_TASK;
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: the card's "
-		    "endpoint %.200s is not on the agent's host '%.100s' (refused: "
-		    "the task may reach that host only)", c->agent, url,
-		    c->host);
+		a2ac_ferr(c, "the card's endpoint %.200s is not on the "
+		    "agent's host '%.100s' (refused: the task may reach that "
+		    "host only)", url, c->host);
 		json_decref(card);
 		return -1;
 	}
@@ -648,8 +661,7 @@ a2ac_redirect(struct a2ac *c, const struct http_result *res)
 
 	if (loc == NULL || ++c->redirects > A2AC_MAX_REDIRECTS) {
 		c->fkind = FAIL_PROTOCOL;
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: HTTP %ld "
-		    "%s", c->agent, res->status, loc == NULL ?
+		a2ac_ferr(c, "HTTP %ld %s", res->status, loc == NULL ?
 		    "without a Location" : "after too many redirects");
 		return -1;
 	}
@@ -663,9 +675,8 @@ a2ac_redirect(struct a2ac *c, const struct http_result *res)
 		next = xstrdup(loc);
 	else {
 		c->fkind = FAIL_BAD_TASK;
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: a redirect "
-		    "to %.200s was refused: it leaves the agent's host '%.100s'",
-		    c->agent, loc, c->host);
+		a2ac_ferr(c, "a redirect to %.200s was refused: it leaves the "
+		    "agent's host '%.100s'", loc, c->host);
 		return -1;
 	}
 	if (a2ac_request(c, next, c->phase != PH_CARD) != 0) {
@@ -697,9 +708,8 @@ a2ac_http_done_cb(void *arg, const struct http_result *res)
 		c->phase = c->stream_end > 0 ? PH_DONE : PH_POLL;
 		if (c->phase == PH_POLL && !json_is_string(json_object_get(
 		    c->task, "id"))) {
-			snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: the "
-			    "stream ended before the task had an id",
-			    c->agent);
+			a2ac_ferr(c, "the stream ended before the task had "
+			    "an id");
 			a2ac_fail_later(c, FAIL_PROTOCOL);
 			return;
 		}
@@ -707,8 +717,7 @@ a2ac_http_done_cb(void *arg, const struct http_result *res)
 		return;
 	}
 	if (res->err != HTTP_OK) {
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: %.200s: %.200s",
-		    c->agent, c->url, res->errmsg);
+		a2ac_ferr(c, "%.200s: %.200s", c->url, res->errmsg);
 		a2ac_fail_later(c, res->err == HTTP_ETIMEOUT ? FAIL_TIMEOUT :
 		    res->err == HTTP_ETOOBIG ? FAIL_TOO_LARGE :
 		    FAIL_TRANSPORT);
@@ -720,8 +729,8 @@ a2ac_http_done_cb(void *arg, const struct http_result *res)
 		return;
 	}
 	if (res->status != 200) {
-		snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: %s answered "
-		    "HTTP %ld%s%.200s", c->agent, c->url, res->status,
+		a2ac_ferr(c, "%s answered HTTP %ld%s%.200s", c->url,
+		    res->status,
 		    res->len > 0 ? ": " : "", res->len > 0 ? res->body : "");
 		a2ac_fail_later(c, res->status == 429 ? FAIL_RATE_LIMITED :
 		    res->status >= 500 ? FAIL_TRANSPORT : FAIL_RPC);
@@ -732,10 +741,10 @@ a2ac_http_done_cb(void *arg, const struct http_result *res)
 	else {
 		r = a2ac_rpc(c, c->acc != NULL ? c->acc : res->body,
 		    c->acc != NULL ? c->nacc : res->len);
-		if (r == 0 && !json_is_string(json_object_get(c->task, "id"))) {
+		if (r == 0 && !json_is_string(json_object_get(c->task,
+		    "id"))) {
 			c->fkind = FAIL_PROTOCOL;
-			snprintf(c->ferr, sizeof c->ferr, "A2A agent %.200s: a "
-			    "task without an id", c->agent);
+			a2ac_ferr(c, "a task without an id");
 			r = -1;
 		}
 	}

@@ -39,8 +39,8 @@ struct a2ac;
 struct a2ac_opts {
 	struct event_base	*base;
 	struct http		*hc;		/* the caller's client */
-	const char		*agent;		/* http(s) URL: the agent's base
-						   or its card's */
+	const char		*agent;		/* http(s) URL: the agent's
+						   base or its card's */
 	const char *const	*headers;	/* "Name: value", or NULL */
 	const char		*message_id;	/* the same on every attempt */
 	const char		*context_id;	/* or NULL */

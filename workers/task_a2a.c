@@ -83,9 +83,9 @@ worker_a2a_headers(json_t *hdrs, char **h, size_t n, char *err,
 		if (!json_is_string(v) || i + 1 >= n || strpbrk(k,
 		    ":\r\n") != NULL || strpbrk(json_string_value(v), "\r\n")
 		    != NULL) {
-			errf(err, errlen, "/params/server/headers/%.100s: must "
-			    "be a one-line string (at most %zu headers)", k,
-			    n - 1);
+			errf(err, errlen, "/params/server/headers/%.100s: "
+			    "must be a one-line string (at most %zu headers)",
+			    k, n - 1);
 			return -1;
 		}
 		h[i++] = xasprintf("%s: %s", k, json_string_value(v));
