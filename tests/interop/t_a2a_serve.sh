@@ -32,8 +32,15 @@ TOK=a2a-client-token-0123456789
 OTHER=another-client-token-98765
 printf '%s client alice\n%s client bob\n' "$TOK" "$OTHER" > "$T/tokens"
 chmod 600 "$T/tokens"
+# a2a_base: once weft serve said where its agents are (the line after the
+# one start_serve waits for), their base URL in BASE and HOSTPORT.
+a2a_base() {
+	wait_for_grep "$T/serve.err" 'A2A agents at http://[^ ]*/a2a/NAME ' "the A2A line"
+	BASE=$(sed -n 's|.*A2A agents at \(http://[^ ]*\)/a2a/NAME .*|\1|p' "$T/serve.err" | head -1)
+	HOSTPORT=${BASE#http://}
+}
 start_serve "$T/agents" --db "$WEFT_DB" --token-file "$T/tokens"
-BASE=http://$HOSTPORT
+a2a_base
 
 for v in 1.0 0.3; do
 	RC=0
@@ -96,6 +103,7 @@ stop_serve
 
 # examples/a2a as docs/a2a.md runs them (on a free port here).
 start_serve "$WEFT_SRCDIR/examples/a2a/researcher.lua" --db "$T/ex.db"
+a2a_base
 sed "s|http://127.0.0.1:8765|http://$HOSTPORT|" "$WEFT_SRCDIR/examples/a2a/caller.lua" >"$T/ex_caller.lua"
 run_weft "$T/out" "$T/err" run "$T/ex_caller.lua" --input '{"topic":"tides"}' --db "$T/ex2.db"
 expect_rc 0 "examples/a2a/caller.lua"
