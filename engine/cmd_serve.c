@@ -55,6 +55,9 @@ cmd_serve_usage(FILE *f)
 "2025-11-25) at http://HOST:PORT/mcp.  Each workflow file (or each *.lua\n"
 "file of a directory) is one tool; tools/call runs it as a recorded run.\n"
 "Run trajectories are resources weft://runs/{id}.  See docs/mcp.md.\n"
+"Each workflow is also an A2A agent (v1.0 and v0.3): JSON-RPC at\n"
+"/a2a/NAME, its card at /a2a/NAME/.well-known/agent-card.json, the first\n"
+"one's at /.well-known/agent-card.json.  See docs/a2a.md.\n"
 "\n"
 "options:\n"
 "  --listen HOST:PORT    address (default 127.0.0.1:8765; port 0 picks\n"
@@ -285,7 +288,7 @@ cmd_serve(int argc, char **argv)
 	base = event_base_new();
 	memset(&ro, 0, sizeof ro);
 	ro.max_body = cl.max_body;
-	ro.not_found = "weft serves MCP at /mcp\n";
+	ro.not_found = "weft serves MCP at /mcp and A2A agents at /a2a/NAME\n";
 	ro.refuse = mcps_http_refuse;
 	cmd_serve_fit_conns(&cl, o.workers > 0 ? o.workers : 4);
 	ro.lim = cl.lim;
@@ -312,6 +315,7 @@ cmd_serve(int argc, char **argv)
 	mh = mcps_http_new(serve_mcps(srv), base, httpd_routes_guard(routes),
 	    &cl.http);
 	httpd_routes_add(routes, "/mcp", mcps_http_cb, mh);
+	serve_a2a_init(srv, routes);
 	for (i = 0; i < cl.nhosts; i++)
 		httpd_routes_allow_host(routes, cl.hosts[i]);
 	for (i = 0; i < cl.norigins; i++)
@@ -332,6 +336,9 @@ cmd_serve(int argc, char **argv)
 	fprintf(stderr, "weft: serving %d workflow(s) at http://%s%s%s:%d/mcp\n",
 	    mcps_tool_count(serve_mcps(srv)), strchr(host, ':') ? "[" : "",
 	    host, strchr(host, ':') ? "]" : "", port);
+	fprintf(stderr, "weft: A2A agents at http://%s%s%s:%d/a2a/NAME "
+	    "(card: /.well-known/agent-card.json)\n", strchr(host, ':') ?
+	    "[" : "", host, strchr(host, ':') ? "]" : "", port);
 	term = evsignal_new(base, SIGTERM, cmd_serve_term_cb, base);
 	intr = evsignal_new(base, SIGINT, cmd_serve_term_cb, base);
 	event_add(term, NULL);
@@ -340,6 +347,7 @@ cmd_serve(int argc, char **argv)
 	rc = WEFT_EXIT_OK;
 out:
 	mcps_http_free(mh);
+	serve_a2a_free(srv);
 	httpd_routes_free(routes);
 	serve_free(srv);
 	if (term != NULL)

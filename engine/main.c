@@ -28,7 +28,8 @@ static const struct {
 	{ "graph", cmd_graph, "print a workflow's graph (text tree or --dot)" },
 	{ "doctor", cmd_doctor, "report the sandbox layers this kernel provides" },
 	{ "mcp", cmd_mcp, "serve workflows as MCP tools on stdio" },
-	{ "serve", cmd_serve, "serve workflows over MCP Streamable HTTP (/mcp)" },
+	{ "serve", cmd_serve, "serve workflows over MCP Streamable HTTP (/mcp) "
+	    "and as A2A agents" },
 	{ "keys", cmd_keys, "list or rotate the keys that sign capability tokens" },
 	{ "worker", worker_main, "run a worker (weft run starts its own; "
 	    "--connect joins\n"

@@ -80,6 +80,17 @@ int serve_new(struct event_base *base, const struct serve_opts *,
 void serve_free(struct serve *);
 /* The coordinator of the server's runs. */
 struct coord *serve_coord(struct serve *);
+
+/*
+ * Serve every workflow as an A2A agent on routes (engine/serve_a2a.c,
+ * docs/a2a.md): its card and JSON-RPC endpoint under /a2a/NAME, the first
+ * one's card at /.well-known/agent-card.json.  serve_a2a_free ends what
+ * it holds (running tasks stay resumable): call it before the listener
+ * and the server are freed.  NULL is allowed.
+ */
+struct httpd_routes;
+int serve_a2a_init(struct serve *, struct httpd_routes *);
+void serve_a2a_free(struct serve *);
 /* The MCP server to give transports (owned by the serve). */
 struct mcps *serve_mcps(struct serve *);
 

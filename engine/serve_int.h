@@ -19,6 +19,8 @@ struct store;
 struct store_run;
 struct evhttp;
 struct httpd;
+struct httpd_routes;
+struct a2as;
 struct sqlite3;
 struct sqlite3_stmt;
 
@@ -51,6 +53,8 @@ struct serve {
 	struct evhttp		*client;	/* serve_client.c */
 	struct httpd		*client_guard;
 	int			 client_port;
+	struct a2as		*a2a;		/* serve_a2a.c */
+	struct httpd_routes	*routes;	/* its listener */
 	struct sqlite3		*odb;		/* serve_owners.c */
 	struct sqlite3_stmt	*o_put, *o_get, *o_mine;
 };

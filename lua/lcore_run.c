@@ -88,6 +88,41 @@ l_event_kv(lua_State *L)
 	return 1;
 }
 
+/*
+ * An a2a.send's server.bearer_env (table at 5): the coordinator's
+ * variable of that name as its Authorization header.  The task carries
+ * the value to the worker; the run records neither (only the summary).
+ */
+static void
+l_submit_secret(lua_State *L, const char *sname)
+{
+	const char *var, *val;
+
+	lua_getfield(L, 5, "bearer_env");
+	var = lua_tostring(L, -1);
+	if (var == NULL) {
+		lua_pop(L, 1);
+		return;
+	}
+	if ((val = getenv(var)) == NULL || *val == '\0' ||
+	    strpbrk(val, "\r\n") != NULL)
+		luaL_error(L, "remote '%s': auth.bearer_env: the environment "
+		    "variable %s is %s", sname, var, val == NULL || *val ==
+		    '\0' ? "not set" : "not one line");
+	lua_getfield(L, 5, "headers");
+	if (!lua_istable(L, -1)) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, 5, "headers");
+	}
+	lua_pushfstring(L, "Bearer %s", val);
+	lua_setfield(L, -2, "Authorization");
+	lua_pop(L, 2);
+	lua_pushnil(L);
+	lua_setfield(L, 5, "bearer_env");
+}
+
 /* core.submit(kind, path, span, params, grant) -> ticket */
 static int
 l_submit(lua_State *L)
@@ -112,6 +147,8 @@ l_submit(lua_State *L)
 	lua_getfield(L, 4, "arguments");		/* 8 */
 	has_name = !lua_isnil(L, 7);
 	has_args = !lua_isnil(L, 8);
+	if (strcmp(luaL_checkstring(L, 1), "a2a.send") == 0)
+		l_submit_secret(L, sname);
 	luaeng_check_json_text(L, 5, "task server", sv);
 	if (has_name)
 		luaeng_check_json_text(L, 7, "tool name", nm);

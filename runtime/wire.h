@@ -31,7 +31,8 @@
 /* Task kinds. */
 #define TASK_MCP_CALL		"mcp.call"	/* params: {server, name, arguments} */
 #define TASK_MCP_LIST		"mcp.list"	/* params: {server} */
-#define TASK_A2A_SEND		"a2a.send"	/* reserved: A2A message/send */
+#define TASK_A2A_SEND		"a2a.send"	/* params: {server, name, arguments}
+					   (docs/PROTOCOL.md) */
 
 /* Failure kinds in a "fail" error object {kind, message}. */
 #define FAIL_SERVER_START	"server_start"	/* command not found, exec failed */

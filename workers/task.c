@@ -366,6 +366,7 @@ worker_check_token(struct worker *w, json_t *task, const char *run,
 	char msg[400];
 	const char *server;
 	char tool[256];
+	json_t *a2a_args = NULL;
 	int r;
 
 	memset(&call, 0, sizeof call);
@@ -381,6 +382,16 @@ worker_check_token(struct worker *w, json_t *task, const char *run,
 		    json_string_value(json_object_get(params, "name")) : "");
 		call.tool = tool;
 		call.args = json_object_get(params, "arguments");
+	} else if (kind != NULL && strcmp(kind, TASK_A2A_SEND) == 0) {
+		/* The grant names "REMOTE.send" with the agent's host. */
+		json_t *srv = json_object_get(params, "server");
+
+		snprintf(tool, sizeof tool, "%s.send", json_string_value(
+		    json_object_get(srv, "name")) ? json_string_value(
+		    json_object_get(srv, "name")) : "");
+		call.tool = tool;
+		call.args = a2a_args = json_pack("{s:O?}", "agent",
+		    json_object_get(srv, "agent"));
 	}
 	if (s == NULL) {
 		r = -CAPTOKEN_EMALFORMED;
@@ -395,6 +406,7 @@ worker_check_token(struct worker *w, json_t *task, const char *run,
 		w->tokc[w->tokc_next] = tok;
 		w->tokc_next = (w->tokc_next + 1) % WORKER_TOKEN_CACHE;
 	}
+	json_decref(a2a_args);
 	if (r == 0)
 		return 0;
 	snprintf(err, errlen, "%s%c%s", captoken_reason_name(-r), '\0', msg);
@@ -437,6 +449,10 @@ worker_start_task(struct worker *w, json_t *task)
 		    "reason", err, "message", strchr(err, '\0') + 1);
 		worker_outcome(t, NULL, refusal);
 		json_decref(refusal);
+		return;
+	}
+	if (strcmp(t->kind, TASK_A2A_SEND) == 0) {
+		worker_a2a_start(t, task, params);
 		return;
 	}
 	t->ws = worker_session(w, json_object_get(params, "server"),

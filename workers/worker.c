@@ -40,6 +40,7 @@
 #include "runtime/chan.h"
 #include "runtime/sandbox.h"
 #include "runtime/supervise.h"
+#include "runtime/http.h"
 #include "runtime/wire.h"
 #include "workers/worker.h"
 #include "workers/worker_int.h"
@@ -210,6 +211,11 @@ worker_hb_answer(struct worker *w, json_t *result, json_t *error)
 	/* Steps the coordinator cancelled: tell their servers. */
 	json_array_foreach(json_object_get(result, "cancel"), i, it) {
 		TAILQ_FOREACH_SAFE(t, &w->running, entry, next) {
+			if (t->id == json_integer_value(it) &&
+			    t->a2a != NULL) {
+				worker_a2a_cancel(t);
+				break;
+			}
 			if (t->id != json_integer_value(it) ||
 			    t->handle == 0)
 				continue;
@@ -826,6 +832,8 @@ worker_main(int argc, char **argv)
 		nng_pipe_notify(w.sock, NNG_PIPE_EV_REM_POST, NULL, NULL);
 	while ((s = LIST_FIRST(&w.sessions)) != NULL)
 		worker_session_free(s);
+	if (w.hc != NULL)
+		http_free(w.hc);	/* a2a.send's client */
 	worker_scratch_sweep(&w);
 	worker_release(&w);
 	/*

@@ -50,6 +50,8 @@ struct wtask {
 	char			*idem;		/* idempotency key, or NULL */
 	unsigned		 gen;		/* mcp.list: list generation */
 	json_t			*progress;	/* not yet reported */
+	struct a2ac		*a2a;		/* a2a.send: the exchange */
+	int			 nupdates;	/* a2a.send: updates seen */
 	TAILQ_ENTRY(wtask)	 entry;
 };
 TAILQ_HEAD(wtask_list, wtask);
@@ -93,6 +95,7 @@ struct worker {
 	int			 heartbeat_ms;
 	int			 stopping;
 	LIST_HEAD(, wsession)	 sessions;
+	struct http		*hc;		/* a2a.send's client */
 	struct captoken_keys	*keys;		/* public keys only */
 	struct captoken_uses	*uses;		/* calls per token */
 	struct captoken		*tokc[WORKER_TOKEN_CACHE]; /* verified */
@@ -112,6 +115,10 @@ void worker_task_free(struct wtask *t);
 void worker_start_task(struct worker *w, json_t *task);
 void worker_outcome(struct wtask *t, json_t *result, json_t *error);
 void worker_task_fail(struct wtask *t, const char *kind, const char *msg);
+
+/* task_a2a.c: an a2a.send task, and its cancel by the coordinator. */
+void worker_a2a_start(struct wtask *t, json_t *task, json_t *params);
+void worker_a2a_cancel(struct wtask *t);
 
 /* session.c: the scratch root, and the MCP server session of (run,
    server) for a task, started on first use. */

@@ -26,6 +26,8 @@ local fields = {
               "retry", "timeout" },
   tool = set{ "server", "tool", "args", "output_key", "timeout", "retry", "idempotent" },
   approval = set{ "prompt", "schema", "timeout", "on_timeout", "output_key" },
+  remote = set{ "agent", "input", "output_key", "auth", "headers", "timeout", "retry",
+                "idempotent", "context_id", "max_response", "stream_seconds" },
 }
 for _, f in pairs(fields) do
   for _, c in ipairs(common) do f[c] = true end

@@ -11,7 +11,9 @@ local I = w._internal
 local function agent_tool_patterns(n)
   local pats = {}
   for _, ts in ipairs(n.tools) do
-    if type(ts.server) == "string" then
+    if type(ts.agent) == "table" and ts.agent.kind == "remote" then
+      pats[#pats + 1] = ts.agent.name .. ".send"       -- w.a2a
+    elseif type(ts.server) == "string" then
       if ts.only then
         for _, name in ipairs(ts.only) do pats[#pats + 1] = ts.server .. "." .. name end
       else
@@ -48,6 +50,13 @@ local function open_grant(n, ctx)
     key = tostring(ctx.grant or 0) .. "|" .. n.grant_pats_text
     if agent_grants[key] then ctx.grant = agent_grants[key] return end
     g, eager = { tools = n.grant_pats }, false
+    -- A remote agent's tool keeps the run grant's host constraint.
+    for _, ts in ipairs(n.tools) do
+      if type(ts.agent) == "table" and ts.agent.kind == "remote" then
+        g.args = g.args or {}
+        g.args[ts.agent.name .. ".send"] = { agent = { hosts = { I.remotes[ts.agent.name] } } }
+      end
+    end
     node = ctx.grant and grant_node[ctx.grant] or ctx.path
   end
   if not g then return end
@@ -63,9 +72,16 @@ end
 local function open_run_grant(root, budget)
   local pats = {}
   for _, name in ipairs(I.server_order) do pats[#pats + 1] = name .. ".*" end
+  -- Remote agents (w.remote): "NAME.send", to the agent's host only.
+  local args
+  for _, name in ipairs(I.remote_order or {}) do
+    pats[#pats + 1] = name .. ".send"
+    args = args or {}
+    args[name .. ".send"] = { agent = { hosts = { I.remotes[name] } } }
+  end
   local grant
   if #pats > 0 then
-    local g = { tools = pats }
+    local g = { tools = pats, args = args }
     if budget and budget.tool_calls then g.max_calls = math.max(1, math.floor(budget.tool_calls)) end
     local err
     grant, err = core.grant(0, root.name, g, false)

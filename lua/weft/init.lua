@@ -502,6 +502,87 @@ function w.tool(t)
   return n
 end
 
+-- A remote A2A agent as a node (docs/a2a.md): w.remote{ name, agent =
+-- URL, input = "template {key}" | function(ctx), output_key, auth = {
+-- bearer_env = "NAME" }, headers, timeout, retry }.  Its name is also the
+-- grant's tool "NAME.send", limited to the agent's host.
+local remotes, remote_order, remote_nodes = {}, {}, {}
+function w.remote(t)
+  local at = where()
+  check("remote", t, at, false)
+  local what = "remote '" .. tostring(t.name or "?") .. "'"
+  if type(t.name) ~= "string" or not t.name:match("^[%w_%-]+$") then
+    fail(at, "w.remote needs a name of letters, digits, '_' and '-' (it names the grant's tool NAME.send)")
+  end
+  if type(t.agent) ~= "string" then
+    fail(at, "%s: agent must be the agent's http(s) URL", what)
+  end
+  local host = t.agent:match("^[hH][tT][tT][pP][sS]?://([^/:?#@]+)")
+  if not host or t.agent:match("^[^/]*//[^/]*@") then
+    fail(at, "%s: agent '%s' is not an http or https URL (no user or password in it)", what, t.agent)
+  end
+  if t.input ~= nil and type(t.input) ~= "string" and type(t.input) ~= "function" then
+    fail(at, "%s: input must be a template string (\"... {key} ...\") or a function(ctx)", what)
+  end
+  if t.auth ~= nil then
+    if type(t.auth) ~= "table" or type(t.auth.bearer_env) ~= "string" or
+        not t.auth.bearer_env:match("^[%a_][%w_]*$") or next(t.auth, next(t.auth)) ~= nil then
+      fail(at, "%s: auth must be { bearer_env = \"NAME\" }, the name of an environment variable of the coordinator (the secret itself never goes in a workflow)", what)
+    end
+  end
+  if t.headers ~= nil then
+    if type(t.headers) ~= "table" then fail(at, "%s: headers must map names to strings", what) end
+    for k, v in pairs(t.headers) do
+      if type(k) ~= "string" or not k:match("^[%w%-]+$") or type(v) ~= "string" or v:match("[\r\n]") then
+        fail(at, "%s: headers must map header names to one-line strings", what)
+      end
+    end
+  end
+  for _, k in ipairs{ "max_response", "stream_seconds" } do
+    if t[k] ~= nil and (type(t[k]) ~= "number" or t[k] <= 0) then
+      fail(at, "%s: %s must be a positive number", what, k)
+    end
+  end
+  if t.context_id ~= nil and type(t.context_id) ~= "string" then
+    fail(at, "%s: context_id must be a template string", what)
+  end
+  local n = node("remote", t, at)
+  n.policy = check_policy(t, at, what)
+  n.host = host:lower():gsub("%.$", "")
+  if remotes[t.name] and remotes[t.name] ~= n.host then
+    fail(at, "%s: another w.remote of that name calls host '%s'", what, remotes[t.name])
+  end
+  if not remotes[t.name] then remote_order[#remote_order + 1] = t.name end
+  remotes[t.name] = n.host
+  remote_nodes[t.name] = n
+  return n
+end
+
+-- A remote agent offered to an LLM agent as a tool taking a message:
+-- w.a2a(remote_node_or_name, { name = ..., description = ... }).
+local A2A_INPUT = { type = "object", required = core.array{ "message" },
+  properties = { message = { type = "string", description = "The message to send to the agent" } } }
+function w.a2a(remote, opts)
+  local at = where()
+  if type(remote) == "string" then remote = remote_nodes[remote] or remote end
+  if not is_node(remote) or remote.kind ~= "remote" then
+    fail(at, "w.a2a needs a w.remote{...} node or the name of one declared before, got %s",
+         type(remote) == "string" and ("'" .. remote .. "'") or type(remote))
+  end
+  if opts ~= nil and type(opts) ~= "table" then fail(at, "w.a2a: options must be a table") end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "name" and k ~= "description" then
+      fail(at, "w.a2a: unknown option '%s' (name, description)", tostring(k))
+    end
+  end
+  return setmetatable({ agent = remote, name = opts.name or remote.name, input_schema = A2A_INPUT,
+                        description = opts.description or remote.description or
+                          string.format("Send a message to the remote agent '%s' (%s); it answers with text or JSON.",
+                                        remote.name, remote.agent),
+                        where = at }, AGENTTOOL)
+end
+
 -- The transport fields of an mcp_server: command (stdio) xor url (HTTP).
 local function server_transport(t, at, s)
   if t.url ~= nil then
@@ -669,6 +750,7 @@ function w.random(m, n) return core.runner_random(w._internal.current_path(), m,
 w._internal = {
   is_node = is_node, servers = servers, server_order = server_order,
   providers = providers, provider_order = provider_order, run_hooks = run_hooks,
+  remotes = remotes, remote_order = remote_order,
   EXIT = EXIT, EXIT_TOOL = w.exit_loop, ESCALATE = ESCALATE, AGENTTOOL = AGENTTOOL, TOOLSET = TOOLSET, fail = fail,
 }
 

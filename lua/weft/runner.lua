@@ -507,6 +507,15 @@ function exec.tool(n, ctx)
   return result_text(r.result)
 end
 
+-- Remote A2A agents (w.remote): lua/weft/remote.lua.
+exec.remote = core.module("weft.remote", core, {
+  ev = ev, raise = raise, raise_kind = raise_kind, render = render, state_proxy = state_proxy,
+  call_tasks = call_tasks, deadline_policy = deadline_policy, stats = stats, COMMIT = COMMIT,
+  budget_reserve = budget_reserve, budget_settle = budget_settle,
+  input_text = function() return run_input_text end,
+  run_input = function() return core.json_copy(run_input) end,
+})
+
 -- A node's work and its output_key write, inside run_node's pcall.
 local function run_body(n, ctx)
   local o, sig = exec[n.kind](n, ctx)

@@ -150,7 +150,8 @@ local function resolve_tools(n, ctx)
       end
       offered[#offered + 1] = ts.name
       byname[ts.name] = { builtin = "agent", node = ts.agent, budget = ts.budget }
-      defs[#defs + 1] = { name = ts.name, description = ts.description, input_schema = AGENT_INPUT }
+      defs[#defs + 1] = { name = ts.name, description = ts.description,
+                          input_schema = ts.input_schema or AGENT_INPUT }
     else
       local c = list_tools(ts.server, ctx)
       local only

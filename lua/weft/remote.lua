@@ -1,0 +1,90 @@
+-- weft.remote: a w.remote node's run (docs/a2a.md): the message built
+-- from the state, sent as one a2a.send task on a worker, its answer the
+-- node's output.  The coordinator never talks to the agent itself.
+
+local core, h = ...
+local type, tostring, ipairs, pairs = type, tostring, ipairs, pairs
+local coroutine, table = coroutine, table
+
+local sent = {}           -- node path -> messages sent from it
+
+-- The data parts of an answer: the direct message's, else the artifacts'.
+local function data_parts(res)
+  local out = {}
+  local function take(parts)
+    for _, p in ipairs(parts or {}) do
+      if type(p) == "table" and p.data ~= nil then out[#out + 1] = p.data end
+    end
+  end
+  if type(res.message) == "table" then
+    take(res.message.parts)
+  else
+    for _, a in ipairs(res.artifacts or {}) do take(a.parts) end
+  end
+  return out
+end
+
+-- The node's output: the answer's text, else its data (one part as it
+-- is, several as a list).
+local function output_of(res)
+  if type(res.text) == "string" and res.text ~= "" then return res.text end
+  local d = data_parts(res)
+  if #d == 1 then return d[1] end
+  if #d > 1 then return core.array(d) end
+  return ""
+end
+
+-- The message's text and data parts from the node's input.
+local function message_of(n, ctx)
+  if ctx.call_input then
+    -- Offered as a tool (w.a2a): the model's { message = ... }.
+    local ok, v = pcall(core.json_decode, ctx.call_input)
+    if ok and type(v) == "table" and type(v.message) == "string" then return v.message end
+    return ctx.call_input
+  elseif type(n.input) == "function" then
+    -- Workflow code runs after a commit, as a fn node's does.
+    coroutine.yield(h.COMMIT)
+    local v = n.input({ state = h.state_proxy(ctx), path = ctx.path, input = h.run_input() })
+    if type(v) == "string" then return v end
+    if type(v) == "table" then return nil, v end
+    h.raise(ctx, "remote '%s': input function returned %s (a string or a table)", n.name, type(v))
+  elseif type(n.input) == "string" then
+    return h.render(ctx, "input", n.input)
+  end
+  return h.input_text()
+end
+
+return function(n, ctx)
+  local text, data = message_of(n, ctx)
+  local server = { name = n.name, agent = n.agent, policy = h.deadline_policy(ctx, n.policy),
+                   max_response = n.max_response, stream_seconds = n.stream_seconds }
+  if n.headers then
+    server.headers = {}
+    for k, v in pairs(n.headers) do server.headers[k] = v end
+  end
+  if server.policy and server.policy.timeout then server.timeout = server.policy.timeout.attempt end
+  if n.idempotent ~= nil then
+    server.policy = server.policy or {}
+    server.policy.idempotent = n.idempotent
+  end
+  -- The secret is read by the coordinator as the task is sent; only the
+  -- variable's name is here, and neither is recorded.
+  if n.auth then server.bearer_env = n.auth.bearer_env end
+  -- The message's number at this path: with the run and the path it
+  -- makes the messageId, the same when a resume sends it again.
+  sent[ctx.path] = (sent[ctx.path] or 0) + 1
+  local args = { text = text, data = data, n = sent[ctx.path] }
+  if n.context_id then args.contextId = h.render(ctx, "context_id", n.context_id) end
+  local rsv = ctx.env and h.budget_reserve(ctx, { tool_calls = 1 })
+  local r = h.call_tasks({ { kind = "a2a.send", path = ctx.path, span = ctx.span, grant = ctx.grant,
+                             params = { server = server, name = "send", arguments = args } } })[1]
+  h.stats.tool_calls = h.stats.tool_calls + 1
+  h.stats.steps = h.stats.steps + 1
+  if rsv then h.budget_settle(ctx, rsv, { tool_calls = 1 }) end
+  if r.err then
+    h.raise_kind(ctx, r.err.kind, "remote agent '%s': %s", n.name, tostring(r.err.message))
+  end
+  h.ev("remote.answer", ctx, { agent = n.agent, protocol = r.result.protocol,
+                                task = r.result.task, messageId = r.result.messageId })
+  return output_of(r.result)
+end

@@ -1,0 +1,193 @@
+#!/bin/sh
+# weft's A2A client (w.remote, docs/a2a.md) against agents built with the
+# official SDK's server classes (@a2a-js/sdk, tests/interop/a2a_agent.mjs):
+# v1.0 and v0.3, streaming and not, data, input-required, failure, a slow
+# agent cancelled at the node's timeout, redirects, credentials by name,
+# the grant's host, offline replay, and kill -9 then resume.
+. "$WEFT_SRCDIR/tests/integration/lib.sh"
+NODE_MODULES="$WEFT_SRCDIR/node_modules"
+if ! command -v node >/dev/null 2>&1 || [ ! -d "$NODE_MODULES/@a2a-js/sdk" ]; then
+	echo "SKIP: node or $NODE_MODULES/@a2a-js/sdk missing (run npm ci in $WEFT_SRCDIR)"
+	exit 77
+fi
+AGENT="$WEFT_SRCDIR/tests/interop/a2a_agent.mjs"
+PIDS=
+trap '_rc=$?; for p in $PIDS; do kill "$p" 2>/dev/null; done; (exit $_rc); cleanup' EXIT
+
+# start_agent NAME ARGS...: an SDK agent; sets its port in P_NAME.
+start_agent() {
+	_n=$1
+	shift
+	NODE_PATH="$NODE_MODULES" node "$AGENT" "$T/$_n.port" "$T/$_n.log" "$@" \
+	    >"$T/$_n.out" 2>&1 &
+	PIDS="$PIDS $!"
+	_i=0
+	while [ ! -s "$T/$_n.port" ]; do
+		_i=$((_i + 1))
+		[ $_i -lt 600 ] || { cat "$T/$_n.out" >&2; fail "agent $_n did not start"; }
+		sleep 0.05
+	done
+	eval "P_$_n=\$(cat \"\$T/\$_n.port\")"
+}
+start_agent v1
+start_agent plain --no-stream
+start_agent old --v03
+start_agent sec --token s3cr3t-A2A-value
+
+# wf NAME AGENT_URL INPUT [EXTRA FIELDS]: a one-node workflow.
+wf() {
+	cat > "$T/$1.lua" <<LUA
+local w = require "weft"
+return w.sequential{ name = "main",
+  w.remote{ name = "peer", agent = "$2", input = "$3", output_key = "answer"${4:-} },
+}
+LUA
+}
+
+# v1.0, not streamed: SendMessage; the answer's text is the output.
+wf plain "http://127.0.0.1:$P_plain" "echo {topic}"
+run_weft "$T/out" "$T/err" run "$T/plain.lua" --input '{"topic":"cats"}'
+expect_rc 0 "v1.0 SendMessage"
+expect_grep "$T/out" '^echo: echo cats$' "the artifact's text is the output"
+expect_grep "$T/plain.log" '"version":"1.0"' "the request says A2A-Version: 1.0"
+RUN=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$RUN' AND kind = 'tool.result' AND json_extract(payload, '$.result.protocol') = '1.0'")" = 1 ] ||
+	fail "the exchange is recorded with its protocol version"
+ok "v1.0 SendMessage: output and record (protocol 1.0)"
+"$WEFT" show "$RUN" >"$T/show" 2>&1
+expect_grep "$T/show" 'remote .*succeeded' "weft show lists the remote node"
+
+# v1.0 streamed: SendStreamingMessage; updates are progress events.
+wf stream "http://127.0.0.1:$P_v1" "stream {topic}"
+run_weft "$T/out" "$T/err" run "$T/stream.lua" --input '{"topic":"dogs"}'
+expect_rc 0 "v1.0 SendStreamingMessage"
+expect_grep "$T/out" '^part one$' "appended chunks are joined (1)"
+expect_grep "$T/out" '^part two$' "appended chunks are joined (2)"
+RUN=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$RUN' AND kind = 'tool.progress' AND payload LIKE '%working: on it%'")" -ge 1 ] ||
+	fail "status updates are recorded as progress"
+ok "v1.0 streaming: chunks joined, status updates as tool.progress"
+
+# v0.3: the card offers only 0.3; message/stream with kind-tagged parts.
+wf old "http://127.0.0.1:$P_old" "echo {topic}"
+run_weft "$T/out" "$T/err" run "$T/old.lua" --input '{"topic":"owls"}'
+expect_rc 0 "v0.3 agent"
+expect_grep "$T/out" '^echo: echo owls$' "v0.3 answer"
+RUN=$(last_run)
+[ "$(sql "SELECT json_extract(payload, '$.result.protocol') FROM events WHERE run_id = '$RUN' AND kind = 'tool.result'")" = 0.3 ] ||
+	fail "v0.3 recorded"
+ok "v0.3 agent: message/stream, recorded as protocol 0.3"
+
+# A data artifact is the output as JSON.
+wf data "http://127.0.0.1:$P_plain" "data please"
+run_weft "$T/out" "$T/err" run "$T/data.lua" --input '{}'
+expect_rc 0 "data artifact"
+expect_grep "$T/out" '"n": ?42' "data part as JSON"
+ok "a data part becomes JSON output"
+
+# input-required fails the node with the agent's question.
+wf ask "http://127.0.0.1:$P_v1" "ask me"
+run_weft "$T/out" "$T/err" run "$T/ask.lua" --input '{}'
+[ "$RC" -ne 0 ] || fail "input-required must fail the node"
+expect_grep "$T/err" 'needs input: Which city\?' "the agent's question in the error"
+ok "input-required: the node fails with the agent's question"
+
+# A failed task fails the node with the agent's status message.
+wf failing "http://127.0.0.1:$P_plain" "fail now"
+run_weft "$T/out" "$T/err" run "$T/failing.lua" --input '{}'
+[ "$RC" -ne 0 ] || fail "a failed task must fail the node"
+expect_grep "$T/err" 'failed: the agent broke' "the agent's failure message"
+ok "a failed remote task fails the node, quoting the agent"
+
+# Slow: the node's timeout cancels the remote task (CancelTask).
+wf slow "http://127.0.0.1:$P_v1" "slow down" ", timeout = 1"
+run_weft "$T/out" "$T/err" run "$T/slow.lua" --input '{}'
+[ "$RC" -ne 0 ] || fail "a timed-out remote call must fail"
+expect_grep "$T/err" 'CancelTask' "the timeout names the cancel"
+expect_grep "$T/v1.log" '"cancel":' "the agent received CancelTask"
+ok "a slow agent is cancelled at the node's timeout (CancelTask reached it)"
+
+# Redirects: to the same host followed, to another host refused.
+wf same "http://127.0.0.1:$P_plain/same" "echo same"
+run_weft "$T/out" "$T/err" run "$T/same.lua" --input '{}'
+expect_rc 0 "a same-host redirect is followed"
+wf redir "http://127.0.0.1:$P_plain/redirect" "echo away"
+run_weft "$T/out" "$T/err" run "$T/redir.lua" --input '{}'
+[ "$RC" -ne 0 ] || fail "a redirect to another host must be refused"
+expect_grep "$T/err" "redirect to http://localhost:$P_plain/.* was refused: it leaves the agent's host '127.0.0.1'" "why"
+ok "redirects: same host followed, another host refused"
+
+# Credentials by environment name: sent, never recorded.
+wf sec "http://127.0.0.1:$P_sec" "echo secret" ", auth = { bearer_env = \"A2A_TEST_TOKEN\" }"
+RC=0
+A2A_TEST_TOKEN=s3cr3t-A2A-value "$WEFT" run "$T/sec.lua" --input '{}' >"$T/out" 2>"$T/err" || RC=$?
+expect_rc 0 "bearer_env"
+expect_grep "$T/sec.log" '"auth":"yes"' "the agent saw the header"
+if grep -aq 's3cr3t-A2A-value' "$WEFT_DB" "$WEFT_DB-wal" 2>/dev/null; then
+	fail "the credential is in the store"
+fi
+ok "auth.bearer_env: the agent gets the token; the store never holds it"
+run_weft "$T/out" "$T/err" run "$T/sec.lua" --input '{}'
+[ "$RC" -ne 0 ] || fail "a missing variable must fail"
+expect_grep "$T/err" 'A2A_TEST_TOKEN is not set' "names the variable"
+ok "auth.bearer_env unset: the node fails naming the variable"
+
+# The grant: a node grant for another host is refused before any call.
+cat > "$T/grant.lua" <<LUA
+local w = require "weft"
+return w.sequential{ name = "main",
+  w.remote{ name = "peer", agent = "http://127.0.0.1:$P_plain", input = "echo x",
+            grant = { tools = { "peer.send" }, args = { ["peer.send"] = { agent = { hosts = { "example.com" } } } } } },
+}
+LUA
+run_weft "$T/out" "$T/err" run "$T/grant.lua" --input '{}'
+[ "$RC" -ne 0 ] || fail "a grant for another host must be refused"
+expect_grep "$T/err" 'grant refused' "the grant's host is checked"
+ok "the capability grant names the agent's host"
+
+# w.a2a: the remote agent as an LLM agent's tool taking a message.
+cat > "$T/tool.lua" <<LUA
+local w = require "weft"
+local peer = w.remote{ name = "peer", agent = "http://127.0.0.1:$P_v1", description = "Echoes what it is sent." }
+return w.sequential{ name = "main",
+  w.agent{ name = "caller", model = "scripted", tools = { w.a2a("peer") },
+    script = function(req, turn)
+      if turn == 1 then
+        return { tool_calls = { { name = req.tools[1], args = { message = "echo from a tool" } } } }
+      end
+      return { text = "caller got: " .. req.messages[#req.messages].content }
+    end } }
+LUA
+run_weft "$T/out" "$T/err" run "$T/tool.lua" --input '{}'
+expect_rc 0 "w.a2a tool"
+expect_grep "$T/out" '^echo: echo from a tool$' "the tool's answer reached the model"
+ok "w.a2a: a remote agent as an agent's tool (message in, answer back)"
+
+# Offline replay answers from the record: no message reaches the agent.
+RUN=$(sql "SELECT id FROM runs WHERE workflow LIKE '%plain.lua' LIMIT 1")
+before=$(grep -c messageId "$T/plain.log")
+run_weft "$T/out" "$T/err" replay "$RUN"
+expect_rc 0 "replay"
+expect_grep "$T/out" 'identical' "replay is identical"
+[ "$(grep -c messageId "$T/plain.log")" = "$before" ] || fail "replay must not call the agent"
+ok "offline replay answers from the record"
+
+# kill -9 while the remote call is in flight, then resume: the agent
+# receives the message again with the same messageId, and the run ends.
+wf hold "http://127.0.0.1:$P_v1" "hold $T/release"
+"$WEFT" run "$T/hold.lua" --input '{}' >"$T/hold.out" 2>&1 &
+HPID=$!
+wait_for_grep "$T/v1.log" '"text":"hold ' "the held message reached the agent"
+kill -9 "$HPID"
+wait "$HPID" 2>/dev/null
+RUN=$(last_run)
+touch "$T/release"
+run_weft "$T/out" "$T/err" resume "$RUN"
+expect_rc 0 "resume after kill -9"
+expect_grep "$T/out" 'held: done' "the resumed run has the answer"
+ids=$(grep '"text":"hold ' "$T/v1.log" | sed 's/.*"messageId":"\([^"]*\)".*/\1/' | sort -u | wc -l)
+[ "$ids" = 1 ] || fail "the resent message has the same messageId ($ids ids)"
+ok "kill -9 then resume: the message is resent with the same messageId"
+for p in $PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+PIDS=
+expect_no_orphans

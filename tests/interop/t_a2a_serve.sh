@@ -1,0 +1,114 @@
+#!/bin/sh
+# `weft serve`: every workflow an A2A agent (docs/a2a.md).  The official
+# SDK client (@a2a-js/sdk) drives it in v1.0 and v0.3 (send, stream, get,
+# list, cancel, resubscribe, an invalid input, a wrong token); raw
+# requests check the cards and who sees which task; and a weft workflow
+# calls the served agent with w.remote (weft to weft).
+. "$WEFT_SRCDIR/tests/integration/lib.sh"
+. "$WEFT_SRCDIR/tests/interop/lib_interop.sh"
+[ -d "$NODE_MODULES/@a2a-js/sdk" ] || { echo "SKIP: @a2a-js/sdk missing"; exit 77; }
+command -v curl >/dev/null 2>&1 || { echo "SKIP: curl missing"; exit 77; }
+trap '_rc=$?; stop_serve; (exit $_rc); cleanup' EXIT
+
+mkdir -p "$T/agents"
+cat > "$T/agents/researcher.lua" <<'LUA'
+local w = require "weft"
+return w.workflow{ name = "researcher", description = "Researches a topic",
+  input_schema = { type = "object", properties = { topic = { type = "string" } }, required = { "topic" } },
+  w.fn{ name = "answer", output_key = "answer",
+        run = function(ctx) return "notes on " .. ctx.input.topic end },
+}
+LUA
+{
+	echo 'local w = require "weft"'
+	testserver_decl
+	cat <<'LUA'
+return w.workflow{ name = "slow", description = "Sleeps on the test server",
+  w.tool{ name = "nap", server = "test", tool = "sleep", args = { ms = 60000 } },
+}
+LUA
+} > "$T/agents/slow.lua"
+TOK=a2a-client-token-0123456789
+OTHER=another-client-token-98765
+printf '%s client alice\n%s client bob\n' "$TOK" "$OTHER" > "$T/tokens"
+chmod 600 "$T/tokens"
+# a2a_base: once weft serve said where its agents are (the line after the
+# one start_serve waits for), their base URL in BASE and HOSTPORT.
+a2a_base() {
+	wait_for_grep "$T/serve.err" 'A2A agents at http://[^ ]*/a2a/NAME ' "the A2A line"
+	BASE=$(sed -n 's|.*A2A agents at \(http://[^ ]*\)/a2a/NAME .*|\1|p' "$T/serve.err" | head -1)
+	HOSTPORT=${BASE#http://}
+}
+start_serve "$T/agents" --db "$WEFT_DB" --token-file "$T/tokens"
+a2a_base
+
+for v in 1.0 0.3; do
+	RC=0
+	NODE_PATH="$NODE_MODULES" node "$INTEROP/a2a_sdk_client.mjs" "$BASE" "$TOK" "$v" \
+	    >"$T/out" 2>"$T/err" || RC=$?
+	cat "$T/out"
+	[ "$RC" -eq 0 ] || { cat "$T/err" "$T/serve.err" >&2; fail "SDK client, A2A $v"; }
+done
+
+# Cards: v0.3-shaped without A2A-Version, v1.0 with it; the token scheme.
+curl -s -H "Authorization: Bearer $TOK" "$BASE/.well-known/agent-card.json" >"$T/card03"
+expect_grep "$T/card03" '"protocolVersion":"0.3.0"' "v0.3 card by default"
+expect_grep "$T/card03" "\"url\":\"$BASE/a2a/researcher\"" "the first workflow is the default agent"
+curl -s -H "Authorization: Bearer $TOK" -H 'A2A-Version: 1.0' \
+    "$BASE/a2a/slow/.well-known/agent-card.json" >"$T/card10"
+expect_grep "$T/card10" '"supportedInterfaces":\[\{"url":"[^"]*/a2a/slow","protocolBinding":"JSONRPC","protocolVersion":"1.0"' "v1.0 card"
+expect_grep "$T/card10" '"securitySchemes":\{"bearer"' "the bearer scheme"
+ok "agent cards: v0.3 by default, v1.0 on A2A-Version: 1.0, per workflow, with the token scheme"
+
+# No token: 401, as for /mcp.
+code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/.well-known/agent-card.json")
+[ "$code" = 401 ] || fail "no token: HTTP $code, expected 401"
+ok "no token: 401"
+
+# Another client does not see alice's task; alice does.
+ID=$(sql "SELECT id FROM runs WHERE input LIKE '%bees%' LIMIT 1")
+[ -n "$ID" ] || fail "the SDK's task is a run in the store"
+get() {
+	curl -s -X POST -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
+	    -H 'A2A-Version: 1.0' "$BASE/a2a/researcher" \
+	    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"GetTask\",\"params\":{\"id\":\"$ID\"}}"
+}
+get "$OTHER" >"$T/g"
+expect_grep "$T/g" '"code":-32001' "another client: TaskNotFound"
+get "$TOK" >"$T/g"
+expect_grep "$T/g" '"state":"TASK_STATE_COMPLETED"' "the owner sees it"
+ok "a client sees only its own tasks (task id = run id $ID)"
+
+# An unknown method and a v1.0 method name under v0.3.
+curl -s -X POST -H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' \
+    "$BASE/a2a/researcher" -d '{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"x"}}' >"$T/g"
+expect_grep "$T/g" '"code":-32601' "GetTask without A2A-Version is not a v0.3 method"
+ok "the version comes from A2A-Version"
+
+# weft calls weft: a w.remote node asks the served researcher.
+cat > "$T/caller.lua" <<LUA
+local w = require "weft"
+return w.sequential{ name = "caller",
+  w.remote{ name = "researcher", agent = "$BASE/a2a/researcher", input = "{topic}",
+            auth = { bearer_env = "A2A_TOKEN" }, output_key = "notes" },
+}
+LUA
+RC=0
+A2A_TOKEN=$TOK WEFT_DB="$T/caller.db" "$WEFT" run "$T/caller.lua" --input '{"topic":"otters"}' \
+    >"$T/out" 2>"$T/err" || RC=$?
+expect_rc 0 "weft's w.remote against weft serve"
+expect_grep "$T/out" '^notes on otters$' "the served workflow's output"
+ok "a weft workflow calls a served workflow with w.remote"
+stop_serve
+
+# examples/a2a as docs/a2a.md runs them (on a free port here).
+start_serve "$WEFT_SRCDIR/examples/a2a/researcher.lua" --db "$T/ex.db"
+a2a_base
+sed "s|http://127.0.0.1:8765|http://$HOSTPORT|" "$WEFT_SRCDIR/examples/a2a/caller.lua" >"$T/ex_caller.lua"
+run_weft "$T/out" "$T/err" run "$T/ex_caller.lua" --input '{"topic":"tides"}' --db "$T/ex2.db"
+expect_rc 0 "examples/a2a/caller.lua"
+expect_grep "$T/out" 'From the node: .*1\. tides are old' "the node's answer"
+expect_grep "$T/out" '1\. moons are old' "the tool's answer"
+ok "examples/a2a: the served researcher, called as a node and as a tool"
+stop_serve
+expect_no_orphans
