@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -40,6 +41,7 @@ struct serve_run {
 	struct exec	*x;		/* while it runs */
 	int		 waiting;	/* in the admission queue */
 	int		 cancelled, done;
+	int		 cancel_asked;	/* by weft cancel (store request) */
 	int64_t		 seen;
 	int		 sent;		/* notifications sent by the last poll */
 	json_t		*answer;	/* its tool result, once it ended */
@@ -94,6 +96,36 @@ run_poll(struct serve_run *r)
 	store_events_foreach(r->srv->st, r->id, run_event_cb, r);
 }
 
+/* A request of weft cancel (engine/store_cancel.c): cancel that run if it
+   is one of ours, once; its client gets the run's end as the answer. */
+static int
+run_cancel_request_cb(void *arg, const char *id, const char *why)
+{
+	struct serve *s = arg;
+	struct serve_run *r;
+	char *msg;
+
+	if ((r = serve_run_find(s, id)) == NULL || r->cancel_asked ||
+	    r->cancelled)
+		return 0;
+	r->cancel_asked = 1;
+	msg = xasprintf("cancelled by weft cancel%s%s", *why ? ": " : "",
+	    why);
+	exec_cancel(r->x, msg);
+	free(msg);
+	if (s->opts.verbose)
+		fprintf(stderr, "weft: run %s cancelled by weft cancel\n",
+		    r->id);
+	return 0;
+}
+
+/* Act on weft cancel's requests for the runs going. */
+static void
+run_cancel_requests(struct serve *s)
+{
+	store_cancel_requests(s->st, run_cancel_request_cb, s);
+}
+
 static void
 run_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -102,6 +134,7 @@ run_poll_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	run_cancel_requests(s);
 	TAILQ_FOREACH(r, &s->runs, entry)
 		if (r->x != NULL && !r->done)
 			run_poll(r);

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store;
 
@@ -199,6 +199,20 @@ int store_events_foreach(struct store *, const char *run_id, store_event_cb cb,
     void *arg);
 /* Number of events of a run, pending ones included. */
 int64_t store_event_count(struct store *, const char *run_id);
+
+/*
+ * Requests to cancel a run held by a long-lived server (weft cancel of a
+ * served run: engine/store_cancel.c).  request records one for run_id
+ * with why (replacing an earlier one) and clear removes it, both at once
+ * (nothing may be pending in the batch); requests calls cb for each
+ * request recorded (a non-zero return stops the walk and is returned).
+ * 0, or -1 with the error.
+ */
+int store_cancel_request(struct store *, const char *run_id,
+    const char *why);
+int store_cancel_clear(struct store *, const char *run_id);
+int store_cancel_requests(struct store *, int (*cb)(void *arg,
+    const char *run_id, const char *why), void *arg);
 
 /*
  * Retention (weft gc).  The unit is a top-level run with all its child

@@ -90,6 +90,13 @@ static const char *store_migrations[STORE_SCHEMA_VERSION] = {
 	");"
 	"CREATE TABLE gc_touched (hash TEXT PRIMARY KEY) WITHOUT ROWID;"
 	"CREATE TABLE gc_pending (run_id TEXT PRIMARY KEY) WITHOUT ROWID;",
+	/* 2 -> 3: weft cancel's requests to the server of a served run
+	   (engine/store_cancel.c). */
+	"CREATE TABLE cancel_requests ("
+	"  run_id TEXT PRIMARY KEY NOT NULL,"
+	"  reason TEXT,"
+	"  requested REAL"
+	") WITHOUT ROWID;",
 };
 
 /*
