@@ -124,7 +124,8 @@ cancel_is_server(long pid)
 	/* The first argument after the program that is not an option. */
 	for (p = buf + strlen(buf) + 1; p < end; p += strlen(p) + 1)
 		if (*p != '-')
-			return strcmp(p, "serve") == 0 || strcmp(p, "mcp") == 0;
+			return strcmp(p, "serve") == 0 ||
+			    strcmp(p, "mcp") == 0;
 	return 0;
 }
 
@@ -177,7 +178,7 @@ cancel_served(struct store *st, struct crun *r, double wait)
 {
 	int rc;
 
-	if (store_cancel_request(st, r->id, "asked by weft cancel") != 0) {
+	if (store_cancel_request(st, r->id, NULL) != 0) {
 		fprintf(stderr, "weft: cancel: run %s: %s\n", r->id,
 		    store_error(st));
 		return WEFT_EXIT_FAILED;

@@ -86,8 +86,6 @@ void serve_free(struct serve *);
  * meanwhile stays recorded; serve_free() leaves the rest resumable.
  */
 void serve_drain(struct serve *, void (*done)(void *), void *arg);
-/* Whether serve_drain() was called. */
-int serve_draining(struct serve *);
 /*
  * Handlers for httpd_routes_add() (arg: the serve), docs/mcp.md
  * "Operations": GET /healthz answers 200 "ok" while the coordinator works

@@ -42,7 +42,7 @@ struct serve_stats {
 	uint64_t	 count;
 	char		 status[SERVE_NSTATUS][24];	/* how runs ended */
 	uint64_t	 nstatus[SERVE_NSTATUS];
-	uint64_t	 refused;		/* calls refused at admission */
+	uint64_t	 refused;	/* calls refused at admission */
 };
 
 struct serve {

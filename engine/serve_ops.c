@@ -135,7 +135,7 @@ serve_metrics_cb(struct evhttp_request *req, const struct httpd_client *who,
 	coord_counts(s->coord, &runs, &queued, &leased);
 	b = evbuffer_new();
 	ops_metric(b, "weft_up", "gauge", "1 while the coordinator works, "
-	    "0 once it failed", coord_error(s->coord, err, sizeof err) ? 0 : 1);
+	    "0 once it failed", !coord_error(s->coord, err, sizeof err));
 	ops_metric(b, "weft_stopping", "gauge", "1 once the server stops "
 	    "admitting calls (SIGTERM)", s->drained != NULL || s->stopping);
 	ops_metric(b, "weft_runs_running", "gauge", "Served runs going "
@@ -161,20 +161,22 @@ serve_metrics_cb(struct evhttp_request *req, const struct httpd_client *who,
 	    "answered, by how their run ended\n"
 	    "# TYPE weft_calls_total counter\n");
 	for (i = 0; i < SERVE_NSTATUS && st->status[i][0] != '\0'; i++)
-		evbuffer_add_printf(b, "weft_calls_total{status=\"%s\"} %llu\n",
-		    st->status[i], (unsigned long long)st->nstatus[i]);
+		evbuffer_add_printf(b, "weft_calls_total{status=\"%s\"} "
+		    "%llu\n", st->status[i],
+		    (unsigned long long)st->nstatus[i]);
 	evbuffer_add_printf(b, "# HELP weft_call_duration_seconds Served "
 	    "tool calls, from the request to the answer (admission wait "
 	    "included)\n# TYPE weft_call_duration_seconds histogram\n");
 	for (i = 0; i < SERVE_NBUCKETS; i++) {
 		cum += st->hist[i];
 		if (i < SERVE_NBUCKETS - 1)
-			evbuffer_add_printf(b, "weft_call_duration_seconds_bucket"
-			    "{le=\"%g\"} %llu\n", ops_le[i],
+			evbuffer_add_printf(b, "weft_call_duration_seconds_"
+			    "bucket{le=\"%g\"} %llu\n", ops_le[i],
 			    (unsigned long long)cum);
 		else
-			evbuffer_add_printf(b, "weft_call_duration_seconds_bucket"
-			    "{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+			evbuffer_add_printf(b, "weft_call_duration_seconds_"
+			    "bucket{le=\"+Inf\"} %llu\n",
+			    (unsigned long long)cum);
 	}
 	evbuffer_add_printf(b, "weft_call_duration_seconds_sum %.9g\n"
 	    "weft_call_duration_seconds_count %llu\n", st->sum,
@@ -194,7 +196,7 @@ ops_drained_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (done != NULL && serve_runs_idle(s)) {
-		s->drained = (void (*)(void *))NULL;
+		s->drained = NULL;
 		s->stopping = 1;
 		done(s->drained_arg);
 	}
@@ -208,12 +210,6 @@ serve_drain(struct serve *s, void (*done)(void *), void *arg)
 	s->drained_arg = arg;
 	serve_runs_refuse_waiting(s);
 	serve_drain_check(s);
-}
-
-int
-serve_draining(struct serve *s)
-{
-	return s->stopping;
 }
 
 void
