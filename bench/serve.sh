@@ -81,7 +81,8 @@ metric() {
 	curl -s "$BASE/metrics" | awk -v n="$1" '$1 == n { print $2 }'
 }
 
-levels=${*:-1 10 100}
+ARGS="$*"
+levels=${ARGS:-1 10 100}
 [ "$levels" = rss ] && levels=
 if [ -n "$levels" ]; then
 	echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), workers $WORKERS"
@@ -102,7 +103,7 @@ if [ -n "$levels" ]; then
 		stop
 	done
 fi
-if [ $# -eq 0 ] || [ "$*" = rss ]; then
+if [ -z "$ARGS" ] || [ "$ARGS" = rss ]; then
 	# RSS with RSS_RUNS runs each waiting on a 10-minute tool call.
 	ulimit -n $((RSS_RUNS * 2 + 256)) 2>/dev/null || true
 	serve "$D/slow.lua" --max-runs "$RSS_RUNS" --max-queued 0 \
@@ -115,19 +116,26 @@ if [ $# -eq 0 ] || [ "$*" = rss ]; then
 	i=0
 	until [ "$(metric weft_runs_running)" = "$RSS_RUNS" ]; do
 		i=$((i + 1))
-		[ $i -lt 3000 ] || { echo "never reached $RSS_RUNS runs" >&2; exit 1; }
+		[ $i -lt 1200 ] || { echo "never reached $RSS_RUNS runs" >&2
+			curl -s "$BASE/metrics" | grep -v "^#" >&2; tail "$D/serve.err" >&2; exit 1; }
 		sleep 0.1
 	done
 	rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVE_PID/status")
 	hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$SERVE_PID/status")
-	wrss=0
+	wrss=0 srss=0 nsrv=0
 	for p in $(pgrep -P "$SERVE_PID"); do
 		wrss=$((wrss + $(awk '/^VmRSS/ { print $2 }' "/proc/$p/status")))
+		for q in $(pgrep -P "$p"); do
+			nsrv=$((nsrv + 1))
+			srss=$((srss + $(awk '/^VmRSS/ { print $2 }' \
+			    "/proc/$q/status" 2>/dev/null || echo 0)))
+		done
 	done
 	echo "serve with $RSS_RUNS runs waiting on a slow tool: RSS $((rss / 1024)) MiB" \
 	    "(idle $((idle / 1024)) MiB, peak $((hwm / 1024)) MiB;" \
 	    "$(metric weft_tasks_leased) calls leased, $(metric weft_tasks_queued) queued);" \
-	    "its workers: $((wrss / 1024)) MiB"
+	    "its workers: $((wrss / 1024)) MiB; $nsrv MCP server processes:" \
+	    "$((srss / 1024)) MiB"
 	stop
 	kill "$FLOOD" 2>/dev/null || true
 	wait "$FLOOD" 2>/dev/null || true
