@@ -105,7 +105,7 @@ if [ -n "$levels" ]; then
 fi
 if [ -z "$ARGS" ] || [ "$ARGS" = rss ]; then
 	# RSS with RSS_RUNS runs each waiting on a 10-minute tool call.
-	ulimit -n $((RSS_RUNS * 2 + 256)) 2>/dev/null || true
+	ulimit -n $((RSS_RUNS * 4 + 256)) 2>/dev/null || true
 	serve "$D/slow.lua" --max-runs "$RSS_RUNS" --max-queued 0 \
 	    --max-sessions 16 --max-connections $((RSS_RUNS + 64))
 	idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVE_PID/status")
