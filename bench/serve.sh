@@ -32,7 +32,7 @@ export WEFT_DB="$D/weft.db" WEFT_STATE_DIR="$D/state"
 SERVE_PID=
 finish() {
 	[ -z "$SERVE_PID" ] || { kill -TERM "$SERVE_PID" 2>/dev/null
-		kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null || true; }
+		wait "$SERVE_PID" 2>/dev/null || true; }
 	[ "${KEEP:-}" = 1 ] && echo "kept $D" >&2 || rm -rf "$D"
 }
 trap finish EXIT
@@ -59,8 +59,8 @@ LUA
 # serve ARGS...: start weft serve on a free port; SERVE_PID, URL, BASE.
 serve() {
 	rm -f "$D/serve.err"
-	"$WEFT" serve --listen 127.0.0.1:0 --workers "$WORKERS" "$@" \
-	    2>"$D/serve.err" &
+	"$WEFT" serve --listen 127.0.0.1:0 --workers "$WORKERS" \
+	    --drain-timeout 0 "$@" 2>"$D/serve.err" &
 	SERVE_PID=$!
 	i=0
 	until grep -q 'serving .* at http' "$D/serve.err" 2>/dev/null; do
@@ -73,7 +73,7 @@ serve() {
 	BASE=${URL%/mcp}
 }
 stop() {
-	kill -TERM "$SERVE_PID"; kill -TERM "$SERVE_PID" 2>/dev/null || true
+	kill -TERM "$SERVE_PID"
 	wait "$SERVE_PID" || true
 	SERVE_PID=
 }
