@@ -9,6 +9,13 @@
  * Ctrl-C does: in-flight tasks are recorded as cancelled, workers send
  * their MCP servers notifications/cancelled, model transfers are aborted,
  * and the run row is finished.  This command waits for that row.
+ *
+ * A served run (run.start says "served": begun by `weft serve` or `weft
+ * mcp`) shares its coordinator with the server's other runs: signalling it
+ * would stop them all.  When the run's coordinator is such a server, the
+ * request is recorded in the store instead (engine/store_cancel.c); the
+ * server reads it within its next poll of its runs and cancels that run
+ * alone.
  */
 #include "config.h"
 
@@ -34,6 +41,7 @@ struct crun {
 	char	 status[32];
 	long	 pid;		/* its last coordinator */
 	char	 owner[128];	/* that coordinator's identity */
+	int	 served;	/* run.start says a server began it */
 };
 
 static int
@@ -57,6 +65,8 @@ cancel_owner_cb(void *arg, const struct store_event *ev)
 	    strcmp(ev->kind, "run.resume") != 0) || ev->payload == NULL ||
 	    (p = json_loads(ev->payload, 0, NULL)) == NULL)
 		return 0;
+	if (strcmp(ev->kind, "run.start") == 0)
+		r->served = json_is_true(json_object_get(p, "served"));
 	r->pid = (long)json_integer_value(json_object_get(p, "pid"));
 	snprintf(r->owner, sizeof r->owner, "%s", json_string_value(
 	    json_object_get(p, "owner")) ? json_string_value(json_object_get(
@@ -95,6 +105,30 @@ cancel_owner_alive(const struct crun *r)
 	return strcmp(now, r->owner) == 0;
 }
 
+/* Whether process pid is a weft server (its command is serve or mcp):
+   then it holds other runs too. */
+static int
+cancel_is_server(long pid)
+{
+	char path[64], buf[4096], *p, *end;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	end = buf + n;
+	/* The first argument after the program that is not an option. */
+	for (p = buf + strlen(buf) + 1; p < end; p += strlen(p) + 1)
+		if (*p != '-')
+			return strcmp(p, "serve") == 0 ||
+			    strcmp(p, "mcp") == 0;
+	return 0;
+}
+
 /* Wait up to secs for the run to leave `running`; 0 when it did. */
 static int
 cancel_wait(struct store *st, struct crun *r, double secs)
@@ -124,6 +158,9 @@ cancel_usage(FILE *f)
 "MCP servers (notifications/cancelled), model calls in flight are aborted,\n"
 "and the run ends `cancelled` with everything so far recorded.  It can be\n"
 "resumed later with `weft resume RUN`.  RUN may be an id prefix.\n"
+"A run served by `weft serve` or `weft mcp` is cancelled alone: the\n"
+"request goes to its server through the store, and the server goes on\n"
+"serving (its client gets the run's end as the call's answer).\n"
 "\n"
 "options:\n"
 "  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n"
@@ -132,6 +169,35 @@ cancel_usage(FILE *f)
 "exit status: 0 the run ended cancelled, 1 no such run, the run is not\n"
 "running (finished, or its coordinator is gone), or it did not end in\n"
 "time, 2 bad usage\n");
+}
+
+/* Ask the server holding served run r to cancel it, through the store,
+   and wait for the run to end. */
+static int
+cancel_served(struct store *st, struct crun *r, double wait)
+{
+	int rc;
+
+	if (store_cancel_request(st, r->id, NULL) != 0) {
+		fprintf(stderr, "weft: cancel: run %s: %s\n", r->id,
+		    store_error(st));
+		return WEFT_EXIT_FAILED;
+	}
+	rc = cancel_wait(st, r, wait);
+	if (store_cancel_clear(st, r->id) != 0)
+		fprintf(stderr, "weft: cancel: run %s: %s\n", r->id,
+		    store_error(st));
+	if (rc < 0)
+		return WEFT_EXIT_FAILED;
+	if (rc > 0) {
+		fprintf(stderr, "weft: cancel: run %s was asked to stop (its "
+		    "server, pid %ld, reads the request within a second) but "
+		    "is still running after %gs\n", r->id, r->pid, wait);
+		return WEFT_EXIT_FAILED;
+	}
+	printf("run %s %s\n", r->id, r->status);
+	return strcmp(r->status, "cancelled") == 0 ? WEFT_EXIT_OK :
+	    WEFT_EXIT_FAILED;
 }
 
 /* Signal the run's coordinator and wait for the run to end. */
@@ -151,6 +217,8 @@ cancel_run(struct store *st, struct crun *r, double wait)
 		    "continues it\n", r->id, r->pid, r->id);
 		return WEFT_EXIT_FAILED;
 	}
+	if (r->served && cancel_is_server(r->pid))
+		return cancel_served(st, r, wait);
 	if (kill((pid_t)r->pid, SIGTERM) == -1) {
 		fprintf(stderr, "weft: cancel: cannot signal the coordinator "
 		    "of run %s (pid %ld): %s\n", r->id, r->pid,

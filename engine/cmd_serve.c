@@ -43,6 +43,17 @@ struct cmd_serve_cli {
 	const char		*origins[SERVE_MAX_HOSTS];
 	int			 norigins;
 	struct coord_opts	 remote;	/* remote workers' options */
+	double			 drain_s;	/* --drain-timeout */
+};
+
+/* The graceful stop: the first SIGTERM or SIGINT drains, the next one
+   stops at once. */
+struct cmd_serve_stop {
+	struct event_base	*base;
+	struct serve		*srv;
+	double			 drain_s;
+	int			 signals;
+	struct event		*timer;
 };
 
 static void
@@ -85,14 +96,24 @@ cmd_serve_usage(FILE *f)
 "  --max-output BYTES    output that may wait for one connection's\n"
 "                        client; past it the connection is closed, and a\n"
 "                        larger answer is an error (default 4194304)\n"
+"  --drain-timeout S     on SIGTERM, how long runs going may take to end\n"
+"                        before the server exits anyway (default 10; 0:\n"
+"                        exit at once)\n"
 "%s"
 "\n"
 "One coordinator serves the server's life: every call is a recorded run\n"
 "in it, with a Lua state of its own, on the same warm workers (their MCP\n"
-"servers stay started).  SIGTERM or SIGINT stops the server: waiting\n"
-"calls get no answer and the runs still going are left as recorded so\n"
-"far; started again on the same store, the server resumes them (so does\n"
-"one killed with -9), without repeating a recorded call.\n"
+"servers stay started).  SIGTERM or SIGINT stops the server gracefully:\n"
+"no call is admitted any more (new and waiting calls get an error, and\n"
+"/healthz answers 503), the runs going may end and answer for up to\n"
+"--drain-timeout seconds, then the server exits; a second signal exits at\n"
+"once.  Runs still going are left as recorded so far; started again on\n"
+"the same store, the server resumes them (so does one killed with -9),\n"
+"without repeating a recorded call.\n"
+"\n"
+"GET /healthz (200 \"ok\" while the coordinator works) and GET /metrics\n"
+"(Prometheus text format) are served on the same listener, behind the\n"
+"same token as /mcp.\n"
 "\n"
 "Requests whose Host is not the bound loopback name (localhost,\n"
 "127.0.0.1, [::1]) or an --allow-host, or whose Origin is present and not\n"
@@ -109,7 +130,8 @@ enum {
 	OPT_HEADER,
 	OPT_BODY,
 	OPT_WRITE,
-	OPT_OUTPUT
+	OPT_OUTPUT,
+	OPT_DRAIN
 };
 
 /* A number of seconds in (0, one week], or -1 after saying what is wrong. */
@@ -197,6 +219,15 @@ cmd_serve_opt_cb(int ch, const char *arg, void *cbarg)
 		}
 		cl->http.max_output = (size_t)v;
 		return 0;
+	case OPT_DRAIN:
+		cl->drain_s = strtod(arg, &end);
+		if (end == arg || *end != '\0' || !(cl->drain_s >= 0 &&
+		    cl->drain_s <= 86400)) {
+			fprintf(stderr, "weft: --drain-timeout wants seconds "
+			    "from 0 to 86400 (got '%s')\n", arg);
+			return -1;
+		}
+		return 0;
 	}
 	return -1;
 }
@@ -220,12 +251,53 @@ cmd_serve_fit_conns(struct cmd_serve_cli *cl, int max_runs)
 	    "%ld (ulimit -n)\n", cl->lim.max_conns, nofile);
 }
 
+/* Every run ended and answered: exit once the answers are written. */
+static void
+cmd_serve_drained(void *arg)
+{
+	struct cmd_serve_stop *st = arg;
+	struct timeval tv = { 0, 50 * 1000 };
+
+	fprintf(stderr, "weft: stopped: every run ended\n");
+	event_base_loopexit(st->base, &tv);
+}
+
+/* The drain took too long: exit, leaving the runs going resumable. */
+static void
+cmd_serve_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cmd_serve_stop *st = arg;
+
+	(void)fd;
+	(void)what;
+	fprintf(stderr, "weft: stopped after --drain-timeout %g: the runs "
+	    "going are left resumable (a restart on this store resumes "
+	    "them)\n", st->drain_s);
+	event_base_loopbreak(st->base);
+}
+
+/* SIGTERM or SIGINT: drain first, stop at once the second time. */
 static void
 cmd_serve_term_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct cmd_serve_stop *st = arg;
+	struct timeval tv;
+
 	(void)fd;
 	(void)what;
-	event_base_loopbreak(arg);
+	if (st->signals++ > 0 || st->drain_s <= 0) {
+		fprintf(stderr, "weft: stopping now: the runs going are left "
+		    "resumable\n");
+		event_base_loopbreak(st->base);
+		return;
+	}
+	fprintf(stderr, "weft: stopping: no new calls; runs going have %gs "
+	    "to end (signal again to stop now)\n", st->drain_s);
+	tv.tv_sec = (time_t)st->drain_s;
+	tv.tv_usec = (suseconds_t)((st->drain_s - (double)tv.tv_sec) * 1e6);
+	st->timer = evtimer_new(st->base, cmd_serve_drain_timeout_cb, st);
+	evtimer_add(st->timer, &tv);
+	serve_drain(st->srv, cmd_serve_drained, st);
 }
 
 int
@@ -245,6 +317,7 @@ cmd_serve(int argc, char **argv)
 		{ "body-timeout", required_argument, NULL, OPT_BODY },
 		{ "write-timeout", required_argument, NULL, OPT_WRITE },
 		{ "max-output", required_argument, NULL, OPT_OUTPUT },
+		{ "drain-timeout", required_argument, NULL, OPT_DRAIN },
 		CMD_REMOTE_LONGOPTS,
 		{ NULL, 0, NULL, 0 }
 	};
@@ -259,10 +332,13 @@ cmd_serve(int argc, char **argv)
 	struct serve *srv = NULL;
 	struct event_base *base = NULL;
 	struct event *term = NULL, *intr = NULL;
+	struct cmd_serve_stop stop;
 	char err[1024], *exe = NULL, *host = NULL;
 	int first, i, port, rc = WEFT_EXIT_USAGE;
 
 	memset(&cl, 0, sizeof cl);
+	memset(&stop, 0, sizeof stop);
+	cl.drain_s = 10;
 	memset(&o, 0, sizeof o);
 	o.load_meta = cmd_workflow_meta;
 	cl.http.max_sessions = 64;
@@ -316,6 +392,9 @@ cmd_serve(int argc, char **argv)
 	    &cl.http);
 	httpd_routes_add(routes, "/mcp", mcps_http_cb, mh);
 	serve_a2a_init(srv, routes);
+	/* Operations (engine/serve_ops.c), behind the same checks. */
+	httpd_routes_add(routes, "/healthz", serve_healthz_cb, srv);
+	httpd_routes_add(routes, "/metrics", serve_metrics_cb, srv);
 	for (i = 0; i < cl.nhosts; i++)
 		httpd_routes_allow_host(routes, cl.hosts[i]);
 	for (i = 0; i < cl.norigins; i++)
@@ -339,8 +418,11 @@ cmd_serve(int argc, char **argv)
 	fprintf(stderr, "weft: A2A agents at http://%s%s%s:%d/a2a/NAME "
 	    "(card: /.well-known/agent-card.json)\n", strchr(host, ':') ?
 	    "[" : "", host, strchr(host, ':') ? "]" : "", port);
-	term = evsignal_new(base, SIGTERM, cmd_serve_term_cb, base);
-	intr = evsignal_new(base, SIGINT, cmd_serve_term_cb, base);
+	stop.base = base;
+	stop.srv = srv;
+	stop.drain_s = cl.drain_s;
+	term = evsignal_new(base, SIGTERM, cmd_serve_term_cb, &stop);
+	intr = evsignal_new(base, SIGINT, cmd_serve_term_cb, &stop);
 	event_add(term, NULL);
 	event_add(intr, NULL);
 	event_base_dispatch(base);
@@ -354,6 +436,8 @@ out:
 		event_free(term);
 	if (intr != NULL)
 		event_free(intr);
+	if (stop.timer != NULL)
+		event_free(stop.timer);
 	if (base != NULL)
 		event_base_free(base);
 	free(host);

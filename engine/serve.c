@@ -340,6 +340,8 @@ serve_coord_new(struct serve *s, char *err, size_t errlen)
 		if (json_is_true(json_object_get(s->tools[i].meta,
 		    "unconfined")))
 			sp.co.worker_no_seccomp = 1;
+	s->nworkers = sp.co.workers + (sp.co.listen != NULL ?
+	    sp.co.remote : 0);
 	if ((s->coord = coord_new(&sp.co, s->st, e2, sizeof e2)) == NULL) {
 		errf(err, errlen, "cannot start the coordinator: %s", e2);
 		return -1;

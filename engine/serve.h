@@ -78,6 +78,26 @@ int serve_new(struct event_base *base, const struct serve_opts *,
  * be gone first.
  */
 void serve_free(struct serve *);
+/*
+ * Stop gracefully (weft serve's first SIGTERM): admit no call from now
+ * on (new and waiting calls get an error answer: the server is
+ * stopping), let the runs going go on, and call done(arg) once, on the
+ * loop, when none is left (at once if none is going).  What they record
+ * meanwhile stays recorded; serve_free() leaves the rest resumable.
+ */
+void serve_drain(struct serve *, void (*done)(void *), void *arg);
+/*
+ * Handlers for httpd_routes_add() (arg: the serve), docs/mcp.md
+ * "Operations": GET /healthz answers 200 "ok" while the coordinator works
+ * (503 and why when it failed or the server is stopping); GET /metrics
+ * the server's gauges and counters in the Prometheus text format.
+ */
+struct evhttp_request;
+struct httpd_client;
+void serve_healthz_cb(struct evhttp_request *, const struct httpd_client *,
+    void *);
+void serve_metrics_cb(struct evhttp_request *, const struct httpd_client *,
+    void *);
 /* The coordinator of the server's runs. */
 struct coord *serve_coord(struct serve *);
 

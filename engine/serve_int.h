@@ -8,6 +8,7 @@
 #define WEFT_SERVE_INT_H
 
 #include <sys/types.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include "engine/serve.h"
@@ -34,6 +35,18 @@ struct serve_tool {
 struct serve_run;
 TAILQ_HEAD(serve_runs, serve_run);
 
+/* Served calls, for /metrics (serve_ops.c). */
+#define SERVE_NBUCKETS		15	/* latency buckets, +Inf included */
+#define SERVE_NSTATUS		8	/* distinct run end statuses kept */
+struct serve_stats {
+	uint64_t	 hist[SERVE_NBUCKETS];	/* calls answered, by bucket */
+	double		 sum;			/* their seconds */
+	uint64_t	 count;
+	char		 status[SERVE_NSTATUS][24];	/* how runs ended */
+	uint64_t	 nstatus[SERVE_NSTATUS];
+	uint64_t	 refused;	/* calls refused at admission */
+};
+
 struct serve {
 	struct event_base	*base;
 	struct serve_opts	 opts;
@@ -57,6 +70,11 @@ struct serve {
 	struct httpd_routes	*routes;	/* its listener */
 	struct sqlite3		*odb;		/* serve_owners.c */
 	struct sqlite3_stmt	*o_put, *o_get, *o_mine;
+	/* serve_ops.c: metrics, and the graceful stop (serve_drain) */
+	struct serve_stats	 stats;
+	int			 nworkers;	/* local + remote slots */
+	void			(*drained)(void *);
+	void			*drained_arg;
 };
 
 /* serve_runs.c: run tool t for call with arguments (borrowed), or queue
@@ -79,6 +97,18 @@ void serve_runs_resume(struct serve *);
 struct serve_run *serve_run_find(struct serve *, const char *id);
 struct mcps_call *serve_run_call(struct serve_run *);
 int serve_run_secret_ok(struct serve_run *, const char *secret);
+
+/* serve_ops.c: a served call answered after secs, its run ended with
+   status (NULL: it did not start); a call refused at admission. */
+void serve_stats_call(struct serve *, double secs, const char *status);
+void serve_stats_refused(struct serve *);
+/* serve_ops.c: after a run was answered, end a drain with none left. */
+void serve_drain_check(struct serve *);
+/* serve_runs.c: answer the calls waiting for a slot with an error (the
+   server is stopping). */
+void serve_runs_refuse_waiting(struct serve *);
+/* serve_runs.c: whether no run is going or waiting to be answered. */
+int serve_runs_idle(struct serve *);
 
 /* serve_client.c: the loopback tool server through which runs reach
    their client (sampling, elicitation).  init listens on 127.0.0.1:0. */

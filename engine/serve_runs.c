@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -40,6 +41,9 @@ struct serve_run {
 	struct exec	*x;		/* while it runs */
 	int		 waiting;	/* in the admission queue */
 	int		 cancelled, done;
+	int		 cancel_asked;	/* by weft cancel (store request) */
+	double		 t0;		/* the call came (now_mono) */
+	char		 status[24];	/* how its run ended */
 	int64_t		 seen;
 	int		 sent;		/* notifications sent by the last poll */
 	json_t		*answer;	/* its tool result, once it ended */
@@ -96,6 +100,36 @@ run_poll(struct serve_run *r)
 	store_events_foreach(r->srv->st, r->id, run_event_cb, r);
 }
 
+/* A request of weft cancel (engine/store_cancel.c): cancel that run if it
+   is one of ours, once; its client gets the run's end as the answer. */
+static int
+run_cancel_request_cb(void *arg, const char *id, const char *why)
+{
+	struct serve *s = arg;
+	struct serve_run *r;
+	char *msg;
+
+	if ((r = serve_run_find(s, id)) == NULL || r->cancel_asked ||
+	    r->cancelled)
+		return 0;
+	r->cancel_asked = 1;
+	msg = xasprintf("cancelled by weft cancel%s%s", *why ? ": " : "",
+	    why);
+	exec_cancel(r->x, msg);
+	free(msg);
+	if (s->opts.verbose)
+		fprintf(stderr, "weft: run %s cancelled by weft cancel\n",
+		    r->id);
+	return 0;
+}
+
+/* Act on weft cancel's requests for the runs going. */
+static void
+run_cancel_requests(struct serve *s)
+{
+	store_cancel_requests(s->st, run_cancel_request_cb, s);
+}
+
 static void
 run_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -104,6 +138,7 @@ run_poll_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	run_cancel_requests(s);
 	TAILQ_FOREACH(r, &s->runs, entry)
 		if (r->x != NULL && !r->done) {
 			run_poll(r);
@@ -198,15 +233,18 @@ run_answer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	TAILQ_REMOVE(&s->runs, r, entry);
-	if (r->call != NULL)
+	if (r->call != NULL) {
+		serve_stats_call(s, now_mono() - r->t0, r->status);
 		mcps_call_done(r->call, cn != NULL && !r->cancelled ?
 		    json_incref(r->answer) : NULL);
+	}
 	if (cn != NULL) {
 		uri = xasprintf(SERVE_RUN_PREFIX "%s", r->id);
 		mcps_conn_updated(cn, uri);
 		free(uri);
 	}
 	run_free(r);
+	serve_drain_check(s);
 }
 
 /*
@@ -227,6 +265,8 @@ run_done(void *arg, struct exec *x, const struct exec_result *res, int rc,
 	(void)x;
 	r->x = NULL;
 	r->done = 1;
+	snprintf(r->status, sizeof r->status, "%s", rc == 0 &&
+	    res->oc.status != NULL ? res->oc.status : "not_started");
 	if (--s->nruns == 0)
 		evtimer_del(s->poll_ev);
 	if (r->call != NULL)
@@ -274,6 +314,7 @@ run_begin(struct serve_run *r)
 	r->input = NULL;
 	if (r->x == NULL) {
 		TAILQ_REMOVE(&s->runs, r, entry);
+		serve_stats_call(s, now_mono() - r->t0, NULL);
 		mcps_call_done(r->call, mcps_tool_error("cannot start workflow "
 		    "'%s': %s", run_name(r), cause ? cause : "no message"));
 		free(cause);
@@ -322,12 +363,14 @@ serve_run_start(struct serve *s, struct mcps_call *c, struct serve_tool *t,
 	char err[512], *msg;
 
 	if (s->stopping) {
+		serve_stats_refused(s);
 		mcps_call_done(c, mcps_tool_error("the server is stopping; "
 		    "try again when it is back"));
 		return;
 	}
 	if (s->nruns >= s->opts.max_runs &&
 	    s->nwaiting >= s->opts.max_queued) {
+		serve_stats_refused(s);
 		mcps_call_done(c, mcps_tool_error("the server is running %d "
 		    "workflows and %d calls wait, its limits (weft serve "
 		    "--max-runs, --max-queued); try again later", s->nruns,
@@ -338,6 +381,7 @@ serve_run_start(struct serve *s, struct mcps_call *c, struct serve_tool *t,
 	r->srv = s;
 	r->call = c;
 	r->tool = t;
+	r->t0 = now_mono();
 	random_hex(r->id, 8);
 	random_hex(r->secret, 32);
 	r->input = json_dumps(args, JSON_COMPACT);
@@ -420,6 +464,29 @@ serve_run_cancel(struct serve *s, struct mcps_call *c, int gone)
 	if (s->opts.verbose)
 		fprintf(stderr, "weft: run %s cancelled by the client\n", r->id);
 	return 1;
+}
+
+void
+serve_runs_refuse_waiting(struct serve *s)
+{
+	struct serve_run *r, *next;
+
+	TAILQ_FOREACH_SAFE(r, &s->runs, entry, next) {
+		if (!r->waiting)
+			continue;
+		TAILQ_REMOVE(&s->runs, r, entry);
+		s->nwaiting--;
+		serve_stats_refused(s);
+		mcps_call_done(r->call, mcps_tool_error("the server is "
+		    "stopping; try again when it is back"));
+		run_free(r);
+	}
+}
+
+int
+serve_runs_idle(struct serve *s)
+{
+	return TAILQ_EMPTY(&s->runs);
 }
 
 int

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 struct store;
 
@@ -236,6 +236,19 @@ int store_approvals_list(struct store *, const char *run_id,
 int store_approval_answer(struct store *, const char *run_id,
     const char *path, int call, const char *status, const char *answer,
     double when);
+/*
+ * Requests to cancel a run held by a long-lived server (weft cancel of a
+ * served run: engine/store_cancel.c).  request records one for run_id
+ * with why (replacing an earlier one) and clear removes it, both at once
+ * (nothing may be pending in the batch); requests calls cb for each
+ * request recorded (a non-zero return stops the walk and is returned).
+ * 0, or -1 with the error.
+ */
+int store_cancel_request(struct store *, const char *run_id,
+    const char *why);
+int store_cancel_clear(struct store *, const char *run_id);
+int store_cancel_requests(struct store *, int (*cb)(void *arg,
+    const char *run_id, const char *why), void *arg);
 
 /*
  * Retention (weft gc).  The unit is a top-level run with all its child

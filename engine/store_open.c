@@ -105,6 +105,13 @@ static const char *store_migrations[STORE_SCHEMA_VERSION] = {
 	"  answered REAL,"
 	"  PRIMARY KEY (run_id, path, call)"
 	") WITHOUT ROWID;",
+	/* 3 -> 4: weft cancel's requests to the server of a served run
+	   (engine/store_cancel.c). */
+	"CREATE TABLE cancel_requests ("
+	"  run_id TEXT PRIMARY KEY NOT NULL,"
+	"  reason TEXT,"
+	"  requested REAL"
+	") WITHOUT ROWID;",
 };
 
 /*

@@ -9,7 +9,7 @@ command -v curl >/dev/null 2>&1 || { echo "SKIP: curl missing"; exit 77; }
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 missing"; exit 77; }
 PROBE="$WEFT_SRCDIR/tests/helpers/serve_probe.py"
 HOLD_PID=
-trap '_rc=$?; release; stop_serve; (exit $_rc); cleanup' EXIT
+trap 'trap_rc=$?; release; stop_serve; (exit $trap_rc); cleanup' EXIT
 
 cat > "$T/echo.lua" <<'LUA'
 local w = require "weft"
