@@ -36,7 +36,7 @@
 #include "runtime/util.h"
 
 /* What the store says of the run. */
-struct crun {
+struct cancel_target {
 	char	 id[64];
 	char	 status[32];
 	long	 pid;		/* its last coordinator */
@@ -47,7 +47,7 @@ struct crun {
 static int
 cancel_row_cb(void *arg, const struct store_run *sr)
 {
-	struct crun *r = arg;
+	struct cancel_target *r = arg;
 
 	snprintf(r->id, sizeof r->id, "%s", sr->id);
 	snprintf(r->status, sizeof r->status, "%s", sr->status);
@@ -58,7 +58,7 @@ cancel_row_cb(void *arg, const struct store_run *sr)
 static int
 cancel_owner_cb(void *arg, const struct store_event *ev)
 {
-	struct crun *r = arg;
+	struct cancel_target *r = arg;
 	json_t *p;
 
 	if ((strcmp(ev->kind, "run.start") != 0 &&
@@ -77,7 +77,7 @@ cancel_owner_cb(void *arg, const struct store_event *ev)
 
 /* Read the run's row (and, with owner, its coordinator); -1 printed. */
 static int
-cancel_find(struct store *st, const char *ref, struct crun *r, int owner)
+cancel_find(struct store *st, const char *ref, struct cancel_target *r, int owner)
 {
 	r->status[0] = '\0';
 	if (store_run_find(st, ref, cancel_row_cb, r) != 0) {
@@ -94,7 +94,7 @@ cancel_find(struct store *st, const char *ref, struct crun *r, int owner)
 
 /* Whether the recorded coordinator is this very process still. */
 static int
-cancel_owner_alive(const struct crun *r)
+cancel_owner_alive(const struct cancel_target *r)
 {
 	char now[128];
 
@@ -131,7 +131,7 @@ cancel_is_server(long pid)
 
 /* Wait up to secs for the run to leave `running`; 0 when it did. */
 static int
-cancel_wait(struct store *st, struct crun *r, double secs)
+cancel_wait(struct store *st, struct cancel_target *r, double secs)
 {
 	double until = now_mono() + secs;
 
@@ -174,7 +174,7 @@ cancel_usage(FILE *f)
 /* Ask the server holding served run r to cancel it, through the store,
    and wait for the run to end. */
 static int
-cancel_served(struct store *st, struct crun *r, double wait)
+cancel_served(struct store *st, struct cancel_target *r, double wait)
 {
 	int rc;
 
@@ -202,7 +202,7 @@ cancel_served(struct store *st, struct crun *r, double wait)
 
 /* Signal the run's coordinator and wait for the run to end. */
 static int
-cancel_run(struct store *st, struct crun *r, double wait)
+cancel_run(struct store *st, struct cancel_target *r, double wait)
 {
 	int rc;
 
@@ -249,7 +249,7 @@ cmd_cancel(int argc, char **argv)
 	};
 	const char *db = NULL;
 	struct store *st;
-	struct crun r;
+	struct cancel_target r;
 	double wait = 30;
 	char err[512], *end;
 	int ch, rc;
