@@ -23,6 +23,7 @@
 #include "engine/cmd.h"
 #include "engine/coord.h"
 #include "engine/serve.h"
+#include "engine/view.h"
 #include "protocols/mcp_server.h"
 #include "runtime/util.h"
 #include "runtime/httpd_routes.h"
@@ -254,6 +255,7 @@ cmd_serve(int argc, char **argv)
 	struct httpd_routes *routes = NULL;
 	struct mcps_http *mh = NULL;
 	struct serve *srv = NULL;
+	struct view *view = NULL;
 	struct event_base *base = NULL;
 	struct event *term = NULL, *intr = NULL;
 	char err[1024], *exe = NULL, *host = NULL;
@@ -285,7 +287,7 @@ cmd_serve(int argc, char **argv)
 	base = event_base_new();
 	memset(&ro, 0, sizeof ro);
 	ro.max_body = cl.max_body;
-	ro.not_found = "weft serves MCP at /mcp\n";
+	ro.not_found = "weft serves MCP at /mcp and the viewer at /\n";
 	ro.refuse = mcps_http_refuse;
 	cmd_serve_fit_conns(&cl, o.workers > 0 ? o.workers : 4);
 	ro.lim = cl.lim;
@@ -312,6 +314,12 @@ cmd_serve(int argc, char **argv)
 	mh = mcps_http_new(serve_mcps(srv), base, httpd_routes_guard(routes),
 	    &cl.http);
 	httpd_routes_add(routes, "/mcp", mcps_http_cb, mh);
+	/* The trajectory viewer at / and /api/ (docs/viewer.md). */
+	if ((view = view_new(base, routes, cmd_db_path(o.db), 1, err,
+	    sizeof err)) == NULL) {
+		fprintf(stderr, "weft: %s\n", err);
+		goto out;
+	}
 	for (i = 0; i < cl.nhosts; i++)
 		httpd_routes_allow_host(routes, cl.hosts[i]);
 	for (i = 0; i < cl.norigins; i++)
@@ -332,6 +340,9 @@ cmd_serve(int argc, char **argv)
 	fprintf(stderr, "weft: serving %d workflow(s) at http://%s%s%s:%d/mcp\n",
 	    mcps_tool_count(serve_mcps(srv)), strchr(host, ':') ? "[" : "",
 	    host, strchr(host, ':') ? "]" : "", port);
+	fprintf(stderr, "weft: viewer at http://%s%s%s:%d/\n",
+	    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+	    port);
 	term = evsignal_new(base, SIGTERM, cmd_serve_term_cb, base);
 	intr = evsignal_new(base, SIGINT, cmd_serve_term_cb, base);
 	event_add(term, NULL);
@@ -339,6 +350,7 @@ cmd_serve(int argc, char **argv)
 	event_base_dispatch(base);
 	rc = WEFT_EXIT_OK;
 out:
+	view_free(view);
 	mcps_http_free(mh);
 	httpd_routes_free(routes);
 	serve_free(srv);

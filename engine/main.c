@@ -19,6 +19,8 @@ static const struct {
 	{ "cancel", cmd_cancel, "cancel a running run (from another terminal)" },
 	{ "show", cmd_show, "show a run's trajectory as a tree (or --json)" },
 	{ "runs", cmd_runs, "list recent runs" },
+	{ "view", cmd_view, "browse runs in a web page: tree, timeline, "
+	    "replay, live" },
 	{ "eval", cmd_eval, "score runs' tool calls against a golden file" },
 	{ "diff", cmd_diff, "show two runs' steps side by side" },
 	{ "gc", cmd_gc, "delete old runs and unreferenced blobs" },
