@@ -244,7 +244,8 @@ function modelCard(ev) {
     text !== undefined ? el('pre', { class: 'answer' }, pretty(text)) : null,
     resp.tool_calls ? el('div', {}, el('h4', {}, 'tool calls asked'),
       el('pre', {}, pretty(resp.tool_calls))) : null,
-    el('h4', {}, 'event'), el('pre', {}, pretty(p)));
+    el('details', {}, el('summary', {}, 'recorded event #' + ev.seq),
+      el('pre', {}, pretty(p))));
 }
 
 function resultText(res) {
@@ -321,7 +322,7 @@ function showRun(id) {
   }
   function render() {
     head.replaceChildren(el('h2', {}, 'run ' + m.run.id), summary(m.run),
-      m.run.error ? el('p', { class: 'st-failed' }, m.run.error) : null);
+      el('p', { class: 'st-failed', id: 'run-error' }, m.run.error || ''));
     errs.replaceChildren(m.errors.length ? el('div', { class: 'errors',
       id: 'errors' }, el('b', {}, 'errors'), m.errors.map(ev =>
       el('div', {}, el('a', { onclick: () => {
