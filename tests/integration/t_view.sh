@@ -5,6 +5,9 @@
 # run until it is cancelled, the pages with their CSP, the read-only and
 # loopback rules; weft serve serves the same at / for operator tokens.
 . "$(dirname "$0")/lib.sh"
+# A run left in the background by a failing check is stopped too.
+NAP= VIEW_PID= VIEW= SPID=
+trap '_rc=$?; for p in $NAP $VIEW_PID $VIEW $SPID; do kill "$p" 2>/dev/null; done; (exit $_rc); cleanup' EXIT
 
 command -v curl >/dev/null || { echo "SKIP: curl missing"; exit 77; }
 
@@ -150,6 +153,7 @@ grep -q '^event: end' "$T/live" && fail "ended while the run runs"
 run_weft "$T/cout" "$T/cerr" cancel "$NRUN"
 [ "$RC" -eq 0 ] || { cat "$T/cerr" >&2; fail "weft cancel"; }
 wait "$NAP"
+NAP=
 wait "$CURL"
 grep -q '^event: end' "$T/live" || fail "the stream ends with the run"
 grep '^data:' "$T/live" | tail -1 | grep -q '"status":"cancelled"' ||
@@ -172,6 +176,7 @@ ok "runs list stream"
 
 kill "$VIEW_PID"
 wait "$VIEW_PID"
+VIEW_PID=
 run_weft "$T/o" "$T/e" view --listen 0.0.0.0:0
 [ "$RC" -eq 2 ] || fail "a non-loopback --listen is refused ($RC)"
 expect_grep "$T/e" "not a loopback" "the refusal says why"
@@ -198,5 +203,6 @@ CODE=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Authorization: Bearer operator
 [ "$CODE" = 200 ] && grep -q app.js "$T/body" || fail "serve: the page at /"
 kill "$SPID"
 wait "$SPID"
+SPID=
 ok "weft serve serves the viewer"
 expect_no_orphans

@@ -4,6 +4,9 @@
 # (tests/viewer/browser.mjs).  Screenshots go to viewer-screens/ in the
 # directory the test runs in (the build directory under make check).
 . "$WEFT_SRCDIR/tests/integration/lib.sh"
+# A run left in the background by a failing check is stopped too.
+NAP= VIEW_PID= VIEW= SPID=
+trap '_rc=$?; for p in $NAP $VIEW_PID $VIEW $SPID; do kill "$p" 2>/dev/null; done; (exit $_rc); cleanup' EXIT
 
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 if [ ! -x "$CHROMIUM" ]; then
@@ -61,8 +64,10 @@ node "$WEFT_SRCDIR/tests/viewer/browser.mjs" "$URL" "$RUN" "$SEQ" "$NRUN" \
     "$SHOTS" || RC=$?
 kill "$NAP" 2>/dev/null
 wait "$NAP"
+NAP=
 kill "$VIEW"
 wait "$VIEW"
+VIEW=
 [ "$RC" -eq 0 ] || fail "the browser test failed"
 ok "screenshots in $SHOTS"
 expect_no_orphans
