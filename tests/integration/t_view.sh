@@ -175,8 +175,10 @@ grep -q "^event: runs" "$T/runs" && grep -q "$NRUN" "$T/runs" ||
 ok "runs list stream"
 
 kill "$VIEW_PID"
-wait "$VIEW_PID"
+RC=0
+wait "$VIEW_PID" || RC=$?
 VIEW_PID=
+expect_rc 0 "weft view stops cleanly on SIGTERM"
 run_weft "$T/o" "$T/e" view --listen 0.0.0.0:0
 [ "$RC" -eq 2 ] || fail "a non-loopback --listen is refused ($RC)"
 expect_grep "$T/e" "not a loopback" "the refusal says why"
@@ -202,7 +204,9 @@ jq_py "[r['id'] for r in d['runs']]" | grep -q "$RUN" || fail "serve: runs"
 CODE=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Authorization: Bearer operator-token-0123456789' "$SURL/")
 [ "$CODE" = 200 ] && grep -q app.js "$T/body" || fail "serve: the page at /"
 kill "$SPID"
-wait "$SPID"
+RC=0
+wait "$SPID" || RC=$?
 SPID=
+[ "$RC" -eq 0 ] || { cat "$T/serve.err" >&2; fail "weft serve exit $RC"; }
 ok "weft serve serves the viewer"
 expect_no_orphans

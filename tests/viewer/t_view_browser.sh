@@ -66,8 +66,10 @@ kill "$NAP" 2>/dev/null
 wait "$NAP"
 NAP=
 kill "$VIEW"
-wait "$VIEW"
+VRC=0
+wait "$VIEW" || VRC=$?
 VIEW=
+[ "$VRC" -eq 0 ] || fail "weft view exit $VRC (see $T/view.err)"
 [ "$RC" -eq 0 ] || fail "the browser test failed"
 ok "screenshots in $SHOTS"
 expect_no_orphans
