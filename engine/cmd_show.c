@@ -194,13 +194,14 @@ show_event_cb(void *arg, const struct store_event *ev)
 		    json_object_get(p, "task")));
 		json_object_set_new(s->tasks, key, call);
 	} else if (strcmp(ev->kind, "tool.progress") == 0) {
-		snprintf(key, sizeof key, "%lld", (long long)json_integer_value(
-		    json_object_get(p, "task")));
+		snprintf(key, sizeof key, "%lld",
+		    (long long)json_integer_value(json_object_get(p, "task")));
 		if ((call = json_object_get(s->tasks, key)) != NULL) {
 			if (json_object_get(call, "progress") == NULL)
 				json_object_set_new(call, "progress",
 				    json_array());
-			json_array_append(json_object_get(call, "progress"), p);
+			json_array_append(json_object_get(call, "progress"),
+			    p);
 		}
 	} else if (strcmp(ev->kind, "tool.result") == 0 ||
 	    strcmp(ev->kind, "tool.error") == 0 ||
@@ -265,8 +266,8 @@ show_model_text(json_t *call, int depth, int full)
 	}
 	json_array_foreach(json_object_get(call, "asked"), i, c) {
 		b = show_brief(json_object_get(c, "args"), full ? 100000 : 70);
-		printf("%*s    > calls %s %s\n", depth * 2, "", jstr(c, "name") ?
-		    jstr(c, "name") : "?", b);
+		printf("%*s    > calls %s %s\n", depth * 2, "",
+		    jstr(c, "name") ? jstr(c, "name") : "?", b);
 		free(b);
 	}
 }
@@ -407,7 +408,8 @@ show_tree(struct show *s, int64_t parent, int depth, double now)
 			    json_object_get(call, "retries") ? ", retried" : "");
 			free(args);
 			free(res);
-			show_progress(json_object_get(call, "progress"), depth);
+			show_progress(json_object_get(call, "progress"),
+			    depth);
 		}
 		show_tree(s, sp->id, depth + 1, now);
 	}

@@ -109,10 +109,11 @@ static const char *
 view_param(struct evhttp_request *req, const char *name, char *buf,
     size_t len)
 {
-	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *q;
 	struct evkeyvalq kv;
 	const char *val;
 
+	q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	if (q == NULL)
 		return NULL;
 	TAILQ_INIT(&kv);
@@ -614,7 +615,8 @@ view_live_route_cb(struct evhttp_request *req,
 	l->req = req;
 	l->after = after;
 	if (run != NULL)
-		l->run = xstrdup(json_string_value(json_object_get(run, "id")));
+		l->run = xstrdup(json_string_value(json_object_get(run,
+		    "id")));
 	json_decref(run);
 	l->tick = evtimer_new(v->base, view_live_tick_cb, l);
 	l->next = v->live;

@@ -1,9 +1,9 @@
 /*
  * view.h: the trajectory viewer (docs/viewer.md): its pages, embedded in
  * the binary (the files of viewer/, generated into viewer/assets.c), and
- * its read-only JSON API under /api/ on a store, as routes of one HTTP listener
- * (runtime/httpd_routes.h).  `weft view` serves it alone; `weft serve`
- * adds it at / behind its bearer token.
+ * its read-only JSON API under /api/ on a store, as routes of one HTTP
+ * listener (runtime/httpd_routes.h).  `weft view` serves it alone;
+ * `weft serve` adds it at / behind its bearer token.
  *
  * All on the loop thread of the listener's event base.
  */
