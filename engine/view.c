@@ -24,7 +24,7 @@
 #include "runtime/httpd_routes.h"
 #include "runtime/util.h"
 
-#define VIEW_PAGE_MAX		5000	/* events or runs in one answer */
+#define VIEW_PAGE_MAX		20000	/* events or runs in one answer */
 #define VIEW_PAGE_DEFAULT	1000
 #define VIEW_TICK_MS		250
 #define VIEW_CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
@@ -178,6 +178,56 @@ view_event_json(const struct store_event *ev)
 	    view_load(ev->payload));
 }
 
+/* Add a JSON string of s (NULL: null) to b. */
+static void
+view_add_str(struct evbuffer *b, const char *s)
+{
+	json_t *j;
+	char *t;
+
+	if (s == NULL) {
+		evbuffer_add(b, "null", 4);
+		return;
+	}
+	j = json_string(s);
+	t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+	evbuffer_add_printf(b, "%s", t ? t : "\"\"");
+	free(t);
+	json_decref(j);
+}
+
+/* A finite number for JSON. */
+static double
+view_finite(double v)
+{
+	return v == v && v < 1e300 && v > -1e300 ? v : 0;
+}
+
+/*
+ * An event as view_event_json() gives it, written as text into b: the
+ * payload is the store's JSON text as it is (weft wrote it), not parsed
+ * and written again, so a page of thousands of events costs little.
+ */
+static void
+view_event_text(struct evbuffer *b, const struct store_event *ev)
+{
+	evbuffer_add_printf(b, "{\"seq\":%lld,\"span\":%lld,"
+	    "\"parent_span\":%lld,\"path\":", (long long)ev->seq,
+	    (long long)ev->span_id, (long long)ev->parent_span);
+	view_add_str(b, ev->node_path);
+	evbuffer_add(b, ",\"kind\":", 8);
+	view_add_str(b, ev->kind);
+	evbuffer_add_printf(b, ",\"attempt\":%d,\"time\":%.17g,"
+	    "\"tokens\":%lld,\"cost\":%.17g,\"payload\":", ev->attempt,
+	    view_finite(ev->time), (long long)ev->tokens,
+	    view_finite(ev->cost));
+	if (ev->payload != NULL && *ev->payload != '\0')
+		evbuffer_add(b, ev->payload, strlen(ev->payload));
+	else
+		evbuffer_add(b, "null", 4);
+	evbuffer_add(b, "}", 1);
+}
+
 struct view_runs {
 	const char	*status, *workflow, *q;
 	long long	 offset, limit, seen;
@@ -290,8 +340,8 @@ view_find(struct view *v, struct evhttp_request *req)
 }
 
 struct view_events {
-	int64_t		 after, limit, count, last;
-	json_t		*list;
+	int64_t		 after, limit, n, last;
+	struct evbuffer	*b;
 };
 
 static int
@@ -299,12 +349,13 @@ view_events_cb(void *arg, const struct store_event *ev)
 {
 	struct view_events *w = arg;
 
-	w->count++;
 	if (ev->seq <= w->after)
 		return 0;
-	if ((int64_t)json_array_size(w->list) >= w->limit)
+	if (w->n >= w->limit)
 		return 1;
-	json_array_append_new(w->list, view_event_json(ev));
+	if (w->n++ > 0)
+		evbuffer_add(w->b, ",", 1);
+	view_event_text(w->b, ev);
 	w->last = ev->seq;
 	return 0;
 }
@@ -331,7 +382,7 @@ view_events_route_cb(struct evhttp_request *req,
 {
 	struct view *v = arg;
 	struct view_events w;
-	json_t *run, *out;
+	json_t *run;
 	int rc;
 
 	if (view_check(v, req, who) != 0 || (run = view_find(v, req)) == NULL)
@@ -345,21 +396,26 @@ view_events_route_cb(struct evhttp_request *req,
 		    "integers");
 		return;
 	}
-	w.list = json_array();
+	w.b = evbuffer_new();
+	evbuffer_add(w.b, "{\"run\":", 7);
+	view_add_str(w.b, json_string_value(json_object_get(run, "id")));
+	evbuffer_add(w.b, ",\"events\":[", 11);
 	rc = store_events_foreach(v->st, json_string_value(json_object_get(run,
 	    "id")), view_events_cb, &w);
+	json_decref(run);
 	if (rc < 0) {
-		json_decref(run);
-		json_decref(w.list);
+		evbuffer_free(w.b);
 		view_error(req, 500, store_error(v->st));
 		return;
 	}
-	out = json_pack("{s:O, s:o}", "run", json_object_get(run, "id"),
-	    "events", w.list);
+	evbuffer_add(w.b, "]", 1);
 	if (rc == 1)
-		json_object_set_new(out, "next_after", json_integer(w.last));
-	json_decref(run);
-	view_json(req, 200, out);
+		evbuffer_add_printf(w.b, ",\"next_after\":%lld",
+		    (long long)w.last);
+	evbuffer_add(w.b, "}", 1);
+	view_headers(req, "application/json");
+	evhttp_send_reply(req, 200, "OK", w.b);
+	evbuffer_free(w.b);
 }
 
 struct view_state {
@@ -512,10 +568,17 @@ static int
 view_live_ev_cb(void *arg, const struct store_event *ev)
 {
 	struct view_live *l = arg;
+	struct evbuffer *b;
 
 	if (ev->seq <= l->after)
 		return 0;
-	view_sse(l, "event", ev->seq, view_event_json(ev));
+	b = evbuffer_new();
+	evbuffer_add_printf(b, "id: %lld\nevent: event\ndata: ",
+	    (long long)ev->seq);
+	view_event_text(b, ev);
+	evbuffer_add(b, "\n\n", 2);
+	evhttp_send_reply_chunk(l->req, b);
+	evbuffer_free(b);
 	l->after = ev->seq;
 	return 0;
 }

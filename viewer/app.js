@@ -187,14 +187,15 @@ function total(sp) {
   return [t, c];
 }
 
+/* Fetch a run's events in pages into m; onPage(m, done) after each. */
 async function loadRun(id, m0, onPage) {
   const m = m0 || newModel(null);
   let after = m.last;
-  for (;;) {
+  for (let n = 0; ; n++) {
     const r = await api(`/api/events?id=${encodeURIComponent(id)}` +
-      `&after=${after}&limit=5000`);
+      `&after=${after}&limit=${n ? 20000 : 2000}`);
     for (const ev of r.events) addEvent(m, ev);
-    if (onPage) onPage(m);
+    if (onPage) onPage(m, r.next_after === undefined);
     if (r.next_after === undefined) break;
     after = r.next_after;
   }
@@ -309,6 +310,8 @@ function showRun(id) {
   const head = el('div', {});
   const errs = el('div', {});
   const tree = el('div', { class: 'tree', id: 'tree' });
+  const treeInner = el('div', { class: 'tree-inner' });
+  tree.append(treeInner);
   const detail = el('div', {}, el('p', { class: 'muted' },
     'Select a node to see its model turns and tool calls.'));
   $main.replaceChildren(head, errs,
@@ -320,6 +323,45 @@ function showRun(id) {
     for (const r of tree.querySelectorAll('.row'))
       r.classList.toggle('sel', r.dataset.span === String(sp.id));
   }
+  let flat = [], span0 = [0, 1];
+  function treeRow(sp, depth) {
+    const [t0, t1] = span0;
+    const left = (sp.start - t0) / (t1 - t0) * 100;
+    const w = ((sp.end || t1) - sp.start) / (t1 - t0) * 100;
+    const row = el('div', { class: 'row' + (sp.id === selected ?
+      ' sel' : ''), 'data-span': sp.id, 'data-path': sp.path,
+      onclick: () => select(sp) },
+      el('span', { class: 'name' },
+        el('span', { class: 'tog', onclick: e => {
+          e.stopPropagation();
+          if (closed.has(sp.id)) closed.delete(sp.id);
+          else closed.add(sp.id);
+          render();
+        } }, sp.kids.length ? (closed.has(sp.id) ? '▸' : '▾') : ''),
+        '\u00a0'.repeat(depth * 2) + sp.name + ' ',
+        el('span', { class: 'muted' }, sp.kind)),
+      el('span', { class: 'bars', title: `${sp.status} ` +
+        fmtDur((sp.end || t1) - sp.start) },
+        el('span', { class: 'bar st-' + sp.status })));
+    const bar = row.querySelector('.bar');
+    bar.style.left = left + '%';
+    bar.style.width = Math.max(w, 0.2) + '%';
+    return row;
+  }
+  function drawTree() {
+    const H = 24, top = tree.scrollTop, h = tree.clientHeight || 600;
+    const a = Math.max(0, Math.floor(top / H) - 20);
+    const b = Math.min(flat.length, Math.ceil((top + h) / H) + 20);
+    treeInner.style.height = flat.length * H + 'px';
+    const rows = [];
+    for (let i = a; i < b; i++) {
+      const r = treeRow(flat[i][0], flat[i][1]);
+      r.style.top = i * H + 'px';
+      rows.push(r);
+    }
+    treeInner.replaceChildren(...rows);
+  }
+  tree.addEventListener('scroll', drawTree);
   function render() {
     head.replaceChildren(el('h2', {}, 'run ' + m.run.id), summary(m.run),
       el('p', { class: 'st-failed', id: 'run-error' }, m.run.error || ''));
@@ -334,43 +376,31 @@ function showRun(id) {
     const t0 = m.run.started;
     const t1 = Math.max(m.run.ended || 0, ...[...m.spans.values()].map(
       s => s.end || Date.now() / 1000), t0 + 0.001);
-    const rows = [];
+    /* The visible rows as a flat list; only those in view become DOM
+       (a run of thousands of nodes scrolls as a short one). */
+    flat = [];
     const walk = (list, depth) => {
       for (const sp of list) {
-        const left = (sp.start - t0) / (t1 - t0) * 100;
-        const w = ((sp.end || t1) - sp.start) / (t1 - t0) * 100;
-        rows.push(el('div', { class: 'row' + (sp.id === selected ?
-          ' sel' : ''), 'data-span': sp.id, 'data-path': sp.path,
-          onclick: () => select(sp) },
-          el('span', { class: 'name', style: null },
-            el('span', { class: 'tog', onclick: e => {
-              e.stopPropagation();
-              if (closed.has(sp.id)) closed.delete(sp.id);
-              else closed.add(sp.id);
-              render();
-            } }, sp.kids.length ? (closed.has(sp.id) ? '▸' : '▾') : ''),
-            '\u00a0'.repeat(depth * 2) + sp.name + ' ',
-            el('span', { class: 'muted' }, sp.kind)),
-          el('span', { class: 'bars', title: `${sp.status} ` +
-            fmtDur((sp.end || t1) - sp.start) },
-            el('span', { class: 'bar st-' + sp.status })))) ;
-        const bar = rows[rows.length - 1].querySelector('.bar');
-        bar.style.left = left + '%';
-        bar.style.width = Math.max(w, 0.2) + '%';
+        flat.push([sp, depth]);
         if (!closed.has(sp.id)) walk(sp.kids, depth + 1);
       }
     };
     walk(m.roots, 0);
-    tree.replaceChildren(...rows);
+    span0 = [t0, t1];
+    drawTree();
     if (selected !== null && m.spans.has(selected) &&
         !detail.querySelector('details[open]'))
       detail.replaceChildren(spanDetail(m.spans.get(selected)));
   }
   api('/api/run?id=' + encodeURIComponent(id)).then(async r => {
     m = newModel(r.run);
-    await loadRun(r.run.id, m, () => { if (my === page) render(); });
+    /* The first page at once, then the whole run once it is in. */
+    let first = true;
+    await loadRun(r.run.id, m, (mm, done) => {
+      if (my === page && (first || done)) render();
+      first = false;
+    });
     if (my !== page) return;
-    render();
     if (r.run.status === 'running') follow();
     else setStream(null);
   }).catch(e => $main.replaceChildren(el('p', { class: 'st-failed' },
@@ -491,11 +521,20 @@ function showReplay(id) {
     }, 400);
   });
   api('/api/run?id=' + encodeURIComponent(id)).then(async r => {
-    m = await loadRun(r.run.id, newModel(r.run));
-    if (my !== page) return;
-    range.max = m.last;
+    /* Shown from the first page on; the rest comes in behind. */
     const h = location.hash.match(/[?&]seq=(\d+)/);
-    go(h ? +h[1] : 1, true);
+    let started = false;
+    m = newModel(r.run);
+    await loadRun(r.run.id, m, (mm, done) => {
+      if (my !== page) return;
+      range.max = m.last;
+      label.textContent = `step ${range.value} of ${m.last}` +
+        (done ? '' : ' (loading)');
+      if (!started && (done || !h || +h[1] <= m.last)) {
+        started = true;
+        go(h ? +h[1] : 1, true);
+      } else drawList();
+    });
   }).catch(e => $main.replaceChildren(el('p', { class: 'st-failed' },
     e.message)));
 }
