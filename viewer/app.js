@@ -363,6 +363,13 @@ function showRun(id) {
   }
   tree.addEventListener('scroll', drawTree);
   function render() {
+    /* Nodes still open when the run ended ended with it, in its status. */
+    if (m.run.ended > 0)
+      for (const sp of m.spans.values())
+        if (sp.status === 'running') {
+          sp.status = m.run.status;
+          sp.end = m.run.ended;
+        }
     head.replaceChildren(el('h2', {}, 'run ' + m.run.id), summary(m.run),
       el('p', { class: 'st-failed', id: 'run-error' }, m.run.error || ''));
     errs.replaceChildren(m.errors.length ? el('div', { class: 'errors',

@@ -108,6 +108,7 @@ try {
   await page.waitForFunction(() =>
     /cancelled/.test(document.getElementById('summary')?.textContent),
     { timeout: 120000 });
+  await page.waitForSelector('#tree .row[data-path="s/nap"] .bar.st-cancelled');
   if (await page.evaluate(() => window.__same) !== 1)
     fail('the page reloaded');
   if (await page.$eval('#live', e => e.hidden) !== true)

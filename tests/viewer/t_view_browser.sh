@@ -45,7 +45,7 @@ SEQ=$(sql "SELECT min(seq) FROM events WHERE run_id='$RUN' AND kind='state.write
 {
 	echo 'local w = require "weft"'
 	testserver_decl
-	echo 'return w.tool{ name = "nap", server = "test", tool = "sleep", args = { ms = 600000 } }'
+	echo 'return w.sequential{ name = "s", w.tool{ name = "nap", server = "test", tool = "sleep", args = { ms = 600000 } } }'
 } > "$T/nap.lua"
 "$WEFT" run "$T/nap.lua" >"$T/nap.out" 2>"$T/nap.err" &
 NAP=$!
