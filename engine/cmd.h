@@ -45,6 +45,8 @@ int cmd_replay(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_approve(int argc, char **argv);
 int cmd_reject(int argc, char **argv);
+int cmd_view(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /*
  * Load the workflow file path in a scratch Lua state and return its

@@ -4,14 +4,139 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "engine/cmd.h"
 #include "engine/exec.h"
+#include "engine/store.h"
 #include "runtime/util.h"
+
+/*
+ * The terminal's view of a run as it goes: a thread with a read-only
+ * connection of its own to the store (it shares nothing with the engine,
+ * which runs on the main thread) looks a few times a second at what has
+ * committed.  Once the run row exists it says the run id on stderr (so
+ * that weft cancel and weft view can be used at once); with -v it prints
+ * each event as it commits.  Nothing is printed for a run that never
+ * started (bad input, a workflow that does not load).
+ */
+struct run_watch {
+	pthread_t	 th;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	int		 stop;
+	const char	*db;
+	char		 id[17];
+	int		 verbose;
+	int		 announced;
+	int64_t		 after;
+	double		 t0;
+	struct store	*st;
+};
+
+static int
+run_watch_row_cb(void *arg, const struct store_run *r)
+{
+	struct run_watch *w = arg;
+
+	w->t0 = r->started;
+	return 0;
+}
+
+/* One line for an event: time since the start, node, kind, payload. */
+static int
+run_watch_event_cb(void *arg, const struct store_event *ev)
+{
+	struct run_watch *w = arg;
+	char brief[121];
+	size_t i, n;
+
+	if (ev->seq <= w->after)
+		return 0;
+	w->after = ev->seq;
+	n = ev->payload ? strlen(ev->payload) : 0;
+	snprintf(brief, sizeof brief, "%s", ev->payload ? ev->payload : "");
+	for (i = 0; brief[i] != '\0'; i++)
+		if (brief[i] == '\n' || brief[i] == '\t')
+			brief[i] = ' ';
+	if (n >= sizeof brief)
+		memcpy(brief + sizeof brief - 4, "...", 4);
+	fprintf(stderr, "weft: %+8.3fs #%-4lld %s %s%s%s\n",
+	    ev->time - w->t0, (long long)ev->seq, ev->kind,
+	    *ev->node_path ? ev->node_path : "(run)", *brief ? " " : "",
+	    brief);
+	return 0;
+}
+
+/* Look at the store once. */
+static void
+run_watch_look(struct run_watch *w)
+{
+	char err[512];
+
+	if (w->st == NULL) {
+		if (access(w->db, F_OK) != 0 || store_open_read(w->db, &w->st,
+		    err, sizeof err) != 0)
+			return;
+	}
+	if (!w->announced) {
+		if (store_run_find(w->st, w->id, run_watch_row_cb, w) != 0)
+			return;
+		w->announced = 1;
+		fprintf(stderr, "weft: run %s started (weft cancel %s stops "
+		    "it; weft view %s shows it)\n", w->id, w->id, w->id);
+	}
+	if (w->verbose)
+		store_events_foreach(w->st, w->id, run_watch_event_cb, w);
+}
+
+static void *
+run_watch_main(void *arg)
+{
+	struct run_watch *w = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&w->mu);
+	while (!w->stop) {
+		pthread_mutex_unlock(&w->mu);
+		run_watch_look(w);
+		pthread_mutex_lock(&w->mu);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (!w->stop)
+			pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Stop the watcher, then look once more (what committed last). */
+static void
+run_watch_end(struct run_watch *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->stop = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	if (w->verbose)
+		run_watch_look(w);
+	if (w->st != NULL)
+		store_close(w->st);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+}
 
 static void
 run_usage(FILE *f)
@@ -42,8 +167,9 @@ run_usage(FILE *f)
 "                      ~/.local/state/weft; see `weft keys`)\n"
 "  --run-id ID         record the run under ID (16 lowercase hex digits, not\n"
 "                      yet in the store; weft mcp and weft serve use it)\n"
-"  -q, --quiet         print only the answer\n"
-"  -v, --verbose       log worker events to stderr\n"
+"  -q, --quiet         print only the answer (and not the run id at start)\n"
+"  -v, --verbose       print each event on stderr as it commits, and log\n"
+"                      worker events\n"
 "\n"
 "remote workers (docs/PROTOCOL.md, \"Remote enrolment\"; README.md):\n"
 "%s"
@@ -150,9 +276,10 @@ cmd_run(int argc, char **argv)
 	};
 	struct exec_spec spec;
 	struct exec_result res;
+	struct run_watch w;
 	json_t *budget = NULL;
 	char *cause = NULL;
-	int ch, rc;
+	int ch, rc, watching = 0;
 
 	exec_spec_init(&spec, EXEC_RUN);
 	optind = 1;
@@ -253,7 +380,27 @@ cmd_run(int argc, char **argv)
 	}
 	spec.workflow = argv[optind];
 	spec.budget = budget;
-	if ((rc = exec_run(&spec, &res, &cause)) != 0) {
+	memset(&w, 0, sizeof w);
+	if (spec.run_id != NULL)
+		snprintf(w.id, sizeof w.id, "%s", spec.run_id);
+	else {
+		random_hex(w.id, 8);
+		spec.run_id = w.id;
+	}
+	if (!spec.quiet) {
+		w.db = cmd_db_path(spec.db);
+		w.verbose = spec.co.verbose;
+		pthread_mutex_init(&w.mu, NULL);
+		pthread_cond_init(&w.cv, NULL);
+		if ((errno = pthread_create(&w.th, NULL, run_watch_main,
+		    &w)) != 0)
+			fatal("pthread_create");
+		watching = 1;
+	}
+	rc = exec_run(&spec, &res, &cause);
+	if (watching)
+		run_watch_end(&w);
+	if (rc != 0) {
 		if (cause != NULL)
 			fprintf(stderr, "weft: %s\n", cause);
 	} else

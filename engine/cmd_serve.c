@@ -23,6 +23,7 @@
 #include "engine/cmd.h"
 #include "engine/coord.h"
 #include "engine/serve.h"
+#include "engine/view.h"
 #include "protocols/mcp_server.h"
 #include "runtime/util.h"
 #include "runtime/httpd_routes.h"
@@ -330,6 +331,7 @@ cmd_serve(int argc, char **argv)
 	struct httpd_routes *routes = NULL;
 	struct mcps_http *mh = NULL;
 	struct serve *srv = NULL;
+	struct view *view = NULL;
 	struct event_base *base = NULL;
 	struct event *term = NULL, *intr = NULL;
 	struct cmd_serve_stop stop;
@@ -364,7 +366,8 @@ cmd_serve(int argc, char **argv)
 	base = event_base_new();
 	memset(&ro, 0, sizeof ro);
 	ro.max_body = cl.max_body;
-	ro.not_found = "weft serves MCP at /mcp and A2A agents at /a2a/NAME\n";
+	ro.not_found = "weft serves MCP at /mcp, A2A agents at /a2a/NAME and "
+	    "the viewer at /\n";
 	ro.refuse = mcps_http_refuse;
 	cmd_serve_fit_conns(&cl, o.workers > 0 ? o.workers : 4);
 	ro.lim = cl.lim;
@@ -395,6 +398,12 @@ cmd_serve(int argc, char **argv)
 	/* Operations (engine/serve_ops.c), behind the same checks. */
 	httpd_routes_add(routes, "/healthz", serve_healthz_cb, srv);
 	httpd_routes_add(routes, "/metrics", serve_metrics_cb, srv);
+	/* The trajectory viewer at / and /api/ (docs/viewer.md). */
+	if ((view = view_new(base, routes, cmd_db_path(o.db), 1, err,
+	    sizeof err)) == NULL) {
+		fprintf(stderr, "weft: %s\n", err);
+		goto out;
+	}
 	for (i = 0; i < cl.nhosts; i++)
 		httpd_routes_allow_host(routes, cl.hosts[i]);
 	for (i = 0; i < cl.norigins; i++)
@@ -418,6 +427,9 @@ cmd_serve(int argc, char **argv)
 	fprintf(stderr, "weft: A2A agents at http://%s%s%s:%d/a2a/NAME "
 	    "(card: /.well-known/agent-card.json)\n", strchr(host, ':') ?
 	    "[" : "", host, strchr(host, ':') ? "]" : "", port);
+	fprintf(stderr, "weft: viewer at http://%s%s%s:%d/\n",
+	    strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+	    port);
 	stop.base = base;
 	stop.srv = srv;
 	stop.drain_s = cl.drain_s;
@@ -428,6 +440,7 @@ cmd_serve(int argc, char **argv)
 	event_base_dispatch(base);
 	rc = WEFT_EXIT_OK;
 out:
+	view_free(view);
 	mcps_http_free(mh);
 	serve_a2a_free(srv);
 	httpd_routes_free(routes);

@@ -37,6 +37,7 @@ struct show {
 	json_t		*events;	/* for --json */
 	json_t		*tasks;		/* task id -> call object */
 	int		 want_json;
+	int		 full;		/* model text whole, not trimmed */
 };
 
 static struct span *
@@ -159,16 +160,22 @@ show_event_cb(void *arg, const struct store_event *ev)
 		sp->tokens += ev->tokens;
 		sp->cost += ev->cost;
 		sp->turns++;
-		if (strcmp(ev->kind, "model.response") == 0)
+		/* The scripted provider records request and answer as one
+		   model.call; the gateway its answer as model.response. */
+		if (json_object_get(p, "response") != NULL)
 			json_array_append_new(sp->calls, json_pack(
-			    "{s:s, s:s?, s:s?, s:s?, s:I, s:f, s:O?, s:O?}",
+			    "{s:s, s:s?, s:s?, s:s?, s:I, s:f, s:O?, s:O?, "
+			    "s:O?, s:O?}",
 			    "model", "response", "provider", jstr(p,
 			    "provider"), "name", jstr(p, "model"), "stop",
 			    jstr(json_object_get(p, "response"),
 			    "stop_reason"), "tokens", (json_int_t)ev->tokens,
 			    "cost", ev->cost, "attempts", json_object_get(p,
 			    "attempts"), "duration", json_object_get(p,
-			    "duration")));
+			    "duration"), "text", json_object_get(
+			    json_object_get(p, "response"), "text"), "asked",
+			    json_object_get(json_object_get(p, "response"),
+			    "tool_calls")));
 	} else if (strcmp(ev->kind, "model.retry") == 0 ||
 	    strcmp(ev->kind, "model.fallback") == 0 ||
 	    strcmp(ev->kind, "model.error") == 0 ||
@@ -186,6 +193,16 @@ show_event_cb(void *arg, const struct store_event *ev)
 		snprintf(key, sizeof key, "%lld", (long long)json_integer_value(
 		    json_object_get(p, "task")));
 		json_object_set_new(s->tasks, key, call);
+	} else if (strcmp(ev->kind, "tool.progress") == 0) {
+		snprintf(key, sizeof key, "%lld",
+		    (long long)json_integer_value(json_object_get(p, "task")));
+		if ((call = json_object_get(s->tasks, key)) != NULL) {
+			if (json_object_get(call, "progress") == NULL)
+				json_object_set_new(call, "progress",
+				    json_array());
+			json_array_append(json_object_get(call, "progress"),
+			    p);
+		}
 	} else if (strcmp(ev->kind, "tool.result") == 0 ||
 	    strcmp(ev->kind, "tool.error") == 0 ||
 	    strcmp(ev->kind, "task.retry") == 0) {
@@ -225,6 +242,33 @@ show_sum(struct show *s)
 			up->sub_tools += sp->tools;
 			up->sub_cost += sp->cost;
 		}
+	}
+}
+
+/* A model's text under its line: trimmed to one line, or whole. */
+static void
+show_model_text(json_t *call, int depth, int full)
+{
+	json_t *text = json_object_get(call, "text"), *c;
+	char *b, *line, *save = NULL;
+	size_t i;
+
+	if (json_is_string(text) && full) {
+		b = xstrdup(json_string_value(text));
+		for (line = strtok_r(b, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save))
+			printf("%*s    | %s\n", depth * 2, "", line);
+		free(b);
+	} else if (json_is_string(text)) {
+		b = show_brief(text, 100);
+		printf("%*s    | %s\n", depth * 2, "", b);
+		free(b);
+	}
+	json_array_foreach(json_object_get(call, "asked"), i, c) {
+		b = show_brief(json_object_get(c, "args"), full ? 100000 : 70);
+		printf("%*s    > calls %s %s\n", depth * 2, "",
+		    jstr(c, "name") ? jstr(c, "name") : "?", b);
+		free(b);
 	}
 }
 
@@ -271,6 +315,44 @@ show_model_line(json_t *call, int depth)
 	}
 }
 
+/* A tool call's progress notifications, one line each. */
+static void
+show_progress(json_t *list, int depth)
+{
+	json_t *p;
+	size_t i;
+
+	json_array_foreach(list, i, p) {
+		printf("%*s    ~ progress %g", depth * 2, "",
+		    json_number_value(json_object_get(p, "progress")));
+		if (json_is_number(json_object_get(p, "total")))
+			printf("/%g", json_number_value(json_object_get(p,
+			    "total")));
+		if (jstr(p, "message") != NULL)
+			printf(" %s", jstr(p, "message"));
+		printf("\n");
+	}
+}
+
+/*
+ * Nodes still open when the run ended (cancelled, failed, a budget) never
+ * recorded their end: they ended with the run, in its status.
+ */
+static void
+show_close(struct show *s, const char *status, double ended)
+{
+	size_t i;
+
+	if (ended <= 0)
+		return;
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->spans[i].status, "running") == 0) {
+			free(s->spans[i].status);
+			s->spans[i].status = xstrdup(status);
+			s->spans[i].end = ended;
+		}
+}
+
 static void
 show_tree(struct show *s, int64_t parent, int depth, double now)
 {
@@ -301,6 +383,7 @@ show_tree(struct show *s, int64_t parent, int depth, double now)
 		json_array_foreach(sp->calls, k, call) {
 			if (jstr(call, "model") != NULL) {
 				show_model_line(call, depth);
+				show_model_text(call, depth, s->full);
 				continue;
 			}
 			args = show_brief(json_object_get(call, "args"), 60);
@@ -325,6 +408,8 @@ show_tree(struct show *s, int64_t parent, int depth, double now)
 			    json_object_get(call, "retries") ? ", retried" : "");
 			free(args);
 			free(res);
+			show_progress(json_object_get(call, "progress"),
+			    depth);
 		}
 		show_tree(s, sp->id, depth + 1, now);
 	}
@@ -392,13 +477,17 @@ static void
 show_usage(FILE *f)
 {
 	fprintf(f,
-"usage: weft show RUN [--json] [--db PATH]\n"
+"usage: weft show RUN [--full] [--json] [--db PATH]\n"
 "\n"
 "Show a run's trajectory as an indented tree: each node with its kind,\n"
-"status, duration, tokens and tool calls (totals include children), and\n"
-"each tool call with its arguments and result.  RUN is a run id or a\n"
-"unique prefix of one (see `weft runs`).\n"
+"status, duration, tokens and tool calls (totals include children); each\n"
+"model turn with its text (| ...) and the tools it asked for (> calls);\n"
+"each tool call with its arguments, result and progress (~ progress).\n"
+"Nodes still open when a run was cancelled or failed show the run's\n"
+"status.  RUN is a run id or a unique prefix of one (see `weft runs`).\n"
+"To browse it in a web page: weft view RUN.\n"
 "\n"
+"  --full      model text whole (default: trimmed to one line)\n"
 "  --json      print the run and all its events as one JSON object\n"
 "              (format: docs/trajectory-json.md)\n"
 "  --db PATH   trajectory store (default $WEFT_DB or ./weft.db)\n");
@@ -409,6 +498,7 @@ cmd_show(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "full", no_argument, NULL, 'f' },
 		{ "db", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -429,6 +519,9 @@ cmd_show(int argc, char **argv)
 		switch (ch) {
 		case 'j':
 			s.want_json = 1;
+			break;
+		case 'f':
+			s.full = 1;
 			break;
 		case 'd':
 			db = optarg;
@@ -468,6 +561,7 @@ cmd_show(int argc, char **argv)
 		json_decref(doc);
 	} else {
 		show_sum(&s);
+		show_close(&s, f.status, f.ended);
 		printf("run %s  %s  %s\n", f.id, f.status, f.workflow);
 		printf("started %s  duration %.3fs  steps %lld  tokens %lld  "
 		    "cost $%.4f\n", show_time(f.started, when, sizeof when),

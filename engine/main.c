@@ -21,6 +21,10 @@ static const struct {
 	{ "reject", cmd_reject, "reject the approval a run waits for" },
 	{ "show", cmd_show, "show a run's trajectory as a tree (or --json)" },
 	{ "runs", cmd_runs, "list recent runs" },
+	{ "view", cmd_view, "browse runs in a web page: tree, timeline, "
+	    "replay, live" },
+	{ "export", cmd_export, "a run as OpenTelemetry spans (--otlp "
+	    "FILE|URL)" },
 	{ "eval", cmd_eval, "score runs' tool calls against a golden file" },
 	{ "diff", cmd_diff, "show two runs' steps side by side" },
 	{ "gc", cmd_gc, "delete old runs and unreferenced blobs" },

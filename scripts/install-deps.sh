@@ -5,7 +5,8 @@ set -e
 cd "$(dirname "$0")/.."
 pkgs="build-essential autoconf automake pkg-config libevent-dev liblua5.4-dev
 libjansson-dev libnng-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
-libseccomp-dev libcmocka-dev sqlite3 python3 nodejs npm procps openssl"
+libseccomp-dev libcmocka-dev sqlite3 python3 nodejs npm procps openssl
+curl chromium"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

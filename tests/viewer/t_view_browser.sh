@@ -1,0 +1,75 @@
+#!/bin/sh
+# The viewer in a real browser: Debian's chromium driven by puppeteer-core
+# (pinned in package.json) against a real `weft view` on a real store
+# (tests/viewer/browser.mjs).  Screenshots go to viewer-screens/ in the
+# directory the test runs in (the build directory under make check).
+. "$WEFT_SRCDIR/tests/integration/lib.sh"
+# A run left in the background by a failing check is stopped too.
+NAP= VIEW_PID= VIEW= SPID=
+trap '_rc=$?; for p in $NAP $VIEW_PID $VIEW $SPID; do kill "$p" 2>/dev/null; done; (exit $_rc); cleanup' EXIT
+
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+	echo "SKIP: no chromium at $CHROMIUM: the viewer's browser tests" \
+	    "did NOT run (apt-get install chromium; scripts/install-deps.sh)" >&2
+	exit 77
+fi
+if ! command -v node >/dev/null 2>&1 ||
+    [ ! -d "$WEFT_SRCDIR/node_modules/puppeteer-core" ]; then
+	echo "SKIP: node or $WEFT_SRCDIR/node_modules/puppeteer-core missing:" \
+	    "the viewer's browser tests did NOT run (npm ci)" >&2
+	exit 77
+fi
+export CHROMIUM WEFT
+
+{
+	echo 'local w = require "weft"'
+	testserver_decl
+	cat <<'LUA'
+return w.sequential{ name = "flow",
+  w.agent{ name = "writer", model = "scripted", output_key = "answer",
+    instruction = "Write.", tools = { w.mcp("test", { only = { "echo" } }) },
+    script = { { tool_calls = { { name = "echo",
+                 args = { message = "<img src=x onerror=alert(1)>" } } } },
+               { text = "<script>window.__pwned = 1</script>done" } } },
+  w.tool{ name = "second", server = "test", tool = "echo",
+    args = { message = "two" }, output_key = "second" },
+}
+LUA
+} > "$T/flow.lua"
+run_weft "$T/out" "$T/err" run "$T/flow.lua" --input '{"topic":"x"}'
+[ "$RC" -eq 0 ] || { cat "$T/err" >&2; fail "the run failed"; }
+RUN=$(last_run)
+SEQ=$(sql "SELECT min(seq) FROM events WHERE run_id='$RUN' AND kind='state.write'")
+
+{
+	echo 'local w = require "weft"'
+	testserver_decl
+	echo 'return w.sequential{ name = "s", w.tool{ name = "nap", server = "test", tool = "sleep", args = { ms = 600000 } } }'
+} > "$T/nap.lua"
+"$WEFT" run "$T/nap.lua" >"$T/nap.out" 2>"$T/nap.err" &
+NAP=$!
+wait_for_grep "$T/nap.err" '^weft: run [0-9a-f]+' "weft run prints its run id"
+NRUN=$(sed -n 's/^weft: run \([0-9a-f]*\).*/\1/p' "$T/nap.err" | head -1)
+
+"$WEFT" view >"$T/view.out" 2>"$T/view.err" &
+VIEW=$!
+wait_for_grep "$T/view.out" '^http://' "weft view prints its URL"
+URL=$(head -1 "$T/view.out" | sed 's|/$||')
+
+SHOTS="$PWD/viewer-screens"
+mkdir -p "$SHOTS"
+RC=0
+node "$WEFT_SRCDIR/tests/viewer/browser.mjs" "$URL" "$RUN" "$SEQ" "$NRUN" \
+    "$SHOTS" || RC=$?
+kill "$NAP" 2>/dev/null
+wait "$NAP"
+NAP=
+kill "$VIEW"
+VRC=0
+wait "$VIEW" || VRC=$?
+VIEW=
+[ "$VRC" -eq 0 ] || fail "weft view exit $VRC (see $T/view.err)"
+[ "$RC" -eq 0 ] || fail "the browser test failed"
+ok "screenshots in $SHOTS"
+expect_no_orphans
