@@ -392,7 +392,8 @@ LUA
   "mcpServers": {
     "everything": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"] },
     "filesystem": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "$T/data2"] },
-    "memory": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"] }
+    "memory": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"] },
+    "sequential-thinking": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-sequential-thinking"] }
   }
 }
 JSON
@@ -404,7 +405,10 @@ return w.sequential{ name = "all",
   w.tool{ name = "e", server = s.everything, tool = "echo", args = { message = "from the README" } },
   w.tool{ name = "f", server = s.filesystem, tool = "read_text_file", args = { path = "$T/data2/f.txt" } },
   w.tool{ name = "m", server = s.memory, tool = "create_entities",
-          args = { entities = { { name = "tides", entityType = "topic", observations = { "x" } } } } } }
+          args = { entities = { { name = "tides", entityType = "topic", observations = { "x" } } } } },
+  w.tool{ name = "s", server = s["sequential-thinking"], tool = "sequentialthinking",
+          args = { thought = "tides follow the moon", nextThoughtNeeded = false,
+                   thoughtNumber = 1, totalThoughts = 1 } } }
 LUA
 		PATH="$T/bin:$PATH" run_weft "$T/out.txt" "$T/err" run --workers 1 "$T/readme.lua"
 	}
@@ -416,8 +420,9 @@ LUA
 	sql "SELECT payload FROM events WHERE run_id='$(last_run)' AND kind='tool.result'" > "$T/results"
 	expect_grep "$T/results" "Echo: from the README" "server-everything answered"
 	expect_grep "$T/results" "in data2" "server-filesystem read the file"
+	expect_grep "$T/results" "thoughtNumber" "server-sequential-thinking answered"
 	ls "$WEFT_STATE_DIR"/servers/readme-*/memory/memory.jsonl >/dev/null || fail "the memory is kept"
-	ok "the reference servers' README configs (everything, filesystem, memory) run under the sandbox"
+	ok "the reference servers' README configs (everything, filesystem, memory, sequential-thinking) run under the sandbox"
 
 	call bad "w.mcp_server{ name = \"bad\", npm = \"@modelcontextprotocol/server-memory@2026.8.31\", bin = \"nope\" }" read_graph '{}'
 	expect_rc 1 "a bin the package lacks"
