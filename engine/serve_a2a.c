@@ -86,19 +86,12 @@ struct a2as {
 
 /* ---- answers ------------------------------------------------------------ */
 
+/* A whole answer of type ctype (NULL: none). */
 static void
 a2as_reply(struct evhttp_request *req, int code, const char *ctype,
     const char *body)
 {
-	struct evbuffer *b = evbuffer_new();
-
-	if (ctype != NULL)
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", ctype);
-	if (body != NULL)
-		evbuffer_add(b, body, strlen(body));
-	evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", b);
-	evbuffer_free(b);
+	httpd_reply_text(req, code, code == 200 ? "OK" : "Error", ctype, body);
 }
 
 /* A JSON-RPC message as the whole answer; msg stolen. */

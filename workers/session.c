@@ -320,6 +320,12 @@ worker_progress(struct wsession *s, json_t *params)
 		json_object_set_new(item, "message", json_stringn(
 		    json_string_value(msg), strnlen(json_string_value(msg),
 		    512)));
+	worker_task_progress(t, item);
+}
+
+void
+worker_task_progress(struct wtask *t, json_t *item)
+{
 	if (t->progress == NULL)
 		t->progress = json_array();
 	if (json_array_size(t->progress) >= WORKER_MAX_PROGRESS)

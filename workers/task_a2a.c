@@ -45,11 +45,7 @@ worker_a2a_progress_cb(void *arg, json_t *u)
 	    ": " : "", m != NULL ? m : "") : json_sprintf("artifact %.200s",
 	    a != NULL ? a : "(unnamed)"));
 	json_decref(u);
-	if (t->progress == NULL)
-		t->progress = json_array();
-	if (json_array_size(t->progress) >= WORKER_MAX_PROGRESS)
-		json_array_remove(t->progress, 0);
-	json_array_append_new(t->progress, item);
+	worker_task_progress(t, item);
 }
 
 /* The attempt's timeout passed: cancel the remote task. */

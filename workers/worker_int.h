@@ -125,7 +125,10 @@ void worker_a2a_cancel(struct wtask *t);
 int worker_scratch_root(struct worker *w, const char *given);
 void worker_scratch_sweep(struct worker *w);
 void worker_session_free(struct wsession *s);
-struct wsession *worker_session(struct worker *w, json_t *spec, const char *run, char *err,
-    size_t errlen);
+struct wsession *worker_session(struct worker *w, json_t *spec,
+    const char *run, char *err, size_t errlen);
+/* Add a progress item (stolen) to what task t reports next, the newest
+   WORKER_MAX_PROGRESS kept. */
+void worker_task_progress(struct wtask *t, json_t *item);
 
 #endif
