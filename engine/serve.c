@@ -440,3 +440,19 @@ serve_coord(struct serve *s)
 {
 	return s->coord;
 }
+
+struct exec *
+serve_exec(struct serve *s, struct serve_tool *t, const char *id,
+    const char *input, const json_t *vars, exec_done_fn done, void *arg,
+    char **cause)
+{
+	struct exec_spec sp;
+	int rc;
+
+	exec_spec_init(&sp, EXEC_RUN);
+	sp.workflow = t->path;
+	sp.run_id = id;
+	sp.input_text = input;
+	sp.served = 1;
+	return exec_start(&sp, s->coord, s->st, vars, done, arg, &rc, cause);
+}

@@ -419,19 +419,12 @@ a2as_begin(struct a2as_task *t, char *err, size_t errlen)
 {
 	struct a2as *a = t->a;
 	struct timeval tv = { 0, A2AS_POLL_MS * 1000 };
-	struct exec_spec sp;
 	json_t *vars;
 	char *cause = NULL;
-	int rc;
 
-	exec_spec_init(&sp, EXEC_RUN);
-	sp.workflow = t->tool->path;
-	sp.run_id = t->id;
-	sp.input_text = t->input;
-	sp.served = 1;
 	vars = json_pack("{s:s}", "WEFT_A2A_CONTEXT_ID", t->ctx);
-	t->x = exec_start(&sp, a->s->coord, a->s->st, vars, a2as_run_done, t,
-	    &rc, &cause);
+	t->x = serve_exec(a->s, t->tool, t->id, t->input, vars, a2as_run_done,
+	    t, &cause);
 	json_decref(vars);
 	free(t->input);
 	t->input = NULL;

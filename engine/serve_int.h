@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "engine/exec.h"
 #include "engine/serve.h"
 #include "protocols/mcp_server.h"
 
@@ -76,6 +77,15 @@ struct serve {
 	void			(*drained)(void *);
 	void			*drained_arg;
 };
+
+/*
+ * Begin a new run of tool t in the server's coordinator (exec_start): its
+ * id, its input (JSON text), the core.var values vars (may be NULL); done
+ * is told when it ended.  NULL with *cause (the caller frees it).
+ */
+struct exec *serve_exec(struct serve *, struct serve_tool *t,
+    const char *id, const char *input, const json_t *vars, exec_done_fn done,
+    void *arg, char **cause);
 
 /* serve_runs.c: run tool t for call with arguments (borrowed), or queue
    it for a slot. */

@@ -294,20 +294,13 @@ run_begin(struct serve_run *r)
 {
 	struct serve *s = r->srv;
 	struct timeval tv = { 0, RUN_POLL_MS * 1000 };
-	struct exec_spec sp;
 	json_t *vars;
 	char *cause = NULL;
-	int rc;
 
-	exec_spec_init(&sp, EXEC_RUN);
-	sp.workflow = r->tool->path;
-	sp.run_id = r->id;
-	sp.input_text = r->input;
-	sp.served = 1;
 	vars = json_pack("{s:o, s:s}", "WEFT_MCP_CLIENT_URL",
 	    json_sprintf("http://127.0.0.1:%d/client/%s", s->client_port,
 	    r->id), "WEFT_MCP_CLIENT_TOKEN", r->secret);
-	r->x = exec_start(&sp, s->coord, s->st, vars, run_done, r, &rc,
+	r->x = serve_exec(s, r->tool, r->id, r->input, vars, run_done, r,
 	    &cause);
 	json_decref(vars);
 	free(r->input);
