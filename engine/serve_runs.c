@@ -252,7 +252,8 @@ run_answer_cb(evutil_socket_t fd, short what, void *arg)
  * then answer.  The TypeScript SDK handles notifications a microtask later
  * but responses at once, so an answer sent right after progress
  * notifications would overtake them and the client would drop them as
- * "unknown token": when the last poll sent any, the answer waits 20 ms.
+ * "unknown token": when the last poll sent any, the answer waits 50 ms
+ * (20 ms was seen to be too short on a loaded machine).
  */
 static void
 run_done(void *arg, struct exec *x, const struct exec_result *res, int rc,
@@ -260,7 +261,7 @@ run_done(void *arg, struct exec *x, const struct exec_result *res, int rc,
 {
 	struct serve_run *r = arg;
 	struct serve *s = r->srv;
-	struct timeval tv = { 0, 20 * 1000 };
+	struct timeval tv = { 0, 50 * 1000 };
 
 	(void)x;
 	r->x = NULL;

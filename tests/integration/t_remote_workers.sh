@@ -53,6 +53,8 @@ return w.sequential{ name = "s",
   w.fn{ name = "out", function(ctx) return ctx.state.r end } }
 EOF
 } > "$T/gpu.lua"
+# A new file: the last run's port line must not be read for this one's.
+rm -f "$T/err"
 "$WEFT" run "$T/gpu.lua" -q --workers 1 --workers-listen tls+tcp://127.0.0.1:0 \
     $TLS --remote-workers 2 --enroll-dir "$T/enroll" > "$T/out" 2> "$T/err" &
 pid=$!
@@ -86,6 +88,8 @@ ok "a remote worker joins over tls+tcp and serves the server on = gpu; task.wait
 
 # 2. Refusals: a wrong secret, a certificate of another CA, plain tcp off
 #    loopback, an enrolment file others can read.
+# A new file: the last run's port line must not be read for this one's.
+rm -f "$T/err"
 "$WEFT" run "$T/gpu.lua" -q --workers 1 --workers-listen tls+tcp://127.0.0.1:0 \
     $TLS --remote-workers 2 --enroll-dir "$T/enroll" > "$T/out" 2> "$T/err" &
 pid=$!
@@ -156,6 +160,8 @@ return w.sequential{ name = "s",
 EOF
 } > "$T/kill.lua"
 rm -rf "$T/enroll"
+# A new file: the last run's port line must not be read for this one's.
+rm -f "$T/err"
 "$WEFT" run "$T/kill.lua" -q --workers 1 --workers-listen tls+tcp://127.0.0.1:0 \
     $TLS --remote-workers 2 --enroll-dir "$T/enroll" > "$T/out" 2> "$T/err" &
 pid=$!
@@ -199,6 +205,8 @@ if command -v node >/dev/null 2>&1 &&
     [ -d "$WEFT_SRCDIR/node_modules/@modelcontextprotocol/sdk" ]; then
 	mkdir -p "$T/sv"
 	cp "$T/gpu.lua" "$T/sv/gpu.lua"
+	# A new file: the last run's port line must not be read for this one's.
+	rm -f "$T/err"
 	"$WEFT" serve "$T/sv" --listen 127.0.0.1:0 --db "$T/serve.db" --workers 1 \
 	    --workers-listen tls+tcp://127.0.0.1:0 $TLS --remote-workers 1 \
 	    --enroll-dir "$T/senroll" 2> "$T/err" &
