@@ -9,7 +9,8 @@
 # Environment: BUILDDIR (default ./build), WEFT, TESTSERVER, CALLS (calls
 # per concurrency level, default 20 x concurrency, at least 200), WORKERS
 # (--workers, default the number of CPUs), RSS_RUNS (default 1000),
-# KEEP=1 keeps the scratch directory.
+# KEEP=1 keeps the scratch directory, WORKFLOWS (default: fn tool toolkeep
+# everything).
 #
 # The client is tests/helpers/mcp_call.py (python3, http.client): each of
 # C threads opens its own MCP session (initialize, notifications/
@@ -49,6 +50,21 @@ w.mcp_server{ name = "t", command = { "$TESTSERVER" } }
 return w.workflow{ name = "tool",
   w.tool{ name = "call", server = "t", tool = "echo", args = { message = "hi" } } }
 LUA
+# The same call on a server kept warm for the workflow's runs, and on
+# node's server-everything kept warm (keep = "workflow", docs/mcp.md).
+cat > "$D/toolkeep.lua" <<LUA
+local w = require "weft"
+w.mcp_server{ name = "t", command = { "$TESTSERVER" }, keep = "workflow" }
+return w.workflow{ name = "toolkeep",
+  w.tool{ name = "call", server = "t", tool = "echo", args = { message = "hi" } } }
+LUA
+EVERYTHING=$SRC/node_modules/.bin/mcp-server-everything
+cat > "$D/everything.lua" <<LUA
+local w = require "weft"
+w.mcp_server{ name = "e", command = { "$EVERYTHING", "stdio" }, keep = "workflow" }
+return w.workflow{ name = "everything",
+  w.tool{ name = "call", server = "e", tool = "echo", args = { message = "hi" } } }
+LUA
 cat > "$D/slow.lua" <<LUA
 local w = require "weft"
 w.mcp_server{ name = "t", command = { "$TESTSERVER" } }
@@ -86,9 +102,12 @@ levels=${ARGS:-1 10 100}
 [ "$levels" = rss ] && levels=
 if [ -n "$levels" ]; then
 	echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), workers $WORKERS"
-	printf '%-6s %5s %7s %9s %9s %8s %6s\n' workflow conc calls p50_ms \
+	printf '%-10s %5s %7s %9s %9s %8s %6s\n' workflow conc calls p50_ms \
 	    p99_ms calls/s errors
-	for wf in fn tool; do
+	wfs="fn tool toolkeep"
+	[ -x "$EVERYTHING" ] && wfs="$wfs everything" ||
+	    echo "no $EVERYTHING (npm ci): server-everything not measured" >&2
+	for wf in ${WORKFLOWS:-$wfs}; do
 		serve "$D/$wf.lua" --max-runs 256 --max-queued 1024 \
 		    --max-sessions 1000
 		# Warm up: the workers' MCP server sessions start.
@@ -97,7 +116,7 @@ if [ -n "$levels" ]; then
 			n=${CALLS:-$((c * 20 < 200 ? 200 : c * 20))}
 			set -- $(python3 "$CLIENT" bench "$URL" "$wf" \
 			    '{"text":"hi"}' "$c" "$n")
-			printf '%-6s %5s %7s %9s %9s %8s %6s\n' "$wf" "$c" "$n" \
+			printf '%-10s %5s %7s %9s %9s %8s %6s\n' "$wf" "$c" "$n" \
 			    "$1" "$2" "$3" "$4"
 		done
 		stop
