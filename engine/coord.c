@@ -87,6 +87,23 @@ coord_error(struct coord *c, char *err, size_t errlen)
 }
 
 void
+coord_workers_connected(struct coord *c, void (*cb)(void *, const char *),
+    void *arg)
+{
+	size_t j;
+	int w;
+
+	for (w = 0; w < c->nworkers; w++) {
+		if (!sup_ready(c->sup, w))
+			continue;
+		if (c->workers[w].nlabels == 0)
+			cb(arg, "");
+		for (j = 0; j < c->workers[w].nlabels; j++)
+			cb(arg, c->workers[w].labels[j]);
+	}
+}
+
+void
 coord_stop(struct coord *c)
 {
 	c->stop = 1;

@@ -125,6 +125,13 @@ int coord_cancelled(struct coord *);
 int coord_worker_restarts(struct coord *);
 /* Runs open, and tasks queued and leased over all of them. */
 void coord_counts(struct coord *, int *runs, int *queued, int *leased);
+/*
+ * The workers connected now (their hello accepted), told to cb once per
+ * label they carry ("" for a worker with none): a worker with two labels
+ * counts under each.
+ */
+void coord_workers_connected(struct coord *, void (*cb)(void *arg,
+    const char *label), void *arg);
 
 /*
  * The runs.  Each has its own record (events, seqs, call indexes), its

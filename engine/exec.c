@@ -1373,6 +1373,12 @@ exec_id(const struct exec *x)
 	return x->id;
 }
 
+int
+exec_model_calls(const struct exec *x)
+{
+	return x->gw != NULL ? gateway_calls(x->gw) : 0;
+}
+
 void
 exec_result_clear(struct exec_result *res)
 {

@@ -139,6 +139,8 @@ void exec_cancel(struct exec *, const char *why);
    resumable (a server stopping).  done is not called. */
 void exec_abandon(struct exec *);
 const char *exec_id(const struct exec *);
+/* Model calls of the run not yet answered (gateway_calls). */
+int exec_model_calls(const struct exec *);
 
 /* The exit status of a run that ended with status (weft run --help). */
 int exec_exit_status(const char *status);

@@ -135,6 +135,17 @@ gateway_cancel(struct gateway *g, const char *why)
 		gw_fail(k, "cancelled", why, 0);
 }
 
+int
+gateway_calls(const struct gateway *g)
+{
+	const struct gw_call *k;
+	int n = 0;
+
+	LIST_FOREACH(k, &g->calls, entry)
+		n++;
+	return n;
+}
+
 void
 gateway_free(struct gateway *g)
 {

@@ -29,6 +29,9 @@ struct gateway;
 struct gateway	*gateway_new(struct crun *, struct store *, char *err,
 		    size_t errlen);
 
+/* Model calls not yet answered (in flight, waiting for a slot or a
+   retry). */
+int		 gateway_calls(const struct gateway *);
 /* Cancel every call in flight (no delivery) and free. */
 void		 gateway_free(struct gateway *);
 /*

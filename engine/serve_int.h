@@ -102,6 +102,8 @@ void serve_runs_stop(struct serve *, int cancel);
 void serve_runs_free(struct serve *);
 /* Resume the runs a killed server started (opts.resume). */
 void serve_runs_resume(struct serve *);
+/* Model calls in flight over every run going (/metrics). */
+int serve_runs_model_calls(struct serve *);
 /* The live run with this id, or NULL; its call, and a check of its
    client secret. */
 struct serve_run *serve_run_find(struct serve *, const char *id);

@@ -118,6 +118,34 @@ ops_metric(struct evbuffer *b, const char *name, const char *type,
 	    help, name, type, name, v);
 }
 
+/* Count one connected worker under label (coord_workers_connected). */
+static void
+ops_worker_cb(void *arg, const char *label)
+{
+	json_t *by = arg;
+
+	json_object_set_new(by, label, json_integer(json_integer_value(
+	    json_object_get(by, label)) + 1));
+}
+
+/* weft_workers_connected{label="..."}: the workers whose hello was
+   accepted, by label ("" for none). */
+static void
+ops_workers(struct evbuffer *b, struct serve *s)
+{
+	json_t *by = json_object(), *n;
+	const char *label;
+
+	coord_workers_connected(s->coord, ops_worker_cb, by);
+	evbuffer_add_printf(b, "# HELP weft_workers_connected Workers "
+	    "connected now (hello accepted), by label\n"
+	    "# TYPE weft_workers_connected gauge\n");
+	json_object_foreach(by, label, n)
+		evbuffer_add_printf(b, "weft_workers_connected{label=\"%s\"} "
+		    "%lld\n", label, (long long)json_integer_value(n));
+	json_decref(by);
+}
+
 void
 serve_metrics_cb(struct evhttp_request *req, const struct httpd_client *who,
     void *arg)
@@ -151,6 +179,9 @@ serve_metrics_cb(struct evhttp_request *req, const struct httpd_client *who,
 	ops_metric(b, "weft_workers", "gauge", "Worker slots of the "
 	    "coordinator (local processes and remote enrolments)",
 	    s->nworkers);
+	ops_metric(b, "weft_model_calls_in_flight", "gauge", "Model calls "
+	    "of the runs going not yet answered", serve_runs_model_calls(s));
+	ops_workers(b, s);
 	ops_metric(b, "weft_worker_restarts_total", "counter", "Local "
 	    "workers restarted after they died",
 	    coord_worker_restarts(s->coord));

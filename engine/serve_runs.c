@@ -608,3 +608,15 @@ serve_runs_resume(struct serve *s)
 	}
 	json_decref(ids);
 }
+
+int
+serve_runs_model_calls(struct serve *s)
+{
+	struct serve_run *r;
+	int n = 0;
+
+	TAILQ_FOREACH(r, &s->runs, entry)
+		if (r->x != NULL && !r->done)
+			n += exec_model_calls(r->x);
+	return n;
+}

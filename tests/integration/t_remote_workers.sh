@@ -221,6 +221,9 @@ if command -v node >/dev/null 2>&1 &&
 	node "$WEFT_SRCDIR/tests/interop/serve_calls.mjs" "$url" gpu '{}' 1 > "$T/call.out" 2>&1 ||
 		{ cat "$T/call.out" "$T/err" >&2; fail "the served call"; }
 	expect_grep "$T/call.out" '^ok [0-9a-f]+ succeeded Echo: on gpu' "the served call's answer"
+	curl -s -m 30 "${url%/mcp}/metrics" > "$T/metrics"
+	expect_grep "$T/metrics" '^weft_workers_connected\{label="gpu"\} 1$' "/metrics counts the remote worker by its label"
+	expect_grep "$T/metrics" '^weft_workers_connected\{label=""\} 1$' "/metrics counts the local worker, unlabelled"
 	[ "$(sqlite3 -batch -noheader "$T/serve.db" "SELECT json_extract(payload,'\$.worker') FROM events WHERE kind='tool.result'")" = 1 ] ||
 		fail "the served call's tool ran on remote worker 1"
 	kill "$spid"

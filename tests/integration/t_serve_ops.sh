@@ -172,6 +172,12 @@ wait "$CALL_PID" || { cat "$T/call3.err" >&2; fail "an echo call failed"; }
 [ "$(metric 'weft_call_duration_seconds_bucket{le="+Inf"}')" = 1 ] ||
 	fail "/metrics: the +Inf bucket holds the call"
 ok "/metrics counts and times a served call"
+# The workers of the coordinator (--workers 2 above unless the default):
+# connected, without labels; no model call in flight.
+n=$(metric weft_workers)
+wait_metric 'weft_workers_connected{label=""}' "$n"
+[ "$(metric weft_model_calls_in_flight)" = 0 ] || fail "/metrics: no model call in flight"
+ok "/metrics: workers connected by label, model calls in flight"
 call slow '{}' "$T/call4"
 SLOW_PID=$CALL_PID
 wait_file "$T/held.mark" "the held tool call"
