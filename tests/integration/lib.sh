@@ -131,3 +131,36 @@ wait_for_grep() {
 		sleep 0.1
 	done
 }
+
+# serve_wait: after starting `weft serve --listen 127.0.0.1:0 ...` in the
+# background with its stderr in $T/serve.err (removed first) and its pid in
+# SERVE_PID, wait for its "serving" line (bound: 30 s, or the server's
+# exit); sets URL (.../mcp), BASE (without /mcp) and PORT.
+serve_wait() {
+	_w=0
+	until grep -q 'serving .* at http' "$T/serve.err" 2>/dev/null; do
+		_w=$((_w + 1))
+		if [ $_w -ge 600 ] || ! kill -0 "$SERVE_PID" 2>/dev/null; then
+			cat "$T/serve.err" >&2
+			fail "weft serve did not start"
+		fi
+		sleep 0.05
+	done
+	URL=$(sed -n 's/.*serving .* at \(http[^ ]*\)$/\1/p' "$T/serve.err" |
+	    head -n 1)
+	BASE=${URL%/mcp}
+	PORT=${BASE##*:}
+}
+# stop_serve: SIGTERM to SERVE_PID; the server must exit 0 (a sanitizer's
+# report, a leak included, would make it fail).
+SERVE_PID=
+stop_serve() {
+	if [ -n "$SERVE_PID" ]; then
+		kill "$SERVE_PID" 2>/dev/null
+		_rc=0
+		wait "$SERVE_PID" 2>/dev/null || _rc=$?
+		SERVE_PID=
+		[ "$_rc" -eq 0 ] || { tail -n 40 "$T/serve.err" >&2
+			fail "weft serve exited with status $_rc"; }
+	fi
+}

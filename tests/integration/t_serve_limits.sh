@@ -22,8 +22,7 @@ return w.workflow{
 LUA
 
 # serve NOFILE ARGS...: weft serve on a free port under ulimit -n NOFILE
-# (or none: -); sets SERVE_PID, PORT, URL.
-SERVE_PID=
+# (or none: -); sets SERVE_PID, PORT, URL (serve_wait, lib.sh).
 serve() {
 	_nofile=$1
 	shift
@@ -35,30 +34,7 @@ serve() {
 		    127.0.0.1:0 "$@") 2>"$T/serve.err" &
 	fi
 	SERVE_PID=$!
-	_w=0
-	while ! grep -q 'serving .* at http' "$T/serve.err" 2>/dev/null; do
-		_w=$((_w + 1))
-		if [ $_w -ge 400 ] || ! kill -0 "$SERVE_PID" 2>/dev/null; then
-			cat "$T/serve.err" >&2
-			fail "weft serve did not start"
-		fi
-		sleep 0.05
-	done
-	URL=$(sed -n 's/.*serving .* at \(http[^ ]*\)$/\1/p' "$T/serve.err")
-	PORT=${URL##*:}
-	PORT=${PORT%/mcp}
-}
-# stop_serve: SIGTERM; the server must exit 0 (a sanitizer's report,
-# a leak included, would make it fail).
-stop_serve() {
-	if [ -n "$SERVE_PID" ]; then
-		kill "$SERVE_PID" 2>/dev/null
-		_rc=0
-		wait "$SERVE_PID" 2>/dev/null || _rc=$?
-		SERVE_PID=
-		[ "$_rc" -eq 0 ] || { tail -n 40 "$T/serve.err" >&2
-			fail "weft serve exited with status $_rc"; }
-	fi
+	serve_wait
 }
 # wait_for FILE REGEX WHAT: a line in FILE (bounded: 30 s).
 wait_for() {

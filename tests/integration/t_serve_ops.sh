@@ -36,34 +36,13 @@ return w.workflow{
 LUA
 } > "$T/slow.lua"
 
-# serve ARGS...: weft serve on a free port; sets SERVE_PID, URL, BASE.
-SERVE_PID=
+# serve ARGS...: weft serve on a free port; sets SERVE_PID, URL, BASE
+# (serve_wait, lib.sh; stop_serve there wants exit status 0).
 serve() {
 	rm -f "$T/serve.err"
 	"$WEFT" serve --listen 127.0.0.1:0 "$@" 2>"$T/serve.err" &
 	SERVE_PID=$!
-	_w=0
-	while ! grep -q 'serving .* at http' "$T/serve.err" 2>/dev/null; do
-		_w=$((_w + 1))
-		if [ $_w -ge 600 ] || ! kill -0 "$SERVE_PID" 2>/dev/null; then
-			cat "$T/serve.err" >&2
-			fail "weft serve did not start"
-		fi
-		sleep 0.05
-	done
-	URL=$(sed -n 's/.*serving .* at \(http[^ ]*\)$/\1/p' "$T/serve.err")
-	BASE=${URL%/mcp}
-}
-# stop_serve: SIGTERM; the server must exit 0.
-stop_serve() {
-	if [ -n "$SERVE_PID" ]; then
-		kill "$SERVE_PID" 2>/dev/null
-		_rc=0
-		wait "$SERVE_PID" 2>/dev/null || _rc=$?
-		SERVE_PID=
-		[ "$_rc" -eq 0 ] || { tail -n 40 "$T/serve.err" >&2
-			fail "weft serve exited with status $_rc"; }
-	fi
+	serve_wait
 }
 # wait_file FILE WHAT: until FILE exists and is not empty (bound 60 s).
 wait_file() {

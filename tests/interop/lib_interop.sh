@@ -25,24 +25,17 @@ return w.workflow{
 LUA
 } > "$T/wf/slow.lua"
 
-# start_serve ARGS...: weft serve on a free port; sets SERVE_PID and URL.
-SERVE_PID=
+# start_serve ARGS...: weft serve on a free port; sets SERVE_PID, URL
+# and HOSTPORT (serve_wait, lib.sh).
 start_serve() {
+	rm -f "$T/serve.err"
 	"$WEFT" serve --listen 127.0.0.1:0 "$@" 2>"$T/serve.err" &
 	SERVE_PID=$!
-	i=0
-	while ! grep -q 'serving .* at http' "$T/serve.err" 2>/dev/null; do
-		i=$((i + 1))
-		if [ $i -ge 200 ] || ! kill -0 "$SERVE_PID" 2>/dev/null; then
-			cat "$T/serve.err" >&2
-			fail "weft serve did not start"
-		fi
-		sleep 0.05
-	done
-	URL=$(sed -n 's/.*serving .* at \(http[^ ]*\)$/\1/p' "$T/serve.err" | head -1)
-	HOSTPORT=${URL#http://}
-	HOSTPORT=${HOSTPORT%/mcp}
+	serve_wait
+	HOSTPORT=${BASE#http://}
 }
+# stop_serve: as lib.sh's, without asserting the exit status (these tests
+# check what the SDK saw; t_serve_runs checks a clean stop itself).
 stop_serve() {
 	if [ -n "$SERVE_PID" ]; then
 		kill "$SERVE_PID" 2>/dev/null
