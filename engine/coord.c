@@ -374,6 +374,21 @@ coord_any_queued(struct coord *c)
 	return 0;
 }
 
+/* opts.lazy: the first task is queued, start the local workers. */
+static void
+coord_fork_workers(struct coord *c)
+{
+	char err[256];
+	int w;
+
+	c->forked = 1;
+	for (w = 0; !c->opts.external && w < c->opts.workers; w++)
+		if (sup_start(c->sup, w, err, sizeof err) != 0) {
+			coord_fail(c, "cannot start worker %d: %s", w, err);
+			return;
+		}
+}
+
 /* Hand queued tasks to parked polls. */
 void
 coord_dispatch(struct coord *c)
@@ -383,6 +398,8 @@ coord_dispatch(struct coord *c)
 	int rounds = 0;
 
 	coord_waiting(c);
+	if (!c->forked && coord_any_queued(c))
+		coord_fork_workers(c);
 	while (coord_any_queued(c) && (r = TAILQ_FIRST(&c->parked)) != NULL &&
 	    rounds++ < 2 * (int)c->nrctx) {
 		TAILQ_REMOVE(&c->parked, r, entry);
@@ -721,10 +738,11 @@ coord_new(const struct coord_opts *o, struct store *st, char *err,
 	c->workers = xcalloc(c->nworkers, sizeof *c->workers);
 	for (w = 0; w < c->nworkers; w++) {
 		c->workers[w].id = w;
-		if (!o->external && w < o->workers &&
+		if (!o->external && !o->lazy && w < o->workers &&
 		    sup_start(c->sup, w, err, errlen) != 0)
 			goto fail;
 	}
+	c->forked = !o->lazy;
 	return c;
 fail:
 	coord_free(c);

@@ -40,6 +40,9 @@ struct coord_opts {
 					   without seccomp (sandbox_self) */
 	int		 external;	/* start no worker: each joins with
 					   coord_enrolment() (tests) */
+	int		 lazy;		/* fork the local workers at the first
+					   queued task, not in coord_new: a
+					   graph without tasks forks none */
 	int		 run_cap;	/* most tasks one run holds leased
 					   while others wait; 0: no cap */
 	struct event_base *base;	/* the loop to run on (the caller's,

@@ -109,6 +109,7 @@ struct coord {
 	struct worker		*workers;
 	int			 nworkers;
 	int			 restarts;
+	int			 forked;	/* local workers started (opts.lazy) */
 	int			 stopping;
 
 	/* Tasks of every run by wire id (slot | generation); free slots

@@ -873,6 +873,7 @@ exec_once(struct exec *x, char **cause)
 	if ((rc = exec_load(x, cause)) != 0)
 		goto out;
 	x->co.worker_no_seccomp = luaeng_servers_unconfined(x->le);
+	x->co.lazy = 1;
 	if ((c = coord_new(&x->co, x->st, err, sizeof err)) == NULL) {
 		exec_cause(cause, "cannot start the coordinator: %s", err);
 		rc = WEFT_EXIT_FAILED;

@@ -320,8 +320,17 @@ store_configure(struct store *s, int version, char *err, size_t errlen)
 	char reason[512], mode[32];
 	double t0 = now_mono();
 
-	if (version == 0 && store_exec_text(s, "PRAGMA auto_vacuum = "
-	    "INCREMENTAL", NULL, 0) != 0)
+	/*
+	 * A new file is made without fsync (synchronous = OFF until the
+	 * schema is in): eight fsyncs of the header, the journal and the
+	 * directory cost more than the rest of a short run.  A crash of the
+	 * process loses nothing; a power cut before the first checkpoint
+	 * can lose the file, as it can lose its WAL's commits under
+	 * synchronous = NORMAL anyway (docs/durability.md).
+	 */
+	if (version == 0 && (store_exec_text(s, "PRAGMA synchronous = OFF",
+	    NULL, 0) != 0 || store_exec_text(s, "PRAGMA auto_vacuum = "
+	    "INCREMENTAL", NULL, 0) != 0))
 		goto fail;
 	while (store_exec_text(s, "PRAGMA journal_mode = WAL", mode,
 	    sizeof mode) != 0) {
@@ -337,7 +346,8 @@ store_configure(struct store *s, int version, char *err, size_t errlen)
 		s->code = SQLITE_ERROR;
 		return -1;
 	}
-	if (store_exec_text(s, "PRAGMA synchronous = NORMAL", NULL, 0) != 0)
+	if (version > 0 && store_exec_text(s, "PRAGMA synchronous = NORMAL",
+	    NULL, 0) != 0)
 		goto fail;
 	return 0;
 
@@ -494,6 +504,13 @@ store_open_mode(const char *path, int ro, struct store **out, char *err,
 	if (store_configure(s, v, err, errlen) != 0 ||
 	    (v < STORE_SCHEMA_VERSION && store_migrate(s, err, errlen) != 0))
 		goto out;
+	if (v == 0 && store_exec_text(s, "PRAGMA synchronous = NORMAL", NULL,
+	    0) != 0) {
+		store_db_reason(s->db, s->path, reason, sizeof reason);
+		errf(err, errlen, "cannot open database '%s': %s", path,
+		    reason);
+		goto out;
+	}
 	s->version = STORE_SCHEMA_VERSION;
 	*out = s;
 	return 0;

@@ -240,7 +240,7 @@ l_module(lua_State *L)
 
 	if ((s = find_module(name)) == NULL)
 		return luaL_error(L, "internal: no embedded module %s", name);
-	if (luaL_loadbufferx(L, s->src, s->len, s->chunkname, "t") != LUA_OK)
+	if (luaL_loadbufferx(L, s->src, s->len, s->chunkname, "b") != LUA_OK)
 		return lua_error(L);
 	lua_replace(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
@@ -259,7 +259,7 @@ load_module(struct luaeng *e, const char *module, int nargs, char *err,
 		errf(err, errlen, "internal: no embedded module %s", module);
 		return -1;
 	}
-	if (luaL_loadbufferx(L, s->src, s->len, s->chunkname, "t") != LUA_OK) {
+	if (luaL_loadbufferx(L, s->src, s->len, s->chunkname, "b") != LUA_OK) {
 		errf(err, errlen, "internal: %s", lua_tostring(L, -1));
 		lua_pop(L, 1 + nargs);
 		return -1;

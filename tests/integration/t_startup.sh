@@ -1,0 +1,42 @@
+#!/bin/sh
+# Start-up work a run does only when it needs it (bench/README.md,
+# "Start-up"): a graph without tool calls forks no worker; the first tool
+# call forks them; the Lua library, loaded as bytecode, still names its
+# modules and lines; a new store is usable at once and by the next run.
+. "$(dirname "$0")/lib.sh"
+
+cat > "$T/fn.lua" <<'EOF'
+local w = require "weft"
+return w.fn{ name = "one", function(ctx) return { answer = "hi" } end }
+EOF
+"$WEFT" run "$T/fn.lua" -q > "$T/out" 2> "$T/err" || fail "fn run: $(cat "$T/err")"
+grep -q '"hi"' "$T/out" || fail "fn run: no answer: $(cat "$T/out")"
+id=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind LIKE 'worker.%'")" = 0 ] ||
+	fail "a run without tasks started workers: $(sql "SELECT kind, payload FROM events WHERE run_id='$id' AND kind LIKE 'worker.%'")"
+
+# The same store again (now existing), a tool call: the workers start.
+{
+	echo 'local w = require "weft"'
+	printf 'w.mcp_server{ name = "test", command = { "%s" } }\n' "$WEFT_TESTSERVER"
+	cat <<'EOF'
+return w.tool{ name = "e", server = "test", tool = "echo", args = { message = "x" }, output_key = "r" }
+EOF
+} > "$T/tool.lua"
+"$WEFT" run "$T/tool.lua" --workers 2 -q > "$T/out" 2> "$T/err" || fail "tool run: $(cat "$T/err")"
+id=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind = 'worker.sandbox'")" -ge 1 ] ||
+	fail "the tool run records no worker"
+[ "$(sql "SELECT status FROM runs WHERE id='$id'")" = succeeded ] || fail "tool run not succeeded"
+
+# An error raised inside the weft library (bytecode) still names the module
+# and line, and the workflow's own line.
+cat > "$T/bad.lua" <<'EOF'
+local w = require "weft"
+return w.sequential{ name = "s",
+  w.fn{ name = "f", function(ctx) return { x = 1 } end },
+  42 }
+EOF
+"$WEFT" run "$T/bad.lua" -q > "$T/out" 2> "$T/err" && fail "a bad workflow ran"
+grep -q 'bad.lua:2' "$T/err" || fail "the error does not name bad.lua:2: $(cat "$T/err")"
+ok "no workers without tasks; workers at the first tool call; library errors name their line"
