@@ -86,6 +86,12 @@ coord_error(struct coord *c, char *err, size_t errlen)
 	return c->failed;
 }
 
+int
+coord_workers_spawned(const struct coord *c)
+{
+	return c->sup != NULL ? sup_spawned(c->sup) : 0;
+}
+
 void
 coord_workers_connected(struct coord *c, void (*cb)(void *, const char *),
     void *arg)

@@ -133,6 +133,8 @@ void coord_counts(struct coord *, int *runs, int *queued, int *leased);
  * label they carry ("" for a worker with none): a worker with two labels
  * counts under each.
  */
+/* Worker processes this coordinator has started (opts.lazy: maybe 0). */
+int coord_workers_spawned(const struct coord *);
 void coord_workers_connected(struct coord *, void (*cb)(void *arg,
     const char *label), void *arg);
 

@@ -58,6 +58,7 @@ struct exec {
 	struct coord_opts co;
 	struct luaeng_outcome oc;
 	double		 elapsed;
+	int		 spawned;	/* worker processes started */
 	double		 load_s;	/* reading the record */
 	/*
 	 * An offline replay reads the record on a thread of its own while
@@ -885,6 +886,7 @@ exec_once(struct exec *x, char **cause)
 	    sizeof x->loop_err) != 0)
 		x->loopfail = 1;
 	rc = exec_end(x, cause);
+	x->spawned = coord_workers_spawned(c);
 out:
 	exec_release(x);
 	coord_free(c);
@@ -1248,6 +1250,7 @@ exec_result_of(struct exec *x, struct exec_result *res)
 	res->oc = x->oc;
 	memset(&x->oc, 0, sizeof x->oc);
 	res->elapsed = x->elapsed;
+	res->workers_spawned = x->spawned;
 	if (x->rec != NULL) {
 		res->answered = replay_answered(x->rec);
 		res->recorded = replay_recorded(x->rec);
@@ -1439,13 +1442,14 @@ exec_report_json(const struct exec_spec *s, const struct exec_result *res)
 
 	getrusage(RUSAGE_SELF, &ru);
 	p = json_pack("{s:s, s:s, s:O?, s:s?, s:I, s:I, s:I, s:I, s:f, s:f, "
-	    "s:b, s:{s:f, s:f}}", "run", res->id, "status", oc->status,
+	    "s:b, s:i, s:{s:f, s:f}}", "run", res->id, "status", oc->status,
 	    "output", oc->output, "error", oc->error,
 	    "steps", (json_int_t)oc->steps,
 	    "model_calls", (json_int_t)oc->model_calls,
 	    "tool_calls", (json_int_t)oc->tool_calls,
 	    "tokens", (json_int_t)oc->tokens, "cost_usd", oc->cost,
 	    "duration", res->elapsed, "scripted", oc->scripted,
+	    "workers_started", res->workers_spawned,
 	    "coordinator_cpu", "user", ru.ru_utime.tv_sec +
 	    ru.ru_utime.tv_usec / 1e6, "system", ru.ru_stime.tv_sec +
 	    ru.ru_stime.tv_usec / 1e6);

@@ -81,6 +81,7 @@ struct exec_result {
 	   once */
 	int		 all_at_once;
 	int64_t		 events;	/* of the recorded run */
+	int		 workers_spawned; /* worker processes started */
 	double		 load_s;	/* reading the record */
 };
 

@@ -74,6 +74,7 @@ struct supervisor {
 	char			 url[PATH_MAX + 16];
 	char			**env;		/* the allowlisted environment */
 	int			 stopped;
+	int			 spawned;	/* worker processes started */
 	int			 n;		/* slots: local and remote */
 	/* Pipes nng removed, handed from its threads (sup_watch). */
 	pthread_mutex_t		 gmtx;
@@ -410,8 +411,15 @@ sup_start(struct supervisor *s, int wid, char *err, size_t errlen)
 	close(fd);
 	if (rv != 0)
 		return -1;
+	s->spawned++;
 	sup_set_state(&s->w[wid], SUP_STARTING);
 	return 0;
+}
+
+int
+sup_spawned(const struct supervisor *s)
+{
+	return s->spawned;
 }
 
 char *

@@ -56,6 +56,8 @@ const char *sup_url(const struct supervisor *);
 /* Start (or restart, once CLOSED) worker wid, enrolled.  0, or -1 with
    err. */
 int sup_start(struct supervisor *, int wid, char *err, size_t errlen);
+/* How many worker processes sup_start has started (restarts count). */
+int sup_spawned(const struct supervisor *);
 
 /*
  * Enrol worker wid without starting it: it runs elsewhere, started by

@@ -9,11 +9,10 @@ cat > "$T/fn.lua" <<'EOF'
 local w = require "weft"
 return w.fn{ name = "one", function(ctx) return { answer = "hi" } end }
 EOF
-"$WEFT" run "$T/fn.lua" -q > "$T/out" 2> "$T/err" || fail "fn run: $(cat "$T/err")"
-grep -q '"hi"' "$T/out" || fail "fn run: no answer: $(cat "$T/out")"
-id=$(last_run)
-[ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind LIKE 'worker.%'")" = 0 ] ||
-	fail "a run without tasks started workers: $(sql "SELECT kind, payload FROM events WHERE run_id='$id' AND kind LIKE 'worker.%'")"
+"$WEFT" run "$T/fn.lua" --json > "$T/out" 2> "$T/err" || fail "fn run: $(cat "$T/err")"
+grep -q '"answer": "hi"' "$T/out" || fail "fn run: no answer: $(cat "$T/out")"
+grep -q '"workers_started": 0,' "$T/out" ||
+	fail "a run without tasks started workers: $(cat "$T/out")"
 
 # The same store again (now existing), a tool call: the workers start.
 {
@@ -23,7 +22,8 @@ id=$(last_run)
 return w.tool{ name = "e", server = "test", tool = "echo", args = { message = "x" }, output_key = "r" }
 EOF
 } > "$T/tool.lua"
-"$WEFT" run "$T/tool.lua" --workers 2 -q > "$T/out" 2> "$T/err" || fail "tool run: $(cat "$T/err")"
+"$WEFT" run "$T/tool.lua" --workers 2 --json > "$T/out" 2> "$T/err" || fail "tool run: $(cat "$T/err")"
+grep -q '"workers_started": 2,' "$T/out" || fail "the tool run did not start its 2 workers: $(cat "$T/out")"
 id=$(last_run)
 [ "$(sql "SELECT count(*) FROM events WHERE run_id='$id' AND kind = 'worker.sandbox'")" -ge 1 ] ||
 	fail "the tool run records no worker"
