@@ -796,6 +796,8 @@ coord_free(struct coord *c)
 	sup_free(c->sup);
 	free(c->tasks);
 	free(c->free);
+	free(c->pol_text);
+	free(c->pol_on);
 	for (i = 0; c->workers != NULL && i < (size_t)c->nworkers; i++) {
 		coord_forget(&c->workers[i]);
 		coord_unlabel(&c->workers[i]);

@@ -187,7 +187,9 @@ int64_t crun_event_text(struct crun *, const char *kind, int64_t span,
  * Queue a task of kind for node path (span is the node's span) on the
  * MCP server named server (tool: the tool called, NULL for a tools/list)
  * and return its ticket.  params is the task's params as JSON text
- * (copied; sent to the worker as is); summary is the JSON members the
+ * (copied; sent to the worker as is), srvtext the text of its "server"
+ * member (the spec the task policy is read from); summary is the JSON
+ * members the
  * tool.call event records besides task and kind
  * ("\"server\":\"s\",\"name\":...").  grant is the id of the node's
  * nearest grant (crun_grant): the task carries its token, and a tool
@@ -196,7 +198,7 @@ int64_t crun_event_text(struct crun *, const char *kind, int64_t span,
  */
 int64_t crun_submit(struct crun *, const char *kind, const char *path,
     int64_t span, const char *server, const char *tool, const char *params,
-    const char *summary, int grant);
+    const char *srvtext, const char *summary, int grant);
 /*
  * Add a capability grant for node path under grant parent (0 for the
  * run's own); see engine/grant.h.  Returns its id (>= 1), or -1 with a

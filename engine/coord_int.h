@@ -103,6 +103,10 @@ struct coord {
 	nng_tls_config		*tls;
 	char			 rurl[320];	/* its address, port bound */
 	int			 on_tasks;	/* live tasks with a label */
+	/* the last server spec a task policy was read from, and it */
+	char			*pol_text;
+	struct qpolicy		 pol;
+	char			*pol_on;
 	struct rctx		*rctxs;
 	size_t			 nrctx;
 	struct rctx_list	 parked;

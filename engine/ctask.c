@@ -168,23 +168,34 @@ coord_fault_token(struct crun *run, struct qtask *t, const char *tok)
  * it calls.
  */
 static void
-coord_policy(struct coord *c, struct qtask *t, const char *params)
+coord_policy(struct coord *c, struct qtask *t, const char *srvtext,
+    const char *tool)
 {
-	json_t *js = json_loads(params, 0, NULL);
+	json_t *js, *on;
 
-	qpolicy_parse(&t->pol, js, c->opts.lease_s, c->opts.heartbeat_s,
-	    c->opts.max_attempts);
-	if (json_is_string(json_object_get(js, "name")))
-		t->tool = xstrdup(json_string_value(json_object_get(js,
-		    "name")));
-	/* w.mcp_server{ on = "gpu" }: only workers labelled gpu take it. */
-	if (json_is_string(json_object_get(json_object_get(js, "server"),
-	    "on"))) {
-		t->on = xstrdup(json_string_value(json_object_get(
-		    json_object_get(js, "server"), "on")));
+	if (tool != NULL)
+		t->tool = xstrdup(tool);
+	/* Tasks of one server share its spec's text: parse it once. */
+	if (c->pol_text == NULL || strcmp(c->pol_text, srvtext) != 0) {
+		js = json_pack("{s:o}", "server", json_loads(srvtext, 0,
+		    NULL));
+		qpolicy_parse(&c->pol, js, c->opts.lease_s,
+		    c->opts.heartbeat_s, c->opts.max_attempts);
+		free(c->pol_on);
+		c->pol_on = NULL;
+		/* w.mcp_server{ on = "gpu" }: only workers labelled gpu. */
+		on = json_object_get(json_object_get(js, "server"), "on");
+		if (json_is_string(on))
+			c->pol_on = xstrdup(json_string_value(on));
+		json_decref(js);
+		free(c->pol_text);
+		c->pol_text = xstrdup(srvtext);
+	}
+	t->pol = c->pol;
+	if (c->pol_on != NULL) {
+		t->on = xstrdup(c->pol_on);
 		c->on_tasks++;
 	}
-	json_decref(js);
 }
 
 /*
@@ -278,7 +289,7 @@ coord_task_of(struct coord *c, json_int_t id)
 int64_t
 crun_submit(struct crun *run, const char *kind, const char *path,
     int64_t span, const char *server, const char *tool, const char *params,
-    const char *summary, int grant)
+    const char *srvtext, const char *summary, int grant)
 {
 	struct coord *c = run->c;
 	struct qtask *t;
@@ -303,7 +314,7 @@ crun_submit(struct crun *run, const char *kind, const char *path,
 	t->server = xstrdup(server);
 	t->grant = grant;
 	t->size = strlen(params) + strlen(path) + 512;
-	coord_policy(c, t, params);
+	coord_policy(c, t, srvtext, tool);
 	queue_add(&run->q, t);
 	text = xasprintf("{\"task\":%lld,\"kind\":\"%s\",%s,%s}",
 	    (long long)t->id, kind, meta, summary);
@@ -526,6 +537,9 @@ coord_task_failed(struct qtask *t, json_t *error)
 	coord_task_retry(t, kind, msg != NULL ? msg : kind);
 }
 
+/* Append a string literal to an evbuffer. */
+#define EVB_LIT(b, lit)	evbuffer_add((b), (lit), sizeof(lit) - 1)
+
 /* Append the task as sent to a worker, JSON text, to buf. */
 void
 coord_task_text(struct qtask *t, struct evbuffer *buf)
@@ -533,16 +547,19 @@ coord_task_text(struct qtask *t, struct evbuffer *buf)
 	struct crun *run = t->owner;
 	double left;
 	json_t *js;
-	char *q, *token;
+	char *q, *token, num[160];
+	int n;
 
 	token = coord_fault_token(run, t, coord_task_token(run, t, 0));
-
-	evbuffer_add_printf(buf, "{\"id\":%lld,\"run\":\"%s\",\"path\":",
+	n = snprintf(num, sizeof num, "{\"id\":%lld,\"run\":\"%s\",\"path\":",
 	    (long long)t->wire, run->run_id);
+	evbuffer_add(buf, num, (size_t)n);
 	/* Node names are plain; quote through jansson only if needed. */
-	if (strpbrk(t->path, "\"\\") == NULL && !has_ctl(t->path))
-		evbuffer_add_printf(buf, "\"%s\"", t->path);
-	else {
+	if (strpbrk(t->path, "\"\\") == NULL && !has_ctl(t->path)) {
+		EVB_LIT(buf, "\"");
+		evbuffer_add(buf, t->path, strlen(t->path));
+		EVB_LIT(buf, "\"");
+	} else {
 		js = json_string(t->path);
 		q = json_dumps(js, JSON_ENCODE_ANY);
 		evbuffer_add(buf, q, strlen(q));
@@ -555,11 +572,17 @@ coord_task_text(struct qtask *t, struct evbuffer *buf)
 		left = t->pol.attempt_s;
 	if (left < 0.001)
 		left = 0.001;
-	evbuffer_add_printf(buf, ",\"attempt\":%d,\"idem\":\"%s:%lld\","
-	    "\"deadline\":%.3f,\"timeout\":%.3f,\"kind\":\"%s\","
-	    "\"token\":\"%s\",\"params\":%s}", t->attempt, run->run_id,
-	    (long long)t->id, now_wall() + left, left, t->kind, token,
-	    t->params);
+	/* Pieces, not one printf: token and params are long (text as is). */
+	n = snprintf(num, sizeof num, ",\"attempt\":%d,\"idem\":\"%s:%lld\","
+	    "\"deadline\":%.3f,\"timeout\":%.3f,\"kind\":\"", t->attempt,
+	    run->run_id, (long long)t->id, now_wall() + left, left);
+	evbuffer_add(buf, num, (size_t)n);
+	evbuffer_add(buf, t->kind, strlen(t->kind));
+	EVB_LIT(buf, "\",\"token\":\"");
+	evbuffer_add(buf, token, strlen(token));
+	EVB_LIT(buf, "\",\"params\":");
+	evbuffer_add(buf, t->params, strlen(t->params));
+	EVB_LIT(buf, "}");
 	free(token);
 }
 

@@ -123,6 +123,44 @@ l_submit_secret(lua_State *L, const char *sname)
 	lua_setfield(L, 5, "bearer_env");
 }
 
+/*
+ * The JSON text of the server spec at index 5 into sv.  The runner shares
+ * one spec table among a server's tasks and never changes it, so its text
+ * is kept beside it (a weak-keyed table) and encoded once.
+ */
+static void
+l_submit_server(lua_State *L, struct jbuf *sv)
+{
+	static const char key = 0;
+	const char *text;
+	size_t len;
+
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_createtable(L, 0, 1);
+		lua_pushliteral(L, "k");
+		lua_setfield(L, -2, "__mode");
+		lua_setmetatable(L, -2);
+		lua_pushvalue(L, -1);
+		lua_rawsetp(L, LUA_REGISTRYINDEX, &key);
+	}
+	lua_pushvalue(L, 5);
+	if (lua_rawget(L, -2) == LUA_TSTRING) {
+		text = lua_tolstring(L, -1, &len);
+		sv->len = 0;
+		jbuf_put(sv, text, len);
+		lua_pop(L, 2);
+		return;
+	}
+	lua_pop(L, 1);
+	luaeng_check_json_text(L, 5, "task server", sv);
+	lua_pushvalue(L, 5);
+	lua_pushlstring(L, sv->p, sv->len);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+}
+
 /* core.submit(kind, path, span, params, grant) -> ticket */
 static int
 l_submit(lua_State *L)
@@ -147,9 +185,11 @@ l_submit(lua_State *L)
 	lua_getfield(L, 4, "arguments");		/* 8 */
 	has_name = !lua_isnil(L, 7);
 	has_args = !lua_isnil(L, 8);
-	if (strcmp(luaL_checkstring(L, 1), "a2a.send") == 0)
+	if (strcmp(luaL_checkstring(L, 1), "a2a.send") == 0) {
 		l_submit_secret(L, sname);
-	luaeng_check_json_text(L, 5, "task server", sv);
+		luaeng_check_json_text(L, 5, "task server", sv);
+	} else
+		l_submit_server(L, sv);
 	if (has_name)
 		luaeng_check_json_text(L, 7, "tool name", nm);
 	if (has_args)
@@ -184,7 +224,8 @@ l_submit(lua_State *L)
 	}
 	lua_pushinteger(L, crun_submit(c, luaL_checkstring(L, 1),
 	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), sname,
-	    has_name ? lua_tostring(L, 7) : NULL, pa->p, su->p, grant));
+	    has_name ? lua_tostring(L, 7) : NULL, pa->p, sv->p, su->p,
+	    grant));
 	return 1;
 }
 

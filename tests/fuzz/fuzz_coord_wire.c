@@ -88,10 +88,11 @@ static void
 fz_queue(void)
 {
 	crun_submit(fz_run, "mcp.list", "fz/l", 0, "srv", NULL,
-	    "{\"server\":\"srv\"}", "\"server\":\"srv\"", fz_grant);
+	    "{\"server\":\"srv\"}", "\"srv\"", "\"server\":\"srv\"",
+	    fz_grant);
 	crun_submit(fz_run, "mcp.call", "fz/c", 0, "srv", "echo",
 	    "{\"server\":\"srv\",\"name\":\"echo\",\"arguments\":{}}",
-	    "\"server\":\"srv\",\"name\":\"echo\"", fz_grant);
+	    "\"srv\"", "\"server\":\"srv\",\"name\":\"echo\"", fz_grant);
 }
 
 static void
