@@ -161,14 +161,21 @@ now_mono(void)
 void
 sha256_hex(const void *buf, size_t len, char out[65])
 {
+	static const char hex[] = "0123456789abcdef";
+	static EVP_MD *sha256;		/* fetched once, not per call */
 	unsigned char md[32];
 	unsigned int mdlen = sizeof md;
 	size_t i;
 
-	if (!EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL))
+	if (sha256 == NULL && (sha256 = EVP_MD_fetch(NULL, "SHA256",
+	    NULL)) == NULL)
+		fatalx(1, "sha256: no implementation");
+	if (!EVP_Digest(buf, len, md, &mdlen, sha256, NULL))
 		fatalx(1, "sha256 failed");
-	for (i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	for (i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
 	out[64] = '\0';
 }
 
