@@ -133,6 +133,16 @@ local function resolve_tools(n, ctx)
     agent_tools[n] = cached
     return cached
   end
+  -- Wait for the servers' lists first: of agents that start together
+  -- (a parallel), the first to resume resolves, the others find it.
+  for _, ts in ipairs(n.tools) do
+    if ts ~= w.exit_loop and ts ~= w.escalate and not ts.agent then list_tools(ts.server, ctx) end
+  end
+  cached = tools_by_key[key]
+  if cached and cached.epoch == tools_epoch then
+    agent_tools[n] = cached
+    return cached
+  end
   local epoch = tools_epoch
   local offered, byname, defs = {}, {}, {}
   for _, ts in ipairs(n.tools) do
