@@ -42,7 +42,6 @@
 
 #include "engine/coord_int.h"
 
-static int	has_ctl(const char *s);
 
 /* Record a task's lease row. */
 static void
@@ -198,6 +197,16 @@ coord_policy(struct coord *c, struct qtask *t, const char *srvtext,
 	}
 }
 
+/* Whether s can stand in JSON quotes as it is (no escape needed). */
+static int
+json_plain(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\')
+			return 0;
+	return 1;
+}
+
 /*
  * A tool task's replay key (docs/durability.md): its call index in the
  * node, its step name (kind:server/tool) and the hash of its summary
@@ -235,14 +244,20 @@ coord_task_key(struct crun *run, const char *kind, const char *path,
 		free(key);
 		return NULL;
 	}
-	q = json_pack("{s:i, s:s, s:s}", "call", call, "hash", hash, "step",
-	    step);
-	if (key != NULL)
-		json_object_set_new(q, "key", json_string(key));
-	meta = json_dumps(q, JSON_COMPACT);
-	meta[strlen(meta) - 1] = '\0';		/* the members, no braces */
-	memmove(meta, meta + 1, strlen(meta));
-	json_decref(q);
+	if (!json_plain(step) || (key != NULL && !json_plain(key))) {
+		q = json_pack("{s:i, s:s, s:s}", "call", call, "hash", hash,
+		    "step", step);
+		if (key != NULL)
+			json_object_set_new(q, "key", json_string(key));
+		meta = json_dumps(q, JSON_COMPACT);
+		meta[strlen(meta) - 1] = '\0';	/* the members, no braces */
+		memmove(meta, meta + 1, strlen(meta));
+		json_decref(q);
+	} else
+		meta = xasprintf("\"call\":%d,\"hash\":\"%s\",\"step\":"
+		    "\"%s\"%s%s%s", call, hash, step, key != NULL ?
+		    ",\"key\":\"" : "", key != NULL ? key : "", key != NULL ?
+		    "\"" : "");
 	free(step);
 	free(key);
 	return meta;
@@ -555,7 +570,7 @@ coord_task_text(struct qtask *t, struct evbuffer *buf)
 	    (long long)t->wire, run->run_id);
 	evbuffer_add(buf, num, (size_t)n);
 	/* Node names are plain; quote through jansson only if needed. */
-	if (strpbrk(t->path, "\"\\") == NULL && !has_ctl(t->path)) {
+	if (json_plain(t->path)) {
 		EVB_LIT(buf, "\"");
 		evbuffer_add(buf, t->path, strlen(t->path));
 		EVB_LIT(buf, "\"");
@@ -584,16 +599,6 @@ coord_task_text(struct qtask *t, struct evbuffer *buf)
 	evbuffer_add(buf, t->params, strlen(t->params));
 	EVB_LIT(buf, "}");
 	free(token);
-}
-
-/* Whether s holds a control character. */
-static int
-has_ctl(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20)
-			return 1;
-	return 0;
 }
 
 /*
