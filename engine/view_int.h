@@ -17,7 +17,6 @@ struct store;
 struct view_exec;
 struct view_job;
 struct view_live;
-struct view_memo;
 
 struct view {
 	struct store		*st;
@@ -28,7 +27,6 @@ struct view {
 	char			*db;		/* the store's path */
 	char			*golden;	/* weft view --golden, or NULL */
 	struct view_job		*jobs;		/* commands running */
-	struct view_memo	*memo;		/* their answers, newest first */
 };
 
 /* Headers every answer carries (the CSP among them). */

@@ -6,10 +6,11 @@
  * (/api/diff), and the approvals a run waits for (/api/approvals).
  *
  * Replay and eval run as the weft commands themselves, in a child process
- * bounded in time (view_exec.c), at most VIEW_JOBS_MAX at once; their
- * answers are kept for the run as it stood (its number of events), so a
- * page asking again costs nothing.  A diff is computed here, on the loop,
- * within weft diff's own bound (EVAL_MAX_CELLS).
+ * bounded in time (view_exec.c), at most VIEW_JOBS_MAX at once; requests
+ * for the same answer while its command runs share it.  Nothing is kept
+ * after: the answer depends on files (the workflow, the golden file) that
+ * may change.  A diff is computed here, on the loop, within weft diff's
+ * own bound (EVAL_MAX_CELLS).
  */
 #include "config.h"
 
@@ -31,7 +32,6 @@
 
 #define VIEW_JOBS_MAX	2	/* commands running at once */
 #define VIEW_JOB_S	30	/* a command's time bound, seconds */
-#define VIEW_MEMO_MAX	32	/* answers kept */
 
 enum view_tool { VIEW_REPLAY, VIEW_EVAL };
 
@@ -49,58 +49,6 @@ struct view_job {
 	struct view_wait	*waiting;
 	struct view_job		*next;
 };
-
-struct view_memo {
-	enum view_tool		 tool;
-	char			 run[64];
-	int64_t			 events;
-	json_t			*answer;
-	struct view_memo	*next;
-};
-
-/* The answer kept for (tool, run, events), or NULL. */
-static json_t *
-view_memo_get(struct view *v, enum view_tool tool, const char *run,
-    int64_t events)
-{
-	struct view_memo *m;
-
-	for (m = v->memo; m != NULL; m = m->next)
-		if (m->tool == tool && m->events == events &&
-		    strcmp(m->run, run) == 0)
-			return m->answer;
-	return NULL;
-}
-
-/* Keep an answer (a reference is taken), dropping the oldest past the
-   bound. */
-static void
-view_memo_put(struct view *v, enum view_tool tool, const char *run,
-    int64_t events, json_t *answer)
-{
-	struct view_memo *m = xcalloc(1, sizeof *m), **pp;
-	int n = 0;
-
-	m->tool = tool;
-	snprintf(m->run, sizeof m->run, "%s", run);
-	m->events = events;
-	m->answer = json_incref(answer);
-	m->next = v->memo;
-	v->memo = m;
-	for (pp = &v->memo; *pp != NULL; pp = &(*pp)->next)
-		if (++n > VIEW_MEMO_MAX) {
-			m = *pp;
-			*pp = NULL;
-			while (m != NULL) {
-				struct view_memo *next = m->next;
-
-				json_decref(m->answer);
-				free(m);
-				m = next;
-			}
-			break;
-		}
-}
 
 struct view_seq {
 	const char	*path;
@@ -195,7 +143,6 @@ view_job_done_cb(void *arg, json_t *doc, const char *err)
 		else
 			json_object_set_new(a, "error", json_string(err));
 	}
-	view_memo_put(v, j->tool, j->run, j->events, a);
 	while ((w = j->waiting) != NULL) {
 		j->waiting = w->next;
 		view_json(w->req, 200, json_incref(a));
@@ -210,22 +157,17 @@ view_job_done_cb(void *arg, json_t *doc, const char *err)
 	free(j);
 }
 
-/* Answer req with tool's verdict on run: kept, coming, or started now. */
+/* Answer req with tool's verdict on run: coming, or started now. */
 static void
 view_tool_run(struct view *v, struct evhttp_request *req, enum view_tool tool,
     const char *run)
 {
 	struct view_job *j;
 	struct view_wait *w;
-	json_t *kept;
 	char *self, err[512];
 	int64_t events = store_event_count(v->st, run);
 	int n = 0;
 
-	if ((kept = view_memo_get(v, tool, run, events)) != NULL) {
-		view_json(req, 200, json_incref(kept));
-		return;
-	}
 	for (j = v->jobs; j != NULL; j = j->next, n++)
 		if (j->tool == tool && j->events == events &&
 		    strcmp(j->run, run) == 0)
@@ -407,7 +349,6 @@ view_tools_free(struct view *v)
 {
 	struct view_job *j;
 	struct view_wait *w;
-	struct view_memo *m;
 
 	while ((j = v->jobs) != NULL) {
 		v->jobs = j->next;
@@ -418,10 +359,5 @@ view_tools_free(struct view *v)
 			free(w);
 		}
 		free(j);
-	}
-	while ((m = v->memo) != NULL) {
-		v->memo = m->next;
-		json_decref(m->answer);
-		free(m);
 	}
 }
