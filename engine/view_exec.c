@@ -32,10 +32,10 @@
 struct view_exec {
 	struct event_base	*base;
 	pid_t			 pid;
-	int			 fd[2];		/* stdout, stderr; -1 at EOF */
+	int			 fd[2];		/* out, err (-1: EOF) */
 	struct event		*rd[2];
 	struct evbuffer		*buf[2];
-	struct event		*timer;		/* the bound, then reaping */
+	struct event		*timer;		/* bound, reap */
 	double			 deadline;
 	int			 timeout_s;
 	int			 reaped;

@@ -25,8 +25,8 @@ struct view {
 	int			 operator_only;
 	struct view_live	*live;
 	char			*db;		/* the store's path */
-	char			*golden;	/* weft view --golden, or NULL */
-	struct view_job		*jobs;		/* commands running */
+	char			*golden;	/* --golden, or NULL */
+	struct view_job		*jobs;		/* running */
 };
 
 /* Headers every answer carries (the CSP among them). */

@@ -564,8 +564,9 @@ function evalPanel(r) {
   return section('eval', `weft eval: F1 ${row.f1.toFixed(3)}, ` +
     `${row.matched}/${row.expected} golden calls matched` +
     (row.pass ? '' : ', FAIL'), true, el('div', { class: 'kv' },
-    el('span', { class: 'k' }, 'golden'), `${e.golden.file} (${e.golden.calls}` +
-      ` calls, match ${e.golden.match}, args ${e.golden.args})`,
+    el('span', { class: 'k' }, 'golden'), `${e.golden.file} ` +
+      `(${e.golden.calls} calls, match ${e.golden.match}, ` +
+      `args ${e.golden.args})`,
     el('span', { class: 'k' }, 'matched'), `${row.matched}/${row.expected}` +
       ` of the run's ${row.calls} calls`,
     el('span', { class: 'k' }, 'precision'), row.precision.toFixed(3),
