@@ -894,11 +894,13 @@ function showReplay(id) {
     const h = location.hash.match(/[?&]seq=(\d+)/);
     let started = false;
     m = newModel(r.run);
-    /* A running run is checked on demand: each event would change it. */
-    if (r.run.status !== 'running') check();
-    else verdict.replaceChildren(el('button', { id: 'check', onclick: check },
-      'check with weft replay'));
+    /* A running run is checked on demand (each event would change the
+       answer); a finished one once its events are in. */
+    verdict.replaceChildren(r.run.status === 'running' ? el('button',
+      { id: 'check', onclick: check }, 'check with weft replay') :
+      el('span', { class: 'muted' }, 'weft replay: waiting for the events'));
     await loadRun(r.run.id, m, (mm, done) => {
+      if (my === page && done && r.run.status !== 'running') check();
       if (my !== page) return;
       range.max = m.last;
       label.textContent = `step ${range.value} of ${m.last}` +
