@@ -32,6 +32,7 @@
 
 #define VIEW_JOBS_MAX	2	/* commands running at once */
 #define VIEW_JOB_S	30	/* a command's time bound, seconds */
+#define VIEW_JOB_ENV	"WEFT_VIEW_COMMAND_SECONDS"
 
 enum view_tool { VIEW_REPLAY, VIEW_EVAL };
 
@@ -157,6 +158,21 @@ view_job_done_cb(void *arg, json_t *doc, const char *err)
 	free(j);
 }
 
+/* A command's time bound: $WEFT_VIEW_COMMAND_SECONDS (1 to 3600), else
+   VIEW_JOB_S. */
+static int
+view_job_bound(void)
+{
+	const char *s = getenv(VIEW_JOB_ENV);
+	char *end;
+	long n;
+
+	if (s == NULL || *s == '\0')
+		return VIEW_JOB_S;
+	n = strtol(s, &end, 10);
+	return *end == '\0' && n >= 1 && n <= 3600 ? (int)n : VIEW_JOB_S;
+}
+
 /* Answer req with tool's verdict on run: coming, or started now. */
 static void
 view_tool_run(struct view *v, struct evhttp_request *req, enum view_tool tool,
@@ -202,7 +218,7 @@ view_tool_run(struct view *v, struct evhttp_request *req, enum view_tool tool,
 		argv[n++] = "--db";
 		argv[n++] = v->db;
 		argv[n] = NULL;
-		j->x = view_exec_start(v->base, argv, VIEW_JOB_S,
+		j->x = view_exec_start(v->base, argv, view_job_bound(),
 		    view_job_done_cb, j, err, sizeof err);
 		free(self);
 		if (j->x == NULL) {

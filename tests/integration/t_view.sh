@@ -35,6 +35,7 @@ RUN=$(last_run)
 
 # start_view ARGS...: weft view in the background; sets VIEW_PID and URL.
 start_view() {
+	rm -f "$T/view.out"
 	"$WEFT" view "$@" >"$T/view.out" 2>"$T/view.err" &
 	VIEW_PID=$!
 	wait_for_grep "$T/view.out" '^http://' "weft view prints its URL"
@@ -135,6 +136,31 @@ get "/api/replay?id=$RUN2"
 [ "$(jq_py "d['verdict']")" = failed ] || fail "replay without its file: $(cat "$T/body")"
 jq_py "d['error']" | grep -q "flow.lua" || fail "the error names the file"
 mv "$T/flow.gone" "$T/flow.lua"
+# A replay that runs past the viewer's bound is killed and says so: the
+# recorded fn now spins (the Lua time limit set far beyond the bound).
+cat > "$T/spin.lua" <<'LUA'
+local w = require "weft"
+return w.fn{ name = "f", run = function(ctx) return 1 end }
+LUA
+run_weft "$T/out" "$T/err" run "$T/spin.lua"
+[ "$RC" -eq 0 ] || { cat "$T/err" >&2; fail "the spin run"; }
+SRUN=$(last_run)
+sed -i 's/return 1 end/while true do end end/' "$T/spin.lua"
+kill "$VIEW_PID"
+wait "$VIEW_PID"
+export WEFT_VIEW_COMMAND_SECONDS=1 WEFT_LUA_MAX_SECONDS=600
+start_view
+unset WEFT_VIEW_COMMAND_SECONDS WEFT_LUA_MAX_SECONDS
+get "/api/replay?id=$SRUN"
+[ "$(jq_py "d['verdict']")" = failed ] || fail "replay past the bound: $(cat "$T/body")"
+jq_py "d['error']" | grep -q "gave up after 1 s" || fail "the bound is named"
+get "/api/replay?id=$RUN2"
+[ "$(jq_py "d['verdict']")" = identical ] || fail "a replay after one killed"
+ok "a replay past the viewer's time bound is killed"
+kill "$VIEW_PID"
+wait "$VIEW_PID"
+start_view
+
 get "/api/replay?id=nosuchrun"
 [ "$CODE" = 404 ] || fail "replay of an unknown run: $CODE"
 ok "weft replay's verdict: identical, the first divergence at its seq, a missing file"
