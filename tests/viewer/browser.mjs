@@ -49,6 +49,9 @@ try {
   // (In the page at once: the live list may redraw between two steps.)
   await page.$eval(`#runs tr[data-run="${run}"] a`, a => a.click());
   await page.waitForSelector('#tree .row[data-path="flow/writer"]');
+  // The sections above the tree come in after it (weft eval's scores):
+  // wait for them, so that nothing moves under the mouse.
+  await page.waitForSelector('#eval');
   await page.click('#tree .row[data-path="flow/writer"]');
   await page.waitForSelector('#detail details.tool');
   await page.click('#detail details.tool summary');
@@ -161,6 +164,7 @@ try {
   // budget, tokens minted and refused, the sandbox of a tool call.
   await page.goto(url + '/#/run/' + rich, { waitUntil: 'load' });
   await page.waitForSelector('#tree .row[data-path="rich/asker"]');
+  await page.waitForSelector('#eval');
   await page.click('#tree .row[data-path="rich/asker"]');
   await page.waitForSelector('#detail details.turn');
   await page.click('#detail details.turn summary');
