@@ -9,7 +9,7 @@ const browser = await puppeteer.launch({
 });
 const page = await browser.newPage();
 await page.setViewport({ width: 1280, height: 800 });
-const times = { first: [], run: [], replay: [], scroll: [] };
+const times = { first: [], run: [], replay: [], verdict: [], scroll: [] };
 for (let i = 0; i < +reps; i++) {
   let t = performance.now();
   await page.goto(`${url}/#/run/${run}`, { waitUntil: 'domcontentloaded' });
@@ -24,6 +24,10 @@ for (let i = 0; i < +reps; i++) {
   await page.goto(`${url}/#/replay/${run}`, { waitUntil: 'domcontentloaded' });
   await page.waitForSelector('#state[data-seq="1"]', { timeout: 120000 });
   times.replay.push(performance.now() - t);
+  // weft replay's verdict (the viewer runs weft replay once the events
+  // are in).
+  await page.waitForSelector('#verdict[data-verdict]', { timeout: 120000 });
+  times.verdict.push(performance.now() - t);
   // Scroll the event list from top to bottom in 100 steps.
   t = performance.now();
   await page.evaluate(async () => {
@@ -38,5 +42,6 @@ for (let i = 0; i < +reps; i++) {
 const med = a => a.sort((x, y) => x - y)[a.length >> 1].toFixed(0);
 console.log(`run page: first render ${med(times.first)} ms, whole run ` +
   `${med(times.run)} ms; replay page ${med(times.replay)}` +
-  ` ms, ${med(times.scroll)} ms a scroll frame (median of ${reps})`);
+  ` ms (weft replay's verdict ${med(times.verdict)} ms), ` +
+  `${med(times.scroll)} ms a scroll frame (median of ${reps})`);
 await browser.close();

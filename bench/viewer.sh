@@ -2,7 +2,8 @@
 # viewer.sh: time to first render of a run of N events (default 50,000)
 # in the viewer, in Debian's chromium (puppeteer-core): the run page (all
 # events fetched and folded into the tree), the replay page (the state at
-# step 1), and a frame of scrolling the replay's event list.
+# step 1) and weft replay's verdict on it, and a frame of scrolling the
+# replay's event list.
 #   sh bench/viewer.sh [N]
 # Environment: BUILDDIR (default build), REPS (default 5), CHROMIUM.
 set -eu

@@ -116,6 +116,14 @@ int cmd_remote_opt(int ch, const char *arg, struct coord_opts *);
 int cmd_remote_check(const struct coord_opts *);
 extern const char cmd_remote_help[];
 
+/*
+ * weft diff A B --json as a value (the viewer's /api/diff): the two runs
+ * aligned, or NULL with a message in err (an unknown run, too large).
+ */
+struct store;
+json_t *cmd_diff_json(struct store *, const char *a, const char *b,
+    char *err, size_t errlen);
+
 /* This binary's path (from /proc/self/exe), heap string, or NULL. */
 char *cmd_self_exe(void);
 

@@ -258,13 +258,12 @@ diff_step_json(const struct eval_run *r, long i)
 }
 
 /* The alignment as one JSON object (docs/eval.md). */
-static void
-diff_print_json(const struct diff *d)
+static json_t *
+diff_doc(const struct diff *d)
 {
 	static const char *ops[] = { "same", "changed", "only_a", "only_b" };
-	json_t *rows = json_array(), *doc;
+	json_t *rows = json_array();
 	const char *op;
-	char *text;
 	size_t k;
 
 	for (k = 0; k < d->n; k++) {
@@ -275,7 +274,7 @@ diff_print_json(const struct diff *d)
 		    op, "a", diff_step_json(&d->ra, d->rows[k].a), "b",
 		    diff_step_json(&d->rb, d->rows[k].b)));
 	}
-	doc = json_pack("{s:i, s:{s:s, s:s}, s:{s:s, s:s}, s:b, s:o, "
+	return json_pack("{s:i, s:{s:s, s:s}, s:{s:s, s:s}, s:b, s:o, "
 	    "s:{s:I, s:I, s:I, s:I}, s:o}", "format", 1, "a", "run",
 	    d->ra.id, "status", d->ra.status, "b", "run", d->rb.id, "status",
 	    d->rb.status, "identical", d->first < 0, "first_divergence",
@@ -283,10 +282,37 @@ diff_print_json(const struct diff *d)
 	    "same", (json_int_t)d->same, "changed", (json_int_t)d->changed,
 	    "only_a", (json_int_t)d->left, "only_b", (json_int_t)d->right,
 	    "rows", rows);
+}
+
+/* Print the alignment as JSON. */
+static void
+diff_print_json(const struct diff *d)
+{
+	json_t *doc = diff_doc(d);
+	char *text;
+
 	text = json_dumps(doc, JSON_INDENT(2));
 	printf("%s\n", text);
 	free(text);
 	json_decref(doc);
+}
+
+json_t *
+cmd_diff_json(struct store *st, const char *a, const char *b, char *err,
+    size_t errlen)
+{
+	struct diff d;
+	json_t *doc = NULL;
+
+	memset(&d, 0, sizeof d);
+	if (eval_run_load(st, a, &d.ra, err, errlen) == 0 &&
+	    eval_run_load(st, b, &d.rb, err, errlen) == 0 &&
+	    diff_align(&d, err, errlen) == 0)
+		doc = diff_doc(&d);
+	eval_run_free(&d.ra);
+	eval_run_free(&d.rb);
+	free(d.rows);
+	return doc;
 }
 
 static void

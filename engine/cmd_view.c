@@ -21,18 +21,21 @@ static void
 cmd_view_usage(FILE *f)
 {
 	fprintf(f,
-"usage: weft view [RUN] [--db PATH] [--listen HOST:PORT]\n"
+"usage: weft view [RUN] [--db PATH] [--listen HOST:PORT] [--golden FILE]\n"
 "\n"
 "Serve the trajectory viewer on the store, read-only, and print its URL\n"
 "on stdout: the runs list, a run as a tree beside a timeline with every\n"
 "model turn and tool call, a replay scrubber showing the state at each\n"
-"event, and live updates of running runs.  With RUN (an id or a unique\n"
-"prefix) the URL printed opens that run.  Everything the page needs is\n"
-"in the weft binary: it works offline.  See docs/viewer.md.\n"
+"event, weft replay's verdict, two runs side by side as weft diff aligns\n"
+"them, approvals, and live updates of running runs.  With RUN (an id or\n"
+"a unique prefix) the URL printed opens that run.  Everything the page\n"
+"needs is in the weft binary: it works offline.  See docs/viewer.md.\n"
 "\n"
 "  --db PATH           trajectory store (default $WEFT_DB or ./weft.db)\n"
 "  --listen HOST:PORT  address (default 127.0.0.1:0: a free port); only\n"
 "                      loopback addresses (the viewer has no token)\n"
+"  --golden FILE       show weft eval's scores of a run against FILE\n"
+"                      (a golden file, docs/eval.md)\n"
 "\n"
 "Stop it with Ctrl-C.  exit status: 0 stopped, 1 no such run or the\n"
 "store cannot be read, 2 bad usage.\n");
@@ -59,6 +62,7 @@ cmd_view(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "db", required_argument, NULL, 'd' },
 		{ "listen", required_argument, NULL, 'L' },
+		{ "golden", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -71,7 +75,7 @@ cmd_view(int argc, char **argv)
 	struct store *st;
 	struct event_base *base = NULL;
 	struct event *term = NULL, *intr = NULL;
-	const char *db = NULL, *listen = "127.0.0.1:0";
+	const char *db = NULL, *listen = "127.0.0.1:0", *golden = NULL;
 	char err[1024], run[64] = "", *host = NULL;
 	int ch, port, rc = WEFT_EXIT_FAILED;
 
@@ -83,6 +87,9 @@ cmd_view(int argc, char **argv)
 			break;
 		case 'L':
 			listen = optarg;
+			break;
+		case 'g':
+			golden = optarg;
 			break;
 		case 'h':
 			cmd_view_usage(stdout);
@@ -128,6 +135,12 @@ cmd_view(int argc, char **argv)
 	if ((v = view_new(base, routes, cmd_db_path(db), 0, err,
 	    sizeof err)) == NULL) {
 		fprintf(stderr, "weft: %s\n", err);
+		goto out;
+	}
+	if (golden != NULL && view_set_golden(v, golden, err,
+	    sizeof err) != 0) {
+		fprintf(stderr, "weft view: %s\n", err);
+		rc = WEFT_EXIT_USAGE;
 		goto out;
 	}
 	if (httpd_routes_bind(routes, listen, &host, &port, err,

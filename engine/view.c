@@ -21,6 +21,7 @@
 
 #include "engine/store.h"
 #include "engine/view.h"
+#include "engine/view_int.h"
 #include "runtime/httpd_routes.h"
 #include "runtime/util.h"
 
@@ -41,16 +42,9 @@ struct view_live {
 	struct view_live	*next;
 };
 
-struct view {
-	struct store		*st;
-	struct event_base	*base;
-	struct httpd		*guard;
-	int			 operator_only;
-	struct view_live	*live;
-};
 
 /* Headers every answer carries. */
-static void
+void
 view_headers(struct evhttp_request *req, const char *type)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -63,7 +57,7 @@ view_headers(struct evhttp_request *req, const char *type)
 }
 
 /* Answer with a JSON value (taken). */
-static void
+void
 view_json(struct evhttp_request *req, int code, json_t *v)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -72,21 +66,23 @@ view_json(struct evhttp_request *req, int code, json_t *v)
 	view_headers(req, "application/json");
 	evbuffer_add(b, s, strlen(s));
 	evhttp_send_reply(req, code, code == 200 ? "OK" : code == 404 ?
-	    "Not Found" : code == 403 ? "Forbidden" : "Bad Request", b);
+	    "Not Found" : code == 403 ? "Forbidden" : code == 405 ?
+	    "Method Not Allowed" : code == 503 ? "Service Unavailable" :
+	    code >= 500 ? "Internal Server Error" : "Bad Request", b);
 	evbuffer_free(b);
 	free(s);
 	json_decref(v);
 }
 
 /* Answer {"error": message} with code. */
-static void
+void
 view_error(struct evhttp_request *req, int code, const char *msg)
 {
 	view_json(req, code, json_pack("{s:s}", "error", msg));
 }
 
 /* A GET (or HEAD) from a token allowed to see every run: 0, else answered. */
-static int
+int
 view_check(struct view *v, struct evhttp_request *req,
     const struct httpd_client *who)
 {
@@ -105,7 +101,7 @@ view_check(struct view *v, struct evhttp_request *req,
 }
 
 /* A query parameter (copied into buf), or NULL when absent. */
-static const char *
+const char *
 view_param(struct evhttp_request *req, const char *name, char *buf,
     size_t len)
 {
@@ -322,7 +318,7 @@ view_found_cb(void *arg, const struct store_run *r)
 }
 
 /* The run named by ?id= (found by id or prefix), or NULL after a 4xx. */
-static json_t *
+json_t *
 view_find(struct view *v, struct evhttp_request *req)
 {
 	char id[128];
@@ -740,6 +736,8 @@ view_new(struct event_base *base, struct httpd_routes *routes,
 	httpd_routes_add(routes, "/api/state", view_state_route_cb, v);
 	httpd_routes_add(routes, "/api/blob", view_blob_route_cb, v);
 	httpd_routes_add(routes, "/api/live", view_live_route_cb, v);
+	v->db = xstrdup(db);
+	view_tools_add(v, routes);
 	return v;
 }
 
@@ -752,6 +750,9 @@ view_free(struct view *v)
 		evhttp_send_reply_end(v->live->req);
 		view_live_free(v->live);
 	}
+	view_tools_free(v);
 	store_close(v->st);
+	free(v->db);
+	free(v->golden);
 	free(v);
 }

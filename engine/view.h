@@ -34,6 +34,12 @@ extern const struct view_asset view_assets[];
  */
 struct view *view_new(struct event_base *, struct httpd_routes *,
     const char *db, int operator_only, char *err, size_t errlen);
+/*
+ * weft view --golden FILE: /api/eval scores runs against it (weft eval).
+ * Returns 0, or -1 with err when it cannot be read.
+ */
+int view_set_golden(struct view *, const char *path, char *err,
+    size_t errlen);
 /* End the live streams and close the store. */
 void view_free(struct view *);
 

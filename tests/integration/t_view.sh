@@ -1,7 +1,8 @@
 #!/bin/sh
 # weft view: the viewer's JSON API through real HTTP on a real store
 # (docs/viewer.md): runs with filters and pages, a run, its events in
-# pages, the state at an event, blobs, live events over SSE of a running
+# pages, the state at an event, blobs, weft replay's verdict, weft diff,
+# weft eval with --golden, approvals, live events over SSE of a running
 # run until it is cancelled, the pages with their CSP, the read-only and
 # loopback rules; weft serve serves the same at / for operator tokens.
 . "$(dirname "$0")/lib.sh"
@@ -34,6 +35,7 @@ RUN=$(last_run)
 
 # start_view ARGS...: weft view in the background; sets VIEW_PID and URL.
 start_view() {
+	rm -f "$T/view.out"
 	"$WEFT" view "$@" >"$T/view.out" 2>"$T/view.err" &
 	VIEW_PID=$!
 	wait_for_grep "$T/view.out" '^http://' "weft view prints its URL"
@@ -111,6 +113,80 @@ get "/api/blob?hash=$(printf %064d 0)"
 [ "$CODE" = 404 ] || fail "an unknown blob is 404"
 ok "blobs"
 
+# weft replay's verdict, offline, run by the viewer: identical; then the
+# workflow's second call changed: the run diverges at that call's step.
+get "/api/replay?id=$RUN"
+[ "$CODE" = 200 ] || fail "/api/replay: $CODE $(cat "$T/body")"
+[ "$(jq_py "d['verdict']")" = identical ] || fail "replay: $(cat "$T/body")"
+[ "$(jq_py "d['replay']['events']")" = "$N" ] || fail "replay: its events"
+cp "$T/flow.lua" "$T/flow.orig"
+sed -i 's/message = "two"/message = "three"/' "$T/flow.lua"
+get "/api/replay?id=$RUN"
+[ "$(jq_py "d['verdict']")" = diverged ] || fail "replay of the edited workflow: $(cat "$T/body")"
+DIVSEQ=$(sql "SELECT seq FROM events WHERE run_id='$RUN' AND kind='tool.call' AND node_path='flow/second'")
+[ "$(jq_py "d['seq']")" = "$DIVSEQ" ] || fail "divergence at $(jq_py "d['seq']"), want $DIVSEQ"
+[ "$(jq_py "d['path']")" = flow/second ] || fail "divergence path"
+jq_py "d['divergence']" | grep -q 'record: mcp.call:test/echo {"message":"two"}' ||
+    fail "divergence text: $(cat "$T/body")"
+run_weft "$T/out" "$T/err" run "$T/flow.lua" --input '{"topic":"x"}'
+[ "$RC" -eq 0 ] || { cat "$T/err" >&2; fail "the second run failed"; }
+RUN2=$(last_run)
+mv "$T/flow.lua" "$T/flow.gone"
+get "/api/replay?id=$RUN2"
+[ "$(jq_py "d['verdict']")" = failed ] || fail "replay without its file: $(cat "$T/body")"
+jq_py "d['error']" | grep -q "flow.lua" || fail "the error names the file"
+mv "$T/flow.gone" "$T/flow.lua"
+# A replay that runs past the viewer's bound is killed and says so: the
+# recorded fn now spins (the Lua time limit set far beyond the bound).
+cat > "$T/spin.lua" <<'LUA'
+local w = require "weft"
+return w.fn{ name = "f", run = function(ctx) return 1 end }
+LUA
+run_weft "$T/out" "$T/err" run "$T/spin.lua"
+[ "$RC" -eq 0 ] || { cat "$T/err" >&2; fail "the spin run"; }
+SRUN=$(last_run)
+sed -i 's/return 1 end/while true do end end/' "$T/spin.lua"
+kill "$VIEW_PID"
+wait "$VIEW_PID"
+export WEFT_VIEW_COMMAND_SECONDS=1 WEFT_LUA_MAX_SECONDS=600
+start_view
+unset WEFT_VIEW_COMMAND_SECONDS WEFT_LUA_MAX_SECONDS
+get "/api/replay?id=$SRUN"
+[ "$(jq_py "d['verdict']")" = failed ] || fail "replay past the bound: $(cat "$T/body")"
+jq_py "d['error']" | grep -q "gave up after 1 s" || fail "the bound is named"
+get "/api/replay?id=$RUN2"
+[ "$(jq_py "d['verdict']")" = identical ] || fail "a replay after one killed"
+ok "a replay past the viewer's time bound is killed"
+kill "$VIEW_PID"
+wait "$VIEW_PID"
+start_view
+
+get "/api/replay?id=nosuchrun"
+[ "$CODE" = 404 ] || fail "replay of an unknown run: $CODE"
+ok "weft replay's verdict: identical, the first divergence at its seq, a missing file"
+
+# weft diff's alignment of the two runs.
+get "/api/diff?a=$RUN&b=${RUN2%????}"
+[ "$CODE" = 200 ] || fail "/api/diff: $CODE $(cat "$T/body")"
+[ "$(jq_py "d['identical'], d['counts']['changed'], d['counts']['only_a']")" = "False 1 0" ] ||
+    fail "diff counts: $(cat "$T/body")"
+F=$(jq_py "d['first_divergence']")
+[ "$(jq_py "d['rows'][$F - 1]['a']['args']['message'], d['rows'][$F - 1]['b']['args']['message']")" = "two three" ] ||
+    fail "diff: the first divergence is the changed call"
+"$WEFT" diff "$RUN" "$RUN2" --json > "$T/cli.json"
+python3 -c "import json,sys; sys.exit(json.load(open('$T/cli.json')) != json.load(open('$T/body')))" ||
+    fail "/api/diff differs from weft diff --json"
+get "/api/diff?a=$RUN&b=nosuchrun"
+[ "$CODE" = 404 ] || fail "diff with an unknown run: $CODE"
+get "/api/diff?a=$RUN"
+[ "$CODE" = 400 ] || fail "diff with one run: $CODE"
+ok "weft diff's alignment, as weft diff --json gives it"
+
+# Without --golden, /api/eval says there is no golden file.
+get "/api/eval?id=$RUN"
+[ "$CODE" = 200 ] && [ "$(jq_py "d['golden']")" = None ] || fail "eval without golden: $(cat "$T/body")"
+ok "no golden file, no eval"
+
 # The pages: embedded, with a CSP that allows nothing external.
 curl -s -D "$T/hdr" -o "$T/index" "$URL/"
 grep -qi '^content-security-policy: default-src .none.' "$T/hdr" ||
@@ -184,7 +260,60 @@ run_weft "$T/o" "$T/e" view --listen 0.0.0.0:0
 expect_grep "$T/e" "not a loopback" "the refusal says why"
 run_weft "$T/o" "$T/e" view nosuchrun
 [ "$RC" -eq 1 ] || fail "an unknown run is exit 1 ($RC)"
-ok "loopback only, unknown run"
+run_weft "$T/o" "$T/e" view --golden "$T/nosuchfile"
+[ "$RC" -eq 2 ] || fail "a missing golden file is exit 2 ($RC)"
+expect_grep "$T/e" "nosuchfile" "the refusal names the file"
+ok "loopback only, unknown run, missing golden file"
+
+# weft view --golden: weft eval's scores of a run.
+cat > "$T/golden.json" <<'JSON'
+{ "calls": [ { "tool": "test.echo", "args": { "message": "<img src=x onerror=alert(1)>" } },
+             { "tool": "test.echo", "args": { "message": "two" } } ],
+  "success": true }
+JSON
+start_view --golden "$T/golden.json"
+get "/api/eval?id=$RUN"
+[ "$CODE" = 200 ] || fail "/api/eval: $CODE"
+[ "$(jq_py "d['eval']['runs'][0]['f1'], d['eval']['runs'][0]['pass']")" = "1.0 True" ] ||
+    fail "eval of the run: $(cat "$T/body")"
+"$WEFT" eval "$RUN2" --golden "$T/golden.json" --json > "$T/cli.json"
+get "/api/eval?id=$RUN2"
+[ "$(jq_py "d['eval']['runs'][0]['f1'], d['eval']['runs'][0]['extra'][0]['args']['message']")" = "0.5 three" ] ||
+    fail "eval of the second run: $(cat "$T/body")"
+python3 -c "import json,sys; a=json.load(open('$T/cli.json')); b=json.load(open('$T/body'))['eval']; sys.exit(a['runs'] != b['runs'])" ||
+    fail "/api/eval differs from weft eval --json"
+echo '{"calls": 3}' > "$T/golden.json"
+get "/api/eval?id=$RUN"
+jq_py "d['error']" | grep -q "/calls: expected array" || fail "a bad golden file: $(cat "$T/body")"
+ok "weft eval against the golden file of weft view"
+
+# A run waiting for an approval: the question and its state, read-only.
+cat > "$T/approve.lua" <<'LUA'
+local w = require "weft"
+return w.sequential{ name = "release",
+  w.approval{ name = "go", prompt = "Deploy <b>now</b>?",
+    schema = { type = "object", required = { "env" },
+               properties = { env = { type = "string" } } },
+    output_key = "decision" } }
+LUA
+run_weft "$T/out" "$T/err" run "$T/approve.lua" </dev/null
+[ "$RC" -eq 6 ] || { cat "$T/err" >&2; fail "the approval run: exit $RC"; }
+ARUN=$(last_run)
+get "/api/approvals?id=$ARUN"
+[ "$(jq_py "[(a['path'], a['status'], a['prompt']) for a in d['approvals']]")" = "[('release/go', 'waiting', 'Deploy <b>now</b>?')]" ] ||
+    fail "approvals: $(cat "$T/body")"
+[ "$(jq_py "d['approvals'][0]['schema']['required']")" = "['env']" ] || fail "approval schema"
+run_weft "$T/out" "$T/err" approve "$ARUN" --answer '{"env":"staging"}'
+[ "$RC" -eq 0 ] || { cat "$T/err" >&2; fail "weft approve"; }
+get "/api/approvals?id=$ARUN"
+[ "$(jq_py "d['approvals'][0]['status'], d['approvals'][0]['answer']['answer']['env']")" = "approved staging" ] ||
+    fail "approved: $(cat "$T/body")"
+get "/api/approvals?id=$RUN"
+[ "$(jq_py "d['approvals']")" = "[]" ] || fail "a run without approvals"
+ok "approvals: the question, its state, its answer"
+kill "$VIEW_PID"
+wait "$VIEW_PID"
+VIEW_PID=
 
 # weft serve: the same viewer at /, for operator tokens only.
 printf 'client-token-0123456789 client\noperator-token-0123456789 operator\n' > "$T/tokens"
@@ -201,6 +330,9 @@ CODE=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Authorization: Bearer client-t
 CODE=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Authorization: Bearer operator-token-0123456789' "$SURL/api/runs")
 [ "$CODE" = 200 ] || fail "serve: an operator token is 200 ($CODE)"
 jq_py "[r['id'] for r in d['runs']]" | grep -q "$RUN" || fail "serve: runs"
+CODE=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Authorization: Bearer operator-token-0123456789' "$SURL/api/replay?id=$RUN2")
+[ "$CODE" = 200 ] && [ "$(jq_py "d['verdict']")" = identical ] ||
+    fail "serve: weft replay's verdict ($CODE): $(cat "$T/body")"
 CODE=$(curl -s -o "$T/body" -w '%{http_code}' -H 'Authorization: Bearer operator-token-0123456789' "$SURL/")
 [ "$CODE" = 200 ] && grep -q app.js "$T/body" || fail "serve: the page at /"
 kill "$SPID"

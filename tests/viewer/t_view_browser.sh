@@ -42,6 +42,57 @@ run_weft "$T/out" "$T/err" run "$T/flow.lua" --input '{"topic":"x"}'
 RUN=$(last_run)
 SEQ=$(sql "SELECT min(seq) FROM events WHERE run_id='$RUN' AND kind='state.write'")
 
+# The same workflow, its second call changed: weft replay of the first run
+# now diverges at that call, weft diff shows the two side by side, and
+# weft eval scores them against a golden file.
+sed -i 's/message = "two"/message = "three"/' "$T/flow.lua"
+run_weft "$T/out" "$T/err" run "$T/flow.lua" --input '{"topic":"x"}'
+[ "$RC" -eq 0 ] || { cat "$T/err" >&2; fail "the second run failed"; }
+RUN2=$(last_run)
+DIVSEQ=$(sql "SELECT seq FROM events WHERE run_id='$RUN' AND kind='tool.call' AND node_path='flow/second'")
+cat > "$T/golden.json" <<'JSON'
+{ "calls": [ { "tool": "test.echo", "args": { "message": "<img src=x onerror=alert(1)>" } },
+             { "tool": "test.echo", "args": { "message": "two" } } ] }
+JSON
+
+# A run with what a run page shows beyond turns and calls: a model turn
+# that falls back from one provider to another, a budget, capability
+# tokens, one refused (an argument outside the grant).
+export OPENAI_API_KEY=test-key ANTHROPIC_API_KEY=test-key
+start_fake '{"claude-test": [{"status":529},{"status":529},{"status":529},{"status":529}], "gpt-test": [{"text":"<i>from the fallback</i>"}]}'
+{
+	echo 'local w = require "weft"'
+	testserver_decl
+	cat <<'LUA'
+return w.sequential{ name = "rich", budget = { tool_calls = 10, tokens = 100000 },
+  grant = { tools = { "test.echo" },
+            args = { ["test.echo"] = { message = { enum = { "hello" } } } } },
+  w.agent{ name = "asker", model = { "anthropic:claude-test", "openai:gpt-test" },
+    stream = false, instruction = "Say.", output_key = "said",
+    retry = { initial_interval = 0.01, max_interval = 0.05 } },
+  w.tool{ name = "ok", server = "test", tool = "echo", args = { message = "hello" } },
+  w.tool{ name = "bad", server = "test", tool = "echo", args = { message = "<b>rm</b>" } } }
+LUA
+} > "$T/rich.lua"
+run_weft "$T/out" "$T/err" run "$T/rich.lua" --workers 1
+[ "$RC" -eq 1 ] || { cat "$T/err" >&2; fail "the rich run: exit $RC, want 1"; }
+stop_fake
+RICH=$(last_run)
+
+# A run waiting for an approval, its prompt hostile.
+cat > "$T/approve.lua" <<'LUA'
+local w = require "weft"
+return w.sequential{ name = "release",
+  w.approval{ name = "go", prompt = "Deploy <script>window.__pwned = 2</script>?",
+    schema = { type = "object", required = { "env" },
+               properties = { env = { type = "string" } } },
+    output_key = "decision" } }
+LUA
+run_weft "$T/out" "$T/err" run "$T/approve.lua" </dev/null
+[ "$RC" -eq 6 ] || { cat "$T/err" >&2; fail "the approval run: exit $RC, want 6"; }
+ARUN=$(last_run)
+export RUN2 DIVSEQ RICH ARUN
+
 {
 	echo 'local w = require "weft"'
 	testserver_decl
@@ -52,7 +103,7 @@ NAP=$!
 wait_for_grep "$T/nap.err" '^weft: run [0-9a-f]+' "weft run prints its run id"
 NRUN=$(sed -n 's/^weft: run \([0-9a-f]*\).*/\1/p' "$T/nap.err" | head -1)
 
-"$WEFT" view >"$T/view.out" 2>"$T/view.err" &
+"$WEFT" view --golden "$T/golden.json" >"$T/view.out" 2>"$T/view.err" &
 VIEW=$!
 wait_for_grep "$T/view.out" '^http://' "weft view prints its URL"
 URL=$(head -1 "$T/view.out" | sed 's|/$||')
