@@ -487,6 +487,27 @@ coord_tell_ended(struct coord *c)
 	return all;
 }
 
+/* Commit what is pending, then tell opts.committed of the runs it had
+   events of.  0, or -1 when the store failed (coord_store_fail). */
+static int
+coord_commit(struct coord *c)
+{
+	struct crun *run, *next;
+
+	if (store_commit(c->st) != 0) {
+		coord_store_fail(c);
+		return -1;
+	}
+	if (c->opts.committed == NULL)
+		return 0;
+	TAILQ_FOREACH_SAFE(run, &c->runs, entry, next)
+		if (run->recorded) {
+			run->recorded = 0;
+			c->opts.committed(c->opts.committed_arg, run->run_id);
+		}
+	return 0;
+}
+
 /* Commit, deliver results to the graphs, pump them, and dispatch. */
 static void
 coord_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -496,10 +517,8 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 	int dirty, more;
 
 	for (;;) {
-		if (store_commit(c->st) != 0) {
-			coord_store_fail(c);
+		if (coord_commit(c) != 0)
 			return;
-		}
 		if (c->failed)
 			break;
 		dirty = more = 0;
@@ -515,10 +534,8 @@ coord_flush_cb(evutil_socket_t fd, short what, void *arg)
 			/* More graph work is ready: commit and dispatch what
 			   this round made, then yield to the loop so worker
 			   traffic and signals are served between rounds. */
-			if (store_commit(c->st) != 0) {
-				coord_store_fail(c);
+			if (coord_commit(c) != 0)
 				return;
-			}
 			coord_dispatch(c);
 			coord_kick(c);
 			coord_tell_ended(c);

@@ -47,6 +47,10 @@ struct coord_opts {
 					   while others wait; 0: no cap */
 	struct event_base *base;	/* the loop to run on (the caller's,
 					   not freed); NULL: a new one */
+	/* Called after a commit for each run that recorded events since
+	   the last call (weft serve: live progress to MCP clients). */
+	void		(*committed)(void *arg, const char *run_id);
+	void		*committed_arg;
 	int		 no_signals;	/* the caller handles SIGINT and
 					   SIGTERM (weft serve); else they
 					   cancel every run (weft run) */

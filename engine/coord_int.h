@@ -76,6 +76,8 @@ struct crun {
 	struct delivery		*dl;
 	size_t			 ndl, dl_cap;
 	int			 dirty;		/* the pump has work */
+	int			 recorded;	/* events since the last
+						   opts.committed call */
 	int			 ended;		/* the graph ended */
 	int			 told;		/* sink.ended called */
 	int			 cancelled;

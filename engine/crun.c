@@ -117,6 +117,7 @@ crun_event_text(struct crun *run, const char *kind, int64_t span,
     int64_t parent_span, const char *path, int attempt, const char *text,
     int64_t tokens, double cost)
 {
+	run->recorded = 1;
 	return record_event_text(run->rec, kind, span, parent_span, path,
 	    attempt, text, tokens, cost);
 }

@@ -326,6 +326,8 @@ serve_coord_new(struct serve *s, char *err, size_t errlen)
 	sp.co.verbose = s->opts.verbose;
 	sp.co.base = s->base;
 	sp.co.no_signals = 1;
+	sp.co.committed = serve_runs_committed;
+	sp.co.committed_arg = s;
 	sp.co.external = s->opts.no_workers;
 	if (s->opts.remote != NULL) {
 		sp.co.listen = s->opts.remote->listen;

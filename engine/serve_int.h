@@ -107,6 +107,7 @@ int serve_runs_model_calls(struct serve *);
 /* The live run with this id, or NULL; its call, and a check of its
    client secret. */
 struct serve_run *serve_run_find(struct serve *, const char *id);
+void serve_runs_committed(void *serve, const char *run_id);
 struct mcps_call *serve_run_call(struct serve_run *);
 int serve_run_secret_ok(struct serve_run *, const char *secret);
 

@@ -7,10 +7,12 @@
  * state.  At most opts.max_runs run at once; calls past that wait, in the
  * order they came, in an admission queue of opts.max_queued (the client is
  * told by a progress notification), and are refused only when it is full.
- * While a run goes, a 100 ms timer reads its new events from the store and
- * sends them as progress notifications and log messages; the last read
- * happens when it ended, so a fast run still reports every step before its
- * answer.  A run whose client left goes on to its end and stays readable
+ * While a run goes, each commit of the coordinator that recorded events of
+ * it (coord_opts.committed) has its new events read from the store and
+ * sent as progress notifications and log messages, in words ("writer:
+ * calling search/query"); a 100 ms timer also reads them (and weft
+ * cancel's requests); the last read happens when it ended, so a fast run
+ * still reports every step before its answer.  A run whose client left goes on to its end and stays readable
  * by id; notifications/cancelled ends it as cancelled.
  */
 #include "config.h"
@@ -66,6 +68,79 @@ run_name(struct serve_run *r)
 	return r->tool != NULL ? r->tool->name : "(resumed)";
 }
 
+/* The string member k of object o, or def. */
+static const char *
+jstr_or(const json_t *o, const char *k, const char *def)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s != NULL ? s : def;
+}
+
+/*
+ * What event e says, as a person would write it: "writer: calling
+ * search/query", "writer: search/query 3/10: fetching" (the tool's own
+ * progress), "writer: done"; a heap string.
+ */
+static char *
+run_event_text(struct serve_run *r, const struct store_event *e)
+{
+	const char *path = e->node_path != NULL ? e->node_path : "";
+	const char *node = strrchr(path, '/'), *k = e->kind, *m;
+	json_t *p = e->payload != NULL ? json_loads(e->payload, 0, NULL) :
+	    NULL;
+	char *text, tail[64] = "";
+
+	node = node != NULL ? node + 1 : *path ? path : run_name(r);
+	if (strcmp(k, "run.start") == 0)
+		text = xasprintf("%s: run started", run_name(r));
+	else if (strcmp(k, "run.end") == 0)
+		text = xasprintf("%s: run %s", run_name(r),
+		    jstr_or(p, "status", "ended"));
+	else if (strcmp(k, "node.start") == 0)
+		text = xasprintf("%s: started", node);
+	else if (strcmp(k, "node.end") == 0)
+		text = xasprintf("%s: %s", node, strcmp(jstr_or(p, "status",
+		    ""), "succeeded") == 0 ? "done" : jstr_or(p, "status",
+		    "ended"));
+	else if (strcmp(k, "tool.call") == 0)
+		text = xasprintf("%s: calling %s/%s", node, jstr_or(p,
+		    "server", "?"), jstr_or(p, "name", "?"));
+	else if (strcmp(k, "tool.list") == 0)
+		text = xasprintf("%s: listing the tools of %s", node,
+		    jstr_or(p, "server", "?"));
+	else if (strcmp(k, "tool.list.result") == 0)
+		text = xasprintf("%s: tools listed", node);
+	else if (strcmp(k, "token.mint") == 0)
+		text = xasprintf("%s: capability token issued", node);
+	else if (strcmp(k, "tool.result") == 0)
+		text = xasprintf("%s: tool call answered", node);
+	else if (strcmp(k, "tool.error") == 0)
+		text = xasprintf("%s: tool call failed", node);
+	else if (strcmp(k, "tool.progress") == 0) {
+		if (json_is_number(json_object_get(p, "total")))
+			snprintf(tail, sizeof tail, " %g/%g",
+			    json_number_value(json_object_get(p, "progress")),
+			    json_number_value(json_object_get(p, "total")));
+		else if (json_is_number(json_object_get(p, "progress")))
+			snprintf(tail, sizeof tail, " %g",
+			    json_number_value(json_object_get(p, "progress")));
+		m = jstr_or(p, "message", NULL);
+		text = xasprintf("%s: tool progress%s%s%s", node, tail,
+		    m != NULL ? ": " : "", m != NULL ? m : "");
+	} else if (strcmp(k, "model.call") == 0 ||
+	    strcmp(k, "model.response") == 0)
+		text = xasprintf("%s: the model answered", node);
+	else if (strcmp(k, "model.request") == 0)
+		text = xasprintf("%s: asking the model", node);
+	else if (strcmp(k, "approval.wait") == 0)
+		text = xasprintf("%s: waiting for an approval", node);
+	else
+		text = xasprintf("%s: %s", node, k);
+	json_decref(p);
+	return text;
+}
+
 /* A new event of the run: progress and a log message for its client. */
 static int
 run_event_cb(void *arg, const struct store_event *e)
@@ -81,8 +156,7 @@ run_event_cb(void *arg, const struct store_event *e)
 		return 0;
 	if (strcmp(e->kind, "approval.wait") == 0)
 		serve_approval_ask(r->srv->st, r->id, r->call, e);
-	msg = xasprintf("%s %s", e->kind, e->node_path && *e->node_path ?
-	    e->node_path : run_name(r));
+	msg = run_event_text(r, e);
 	r->sent += mcps_call_progress(r->call, msg);
 	level = strncmp(e->kind, "node.", 5) == 0 ||
 	    strncmp(e->kind, "run.", 4) == 0 ? MCPS_LOG_INFO : MCPS_LOG_DEBUG;
@@ -97,7 +171,18 @@ run_event_cb(void *arg, const struct store_event *e)
 static void
 run_poll(struct serve_run *r)
 {
-	store_events_foreach(r->srv->st, r->id, run_event_cb, r);
+	store_events_after(r->srv->st, r->id, r->seen, run_event_cb, r);
+}
+
+/* The coordinator committed events of run id (coord_opts.committed):
+   its client hears of them now, not at the next poll. */
+void
+serve_runs_committed(void *arg, const char *id)
+{
+	struct serve_run *r = serve_run_find(arg, id);
+
+	if (r != NULL && r->x != NULL && !r->done)
+		run_poll(r);
 }
 
 /* A request of weft cancel (engine/store_cancel.c): cancel that run if it

@@ -67,7 +67,7 @@ static const char *store_sql[ST__COUNT] = {
 	    "cost) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 	[ST_EVENTS] = "SELECT run_id, seq, span_id, parent_span, node_path, "
 	    "kind, attempt, time, payload, tokens, cost FROM events "
-	    "WHERE run_id = ?1 ORDER BY seq",
+	    "WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
 	[ST_EVENT_COUNT] = "SELECT count(*) FROM events WHERE run_id = ?1",
 	[ST_EVENT_EXISTS] = "SELECT 1 FROM events WHERE run_id = ?1 AND "
 	    "seq = ?2",

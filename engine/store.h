@@ -197,6 +197,10 @@ int store_run_find(struct store *, const char *id_or_prefix, store_run_cb cb,
    included (run rows are seen once committed). */
 int store_events_foreach(struct store *, const char *run_id, store_event_cb cb,
     void *arg);
+/* The same for the events after seq after only (a reader that follows a
+   run as it goes). */
+int store_events_after(struct store *, const char *run_id, int64_t after,
+    store_event_cb cb, void *arg);
 /* Number of events of a run, pending ones included. */
 int64_t store_event_count(struct store *, const char *run_id);
 

@@ -201,6 +201,13 @@ int
 store_events_foreach(struct store *s, const char *run_id, store_event_cb cb,
     void *arg)
 {
+	return store_events_after(s, run_id, -1, cb, arg);
+}
+
+int
+store_events_after(struct store *s, const char *run_id, int64_t after,
+    store_event_cb cb, void *arg)
+{
 	struct store_event_walk w;
 	sqlite3_stmt *st;
 	size_t i;
@@ -213,6 +220,7 @@ store_events_foreach(struct store *s, const char *run_id, store_event_cb cb,
 	w.gen = s->gen;
 	for (i = 0; i < s->npend; i++) {
 		if (s->pend[i].type != PEND_EVENT ||
+		    s->pend[i].u.ev.seq <= after ||
 		    strcmp(s->pend[i].u.ev.run_id, run_id) != 0)
 			continue;
 		if (w.n % 64 == 0)
@@ -227,6 +235,7 @@ store_events_foreach(struct store *s, const char *run_id, store_event_cb cb,
 		return -1;
 	}
 	store_bind_str(st, 1, run_id);
+	sqlite3_bind_int64(st, 2, after);
 	rc = store_walk(s, ST_EVENTS, st, store_event_row_cb, &w,
 	    "cannot read events");
 	if (rc == 0)

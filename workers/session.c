@@ -331,6 +331,10 @@ worker_task_progress(struct wtask *t, json_t *item)
 	if (json_array_size(t->progress) >= WORKER_MAX_PROGRESS)
 		json_array_remove(t->progress, 0);
 	json_array_append_new(t->progress, item);
+	/* Reported now, not at the next beat: one heartbeat in flight at a
+	   time, and its answer sends what came meanwhile. */
+	if (!t->w->hb.busy && t->w->hb_ev != NULL)
+		event_active(t->w->hb_ev, EV_TIMEOUT, 0);
 }
 
 /* A notification from a server: progress, or its tool list changed. */

@@ -208,6 +208,12 @@ worker_hb_answer(struct worker *w, json_t *result, json_t *error)
 	struct wtask *t, *next;
 	size_t i;
 
+	/* Progress that came while this beat was in flight goes now. */
+	TAILQ_FOREACH(t, &w->running, entry)
+		if (json_array_size(t->progress) > 0) {
+			event_active(w->hb_ev, EV_TIMEOUT, 0);
+			break;
+		}
 	/* Steps the coordinator cancelled: tell their servers. */
 	json_array_foreach(json_object_get(result, "cancel"), i, it) {
 		TAILQ_FOREACH_SAFE(t, &w->running, entry, next) {

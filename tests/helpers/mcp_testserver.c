@@ -81,12 +81,14 @@ static struct ts_tool {
 	  "calls; marker names a file that gets the server's parent pid "
 	  "when the call starts; once names a file: when it exists the "
 	  "call answers at once, else it is created and the call sleeps; "
-	  "until names a file: the call answers only once it exists.",
+	  "until names a file: the call answers only once it exists; "
+	  "progress: a progress notification with this message (1 of 2) "
+	  "as the call starts, when the caller gave a progressToken.",
 	  "{\"type\":\"object\",\"properties\":{\"ms\":{\"type\":\"integer\","
 	  "\"minimum\":0,\"maximum\":86400000},\"marker\":{\"type\":"
 	  "\"string\"},\"text\":{\"type\":\"string\"},\"once\":{\"type\":"
-	  "\"string\"},\"until\":{\"type\":\"string\"}},"
-	  "\"required\":[\"ms\"]}",
+	  "\"string\"},\"until\":{\"type\":\"string\"},\"progress\":"
+	  "{\"type\":\"string\"}},\"required\":[\"ms\"]}",
 	  ts_sleep_cb, 1 },
 	{ "fail", "Fail with a tool error (isError) carrying the message.",
 	  "{\"type\":\"object\",\"properties\":{\"message\":"
@@ -139,6 +141,7 @@ static struct {
 	json_t		 *list_result;
 	json_t		 *noop_result;
 	size_t		  page_size;	/* tools/list page, 0: all */
+	json_t		 *progress_token; /* of the call being started */
 } ts = { .log_fd = -1, .out_flags = -1 };
 
 /* Monotonic time in nanoseconds. */
@@ -495,6 +498,7 @@ ts_sleep_cb(json_t *id, json_t *args)
 	json_t *text = json_object_get(args, "text");
 	json_t *once = json_object_get(args, "once");
 	json_t *until = json_object_get(args, "until");
+	json_t *progress = json_object_get(args, "progress");
 	struct ts_sleep *s;
 	char buf[PATH_MAX + 128];
 	json_int_t v;
@@ -507,11 +511,17 @@ ts_sleep_cb(json_t *id, json_t *args)
 	if ((marker != NULL && !json_is_string(marker)) ||
 	    (text != NULL && !json_is_string(text)) ||
 	    (once != NULL && !json_is_string(once)) ||
-	    (until != NULL && !json_is_string(until))) {
-		ts_bad_args(id, "'marker', 'text', 'once' and 'until' must be "
-		    "strings");
+	    (until != NULL && !json_is_string(until)) ||
+	    (progress != NULL && !json_is_string(progress))) {
+		ts_bad_args(id, "'marker', 'text', 'once', 'until' and "
+		    "'progress' must be strings");
 		return;
 	}
+	if (progress != NULL && ts.progress_token != NULL)
+		ts_send(json_pack("{s:s, s:s, s:{s:O, s:i, s:i, s:O}}",
+		    "jsonrpc", "2.0", "method", "notifications/progress",
+		    "params", "progressToken", ts.progress_token, "progress", 1,
+		    "total", 2, "message", progress));
 	/* once: only the first call (of any server process) sleeps. */
 	if (once != NULL && access(json_string_value(once), F_OK) == 0)
 		v = 0;
@@ -668,8 +678,12 @@ ts_call(json_t *id, json_t *params)
 		msg = xasprintf("Unknown tool: %s", json_string_value(name));
 		ts_tool_error(id, JRPC_INVALID_PARAMS, msg);
 		free(msg);
-	} else
+	} else {
+		ts.progress_token = json_object_get(json_object_get(params,
+		    "_meta"), "progressToken");
 		t->fn(id, args);
+		ts.progress_token = NULL;
+	}
 	json_decref(empty);
 }
 
