@@ -33,6 +33,7 @@ start_agent v1
 start_agent plain --no-stream
 start_agent old --v03
 start_agent sec --token s3cr3t-A2A-value
+start_agent cards
 
 # wf NAME AGENT_URL INPUT [EXTRA FIELDS]: a one-node workflow.
 wf() {
@@ -51,8 +52,12 @@ expect_rc 0 "v1.0 SendMessage"
 expect_grep "$T/out" '^echo: echo cats$' "the artifact's text is the output"
 expect_grep "$T/plain.log" '"version":"1.0"' "the request says A2A-Version: 1.0"
 RUN=$(last_run)
-[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$RUN' AND kind = 'tool.result' AND json_extract(payload, '$.result.protocol') = '1.0'")" = 1 ] ||
+# Two exchanges, each recorded with its protocol version: the card's
+# read (an a2a.send task named "card") and the message.
+[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$RUN' AND kind = 'tool.result' AND json_extract(payload, '$.result.protocol') = '1.0' AND json_extract(payload, '$.result.messageId') IS NOT NULL")" = 1 ] ||
 	fail "the exchange is recorded with its protocol version"
+[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$RUN' AND kind = 'tool.result' AND json_extract(payload, '$.result.protocol') = '1.0' AND json_extract(payload, '$.result.url') IS NOT NULL")" = 1 ] ||
+	fail "the card's read is recorded with its protocol version"
 ok "v1.0 SendMessage: output and record (protocol 1.0)"
 "$WEFT" show "$RUN" >"$T/show" 2>&1
 expect_grep "$T/show" 'remote .*succeeded' "weft show lists the remote node"
@@ -74,7 +79,7 @@ run_weft "$T/out" "$T/err" run "$T/old.lua" --input '{"topic":"owls"}'
 expect_rc 0 "v0.3 agent"
 expect_grep "$T/out" '^echo: echo owls$' "v0.3 answer"
 RUN=$(last_run)
-[ "$(sql "SELECT json_extract(payload, '$.result.protocol') FROM events WHERE run_id = '$RUN' AND kind = 'tool.result'")" = 0.3 ] ||
+[ "$(sql "SELECT json_extract(payload, '$.result.protocol') FROM events WHERE run_id = '$RUN' AND kind = 'tool.result' AND json_extract(payload, '$.result.messageId') IS NOT NULL")" = 0.3 ] ||
 	fail "v0.3 recorded"
 ok "v0.3 agent: message/stream, recorded as protocol 0.3"
 
@@ -162,6 +167,62 @@ run_weft "$T/out" "$T/err" run "$T/tool.lua" --input '{}'
 expect_rc 0 "w.a2a tool"
 expect_grep "$T/out" '^echo: echo from a tool$' "the tool's answer reached the model"
 ok "w.a2a: a remote agent as an agent's tool (message in, answer back)"
+
+# w.a2a with no description: the model is offered the agent card's
+# description and skills (the card read by an a2a.send task named "card",
+# recorded before the model call).
+cat > "$T/desc.lua" <<LUA
+local w = require "weft"
+w.remote{ name = "peer", agent = "http://127.0.0.1:$P_v1" }
+return w.sequential{ name = "main",
+  w.agent{ name = "caller", model = "openai:gpt-desc", tools = { w.a2a("peer") } } }
+LUA
+start_fake '{"gpt-desc": [{"tool_calls":[{"name":"peer","args":{"message":"echo described"}}]},{"text":"done"}]}'
+OPENAI_API_KEY=k run_weft "$T/out" "$T/err" run "$T/desc.lua" --input '{}'
+stop_fake
+expect_rc 0 "w.a2a described by its card"
+python3 - "$T/fake.log" <<'PY' || fail "the tool's description is the card's"
+import json, sys
+req = json.loads(open(sys.argv[1]).readline())
+body = req.get("body", req)
+tools = body["tools"]
+d = tools[0]["function"]["description"]
+assert "An SDK agent for weft's tests" in d and "- echo: Echoes" in d, d
+PY
+RUN=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$RUN' AND kind = 'tool.result' AND json_extract(payload, '$.result.skills[0].name') = 'echo'")" = 1 ] ||
+	fail "the card is recorded once, with its skills"
+ok "w.a2a without a description: the card's description and skills"
+
+# The card is read once per run: two messages to the same agent (two
+# nodes), a kill -9 while the second is in flight, and the resume use
+# the card recorded by the first.
+cat > "$T/cards.lua" <<LUA
+local w = require "weft"
+return w.sequential{ name = "main",
+  w.remote{ name = "first", agent = "http://127.0.0.1:$P_cards", input = "echo one", output_key = "a" },
+  w.remote{ name = "second", agent = "http://127.0.0.1:$P_cards", input = "hold $T/release2", output_key = "b" },
+}
+LUA
+"$WEFT" run "$T/cards.lua" --input '{}' >"$T/cards.out" 2>&1 &
+HPID=$!
+wait_for_grep "$T/cards.log" '"text":"hold ' "the second message reached the agent"
+kill -9 "$HPID"
+wait "$HPID" 2>/dev/null
+RUN=$(last_run)
+[ "$(grep -c 'GET /.well-known/agent-card.json' "$T/cards.log")" = 1 ] ||
+	fail "two messages in one run: the card is read once ($(grep -c 'GET /.well-known' "$T/cards.log") reads)"
+touch "$T/release2"
+run_weft "$T/out" "$T/err" resume "$RUN"
+expect_rc 0 "resume of the two-message run"
+expect_grep "$T/out" 'held: done' "the resumed run has the second answer"
+[ "$(grep -c 'GET /.well-known/agent-card.json' "$T/cards.log")" = 1 ] ||
+	fail "the resume uses the recorded card ($(grep -c 'GET /.well-known' "$T/cards.log") reads)"
+[ "$(grep -c '"text":"echo one"' "$T/cards.log")" = 1 ] ||
+	fail "the completed exchange is not sent again on resume"
+ids=$(grep '"text":"hold ' "$T/cards.log" | sed 's/.*"messageId":"\([^"]*\)".*/\1/' | sort -u | wc -l)
+[ "$ids" = 1 ] || fail "the resent message has the same messageId ($ids ids)"
+ok "the agent card is read once per run (two messages, kill -9, resume)"
 
 # Offline replay answers from the record: no message reaches the agent.
 RUN=$(sql "SELECT id FROM runs WHERE workflow LIKE '%plain.lua' LIMIT 1")
