@@ -61,6 +61,8 @@ RUN=$(last_run)
 ok "v1.0 SendMessage: output and record (protocol 1.0)"
 "$WEFT" show "$RUN" >"$T/show" 2>&1
 expect_grep "$T/show" 'remote .*succeeded' "weft show lists the remote node"
+expect_grep "$T/show" 'tool a2a peer.card .*A2A v1.0 card: test agent at http' "weft show: the card's read and its version"
+expect_grep "$T/show" 'tool a2a peer.send .*A2A v1.0 task [-0-9a-f]+ completed: echo' "weft show: the message, its version and task"
 
 # v1.0 streamed: SendStreamingMessage; updates are progress events.
 wf stream "http://127.0.0.1:$P_v1" "stream {topic}"
@@ -81,6 +83,8 @@ expect_grep "$T/out" '^echo: echo owls$' "v0.3 answer"
 RUN=$(last_run)
 [ "$(sql "SELECT json_extract(payload, '$.result.protocol') FROM events WHERE run_id = '$RUN' AND kind = 'tool.result' AND json_extract(payload, '$.result.messageId') IS NOT NULL")" = 0.3 ] ||
 	fail "v0.3 recorded"
+"$WEFT" show "$RUN" >"$T/show" 2>&1
+expect_grep "$T/show" 'tool a2a peer.send .*A2A v0.3 task' "weft show: a v0.3 exchange says so"
 ok "v0.3 agent: message/stream, recorded as protocol 0.3"
 
 # A data artifact is the output as JSON.
