@@ -497,12 +497,14 @@ a2as_visible(struct a2as_task *t, const struct httpd_client *who)
 }
 
 /* The task of id that who may see, or NULL (then *tmp, freed by the
-   caller, may hold one read from the store). */
+   caller, may hold one read from the store: a task of before a restart,
+   whose owner and context the server recorded, serve_owners.c). */
 static struct a2as_task *
-a2as_find(struct a2as *a, const char *id, const struct httpd_client *who,
-    struct a2as_task **tmp)
+a2as_find(struct a2as *a, struct serve_tool *tool, const char *id,
+    const struct httpd_client *who, struct a2as_task **tmp)
 {
 	struct a2as_task *t;
+	char *msg = NULL;
 
 	*tmp = NULL;
 	if (id == NULL)
@@ -511,12 +513,19 @@ a2as_find(struct a2as *a, const char *id, const struct httpd_client *who,
 		if (strcmp(t->id, id) == 0)
 			return a2as_visible(t, who) ? t : NULL;
 	/* An older task: its run in the store, if who started it. */
-	if (strlen(id) != 16 || (who != NULL && !who->operator))
+	if (strlen(id) != 16 || (who != NULL && !who->operator &&
+	    !serve_owner_sees(a->s, who->id, id)))
 		return NULL;
 	t = xcalloc(1, sizeof *t);
 	t->a = a;
+	t->tool = tool;
 	TAILQ_INIT(&t->waiters);
-	snprintf(t->ctx, sizeof t->ctx, "%s", id);
+	if (serve_a2a_task_get(a->s, id, tool->name, t->ctx, sizeof t->ctx,
+	    &msg) != 0)
+		snprintf(t->ctx, sizeof t->ctx, "%s", id);
+	if (msg != NULL)
+		t->message = json_loads(msg, 0, NULL);
+	free(msg);
 	if (store_run_find(a->s->st, id, a2as_stored_cb, t) != 0 ||
 	    t->state == NULL) {
 		a2as_task_free(t);
@@ -614,8 +623,8 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 	struct a2as_task *t;
 	struct a2as_waiter *wt;
 	const char *cid = json_string_value(json_object_get(msg, "contextId"));
-	char err[1024];
-	int immediate;
+	char err[1024], *msgtext;
+	int immediate, rc;
 
 	if (!json_is_object(msg) || !json_is_array(json_object_get(msg,
 	    "parts"))) {
@@ -660,8 +669,14 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 	json_decref(in);
 	t->state = "submitted";
 	t->updated = now_wall();
-	if (who != NULL && serve_owner_put(s, t->id, who->id, err,
-	    sizeof err) != 0) {
+	msgtext = json_dumps(t->message, JSON_COMPACT);
+	rc = who != NULL ? serve_owner_put(s, t->id, who->id, err,
+	    sizeof err) : 0;
+	if (rc == 0)
+		rc = serve_a2a_task_put(s, t->id, t->tool->name, t->ctx,
+		    msgtext, err, sizeof err);
+	free(msgtext);
+	if (rc != 0) {
 		a2as_task_free(t);
 		a2as_error(req, id, JRPC_INTERNAL_ERROR, "%s", err);
 		return;
@@ -713,7 +728,7 @@ a2as_task_method(struct a2as_route *ro, struct evhttp_request *req,
 	struct a2as_task *t, *tmp;
 	struct a2as_waiter *wt;
 
-	t = a2as_find(ro->a, tid, who, &tmp);
+	t = a2as_find(ro->a, ro->tool, tid, who, &tmp);
 	if (t == NULL) {
 		a2as_error(req, id, -32001, "task '%s' not found",
 		    tid ? tid : "");
@@ -765,29 +780,51 @@ out:
 		a2as_task_free(tmp);
 }
 
-/* ListTasks (v1.0): who's tasks in memory, newest first. */
+struct a2as_listing {
+	struct a2as_route		*ro;
+	const struct httpd_client	*who;
+	json_t				*list;
+};
+
+/* One task of a listing, in memory or of before a restart. */
+static int
+a2as_list_cb(void *arg, const char *id)
+{
+	struct a2as_listing *l = arg;
+	struct a2as_task *t, *tmp;
+
+	if ((t = a2as_find(l->ro->a, l->ro->tool, id, l->who, &tmp)) != NULL)
+		json_array_append_new(l->list, a2as_task_json(t, 1, 0));
+	if (tmp != NULL)
+		a2as_task_free(tmp);
+	return 0;
+}
+
+/* ListTasks (v1.0): who's tasks of the workflow, newest first, those of
+   before a restart too (serve_owners.c keeps them). */
 static void
 a2as_list(struct a2as_route *ro, struct evhttp_request *req, json_t *id,
     json_t *params, const struct httpd_client *who)
 {
 	const char *cid = json_string_value(json_object_get(params,
 	    "contextId"));
-	json_t *list = json_array();
-	struct a2as_task *t;
+	struct a2as_listing l = { ro, who, json_array() };
 	json_int_t max = json_is_integer(json_object_get(params, "pageSize")) ?
 	    json_integer_value(json_object_get(params, "pageSize")) : 50;
 
-	TAILQ_FOREACH_REVERSE(t, &ro->a->tasks, a2as_tasks, entry) {
-		if ((json_int_t)json_array_size(list) >= max)
-			break;
-		if (t->tool != ro->tool || !a2as_visible(t, who) ||
-		    (cid != NULL && strcmp(cid, t->ctx) != 0))
-			continue;
-		json_array_append_new(list, a2as_task_json(t, 1, 0));
+	if (max < 1 || max > 1000)
+		max = max < 1 ? 1 : 1000;
+	if (serve_a2a_tasks(ro->a->s, ro->tool->name, who != NULL &&
+	    !who->operator ? who->id : NULL, cid, (int)max, a2as_list_cb,
+	    &l) != 0) {
+		json_decref(l.list);
+		a2as_error(req, id, JRPC_INTERNAL_ERROR, "cannot list the "
+		    "tasks: the server's database failed");
+		return;
 	}
 	a2as_send(req, jrpc_result(json_incref(id), json_pack("{s:o, s:s, "
-	    "s:I, s:I}", "tasks", list, "nextPageToken", "", "pageSize", max,
-	    "totalSize", (json_int_t)json_array_size(list))));
+	    "s:I, s:I}", "tasks", l.list, "nextPageToken", "", "pageSize", max,
+	    "totalSize", (json_int_t)json_array_size(l.list))));
 }
 
 /* ---- the card ----------------------------------------------------------- */

@@ -144,6 +144,20 @@ void serve_owners_close(struct serve *);
 int serve_owner_put(struct serve *, const char *run, const char *owner,
     char *err, size_t errlen);
 int serve_run_visible(struct serve *, struct mcps_conn *, const char *id);
+/* Whether a client of owner id mine (NULL: none) started run id, or its
+   root run. */
+int serve_owner_sees(struct serve *, const char *mine, const char *id);
+/* serve_owners.c: the A2A tasks (table a2a_tasks): put records a new
+   task (0, or -1 with a message); get reads its context id and message
+   (JSON text, freed by the caller), -1 when it is not one of workflow's;
+   tasks calls cb with the ids of workflow's newest tasks of owner (NULL:
+   anyone's) in context ctx (NULL: any), up to limit, until cb says 1. */
+int serve_a2a_task_put(struct serve *, const char *run, const char *workflow,
+    const char *ctx, const char *message, char *err, size_t errlen);
+int serve_a2a_task_get(struct serve *, const char *run, const char *workflow,
+    char *ctx, size_t ctxlen, char **message);
+int serve_a2a_tasks(struct serve *, const char *workflow, const char *owner,
+    const char *ctx, int limit, int (*cb)(void *, const char *), void *arg);
 int serve_owner_runs(struct serve *, const char *owner, int limit,
     int (*cb)(void *, const struct store_run *), void *arg);
 

@@ -79,6 +79,27 @@ get "$TOK" >"$T/g"
 expect_grep "$T/g" '"state":"TASK_STATE_COMPLETED"' "the owner sees it"
 ok "a client sees only its own tasks (task id = run id $ID)"
 
+# After a restart the tasks of before are still their owner's: GetTask and
+# ListTasks (with the contextId the task had) for alice, not for bob.
+stop_serve
+start_serve "$T/agents" --db "$WEFT_DB" --token-file "$T/tokens"
+a2a_base
+get "$TOK" >"$T/g"
+expect_grep "$T/g" '"state":"TASK_STATE_COMPLETED"' "after a restart, the owner still sees the task"
+expect_grep "$T/g" '"contextId":"conv-1"' "with its contextId"
+get "$OTHER" >"$T/g"
+expect_grep "$T/g" '"code":-32001' "after a restart, another client still does not"
+list() {
+	curl -s -X POST -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
+	    -H 'A2A-Version: 1.0' "$BASE/a2a/researcher" \
+	    -d '{"jsonrpc":"2.0","id":1,"method":"ListTasks","params":{"contextId":"conv-1"}}'
+}
+list "$TOK" >"$T/g"
+expect_grep "$T/g" "\"id\":\"$ID\"" "after a restart, ListTasks has the task of before"
+list "$OTHER" >"$T/g"
+expect_grep "$T/g" '"tasks":\[\]' "another client lists none of them"
+ok "after a restart: GetTask and ListTasks of older tasks for their owner only"
+
 # An unknown method and a v1.0 method name under v0.3.
 curl -s -X POST -H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' \
     "$BASE/a2a/researcher" -d '{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"x"}}' >"$T/g"
