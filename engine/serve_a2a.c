@@ -61,6 +61,7 @@ struct a2as_task {
 	char			*input;		/* until it starts */
 	json_t			*message;	/* the user's, normalised */
 	struct exec		*x;
+	struct serve_run	*q;		/* waiting for a run slot */
 	const char		*state;		/* v0.3 spelling */
 	json_t			*output;	/* once completed */
 	char			*error;
@@ -396,6 +397,7 @@ a2as_run_done(void *arg, struct exec *x, const struct exec_result *res,
 	t->x = NULL;
 	if (--t->a->nrunning == 0)
 		evtimer_del(t->a->poll_ev);
+	serve_admit_release(t->a->s);
 	store_events_foreach(t->a->s->st, t->id, a2as_event_cb, t);
 	t->updated = now_wall();
 	if (st != NULL && strcmp(st, "succeeded") == 0) {
@@ -436,9 +438,30 @@ a2as_begin(struct a2as_task *t, char *err, size_t errlen)
 	}
 	t->state = "working";
 	t->updated = now_wall();
+	a->s->nother++;
 	if (a->nrunning++ == 0)
 		evtimer_add(a->poll_ev, &tv);
 	return 0;
+}
+
+/* The task's turn in the admission queue came (ok), or the server stops. */
+static void
+a2as_admit_cb(void *arg, int ok)
+{
+	struct a2as_task *t = arg;
+	char err[1024];
+
+	t->q = NULL;
+	t->updated = now_wall();
+	if (ok && a2as_begin(t, err, sizeof err) == 0) {
+		a2as_broadcast(t, "the run started");
+		return;
+	}
+	t->state = ok ? "failed" : "rejected";
+	free(t->error);
+	t->error = xstrdup(ok ? err : "the server stopped before the task "
+	    "had a run slot");
+	a2as_finish_waiters(t);
 }
 
 /* ---- finding tasks ------------------------------------------------------ */
@@ -462,7 +485,8 @@ a2as_trim(struct a2as *a)
 	TAILQ_FOREACH_SAFE(t, &a->tasks, entry, next) {
 		if (a->ntasks <= A2AS_MAX_TASKS)
 			break;
-		if (t->x != NULL || !TAILQ_EMPTY(&t->waiters))
+		if (t->x != NULL || t->q != NULL ||
+		    !TAILQ_EMPTY(&t->waiters))
 			continue;
 		TAILQ_REMOVE(&a->tasks, t, entry);
 		a->ntasks--;
@@ -624,7 +648,7 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 	struct a2as_waiter *wt;
 	const char *cid = json_string_value(json_object_get(msg, "contextId"));
 	char err[1024], *msgtext;
-	int immediate, rc;
+	int immediate, rc, admit;
 
 	if (!json_is_object(msg) || !json_is_array(json_object_get(msg,
 	    "parts"))) {
@@ -645,15 +669,18 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 		a2as_error(req, id, JRPC_INVALID_PARAMS, "%s", err);
 		return;
 	}
-	if (s->stopping || a->nrunning + s->nruns >= s->opts.max_runs) {
+	t = xcalloc(1, sizeof *t);
+	/* A slot now, or a place in the admission queue (as an MCP call). */
+	if ((admit = serve_admit(s, a2as_admit_cb, t, &t->q)) < 0) {
+		free(t);
 		json_decref(parts);
 		json_decref(in);
-		a2as_error(req, id, JRPC_INTERNAL_ERROR, "the server is "
-		    "running %d workflows, its limit (weft serve --max-runs) "
-		    "or is stopping; try again later", a->nrunning + s->nruns);
+		a2as_error(req, id, JRPC_INTERNAL_ERROR, "the server is %s; "
+		    "try again later", s->stopping ? "stopping" : "running "
+		    "its most workflows and its admission queue is full (weft "
+		    "serve --max-runs, --max-queued)");
 		return;
 	}
-	t = xcalloc(1, sizeof *t);
 	t->a = a;
 	t->tool = ro->tool;
 	TAILQ_INIT(&t->waiters);
@@ -676,12 +703,11 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 		rc = serve_a2a_task_put(s, t->id, t->tool->name, t->ctx,
 		    msgtext, err, sizeof err);
 	free(msgtext);
+	if (rc == 0 && admit == 0)
+		rc = a2as_begin(t, err, sizeof err);
 	if (rc != 0) {
-		a2as_task_free(t);
-		a2as_error(req, id, JRPC_INTERNAL_ERROR, "%s", err);
-		return;
-	}
-	if (a2as_begin(t, err, sizeof err) != 0) {
+		if (t->q != NULL)
+			serve_admit_cancel(s, t->q);
 		a2as_task_free(t);
 		a2as_error(req, id, JRPC_INTERNAL_ERROR, "%s", err);
 		return;
@@ -713,7 +739,9 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 		evhttp_send_reply_start(req, 200, "OK");
 		a2as_sse(wt, v1 ? json_pack("{s:o}", "task", a2as_task_json(t,
 		    1, -1)) : a2as_task_json(t, 0, -1));
-		a2as_sse(wt, a2as_status_event(t, v1, "the run started"));
+		a2as_sse(wt, a2as_status_event(t, v1, t->q != NULL ?
+		    "waiting for a free run slot (weft serve --max-runs)" :
+		    "the run started"));
 	}
 }
 
@@ -733,6 +761,17 @@ a2as_task_method(struct a2as_route *ro, struct evhttp_request *req,
 		a2as_error(req, id, -32001, "task '%s' not found",
 		    tid ? tid : "");
 		return;
+	}
+	if (strcmp(what, "cancel") == 0 && t->q != NULL) {
+		/* Never started: out of the queue, nothing to record. */
+		serve_admit_cancel(ro->a->s, t->q);
+		t->q = NULL;
+		t->state = "canceled";
+		t->updated = now_wall();
+		a2as_send(req, jrpc_result(json_incref(id), a2as_task_json(t,
+		    v1, -1)));
+		a2as_finish_waiters(t);
+		goto out;
 	}
 	if (strcmp(what, "cancel") == 0) {
 		if (t->x == NULL) {
@@ -755,7 +794,7 @@ a2as_task_method(struct a2as_route *ro, struct evhttp_request *req,
 		goto out;
 	}
 	if (strcmp(what, "subscribe") == 0) {
-		if (t->x == NULL || tmp != NULL) {
+		if ((t->x == NULL && t->q == NULL) || tmp != NULL) {
 			a2as_error(req, id, -32004, "task '%s' has ended "
 			    "(%s): nothing to subscribe to", t->id, t->state);
 			goto out;
@@ -1039,6 +1078,8 @@ serve_a2a_free(struct serve *s)
 		TAILQ_REMOVE(&a->tasks, t, entry);
 		if (t->x != NULL)
 			exec_abandon(t->x);	/* resumable */
+		if (t->q != NULL)
+			serve_admit_cancel(s, t->q);	/* never started */
 		while ((wt = TAILQ_FIRST(&t->waiters)) != NULL) {
 			TAILQ_REMOVE(&t->waiters, wt, entry);
 			if (wt->stream)

@@ -61,6 +61,7 @@ struct serve {
 	struct serve_runs	 runs;		/* running and waiting */
 	int			 nruns;		/* running */
 	int			 nwaiting;	/* in the admission queue */
+	int			 nother;	/* running A2A tasks */
 	int			 stopping;
 	struct event		*poll_ev;	/* reads events of live runs */
 	struct event		*admit_ev;	/* starts waiting calls */
@@ -91,6 +92,19 @@ struct exec *serve_exec(struct serve *, struct serve_tool *t,
    it for a slot. */
 void serve_run_start(struct serve *, struct mcps_call *, struct serve_tool *,
     json_t *args);
+/*
+ * serve_runs.c: an A2A task (serve_a2a.c) asks for a run slot through the
+ * calls' admission queue.  0: a slot is free, the caller begins its run
+ * now and counts it in nother; 1: it waits in *q, and admit(arg, 1) is
+ * called when its turn comes (the caller then begins and counts it), or
+ * admit(arg, 0) when the server stops first; -1: the queue is full or
+ * the server is stopping.  cancel takes a waiting *q out of the queue;
+ * release gives back the slot of a run that ended.
+ */
+int serve_admit(struct serve *, void (*admit)(void *, int), void *arg,
+    struct serve_run **q);
+void serve_admit_cancel(struct serve *, struct serve_run *q);
+void serve_admit_release(struct serve *);
 /* Stop the run of call (mcps_backend.cancel). */
 int serve_run_cancel(struct serve *, struct mcps_call *, int gone);
 /* Make the event poll timer and the admission event. */

@@ -122,6 +122,43 @@ expect_grep "$T/out" '^notes on otters$' "the served workflow's output"
 ok "a weft workflow calls a served workflow with w.remote"
 stop_serve
 
+# Admission: with --max-runs 1 --max-queued 1 a second task waits in the
+# same queue as MCP calls (state submitted), a third is refused; when the
+# first is cancelled the second starts; a waiting task can be cancelled.
+start_serve "$T/agents" --db "$WEFT_DB" --token-file "$T/tokens" --max-runs 1 --max-queued 1
+a2a_base
+rpc() {
+	curl -s -X POST -H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' \
+	    -H 'A2A-Version: 1.0' "$BASE/a2a/$1" -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}"
+}
+send_slow() {
+	rpc slow SendMessage "{\"message\":{\"messageId\":\"$1\",\"role\":\"ROLE_USER\",\"parts\":[{\"text\":\"nap\"}]},\"configuration\":{\"returnImmediately\":true}}"
+}
+send_slow q1 >"$T/q1"
+expect_grep "$T/q1" '"state":"TASK_STATE_WORKING"' "the first task runs"
+Q1=$(sed -n 's/.*"task":{"id":"\([0-9a-f]*\)".*/\1/p' "$T/q1")
+send_slow q2 >"$T/q2"
+expect_grep "$T/q2" '"state":"TASK_STATE_SUBMITTED"' "the second task waits (submitted), not refused"
+Q2=$(sed -n 's/.*"task":{"id":"\([0-9a-f]*\)".*/\1/p' "$T/q2")
+rpc slow GetTask "{\"id\":\"$Q2\"}" >"$T/g"
+expect_grep "$T/g" '"state":"TASK_STATE_SUBMITTED"' "GetTask of the waiting task: submitted"
+send_slow q3 >"$T/q3"
+expect_grep "$T/q3" '"error":\{"code":-32603,"message":"the server is running its most workflows and its admission queue is full' "a third is refused: the queue is full"
+rpc slow CancelTask "{\"id\":\"$Q1\"}" >"$T/g"
+_n=0
+until rpc slow GetTask "{\"id\":\"$Q2\"}" | grep -q '"state":"TASK_STATE_WORKING"'; do
+	_n=$((_n + 1)); [ $_n -lt 600 ] || fail "the waiting task never started"; sleep 0.1
+done
+send_slow q4 >"$T/q4"
+expect_grep "$T/q4" '"state":"TASK_STATE_SUBMITTED"' "the fourth waits"
+Q4=$(sed -n 's/.*"task":{"id":"\([0-9a-f]*\)".*/\1/p' "$T/q4")
+rpc slow CancelTask "{\"id\":\"$Q4\"}" >"$T/g"
+expect_grep "$T/g" '"state":"TASK_STATE_CANCELED"' "a waiting task is cancelled"
+[ "$(sql "SELECT count(*) FROM runs WHERE id = '$Q4'")" = 0 ] || fail "a task cancelled while waiting never ran"
+rpc slow CancelTask "{\"id\":\"$Q2\"}" >"$T/g"
+ok "admission: a task past --max-runs waits (submitted) in the queue, starts when a slot frees, refused only when the queue is full"
+stop_serve
+
 # examples/a2a as docs/a2a.md runs them (on a free port here).
 start_serve "$WEFT_SRCDIR/examples/a2a/researcher.lua" --db "$T/ex.db"
 a2a_base
