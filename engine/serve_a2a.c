@@ -27,6 +27,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "engine/approval.h"
 #include "engine/coord.h"
 #include "engine/exec.h"
 #include "engine/schema.h"
@@ -65,6 +66,10 @@ struct a2as_task {
 	const char		*state;		/* v0.3 spelling */
 	json_t			*output;	/* once completed */
 	char			*error;
+	/* The approval the run waits for (input-required): its question,
+	   node path, call number and answer schema (or NULL). */
+	char			*question, *ask_path, *ask_schema;
+	int			 ask_call;
 	double			 updated;
 	int64_t			 seen;		/* events read */
 	struct a2as_waiters	 waiters;
@@ -240,7 +245,8 @@ a2as_artifact(struct a2as_task *t, int v1)
 static json_t *
 a2as_status(struct a2as_task *t, int v1, const char *say)
 {
-	const char *msg = say != NULL ? say : t->error;
+	const char *msg = say != NULL ? say : t->question != NULL ?
+	    t->question : t->error;
 	char mid[40], ts[40];
 	time_t sec = (time_t)t->updated;
 	struct tm tm;
@@ -301,7 +307,7 @@ a2as_status_event(struct a2as_task *t, int v1, const char *say)
 		return json_pack("{s:o}", "statusUpdate", e);
 	json_object_set_new(e, "kind", json_string("status-update"));
 	json_object_set_new(e, "final", json_boolean(a2a_state_terminal(
-	    t->state)));
+	    t->state) || strcmp(t->state, "input-required") == 0));
 	return e;
 }
 
@@ -331,6 +337,44 @@ a2as_broadcast(struct a2as_task *t, const char *say)
 			a2as_sse(wt, a2as_status_event(t, wt->v1, say));
 }
 
+static void a2as_finish_waiters(struct a2as_task *);
+
+/* Forget the approval the task waited for. */
+static void
+a2as_ask_clear(struct a2as_task *t)
+{
+	free(t->question);
+	free(t->ask_path);
+	free(t->ask_schema);
+	t->question = t->ask_path = t->ask_schema = NULL;
+}
+
+/*
+ * The run waits for an approval (its approval.wait event e): the task is
+ * input-required with the approval's prompt as its status message, and
+ * its streams and blocking sends are answered (the client answers with a
+ * message on the task, a2as_answer).
+ */
+static void
+a2as_ask(struct a2as_task *t, const struct store_event *e)
+{
+	json_t *p = e->payload != NULL ? json_loads(e->payload, 0, NULL) :
+	    NULL;
+	const char *q = json_string_value(json_object_get(p, "prompt"));
+
+	a2as_ask_clear(t);
+	t->question = xstrdup(q != NULL && *q != '\0' ? q : "approve?");
+	t->ask_path = xstrdup(e->node_path != NULL ? e->node_path : "");
+	t->ask_call = (int)json_integer_value(json_object_get(p, "call"));
+	if (json_object_get(p, "schema") != NULL)
+		t->ask_schema = json_dumps(json_object_get(p, "schema"),
+		    JSON_COMPACT);
+	json_decref(p);
+	t->state = "input-required";
+	t->updated = now_wall();
+	a2as_finish_waiters(t);
+}
+
 /* A node event of a running task: a status update for its streams. */
 static int
 a2as_event_cb(void *arg, const struct store_event *e)
@@ -341,6 +385,17 @@ a2as_event_cb(void *arg, const struct store_event *e)
 	if (e->seq <= t->seen)
 		return 0;
 	t->seen = e->seq;
+	if (strcmp(e->kind, "approval.wait") == 0) {
+		a2as_ask(t, e);
+		return 0;
+	}
+	if (strcmp(e->kind, "approval.answer") == 0 && t->ask_path != NULL) {
+		a2as_ask_clear(t);
+		t->state = "working";
+		t->updated = now_wall();
+		a2as_broadcast(t, "the approval was answered");
+		return 0;
+	}
 	if (strcmp(e->kind, "node.start") != 0 &&
 	    strcmp(e->kind, "node.end") != 0)
 		return 0;
@@ -357,10 +412,15 @@ a2as_poll_cb(evutil_socket_t fd, short what, void *arg)
 	struct a2as *a = arg;
 	struct a2as_task *t;
 
+	/* Every running task: its updates, and an approval it waits for
+	   (asked, or answered in the store: exec_poll takes the answer). */
 	TAILQ_FOREACH(t, &a->tasks, entry)
-		if (t->x != NULL && !TAILQ_EMPTY(&t->waiters))
+		if (t->x != NULL) {
 			store_events_foreach(a->s->st, t->id, a2as_event_cb,
 			    t);
+			if (t->x != NULL)
+				exec_poll(t->x);
+		}
 }
 
 /* Answer and free every waiter of an ended task. */
@@ -398,6 +458,7 @@ a2as_run_done(void *arg, struct exec *x, const struct exec_result *res,
 	if (--t->a->nrunning == 0)
 		evtimer_del(t->a->poll_ev);
 	serve_admit_release(t->a->s);
+	a2as_ask_clear(t);
 	store_events_foreach(t->a->s->st, t->id, a2as_event_cb, t);
 	t->updated = now_wall();
 	if (st != NULL && strcmp(st, "succeeded") == 0) {
@@ -473,6 +534,7 @@ a2as_task_free(struct a2as_task *t)
 	json_decref(t->output);
 	free(t->input);
 	free(t->error);
+	a2as_ask_clear(t);
 	free(t);
 }
 
@@ -634,6 +696,171 @@ a2as_parts_in(json_t *msg)
 	return a2a_parts(msg);
 }
 
+/* A waiter for the task's next stop: a stream (its first events sent) or
+   a blocking answer. */
+static void
+a2as_wait(struct a2as_task *t, struct evhttp_request *req, json_t *id,
+    int v1, int stream, const char *say)
+{
+	struct a2as_waiter *wt = xcalloc(1, sizeof *wt);
+
+	wt->req = req;
+	wt->rpc_id = json_incref(id);
+	wt->v1 = v1;
+	wt->stream = stream;
+	TAILQ_INSERT_TAIL(&t->waiters, wt, entry);
+	if (!stream)
+		return;
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/event-stream");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Cache-Control", "no-cache");
+	evhttp_send_reply_start(req, 200, "OK");
+	a2as_sse(wt, v1 ? json_pack("{s:o}", "task", a2as_task_json(t, 1, -1)) :
+	    a2as_task_json(t, 0, -1));
+	a2as_sse(wt, a2as_status_event(t, v1, say));
+}
+
+/*
+ * The client's answer to the approval its task waits for: a data part
+ * {"approved": true|false, "comment"?, "answer"?} or the text "approve"
+ * or "reject" (a comment may follow).  Approved or not, *approved and
+ * *comment (borrowed from parts, or NULL) are set; -1 when the message
+ * says neither.
+ */
+static int
+a2as_verdict(json_t *parts, int *approved, const char **comment,
+    json_t **answer)
+{
+	json_t *p, *d;
+	const char *txt;
+	size_t i, n;
+
+	*comment = NULL;
+	*answer = NULL;
+	json_array_foreach(parts, i, p) {
+		d = json_object_get(p, "data");
+		if (json_is_object(d) && json_is_boolean(json_object_get(d,
+		    "approved"))) {
+			*approved = json_is_true(json_object_get(d,
+			    "approved"));
+			*comment = json_string_value(json_object_get(d,
+			    "comment"));
+			*answer = json_object_get(d, "answer");
+			return 0;
+		}
+	}
+	json_array_foreach(parts, i, p) {
+		if ((txt = json_string_value(json_object_get(p, "text"))) ==
+		    NULL)
+			continue;
+		txt += strspn(txt, " \t\r\n");
+		if (strncasecmp(txt, "approve", 7) == 0)
+			n = 7, *approved = 1;
+		else if (strncasecmp(txt, "reject", 6) == 0)
+			n = 6, *approved = 0;
+		else
+			return -1;
+		txt += n + strspn(txt + n, ":;,.- \t\r\n");
+		*comment = *txt != '\0' ? txt : NULL;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * SendMessage on a task (taskId): the answer to the approval it waits for
+ * (input-required), written to the store as weft approve's; the run's
+ * poll takes it.  The reply follows the task to its next stop.
+ */
+static void
+a2as_answer(struct a2as_route *ro, struct evhttp_request *req, json_t *id,
+    json_t *msg, json_t *conf, const struct httpd_client *who, int v1,
+    int stream)
+{
+	struct a2as_task *t, *tmp;
+	json_t *parts, *ans, *v = NULL;
+	const char *comment;
+	char err[1024], *atext = NULL, *vtext;
+	int approved = 0, immediate;
+
+	t = a2as_find(ro->a, ro->tool, json_string_value(json_object_get(msg,
+	    "taskId")), who, &tmp);
+	if (t == NULL) {
+		a2as_error(req, id, -32001, "task '%s' not found",
+		    json_string_value(json_object_get(msg, "taskId")));
+		return;
+	}
+	if (tmp != NULL || t->x == NULL || t->ask_path == NULL) {
+		a2as_error(req, id, -32004, "task '%s' is %s: only a task "
+		    "that waits for an approval (input-required) takes "
+		    "another message; start a new task in the same contextId",
+		    t->id, t->state);
+		if (tmp != NULL)
+			a2as_task_free(tmp);
+		return;
+	}
+	parts = a2as_parts_in(msg);
+	if (a2as_verdict(parts, &approved, &comment, &ans) != 0) {
+		json_decref(parts);
+		a2as_error(req, id, JRPC_INVALID_PARAMS, "task '%s' waits for "
+		    "an approval (\"%s\"): answer with a data part "
+		    "{\"approved\": true|false, \"comment\": \"...\"} or the "
+		    "text \"approve\" or \"reject\"", t->id, t->question);
+		return;
+	}
+	if (ans != NULL)
+		atext = json_dumps(ans, JSON_COMPACT | JSON_ENCODE_ANY);
+	v = approval_make_answer(t->ask_schema, approved, atext, comment ?
+	    comment : "rejected by the A2A client", "a2a client", err,
+	    sizeof err);
+	free(atext);
+	if (v == NULL) {
+		json_decref(parts);
+		a2as_error(req, id, JRPC_INVALID_PARAMS, "the approval's "
+		    "answer (a data part's \"answer\"): %s", err);
+		return;
+	}
+	if (approved && comment != NULL)
+		json_object_set_new(v, "comment", json_string(comment));
+	json_decref(parts);
+	vtext = json_dumps(v, JSON_COMPACT);
+	json_decref(v);
+	if (store_approval_answer(ro->a->s->st, t->id, t->ask_path,
+	    t->ask_call, approved ? "approved" : "rejected", vtext,
+	    now_wall()) < 0) {
+		free(vtext);
+		a2as_error(req, id, JRPC_INTERNAL_ERROR, "cannot answer the "
+		    "approval: %s", store_error(ro->a->s->st));
+		return;
+	}
+	free(vtext);
+	/* The run takes it at its next poll; the task works meanwhile. */
+	a2as_ask_clear(t);
+	t->state = "working";
+	t->updated = now_wall();
+	exec_poll(t->x);
+	immediate = v1 ? json_is_true(json_object_get(conf,
+	    "returnImmediately")) || json_is_true(json_object_get(conf,
+	    "return_immediately")) : json_is_false(json_object_get(conf,
+	    "blocking"));
+	if (!stream && immediate) {
+		a2as_send(req, jrpc_result(json_incref(id), v1 ? json_pack(
+		    "{s:o}", "task", a2as_task_json(t, 1, -1)) :
+		    a2as_task_json(t, 0, -1)));
+		return;
+	}
+	if (t->x == NULL) {
+		/* Ended inside exec_poll: the answer at once. */
+		a2as_send(req, jrpc_result(json_incref(id), v1 ? json_pack(
+		    "{s:o}", "task", a2as_task_json(t, 1, -1)) :
+		    a2as_task_json(t, 0, -1)));
+		return;
+	}
+	a2as_wait(t, req, id, v1, stream, approved ? "approved" :
+	    "rejected");
+}
+
 /* SendMessage / SendStreamingMessage (message/send, message/stream). */
 static void
 a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
@@ -656,10 +883,9 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 		    "must be a message with parts");
 		return;
 	}
-	if (json_is_string(json_object_get(msg, "taskId"))) {
-		a2as_error(req, id, -32004, "weft's agents do not continue a "
-		    "task with another message (taskId given): start a new "
-		    "task in the same contextId");
+	if (json_is_string(json_object_get(msg, "taskId")) &&
+	    *json_string_value(json_object_get(msg, "taskId")) != '\0') {
+		a2as_answer(ro, req, id, msg, conf, who, v1, stream);
 		return;
 	}
 	parts = a2as_parts_in(msg);

@@ -28,6 +28,18 @@ return w.workflow{ name = "slow", description = "Sleeps on the test server",
 }
 LUA
 } > "$T/agents/slow.lua"
+cat > "$T/agents/signoff.lua" <<'LUA'
+local w = require "weft"
+return w.workflow{ name = "signoff", description = "Deploys after approval",
+  input_schema = { type = "object", properties = { service = { type = "string" } }, required = { "service" } },
+  w.approval{ name = "go", prompt = "Deploy {service}?", output_key = "decision" },
+  w.fn{ name = "deploy", run = function(ctx)
+    local d = ctx.state.decision
+    if not d.approved then return "not deployed: " .. d.reason end
+    return "deployed " .. ctx.state.service .. (d.comment and (" (" .. d.comment .. ")") or "")
+  end },
+}
+LUA
 TOK=a2a-client-token-0123456789
 OTHER=another-client-token-98765
 printf '%s client alice\n%s client bob\n' "$TOK" "$OTHER" > "$T/tokens"
@@ -49,6 +61,19 @@ for v in 1.0 0.3; do
 	cat "$T/out"
 	[ "$RC" -eq 0 ] || { cat "$T/err" "$T/serve.err" >&2; fail "SDK client, A2A $v"; }
 done
+
+# w.approval: the task is input-required with the question; a message on
+# the task (taskId) answers it, and the run goes on.
+for v in 1.0 0.3; do
+	RC=0
+	NODE_PATH="$NODE_MODULES" node "$INTEROP/a2a_approval_client.mjs" "$BASE" "$TOK" "$v" \
+	    >"$T/out" 2>"$T/err" || RC=$?
+	cat "$T/out"
+	[ "$RC" -eq 0 ] || { cat "$T/err" >&2; tail -20 "$T/serve.err" >&2; fail "SDK client and w.approval, A2A $v"; }
+done
+[ "$(sql "SELECT count(*) FROM approvals WHERE answer LIKE '%a2a client%'")" = 4 ] ||
+	fail "the answers are in the store's approvals, by the A2A client"
+ok "w.approval over A2A: input-required with the question, answered by a message on the task"
 
 # Cards: v0.3-shaped without A2A-Version, v1.0 with it; the token scheme.
 curl -s -H "Authorization: Bearer $TOK" "$BASE/.well-known/agent-card.json" >"$T/card03"
