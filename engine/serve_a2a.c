@@ -41,7 +41,11 @@
 #define A2AS_POLL_MS	100
 #define A2AS_MAX_TASKS	4096	/* kept in memory; older ones from the
 				   store */
-#define A2AS_MAX_BODY	(1024 * 1024)
+#define A2AS_MAX_BODY	(8 * 1024 * 1024)
+#define A2AS_MAX_FILES	16	/* file parts of a message */
+/* Their bytes, decoded: base64 of this fits the listener's read-ahead
+   (HTTPD_MAX_INPUT), past which a body is not read today. */
+#define A2AS_MAX_FILE_BYTES (64 * 1024)
 
 struct a2as_waiter {
 	TAILQ_ENTRY(a2as_waiter) entry;
@@ -179,6 +183,11 @@ a2as_part(json_t *p, int v1)
 		return v1 ? json_pack("{s:O}", "data", json_object_get(p,
 		    "data")) : json_pack("{s:s, s:O}", "kind", "data", "data",
 		    json_object_get(p, "data"));
+	if (json_object_get(f, "blob") != NULL)
+		/* A file the server stored (its bytes are a blob). */
+		return v1 ? json_pack("{s:{s:O}}", "data", "file", f) :
+		    json_pack("{s:s, s:{s:O}}", "kind", "data", "data", "file",
+		    f);
 	if (v1) {
 		o = json_object();
 		if (json_object_get(f, "bytes"))
@@ -623,21 +632,142 @@ a2as_find(struct a2as *a, struct serve_tool *tool, const char *id,
 
 /* ---- methods ------------------------------------------------------------ */
 
+/* A file part's bytes: decoded base64 (standard or URL-safe, padding
+   optional), at most max bytes.  NULL when they are not base64. */
+static unsigned char *
+a2as_unbase64(const char *in, size_t max, size_t *len)
+{
+	size_t n = strlen(in), i, o = 0;
+	unsigned char *out;
+	unsigned int acc = 0;
+	int bits = 0, v;
+
+	while (n > 0 && in[n - 1] == '=')
+		n--;
+	if (n / 4 * 3 > max + 3) {
+		*len = n / 4 * 3;
+		return NULL;
+	}
+	out = xmalloc(n / 4 * 3 + 3);
+	for (i = 0; i < n; i++) {
+		char c = in[i];
+
+		v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ?
+		    c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52 :
+		    c == '+' || c == '-' ? 62 : c == '/' || c == '_' ? 63 : -1;
+		if (v < 0) {
+			free(out);
+			*len = 0;
+			return NULL;
+		}
+		acc = acc << 6 | (unsigned int)v;
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+	*len = o;
+	return out;
+}
+
+/* The bytes of a message's files, put in the store once it is accepted. */
+struct a2as_files {
+	unsigned char	*data[A2AS_MAX_FILES];
+	size_t		 len[A2AS_MAX_FILES];
+	int		 n;
+	size_t		 total;
+};
+
+static void
+a2as_files_clear(struct a2as_files *fs)
+{
+	int i;
+
+	for (i = 0; i < fs->n; i++)
+		free(fs->data[i]);
+	fs->n = 0;
+}
+
+/*
+ * A file part (normalised, at index i) of an incoming message: its bytes
+ * decoded into fs and the part made a reference {name, mediaType, size,
+ * blob: SHA-256} to the blob they become; a uri is kept as it is.  The
+ * reference is appended to files.
+ */
+static int
+a2as_file_in(json_t *p, size_t i, struct a2as_files *fs, json_t *files,
+    char *err, size_t errlen)
+{
+	json_t *f = json_object_get(p, "file"), *ref;
+	const char *b = json_string_value(json_object_get(f, "bytes"));
+	const char *name = json_string_value(json_object_get(f, "name"));
+	unsigned char *d;
+	char hash[65];
+	size_t len;
+
+	if (fs->n >= A2AS_MAX_FILES) {
+		errf(err, errlen, "/params/message/parts/%zu: more than %d "
+		    "file parts", i, A2AS_MAX_FILES);
+		return -1;
+	}
+	ref = json_object();
+	if (json_is_string(json_object_get(f, "name")))
+		json_object_set(ref, "name", json_object_get(f, "name"));
+	if (json_is_string(json_object_get(f, "mediaType")))
+		json_object_set(ref, "mediaType", json_object_get(f,
+		    "mediaType"));
+	if (b == NULL) {
+		json_object_set(ref, "uri", json_object_get(f, "uri"));
+		json_array_append_new(files, ref);
+		return 0;
+	}
+	d = a2as_unbase64(b, A2AS_MAX_FILE_BYTES - fs->total, &len);
+	if (d == NULL || fs->total + len > A2AS_MAX_FILE_BYTES) {
+		if (d != NULL || len > 0)
+			errf(err, errlen, "/params/message/parts/%zu: file "
+			    "'%.100s' is about %zu bytes; weft serve takes at "
+			    "most %d bytes of files in one message", i,
+			    name ? name : "(unnamed)", fs->total + len,
+			    A2AS_MAX_FILE_BYTES);
+		else
+			errf(err, errlen, "/params/message/parts/%zu: the "
+			    "bytes of file '%.100s' are not base64", i,
+			    name ? name : "(unnamed)");
+		free(d);
+		json_decref(ref);
+		return -1;
+	}
+	sha256_hex(d, len, hash);
+	fs->data[fs->n] = d;
+	fs->len[fs->n++] = len;
+	fs->total += len;
+	json_object_set_new(ref, "size", json_integer((json_int_t)len));
+	json_object_set_new(ref, "blob", json_string(hash));
+	/* The task keeps the reference, not the bytes. */
+	json_object_set(p, "file", ref);
+	json_array_append_new(files, ref);
+	return 0;
+}
+
 /*
  * The run input from a message's (normalised) parts: a data part that is
  * an object is the input; text alone fills the input schema's one string
- * property, or "message" when the workflow has no schema.
+ * property, or "message" when the workflow has no schema.  File parts
+ * become the input's "files" (a list of references; their bytes are in
+ * fs, stored as blobs by the caller once the input is accepted).
  */
 static json_t *
-a2as_input(struct serve_tool *tool, json_t *parts, char *err, size_t errlen)
+a2as_input(struct serve_tool *tool, json_t *parts, struct a2as_files *fs,
+    char *err, size_t errlen)
 {
 	json_t *p, *in = NULL, *sch = json_object_get(tool->meta,
-	    "input_schema"), *props, *v;
+	    "input_schema"), *props, *v, *files = json_array();
 	const char *k, *key = NULL;
 	char *text = NULL, *j, e2[512];
 	size_t i;
 	int nstr = 0;
 
+	props = json_object_get(sch, "properties");
 	json_array_foreach(parts, i, p) {
 		if (json_is_object(json_object_get(p, "data")) && in == NULL)
 			in = json_deep_copy(json_object_get(p, "data"));
@@ -646,22 +776,28 @@ a2as_input(struct serve_tool *tool, json_t *parts, char *err, size_t errlen)
 			    "", json_string_value(json_object_get(p, "text")));
 			free(text);
 			text = j;
-		} else if (json_object_get(p, "file") != NULL) {
-			errf(err, errlen, "file parts are not accepted by "
-			    "weft's agents yet: send text or a data part");
+		} else if (json_object_get(p, "file") != NULL &&
+		    a2as_file_in(p, i, fs, files, err, errlen) != 0)
 			goto bad;
-		}
 	}
-	if (in == NULL && text == NULL) {
-		errf(err, errlen, "the message has no text or data part");
+	if (json_array_size(files) > 0 && sch != NULL &&
+	    json_object_get(props, "files") == NULL) {
+		errf(err, errlen, "workflow '%s' takes no files: its "
+		    "input_schema has no \"files\" property", tool->name);
 		goto bad;
 	}
+	if (in == NULL && text == NULL && json_array_size(files) == 0) {
+		errf(err, errlen, "the message has no text, data or file part");
+		goto bad;
+	}
+	if (in == NULL && text == NULL)
+		in = json_object();
 	if (in == NULL) {
-		props = json_object_get(sch, "properties");
 		json_object_foreach(props, k, v)
-			if (strcmp(json_string_value(json_object_get(v,
-			    "type")) ? json_string_value(json_object_get(v,
-			    "type")) : "", "string") == 0) {
+			if (strcmp(k, "files") != 0 && strcmp(
+			    json_string_value(json_object_get(v, "type")) ?
+			    json_string_value(json_object_get(v, "type")) : "",
+			    "string") == 0) {
 				key = k;
 				nstr++;
 			}
@@ -675,6 +811,15 @@ a2as_input(struct serve_tool *tool, json_t *parts, char *err, size_t errlen)
 		}
 		in = json_pack("{s:s}", key, text);
 	}
+	if (json_array_size(files) > 0) {
+		if (json_object_get(in, "files") != NULL) {
+			errf(err, errlen, "the data part has \"files\" and "
+			    "the message has file parts: send one or the "
+			    "other");
+			goto bad;
+		}
+		json_object_set(in, "files", files);
+	}
 	if (tool->checked_input != NULL && schema_validate(tool->checked_input,
 	    in, e2, sizeof e2) != 0) {
 		errf(err, errlen, "the input does not match workflow '%s''s "
@@ -682,10 +827,13 @@ a2as_input(struct serve_tool *tool, json_t *parts, char *err, size_t errlen)
 		goto bad;
 	}
 	free(text);
+	json_decref(files);
 	return in;
 bad:
 	free(text);
+	json_decref(files);
 	json_decref(in);
+	a2as_files_clear(fs);
 	return NULL;
 }
 
@@ -874,8 +1022,9 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 	struct a2as_task *t;
 	struct a2as_waiter *wt;
 	const char *cid = json_string_value(json_object_get(msg, "contextId"));
-	char err[1024], *msgtext;
-	int immediate, rc, admit;
+	char err[1024], *msgtext, hash[65];
+	int immediate, rc, admit, i;
+	struct a2as_files fs;
 
 	if (!json_is_object(msg) || !json_is_array(json_object_get(msg,
 	    "parts"))) {
@@ -889,12 +1038,25 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 		return;
 	}
 	parts = a2as_parts_in(msg);
-	in = a2as_input(ro->tool, parts, err, sizeof err);
+	memset(&fs, 0, sizeof fs);
+	in = a2as_input(ro->tool, parts, &fs, err, sizeof err);
 	if (in == NULL) {
 		json_decref(parts);
 		a2as_error(req, id, JRPC_INVALID_PARAMS, "%s", err);
 		return;
 	}
+	/* The files' bytes as blobs, before the run's first event names
+	   them (store.h). */
+	for (i = 0; i < fs.n; i++)
+		if (store_blob_put(s->st, fs.data[i], fs.len[i], hash) != 0) {
+			a2as_files_clear(&fs);
+			json_decref(parts);
+			json_decref(in);
+			a2as_error(req, id, JRPC_INTERNAL_ERROR, "cannot store "
+			    "the message's files: %s", store_error(s->st));
+			return;
+		}
+	a2as_files_clear(&fs);
 	t = xcalloc(1, sizeof *t);
 	/* A slot now, or a place in the admission queue (as an MCP call). */
 	if ((admit = serve_admit(s, a2as_admit_cb, t, &t->q)) < 0) {

@@ -40,6 +40,19 @@ return w.workflow{ name = "signoff", description = "Deploys after approval",
   end },
 }
 LUA
+cat > "$T/agents/uploads.lua" <<'LUA'
+local w = require "weft"
+return w.workflow{ name = "uploads", description = "Lists the files it is sent",
+  input_schema = { type = "object", properties = { note = { type = "string" }, files = { type = "array" } } },
+  w.fn{ name = "list", output_key = "out", run = function(ctx)
+    local out = { ctx.input.note or "" }
+    for _, f in ipairs(ctx.input.files or {}) do
+      out[#out + 1] = table.concat({ f.name or "?", f.mediaType or "?", tostring(f.size or f.uri), f.blob or "-" }, " ")
+    end
+    return table.concat(out, "|")
+  end },
+}
+LUA
 TOK=a2a-client-token-0123456789
 OTHER=another-client-token-98765
 printf '%s client alice\n%s client bob\n' "$TOK" "$OTHER" > "$T/tokens"
@@ -74,6 +87,35 @@ done
 [ "$(sql "SELECT count(*) FROM approvals WHERE answer LIKE '%a2a client%'")" = 4 ] ||
 	fail "the answers are in the store's approvals, by the A2A client"
 ok "w.approval over A2A: input-required with the question, answered by a message on the task"
+
+# File parts in: the bytes become blobs in the store, the input's "files"
+# references them (name, mediaType, size, blob); a uri is kept; v1.0 raw
+# and v0.3 bytes; too large, not base64, and a workflow without "files"
+# in its schema are refused (-32602) naming why.
+fsend() {	# VERSION_HEADER METHOD WORKFLOW PARTS_JSON
+	curl -s -X POST -H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' -H 'Expect:' \
+	    ${1:+-H "A2A-Version: $1"} "$BASE/a2a/$3" --data-binary @- <<JSON
+{"jsonrpc":"2.0","id":1,"method":"$2","params":{"message":{"kind":"message","messageId":"f-$2","role":"${1:+ROLE_USER}${1:-user}","parts":$4}}}
+JSON
+}
+B64=$(printf 'hello file\n' | base64 | tr -d '\n')
+SHA=$(printf 'hello file\n' | sha256sum | cut -d' ' -f1)
+fsend 1.0 SendMessage uploads "[{\"text\":\"two files\"},{\"raw\":\"$B64\",\"mediaType\":\"text/plain\",\"filename\":\"a.txt\"},{\"url\":\"https://example.com/b.pdf\",\"mediaType\":\"application/pdf\",\"filename\":\"b.pdf\"}]" >"$T/f"
+expect_grep "$T/f" "\"text\":\"two files\\|a.txt text/plain 11 $SHA\\|b.pdf application/pdf https://example.com/b.pdf -\"" "v1.0 file parts: the input's files"
+[ "$(sql "SELECT size || ' ' || hex(data) FROM blobs WHERE hash = '$SHA'")" = "11 $(printf 'hello file\n' | od -An -tx1 | tr -d ' \n' | tr a-f A-F)" ] ||
+	fail "the file's bytes are a blob in the store"
+expect_no_grep "$T/f" "$B64" "the bytes are not echoed back in the task's history"
+B64B=$(printf 'second' | base64 | tr -d '\n')
+fsend "" message/send uploads "[{\"kind\":\"file\",\"file\":{\"bytes\":\"$B64B\",\"mimeType\":\"text/plain\",\"name\":\"s.txt\"}}]" >"$T/f"
+expect_grep "$T/f" "\"text\":\"\\|s.txt text/plain 6 $(printf 'second' | sha256sum | cut -d' ' -f1)\"" "v0.3 file part"
+fsend 1.0 SendMessage researcher "[{\"text\":\"x\"},{\"raw\":\"$B64\",\"filename\":\"a.txt\"}]" >"$T/f"
+expect_grep "$T/f" '"code":-32602,"message":"workflow .researcher. takes no files: its input_schema has no \\"files\\" property"' "a workflow without files in its schema"
+fsend 1.0 SendMessage uploads '[{"raw":"not base64!","filename":"bad.bin"}]' >"$T/f"
+expect_grep "$T/f" '"code":-32602,"message":"/params/message/parts/0: the bytes of file .bad.bin. are not base64"' "not base64"
+BIG=$(head -c 70000 /dev/zero | base64 | tr -d '\n')
+fsend 1.0 SendMessage uploads "[{\"raw\":\"$BIG\",\"filename\":\"big.bin\"}]" >"$T/f"
+expect_grep "$T/f" '"code":-32602,"message":"/params/message/parts/0: file .big.bin. is about [0-9]* bytes; weft serve takes at most 65536 bytes' "too large"
+ok "file parts in: blobs in the store, referenced by the input's files; bounded; refused where they cannot go"
 
 # Cards: v0.3-shaped without A2A-Version, v1.0 with it; the token scheme.
 curl -s -H "Authorization: Bearer $TOK" "$BASE/.well-known/agent-card.json" >"$T/card03"
