@@ -32,6 +32,7 @@ start_agent() {
 start_agent v1
 start_agent plain --no-stream
 start_agent old --v03
+start_agent oldplain --v03 --no-stream
 start_agent sec --token s3cr3t-A2A-value
 start_agent cards
 
@@ -86,6 +87,15 @@ RUN=$(last_run)
 "$WEFT" show "$RUN" >"$T/show" 2>&1
 expect_grep "$T/show" 'tool a2a peer.send .*A2A v0.3 task' "weft show: a v0.3 exchange says so"
 ok "v0.3 agent: message/stream, recorded as protocol 0.3"
+
+# v0.3, not streamed: message/send (blocking).
+wf oldplain "http://127.0.0.1:$P_oldplain" "echo {topic}"
+run_weft "$T/out" "$T/err" run "$T/oldplain.lua" --input '{"topic":"larks"}'
+expect_rc 0 "v0.3 agent, not streaming"
+expect_grep "$T/out" '^echo: echo larks$' "v0.3 message/send answer"
+expect_grep "$T/oldplain.log" '"text":"echo larks"' "the agent got the message"
+expect_no_grep "$T/oldplain.log" '"version":"1.0".*rpc|POST /rpc.*"version":"1.0"' "v0.3 requests carry no A2A-Version: 1.0"
+ok "v0.3 agent, not streaming: message/send"
 
 # A data artifact is the output as JSON.
 wf data "http://127.0.0.1:$P_plain" "data please"
