@@ -28,11 +28,48 @@ local function data_parts(res)
   return out
 end
 
+-- The answer's file parts as references: bytes sent inline become a blob
+-- of the store ({ name, mediaType, size, blob = SHA-256 }); a file given
+-- by its uri stays one ({ name, mediaType, uri }).
+local function files_of(n, ctx, res)
+  local out = {}
+  local function take(parts)
+    for _, p in ipairs(parts or {}) do
+      local f = type(p) == "table" and p.file
+      if type(f) == "table" then
+        local ref = { name = f.name, mediaType = f.mediaType }
+        if type(f.bytes) == "string" then
+          local hash, size = core.blob(f.bytes)
+          if not hash then
+            h.raise_kind(ctx, "protocol", "remote agent '%s': file '%s': %s", n.name,
+                         tostring(f.name or "(unnamed)"), tostring(size))
+          end
+          ref.blob, ref.size = hash, size
+        else
+          ref.uri = f.uri
+        end
+        out[#out + 1] = ref
+      end
+    end
+  end
+  if type(res.message) == "table" then
+    take(res.message.parts)
+  else
+    for _, a in ipairs(res.artifacts or {}) do take(a.parts) end
+  end
+  return out
+end
+
 -- The node's output: the answer's text, else its data (one part as it
--- is, several as a list).
-local function output_of(res)
-  if type(res.text) == "string" and res.text ~= "" then return res.text end
-  local d = data_parts(res)
+-- is, several as a list); with files, { text, data, files }.
+local function output_of(n, ctx, res)
+  local d, files = data_parts(res), files_of(n, ctx, res)
+  local text = type(res.text) == "string" and res.text ~= "" and res.text or nil
+  if #files > 0 then
+    return { text = text, data = #d == 1 and d[1] or (#d > 1 and core.array(d) or nil),
+             files = core.array(files) }
+  end
+  if text then return text end
   if #d == 1 then return d[1] end
   if #d > 1 then return core.array(d) end
   return ""
@@ -152,7 +189,7 @@ local function run(n, ctx)
   end
   h.ev("remote.answer", ctx, { agent = n.agent, protocol = r.result.protocol,
                                 task = r.result.task, messageId = r.result.messageId })
-  return output_of(r.result)
+  return output_of(n, ctx, r.result)
 end
 
 return setmetatable({ card = card_of, describe = describe }, { __call = function(_, n, ctx)

@@ -104,6 +104,26 @@ expect_rc 0 "data artifact"
 expect_grep "$T/out" '"n": ?42' "data part as JSON"
 ok "a data part becomes JSON output"
 
+# File parts: bytes become a blob of the store, the output references it
+# ({text, files}); a file's url stays a reference.  v1.0 and v0.3.
+SHA=$(printf 'file body\n' | sha256sum | cut -d' ' -f1)
+for a in plain oldplain; do
+	eval "port=\$P_$a"
+	wf "file$a" "http://127.0.0.1:$port" "file please"
+	run_weft "$T/out" "$T/err" run "$T/file$a.lua" --input '{}'
+	expect_rc 0 "file parts ($a)"
+	RUN=$(last_run)
+	out=$(sql "SELECT output FROM runs WHERE id = '$RUN'")
+	[ "$(python3 -c 'import json,sys; o=json.loads(sys.argv[1]); o=o.get("answer", o); f=o["files"]; print(o["text"], f[0]["name"], f[0]["mediaType"], f[0]["size"], f[0]["blob"], f[1]["name"], f[1]["uri"], "blob" in f[1])' "$out")" = \
+	    "two files notes.txt text/plain 10 $SHA r.pdf https://example.com/r.pdf False" ] ||
+		fail "the output references the files ($a): $out"
+	[ "$(sql "SELECT size || ' ' || CAST(data AS TEXT) FROM blobs WHERE hash = '$SHA'")" = "10 file body" ] ||
+		fail "the file's bytes are a blob of the store ($a)"
+	run_weft "$T/out" "$T/err" replay "$RUN"
+	expect_grep "$T/out" 'identical' "the run with files replays identically ($a)"
+done
+ok "file parts: bytes as a blob of the store, referenced by the output; a url kept (v1.0 and v0.3)"
+
 # input-required fails the node with the agent's question.
 wf ask "http://127.0.0.1:$P_v1" "ask me"
 run_weft "$T/out" "$T/err" run "$T/ask.lua" --input '{}'
