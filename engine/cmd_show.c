@@ -206,8 +206,9 @@ show_event_cb(void *arg, const struct store_event *ev)
 		if (jstr(p, "kind") != NULL && strcmp(jstr(p, "kind"),
 		    "a2a.send") == 0)
 			json_object_set_new(call, "name", json_sprintf(
-			    "a2a %s.%s", jstr(p, "server") ? jstr(p, "server") :
-			    "?", jstr(p, "name") ? jstr(p, "name") : "send"));
+			    "a2a %s.%s", jstr(p, "server") ? jstr(p,
+			    "server") : "?", jstr(p, "name") ? jstr(p,
+			    "name") : "send"));
 		json_array_append(sp->calls, call);
 		snprintf(key, sizeof key, "%lld", (long long)json_integer_value(
 		    json_object_get(p, "task")));

@@ -787,7 +787,8 @@ a2as_input(struct serve_tool *tool, json_t *parts, struct a2as_files *fs,
 		goto bad;
 	}
 	if (in == NULL && text == NULL && json_array_size(files) == 0) {
-		errf(err, errlen, "the message has no text, data or file part");
+		errf(err, errlen, "the message has no text, data or file "
+		    "part");
 		goto bad;
 	}
 	if (in == NULL && text == NULL)
@@ -864,8 +865,8 @@ a2as_wait(struct a2as_task *t, struct evhttp_request *req, json_t *id,
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Cache-Control", "no-cache");
 	evhttp_send_reply_start(req, 200, "OK");
-	a2as_sse(wt, v1 ? json_pack("{s:o}", "task", a2as_task_json(t, 1, -1)) :
-	    a2as_task_json(t, 0, -1));
+	a2as_sse(wt, v1 ? json_pack("{s:o}", "task", a2as_task_json(t, 1,
+	    -1)) : a2as_task_json(t, 0, -1));
 	a2as_sse(wt, a2as_status_event(t, v1, say));
 }
 
@@ -1052,8 +1053,9 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 			a2as_files_clear(&fs);
 			json_decref(parts);
 			json_decref(in);
-			a2as_error(req, id, JRPC_INTERNAL_ERROR, "cannot store "
-			    "the message's files: %s", store_error(s->st));
+			a2as_error(req, id, JRPC_INTERNAL_ERROR, "cannot "
+			    "store the message's files: %s",
+			    store_error(s->st));
 			return;
 		}
 	a2as_files_clear(&fs);

@@ -49,7 +49,7 @@ struct a2ac {
 	char			*acc;		/* a JSON answer so far */
 	size_t			 nacc;
 	json_int_t		 rid;
-	json_t			*card;		/* normalised (a2a_client.h) */
+	json_t			*card;		/* normalised */
 	json_t			*task;		/* {id, contextId, state,
 						   message} */
 	json_t			*artifacts;	/* normalised */

@@ -56,7 +56,7 @@ struct a2ac_opts {
 	/* A card recorded earlier in the run (a2a_card_json's result):
 	   the message is sent without asking for the card again. */
 	const json_t		*card;
-	int			 card_only;	/* fetch the card, send nothing */
+	int			 card_only;	/* only read the card */
 	size_t			 max_response;	/* 0: A2AC_MAX_RESPONSE */
 	double			 max_stream_s;	/* 0: A2AC_MAX_STREAM_S */
 	/* A status or artifact update, borrowed: progress of the task. */
