@@ -81,13 +81,27 @@ show_brief(json_t *v, size_t max)
 	return s;
 }
 
-/* The text of an MCP tool result. */
+/* The text of an MCP tool result, or of an A2A exchange's (its version). */
 static char *
 show_result_text(json_t *r)
 {
 	json_t *content = json_object_get(r, "content"), *b;
+	json_t *task = json_object_get(r, "task");
 	size_t i;
 	char *out = xstrdup(""), *t;
+
+	if (jstr(r, "protocol") != NULL) {
+		free(out);
+		if (jstr(r, "messageId") == NULL)
+			return xasprintf("A2A v%s card: %s at %s",
+			    jstr(r, "protocol"), jstr(r, "name") ?
+			    jstr(r, "name") : "(unnamed)", jstr(r, "url") ?
+			    jstr(r, "url") : "?");
+		return xasprintf("A2A v%s task %s %s: %s", jstr(r, "protocol"),
+		    jstr(task, "id") ? jstr(task, "id") : "-",
+		    jstr(task, "state") ? jstr(task, "state") : "(message)",
+		    jstr(r, "text") ? jstr(r, "text") : "");
+	}
 
 	json_array_foreach(content, i, b) {
 		if (json_is_string(json_object_get(b, "text"))) {
@@ -189,6 +203,12 @@ show_event_cb(void *arg, const struct store_event *ev)
 		sp->tools++;
 		call = json_pack("{s:O?, s:O?}", "name", json_object_get(p,
 		    "name"), "args", json_object_get(p, "arguments"));
+		if (jstr(p, "kind") != NULL && strcmp(jstr(p, "kind"),
+		    "a2a.send") == 0)
+			json_object_set_new(call, "name", json_sprintf(
+			    "a2a %s.%s", jstr(p, "server") ? jstr(p,
+			    "server") : "?", jstr(p, "name") ? jstr(p,
+			    "name") : "send"));
 		json_array_append(sp->calls, call);
 		snprintf(key, sizeof key, "%lld", (long long)json_integer_value(
 		    json_object_get(p, "task")));

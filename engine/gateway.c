@@ -592,3 +592,9 @@ gateway_call(struct gateway *g, const char *path, int64_t span,
 	gw_try(k);		/* may deliver a failure and free k */
 	return t;
 }
+
+int
+gateway_blob(struct gateway *g, const void *data, size_t len, char hash[65])
+{
+	return store_blob_put(g->st, data, len, hash);
+}

@@ -78,4 +78,12 @@ extern const struct gateway_price gateway_prices[];
 int		 gateway_price(struct gateway *, const char *spec,
 		    struct gateway_price *out);
 
+/*
+ * Keep bytes a run received (a remote agent's file, w.remote) as a blob of
+ * the run's store, as the gateway keeps model messages; hash gets their
+ * sha256 hex.  0, or -1 when the store refused them.
+ */
+int		 gateway_blob(struct gateway *, const void *, size_t,
+		    char hash[65]);
+
 #endif

@@ -27,6 +27,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "engine/approval.h"
 #include "engine/coord.h"
 #include "engine/exec.h"
 #include "engine/schema.h"
@@ -40,7 +41,11 @@
 #define A2AS_POLL_MS	100
 #define A2AS_MAX_TASKS	4096	/* kept in memory; older ones from the
 				   store */
-#define A2AS_MAX_BODY	(1024 * 1024)
+#define A2AS_MAX_BODY	(8 * 1024 * 1024)
+#define A2AS_MAX_FILES	16	/* file parts of a message */
+/* Their bytes, decoded: base64 of this fits the listener's read-ahead
+   (HTTPD_MAX_INPUT), past which a body is not read today. */
+#define A2AS_MAX_FILE_BYTES (64 * 1024)
 
 struct a2as_waiter {
 	TAILQ_ENTRY(a2as_waiter) entry;
@@ -61,9 +66,14 @@ struct a2as_task {
 	char			*input;		/* until it starts */
 	json_t			*message;	/* the user's, normalised */
 	struct exec		*x;
+	struct serve_run	*q;		/* waiting for a run slot */
 	const char		*state;		/* v0.3 spelling */
 	json_t			*output;	/* once completed */
 	char			*error;
+	/* The approval the run waits for (input-required): its question,
+	   node path, call number and answer schema (or NULL). */
+	char			*question, *ask_path, *ask_schema;
+	int			 ask_call;
 	double			 updated;
 	int64_t			 seen;		/* events read */
 	struct a2as_waiters	 waiters;
@@ -173,6 +183,11 @@ a2as_part(json_t *p, int v1)
 		return v1 ? json_pack("{s:O}", "data", json_object_get(p,
 		    "data")) : json_pack("{s:s, s:O}", "kind", "data", "data",
 		    json_object_get(p, "data"));
+	if (json_object_get(f, "blob") != NULL)
+		/* A file the server stored (its bytes are a blob). */
+		return v1 ? json_pack("{s:{s:O}}", "data", "file", f) :
+		    json_pack("{s:s, s:{s:O}}", "kind", "data", "data", "file",
+		    f);
 	if (v1) {
 		o = json_object();
 		if (json_object_get(f, "bytes"))
@@ -239,7 +254,8 @@ a2as_artifact(struct a2as_task *t, int v1)
 static json_t *
 a2as_status(struct a2as_task *t, int v1, const char *say)
 {
-	const char *msg = say != NULL ? say : t->error;
+	const char *msg = say != NULL ? say : t->question != NULL ?
+	    t->question : t->error;
 	char mid[40], ts[40];
 	time_t sec = (time_t)t->updated;
 	struct tm tm;
@@ -300,7 +316,7 @@ a2as_status_event(struct a2as_task *t, int v1, const char *say)
 		return json_pack("{s:o}", "statusUpdate", e);
 	json_object_set_new(e, "kind", json_string("status-update"));
 	json_object_set_new(e, "final", json_boolean(a2a_state_terminal(
-	    t->state)));
+	    t->state) || strcmp(t->state, "input-required") == 0));
 	return e;
 }
 
@@ -330,6 +346,44 @@ a2as_broadcast(struct a2as_task *t, const char *say)
 			a2as_sse(wt, a2as_status_event(t, wt->v1, say));
 }
 
+static void a2as_finish_waiters(struct a2as_task *);
+
+/* Forget the approval the task waited for. */
+static void
+a2as_ask_clear(struct a2as_task *t)
+{
+	free(t->question);
+	free(t->ask_path);
+	free(t->ask_schema);
+	t->question = t->ask_path = t->ask_schema = NULL;
+}
+
+/*
+ * The run waits for an approval (its approval.wait event e): the task is
+ * input-required with the approval's prompt as its status message, and
+ * its streams and blocking sends are answered (the client answers with a
+ * message on the task, a2as_answer).
+ */
+static void
+a2as_ask(struct a2as_task *t, const struct store_event *e)
+{
+	json_t *p = e->payload != NULL ? json_loads(e->payload, 0, NULL) :
+	    NULL;
+	const char *q = json_string_value(json_object_get(p, "prompt"));
+
+	a2as_ask_clear(t);
+	t->question = xstrdup(q != NULL && *q != '\0' ? q : "approve?");
+	t->ask_path = xstrdup(e->node_path != NULL ? e->node_path : "");
+	t->ask_call = (int)json_integer_value(json_object_get(p, "call"));
+	if (json_object_get(p, "schema") != NULL)
+		t->ask_schema = json_dumps(json_object_get(p, "schema"),
+		    JSON_COMPACT);
+	json_decref(p);
+	t->state = "input-required";
+	t->updated = now_wall();
+	a2as_finish_waiters(t);
+}
+
 /* A node event of a running task: a status update for its streams. */
 static int
 a2as_event_cb(void *arg, const struct store_event *e)
@@ -340,6 +394,17 @@ a2as_event_cb(void *arg, const struct store_event *e)
 	if (e->seq <= t->seen)
 		return 0;
 	t->seen = e->seq;
+	if (strcmp(e->kind, "approval.wait") == 0) {
+		a2as_ask(t, e);
+		return 0;
+	}
+	if (strcmp(e->kind, "approval.answer") == 0 && t->ask_path != NULL) {
+		a2as_ask_clear(t);
+		t->state = "working";
+		t->updated = now_wall();
+		a2as_broadcast(t, "the approval was answered");
+		return 0;
+	}
 	if (strcmp(e->kind, "node.start") != 0 &&
 	    strcmp(e->kind, "node.end") != 0)
 		return 0;
@@ -356,10 +421,15 @@ a2as_poll_cb(evutil_socket_t fd, short what, void *arg)
 	struct a2as *a = arg;
 	struct a2as_task *t;
 
+	/* Every running task: its updates, and an approval it waits for
+	   (asked, or answered in the store: exec_poll takes the answer). */
 	TAILQ_FOREACH(t, &a->tasks, entry)
-		if (t->x != NULL && !TAILQ_EMPTY(&t->waiters))
+		if (t->x != NULL) {
 			store_events_foreach(a->s->st, t->id, a2as_event_cb,
 			    t);
+			if (t->x != NULL)
+				exec_poll(t->x);
+		}
 }
 
 /* Answer and free every waiter of an ended task. */
@@ -396,6 +466,8 @@ a2as_run_done(void *arg, struct exec *x, const struct exec_result *res,
 	t->x = NULL;
 	if (--t->a->nrunning == 0)
 		evtimer_del(t->a->poll_ev);
+	serve_admit_release(t->a->s);
+	a2as_ask_clear(t);
 	store_events_foreach(t->a->s->st, t->id, a2as_event_cb, t);
 	t->updated = now_wall();
 	if (st != NULL && strcmp(st, "succeeded") == 0) {
@@ -436,9 +508,30 @@ a2as_begin(struct a2as_task *t, char *err, size_t errlen)
 	}
 	t->state = "working";
 	t->updated = now_wall();
+	a->s->nother++;
 	if (a->nrunning++ == 0)
 		evtimer_add(a->poll_ev, &tv);
 	return 0;
+}
+
+/* The task's turn in the admission queue came (ok), or the server stops. */
+static void
+a2as_admit_cb(void *arg, int ok)
+{
+	struct a2as_task *t = arg;
+	char err[1024];
+
+	t->q = NULL;
+	t->updated = now_wall();
+	if (ok && a2as_begin(t, err, sizeof err) == 0) {
+		a2as_broadcast(t, "the run started");
+		return;
+	}
+	t->state = ok ? "failed" : "rejected";
+	free(t->error);
+	t->error = xstrdup(ok ? err : "the server stopped before the task "
+	    "had a run slot");
+	a2as_finish_waiters(t);
 }
 
 /* ---- finding tasks ------------------------------------------------------ */
@@ -450,6 +543,7 @@ a2as_task_free(struct a2as_task *t)
 	json_decref(t->output);
 	free(t->input);
 	free(t->error);
+	a2as_ask_clear(t);
 	free(t);
 }
 
@@ -462,7 +556,8 @@ a2as_trim(struct a2as *a)
 	TAILQ_FOREACH_SAFE(t, &a->tasks, entry, next) {
 		if (a->ntasks <= A2AS_MAX_TASKS)
 			break;
-		if (t->x != NULL || !TAILQ_EMPTY(&t->waiters))
+		if (t->x != NULL || t->q != NULL ||
+		    !TAILQ_EMPTY(&t->waiters))
 			continue;
 		TAILQ_REMOVE(&a->tasks, t, entry);
 		a->ntasks--;
@@ -497,12 +592,14 @@ a2as_visible(struct a2as_task *t, const struct httpd_client *who)
 }
 
 /* The task of id that who may see, or NULL (then *tmp, freed by the
-   caller, may hold one read from the store). */
+   caller, may hold one read from the store: a task of before a restart,
+   whose owner and context the server recorded, serve_owners.c). */
 static struct a2as_task *
-a2as_find(struct a2as *a, const char *id, const struct httpd_client *who,
-    struct a2as_task **tmp)
+a2as_find(struct a2as *a, struct serve_tool *tool, const char *id,
+    const struct httpd_client *who, struct a2as_task **tmp)
 {
 	struct a2as_task *t;
+	char *msg = NULL;
 
 	*tmp = NULL;
 	if (id == NULL)
@@ -511,12 +608,19 @@ a2as_find(struct a2as *a, const char *id, const struct httpd_client *who,
 		if (strcmp(t->id, id) == 0)
 			return a2as_visible(t, who) ? t : NULL;
 	/* An older task: its run in the store, if who started it. */
-	if (strlen(id) != 16 || (who != NULL && !who->operator))
+	if (strlen(id) != 16 || (who != NULL && !who->operator &&
+	    !serve_owner_sees(a->s, who->id, id)))
 		return NULL;
 	t = xcalloc(1, sizeof *t);
 	t->a = a;
+	t->tool = tool;
 	TAILQ_INIT(&t->waiters);
-	snprintf(t->ctx, sizeof t->ctx, "%s", id);
+	if (serve_a2a_task_get(a->s, id, tool->name, t->ctx, sizeof t->ctx,
+	    &msg) != 0)
+		snprintf(t->ctx, sizeof t->ctx, "%s", id);
+	if (msg != NULL)
+		t->message = json_loads(msg, 0, NULL);
+	free(msg);
 	if (store_run_find(a->s->st, id, a2as_stored_cb, t) != 0 ||
 	    t->state == NULL) {
 		a2as_task_free(t);
@@ -528,21 +632,142 @@ a2as_find(struct a2as *a, const char *id, const struct httpd_client *who,
 
 /* ---- methods ------------------------------------------------------------ */
 
+/* A file part's bytes: decoded base64 (standard or URL-safe, padding
+   optional), at most max bytes.  NULL when they are not base64. */
+static unsigned char *
+a2as_unbase64(const char *in, size_t max, size_t *len)
+{
+	size_t n = strlen(in), i, o = 0;
+	unsigned char *out;
+	unsigned int acc = 0;
+	int bits = 0, v;
+
+	while (n > 0 && in[n - 1] == '=')
+		n--;
+	if (n / 4 * 3 > max + 3) {
+		*len = n / 4 * 3;
+		return NULL;
+	}
+	out = xmalloc(n / 4 * 3 + 3);
+	for (i = 0; i < n; i++) {
+		char c = in[i];
+
+		v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ?
+		    c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52 :
+		    c == '+' || c == '-' ? 62 : c == '/' || c == '_' ? 63 : -1;
+		if (v < 0) {
+			free(out);
+			*len = 0;
+			return NULL;
+		}
+		acc = acc << 6 | (unsigned int)v;
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+	*len = o;
+	return out;
+}
+
+/* The bytes of a message's files, put in the store once it is accepted. */
+struct a2as_files {
+	unsigned char	*data[A2AS_MAX_FILES];
+	size_t		 len[A2AS_MAX_FILES];
+	int		 n;
+	size_t		 total;
+};
+
+static void
+a2as_files_clear(struct a2as_files *fs)
+{
+	int i;
+
+	for (i = 0; i < fs->n; i++)
+		free(fs->data[i]);
+	fs->n = 0;
+}
+
+/*
+ * A file part (normalised, at index i) of an incoming message: its bytes
+ * decoded into fs and the part made a reference {name, mediaType, size,
+ * blob: SHA-256} to the blob they become; a uri is kept as it is.  The
+ * reference is appended to files.
+ */
+static int
+a2as_file_in(json_t *p, size_t i, struct a2as_files *fs, json_t *files,
+    char *err, size_t errlen)
+{
+	json_t *f = json_object_get(p, "file"), *ref;
+	const char *b = json_string_value(json_object_get(f, "bytes"));
+	const char *name = json_string_value(json_object_get(f, "name"));
+	unsigned char *d;
+	char hash[65];
+	size_t len;
+
+	if (fs->n >= A2AS_MAX_FILES) {
+		errf(err, errlen, "/params/message/parts/%zu: more than %d "
+		    "file parts", i, A2AS_MAX_FILES);
+		return -1;
+	}
+	ref = json_object();
+	if (json_is_string(json_object_get(f, "name")))
+		json_object_set(ref, "name", json_object_get(f, "name"));
+	if (json_is_string(json_object_get(f, "mediaType")))
+		json_object_set(ref, "mediaType", json_object_get(f,
+		    "mediaType"));
+	if (b == NULL) {
+		json_object_set(ref, "uri", json_object_get(f, "uri"));
+		json_array_append_new(files, ref);
+		return 0;
+	}
+	d = a2as_unbase64(b, A2AS_MAX_FILE_BYTES - fs->total, &len);
+	if (d == NULL || fs->total + len > A2AS_MAX_FILE_BYTES) {
+		if (d != NULL || len > 0)
+			errf(err, errlen, "/params/message/parts/%zu: file "
+			    "'%.100s' is about %zu bytes; weft serve takes at "
+			    "most %d bytes of files in one message", i,
+			    name ? name : "(unnamed)", fs->total + len,
+			    A2AS_MAX_FILE_BYTES);
+		else
+			errf(err, errlen, "/params/message/parts/%zu: the "
+			    "bytes of file '%.100s' are not base64", i,
+			    name ? name : "(unnamed)");
+		free(d);
+		json_decref(ref);
+		return -1;
+	}
+	sha256_hex(d, len, hash);
+	fs->data[fs->n] = d;
+	fs->len[fs->n++] = len;
+	fs->total += len;
+	json_object_set_new(ref, "size", json_integer((json_int_t)len));
+	json_object_set_new(ref, "blob", json_string(hash));
+	/* The task keeps the reference, not the bytes. */
+	json_object_set(p, "file", ref);
+	json_array_append_new(files, ref);
+	return 0;
+}
+
 /*
  * The run input from a message's (normalised) parts: a data part that is
  * an object is the input; text alone fills the input schema's one string
- * property, or "message" when the workflow has no schema.
+ * property, or "message" when the workflow has no schema.  File parts
+ * become the input's "files" (a list of references; their bytes are in
+ * fs, stored as blobs by the caller once the input is accepted).
  */
 static json_t *
-a2as_input(struct serve_tool *tool, json_t *parts, char *err, size_t errlen)
+a2as_input(struct serve_tool *tool, json_t *parts, struct a2as_files *fs,
+    char *err, size_t errlen)
 {
 	json_t *p, *in = NULL, *sch = json_object_get(tool->meta,
-	    "input_schema"), *props, *v;
+	    "input_schema"), *props, *v, *files = json_array();
 	const char *k, *key = NULL;
 	char *text = NULL, *j, e2[512];
 	size_t i;
 	int nstr = 0;
 
+	props = json_object_get(sch, "properties");
 	json_array_foreach(parts, i, p) {
 		if (json_is_object(json_object_get(p, "data")) && in == NULL)
 			in = json_deep_copy(json_object_get(p, "data"));
@@ -551,22 +776,29 @@ a2as_input(struct serve_tool *tool, json_t *parts, char *err, size_t errlen)
 			    "", json_string_value(json_object_get(p, "text")));
 			free(text);
 			text = j;
-		} else if (json_object_get(p, "file") != NULL) {
-			errf(err, errlen, "file parts are not accepted by "
-			    "weft's agents yet: send text or a data part");
+		} else if (json_object_get(p, "file") != NULL &&
+		    a2as_file_in(p, i, fs, files, err, errlen) != 0)
 			goto bad;
-		}
 	}
-	if (in == NULL && text == NULL) {
-		errf(err, errlen, "the message has no text or data part");
+	if (json_array_size(files) > 0 && sch != NULL &&
+	    json_object_get(props, "files") == NULL) {
+		errf(err, errlen, "workflow '%s' takes no files: its "
+		    "input_schema has no \"files\" property", tool->name);
 		goto bad;
 	}
+	if (in == NULL && text == NULL && json_array_size(files) == 0) {
+		errf(err, errlen, "the message has no text, data or file "
+		    "part");
+		goto bad;
+	}
+	if (in == NULL && text == NULL)
+		in = json_object();
 	if (in == NULL) {
-		props = json_object_get(sch, "properties");
 		json_object_foreach(props, k, v)
-			if (strcmp(json_string_value(json_object_get(v,
-			    "type")) ? json_string_value(json_object_get(v,
-			    "type")) : "", "string") == 0) {
+			if (strcmp(k, "files") != 0 && strcmp(
+			    json_string_value(json_object_get(v, "type")) ?
+			    json_string_value(json_object_get(v, "type")) : "",
+			    "string") == 0) {
 				key = k;
 				nstr++;
 			}
@@ -580,6 +812,15 @@ a2as_input(struct serve_tool *tool, json_t *parts, char *err, size_t errlen)
 		}
 		in = json_pack("{s:s}", key, text);
 	}
+	if (json_array_size(files) > 0) {
+		if (json_object_get(in, "files") != NULL) {
+			errf(err, errlen, "the data part has \"files\" and "
+			    "the message has file parts: send one or the "
+			    "other");
+			goto bad;
+		}
+		json_object_set(in, "files", files);
+	}
 	if (tool->checked_input != NULL && schema_validate(tool->checked_input,
 	    in, e2, sizeof e2) != 0) {
 		errf(err, errlen, "the input does not match workflow '%s''s "
@@ -587,10 +828,13 @@ a2as_input(struct serve_tool *tool, json_t *parts, char *err, size_t errlen)
 		goto bad;
 	}
 	free(text);
+	json_decref(files);
 	return in;
 bad:
 	free(text);
+	json_decref(files);
 	json_decref(in);
+	a2as_files_clear(fs);
 	return NULL;
 }
 
@@ -599,6 +843,171 @@ static json_t *
 a2as_parts_in(json_t *msg)
 {
 	return a2a_parts(msg);
+}
+
+/* A waiter for the task's next stop: a stream (its first events sent) or
+   a blocking answer. */
+static void
+a2as_wait(struct a2as_task *t, struct evhttp_request *req, json_t *id,
+    int v1, int stream, const char *say)
+{
+	struct a2as_waiter *wt = xcalloc(1, sizeof *wt);
+
+	wt->req = req;
+	wt->rpc_id = json_incref(id);
+	wt->v1 = v1;
+	wt->stream = stream;
+	TAILQ_INSERT_TAIL(&t->waiters, wt, entry);
+	if (!stream)
+		return;
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/event-stream");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Cache-Control", "no-cache");
+	evhttp_send_reply_start(req, 200, "OK");
+	a2as_sse(wt, v1 ? json_pack("{s:o}", "task", a2as_task_json(t, 1,
+	    -1)) : a2as_task_json(t, 0, -1));
+	a2as_sse(wt, a2as_status_event(t, v1, say));
+}
+
+/*
+ * The client's answer to the approval its task waits for: a data part
+ * {"approved": true|false, "comment"?, "answer"?} or the text "approve"
+ * or "reject" (a comment may follow).  Approved or not, *approved and
+ * *comment (borrowed from parts, or NULL) are set; -1 when the message
+ * says neither.
+ */
+static int
+a2as_verdict(json_t *parts, int *approved, const char **comment,
+    json_t **answer)
+{
+	json_t *p, *d;
+	const char *txt;
+	size_t i, n;
+
+	*comment = NULL;
+	*answer = NULL;
+	json_array_foreach(parts, i, p) {
+		d = json_object_get(p, "data");
+		if (json_is_object(d) && json_is_boolean(json_object_get(d,
+		    "approved"))) {
+			*approved = json_is_true(json_object_get(d,
+			    "approved"));
+			*comment = json_string_value(json_object_get(d,
+			    "comment"));
+			*answer = json_object_get(d, "answer");
+			return 0;
+		}
+	}
+	json_array_foreach(parts, i, p) {
+		if ((txt = json_string_value(json_object_get(p, "text"))) ==
+		    NULL)
+			continue;
+		txt += strspn(txt, " \t\r\n");
+		if (strncasecmp(txt, "approve", 7) == 0)
+			n = 7, *approved = 1;
+		else if (strncasecmp(txt, "reject", 6) == 0)
+			n = 6, *approved = 0;
+		else
+			return -1;
+		txt += n + strspn(txt + n, ":;,.- \t\r\n");
+		*comment = *txt != '\0' ? txt : NULL;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * SendMessage on a task (taskId): the answer to the approval it waits for
+ * (input-required), written to the store as weft approve's; the run's
+ * poll takes it.  The reply follows the task to its next stop.
+ */
+static void
+a2as_answer(struct a2as_route *ro, struct evhttp_request *req, json_t *id,
+    json_t *msg, json_t *conf, const struct httpd_client *who, int v1,
+    int stream)
+{
+	struct a2as_task *t, *tmp;
+	json_t *parts, *ans, *v = NULL;
+	const char *comment;
+	char err[1024], *atext = NULL, *vtext;
+	int approved = 0, immediate;
+
+	t = a2as_find(ro->a, ro->tool, json_string_value(json_object_get(msg,
+	    "taskId")), who, &tmp);
+	if (t == NULL) {
+		a2as_error(req, id, -32001, "task '%s' not found",
+		    json_string_value(json_object_get(msg, "taskId")));
+		return;
+	}
+	if (tmp != NULL || t->x == NULL || t->ask_path == NULL) {
+		a2as_error(req, id, -32004, "task '%s' is %s: only a task "
+		    "that waits for an approval (input-required) takes "
+		    "another message; start a new task in the same contextId",
+		    t->id, t->state);
+		if (tmp != NULL)
+			a2as_task_free(tmp);
+		return;
+	}
+	parts = a2as_parts_in(msg);
+	if (a2as_verdict(parts, &approved, &comment, &ans) != 0) {
+		json_decref(parts);
+		a2as_error(req, id, JRPC_INVALID_PARAMS, "task '%s' waits for "
+		    "an approval (\"%s\"): answer with a data part "
+		    "{\"approved\": true|false, \"comment\": \"...\"} or the "
+		    "text \"approve\" or \"reject\"", t->id, t->question);
+		return;
+	}
+	if (ans != NULL)
+		atext = json_dumps(ans, JSON_COMPACT | JSON_ENCODE_ANY);
+	v = approval_make_answer(t->ask_schema, approved, atext, comment ?
+	    comment : "rejected by the A2A client", "a2a client", err,
+	    sizeof err);
+	free(atext);
+	if (v == NULL) {
+		json_decref(parts);
+		a2as_error(req, id, JRPC_INVALID_PARAMS, "the approval's "
+		    "answer (a data part's \"answer\"): %s", err);
+		return;
+	}
+	if (approved && comment != NULL)
+		json_object_set_new(v, "comment", json_string(comment));
+	json_decref(parts);
+	vtext = json_dumps(v, JSON_COMPACT);
+	json_decref(v);
+	if (store_approval_answer(ro->a->s->st, t->id, t->ask_path,
+	    t->ask_call, approved ? "approved" : "rejected", vtext,
+	    now_wall()) < 0) {
+		free(vtext);
+		a2as_error(req, id, JRPC_INTERNAL_ERROR, "cannot answer the "
+		    "approval: %s", store_error(ro->a->s->st));
+		return;
+	}
+	free(vtext);
+	/* The run takes it at its next poll; the task works meanwhile. */
+	a2as_ask_clear(t);
+	t->state = "working";
+	t->updated = now_wall();
+	exec_poll(t->x);
+	immediate = v1 ? json_is_true(json_object_get(conf,
+	    "returnImmediately")) || json_is_true(json_object_get(conf,
+	    "return_immediately")) : json_is_false(json_object_get(conf,
+	    "blocking"));
+	if (!stream && immediate) {
+		a2as_send(req, jrpc_result(json_incref(id), v1 ? json_pack(
+		    "{s:o}", "task", a2as_task_json(t, 1, -1)) :
+		    a2as_task_json(t, 0, -1)));
+		return;
+	}
+	if (t->x == NULL) {
+		/* Ended inside exec_poll: the answer at once. */
+		a2as_send(req, jrpc_result(json_incref(id), v1 ? json_pack(
+		    "{s:o}", "task", a2as_task_json(t, 1, -1)) :
+		    a2as_task_json(t, 0, -1)));
+		return;
+	}
+	a2as_wait(t, req, id, v1, stream, approved ? "approved" :
+	    "rejected");
 }
 
 /* SendMessage / SendStreamingMessage (message/send, message/stream). */
@@ -614,8 +1023,9 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 	struct a2as_task *t;
 	struct a2as_waiter *wt;
 	const char *cid = json_string_value(json_object_get(msg, "contextId"));
-	char err[1024];
-	int immediate;
+	char err[1024], *msgtext, hash[65];
+	int immediate, rc, admit, i;
+	struct a2as_files fs;
 
 	if (!json_is_object(msg) || !json_is_array(json_object_get(msg,
 	    "parts"))) {
@@ -623,28 +1033,44 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 		    "must be a message with parts");
 		return;
 	}
-	if (json_is_string(json_object_get(msg, "taskId"))) {
-		a2as_error(req, id, -32004, "weft's agents do not continue a "
-		    "task with another message (taskId given): start a new "
-		    "task in the same contextId");
+	if (json_is_string(json_object_get(msg, "taskId")) &&
+	    *json_string_value(json_object_get(msg, "taskId")) != '\0') {
+		a2as_answer(ro, req, id, msg, conf, who, v1, stream);
 		return;
 	}
 	parts = a2as_parts_in(msg);
-	in = a2as_input(ro->tool, parts, err, sizeof err);
+	memset(&fs, 0, sizeof fs);
+	in = a2as_input(ro->tool, parts, &fs, err, sizeof err);
 	if (in == NULL) {
 		json_decref(parts);
 		a2as_error(req, id, JRPC_INVALID_PARAMS, "%s", err);
 		return;
 	}
-	if (s->stopping || a->nrunning + s->nruns >= s->opts.max_runs) {
+	/* The files' bytes as blobs, before the run's first event names
+	   them (store.h). */
+	for (i = 0; i < fs.n; i++)
+		if (store_blob_put(s->st, fs.data[i], fs.len[i], hash) != 0) {
+			a2as_files_clear(&fs);
+			json_decref(parts);
+			json_decref(in);
+			a2as_error(req, id, JRPC_INTERNAL_ERROR, "cannot "
+			    "store the message's files: %s",
+			    store_error(s->st));
+			return;
+		}
+	a2as_files_clear(&fs);
+	t = xcalloc(1, sizeof *t);
+	/* A slot now, or a place in the admission queue (as an MCP call). */
+	if ((admit = serve_admit(s, a2as_admit_cb, t, &t->q)) < 0) {
+		free(t);
 		json_decref(parts);
 		json_decref(in);
-		a2as_error(req, id, JRPC_INTERNAL_ERROR, "the server is "
-		    "running %d workflows, its limit (weft serve --max-runs) "
-		    "or is stopping; try again later", a->nrunning + s->nruns);
+		a2as_error(req, id, JRPC_INTERNAL_ERROR, "the server is %s; "
+		    "try again later", s->stopping ? "stopping" : "running "
+		    "its most workflows and its admission queue is full (weft "
+		    "serve --max-runs, --max-queued)");
 		return;
 	}
-	t = xcalloc(1, sizeof *t);
 	t->a = a;
 	t->tool = ro->tool;
 	TAILQ_INIT(&t->waiters);
@@ -660,13 +1086,18 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 	json_decref(in);
 	t->state = "submitted";
 	t->updated = now_wall();
-	if (who != NULL && serve_owner_put(s, t->id, who->id, err,
-	    sizeof err) != 0) {
-		a2as_task_free(t);
-		a2as_error(req, id, JRPC_INTERNAL_ERROR, "%s", err);
-		return;
-	}
-	if (a2as_begin(t, err, sizeof err) != 0) {
+	msgtext = json_dumps(t->message, JSON_COMPACT);
+	rc = who != NULL ? serve_owner_put(s, t->id, who->id, err,
+	    sizeof err) : 0;
+	if (rc == 0)
+		rc = serve_a2a_task_put(s, t->id, t->tool->name, t->ctx,
+		    msgtext, err, sizeof err);
+	free(msgtext);
+	if (rc == 0 && admit == 0)
+		rc = a2as_begin(t, err, sizeof err);
+	if (rc != 0) {
+		if (t->q != NULL)
+			serve_admit_cancel(s, t->q);
 		a2as_task_free(t);
 		a2as_error(req, id, JRPC_INTERNAL_ERROR, "%s", err);
 		return;
@@ -698,7 +1129,9 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 		evhttp_send_reply_start(req, 200, "OK");
 		a2as_sse(wt, v1 ? json_pack("{s:o}", "task", a2as_task_json(t,
 		    1, -1)) : a2as_task_json(t, 0, -1));
-		a2as_sse(wt, a2as_status_event(t, v1, "the run started"));
+		a2as_sse(wt, a2as_status_event(t, v1, t->q != NULL ?
+		    "waiting for a free run slot (weft serve --max-runs)" :
+		    "the run started"));
 	}
 }
 
@@ -713,11 +1146,22 @@ a2as_task_method(struct a2as_route *ro, struct evhttp_request *req,
 	struct a2as_task *t, *tmp;
 	struct a2as_waiter *wt;
 
-	t = a2as_find(ro->a, tid, who, &tmp);
+	t = a2as_find(ro->a, ro->tool, tid, who, &tmp);
 	if (t == NULL) {
 		a2as_error(req, id, -32001, "task '%s' not found",
 		    tid ? tid : "");
 		return;
+	}
+	if (strcmp(what, "cancel") == 0 && t->q != NULL) {
+		/* Never started: out of the queue, nothing to record. */
+		serve_admit_cancel(ro->a->s, t->q);
+		t->q = NULL;
+		t->state = "canceled";
+		t->updated = now_wall();
+		a2as_send(req, jrpc_result(json_incref(id), a2as_task_json(t,
+		    v1, -1)));
+		a2as_finish_waiters(t);
+		goto out;
 	}
 	if (strcmp(what, "cancel") == 0) {
 		if (t->x == NULL) {
@@ -740,7 +1184,7 @@ a2as_task_method(struct a2as_route *ro, struct evhttp_request *req,
 		goto out;
 	}
 	if (strcmp(what, "subscribe") == 0) {
-		if (t->x == NULL || tmp != NULL) {
+		if ((t->x == NULL && t->q == NULL) || tmp != NULL) {
 			a2as_error(req, id, -32004, "task '%s' has ended "
 			    "(%s): nothing to subscribe to", t->id, t->state);
 			goto out;
@@ -765,29 +1209,51 @@ out:
 		a2as_task_free(tmp);
 }
 
-/* ListTasks (v1.0): who's tasks in memory, newest first. */
+struct a2as_listing {
+	struct a2as_route		*ro;
+	const struct httpd_client	*who;
+	json_t				*list;
+};
+
+/* One task of a listing, in memory or of before a restart. */
+static int
+a2as_list_cb(void *arg, const char *id)
+{
+	struct a2as_listing *l = arg;
+	struct a2as_task *t, *tmp;
+
+	if ((t = a2as_find(l->ro->a, l->ro->tool, id, l->who, &tmp)) != NULL)
+		json_array_append_new(l->list, a2as_task_json(t, 1, 0));
+	if (tmp != NULL)
+		a2as_task_free(tmp);
+	return 0;
+}
+
+/* ListTasks (v1.0): who's tasks of the workflow, newest first, those of
+   before a restart too (serve_owners.c keeps them). */
 static void
 a2as_list(struct a2as_route *ro, struct evhttp_request *req, json_t *id,
     json_t *params, const struct httpd_client *who)
 {
 	const char *cid = json_string_value(json_object_get(params,
 	    "contextId"));
-	json_t *list = json_array();
-	struct a2as_task *t;
+	struct a2as_listing l = { ro, who, json_array() };
 	json_int_t max = json_is_integer(json_object_get(params, "pageSize")) ?
 	    json_integer_value(json_object_get(params, "pageSize")) : 50;
 
-	TAILQ_FOREACH_REVERSE(t, &ro->a->tasks, a2as_tasks, entry) {
-		if ((json_int_t)json_array_size(list) >= max)
-			break;
-		if (t->tool != ro->tool || !a2as_visible(t, who) ||
-		    (cid != NULL && strcmp(cid, t->ctx) != 0))
-			continue;
-		json_array_append_new(list, a2as_task_json(t, 1, 0));
+	if (max < 1 || max > 1000)
+		max = max < 1 ? 1 : 1000;
+	if (serve_a2a_tasks(ro->a->s, ro->tool->name, who != NULL &&
+	    !who->operator ? who->id : NULL, cid, (int)max, a2as_list_cb,
+	    &l) != 0) {
+		json_decref(l.list);
+		a2as_error(req, id, JRPC_INTERNAL_ERROR, "cannot list the "
+		    "tasks: the server's database failed");
+		return;
 	}
 	a2as_send(req, jrpc_result(json_incref(id), json_pack("{s:o, s:s, "
-	    "s:I, s:I}", "tasks", list, "nextPageToken", "", "pageSize", max,
-	    "totalSize", (json_int_t)json_array_size(list))));
+	    "s:I, s:I}", "tasks", l.list, "nextPageToken", "", "pageSize", max,
+	    "totalSize", (json_int_t)json_array_size(l.list))));
 }
 
 /* ---- the card ----------------------------------------------------------- */
@@ -1002,6 +1468,8 @@ serve_a2a_free(struct serve *s)
 		TAILQ_REMOVE(&a->tasks, t, entry);
 		if (t->x != NULL)
 			exec_abandon(t->x);	/* resumable */
+		if (t->q != NULL)
+			serve_admit_cancel(s, t->q);	/* never started */
 		while ((wt = TAILQ_FIRST(&t->waiters)) != NULL) {
 			TAILQ_REMOVE(&t->waiters, wt, entry);
 			if (wt->stream)

@@ -61,6 +61,7 @@ struct serve {
 	struct serve_runs	 runs;		/* running and waiting */
 	int			 nruns;		/* running */
 	int			 nwaiting;	/* in the admission queue */
+	int			 nother;	/* running A2A tasks */
 	int			 stopping;
 	struct event		*poll_ev;	/* reads events of live runs */
 	struct event		*admit_ev;	/* starts waiting calls */
@@ -91,6 +92,19 @@ struct exec *serve_exec(struct serve *, struct serve_tool *t,
    it for a slot. */
 void serve_run_start(struct serve *, struct mcps_call *, struct serve_tool *,
     json_t *args);
+/*
+ * serve_runs.c: an A2A task (serve_a2a.c) asks for a run slot through the
+ * calls' admission queue.  0: a slot is free, the caller begins its run
+ * now and counts it in nother; 1: it waits in *q, and admit(arg, 1) is
+ * called when its turn comes (the caller then begins and counts it), or
+ * admit(arg, 0) when the server stops first; -1: the queue is full or
+ * the server is stopping.  cancel takes a waiting *q out of the queue;
+ * release gives back the slot of a run that ended.
+ */
+int serve_admit(struct serve *, void (*admit)(void *, int), void *arg,
+    struct serve_run **q);
+void serve_admit_cancel(struct serve *, struct serve_run *q);
+void serve_admit_release(struct serve *);
 /* Stop the run of call (mcps_backend.cancel). */
 int serve_run_cancel(struct serve *, struct mcps_call *, int gone);
 /* Make the event poll timer and the admission event. */
@@ -145,6 +159,20 @@ void serve_owners_close(struct serve *);
 int serve_owner_put(struct serve *, const char *run, const char *owner,
     char *err, size_t errlen);
 int serve_run_visible(struct serve *, struct mcps_conn *, const char *id);
+/* Whether a client of owner id mine (NULL: none) started run id, or its
+   root run. */
+int serve_owner_sees(struct serve *, const char *mine, const char *id);
+/* serve_owners.c: the A2A tasks (table a2a_tasks): put records a new
+   task (0, or -1 with a message); get reads its context id and message
+   (JSON text, freed by the caller), -1 when it is not one of workflow's;
+   tasks calls cb with the ids of workflow's newest tasks of owner (NULL:
+   anyone's) in context ctx (NULL: any), up to limit, until cb says 1. */
+int serve_a2a_task_put(struct serve *, const char *run, const char *workflow,
+    const char *ctx, const char *message, char *err, size_t errlen);
+int serve_a2a_task_get(struct serve *, const char *run, const char *workflow,
+    char *ctx, size_t ctxlen, char **message);
+int serve_a2a_tasks(struct serve *, const char *workflow, const char *owner,
+    const char *ctx, int limit, int (*cb)(void *, const char *), void *arg);
 int serve_owner_runs(struct serve *, const char *owner, int limit,
     int (*cb)(void *, const struct store_run *), void *arg);
 

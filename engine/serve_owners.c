@@ -9,7 +9,10 @@
  * started is never without its owner; runs started any other way (weft
  * run, weft mcp) have none and only an operator sees them.  The store's
  * schema does not know this table: weft gc leaves the rows of the runs it
- * deletes, and they are removed here when a server starts.
+ * deletes, and they are removed here when a server starts.  The A2A
+ * server keeps beside it a2a_tasks (run_id, workflow, context_id, message,
+ * started): what a task is besides its run, so that a restarted server
+ * still answers GetTask and ListTasks for the tasks of before.
  */
 #include "config.h"
 
@@ -34,7 +37,16 @@ static const char own_schema[] =
     "  started REAL NOT NULL"
     ") WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS mcp_run_owners_by_owner"
-    "  ON mcp_run_owners (owner, started);";
+    "  ON mcp_run_owners (owner, started);"
+    "CREATE TABLE IF NOT EXISTS a2a_tasks ("
+    "  run_id TEXT PRIMARY KEY NOT NULL,"
+    "  workflow TEXT NOT NULL,"
+    "  context_id TEXT NOT NULL,"
+    "  message TEXT,"
+    "  started REAL NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS a2a_tasks_by_workflow"
+    "  ON a2a_tasks (workflow, started);";
 
 int
 serve_owners_open(struct serve *s, char *err, size_t errlen)
@@ -48,6 +60,15 @@ serve_owners_open(struct serve *s, char *err, size_t errlen)
 	if (sqlite3_exec(s->odb, own_schema, NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
 	if (sqlite3_prepare_v2(s->odb, "DELETE FROM mcp_run_owners WHERE "
+	    "started < ?1 AND run_id NOT IN (SELECT id FROM runs)", -1, &st,
+	    NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_double(st, 1, now_wall() - OWN_PRUNE_S);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(s->odb, "DELETE FROM a2a_tasks WHERE "
 	    "started < ?1 AND run_id NOT IN (SELECT id FROM runs)", -1, &st,
 	    NULL) != SQLITE_OK)
 		goto fail;
@@ -134,12 +155,17 @@ own_parent_cb(void *arg, const struct store_run *r)
 int
 serve_run_visible(struct serve *s, struct mcps_conn *cn, const char *id)
 {
-	const char *mine = mcps_conn_owner(cn);
+	if (mcps_conn_operator(cn))
+		return 1;
+	return serve_owner_sees(s, mcps_conn_owner(cn), id);
+}
+
+int
+serve_owner_sees(struct serve *s, const char *mine, const char *id)
+{
 	char cur[17], parent[17], owner[80];
 	int depth;
 
-	if (mcps_conn_operator(cn))
-		return 1;
 	if (mine == NULL || s->odb == NULL || strlen(id) != 16 ||
 	    strspn(id, "0123456789abcdef") != 16)
 		return 0;
@@ -182,6 +208,94 @@ serve_owner_runs(struct serve *s, const char *owner, int limit,
 	for (i = 0; i < n; i++)
 		if (strlen(ids[i]) == 16)
 			store_run_find(s->st, ids[i], cb, arg);
+	free(ids);
+	return 0;
+}
+
+int
+serve_a2a_task_put(struct serve *s, const char *run, const char *workflow,
+    const char *ctx, const char *message, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = SQLITE_ERROR;
+
+	if (s->odb != NULL && sqlite3_prepare_v2(s->odb, "INSERT INTO "
+	    "a2a_tasks (run_id, workflow, context_id, message, started) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, workflow, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, ctx, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, message, -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 5, now_wall());
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	errf(err, errlen, "cannot record A2A task %s in '%s': %s", run, s->db,
+	    s->odb != NULL ? sqlite3_errmsg(s->odb) : "no database");
+	return -1;
+}
+
+int
+serve_a2a_task_get(struct serve *s, const char *run, const char *workflow,
+    char *ctx, size_t ctxlen, char **message)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *v;
+	int found = -1;
+
+	*message = NULL;
+	if (s->odb == NULL || sqlite3_prepare_v2(s->odb, "SELECT context_id, "
+	    "message FROM a2a_tasks WHERE run_id = ?1 AND workflow = ?2", -1,
+	    &st, NULL) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, workflow, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		v = sqlite3_column_text(st, 0);
+		snprintf(ctx, ctxlen, "%s", v != NULL ? (const char *)v : "");
+		if ((v = sqlite3_column_text(st, 1)) != NULL)
+			*message = xstrdup((const char *)v);
+		found = 0;
+	}
+	sqlite3_finalize(st);
+	return found;
+}
+
+int
+serve_a2a_tasks(struct serve *s, const char *workflow, const char *owner,
+    const char *ctx, int limit, int (*cb)(void *, const char *), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *v;
+	char (*ids)[17];
+	int n = 0, i;
+
+	if (s->odb == NULL || sqlite3_prepare_v2(s->odb, "SELECT t.run_id "
+	    "FROM a2a_tasks t LEFT JOIN mcp_run_owners o USING (run_id) "
+	    "WHERE t.workflow = ?1 AND (?2 IS NULL OR o.owner = ?2) AND "
+	    "(?3 IS NULL OR t.context_id = ?3) ORDER BY t.started DESC, "
+	    "t.run_id LIMIT ?4", -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	ids = xcalloc(limit > 0 ? (size_t)limit : 1, sizeof *ids);
+	sqlite3_bind_text(st, 1, workflow, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, ctx, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, limit);
+	while (n < limit && sqlite3_step(st) == SQLITE_ROW)
+		if ((v = sqlite3_column_text(st, 0)) != NULL)
+			snprintf(ids[n++], sizeof ids[0], "%s",
+			    (const char *)v);
+	sqlite3_finalize(st);
+	/* Called after the statement ended: cb may read the store. */
+	for (i = 0; i < n; i++)
+		if (cb(arg, ids[i]) != 0)
+			break;
 	free(ids);
 	return 0;
 }

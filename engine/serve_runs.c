@@ -42,6 +42,9 @@ struct serve_run {
 	char		*input;		/* JSON text, while it waits */
 	struct exec	*x;		/* while it runs */
 	int		 waiting;	/* in the admission queue */
+	/* Or an A2A task waiting for a slot (serve_admit): told instead. */
+	void		(*admit)(void *, int);
+	void		*admit_arg;
 	int		 cancelled, done;
 	int		 cancel_asked;	/* by weft cancel (store request) */
 	double		 t0;		/* the call came (now_mono) */
@@ -414,12 +417,19 @@ run_admit(struct serve *s)
 	struct serve_run *r, *next;
 
 	TAILQ_FOREACH_SAFE(r, &s->runs, entry, next) {
-		if (s->nruns >= s->opts.max_runs || s->nwaiting == 0)
+		if (s->nruns + s->nother >= s->opts.max_runs ||
+		    s->nwaiting == 0)
 			break;
 		if (!r->waiting)
 			continue;
 		r->waiting = 0;
 		s->nwaiting--;
+		if (r->admit != NULL) {
+			TAILQ_REMOVE(&s->runs, r, entry);
+			r->admit(r->admit_arg, 1);
+			run_free(r);
+			continue;
+		}
 		run_begin(r);
 	}
 }
@@ -447,7 +457,7 @@ serve_run_start(struct serve *s, struct mcps_call *c, struct serve_tool *t,
 		    "try again when it is back"));
 		return;
 	}
-	if (s->nruns >= s->opts.max_runs &&
+	if (s->nruns + s->nother >= s->opts.max_runs &&
 	    s->nwaiting >= s->opts.max_queued) {
 		serve_stats_refused(s);
 		mcps_call_done(c, mcps_tool_error("the server is running %d "
@@ -473,7 +483,7 @@ serve_run_start(struct serve *s, struct mcps_call *c, struct serve_tool *t,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&s->runs, r, entry);
-	if (s->nruns < s->opts.max_runs && s->nwaiting == 0) {
+	if (s->nruns + s->nother < s->opts.max_runs && s->nwaiting == 0) {
 		run_begin(r);
 		return;
 	}
@@ -483,6 +493,48 @@ serve_run_start(struct serve *s, struct mcps_call *c, struct serve_tool *t,
 	    "waiting)", s->nruns, s->nwaiting);
 	mcps_call_progress(c, msg);
 	free(msg);
+}
+
+int
+serve_admit(struct serve *s, void (*admit)(void *, int), void *arg,
+    struct serve_run **q)
+{
+	struct serve_run *r;
+
+	*q = NULL;
+	if (s->stopping || (s->nruns + s->nother >= s->opts.max_runs &&
+	    s->nwaiting >= s->opts.max_queued)) {
+		serve_stats_refused(s);
+		return -1;
+	}
+	if (s->nruns + s->nother < s->opts.max_runs && s->nwaiting == 0)
+		return 0;
+	r = xcalloc(1, sizeof *r);
+	r->srv = s;
+	r->admit = admit;
+	r->admit_arg = arg;
+	r->waiting = 1;
+	r->t0 = now_mono();
+	TAILQ_INSERT_TAIL(&s->runs, r, entry);
+	s->nwaiting++;
+	*q = r;
+	return 1;
+}
+
+void
+serve_admit_cancel(struct serve *s, struct serve_run *q)
+{
+	TAILQ_REMOVE(&s->runs, q, entry);
+	s->nwaiting--;
+	run_free(q);
+}
+
+void
+serve_admit_release(struct serve *s)
+{
+	s->nother--;
+	if (s->nwaiting > 0)
+		event_active(s->admit_ev, EV_TIMEOUT, 0);
 }
 
 struct serve_run *
@@ -556,8 +608,11 @@ serve_runs_refuse_waiting(struct serve *s)
 		TAILQ_REMOVE(&s->runs, r, entry);
 		s->nwaiting--;
 		serve_stats_refused(s);
-		mcps_call_done(r->call, mcps_tool_error("the server is "
-		    "stopping; try again when it is back"));
+		if (r->admit != NULL)
+			r->admit(r->admit_arg, 0);
+		else
+			mcps_call_done(r->call, mcps_tool_error("the server "
+			    "is stopping; try again when it is back"));
 		run_free(r);
 	}
 }
@@ -587,7 +642,10 @@ serve_runs_stop(struct serve *s, int cancel)
 		if (r->waiting) {
 			TAILQ_REMOVE(&s->runs, r, entry);
 			s->nwaiting--;
-			mcps_call_done(r->call, NULL);
+			if (r->admit != NULL)
+				r->admit(r->admit_arg, 0);
+			else
+				mcps_call_done(r->call, NULL);
 			run_free(r);
 		} else if (r->x != NULL && !r->done && cancel) {
 			r->cancelled = 1;

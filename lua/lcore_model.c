@@ -1,13 +1,19 @@
 /*
  * lcore_model.c: model calls through the gateway (engine/gateway.h):
- * starting a call, declaring a provider, and looking up a model's price.
+ * starting a call, declaring a provider, and looking up a model's price;
+ * and core.blob, bytes a run received kept as a blob (as model messages).
  */
 #include "config.h"
 
+#include <limits.h>
+#include <stdlib.h>
+
 #include <lua.h>
 #include <lauxlib.h>
+#include <openssl/evp.h>
 
 #include "engine/gateway.h"
+#include "runtime/util.h"
 #include "lua/luaeng_int.h"
 #include "lua/luajson.h"
 
@@ -79,7 +85,58 @@ l_price(lua_State *L)
 	return 1;
 }
 
+/*
+ * core.blob(base64) -> sha256, size: bytes a run received (a remote
+ * agent's file part, lua/weft/remote.lua) kept as a blob of the store;
+ * nil and a message when they are not base64.  The hash is the bytes'
+ * whether or not the store took them (a replay's may not), so a replay
+ * computes the same output.
+ */
+static int
+l_blob(lua_State *L)
+{
+	struct luaeng *e = luaeng_of(L);
+	size_t n, i, pad = 0;
+	const char *in = luaL_checklstring(L, 1, &n);
+	unsigned char *b64, *out;
+	char hash[65], stored[65];
+	int len;
+
+	if (n > (size_t)INT_MAX / 2)
+		return luaeng_ok_or_err(L, -1, "the file is too large");
+	/* Standard or URL-safe, padding optional: made standard, padded. */
+	b64 = malloc(n + 4);
+	out = malloc(n / 4 * 3 + 4);
+	if (b64 == NULL || out == NULL) {
+		free(b64);
+		free(out);
+		return luaL_error(L, "out of memory");
+	}
+	for (i = 0; i < n; i++)
+		b64[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' :
+		    (unsigned char)in[i];
+	while (n % 4 != 0)
+		b64[n++] = '=';
+	for (i = n; i > 0 && b64[i - 1] == '='; i--)
+		pad++;
+	len = n > 0 ? EVP_DecodeBlock(out, b64, (int)n) : 0;
+	free(b64);
+	if (len < 0 || pad > 2) {
+		free(out);
+		return luaeng_ok_or_err(L, -1, "its bytes are not base64");
+	}
+	len -= (int)pad;
+	sha256_hex(out, (size_t)len, hash);
+	if (e->gw != NULL)
+		(void)gateway_blob(e->gw, out, (size_t)len, stored);
+	free(out);
+	lua_pushstring(L, hash);
+	lua_pushinteger(L, len);
+	return 2;
+}
+
 static const luaL_Reg model_funcs[] = {
+	{ "blob", l_blob },
 	{ "model", l_model },
 	{ "provider", l_provider },
 	{ "price", l_price },

@@ -27,6 +27,7 @@
 
 #define A2AC_MAX_REDIRECTS	5
 #define A2AC_MAX_HEADERS	40
+#define A2AC_MAX_SKILLS		64	/* kept of a card */
 
 enum a2ac_phase { PH_CARD, PH_SEND, PH_POLL, PH_CANCEL, PH_DONE };
 
@@ -48,7 +49,7 @@ struct a2ac {
 	char			*acc;		/* a JSON answer so far */
 	size_t			 nacc;
 	json_int_t		 rid;
-	json_t			*card;		/* {name, url} */
+	json_t			*card;		/* normalised */
 	json_t			*task;		/* {id, contextId, state,
 						   message} */
 	json_t			*artifacts;	/* normalised */
@@ -581,15 +582,61 @@ a2ac_poll(struct a2ac *c)
 }
 
 /*
+ * Take a normalised card (stolen): its endpoint must be on the agent's
+ * host, whether it was just read or recorded earlier in the run.
+ */
+static int
+a2ac_card_take(struct a2ac *c, json_t *card)
+{
+	const char *url = json_string_value(json_object_get(card, "url"));
+	const char *pv = json_string_value(json_object_get(card, "protocol"));
+	char host[256];
+
+	if (url == NULL || pv == NULL || (strcmp(pv, "1.0") != 0 &&
+	    strcmp(pv, "0.3") != 0)) {
+		c->fkind = FAIL_BAD_TASK;
+		a2ac_ferr(c, "the agent card given has no url or no protocol "
+		    "\"1.0\" or \"0.3\"");
+		json_decref(card);
+		return -1;
+	}
+	if (a2a_url_host(url, host, sizeof host) != 0 ||
+	    strcmp(host, c->host) != 0) {
+		c->fkind = FAIL_BAD_TASK;
+		a2ac_ferr(c, "the card's endpoint %.200s is not on the "
+		    "agent's host '%.100s' (refused: the task may reach that "
+		    "host only)", url, c->host);
+		json_decref(card);
+		return -1;
+	}
+	c->v1 = strcmp(pv, "1.0") == 0;
+	free(c->rpc_url);
+	c->rpc_url = xstrdup(url);
+	c->streaming = json_is_true(json_object_get(card, "streaming"));
+	json_decref(c->card);
+	c->card = card;
+	return 0;
+}
+
+/* A string member of o, at most max bytes, or NULL. */
+static json_t *
+a2ac_str(json_t *o, const char *k, int max)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v != NULL ? json_sprintf("%.*s", max, v) : NULL;
+}
+
+/*
  * The card read: pick the JSON-RPC interface of v1.0, else of v0.3,
- * on the agent's host.
+ * on the agent's host; keep what a run records of it.
  */
 static int
 a2ac_card(struct a2ac *c, const char *p, size_t n)
 {
 	json_t *card = json_loadb(p, n, 0, NULL), *ifs, *it, *pick = NULL;
+	json_t *norm, *skills, *sk;
 	const char *url = NULL, *ver, *bind;
-	char host[256];
 	int v1 = 0;
 	size_t i;
 
@@ -632,23 +679,25 @@ a2ac_card(struct a2ac *c, const char *p, size_t n)
 		json_decref(card);
 		return -1;
 	}
-	if (a2a_url_host(url, host, sizeof host) != 0 ||
-	    strcmp(host, c->host) != 0) {
-		c->fkind = FAIL_BAD_TASK;
-		a2ac_ferr(c, "the card's endpoint %.200s is not on the "
-		    "agent's host '%.100s' (refused: the task may reach that "
-		    "host only)", url, c->host);
-		json_decref(card);
-		return -1;
+	skills = json_array();
+	json_array_foreach(json_object_get(card, "skills"), i, it) {
+		if (i >= A2AC_MAX_SKILLS || !json_is_object(it))
+			break;
+		sk = json_object();
+		json_object_set_new(sk, "id", a2ac_str(it, "id", 200));
+		json_object_set_new(sk, "name", a2ac_str(it, "name", 200));
+		json_object_set_new(sk, "description", a2ac_str(it,
+		    "description", 2000));
+		json_array_append_new(skills, sk);
 	}
-	c->rpc_url = xstrdup(url);
-	c->streaming = json_is_true(json_object_get(json_object_get(card,
-	    "capabilities"), "streaming"));
-	c->card = json_pack("{s:O?, s:O?, s:s, s:b}", "name",
-	    json_object_get(card, "name"), "version", json_object_get(card,
-	    "version"), "url", url, "streaming", c->streaming);
+	norm = json_pack("{s:s, s:s, s:b, s:o?, s:o?, s:o?, s:o}",
+	    "protocol", c->v1 ? "1.0" : "0.3", "url", url, "streaming",
+	    json_is_true(json_object_get(json_object_get(card,
+	    "capabilities"), "streaming")), "name", a2ac_str(card, "name",
+	    200), "description", a2ac_str(card, "description", 2000),
+	    "version", a2ac_str(card, "version", 100), "skills", skills);
 	json_decref(card);
-	return 0;
+	return a2ac_card_take(c, norm);
 }
 
 /* A 3xx answer: the next URL when it is on the agent's host. */
@@ -753,7 +802,7 @@ a2ac_http_done_cb(void *arg, const struct http_result *res)
 		return;
 	}
 	if (c->phase == PH_CARD) {
-		c->phase = PH_SEND;
+		c->phase = c->o.card_only ? PH_DONE : PH_SEND;
 		a2ac_later(c, 0);
 	} else if (r > 0) {
 		c->phase = PH_DONE;
@@ -792,9 +841,15 @@ a2ac_finish(struct a2ac *c)
 		json_object_set_new(err, "protocol", json_string(c->v1 ?
 		    "1.0" : "0.3"));
 	}
-	if (err == NULL) {
-		res = json_pack("{s:s, s:O, s:s, s:O, s:O}", "protocol",
-		    c->v1 ? "1.0" : "0.3", "agent", c->card, "messageId",
+	if (err == NULL && c->o.card_only)
+		res = json_deep_copy(c->card);
+	else if (err == NULL) {
+		res = json_pack("{s:s, s:{s:O?, s:O?, s:O, s:O}, s:s, s:O, "
+		    "s:O}", "protocol", c->v1 ? "1.0" : "0.3", "agent", "name",
+		    json_object_get(c->card, "name"), "version",
+		    json_object_get(c->card, "version"), "url",
+		    json_object_get(c->card, "url"), "streaming",
+		    json_object_get(c->card, "streaming"), "messageId",
 		    c->msgid, "task", c->task, "artifacts", c->artifacts);
 		if (c->message != NULL) {
 			json_object_set(res, "message", c->message);
@@ -926,6 +981,16 @@ a2ac_start(const struct a2ac_opts *o, char *err, size_t errlen)
 	c->v1 = 1;		/* the card is asked for as 1.0 */
 	c->step = evtimer_new(o->base, a2ac_step_cb, c);
 	c->phase = PH_CARD;
+	c->o.card = NULL;
+	if (o->card != NULL && !o->card_only) {
+		/* Recorded earlier in the run: not asked for again. */
+		if (a2ac_card_take(c, json_deep_copy(o->card)) != 0) {
+			errf(err, errlen, "%s", c->ferr);
+			a2ac_free(c);
+			return NULL;
+		}
+		c->phase = PH_SEND;
+	}
 	for (n = 0; o->headers != NULL && o->headers[n] != NULL &&
 	    n < A2AC_MAX_HEADERS; n++)
 		;

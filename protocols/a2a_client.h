@@ -15,6 +15,13 @@
  *	 "message": {"parts": [...]}, "text": "..."}
  *
  * where state is the v0.3 spelling (completed, input-required, ...).
+ * With card_only the exchange only reads the card, and its answer is the
+ * card normalised:
+ *
+ *	{"protocol": "1.0"|"0.3", "url", "streaming", "name", "description",
+ *	 "version", "skills": [{"id", "name", "description"}]}
+ *
+ * which a later exchange of the same run is given as its card.
  */
 #ifndef WEFT_A2A_CLIENT_H
 #define WEFT_A2A_CLIENT_H
@@ -46,6 +53,10 @@ struct a2ac_opts {
 	const char		*context_id;	/* or NULL */
 	const char		*text;		/* the message's text part */
 	const json_t		*data;		/* or NULL: a data part */
+	/* A card recorded earlier in the run (a2a_card_json's result):
+	   the message is sent without asking for the card again. */
+	const json_t		*card;
+	int			 card_only;	/* only read the card */
 	size_t			 max_response;	/* 0: A2AC_MAX_RESPONSE */
 	double			 max_stream_s;	/* 0: A2AC_MAX_STREAM_S */
 	/* A status or artifact update, borrowed: progress of the task. */

@@ -4,7 +4,10 @@
  * its cancel (CancelTask).
  *
  * params: {server: {name, agent, headers?, timeout?, max_response?,
- * stream_seconds?}, name: "send", arguments: {text?, data?, contextId?}}.
+ * stream_seconds?, card?}, name: "send", arguments: {text?, data?,
+ * contextId?, n}}: a message, sent with the card the run recorded (card)
+ * or after reading it.  With name "card" the task only reads the agent
+ * card: the run records it once and gives it to its sends.
  * The headers carry credentials the coordinator read from its
  * environment; they are never part of what the run records.
  */
@@ -132,6 +135,11 @@ worker_a2a_start(struct wtask *t, json_t *task, json_t *params)
 	o.context_id = json_string_value(json_object_get(args, "contextId"));
 	o.text = json_string_value(json_object_get(args, "text"));
 	o.data = json_object_get(args, "data");
+	o.card_only = json_string_value(json_object_get(params, "name")) !=
+	    NULL && strcmp(json_string_value(json_object_get(params, "name")),
+	    "card") == 0;
+	if (json_is_object(v = json_object_get(srv, "card")))
+		o.card = v;
 	if (json_is_integer(v = json_object_get(srv, "max_response")) &&
 	    json_integer_value(v) > 0)
 		o.max_response = (size_t)json_integer_value(v);

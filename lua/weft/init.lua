@@ -577,9 +577,8 @@ function w.a2a(remote, opts)
     end
   end
   return setmetatable({ agent = remote, name = opts.name or remote.name, input_schema = A2A_INPUT,
-                        description = opts.description or remote.description or
-                          string.format("Send a message to the remote agent '%s' (%s); it answers with text or JSON.",
-                                        remote.name, remote.agent),
+                        -- none: the agent card's (read once per run, lua/weft/remote.lua)
+                        description = opts.description or remote.description,
                         where = at }, AGENTTOOL)
 end
 

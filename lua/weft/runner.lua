@@ -209,8 +209,10 @@ local function deadline_policy(ctx, np)
 end
 
 -- MCP tool lists and agents' tools: lua/weft/tools.lua.
+local remote_describe     -- lua/weft/remote.lua's, once it is loaded (below)
 local T = core.module("weft.tools", core, w, raise, ERR, ev,
-  function(co) push(ready, co, nil) end, call_tasks, server_spec)
+  function(co) push(ready, co, nil) end, call_tasks, server_spec,
+  function(n, ctx) return remote_describe(n, ctx) end)
 local list_tools, check_tool, note_tools_changed = T.list_tools, T.check_tool, T.note_tools_changed
 local resolve_tools, tools_epoch = T.resolve_tools, T.epoch
 
@@ -514,7 +516,9 @@ exec.remote = core.module("weft.remote", core, {
   budget_reserve = budget_reserve, budget_settle = budget_settle,
   input_text = function() return run_input_text end,
   run_input = function() return core.json_copy(run_input) end,
+  wake = function(co) push(ready, co, nil) end,
 })
+remote_describe = exec.remote.describe
 
 -- A node's work and its output_key write, inside run_node's pcall.
 local function run_body(n, ctx)

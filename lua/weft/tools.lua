@@ -2,7 +2,7 @@
 -- list (listed once per run, listed again when it changes) and each
 -- agent's resolution of its tool sets, cached.
 
-local core, w, raise, ERR, ev, wake, call_tasks, server_spec = ...
+local core, w, raise, ERR, ev, wake, call_tasks, server_spec, remote_describe = ...
 
 local type, tostring, ipairs, pairs, next, select = type, tostring, ipairs, pairs, next, select
 local error, pcall, setmetatable, getmetatable = error, pcall, setmetatable, getmetatable
@@ -160,7 +160,10 @@ local function resolve_tools(n, ctx)
       end
       offered[#offered + 1] = ts.name
       byname[ts.name] = { builtin = "agent", node = ts.agent, budget = ts.budget }
-      defs[#defs + 1] = { name = ts.name, description = ts.description,
+      -- A remote agent (w.a2a) given no description: its card's.
+      local desc = ts.description
+      if desc == nil and ts.agent.kind == "remote" then desc = remote_describe(ts.agent, ctx) end
+      defs[#defs + 1] = { name = ts.name, description = desc,
                           input_schema = ts.input_schema or AGENT_INPUT }
     else
       local c = list_tools(ts.server, ctx)

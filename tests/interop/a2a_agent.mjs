@@ -8,6 +8,7 @@
 //   echo ...     completes with an artifact "echo: <text>"
 //   stream ...   working, two artifact chunks, completed (for streaming)
 //   data ...     completes with a data artifact {"n": 42}
+//   file ...     completes with text, a file's bytes and a file's url
 //   ask ...      input-required: "Which city?"
 //   fail ...     failed: "the agent broke"
 //   slow ...     working until cancelled (logs "cancel <taskId>")
@@ -68,6 +69,16 @@ const executor = {
         bus.publish(artifact(ctx, "result", text("held: done")));
         bus.publish(status(ctx, TS.COMPLETED));
       }
+    } else if (verb === "file") {
+      bus.publish(AgentEvent.artifactUpdate({ taskId: ctx.taskId, contextId: ctx.contextId,
+        artifact: { artifactId: "files", name: "files", description: "", metadata: undefined, extensions: [],
+          parts: [text("two files"),
+            { content: { $case: "raw", value: Buffer.from("file body\n") }, filename: "notes.txt",
+              mediaType: "text/plain", metadata: undefined },
+            { content: { $case: "url", value: "https://example.com/r.pdf" }, filename: "r.pdf",
+              mediaType: "application/pdf", metadata: undefined }] },
+        append: false, lastChunk: true, metadata: undefined }));
+      bus.publish(status(ctx, TS.COMPLETED));
     } else if (verb === "data") {
       bus.publish(artifact(ctx, "result", { content: { $case: "data", value: { n: 42 } } }));
       bus.publish(status(ctx, TS.COMPLETED));
