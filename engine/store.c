@@ -489,6 +489,7 @@ store_write_task(struct store *s, const struct store_task *t)
 {
 	sqlite3_stmt *st;
 	char what[256];
+	int rc;
 
 	if ((st = store_stmt(s, ST_TASK_PUT)) == NULL)
 		return -1;
@@ -501,10 +502,15 @@ store_write_task(struct store *s, const struct store_task *t)
 	sqlite3_bind_int(st, 7, t->worker);
 	sqlite3_bind_double(st, 8, t->lease_until);
 	store_bind_str(st, 9, t->idem_key);
-	snprintf(what, sizeof what, "cannot record task '%s' of run '%s'",
-	    t->task_id != NULL ? t->task_id : "",
-	    t->run_id != NULL ? t->run_id : "");
-	return store_step_done(s, ST_TASK_PUT, st, what);
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+		/* Formatted only on failure, as for events. */
+		snprintf(what, sizeof what, "cannot record task '%s' of run "
+		    "'%s'", t->task_id != NULL ? t->task_id : "",
+		    t->run_id != NULL ? t->run_id : "");
+		store_fail(s, what);
+	}
+	store_stmt_done(s, ST_TASK_PUT, st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Write one blob of the batch, unless the file has it. */
