@@ -29,7 +29,7 @@
 #include "runtime/util.h"
 
 #define OTLP_POST_ATTEMPTS	4	/* weft export */
-#define OTLP_LIVE_ATTEMPTS	6	/* a live batch: 0.25 .. 4 s apart */
+#define OTLP_LIVE_ATTEMPTS	10	/* a live batch: 0.25 .. 5 s apart */
 #define OTLP_LIVE_LOOK		0.25	/* seconds between looks */
 #define OTLP_LIVE_BATCH		512	/* spans in one request */
 #define OTLP_LIVE_QUEUE		64	/* batches waiting */
@@ -494,7 +494,8 @@ otlp_live_send(struct otlp_live *l, double deadline)
 		fprintf(stderr, "weft: otlp: cannot export: %s; retrying "
 		    "with backoff\n", err);
 	l->down = 1;
-	b->next = now_mono() + 0.25 * (1 << (b->attempts - 1));
+	b->next = now_mono() + (b->attempts < 6 ? 0.25 * (1 << (b->attempts -
+	    1)) : 5.0);
 }
 
 static void *

@@ -97,7 +97,8 @@ python3 "$T/recv.py" "$T/port.tmp" "$T/got.json" &
 RECV=$!
 wait_for_grep "$T/port.tmp" '^[0-9]+$' "the receiver's port"
 P=$(cat "$T/port.tmp")
-OTEL_EXPORTER_OTLP_HEADERS="x-team=weft,authorization=Bearer abc" \
+OTEL_EXPORTER_OTLP_PROTOCOL=http/json \
+    OTEL_EXPORTER_OTLP_HEADERS="x-team=weft,authorization=Bearer abc" \
     run_weft "$T/o" "$T/e" export --otlp "http://127.0.0.1:$P" "$id"
 expect_rc 0 "export to a collector that failed once"
 cmp -s "$T/a.json" "$T/got.json" || { tr -d '\n' < "$T/a.json" | cmp -s - "$T/got.json" || fail "the collector got another body"; }
