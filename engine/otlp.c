@@ -140,6 +140,25 @@ otlp_parent(struct otlp *x, int64_t span)
 	return nd != NULL ? nd->id : x->root;
 }
 
+int
+otlp_traceparent(const char *idem, char out[56])
+{
+	const char *colon = idem ? strrchr(idem, ':') : NULL;
+	char *run, what[48], trace[33], span[17];
+
+	if (colon == NULL || colon == idem || colon[1] == '\0' ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    strlen(colon + 1) > 20)
+		return -1;
+	run = xstrndup(idem, colon - idem);
+	snprintf(what, sizeof what, "task:%s", colon + 1);
+	otlp_id(run, "trace", trace, 32);
+	otlp_id(run, what, span, 16);
+	free(run);
+	snprintf(out, 56, "00-%s-%s-01", trace, span);
+	return 0;
+}
+
 struct otlp *
 otlp_new(const char *run, const char *workflow, double start)
 {
@@ -264,18 +283,30 @@ static void
 otlp_tool(struct otlp *x, const struct store_event *ev, json_t *p)
 {
 	const char *nm = jstr(p, "name") ? jstr(p, "name") : "?";
+	const char *kind = jstr(p, "kind");
+	int remote = kind != NULL && strcmp(kind, "a2a.send") == 0;
 	char what[48], id[17], *name;
 	json_t *sp;
 
 	snprintf(what, sizeof what, "task:%lld",
 	    (long long)json_integer_value(json_object_get(p, "task")));
 	otlp_id(x->run, what, id, 16);
-	name = xasprintf("execute_tool %s", nm);
-	sp = otlp_span(x, id, otlp_parent(x, ev->span_id), name, 1, ev->time,
-	    ev->time);
+	if (remote) {
+		/* A remote A2A agent: a client span. */
+		nm = jstr(p, "server") ? jstr(p, "server") : nm;
+		name = xasprintf("invoke_agent %s", nm);
+	} else
+		name = xasprintf("execute_tool %s", nm);
+	sp = otlp_span(x, id, otlp_parent(x, ev->span_id), name, remote ? 3 :
+	    1, ev->time, ev->time);
 	free(name);
-	otlp_attr_str(sp, "gen_ai.operation.name", "execute_tool");
-	otlp_attr_str(sp, "gen_ai.tool.name", nm);
+	if (remote) {
+		otlp_attr_str(sp, "gen_ai.operation.name", "invoke_agent");
+		otlp_attr_str(sp, "gen_ai.agent.name", nm);
+	} else {
+		otlp_attr_str(sp, "gen_ai.operation.name", "execute_tool");
+		otlp_attr_str(sp, "gen_ai.tool.name", nm);
+	}
 	otlp_attr_str(sp, "gen_ai.tool.call.id", what + 5);
 	otlp_attr_str(sp, "weft.tool.server", jstr(p, "server"));
 	json_object_set(x->tools, what, sp);

@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "engine/captoken.h"
+#include "engine/otlp.h"
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
 #include "runtime/fault.h"
@@ -254,6 +255,7 @@ worker_call(struct wtask *t, json_t *params)
 {
 	json_t *name = json_object_get(params, "name");
 	json_t *args = json_object_get(params, "arguments");
+	char tp[56];
 	int64_t h;
 
 	if (!json_is_string(name)) {
@@ -263,10 +265,12 @@ worker_call(struct wtask *t, json_t *params)
 	}
 	if (worker_timeout_of(t, params) != 0)
 		return;
+	/* W3C trace context: mcp_http.c sends it as the traceparent header. */
 	h = mcpc_request(t->session, "tools/call", json_pack(
-	    "{s:O, s:o, s:{s:I, s:s?}}", "name", name, "arguments", args ?
+	    "{s:O, s:o, s:{s:I, s:s?, s:s?}}", "name", name, "arguments", args ?
 	    json_incref(args) : json_object(), "_meta", "progressToken",
-	    (json_int_t)t->id, "weft/idempotency_key", t->idem),
+	    (json_int_t)t->id, "weft/idempotency_key", t->idem, "traceparent",
+	    otlp_traceparent(t->idem, tp) == 0 ? tp : NULL),
 	    worker_call_cb, t);
 	if (h == 0)
 		return;		/* answered already: t is gone */

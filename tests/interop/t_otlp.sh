@@ -234,3 +234,77 @@ wait_for_grep "$T/sv.jsonl" '"invoke_workflow flow"' "the served run's span"
 stop_serve
 check "$T/sv.jsonl" "$sid" >/dev/null
 ok "weft serve: a served run's spans, live"
+
+# 7. W3C traceparent on MCP over Streamable HTTP: the run's trace, the
+# tool call's span as parent (itself a child of the agent's node span).
+cat > "$T/mcp.py" <<'PY'
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self, code, obj=None):
+        body = json.dumps(obj).encode() if obj is not None else b""
+        self.send_response(code)
+        if obj is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Mcp-Session-Id", "s1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self.answer(405)
+    def do_DELETE(self):
+        self.answer(200)
+    def do_POST(self):
+        m = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if "id" not in m:
+            return self.answer(202)
+        if m["method"] == "initialize":
+            r = {"protocolVersion": m["params"]["protocolVersion"],
+                 "capabilities": {"tools": {}},
+                 "serverInfo": {"name": "tp", "version": "1"}}
+        elif m["method"] == "tools/list":
+            r = {"tools": [{"name": "hello", "description": "Say hi.",
+                            "inputSchema": {"type": "object"}}]}
+        elif m["method"] == "tools/call":
+            with open(sys.argv[2], "a") as f:
+                f.write("%s %s\n" % (m["params"]["name"],
+                                     self.headers.get("traceparent")))
+            r = {"content": [{"type": "text", "text": "hi"}]}
+        else:
+            return self.answer(200, {"jsonrpc": "2.0", "id": m["id"],
+                "error": {"code": -32601, "message": "no"}})
+        self.answer(200, {"jsonrpc": "2.0", "id": m["id"], "result": r})
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(s.server_address[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+s.serve_forever()
+PY
+python3 "$T/mcp.py" "$T/mcp.port" "$T/mcp.calls" 2>"$T/mcp.log" &
+PIDS="$PIDS $!"
+wait_for_grep "$T/mcp.port" '^[0-9]+$' "the MCP server's port"
+cat > "$T/tp.lua" <<LUA
+local w = require "weft"
+w.mcp_server{ name = "tp", url = "http://127.0.0.1:$(cat "$T/mcp.port")/mcp" }
+return w.agent{ name = "writer", model = "scripted", tools = { w.mcp("tp") },
+  script = { { tool_calls = { { name = "hello", args = {} } } }, { text = "done" } } }
+LUA
+run_weft "$T/out" "$T/err" run "$T/tp.lua"
+expect_rc 0 "a run calling an MCP server over HTTP"
+tid=$(last_run)
+run_weft "$T/o" "$T/e" export --otlp "$T/tp.json" "$tid"
+expect_rc 0 "its export"
+python3 - "$T/mcp.calls" "$T/tp.json" "$tid" <<'PY' || fail "the traceparent the MCP server got"
+import hashlib, json, sys
+calls = open(sys.argv[1]).read().split("\n")
+run = sys.argv[3]
+name, tp = calls[0].split(" ")
+assert name == "hello", calls
+v, trace, parent, flags = tp.split("-")
+assert v == "00" and flags == "01", tp
+assert trace == hashlib.sha256((run + ":trace").encode()).hexdigest()[:32], tp
+spans = {s["spanId"]: s for s in json.load(open(sys.argv[2]))["resourceSpans"][0]["scopeSpans"][0]["spans"]}
+assert spans[parent]["name"] == "execute_tool hello", spans[parent]
+assert spans[spans[parent]["parentSpanId"]]["name"] == "invoke_agent writer"
+PY
+ok "traceparent on MCP over HTTP: the run's trace id, the tool call's span"
