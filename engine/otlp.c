@@ -39,7 +39,10 @@ struct otlp {
 	double		 last;		/* the time of the last event */
 };
 
-/* A stable id: hex of sha256(run ":" what), len hex digits. */
+/*
+ * A stable id: hex of sha256(run ":" what), len hex digits (the workers
+ * derive a call's traceparent the same way: worker_traceparent()).
+ */
 static void
 otlp_id(const char *run, const char *what, char *out, size_t len)
 {
@@ -138,25 +141,6 @@ otlp_parent(struct otlp *x, int64_t span)
 	struct otlp_node *nd = otlp_node_find(x, span);
 
 	return nd != NULL ? nd->id : x->root;
-}
-
-int
-otlp_traceparent(const char *idem, char out[56])
-{
-	const char *colon = idem ? strrchr(idem, ':') : NULL;
-	char *run, what[48], trace[33], span[17];
-
-	if (colon == NULL || colon == idem || colon[1] == '\0' ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-	    strlen(colon + 1) > 20)
-		return -1;
-	run = xstrndup(idem, colon - idem);
-	snprintf(what, sizeof what, "task:%s", colon + 1);
-	otlp_id(run, "trace", trace, 32);
-	otlp_id(run, what, span, 16);
-	free(run);
-	snprintf(out, 56, "00-%s-%s-01", trace, span);
-	return 0;
 }
 
 struct otlp *

@@ -36,13 +36,6 @@ void		 otlp_finish(struct otlp *, const char *status,
 /* The spans (OTLP/JSON objects, a new array) that ended since the last
    call, in the order they started. */
 json_t		*otlp_take(struct otlp *);
-/*
- * The W3C traceparent of a task's outgoing call (MCP over HTTP, A2A),
- * from its idempotency key "RUN:TASK": the run's trace, parented on the
- * call's own span (execute_tool or invoke_agent, a child of its node).
- * 0, or -1 for a key not of that form.
- */
-int		 otlp_traceparent(const char *idem, char out[56]);
 /* The last event seq fed. */
 long long	 otlp_seq(const struct otlp *);
 

@@ -17,7 +17,6 @@
 #include <openssl/crypto.h>
 
 #include "engine/captoken.h"
-#include "engine/otlp.h"
 #include "protocols/jsonrpc.h"
 #include "protocols/mcp_client.h"
 #include "runtime/fault.h"
@@ -270,7 +269,7 @@ worker_call(struct wtask *t, json_t *params)
 	    "{s:O, s:o, s:{s:I, s:s?, s:s?}}", "name", name, "arguments", args ?
 	    json_incref(args) : json_object(), "_meta", "progressToken",
 	    (json_int_t)t->id, "weft/idempotency_key", t->idem, "traceparent",
-	    otlp_traceparent(t->idem, tp) == 0 ? tp : NULL),
+	    worker_traceparent(t->idem, tp) == 0 ? tp : NULL),
 	    worker_call_cb, t);
 	if (h == 0)
 		return;		/* answered already: t is gone */
@@ -415,6 +414,26 @@ worker_check_token(struct worker *w, json_t *task, const char *run,
 		return 0;
 	snprintf(err, errlen, "%s%c%s", captoken_reason_name(-r), '\0', msg);
 	return -1;
+}
+
+int
+worker_traceparent(const char *idem, char out[56])
+{
+	const char *colon = idem ? strrchr(idem, ':') : NULL;
+	char *s, trace[65], span[65];
+	size_t n;
+
+	if (colon == NULL || colon == idem || (n = strlen(colon + 1)) == 0 ||
+	    n > 20 || strspn(colon + 1, "0123456789") != n)
+		return -1;
+	s = xasprintf("%.*s:trace", (int)(colon - idem), idem);
+	sha256_hex(s, strlen(s), trace);
+	free(s);
+	s = xasprintf("%.*s:task:%s", (int)(colon - idem), idem, colon + 1);
+	sha256_hex(s, strlen(s), span);
+	free(s);
+	snprintf(out, 56, "00-%.32s-%.16s-01", trace, span);
+	return 0;
 }
 
 /* Start one task from the coordinator. */

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/otlp.h"
 #include "protocols/a2a_client.h"
 #include "runtime/http.h"
 #include "runtime/util.h"
@@ -123,7 +122,7 @@ worker_a2a_start(struct wtask *t, json_t *task, json_t *params)
 	/* W3C trace context, parented on this call's span. */
 	for (i = 0; hdrs[i] != NULL; i++)
 		;
-	if (i < 32 && otlp_traceparent(t->idem, tp) == 0)
+	if (i < 32 && worker_traceparent(t->idem, tp) == 0)
 		hdrs[i] = xasprintf("traceparent: %s", tp);
 	/* run/path#n: the same for every attempt and after a resume. */
 	idem = xasprintf("%s/%s#%lld", json_string_value(json_object_get(task,
