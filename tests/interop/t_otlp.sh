@@ -308,3 +308,43 @@ assert spans[parent]["name"] == "execute_tool hello", spans[parent]
 assert spans[spans[parent]["parentSpanId"]]["name"] == "invoke_agent writer"
 PY
 ok "traceparent on MCP over HTTP: the run's trace id, the tool call's span"
+
+# 8. ... and on calls to a remote A2A agent (tests/interop/a2a_agent.mjs,
+# the official SDK's server), the call being an invoke_agent client span.
+if [ -d "$WEFT_SRCDIR/node_modules/@a2a-js/sdk" ]; then
+	NODE_PATH="$WEFT_SRCDIR/node_modules" node \
+	    "$WEFT_SRCDIR/tests/interop/a2a_agent.mjs" "$T/a2a.port" \
+	    "$T/a2a.log" --no-stream >"$T/a2a.out" 2>&1 &
+	PIDS="$PIDS $!"
+	wait_for_grep "$T/a2a.port" '^[0-9]+$' "the A2A agent's port"
+	cat > "$T/a2a.lua" <<LUA
+local w = require "weft"
+return w.sequential{ name = "main",
+  w.remote{ name = "peer", agent = "http://127.0.0.1:$(cat "$T/a2a.port")", input = "echo hi", output_key = "answer" },
+}
+LUA
+	run_weft "$T/out" "$T/err" run "$T/a2a.lua"
+	expect_rc 0 "a run calling an A2A agent"
+	aid=$(last_run)
+	run_weft "$T/o" "$T/e" export --otlp "$T/a2a.json" "$aid"
+	expect_rc 0 "its export"
+	python3 - "$T/a2a.log" "$T/a2a.json" "$aid" <<'PY' || fail "the traceparent the A2A agent got"
+import hashlib, json, sys
+run = sys.argv[3]
+rpc = [l for l in map(json.loads, open(sys.argv[1])) if l.get("http", "").startswith("POST /rpc")]
+assert rpc, "no JSON-RPC request"
+tps = {l["traceparent"] for l in rpc}
+assert len(tps) == 1, tps
+v, trace, parent, flags = tps.pop().split("-")
+assert trace == hashlib.sha256((run + ":trace").encode()).hexdigest()[:32]
+spans = {s["spanId"]: s for s in json.load(open(sys.argv[2]))["resourceSpans"][0]["scopeSpans"][0]["spans"]}
+s = spans[parent]
+assert s["name"].startswith("invoke_agent ") and s["kind"] == 3, s
+a = {x["key"]: list(x["value"].values())[0] for x in s["attributes"]}
+assert a["gen_ai.operation.name"] == "invoke_agent", a
+assert spans[s["parentSpanId"]]["name"].endswith(" peer"), spans[s["parentSpanId"]]
+PY
+	ok "traceparent on A2A calls: the run's trace id, the remote call's span"
+else
+	echo "SKIP (part): @a2a-js/sdk missing: traceparent on A2A NOT tested" >&2
+fi
