@@ -141,8 +141,8 @@ otlp_conf_get(const char *url, struct otlp_conf *c, char *err,
 	if ((t = otlp_env("TIMEOUT")) != NULL) {
 		c->timeout_ms = atol(t);
 		if (c->timeout_ms <= 0) {
-			errf(err, errlen, "OTEL_EXPORTER_OTLP_TIMEOUT=%s is not "
-			    "a number of milliseconds", t);
+			errf(err, errlen, "OTEL_EXPORTER_OTLP_TIMEOUT=%s is "
+			    "not a number of milliseconds", t);
 			goto fail;
 		}
 	}

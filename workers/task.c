@@ -266,8 +266,8 @@ worker_call(struct wtask *t, json_t *params)
 		return;
 	/* W3C trace context: mcp_http.c sends it as the traceparent header. */
 	h = mcpc_request(t->session, "tools/call", json_pack(
-	    "{s:O, s:o, s:{s:I, s:s?, s:s?}}", "name", name, "arguments", args ?
-	    json_incref(args) : json_object(), "_meta", "progressToken",
+	    "{s:O, s:o, s:{s:I, s:s?, s:s?}}", "name", name, "arguments",
+	    args ? json_incref(args) : json_object(), "_meta", "progressToken",
 	    (json_int_t)t->id, "weft/idempotency_key", t->idem, "traceparent",
 	    worker_traceparent(t->idem, tp) == 0 ? tp : NULL),
 	    worker_call_cb, t);
