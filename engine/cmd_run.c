@@ -15,6 +15,8 @@
 
 #include "engine/cmd.h"
 #include "engine/exec.h"
+#include "engine/otlp.h"
+#include "engine/progress.h"
 #include "engine/store.h"
 #include "runtime/util.h"
 
@@ -23,9 +25,10 @@
  * connection of its own to the store (it shares nothing with the engine,
  * which runs on the main thread) looks a few times a second at what has
  * committed.  Once the run row exists it says the run id on stderr (so
- * that weft cancel and weft view can be used at once); with -v it prints
- * each event as it commits.  Nothing is printed for a run that never
- * started (bad input, a workflow that does not load).
+ * that weft cancel and weft view can be used at once) and hands each
+ * event that commits to the progress display (engine/progress.c); with
+ * -v it prints each event as it commits.  Nothing is printed for a run
+ * that never started (bad input, a workflow that does not load).
  */
 struct run_watch {
 	pthread_t	 th;
@@ -39,6 +42,7 @@ struct run_watch {
 	int64_t		 after;
 	double		 t0;
 	struct store	*st;
+	struct progress	*pg;
 };
 
 static int
@@ -47,6 +51,16 @@ run_watch_row_cb(void *arg, const struct store_run *r)
 	struct run_watch *w = arg;
 
 	w->t0 = r->started;
+	progress_start(w->pg, r);
+	return 0;
+}
+
+static int
+run_watch_end_cb(void *arg, const struct store_run *r)
+{
+	struct run_watch *w = arg;
+
+	progress_end(w->pg, r);
 	return 0;
 }
 
@@ -61,6 +75,10 @@ run_watch_event_cb(void *arg, const struct store_event *ev)
 	if (ev->seq <= w->after)
 		return 0;
 	w->after = ev->seq;
+	progress_event(w->pg, ev);
+	if (!w->verbose)
+		return 0;
+	progress_clear(w->pg);
 	n = ev->payload ? strlen(ev->payload) : 0;
 	snprintf(brief, sizeof brief, "%s", ev->payload ? ev->payload : "");
 	for (i = 0; brief[i] != '\0'; i++)
@@ -90,11 +108,9 @@ run_watch_look(struct run_watch *w)
 		if (store_run_find(w->st, w->id, run_watch_row_cb, w) != 0)
 			return;
 		w->announced = 1;
-		fprintf(stderr, "weft: run %s started (weft cancel %s stops "
-		    "it; weft view %s shows it)\n", w->id, w->id, w->id);
 	}
-	if (w->verbose)
-		store_events_foreach(w->st, w->id, run_watch_event_cb, w);
+	store_events_foreach(w->st, w->id, run_watch_event_cb, w);
+	progress_tick(w->pg);
 }
 
 static void *
@@ -130,10 +146,12 @@ run_watch_end(struct run_watch *w)
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->th, NULL);
-	if (w->verbose)
-		run_watch_look(w);
+	run_watch_look(w);
+	if (w->announced)
+		store_run_find(w->st, w->id, run_watch_end_cb, w);
 	if (w->st != NULL)
 		store_close(w->st);
+	progress_free(w->pg);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
 }
@@ -169,7 +187,15 @@ run_usage(FILE *f)
 "                      ~/.local/state/weft; see `weft keys`)\n"
 "  --run-id ID         record the run under ID (16 lowercase hex digits, not\n"
 "                      yet in the store; weft mcp and weft serve use it)\n"
-"  -q, --quiet         print only the answer (and not the run id at start)\n"
+"  --progress MODE     progress on stderr: auto (the default: live on a\n"
+"                      terminal, else a start and an end line), live (a\n"
+"                      status line redrawn in place: nodes running and\n"
+"                      done, tool calls in flight, tokens, cost, elapsed),\n"
+"                      plain (one line per event), brief, none\n"
+"  --otlp URL          export the run's spans live to an OTLP/HTTP collector\n"
+"                      (also $OTEL_EXPORTER_OTLP_ENDPOINT; see\n"
+"                      docs/observability.md)\n"
+"  -q, --quiet         print only the answer (--progress=none)\n"
 "  -v, --verbose       print each event on stderr as it commits, and log\n"
 "                      worker events\n"
 "\n"
@@ -272,6 +298,8 @@ cmd_run(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "progress", required_argument, NULL, 'P' },
+		{ "otlp", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		CMD_REMOTE_LONGOPTS,
 		{ NULL, 0, NULL, 0 }
@@ -279,9 +307,11 @@ cmd_run(int argc, char **argv)
 	struct exec_spec spec;
 	struct exec_result res;
 	struct run_watch w;
+	struct otlp_live *live;
 	json_t *budget = NULL;
-	char *cause = NULL;
-	int ch, rc, watching = 0;
+	const char *otlp = NULL;
+	char *cause = NULL, err[512];
+	int ch, rc, watching = 0, mode = PROGRESS_AUTO;
 
 	exec_spec_init(&spec, EXEC_RUN);
 	optind = 1;
@@ -358,6 +388,17 @@ cmd_run(int argc, char **argv)
 		case 'q':
 			spec.quiet = 1;
 			break;
+		case 'P':
+			if ((mode = progress_mode(optarg)) < 0) {
+				fprintf(stderr, "weft: --progress=%s: must be "
+				    "auto, live, plain, brief or none\n",
+				    optarg);
+				return WEFT_EXIT_USAGE;
+			}
+			break;
+		case 'O':
+			otlp = optarg;
+			break;
 		case 'v':
 			spec.co.verbose = 1;
 			break;
@@ -389,9 +430,12 @@ cmd_run(int argc, char **argv)
 		random_hex(w.id, 8);
 		spec.run_id = w.id;
 	}
-	if (!spec.quiet) {
+	if (spec.quiet)
+		mode = PROGRESS_NONE;
+	if (mode != PROGRESS_NONE || spec.co.verbose) {
 		w.db = cmd_db_path(spec.db);
 		w.verbose = spec.co.verbose;
+		w.pg = progress_new(mode, stderr);
 		pthread_mutex_init(&w.mu, NULL);
 		pthread_cond_init(&w.cv, NULL);
 		if ((errno = pthread_create(&w.th, NULL, run_watch_main,
@@ -399,9 +443,15 @@ cmd_run(int argc, char **argv)
 			fatal("pthread_create");
 		watching = 1;
 	}
+	/* The live OTLP export: never a reason for the run to fail. */
+	live = otlp_live_start(cmd_db_path(spec.db), otlp, err, sizeof err);
+	if (live == NULL && *err != '\0')
+		fprintf(stderr, "weft: not exporting spans: %s\n", err);
+	otlp_live_follow(spec.run_id);
 	rc = exec_run(&spec, &res, &cause);
 	if (watching)
 		run_watch_end(&w);
+	otlp_live_stop(live);
 	if (rc != 0) {
 		if (cause != NULL)
 			fprintf(stderr, "weft: %s\n", cause);

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "engine/cmd.h"
+#include "engine/otlp.h"
 #include "engine/coord.h"
 #include "engine/serve.h"
 #include "engine/view.h"
@@ -45,6 +46,7 @@ struct cmd_serve_cli {
 	int			 norigins;
 	struct coord_opts	 remote;	/* remote workers' options */
 	double			 drain_s;	/* --drain-timeout */
+	const char		*otlp;		/* --otlp URL */
 };
 
 /* The graceful stop: the first SIGTERM or SIGINT drains, the next one
@@ -100,6 +102,9 @@ cmd_serve_usage(FILE *f)
 "  --drain-timeout S     on SIGTERM, how long runs going may take to end\n"
 "                        before the server exits anyway (default 10; 0:\n"
 "                        exit at once)\n"
+"  --otlp URL            export every run's spans live to an OTLP/HTTP\n"
+"                        collector (also $OTEL_EXPORTER_OTLP_ENDPOINT;\n"
+"                        docs/observability.md)\n"
 "%s"
 "\n"
 "One coordinator serves the server's life: every call is a recorded run\n"
@@ -133,7 +138,8 @@ enum {
 	OPT_BODY,
 	OPT_WRITE,
 	OPT_OUTPUT,
-	OPT_DRAIN
+	OPT_DRAIN,
+	OPT_OTLP
 };
 
 /* A number of seconds in (0, one week], or -1 after saying what is wrong. */
@@ -230,6 +236,9 @@ cmd_serve_opt_cb(int ch, const char *arg, void *cbarg)
 			return -1;
 		}
 		return 0;
+	case OPT_OTLP:
+		cl->otlp = arg;
+		return 0;
 	}
 	return -1;
 }
@@ -320,6 +329,7 @@ cmd_serve(int argc, char **argv)
 		{ "write-timeout", required_argument, NULL, OPT_WRITE },
 		{ "max-output", required_argument, NULL, OPT_OUTPUT },
 		{ "drain-timeout", required_argument, NULL, OPT_DRAIN },
+		{ "otlp", required_argument, NULL, OPT_OTLP },
 		CMD_REMOTE_LONGOPTS,
 		{ NULL, 0, NULL, 0 }
 	};
@@ -333,6 +343,7 @@ cmd_serve(int argc, char **argv)
 	struct mcps_http *mh = NULL;
 	struct serve *srv = NULL;
 	struct view *view = NULL;
+	struct otlp_live *live = NULL;
 	struct event_base *base = NULL;
 	struct event *term = NULL, *intr = NULL;
 	struct cmd_serve_stop stop;
@@ -387,6 +398,10 @@ cmd_serve(int argc, char **argv)
 	}
 	o.exe = exe;
 	o.resume = 1;
+	/* The live OTLP export of every run served (engine/otlp_send.c). */
+	live = otlp_live_start(cmd_db_path(o.db), cl.otlp, err, sizeof err);
+	if (live == NULL && *err != '\0')
+		fprintf(stderr, "weft: not exporting spans: %s\n", err);
 	if (serve_new(base, &o, argv + first, argc - first, &srv, err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "weft: %s\n", err);
@@ -441,6 +456,7 @@ cmd_serve(int argc, char **argv)
 	event_base_dispatch(base);
 	rc = WEFT_EXIT_OK;
 out:
+	otlp_live_stop(live);
 	view_free(view);
 	mcps_http_free(mh);
 	serve_a2a_free(srv);

@@ -16,6 +16,7 @@
 
 #include "engine/coord.h"
 #include "engine/exec.h"
+#include "engine/otlp.h"
 #include "engine/serve_int.h"
 #include "engine/schema.h"
 #include "engine/store.h"
@@ -449,6 +450,7 @@ serve_exec(struct serve *s, struct serve_tool *t, const char *id,
     char **cause)
 {
 	struct exec_spec sp;
+	struct exec *x;
 	int rc;
 
 	exec_spec_init(&sp, EXEC_RUN);
@@ -456,5 +458,8 @@ serve_exec(struct serve *s, struct serve_tool *t, const char *id,
 	sp.run_id = id;
 	sp.input_text = input;
 	sp.served = 1;
-	return exec_start(&sp, s->coord, s->st, vars, done, arg, &rc, cause);
+	x = exec_start(&sp, s->coord, s->st, vars, done, arg, &rc, cause);
+	if (x != NULL)
+		otlp_live_follow(exec_id(x));	/* the live OTLP export */
+	return x;
 }

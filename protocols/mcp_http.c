@@ -351,10 +351,10 @@ out:
 static void
 mcph_post(struct mcph *h, json_t *msg, enum post_kind kind, int64_t rid)
 {
-	const char *hdrs[80], *version = mcpc_version(h->s);
+	const char *hdrs[80], *version = mcpc_version(h->s), *tp;
 	struct http_opts o;
 	struct mcph_post *p;
-	char sid[300], ver[64], err[256], *body = NULL;
+	char sid[300], ver[64], err[256], trace[72], *body = NULL;
 	size_t n = 0, i, len = 0;
 
 	p = xcalloc(1, sizeof *p);
@@ -373,6 +373,14 @@ mcph_post(struct mcph *h, json_t *msg, enum post_kind kind, int64_t rid)
 	if (version != NULL && kind != POST_INIT) {
 		snprintf(ver, sizeof ver, "MCP-Protocol-Version: %s", version);
 		hdrs[n++] = ver;
+	}
+	/* The W3C trace context the caller put in the request's _meta. */
+	tp = json_string_value(json_object_get(json_object_get(
+	    json_object_get(msg, "params"), "_meta"), "traceparent"));
+	if (tp != NULL && strlen(tp) == 55 && strspn(tp,
+	    "0123456789abcdef-") == 55) {
+		snprintf(trace, sizeof trace, "traceparent: %s", tp);
+		hdrs[n++] = trace;
 	}
 	for (i = 0; h->hdrs[i] != NULL && n < nitems(hdrs) - 1; i++)
 		hdrs[n++] = h->hdrs[i];

@@ -254,6 +254,7 @@ worker_call(struct wtask *t, json_t *params)
 {
 	json_t *name = json_object_get(params, "name");
 	json_t *args = json_object_get(params, "arguments");
+	char tp[56];
 	int64_t h;
 
 	if (!json_is_string(name)) {
@@ -263,10 +264,12 @@ worker_call(struct wtask *t, json_t *params)
 	}
 	if (worker_timeout_of(t, params) != 0)
 		return;
+	/* W3C trace context: mcp_http.c sends it as the traceparent header. */
 	h = mcpc_request(t->session, "tools/call", json_pack(
-	    "{s:O, s:o, s:{s:I, s:s?}}", "name", name, "arguments", args ?
-	    json_incref(args) : json_object(), "_meta", "progressToken",
-	    (json_int_t)t->id, "weft/idempotency_key", t->idem),
+	    "{s:O, s:o, s:{s:I, s:s?, s:s?}}", "name", name, "arguments",
+	    args ? json_incref(args) : json_object(), "_meta", "progressToken",
+	    (json_int_t)t->id, "weft/idempotency_key", t->idem, "traceparent",
+	    worker_traceparent(t->idem, tp) == 0 ? tp : NULL),
 	    worker_call_cb, t);
 	if (h == 0)
 		return;		/* answered already: t is gone */
@@ -411,6 +414,26 @@ worker_check_token(struct worker *w, json_t *task, const char *run,
 		return 0;
 	snprintf(err, errlen, "%s%c%s", captoken_reason_name(-r), '\0', msg);
 	return -1;
+}
+
+int
+worker_traceparent(const char *idem, char out[56])
+{
+	const char *colon = idem ? strrchr(idem, ':') : NULL;
+	char *s, trace[65], span[65];
+	size_t n;
+
+	if (colon == NULL || colon == idem || (n = strlen(colon + 1)) == 0 ||
+	    n > 20 || strspn(colon + 1, "0123456789") != n)
+		return -1;
+	s = xasprintf("%.*s:trace", (int)(colon - idem), idem);
+	sha256_hex(s, strlen(s), trace);
+	free(s);
+	s = xasprintf("%.*s:task:%s", (int)(colon - idem), idem, colon + 1);
+	sha256_hex(s, strlen(s), span);
+	free(s);
+	snprintf(out, 56, "00-%.32s-%.16s-01", trace, span);
+	return 0;
 }
 
 /* Start one task from the coordinator. */

@@ -101,7 +101,7 @@ worker_a2a_start(struct wtask *t, json_t *task, json_t *params)
 	json_t *args = json_object_get(params, "arguments"), *v;
 	struct a2ac_opts o;
 	struct timeval tv;
-	char *hdrs[33], err[512], *idem = NULL;
+	char *hdrs[33], err[512], tp[56], *idem = NULL;
 	size_t i;
 
 	memset(&o, 0, sizeof o);
@@ -122,6 +122,11 @@ worker_a2a_start(struct wtask *t, json_t *task, json_t *params)
 		worker_task_fail(t, FAIL_BAD_TASK, err);
 		goto out;
 	}
+	/* W3C trace context, parented on this call's span. */
+	for (i = 0; hdrs[i] != NULL; i++)
+		;
+	if (i < 32 && worker_traceparent(t->idem, tp) == 0)
+		hdrs[i] = xasprintf("traceparent: %s", tp);
 	/* run/path#n: the same for every attempt and after a resume. */
 	idem = xasprintf("%s/%s#%lld", json_string_value(json_object_get(task,
 	    "run")) ? json_string_value(json_object_get(task, "run")) : "",

@@ -118,6 +118,13 @@ void worker_task_fail(struct wtask *t, const char *kind, const char *msg);
 
 /* task_a2a.c: an a2a.send task, and its cancel by the coordinator. */
 void worker_a2a_start(struct wtask *t, json_t *task, json_t *params);
+/*
+ * The W3C traceparent of a task's outgoing call (MCP over HTTP, A2A) from
+ * its idempotency key "RUN:N": the run's trace, the call's own span as
+ * parent, with the ids of engine/otlp.c (sha256 of "RUN:trace" and
+ * "RUN:task:N").  0, or -1 for a key not of that form.
+ */
+int worker_traceparent(const char *idem, char out[56]);
 void worker_a2a_cancel(struct wtask *t);
 
 /* session.c: the scratch root, and the MCP server session of (run,

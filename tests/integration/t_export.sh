@@ -97,7 +97,8 @@ python3 "$T/recv.py" "$T/port.tmp" "$T/got.json" &
 RECV=$!
 wait_for_grep "$T/port.tmp" '^[0-9]+$' "the receiver's port"
 P=$(cat "$T/port.tmp")
-OTEL_EXPORTER_OTLP_HEADERS="x-team=weft,authorization=Bearer abc" \
+OTEL_EXPORTER_OTLP_PROTOCOL=http/json \
+    OTEL_EXPORTER_OTLP_HEADERS="x-team=weft,authorization=Bearer abc" \
     run_weft "$T/o" "$T/e" export --otlp "http://127.0.0.1:$P" "$id"
 expect_rc 0 "export to a collector that failed once"
 cmp -s "$T/a.json" "$T/got.json" || { tr -d '\n' < "$T/a.json" | cmp -s - "$T/got.json" || fail "the collector got another body"; }
@@ -119,3 +120,28 @@ expect_grep "$T/e" "no run 'nosuchrun'" "names the run"
 run_weft "$T/o" "$T/e" export "$id"
 expect_rc 2 "no --otlp"
 ok "errors"
+
+# --jsonl: one line per model turn, the conversation as the model saw it.
+run_weft "$T/o" "$T/e" export --jsonl "$T/turns.jsonl" "$id"
+expect_rc 0 "export --jsonl"
+python3 - "$T/turns.jsonl" "$id" <<'PY' || fail "the JSON lines"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) == 2, lines
+a, b = lines
+assert a["run"] == b["run"] == sys.argv[2]
+assert a["node"] == "flow/writer" and a["provider"] == "scripted" and a["turn"] == 1
+assert [m["role"] for m in a["messages"]] == ["system", "user"], a["messages"]
+assert [c["name"] for c in a["answer"]["tool_calls"]] == ["echo", "fail"]
+assert b["messages"][:2] == a["messages"]
+assert [m["role"] for m in b["messages"]] == ["system", "user", "assistant", "tool", "tool"]
+assert b["messages"][2]["tool_calls"] == a["answer"]["tool_calls"]
+assert b["answer"] == {"role": "assistant", "content": "done"}
+assert b["stop_reason"] == "final" and b["usage"]["output_tokens"] > 0
+PY
+run_weft "$T/o" "$T/e" export --jsonl - "$id"
+expect_rc 0 "export --jsonl to stdout"
+cmp -s "$T/o" "$T/turns.jsonl" || fail "--jsonl - differs from the file"
+run_weft "$T/o" "$T/e" export --jsonl - --otlp - "$id"
+expect_rc 2 "--jsonl and --otlp"
+ok "--jsonl: the model turns, one a line"

@@ -123,7 +123,7 @@ const server = app.listen(0, "127.0.0.1", () => {
     if (token && req.path.startsWith("/rpc") && req.get("Authorization") !== `Bearer ${token}`)
       return res.status(401).json({ error: "bad token" });
     log({ http: req.method + " " + req.path, auth: req.get("Authorization") ? "yes" : "no",
-          version: req.get("A2A-Version") || "" });
+          version: req.get("A2A-Version") || "", traceparent: req.get("traceparent") || "" });
     next();
   });
   app.use("/.well-known/agent-card.json", agentCardHandler({ agentCardProvider: handler,
