@@ -109,7 +109,7 @@ run_watch_look(struct run_watch *w)
 			return;
 		w->announced = 1;
 	}
-	store_events_foreach(w->st, w->id, run_watch_event_cb, w);
+	store_events_after(w->st, w->id, w->after, run_watch_event_cb, w);
 	progress_tick(w->pg);
 }
 

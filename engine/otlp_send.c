@@ -409,7 +409,8 @@ otlp_live_look_run(struct otlp_live *l, struct otlp_run *or, int stop)
 	if (or->x == NULL)
 		return stop;
 	ended = or->status != NULL || stop;
-	store_events_foreach(l->st, or->id, otlp_live_event_cb, or->x);
+	store_events_after(l->st, or->id, otlp_seq(or->x), otlp_live_event_cb,
+	    or->x);
 	if (ended)
 		otlp_finish(or->x, or->status ? or->status : "running",
 		    or->error, or->end);
