@@ -874,7 +874,10 @@ exec_once(struct exec *x, char **cause)
 	if ((rc = exec_load(x, cause)) != 0)
 		goto out;
 	x->co.worker_no_seccomp = luaeng_servers_unconfined(x->le);
-	x->co.lazy = 1;
+	/* A graph that can make no task forks its workers only if it
+	   does after all; one with servers starts them with the
+	   coordinator, so they start while the graph begins. */
+	x->co.lazy = !luaeng_needs_workers(x->le);
 	if ((c = coord_new(&x->co, x->st, err, sizeof err)) == NULL) {
 		exec_cause(cause, "cannot start the coordinator: %s", err);
 		rc = WEFT_EXIT_FAILED;

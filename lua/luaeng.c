@@ -391,6 +391,21 @@ push_internal(struct luaeng *e, const char *name)
 }
 
 int
+luaeng_needs_workers(struct luaeng *e)
+{
+	int r;
+
+	push_internal(e, "needs_workers");
+	if (lua_pcall(e->L, 0, 1, 0) != LUA_OK) {
+		lua_pop(e->L, 1);
+		return 1;
+	}
+	r = lua_toboolean(e->L, -1);
+	lua_pop(e->L, 1);
+	return r;
+}
+
+int
 luaeng_servers_unconfined(struct luaeng *e)
 {
 	int r;

@@ -71,6 +71,9 @@ json_t *luaeng_meta(struct luaeng *, char *err, size_t errlen);
 /* 1 if a declared MCP server has sandbox = false or debug = true (the
    workers then leave seccomp out of their own confinement), else 0. */
 int luaeng_servers_unconfined(struct luaeng *);
+/* Whether the loaded workflow declares an MCP server or a remote agent
+   (can make tasks for workers); 1 when unknown. */
+int luaeng_needs_workers(struct luaeng *);
 /* Start the run with input (borrowed) as run c of the coordinator; fills
    sink. */
 int luaeng_start(struct luaeng *, struct crun *c, json_t *input,

@@ -756,6 +756,12 @@ w._internal = {
 -- Whether a declared server runs unconfined (sandbox = false) or in debug
 -- mode: then the workers confine themselves without seccomp, whose filter
 -- would be inherited by, and override, theirs (docs/security.md).
+-- Whether the graph can make a task for a worker (an MCP server or a
+-- remote agent is declared): its workers start with the coordinator.
+function w._internal.needs_workers()
+  return #server_order > 0 or #remote_order > 0
+end
+
 function w._internal.servers_unconfined()
   for _, name in ipairs(server_order) do
     local sb = servers[name].sandbox
