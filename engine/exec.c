@@ -1347,6 +1347,10 @@ exec_start(const struct exec_spec *s, struct coord *c, struct store *st,
 	}
 	if (*rc == 0)
 		*rc = exec_load(x, cause);
+	/* A server holds many runs: what loading left behind goes now,
+	   not at the collector's next cycle (about 40 KB a run). */
+	if (*rc == 0)
+		luaeng_collect(x->le);
 	if (*rc == 0)
 		*rc = exec_begin(x, c, exec_ended_cb, x, cause);
 	if (*rc != 0) {

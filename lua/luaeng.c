@@ -390,6 +390,12 @@ push_internal(struct luaeng *e, const char *name)
 	lua_pop(e->L, 1);
 }
 
+void
+luaeng_collect(struct luaeng *e)
+{
+	lua_gc(e->L, LUA_GCCOLLECT);
+}
+
 int
 luaeng_needs_workers(struct luaeng *e)
 {

@@ -74,6 +74,8 @@ int luaeng_servers_unconfined(struct luaeng *);
 /* Whether the loaded workflow declares an MCP server or a remote agent
    (can make tasks for workers); 1 when unknown. */
 int luaeng_needs_workers(struct luaeng *);
+/* A full garbage collection of the engine's Lua state. */
+void luaeng_collect(struct luaeng *);
 /* Start the run with input (borrowed) as run c of the coordinator; fills
    sink. */
 int luaeng_start(struct luaeng *, struct crun *c, json_t *input,

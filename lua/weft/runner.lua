@@ -232,8 +232,10 @@ local budget_reserve, budget_settle, budget_open = B.reserve, B.settle, B.open
 local budget_text, model_reserve, usage_spent = B.text, B.model_reserve, B.usage_spent
 
 
--- The agent loop: lua/weft/agent.lua.
-exec.agent = core.module("weft.agent", core, w, {
+-- The agent loop: lua/weft/agent.lua, loaded by the first agent node: a
+-- graph without agents keeps its 30 KB out of every Lua state (a served
+-- call is a Lua state of its own).
+local load_agent = function() return core.module("weft.agent", core, w, {
   ev = ev, raise = raise, render = render, copy_list = copy_list,
   ERR = ERR, ask_model = ask_model, result_text = result_text,
   call_tasks = call_tasks, server_spec = server_spec, stats = stats,
@@ -245,7 +247,11 @@ exec.agent = core.module("weft.agent", core, w, {
   raise_kind = raise_kind, escalate = escalate, deadline_policy = deadline_policy,
   agent_tool_call = function(...) return exec.agent_tool_call(...) end,
   transfer = function(...) return exec.transfer(...) end,
-})
+}) end
+function exec.agent(n, ctx)
+  exec.agent = load_agent()
+  return exec.agent(n, ctx)
+end
 
 -- An agent offered as a tool (w.agent_tool), called by the model: a child
 -- node under the caller's path, on a fork of the state, in its own budget
@@ -509,8 +515,11 @@ function exec.tool(n, ctx)
   return result_text(r.result)
 end
 
--- Remote A2A agents (w.remote): lua/weft/remote.lua.
-exec.remote = core.module("weft.remote", core, {
+-- Remote A2A agents (w.remote): lua/weft/remote.lua, loaded at the first
+-- use, as the agent loop.
+local remote_module
+local function load_remote()
+  remote_module = remote_module or core.module("weft.remote", core, {
   ev = ev, raise = raise, raise_kind = raise_kind, render = render, state_proxy = state_proxy,
   call_tasks = call_tasks, deadline_policy = deadline_policy, stats = stats, COMMIT = COMMIT,
   budget_reserve = budget_reserve, budget_settle = budget_settle,
@@ -518,7 +527,14 @@ exec.remote = core.module("weft.remote", core, {
   run_input = function() return core.json_copy(run_input) end,
   wake = function(co) push(ready, co, nil) end,
 })
-remote_describe = exec.remote.describe
+  return remote_module
+end
+function exec.remote(n, ctx)
+  local R = load_remote()
+  exec.remote = function(n2, ctx2) return R(n2, ctx2) end
+  return R(n, ctx)
+end
+remote_describe = function(n, ctx) return load_remote().describe(n, ctx) end
 
 -- A node's work and its output_key write, inside run_node's pcall.
 local function run_body(n, ctx)
