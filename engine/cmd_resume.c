@@ -13,6 +13,7 @@
 
 #include "engine/cmd.h"
 #include "engine/exec.h"
+#include "engine/otlp.h"
 #include "runtime/util.h"
 
 static const struct option resume_longopts[] = {
@@ -142,6 +143,9 @@ resume_usage(FILE *f)
 "  -q, --quiet         print only the answer\n"
 "  -v, --verbose       log worker events to stderr\n"
 "\n"
+"With $OTEL_EXPORTER_OTLP_ENDPOINT set, the run's spans are exported live\n"
+"as by weft run (docs/observability.md).\n"
+"\n"
 "exit status: as weft run (0 succeeded, 1 failed or refused, 2 bad usage,\n"
 "3 budget exceeded, 4 the store could not be opened or written, 5 paused\n"
 "again at a budget limit, 6 waiting for an approval, 130 cancelled)\n");
@@ -188,10 +192,23 @@ static int
 resume_exec(const struct exec_spec *s)
 {
 	struct exec_result res;
-	char *cause = NULL;
+	struct otlp_live *live = NULL;
+	char *cause = NULL, err[512];
 	int rc;
 
-	if ((rc = exec_run(s, &res, &cause)) != 0) {
+	/* A resumed run's spans go live as weft run's do (all of them: what
+	   the stopped process exported may not have reached the collector;
+	   the span ids are the same). */
+	if (s->mode == EXEC_RESUME) {
+		live = otlp_live_start(cmd_db_path(s->db), NULL, err,
+		    sizeof err);
+		if (live == NULL && *err != '\0')
+			fprintf(stderr, "weft: not exporting spans: %s\n", err);
+		otlp_live_follow(s->run);
+	}
+	rc = exec_run(s, &res, &cause);
+	otlp_live_stop(live);
+	if (rc != 0) {
 		if (cause != NULL)
 			fprintf(stderr, "weft: %s\n", cause);
 	} else

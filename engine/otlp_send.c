@@ -377,6 +377,8 @@ otlp_live_row_cb(void *arg, const struct store_run *r)
 {
 	struct otlp_run *or = arg;
 
+	/* Followed by a prefix (weft resume RUN takes one): the id. */
+	snprintf(or->id, sizeof or->id, "%s", r->id);
 	if (or->x == NULL)
 		or->x = otlp_new(r->id, r->workflow, r->started);
 	if (r->ended > 0 && or->status == NULL) {

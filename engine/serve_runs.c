@@ -26,6 +26,7 @@
 #include "engine/coord.h"
 #include "engine/exec.h"
 #include "engine/serve_int.h"
+#include "engine/otlp.h"
 #include "engine/schema.h"
 #include "engine/store.h"
 #include "runtime/util.h"
@@ -729,6 +730,8 @@ serve_runs_resume(struct serve *s)
 		sp.run = r->id;
 		r->x = exec_start(&sp, s->coord, s->st, NULL, run_done, r, &rc,
 		    &cause);
+		if (r->x != NULL)
+			otlp_live_follow(r->id);	/* the live OTLP export */
 		if (r->x == NULL) {
 			/* Its owner lives (another server), or it cannot go
 			   on: said once, left as it is. */

@@ -235,6 +235,43 @@ stop_serve
 check "$T/sv.jsonl" "$sid" >/dev/null
 ok "weft serve: a served run's spans, live"
 
+# 6b. weft resume exports the resumed run's spans too (given by a prefix):
+# a run killed with -9 while its tool waits for $T/go, resumed.
+rm -f "$T/go"
+"$WEFT" run "$T/flow.lua" >"$T/k.out" 2>"$T/k.err" &
+KRUN=$!
+PIDS="$PIDS $KRUN"
+_n=0
+until [ "$(sql "SELECT count(*) FROM events e JOIN runs r ON r.id = e.run_id WHERE r.status = 'running' AND e.kind = 'tool.call' AND e.node_path LIKE '%wait'")" = 1 ]; do
+	_n=$((_n + 1))
+	[ "$_n" -lt 1200 ] || fail "the run never reached its waiting tool"
+	sleep 0.1
+done
+kid=$(sql "SELECT id FROM runs WHERE status = 'running'")
+kill -9 "$KRUN"
+wait "$KRUN" 2>/dev/null || true
+collector rs
+: > "$T/go"
+OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$P" \
+    run_weft "$T/out" "$T/err" resume "$(echo "$kid" | cut -c1-8)"
+expect_rc 0 "the resumed run"
+python3 - "$T/rs.jsonl" "$kid" <<'PY' || fail "the resumed run's spans"
+import json, sys
+path, run = sys.argv[1:3]
+names = []
+for line in open(path):
+    r = json.loads(line)
+    for rs in r["request"]["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for s in ss["spans"]:
+                a = {x["key"]: list(x["value"].values())[0] for x in s["attributes"]}
+                if a.get("gen_ai.conversation.id") == run:
+                    names.append((s["name"], a.get("weft.run.status")))
+assert ("invoke_workflow flow", "succeeded") in names, names
+assert any(n == "tool wait" for n, _ in names), names
+PY
+ok "weft resume RUN-PREFIX: the resumed run's spans, live"
+
 # 7. W3C traceparent on MCP over Streamable HTTP: the run's trace, the
 # tool call's span as parent (itself a child of the agent's node span).
 cat > "$T/mcp.py" <<'PY'
