@@ -922,6 +922,26 @@ a2as_verdict(json_t *parts, int *approved, const char **comment,
  * (input-required), written to the store as weft approve's; the run's
  * poll takes it.  The reply follows the task to its next stop.
  */
+/*
+ * A send that asked to return at once (v1.0 returnImmediately, v0.3
+ * blocking = false): answer with task t as it is now; 1 when answered.
+ */
+static int
+a2as_answer_now(struct evhttp_request *req, json_t *id, struct a2as_task *t,
+    json_t *conf, int v1)
+{
+	int immediate = v1 ? json_is_true(json_object_get(conf,
+	    "returnImmediately")) || json_is_true(json_object_get(conf,
+	    "return_immediately")) : json_is_false(json_object_get(conf,
+	    "blocking"));
+
+	if (!immediate)
+		return 0;
+	a2as_send(req, jrpc_result(json_incref(id), v1 ? json_pack("{s:o}",
+	    "task", a2as_task_json(t, 1, -1)) : a2as_task_json(t, 0, -1)));
+	return 1;
+}
+
 static void
 a2as_answer(struct a2as_route *ro, struct evhttp_request *req, json_t *id,
     json_t *msg, json_t *conf, const struct httpd_client *who, int v1,
@@ -931,7 +951,7 @@ a2as_answer(struct a2as_route *ro, struct evhttp_request *req, json_t *id,
 	json_t *parts, *ans, *v = NULL;
 	const char *comment;
 	char err[1024], *atext = NULL, *vtext;
-	int approved = 0, immediate;
+	int approved = 0;
 
 	t = a2as_find(ro->a, ro->tool, json_string_value(json_object_get(msg,
 	    "taskId")), who, &tmp);
@@ -989,16 +1009,8 @@ a2as_answer(struct a2as_route *ro, struct evhttp_request *req, json_t *id,
 	t->state = "working";
 	t->updated = now_wall();
 	exec_poll(t->x);
-	immediate = v1 ? json_is_true(json_object_get(conf,
-	    "returnImmediately")) || json_is_true(json_object_get(conf,
-	    "return_immediately")) : json_is_false(json_object_get(conf,
-	    "blocking"));
-	if (!stream && immediate) {
-		a2as_send(req, jrpc_result(json_incref(id), v1 ? json_pack(
-		    "{s:o}", "task", a2as_task_json(t, 1, -1)) :
-		    a2as_task_json(t, 0, -1)));
+	if (!stream && a2as_answer_now(req, id, t, conf, v1))
 		return;
-	}
 	if (t->x == NULL) {
 		/* Ended inside exec_poll: the answer at once. */
 		a2as_send(req, jrpc_result(json_incref(id), v1 ? json_pack(
@@ -1024,7 +1036,7 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 	struct a2as_waiter *wt;
 	const char *cid = json_string_value(json_object_get(msg, "contextId"));
 	char err[1024], *msgtext, hash[65];
-	int immediate, rc, admit, i;
+	int rc, admit, i;
 	struct a2as_files fs;
 
 	if (!json_is_object(msg) || !json_is_array(json_object_get(msg,
@@ -1105,16 +1117,8 @@ a2as_send_msg(struct a2as_route *ro, struct evhttp_request *req,
 	TAILQ_INSERT_TAIL(&a->tasks, t, entry);
 	a->ntasks++;
 	a2as_trim(a);
-	immediate = v1 ? json_is_true(json_object_get(conf,
-	    "returnImmediately")) || json_is_true(json_object_get(conf,
-	    "return_immediately")) : json_is_false(json_object_get(conf,
-	    "blocking"));
-	if (!stream && immediate) {
-		a2as_send(req, jrpc_result(json_incref(id), v1 ? json_pack(
-		    "{s:o}", "task", a2as_task_json(t, 1, -1)) :
-		    a2as_task_json(t, 0, -1)));
+	if (!stream && a2as_answer_now(req, id, t, conf, v1))
 		return;
-	}
 	wt = xcalloc(1, sizeof *wt);
 	wt->req = req;
 	wt->rpc_id = json_incref(id);

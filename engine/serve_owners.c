@@ -48,6 +48,24 @@ static const char own_schema[] =
     "CREATE INDEX IF NOT EXISTS a2a_tasks_by_workflow"
     "  ON a2a_tasks (workflow, started);";
 
+/* Delete table's rows of runs the store no longer has, once old. */
+static int
+own_prune(sqlite3 *db, const char *table)
+{
+	sqlite3_stmt *st;
+	char sql[160];
+	int rc;
+
+	snprintf(sql, sizeof sql, "DELETE FROM %s WHERE started < ?1 AND "
+	    "run_id NOT IN (SELECT id FROM runs)", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_double(st, 1, now_wall() - OWN_PRUNE_S);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int
 serve_owners_open(struct serve *s, char *err, size_t errlen)
 {
@@ -59,24 +77,9 @@ serve_owners_open(struct serve *s, char *err, size_t errlen)
 	sqlite3_busy_timeout(s->odb, 5000);
 	if (sqlite3_exec(s->odb, own_schema, NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
-	if (sqlite3_prepare_v2(s->odb, "DELETE FROM mcp_run_owners WHERE "
-	    "started < ?1 AND run_id NOT IN (SELECT id FROM runs)", -1, &st,
-	    NULL) != SQLITE_OK)
+	if (own_prune(s->odb, "mcp_run_owners") != 0 ||
+	    own_prune(s->odb, "a2a_tasks") != 0)
 		goto fail;
-	sqlite3_bind_double(st, 1, now_wall() - OWN_PRUNE_S);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto fail;
-	sqlite3_finalize(st);
-	st = NULL;
-	if (sqlite3_prepare_v2(s->odb, "DELETE FROM a2a_tasks WHERE "
-	    "started < ?1 AND run_id NOT IN (SELECT id FROM runs)", -1, &st,
-	    NULL) != SQLITE_OK)
-		goto fail;
-	sqlite3_bind_double(st, 1, now_wall() - OWN_PRUNE_S);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto fail;
-	sqlite3_finalize(st);
-	st = NULL;
 	if (sqlite3_prepare_v3(s->odb, "INSERT INTO mcp_run_owners (run_id, "
 	    "owner, started) VALUES (?1, ?2, ?3)", -1,
 	    SQLITE_PREPARE_PERSISTENT, &s->o_put, NULL) != SQLITE_OK ||

@@ -12,19 +12,24 @@ local sent = {}           -- node path -> messages sent from it
 -- { card } or { waiters } while it is read.
 local cards = {}
 
--- The data parts of an answer: the direct message's, else the artifacts'.
-local function data_parts(res)
-  local out = {}
-  local function take(parts)
-    for _, p in ipairs(parts or {}) do
-      if type(p) == "table" and p.data ~= nil then out[#out + 1] = p.data end
-    end
-  end
+-- Call take(parts) for the parts of an answer: the direct message's,
+-- else each artifact's.
+local function each_parts(res, take)
   if type(res.message) == "table" then
     take(res.message.parts)
   else
     for _, a in ipairs(res.artifacts or {}) do take(a.parts) end
   end
+end
+
+-- The data parts of an answer.
+local function data_parts(res)
+  local out = {}
+  each_parts(res, function(parts)
+    for _, p in ipairs(parts or {}) do
+      if type(p) == "table" and p.data ~= nil then out[#out + 1] = p.data end
+    end
+  end)
   return out
 end
 
@@ -33,7 +38,7 @@ end
 -- by its uri stays one ({ name, mediaType, uri }).
 local function files_of(n, ctx, res)
   local out = {}
-  local function take(parts)
+  each_parts(res, function(parts)
     for _, p in ipairs(parts or {}) do
       local f = type(p) == "table" and p.file
       if type(f) == "table" then
@@ -51,12 +56,7 @@ local function files_of(n, ctx, res)
         out[#out + 1] = ref
       end
     end
-  end
-  if type(res.message) == "table" then
-    take(res.message.parts)
-  else
-    for _, a in ipairs(res.artifacts or {}) do take(a.parts) end
-  end
+  end)
   return out
 end
 
