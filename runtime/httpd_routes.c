@@ -22,6 +22,8 @@
 #include "runtime/util.h"
 #include "runtime/httpd_routes.h"
 
+#define ROUTES_MAX_HEADERS	(64 * 1024)	/* a request's headers */
+
 #define ROUTES_MAX_HOSTS	16
 #define ROUTES_MAX_TOKENS	1024
 
@@ -238,9 +240,16 @@ httpd_routes_new(struct event_base *base, const struct httpd_routes_opts *o)
 	r->opts = *o;
 	if ((r->http = evhttp_new(base)) == NULL)
 		fatalx(1, "cannot make an HTTP server: out of memory");
+	/*
+	 * evhttp keeps a body of known length in the connection's input
+	 * until all of it came: reading ahead less than a whole request
+	 * would stall any body past the bound until --body-timeout.
+	 */
+	if (r->opts.lim.max_input < o->max_body + ROUTES_MAX_HEADERS)
+		r->opts.lim.max_input = o->max_body + ROUTES_MAX_HEADERS;
 	r->guard = httpd_new(base, r->http, &r->opts.lim);
 	evhttp_set_max_body_size(r->http, o->max_body);
-	evhttp_set_max_headers_size(r->http, 64 * 1024);
+	evhttp_set_max_headers_size(r->http, ROUTES_MAX_HEADERS);
 	evhttp_set_allowed_methods(r->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT | EVHTTP_REQ_OPTIONS |
 	    EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);

@@ -134,6 +134,15 @@ python3 "$PROBE" closed 127.0.0.1 "$PORT" body 30 >"$T/out" ||
 ok "a body sent a byte at a time is cut at --body-timeout ($(cat "$T/out"))"
 post "$INIT"
 expect_code 200 "the server serves on"
+# A body larger than what is read ahead (128 KiB), sent at once: evhttp
+# keeps it whole until it came, so it must not stall into the cut.
+S=$(sid)
+python3 -c 'import json; print(json.dumps({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"*1000000}}}))' > "$T/big.json"
+post "@$T/big.json" -H "Mcp-Session-Id: $S"
+expect_code 200 "a 1 MB request body is read whole"
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); sys.exit(len(r["result"]["content"][0]["text"]) != 1000000)' "$T/b" ||
+	fail "its answer does not echo the 1 MB text"
+ok "its answer echoes the 1 MB text"
 stop_serve
 
 # The connection cap: one more connection is answered 503 at once.
