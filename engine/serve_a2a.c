@@ -43,9 +43,9 @@
 				   store */
 #define A2AS_MAX_BODY	(8 * 1024 * 1024)
 #define A2AS_MAX_FILES	16	/* file parts of a message */
-/* Their bytes, decoded: base64 of this fits the listener's read-ahead
-   (HTTPD_MAX_INPUT), past which a body is not read today. */
-#define A2AS_MAX_FILE_BYTES (64 * 1024)
+/* Their bytes, decoded: base64 of this fits a request body of weft
+   serve (MCPS_MAX_MESSAGE, 4 MiB) with room to spare. */
+#define A2AS_MAX_FILE_BYTES (1024 * 1024)
 
 struct a2as_waiter {
 	TAILQ_ENTRY(a2as_waiter) entry;

@@ -112,9 +112,13 @@ fsend 1.0 SendMessage researcher "[{\"text\":\"x\"},{\"raw\":\"$B64\",\"filename
 expect_grep "$T/f" '"code":-32602,"message":"workflow .researcher. takes no files: its input_schema has no \\"files\\" property"' "a workflow without files in its schema"
 fsend 1.0 SendMessage uploads '[{"raw":"not base64!","filename":"bad.bin"}]' >"$T/f"
 expect_grep "$T/f" '"code":-32602,"message":"/params/message/parts/0: the bytes of file .bad.bin. are not base64"' "not base64"
-BIG=$(head -c 70000 /dev/zero | base64 | tr -d '\n')
+MID=$(head -c 300000 /dev/zero | base64 | tr -d '\n')
+fsend 1.0 SendMessage uploads "[{\"raw\":\"$MID\",\"filename\":\"mid.bin\"}]" >"$T/f"
+expect_grep "$T/f" '"state":"TASK_STATE_COMPLETED"' "a 300 kB file (a body past the 128 KiB read-ahead)"
+[ "$(sql "SELECT count(*) FROM blobs WHERE size = 300000")" = 1 ] || fail "the 300 kB file is a blob"
+BIG=$(head -c 1100000 /dev/zero | base64 | tr -d '\n')
 fsend 1.0 SendMessage uploads "[{\"raw\":\"$BIG\",\"filename\":\"big.bin\"}]" >"$T/f"
-expect_grep "$T/f" '"code":-32602,"message":"/params/message/parts/0: file .big.bin. is about [0-9]* bytes; weft serve takes at most 65536 bytes' "too large"
+expect_grep "$T/f" '"code":-32602,"message":"/params/message/parts/0: file .big.bin. is about [0-9]* bytes; weft serve takes at most 1048576 bytes' "too large"
 ok "file parts in: blobs in the store, referenced by the input's files; bounded; refused where they cannot go"
 
 # Cards: v0.3-shaped without A2A-Version, v1.0 with it; the token scheme.
