@@ -44,16 +44,24 @@ expect_grep "$T/raw" '"id":10,"result":\{\}' "still alive after bad input"
 ok "malformed input gets JSON-RPC errors; the server lives on"
 
 # --max-runs bounds runs at once: a call over the limit is refused at once;
-# a cancelled run frees its place.
+# a cancelled run frees its place.  Each step waits for what the last one
+# did (an answer on stdout, the run's row in the store), not for time.
+NCANCELLED=$(sql "SELECT count(*) FROM runs WHERE status = 'cancelled'")
 INIT='{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}'
 {
 	printf '%s\n' "$INIT" \
 	    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"label":"busy"}}}' \
 	    '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text"}}'
-	sleep 1
+	wait_for_grep "$T/raw" '"id":2,' "the call over the limit is answered"
 	printf '%s\n' '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}'
-	sleep 1
+	_n=0
+	until [ "$(sql "SELECT count(*) FROM runs WHERE status = 'cancelled'")" -gt "$NCANCELLED" ]; do
+		_n=$((_n + 1))
+		[ "$_n" -lt 1200 ] || fail "the cancelled run never ended"
+		sleep 0.1
+	done
 	printf '%s\n' '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text"}}'
+	wait_for_grep "$T/raw" '"id":3,' "the call after the cancel is answered"
 } | "$WEFT" mcp "$CONF" "$T/wf/slow.lua" --db "$WEFT_DB" --max-runs 1 --max-queued 0 >"$T/raw" 2>"$T/raw.err" ||
 	fail "weft mcp --max-runs 1 exited with $?"
 expect_grep "$T/raw" '"id":2,"result":\{"content":\[\{"type":"text","text":"the server is running 1 workflows and 0 calls wait, its limits' "a call over --max-runs with no room to wait is refused"
