@@ -73,7 +73,13 @@ last_run() {
 
 # No process of ours may outlive its test: nothing left with T in argv.
 expect_no_orphans() {
-	sleep 0.2
+	# Processes the run stopped may take a moment to be gone: wait for
+	# them (5 s at most, a safety net), then fail on any left.
+	_o=0
+	while pgrep -f -- "$T" >/dev/null 2>&1 && [ $_o -lt 100 ]; do
+		_o=$((_o + 1))
+		sleep 0.05
+	done
 	if pgrep -f -- "$T" >/dev/null 2>&1; then
 		pgrep -af -- "$T" >&2
 		fail "processes left behind after the run"

@@ -374,25 +374,28 @@ py "$T/g.json" 'sorted(d["runs"]) == ["bbbb000000000001", "bbbb000000000002", "c
     fail "the tree with a running child, and a run of unknown status, are kept"
 ok "gc deletes child runs with their parent; keeps a tree with a live run and unknown statuses"
 
-# A real run in progress is not touched either: a tool sleeping 2 s.
+# A real run in progress is not touched either: a tool that waits for
+# $T/nap.go, made only after gc ran.
 export WEFT_DB="$T/live.db"
 {
 	echo 'local w = require "weft"'
-	testserver_decl
-	echo 'return w.tool{ name = "nap", server = "test", tool = "sleep", args = { ms = 2000 } }'
+	printf 'w.mcp_server{ name = "test", command = { "%s" }, sandbox = { read = { "%s" } } }\n' \
+	    "$WEFT_TESTSERVER" "$T"
+	printf 'return w.tool{ name = "nap", server = "test", tool = "sleep", args = { ms = 0, ["until"] = "%s" } }\n' "$T/nap.go"
 } > "$T/nap.lua"
 "$WEFT" run "$T/nap.lua" --workers 1 -q > "$T/nap.out" 2>&1 &
 NAP=$!
 i=0
 until [ "$(sql "SELECT count(*) FROM events WHERE kind='tool.call'" 2>/dev/null)" = 1 ]; do
 	i=$((i + 1))
-	[ $i -lt 100 ] || fail "the nap run did not start"
+	[ $i -lt 1200 ] || fail "the nap run did not start"
 	sleep 0.05
 done
 run_weft "$T/out" "$T/err" gc --keep 0
 expect_rc 0 "gc while a run is in progress"
 expect_grep "$T/out" '^deleted 0 runs' "nothing deleted"
 expect_grep "$T/out" '^kept 1 selected' "the live run kept"
+: > "$T/nap.go"
 wait $NAP || fail "the nap run failed after gc"
 [ "$(sql "SELECT status FROM runs")" = succeeded ] || fail "the nap run finished"
 run_weft "$T/out" "$T/err" gc --keep 0
