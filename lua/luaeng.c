@@ -231,6 +231,19 @@ find_module(const char *module)
 	return NULL;
 }
 
+/* Load embedded module s: stripped, or whole with WEFT_LUA_DEBUG=1. */
+static int
+luaeng_load_source(lua_State *L, const struct luaeng_source *s)
+{
+	static int debug = -1;
+
+	if (debug == -1)
+		debug = getenv("WEFT_LUA_DEBUG") != NULL &&
+		    strcmp(getenv("WEFT_LUA_DEBUG"), "1") == 0;
+	return luaL_loadbufferx(L, debug ? s->dbg : s->src, debug ?
+	    s->dbglen : s->len, s->chunkname, "b");
+}
+
 /* core.module(name, ...): how a library module loads another one. */
 static int
 l_module(lua_State *L)
@@ -240,7 +253,7 @@ l_module(lua_State *L)
 
 	if ((s = find_module(name)) == NULL)
 		return luaL_error(L, "internal: no embedded module %s", name);
-	if (luaL_loadbufferx(L, s->src, s->len, s->chunkname, "b") != LUA_OK)
+	if (luaeng_load_source(L, s) != LUA_OK)
 		return lua_error(L);
 	lua_replace(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
@@ -259,7 +272,7 @@ load_module(struct luaeng *e, const char *module, int nargs, char *err,
 		errf(err, errlen, "internal: no embedded module %s", module);
 		return -1;
 	}
-	if (luaL_loadbufferx(L, s->src, s->len, s->chunkname, "b") != LUA_OK) {
+	if (luaeng_load_source(L, s) != LUA_OK) {
 		errf(err, errlen, "internal: %s", lua_tostring(L, -1));
 		lua_pop(L, 1 + nargs);
 		return -1;

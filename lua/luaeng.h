@@ -29,8 +29,10 @@ struct luaeng;
 struct luaeng_source {
 	const char	*module;	/* "weft", "weft.runner" */
 	const char	*chunkname;
-	const char	*src;
+	const char	*src;		/* bytecode without debug information */
 	size_t		 len;
+	const char	*dbg;		/* bytecode with it (WEFT_LUA_DEBUG) */
+	size_t		 dbglen;
 };
 extern const struct luaeng_source luaeng_sources[];
 

@@ -52,10 +52,18 @@ local function raise_kind(ctx, failure, fmt, ...)
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
   error(setmetatable({ path = ctx.path, kind = ctx.kind, msg = msg, failure = failure }, ERR), 0)
 end
+-- An error that is not a raise(): from workflow code (it names its
+-- file:line) or from the library, whose embedded bytecode has no line
+-- information (lua/luadump.c) unless WEFT_LUA_DEBUG=1: say so.
 local function as_err(e, ctx)
   if getmetatable(e) == ERR then return e end
+  local msg = tostring(e)
+  local lib = msg:match("^%?:%-1: (.*)$")
+  if lib then
+    msg = "weft library: " .. lib .. " (WEFT_LUA_DEBUG=1 names the line)"
+  end
   return setmetatable({ path = ctx and ctx.path or "", kind = ctx and ctx.kind or "run",
-                        msg = tostring(e) }, ERR)
+                        msg = msg }, ERR)
 end
 
 local function push(list, co, val)

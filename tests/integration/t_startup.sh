@@ -39,4 +39,19 @@ return w.sequential{ name = "s",
 EOF
 "$WEFT" run "$T/bad.lua" -q > "$T/out" 2> "$T/err" && fail "a bad workflow ran"
 grep -q 'bad.lua:2' "$T/err" || fail "the error does not name bad.lua:2: $(cat "$T/err")"
-ok "no workers without tasks; workers at the first tool call; library errors name their line"
+
+# An error inside the library itself (here a hook's bad answer reaches
+# it): the library is loaded without line information, so the message says
+# where it came from and how to get the line; WEFT_LUA_DEBUG=1 gives it.
+cat > "$T/lib.lua" <<'LUA'
+local w = require "weft"
+return w.agent{ name = "a", model = "scripted", script = { { text = "x" } },
+  hooks = { before_model = function() return { messages = 5 } end } }
+LUA
+"$WEFT" run "$T/lib.lua" -q > "$T/out" 2> "$T/err" && fail "the hook's bad answer passed"
+grep -q "agent 'a': weft library: attempt to get length of a number value .*(WEFT_LUA_DEBUG=1 names the line)" "$T/err" ||
+	fail "a library error without its hint: $(cat "$T/err")"
+WEFT_LUA_DEBUG=1 "$WEFT" run "$T/lib.lua" -q > "$T/out" 2> "$T/err" && fail "the hook's bad answer passed"
+grep -q "agent 'a': weft\.model:[0-9]*: attempt to get length" "$T/err" ||
+	fail "WEFT_LUA_DEBUG=1 does not name the library's line: $(cat "$T/err")"
+ok "no workers without tasks; workers at the first tool call; errors name the workflow's line, and the library's with WEFT_LUA_DEBUG=1"
