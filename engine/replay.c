@@ -46,8 +46,8 @@ struct replay {
 	char		*diverge;
 	int		 undescribed;	/* the script side is to come */
 	int		 legacy_lists;	/* tool lists keyed by node path */
-	int		 own;		/* loading the run itself, not a
-					   fork's parent */
+	int		 own;		/* loading the run being resumed,
+					   not one forked from */
 };
 
 static const char *const call_kinds[] = { "tool.call", "tool.list",
@@ -274,8 +274,8 @@ replay_on_outcome(struct replay *r, const struct store_event *ev, json_t *p)
 
 /*
  * A tool.progress event naming a remote task (an a2a.send's, recorded by
- * engine/coord_wire.c): kept on its call, the run's own only (a fork
- * sends its own messages).
+ * engine/coord_wire.c): kept on its call, for the run being resumed
+ * only (a fork sends its own messages, with its own messageIds).
  */
 static void
 replay_on_remote(struct replay *r, const struct store_event *ev)
@@ -384,7 +384,7 @@ replay_load_run(struct replay *r, struct store *st, const char *run_id,
 	if (rv != 0)
 		return rv;
 	json_object_clear(r->tasks);
-	r->own = depth == 0;
+	r->own = depth == 0 && upto <= 0;	/* resumed, not forked from */
 	r->upto = upto;
 	r->last_seq = 0;
 	r->last_task = 0;
