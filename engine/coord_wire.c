@@ -132,15 +132,40 @@ coord_worker_of(struct coord *c, json_t *params)
 }
 
 /*
- * MCP progress notifications a worker forwarded for task t (in a
- * heartbeat or with the outcome): one tool.progress event each, at most
- * 64 per message, fields checked (a worker is a trust boundary).
+ * An a2a.send's remote task, once its worker learns the id (item's
+ * "remote": {task, protocol}): kept in the tool.progress payload p, where
+ * a resume finds it (replay_remote) and asks for the task rather than
+ * sending the message again (docs/a2a.md, Durability).  Returns 1 when
+ * it is there, else 0.
  */
-static void
+static int
+coord_progress_remote(struct qtask *t, json_t *item, json_t *p)
+{
+	json_t *r = json_object_get(item, "remote");
+	json_t *id = json_object_get(r, "task");
+	const char *pv = json_string_value(json_object_get(r, "protocol"));
+
+	if (strcmp(t->kind, TASK_A2A_SEND) != 0 || !json_is_string(id) ||
+	    json_string_length(id) == 0 || json_string_length(id) > 256 ||
+	    pv == NULL || (strcmp(pv, "1.0") != 0 && strcmp(pv, "0.3") != 0))
+		return 0;
+	json_object_set_new(p, "remote", json_pack("{s:O, s:s}", "task", id,
+	    "protocol", pv));
+	return 1;
+}
+
+/*
+ * MCP progress notifications (and A2A updates) a worker forwarded for
+ * task t (in a heartbeat or with the outcome): one tool.progress event
+ * each, at most 64 per message, fields checked (a worker is a trust
+ * boundary).  Returns 1 when one names a remote task, else 0.
+ */
+static int
 coord_progress(struct qtask *t, json_t *items)
 {
 	json_t *it, *p, *v;
 	size_t i;
+	int remote = 0;
 
 	json_array_foreach(items, i, it) {
 		if (i >= 64)
@@ -154,10 +179,12 @@ coord_progress(struct qtask *t, json_t *items)
 		if (json_is_string(v = json_object_get(it, "message")) &&
 		    json_string_length(v) <= 512)
 			json_object_set(p, "message", v);
+		remote |= coord_progress_remote(t, it, p);
 		crun_event(t->owner, "tool.progress", t->span, 0, t->path,
 		    t->attempt, p, 0, 0);
 		json_decref(p);
 	}
+	return remote;
 }
 
 /* heartbeat: progress of tasks the worker still holds. */
@@ -174,8 +201,10 @@ coord_on_progress(struct coord *c, int wid, json_t *list)
 		t = coord_task_of(c, id);
 		if (t != NULL && t->state == QT_LEASED && t->worker == wid &&
 		    t->attempt == json_integer_value(json_object_get(it,
-		    "attempt")))
-			coord_progress(t, json_object_get(it, "progress"));
+		    "attempt")) && coord_progress(t, json_object_get(it,
+		    "progress")))
+			coord_kick(c);	/* a remote task id: committed now,
+					   not with the next other event */
 	}
 }
 

@@ -25,6 +25,8 @@ struct rstep {
 	int64_t		 from;		/* of the outcome event, 0: none */
 	json_t		*result;
 	json_t		*error;
+	json_t		*remote;	/* a2a.send: its remote task, from
+					   tool.progress (replay_remote) */
 	int		 used;
 };
 
@@ -44,6 +46,8 @@ struct replay {
 	char		*diverge;
 	int		 undescribed;	/* the script side is to come */
 	int		 legacy_lists;	/* tool lists keyed by node path */
+	int		 own;		/* loading the run being resumed,
+					   not one forked from */
 };
 
 static const char *const call_kinds[] = { "tool.call", "tool.list",
@@ -150,8 +154,9 @@ rstep_clear(struct rstep *s)
 	json_decref(s->args);
 	json_decref(s->result);
 	json_decref(s->error);
+	json_decref(s->remote);
 	s->name = NULL;
-	s->args = s->result = s->error = NULL;
+	s->args = s->result = s->error = s->remote = NULL;
 	s->args_key = NULL;
 	s->nmsg = 0;
 	s->from = 0;
@@ -182,6 +187,7 @@ replay_on_call(struct replay *r, const struct store_event *ev, json_t *p)
 	const char *path = json_string_value(json_object_get(p, "key"));
 	int call = (int)json_integer_value(json_object_get(p, "call"));
 	struct rstep *s;
+	json_t *remote = NULL;
 	char *key;
 
 	if (name == NULL || hash == NULL || strlen(hash) != 64)
@@ -206,8 +212,15 @@ replay_on_call(struct replay *r, const struct store_event *ev, json_t *p)
 		s->h = replay_key(s->path, call);
 		r->index[replay_slot(r, s->h, s->path, call)] =
 		    (int32_t)++r->nsteps;
-	} else
+	} else {
+		/* The same exchange again (a resume's attempt) keeps the
+		   remote task recorded for it until it reports its own. */
+		if (s->remote != NULL && strcmp(s->name, name) == 0 &&
+		    strcmp(s->hash, hash) == 0)
+			remote = json_incref(s->remote);
 		rstep_clear(s);
+	}
+	s->remote = remote;
 	s->name = xstrdup(name);
 	memcpy(s->hash, hash, 65);
 	replay_keep_args(s, p);
@@ -259,6 +272,34 @@ replay_on_outcome(struct replay *r, const struct store_event *ev, json_t *p)
 	s->from = ev->seq;
 }
 
+/*
+ * A tool.progress event naming a remote task (an a2a.send's, recorded by
+ * engine/coord_wire.c): kept on its call, for the run being resumed
+ * only (a fork sends its own messages, with its own messageIds).
+ */
+static void
+replay_on_remote(struct replay *r, const struct store_event *ev)
+{
+	json_t *p, *v, *rt;
+	char *key;
+
+	if (!r->own || ev->payload == NULL || strstr(ev->payload,
+	    "\"remote\"") == NULL || (p = json_loads(ev->payload, 0,
+	    NULL)) == NULL)
+		return;
+	rt = json_object_get(p, "remote");
+	key = xasprintf("%lld", (long long)json_integer_value(
+	    json_object_get(p, "task")));
+	if (json_is_string(json_object_get(rt, "task")) &&
+	    json_is_integer(json_object_get(p, "task")) &&
+	    (v = json_object_get(r->tasks, key)) != NULL) {
+		json_decref(r->steps[json_integer_value(v)].remote);
+		r->steps[json_integer_value(v)].remote = json_incref(rt);
+	}
+	free(key);
+	json_decref(p);
+}
+
 static int
 replay_event_cb(void *arg, const struct store_event *ev)
 {
@@ -276,6 +317,10 @@ replay_event_cb(void *arg, const struct store_event *ev)
 	if (strcmp(ev->kind, "run.start") == 0 ||
 	    strcmp(ev->kind, "run.resume") == 0)
 		json_object_clear(r->tasks);
+	if (strcmp(ev->kind, "tool.progress") == 0) {
+		replay_on_remote(r, ev);
+		return 0;
+	}
 	is_call = kind_in(ev->kind, call_kinds);
 	is_value = strcmp(ev->kind, "clock") == 0 ||
 	    strcmp(ev->kind, "random") == 0 ||
@@ -339,6 +384,7 @@ replay_load_run(struct replay *r, struct store *st, const char *run_id,
 	if (rv != 0)
 		return rv;
 	json_object_clear(r->tasks);
+	r->own = depth == 0 && upto <= 0;	/* resumed, not forked from */
 	r->upto = upto;
 	r->last_seq = 0;
 	r->last_task = 0;
@@ -454,6 +500,23 @@ replay_answer(struct replay *r, const char *path, int call,
 	*error = s->result == NULL ? s->error : NULL;
 	*from = s->from;
 	return 1;
+}
+
+json_t *
+replay_remote(struct replay *r, const char *path, const char *hash)
+{
+	size_t i;
+
+	if (r->mode != REPLAY_RESUME)
+		return NULL;
+	for (i = 0; i < r->nsteps; i++) {
+		struct rstep *s = &r->steps[i];
+
+		if (s->remote != NULL && s->from == 0 && strcmp(s->path,
+		    path) == 0 && strcmp(s->hash, hash) == 0)
+			return s->remote;
+	}
+	return NULL;
 }
 
 const char *

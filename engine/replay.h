@@ -56,6 +56,14 @@ int replay_answer(struct replay *, const char *path, int call,
  */
 char *replay_desc(const char *name, json_t *payload);
 
+/*
+ * REPLAY_RESUME: the remote task recorded for an a2a.send in flight when
+ * the run stopped (no outcome) at node path with arguments hash: its
+ * {task, protocol} (borrowed, valid until replay_free), else NULL.  The
+ * new attempt asks for that task rather than sending the message again.
+ */
+json_t *replay_remote(struct replay *, const char *path, const char *hash);
+
 /* Complete a divergence found with a NULL desc: the call made now. */
 void replay_describe(struct replay *, const char *desc);
 /* The first divergence seen, as text (NULL if none). */

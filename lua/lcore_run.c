@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "engine/coord.h"
+#include "engine/replay.h"
 #include "lua/luaeng_int.h"
 #include "lua/luajson.h"
 
@@ -161,6 +162,32 @@ l_submit_server(lua_State *L, struct jbuf *sv)
 	lua_pop(L, 1);
 }
 
+/*
+ * An a2a.send in flight when the run being resumed stopped, whose remote
+ * task the record has (replay_remote): "resume": {task, protocol} into
+ * its params pa, so the worker asks for that task rather than sending
+ * the message again.  The call's summary su (its key) stays the same.
+ */
+static void
+l_submit_resume(struct crun *c, const char *path, struct jbuf *su,
+    struct jbuf *pa)
+{
+	struct replay *rec = crun_replay(c);
+	char hash[65], *text;
+	json_t *rt;
+
+	if (rec == NULL)
+		return;
+	replay_hash(su->p, NULL, hash);
+	if ((rt = replay_remote(rec, path, hash)) == NULL ||
+	    (text = json_dumps(rt, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+		return;
+	jbuf_put(pa, "\"resume\":", 9);
+	jbuf_put(pa, text, strlen(text));
+	jbuf_put(pa, ",", 1);
+	free(text);
+}
+
 /* core.submit(kind, path, span, params, grant) -> ticket */
 static int
 l_submit(lua_State *L)
@@ -194,22 +221,6 @@ l_submit(lua_State *L)
 		luaeng_check_json_text(L, 7, "tool name", nm);
 	if (has_args)
 		luaeng_check_json_text(L, 8, "tool arguments", ar);
-	/* params, keys sorted as everywhere: arguments, name, server */
-	pa->len = 0;
-	jbuf_put(pa, "{", 1);
-	if (has_args) {
-		jbuf_put(pa, "\"arguments\":", 12);
-		jbuf_put(pa, ar->p, ar->len);
-		jbuf_put(pa, ",", 1);
-	}
-	if (has_name) {
-		jbuf_put(pa, "\"name\":", 7);
-		jbuf_put(pa, nm->p, nm->len);
-		jbuf_put(pa, ",", 1);
-	}
-	jbuf_put(pa, "\"server\":", 9);
-	jbuf_put(pa, sv->p, sv->len);
-	jbuf_put(pa, "}", 1);
 	su->len = 0;
 	jbuf_put(su, "\"server\":", 9);
 	if (jbuf_string(su, sname, strlen(sname), err, sizeof err) != 0)
@@ -222,6 +233,25 @@ l_submit(lua_State *L)
 		jbuf_put(su, ",\"arguments\":", 13);
 		jbuf_put(su, ar->p, ar->len);
 	}
+	/* params, keys sorted as everywhere: arguments, name, resume (an
+	   a2a.send's), server */
+	pa->len = 0;
+	jbuf_put(pa, "{", 1);
+	if (has_args) {
+		jbuf_put(pa, "\"arguments\":", 12);
+		jbuf_put(pa, ar->p, ar->len);
+		jbuf_put(pa, ",", 1);
+	}
+	if (has_name) {
+		jbuf_put(pa, "\"name\":", 7);
+		jbuf_put(pa, nm->p, nm->len);
+		jbuf_put(pa, ",", 1);
+	}
+	if (strcmp(luaL_checkstring(L, 1), "a2a.send") == 0)
+		l_submit_resume(c, luaL_checkstring(L, 2), su, pa);
+	jbuf_put(pa, "\"server\":", 9);
+	jbuf_put(pa, sv->p, sv->len);
+	jbuf_put(pa, "}", 1);
 	lua_pushinteger(L, crun_submit(c, luaL_checkstring(L, 1),
 	    luaL_checkstring(L, 2), luaL_optinteger(L, 3, 0), sname,
 	    has_name ? lua_tostring(L, 7) : NULL, pa->p, sv->p, su->p,

@@ -4,7 +4,8 @@
  *
  * The steps: GET the card, POST the message (a JSON answer, or an SSE
  * stream whose data lines are JSON-RPC answers), GetTask while the task
- * is not terminal.  libcurl calls on_data and on_done from inside its own
+ * is not terminal (a resume of an exchange whose task was recorded only
+ * asks GetTask).  libcurl calls on_data and on_done from inside its own
  * callbacks, where no request may be started: every next step is run
  * from the step event on the loop.
  */
@@ -28,6 +29,7 @@
 #define A2AC_MAX_REDIRECTS	5
 #define A2AC_MAX_HEADERS	40
 #define A2AC_MAX_SKILLS		64	/* kept of a card */
+#define A2AC_TASK_NOT_FOUND	-32001	/* TaskNotFoundError, both versions */
 
 enum a2ac_phase { PH_CARD, PH_SEND, PH_POLL, PH_CANCEL, PH_DONE };
 
@@ -44,6 +46,11 @@ struct a2ac {
 	json_t			*data;
 	int			 v1, streaming, sse_mode, redirects;
 	int			 stream_end;	/* a terminal event came */
+	int			 resuming;	/* asking for a recorded task,
+						   not answered yet */
+	json_int_t		 rpc_code;	/* of the last error answer */
+	char			*told;		/* the task id given to
+						   on_task */
 	double			 poll_s;
 	struct sse		*sse;
 	char			*acc;		/* a JSON answer so far */
@@ -302,12 +309,17 @@ static int
 a2ac_take(struct a2ac *c, json_t *r)
 {
 	const char *kind = json_string_value(json_object_get(r, "kind"));
+	const char *st, *id;
 	json_t *v;
 
 	if (!json_is_object(r))
 		goto bad;
 	if ((v = json_object_get(r, "task")) != NULL ||
-	    (kind != NULL && strcmp(kind, "task") == 0)) {
+	    (kind != NULL && strcmp(kind, "task") == 0) || (kind == NULL &&
+	    json_is_string(json_object_get(r, "id")) &&
+	    json_is_object(json_object_get(r, "status")))) {
+		/* A Task: wrapped (v1.0 answers and events), tagged
+		   (v0.3), or bare (v1.0 GetTask). */
 		a2ac_task(c, v != NULL ? v : r);
 	} else if ((v = json_object_get(r, "message")) != NULL &&
 	    json_object_get(v, "parts") != NULL) {
@@ -342,9 +354,19 @@ a2ac_take(struct a2ac *c, json_t *r)
 			    "artifactId")));
 	} else
 		goto bad;
-	return a2ac_state_final(json_string_value(json_object_get(c->task,
-	    "state")) ? json_string_value(json_object_get(c->task, "state")) :
-	    "unknown") ? 1 : 0;
+	st = json_string_value(json_object_get(c->task, "state"));
+	if (a2ac_state_final(st != NULL ? st : "unknown"))
+		return 1;
+	/* A task that goes on: its id, once, for the run to record. */
+	id = json_string_value(json_object_get(c->task, "id"));
+	if (id != NULL && c->o.on_task != NULL && (c->told == NULL ||
+	    strcmp(c->told, id) != 0)) {
+		free(c->told);
+		c->told = xstrdup(id);
+		c->o.on_task(c->o.arg, id, st != NULL ? st : "unknown",
+		    c->v1 ? "1.0" : "0.3");
+	}
+	return 0;
 bad:
 	c->fkind = FAIL_PROTOCOL;
 	a2ac_ferr(c, "the answer is not a task, a message or a task update");
@@ -369,6 +391,7 @@ a2ac_rpc(struct a2ac *c, const char *p, size_t n)
 	}
 	if (json_is_object(e = json_object_get(m, "error"))) {
 		c->fkind = FAIL_RPC;
+		c->rpc_code = json_integer_value(json_object_get(e, "code"));
 		a2ac_ferr(c, "error %lld: %s", (long long)json_integer_value(
 		    json_object_get(e, "code")), json_string_value(
 		    json_object_get(e, "message")) ? json_string_value(
@@ -790,6 +813,18 @@ a2ac_http_done_cb(void *arg, const struct http_result *res)
 	else {
 		r = a2ac_rpc(c, c->acc != NULL ? c->acc : res->body,
 		    c->acc != NULL ? c->nacc : res->len);
+		if (r < 0 && c->resuming && c->rpc_code ==
+		    A2AC_TASK_NOT_FOUND) {
+			/* The agent does not know the recorded task (it
+			   lost it): the message is sent after all, with
+			   the same messageId. */
+			c->resuming = 0;
+			json_object_clear(c->task);
+			c->phase = PH_SEND;
+			a2ac_later(c, 0);
+			return;
+		}
+		c->resuming = 0;
 		if (r == 0 && !json_is_string(json_object_get(c->task,
 		    "id"))) {
 			c->fkind = FAIL_PROTOCOL;
@@ -802,7 +837,8 @@ a2ac_http_done_cb(void *arg, const struct http_result *res)
 		return;
 	}
 	if (c->phase == PH_CARD) {
-		c->phase = c->o.card_only ? PH_DONE : PH_SEND;
+		c->phase = c->o.card_only ? PH_DONE : c->resuming ? PH_POLL :
+		    PH_SEND;
 		a2ac_later(c, 0);
 	} else if (r > 0) {
 		c->phase = PH_DONE;
@@ -904,6 +940,7 @@ a2ac_free(struct a2ac *c)
 	free(c->ctxid);
 	free(c->cancel_kind);
 	free(c->cancel_msg);
+	free(c->told);
 	json_decref(c->data);
 	json_decref(c->card);
 	json_decref(c->task);
@@ -982,6 +1019,11 @@ a2ac_start(const struct a2ac_opts *o, char *err, size_t errlen)
 	c->step = evtimer_new(o->base, a2ac_step_cb, c);
 	c->phase = PH_CARD;
 	c->o.card = NULL;
+	c->o.resume_task = NULL;
+	if (o->resume_task != NULL && !o->card_only && json_object_set_new(
+	    c->task, "id", json_string(o->resume_task)) == 0)
+		c->resuming = 1;	/* in flight when the run stopped:
+					   asked for, not sent */
 	if (o->card != NULL && !o->card_only) {
 		/* Recorded earlier in the run: not asked for again. */
 		if (a2ac_card_take(c, json_deep_copy(o->card)) != 0) {
@@ -989,7 +1031,7 @@ a2ac_start(const struct a2ac_opts *o, char *err, size_t errlen)
 			a2ac_free(c);
 			return NULL;
 		}
-		c->phase = PH_SEND;
+		c->phase = c->resuming ? PH_POLL : PH_SEND;
 	}
 	for (n = 0; o->headers != NULL && o->headers[n] != NULL &&
 	    n < A2AC_MAX_HEADERS; n++)

@@ -4,7 +4,8 @@
  * An exchange fetches the agent card, picks protocol v1.0 (or v0.3 when
  * the card offers only that), sends one message with SendMessage, or
  * SendStreamingMessage when the agent streams, and follows a task that is
- * not terminal with GetTask until it ends.  Everything runs on the
+ * not terminal with GetTask until it ends (or, resuming, only asks
+ * GetTask for a task recorded earlier).  Everything runs on the
  * caller's libevent loop through runtime/http.h.  Redirects are followed
  * only to the agent's own host; the card's endpoint must be on that host
  * too.  The answer is normalised across both versions:
@@ -59,8 +60,19 @@ struct a2ac_opts {
 	int			 card_only;	/* only read the card */
 	size_t			 max_response;	/* 0: A2AC_MAX_RESPONSE */
 	double			 max_stream_s;	/* 0: A2AC_MAX_STREAM_S */
+	/* A remote task id an earlier attempt recorded (on_task): the
+	   message is not sent again, the task is asked for (GetTask) until
+	   it ends; sent after all when the agent does not know it.  Needs
+	   card.  NULL: send the message. */
+	const char		*resume_task;
 	/* A status or artifact update, borrowed: progress of the task. */
 	void			(*on_progress)(void *arg, json_t *update);
+	/* The remote task's id, once it is first known while the task goes
+	   on (a stream's first task event, a non-terminal answer), with
+	   its state and the protocol ("1.0", "0.3"): what a resume gives
+	   as resume_task.  Borrowed; may be NULL. */
+	void			(*on_task)(void *arg, const char *id,
+				    const char *state, const char *protocol);
 	/* Once: the normalised answer, or an error {kind, message}. */
 	void			(*on_done)(void *arg, json_t *result,
 				    json_t *error);

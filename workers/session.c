@@ -326,10 +326,20 @@ worker_progress(struct wsession *s, json_t *params)
 void
 worker_task_progress(struct wtask *t, json_t *item)
 {
+	json_t *old, *next;
+
 	if (t->progress == NULL)
 		t->progress = json_array();
-	if (json_array_size(t->progress) >= WORKER_MAX_PROGRESS)
+	if (json_array_size(t->progress) >= WORKER_MAX_PROGRESS) {
+		/* An a2a.send's remote task id (task_a2a.c) is not dropped:
+		   the next item carries it. */
+		old = json_object_get(json_array_get(t->progress, 0),
+		    "remote");
+		next = json_array_get(t->progress, 1);
+		if (old != NULL && json_object_get(next, "remote") == NULL)
+			json_object_set(next, "remote", old);
 		json_array_remove(t->progress, 0);
+	}
 	json_array_append_new(t->progress, item);
 	/* Reported now, not at the next beat: one heartbeat in flight at a
 	   time, and its answer sends what came meanwhile. */

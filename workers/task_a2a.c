@@ -5,9 +5,12 @@
  *
  * params: {server: {name, agent, headers?, timeout?, max_response?,
  * stream_seconds?, card?}, name: "send", arguments: {text?, data?,
- * contextId?, n}}: a message, sent with the card the run recorded (card)
- * or after reading it.  With name "card" the task only reads the agent
- * card: the run records it once and gives it to its sends.
+ * contextId?, n}, resume?: {task, protocol}}: a message, sent with the
+ * card the run recorded (card) or after reading it.  With resume (the
+ * remote task an earlier attempt reported, in flight when the run
+ * stopped) the message is not sent again: that task is asked for.
+ * With name "card" the task only reads the agent card: the run records
+ * it once and gives it to its sends.
  * The headers carry credentials the coordinator read from its
  * environment; they are never part of what the run records.
  */
@@ -48,6 +51,28 @@ worker_a2a_progress_cb(void *arg, json_t *u)
 	    ": " : "", m != NULL ? m : "") : json_sprintf("artifact %.200s",
 	    a != NULL ? a : "(unnamed)"));
 	json_decref(u);
+	worker_task_progress(t, item);
+}
+
+/*
+ * The remote task's id, first known while it goes on: progress that
+ * carries it ("remote"), which the coordinator records for a resume.
+ */
+static void
+worker_a2a_task_cb(void *arg, const char *id, const char *state,
+    const char *protocol)
+{
+	struct wtask *t = arg;
+	json_t *msg = json_sprintf("task %.200s %s", id, state), *item;
+
+	if (msg == NULL)	/* the cut split a character */
+		msg = json_sprintf("task %s", state);
+	item = json_pack("{s:i, s:o, s:{s:s, s:s}}", "progress",
+	    t->nupdates + 1, "message", msg, "remote", "task", id,
+	    "protocol", protocol);
+	if (item == NULL)
+		return;
+	t->nupdates++;
 	worker_task_progress(t, item);
 }
 
@@ -99,6 +124,7 @@ worker_a2a_start(struct wtask *t, json_t *task, json_t *params)
 	struct worker *w = t->w;
 	json_t *srv = json_object_get(params, "server");
 	json_t *args = json_object_get(params, "arguments"), *v;
+	json_t *rs = json_object_get(params, "resume");
 	struct a2ac_opts o;
 	struct timeval tv;
 	char *hdrs[33], err[512], tp[56], *idem = NULL;
@@ -145,6 +171,11 @@ worker_a2a_start(struct wtask *t, json_t *task, json_t *params)
 	    "card") == 0;
 	if (json_is_object(v = json_object_get(srv, "card")))
 		o.card = v;
+	/* A recorded task of the card's protocol is asked for (GetTask). */
+	if (o.card != NULL && !o.card_only && json_is_string(json_object_get(
+	    rs, "task")) && json_equal(json_object_get(rs, "protocol"),
+	    json_object_get(o.card, "protocol")))
+		o.resume_task = json_string_value(json_object_get(rs, "task"));
 	if (json_is_integer(v = json_object_get(srv, "max_response")) &&
 	    json_integer_value(v) > 0)
 		o.max_response = (size_t)json_integer_value(v);
@@ -152,6 +183,7 @@ worker_a2a_start(struct wtask *t, json_t *task, json_t *params)
 	    json_number_value(v) > 0)
 		o.max_stream_s = json_number_value(v);
 	o.on_progress = worker_a2a_progress_cb;
+	o.on_task = worker_a2a_task_cb;
 	o.on_done = worker_a2a_done_cb;
 	o.arg = t;
 	t->timeout = t->task_timeout;

@@ -13,6 +13,13 @@
 //   fail ...     failed: "the agent broke"
 //   slow ...     working until cancelled (logs "cancel <taskId>")
 //   hold FILE    working until FILE exists, then completes
+//   quiet FILE   answers nothing (no task yet) until FILE exists, then
+//                completes
+//   later FILE   answers at once with a task in state working (the
+//                stream, if any, ends); the task completes in the task
+//                store, with an artifact "later: done", once FILE exists
+// Every JSON-RPC request on /rpc is logged too: {rpc: method, id:
+// params.id, traceparent}.
 // /redirect/* answers 307 to http://localhost:PORT/ (another host name).
 import express from "express";
 import fs from "node:fs";
@@ -32,6 +39,8 @@ const agentMsg = (s, ctx, task) => ({ messageId: "m-" + Math.random().toString(1
   extensions: [], referenceTaskIds: [] });
 const log = (o) => fs.appendFileSync(logFile, JSON.stringify(o) + "\n");
 const cancelled = new Set();
+const store = new InMemoryTaskStore();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function status(ctx, state, msg) {
   return AgentEvent.statusUpdate({ taskId: ctx.taskId, contextId: ctx.contextId,
@@ -51,6 +60,26 @@ const executor = {
     const datas = m.parts.filter((p) => p.content?.$case === "data").map((p) => p.content.value);
     log({ messageId: m.messageId, text: words, data: datas, contextId: ctx.contextId });
     const verb = words.split(/\s+/)[0];
+    if (verb === "later") {
+      // Answered now with a working task; completed later, out of band.
+      const file = words.split(/\s+/)[1];
+      bus.publish(AgentEvent.task({ id: ctx.taskId, contextId: ctx.contextId,
+        status: { state: TS.WORKING, message: undefined, timestamp: new Date().toISOString() },
+        artifacts: [], history: [m], metadata: undefined }));
+      (async () => {
+        while (!fs.existsSync(file)) await sleep(50);
+        const t = await store.load(ctx.taskId, ctx.context);
+        t.status = { state: TS.COMPLETED, message: undefined, timestamp: new Date().toISOString() };
+        t.artifacts = [{ artifactId: "result", name: "result", description: "",
+          parts: [text("later: done")], metadata: undefined, extensions: [] }];
+        await store.save(t, ctx.context);
+      })();
+      return;	// the SDK ends the bus: the answer is the working task
+    }
+    if (verb === "quiet") {
+      const file = words.split(/\s+/)[1];
+      while (!fs.existsSync(file)) await sleep(50);
+    }
     bus.publish(AgentEvent.task({ id: ctx.taskId, contextId: ctx.contextId,
       status: { state: TS.SUBMITTED, message: undefined, timestamp: undefined },
       artifacts: [], history: [m], metadata: undefined }));
@@ -59,6 +88,9 @@ const executor = {
       bus.publish(status(ctx, TS.INPUT_REQUIRED, "Which city?"));
     } else if (verb === "fail") {
       bus.publish(status(ctx, TS.FAILED, "the agent broke"));
+    } else if (verb === "quiet") {
+      bus.publish(artifact(ctx, "result", text("held: done")));
+      bus.publish(status(ctx, TS.COMPLETED));
     } else if (verb === "slow" || verb === "hold") {
       const file = words.split(/\s+/)[1];
       while (!cancelled.has(ctx.taskId) && !(verb === "hold" && fs.existsSync(file)))
@@ -115,7 +147,7 @@ const server = app.listen(0, "127.0.0.1", () => {
                inputModes: [], outputModes: [], securityRequirements: [] }],
     signatures: [],
   };
-  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
+  const handler = new DefaultRequestHandler(card, store, executor);
   app.use((req, res, next) => {
     if (req.path.startsWith("/redirect"))
       return res.redirect(307, `http://localhost:${port}` + req.path.slice(9));
@@ -128,7 +160,10 @@ const server = app.listen(0, "127.0.0.1", () => {
   });
   app.use("/.well-known/agent-card.json", agentCardHandler({ agentCardProvider: handler,
     legacyCompat: { enabled: true } }));
-  app.use("/rpc", express.json(), jsonRpcHandler({ requestHandler: handler,
+  app.use("/rpc", express.json(), (req, res, next) => {
+    log({ rpc: req.body?.method, id: req.body?.params?.id, traceparent: req.get("traceparent") || "" });
+    next();
+  }, jsonRpcHandler({ requestHandler: handler,
     userBuilder: UserBuilder.noAuthentication, legacyCompat: { enabled: true } }));
   fs.writeFileSync(portFile + ".tmp", String(port));
   fs.renameSync(portFile + ".tmp", portFile);

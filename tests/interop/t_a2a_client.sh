@@ -267,20 +267,26 @@ expect_grep "$T/out" 'identical' "replay is identical"
 [ "$(grep -c messageId "$T/plain.log")" = "$before" ] || fail "replay must not call the agent"
 ok "offline replay answers from the record"
 
-# kill -9 while the remote call is in flight, then resume: the agent
-# receives the message again with the same messageId, and the run ends.
-wf hold "http://127.0.0.1:$P_v1" "hold $T/release"
+# kill -9 while the remote call is in flight, before the agent told its
+# task's id (it answers nothing until released), then resume: no remote
+# task was recorded, so the agent receives the message again with the
+# same messageId, and the run ends.  (With a recorded task id the resume
+# asks GetTask instead: t_a2a_resume.sh.)
+wf hold "http://127.0.0.1:$P_v1" "quiet $T/release"
 "$WEFT" run "$T/hold.lua" --input '{}' >"$T/hold.out" 2>&1 &
 HPID=$!
-wait_for_grep "$T/v1.log" '"text":"hold ' "the held message reached the agent"
+wait_for_grep "$T/v1.log" '"text":"quiet ' "the held message reached the agent"
 kill -9 "$HPID"
 wait "$HPID" 2>/dev/null
 RUN=$(last_run)
+[ "$(sql "SELECT count(*) FROM events WHERE run_id = '$RUN' AND json_extract(payload, '$.remote') IS NOT NULL")" = 0 ] ||
+	fail "no remote task id is recorded before the agent answers"
 touch "$T/release"
 run_weft "$T/out" "$T/err" resume "$RUN"
 expect_rc 0 "resume after kill -9"
 expect_grep "$T/out" 'held: done' "the resumed run has the answer"
-ids=$(grep '"text":"hold ' "$T/v1.log" | sed 's/.*"messageId":"\([^"]*\)".*/\1/' | sort -u | wc -l)
+[ "$(grep -c '"text":"quiet ' "$T/v1.log")" = 2 ] || fail "the message is sent again on resume"
+ids=$(grep '"text":"quiet ' "$T/v1.log" | sed 's/.*"messageId":"\([^"]*\)".*/\1/' | sort -u | wc -l)
 [ "$ids" = 1 ] || fail "the resent message has the same messageId ($ids ids)"
 ok "kill -9 then resume: the message is resent with the same messageId"
 for p in $PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done

@@ -242,6 +242,58 @@ test_replay_many_steps_one_node(void **state)
 	replay_free(r);
 }
 
+/*
+ * An a2a.send in flight at a crash whose remote task id a tool.progress
+ * event recorded ("remote"): a resume finds it by path and arguments
+ * hash, also after a resume that made the call again and crashed before
+ * its first update; not once the call has an outcome, not for a fork,
+ * not offline.  Progress without "remote" (older records) names none.
+ */
+static void
+test_replay_remote_task_of_call_in_flight(void **state)
+{
+	struct fx *f = *state;
+	struct replay *r;
+	char e[256];
+
+	ev(f, "r1", "run.start", 0, "", "{}");
+	ev(f, "r1", "tool.call", 1, "n", "{\"task\":1,\"call\":0,\"hash\":\""
+	    H1 "\",\"step\":\"a2a.send:p/send\",\"arguments\":{\"n\":1}}");
+	ev(f, "r1", "tool.progress", 1, "n", "{\"task\":1,\"progress\":1,"
+	    "\"remote\":{\"task\":\"T1\",\"protocol\":\"1.0\"}}");
+	ev(f, "r1", "tool.result", 1, "n", "{\"task\":1,\"result\":{}}");
+	ev(f, "r1", "tool.call", 2, "m", "{\"task\":2,\"call\":0,\"hash\":\""
+	    H2 "\",\"step\":\"a2a.send:p/send\",\"arguments\":{\"n\":1}}");
+	ev(f, "r1", "tool.progress", 2, "m", "{\"task\":2,\"progress\":1,"
+	    "\"message\":\"working\"}");
+	ev(f, "r1", "tool.progress", 2, "m", "{\"task\":2,\"progress\":2,"
+	    "\"remote\":{\"task\":\"T2\",\"protocol\":\"0.3\"}}");
+	/* crash; resume makes m/0 again (task 3), crash before its update */
+	ev(f, "r1", "run.resume", 0, "", "{}");
+	ev(f, "r1", "tool.call", 3, "m", "{\"task\":3,\"call\":0,\"hash\":\""
+	    H2 "\",\"step\":\"a2a.send:p/send\",\"arguments\":{\"n\":1}}");
+	ev(f, "r1", "tool.call", 3, "o", "{\"task\":4,\"call\":0,\"hash\":\""
+	    H2 "\",\"step\":\"a2a.send:p/send\",\"arguments\":{\"n\":1}}");
+	ev(f, "r1", "tool.progress", 3, "o", "{\"task\":4,\"progress\":1}");
+	r = replay_load(f->st, "r1", REPLAY_RESUME, 0, e, sizeof e);
+	assert_non_null(r);
+	assert_non_null(replay_remote(r, "m", H2));
+	assert_string_equal(json_string_value(json_object_get(replay_remote(r,
+	    "m", H2), "task")), "T2");
+	assert_string_equal(json_string_value(json_object_get(replay_remote(r,
+	    "m", H2), "protocol")), "0.3");
+	assert_null(replay_remote(r, "m", H1));		/* other arguments */
+	assert_null(replay_remote(r, "n", H1));		/* it has a result */
+	assert_null(replay_remote(r, "o", H2));		/* none recorded */
+	replay_free(r);
+	r = replay_load(f->st, "r1", REPLAY_RESUME, 8, e, sizeof e);
+	assert_null(replay_remote(r, "m", H2));		/* a fork's source */
+	replay_free(r);
+	r = replay_load(f->st, "r1", REPLAY_OFFLINE, 0, e, sizeof e);
+	assert_null(replay_remote(r, "m", H2));
+	replay_free(r);
+}
+
 static void
 test_replay_hash_separates_its_parts(void **state)
 {
@@ -271,6 +323,9 @@ main(void)
 		    test_replay_fork_follows_parent_up_to_seq, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay_many_steps_one_node,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_replay_remote_task_of_call_in_flight, setup,
+		    teardown),
 		cmocka_unit_test(test_replay_hash_separates_its_parts),
 	};
 
