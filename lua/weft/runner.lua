@@ -227,9 +227,16 @@ local resolve_tools, tools_epoch = T.resolve_tools, T.epoch
 local exec = {}
 local run_node
 
--- Model calls: lua/weft/model.lua.
-local M = core.module("weft.model", core, raise, copy_list, state_proxy, stats)
-local model_call, model_opts, ask_model = M.call, M.opts, M.ask
+-- Model calls: lua/weft/model.lua, loaded by the first model call (a
+-- graph without agents does without it, as without the agent loop).
+local M
+local function model_module()
+  M = M or core.module("weft.model", core, raise, copy_list, state_proxy, stats)
+  return M
+end
+local function model_call(...) return model_module().call(...) end
+local function model_opts(...) return model_module().opts(...) end
+local function ask_model(...) return model_module().ask(...) end
 
 
 
