@@ -127,15 +127,28 @@ stop_fake() {
 }
 
 
-# wait_for_grep FILE ERE WHAT: wait until FILE has a line matching ERE
-# (polling; the bound of 120 s is only a safety net, never an ordering).
-wait_for_grep() {
-	_n=0
-	until grep -Eq -- "$2" "$1" 2>/dev/null; do
-		_n=$((_n + 1))
-		[ "$_n" -lt 1200 ] || fail "$3: no line /$2/ in $1 after 120 s"
+# wait_until WHAT CMD...: wait until CMD succeeds (polling; the bound of
+# 120 s is only a safety net, never an ordering).  Its variables are its
+# own (_wu_*): CMD may read the caller's.
+wait_until() {
+	_wu_what=$1
+	shift
+	_wu_n=0
+	until "$@"; do
+		_wu_n=$((_wu_n + 1))
+		[ "$_wu_n" -lt 1200 ] || fail "$_wu_what: not after 120 s"
 		sleep 0.1
 	done
+}
+
+# sql_is QUERY VALUE: the store answers QUERY with VALUE (for wait_until).
+sql_is() {
+	[ "$(sql "$1" 2>/dev/null)" = "$2" ]
+}
+
+# wait_for_grep FILE ERE WHAT: wait until FILE has a line matching ERE.
+wait_for_grep() {
+	wait_until "$3: no line /$2/ in $1" grep -Eqs -- "$2" "$1"
 }
 
 # serve_wait: after starting `weft serve --listen 127.0.0.1:0 ...` in the

@@ -385,12 +385,7 @@ export WEFT_DB="$T/live.db"
 } > "$T/nap.lua"
 "$WEFT" run "$T/nap.lua" --workers 1 -q > "$T/nap.out" 2>&1 &
 NAP=$!
-i=0
-until [ "$(sql "SELECT count(*) FROM events WHERE kind='tool.call'" 2>/dev/null)" = 1 ]; do
-	i=$((i + 1))
-	[ $i -lt 1200 ] || fail "the nap run did not start"
-	sleep 0.05
-done
+wait_until "the nap run's tool call" sql_is "SELECT count(*) FROM events WHERE kind='tool.call'" 1
 run_weft "$T/out" "$T/err" gc --keep 0
 expect_rc 0 "gc while a run is in progress"
 expect_grep "$T/out" '^deleted 0 runs' "nothing deleted"

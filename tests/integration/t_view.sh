@@ -12,26 +12,9 @@ trap '_rc=$?; for p in $NAP $VIEW_PID $VIEW $SPID; do kill "$p" 2>/dev/null; don
 
 command -v curl >/dev/null || { echo "SKIP: curl missing"; exit 77; }
 
-# A run with a tool call, hostile text in a tool result and a model
-# answer, and two state writes.
-{
-	echo 'local w = require "weft"'
-	testserver_decl
-	cat <<'LUA'
-return w.sequential{ name = "flow",
-  w.agent{ name = "writer", model = "scripted", output_key = "answer",
-    instruction = "Write.", tools = { w.mcp("test", { only = { "echo" } }) },
-    script = { { tool_calls = { { name = "echo",
-                 args = { message = "<img src=x onerror=alert(1)>" } } } },
-               { text = "<script>window.__pwned = 1</script>done" } } },
-  w.tool{ name = "second", server = "test", tool = "echo",
-    args = { message = "two" }, output_key = "second" },
-}
-LUA
-} > "$T/flow.lua"
-run_weft "$T/out" "$T/err" run "$T/flow.lua" --input '{"topic":"x"}'
-[ "$RC" -eq 0 ] || { cat "$T/err" >&2; fail "the run failed"; }
-RUN=$(last_run)
+# The run the viewer looks at (tests/viewer/lib_view.sh).
+. "$WEFT_SRCDIR/tests/viewer/lib_view.sh"
+view_flow_run
 
 # start_view ARGS...: weft view in the background; sets VIEW_PID and URL.
 start_view() {

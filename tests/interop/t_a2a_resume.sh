@@ -10,18 +10,6 @@
 . "$WEFT_SRCDIR/tests/integration/lib.sh"
 . "$WEFT_SRCDIR/tests/interop/lib_a2a.sh"
 
-# until_true WHAT CMD...: poll CMD (bound: 120 s, a safety net only).
-until_true() {
-	_what=$1
-	shift
-	_k=0
-	until "$@"; do
-		_k=$((_k + 1))
-		[ "$_k" -lt 1200 ] || fail "$_what: not after 120 s"
-		sleep 0.1
-	done
-}
-
 # The remote task id recorded for run $RUN's exchange, in TASK.
 recorded_task() {
 	TASK=$(sql "SELECT json_extract(payload, '\$.remote.task') FROM events
@@ -56,9 +44,9 @@ LUA
 	PREV=$(last_run 2>/dev/null)
 	"$WEFT" run "$T/$_n.lua" --input '{}' >"$T/$_n.run" 2>&1 &
 	HPID=$!
-	until_true "the run of $_n started" newest_run
+	wait_until "the run of $_n started" newest_run
 	# Recorded in the store while the exchange goes on.
-	until_true "the remote task id of $_n is recorded" recorded_task
+	wait_until "the remote task id of $_n is recorded" recorded_task
 	[ "$(sql "SELECT json_extract(payload, '\$.remote.protocol') FROM events WHERE run_id = '$RUN' AND kind = 'tool.progress' AND json_extract(payload, '\$.remote.task') = '$TASK'" | head -1)" = "$_pv" ] ||
 		fail "$_n: the recorded task names its protocol $_pv"
 	kill -9 "$HPID"
@@ -68,7 +56,7 @@ LUA
 	[ -n "$TP1" ] || fail "$_n: the send carries a traceparent"
 	"$WEFT" resume "$RUN" >"$T/$_n.out" 2>"$T/$_n.err" &
 	RPID=$!
-	until_true "$_n: the resume asks GetTask for task $TASK" resumed_get
+	wait_until "$_n: the resume asks GetTask for task $TASK" resumed_get
 	touch "$T/$_n.release"
 	RC=0
 	wait "$RPID" || RC=$?

@@ -241,12 +241,7 @@ rm -f "$T/go"
 "$WEFT" run "$T/flow.lua" >"$T/k.out" 2>"$T/k.err" &
 KRUN=$!
 PIDS="$PIDS $KRUN"
-_n=0
-until [ "$(sql "SELECT count(*) FROM events e JOIN runs r ON r.id = e.run_id WHERE r.status = 'running' AND e.kind = 'tool.call' AND e.node_path LIKE '%wait'")" = 1 ]; do
-	_n=$((_n + 1))
-	[ "$_n" -lt 1200 ] || fail "the run never reached its waiting tool"
-	sleep 0.1
-done
+wait_until "the run at its waiting tool" sql_is "SELECT count(*) FROM events e JOIN runs r ON r.id = e.run_id WHERE r.status = 'running' AND e.kind = 'tool.call' AND e.node_path LIKE '%wait'" 1
 kid=$(sql "SELECT id FROM runs WHERE status = 'running'")
 kill -9 "$KRUN"
 wait "$KRUN" 2>/dev/null || true

@@ -22,24 +22,8 @@ if ! command -v node >/dev/null 2>&1 ||
 fi
 export CHROMIUM WEFT
 
-{
-	echo 'local w = require "weft"'
-	testserver_decl
-	cat <<'LUA'
-return w.sequential{ name = "flow",
-  w.agent{ name = "writer", model = "scripted", output_key = "answer",
-    instruction = "Write.", tools = { w.mcp("test", { only = { "echo" } }) },
-    script = { { tool_calls = { { name = "echo",
-                 args = { message = "<img src=x onerror=alert(1)>" } } } },
-               { text = "<script>window.__pwned = 1</script>done" } } },
-  w.tool{ name = "second", server = "test", tool = "echo",
-    args = { message = "two" }, output_key = "second" },
-}
-LUA
-} > "$T/flow.lua"
-run_weft "$T/out" "$T/err" run "$T/flow.lua" --input '{"topic":"x"}'
-[ "$RC" -eq 0 ] || { cat "$T/err" >&2; fail "the run failed"; }
-RUN=$(last_run)
+. "$WEFT_SRCDIR/tests/viewer/lib_view.sh"
+view_flow_run
 SEQ=$(sql "SELECT min(seq) FROM events WHERE run_id='$RUN' AND kind='state.write'")
 
 # The same workflow, its second call changed: weft replay of the first run
